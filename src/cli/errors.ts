@@ -1,0 +1,50 @@
+/**
+ * Every failure a CLI command reports is a CliError: a stable machine-readable
+ * code, a sentence for humans, and a hint that says what to do next.
+ * Usage errors exit with 2, everything else with 1.
+ */
+export const ErrorCode = {
+  InvalidArgument: "invalid_argument",
+  Usage: "usage",
+  NotFound: "not_found",
+  AlreadyExists: "already_exists",
+  NotRunning: "not_running",
+  ConnectionFailed: "connection_failed",
+  Unauthorized: "unauthorized",
+  RateLimited: "rate_limited",
+  Timeout: "timeout",
+  Internal: "internal",
+} as const;
+export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
+  invalid_argument: "an argument or option is malformed (exit 1)",
+  usage: "the command line does not match the command's usage (exit 2)",
+  not_found: "the named node, hostname, port or object does not exist or is not visible to you",
+  already_exists: "the thing to create exists already (a running daemon, a taken hostname)",
+  not_running: "the local daemon (or gateway) is not running",
+  connection_failed: "a peer, the daemon or the registry could not be reached",
+  unauthorized: "the registry or peer refused the request's signature or trust",
+  rate_limited: "too many requests; wait and retry",
+  timeout: "the operation did not finish in time",
+  internal: "an unexpected failure; the message has details",
+};
+
+export class CliError extends Error {
+  constructor(
+    readonly code: ErrorCodeName,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = "CliError";
+  }
+
+  get exitCode(): number {
+    return this.code === ErrorCode.Usage ? 2 : 1;
+  }
+}
+
+export function usageError(message: string, hint?: string): CliError {
+  return new CliError(ErrorCode.Usage, message, hint);
+}
