@@ -7,8 +7,9 @@
  *   new CipherState(); cs.initializeKey(k); cs.encryptWithAd(ad, pt); cs.decryptWithAd(ad, ct) -> Uint8Array | null
  *   new SymmetricState(protocolName); mixKey / mixHash / encryptAndHash / decryptAndHash / split
  *   new HandshakeState({ pattern, initiator, prologue, staticKey?, ephemeralKey?, remoteStatic?, random? })
- *     hs.writeMessage(payload): Uint8Array
- *     hs.readMessage(message): Result<Uint8Array>       never throws on hostile input
+ *     hs.writeMessage(payload, random?): Uint8Array
+ *     hs.readMessage(message): Result<Uint8Array>       never throws on hostile input; a failed
+ *                                                       message leaves the state untouched
  *     hs.isComplete(), hs.split(): [initiatorToResponder, responderToInitiator] raw 32-byte keys
  *     hs.handshakeHash(), hs.remoteStaticKey()
  *
@@ -82,6 +83,15 @@ export class CipherState {
     return this.key !== null;
   }
 
+  snapshot(): { key: KeyObject | null; nonce: number } {
+    return { key: this.key, nonce: this.nonce };
+  }
+
+  restore(saved: { key: KeyObject | null; nonce: number }): void {
+    this.key = saved.key;
+    this.nonce = saved.nonce;
+  }
+
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     if (this.key === null) return plaintext.slice();
     if (this.nonce >= MAX_NONCE) throw new Error("Noise cipher nonce exhausted");
@@ -150,23 +160,42 @@ export class SymmetricState {
   handshakeHash(): Uint8Array {
     return this.hash.slice();
   }
+
+  snapshot(): SymmetricSnapshot {
+    return { chainingKey: this.chainingKey, hash: this.hash, cipher: this.cipher.snapshot() };
+  }
+
+  restore(saved: SymmetricSnapshot): void {
+    this.chainingKey = saved.chainingKey;
+    this.hash = saved.hash;
+    this.cipher.restore(saved.cipher);
+  }
 }
 
-interface KeyPair {
+interface SymmetricSnapshot {
+  chainingKey: Uint8Array;
+  hash: Uint8Array;
+  cipher: { key: KeyObject | null; nonce: number };
+}
+
+/** An X25519 key pair with its private half already a KeyObject (build once, reuse). */
+export interface StaticKeyPair {
   readonly privateKey: KeyObject;
   readonly publicKey: Uint8Array;
 }
 
-function keyPair(privateRaw: Uint8Array): KeyPair {
+export function staticKeyPair(privateRaw: Uint8Array): StaticKeyPair {
   return { privateKey: x25519PrivateKey(privateRaw), publicKey: x25519PublicFromPrivate(privateRaw) };
 }
+
+const keyPair = staticKeyPair;
 
 export interface HandshakeOptions {
   readonly pattern: HandshakePattern;
   readonly initiator: boolean;
   readonly prologue: Uint8Array;
-  /** Our static X25519 private key, raw (patterns with `s` on our side). */
-  readonly staticKey?: Uint8Array;
+  /** Our static X25519 key: raw private bytes, or a prebuilt pair (patterns with `s` on our side). */
+  readonly staticKey?: Uint8Array | StaticKeyPair;
   /** A fixed ephemeral private key (test vectors); otherwise drawn from `random`. */
   readonly ephemeralKey?: Uint8Array;
   /** The peer's static X25519 public key when the pattern pre-shares it. */
@@ -179,18 +208,18 @@ export class HandshakeState {
   private readonly pattern: HandshakePattern;
   private readonly initiator: boolean;
   private readonly random: RandomSource;
-  private readonly s: KeyPair | null;
-  private e: KeyPair | null;
+  private readonly s: StaticKeyPair | null;
+  private e: StaticKeyPair | null;
   private rs: Uint8Array | null;
   private re: Uint8Array | null = null;
   private index = 0;
-  private failed = false;
 
   constructor(options: HandshakeOptions) {
     this.pattern = options.pattern;
     this.initiator = options.initiator;
     this.random = options.random ?? secureRandom;
-    this.s = options.staticKey ? keyPair(options.staticKey) : null;
+    const s = options.staticKey;
+    this.s = s === undefined ? null : s instanceof Uint8Array ? keyPair(s) : s;
     this.e = options.ephemeralKey ? keyPair(options.ephemeralKey) : null;
     this.rs = options.remoteStatic ? options.remoteStatic.slice() : null;
     this.symmetric = new SymmetricState(protocolName(options.pattern));
@@ -241,14 +270,14 @@ export class HandshakeState {
     return x25519(local.privateKey, remote);
   }
 
-  writeMessage(payload: Uint8Array): Uint8Array {
-    if (this.failed) throw new Error("handshake already failed");
+  /** Writes our next message; `random` overrides the constructor's source for a fresh ephemeral. */
+  writeMessage(payload: Uint8Array, random: RandomSource = this.random): Uint8Array {
     if (!this.isMyTurn()) throw new Error("not our turn to write a handshake message");
     const parts: Uint8Array[] = [];
     for (const token of this.pattern.messages[this.index]!) {
       switch (token) {
         case "e":
-          if (!this.e) this.e = keyPair(this.random(KEY_SIZE));
+          if (!this.e) this.e = keyPair(random(KEY_SIZE));
           parts.push(this.e.publicKey);
           this.symmetric.mixHash(this.e.publicKey);
           break;
@@ -273,18 +302,26 @@ export class HandshakeState {
     return out;
   }
 
-  /** Processes the peer's next message; on failure this state is dead and must be discarded. */
+  /**
+   * Processes the peer's next message. A message that fails leaves the state
+   * exactly as it was (as if it never arrived), so forged or corrupted
+   * messages cannot kill a handshake in progress.
+   */
   readMessage(message: Uint8Array): Result<Uint8Array> {
-    if (this.failed) return fail("handshake_failed", "handshake already failed");
     if (this.isComplete() || this.isMyTurn()) return fail("unexpected_message", "not expecting a handshake message now");
+    const saved = { symmetric: this.symmetric.snapshot(), re: this.re, rs: this.rs };
+    let result: Result<Uint8Array>;
     try {
-      const result = this.read(message);
-      if (!result.ok) this.failed = true;
-      return result;
+      result = this.read(message);
     } catch (error) {
-      this.failed = true;
-      return fail("bad_key", `handshake key agreement failed: ${(error as Error).message}`);
+      result = fail("bad_key", `handshake key agreement failed: ${(error as Error).message}`);
     }
+    if (!result.ok) {
+      this.symmetric.restore(saved.symmetric);
+      this.re = saved.re;
+      this.rs = saved.rs;
+    }
+    return result;
   }
 
   private read(message: Uint8Array): Result<Uint8Array> {
