@@ -1,0 +1,663 @@
+/**
+ * The tunnel session with one remote node, as a pure state machine (sans I/O):
+ * the shell feeds it datagrams, outgoing Pilot packets and the time, and
+ * drains what it produced. It never touches a socket, a timer or a clock.
+ *
+ *   const peer = new Peer<E>({ localAddress, remoteAddress, local, remoteIdentityKey, indices,
+ *                              timestamps, endpoint?, random?, timers?, queueLimit?, persistentKeepalive? })
+ *   peer.send(pilotPacket, now)              seal, or queue (bounded) and start a handshake
+ *   peer.receive(datagram, endpoint, now)    any tunnel frame addressed to this peer
+ *   peer.receiveInitiation(pending, endpoint, now)   an initiation the shell already decrypted
+ *                                            (consumeInitiation) and matched to this peer's address
+ *   peer.connect(now)                        start a handshake without waiting for traffic
+ *   peer.setEndpoint(endpoint, now)          trusted control-plane news (registry, beacon)
+ *   peer.tick(now) / peer.nextTimeout()      timers: retries, keepalive, rekey, key expiry
+ *   peer.takeTransmits(): { endpoint, frame }[]   datagrams to send
+ *   peer.takeDelivered(): Uint8Array[]       authenticated Pilot packets from this peer
+ *   peer.takeEvents(): PeerEvent<E>[]        established / handshake_failed / endpoint_changed / keys_expired
+ *   peer.stats                               counters, including every drop reason
+ *
+ * `E` is the shell's opaque endpoint (e.g. "ip:port"). Times are milliseconds
+ * on any monotonic clock. The shell routes by the receiver index of responses
+ * and data frames (`indices.lookup`) and by the claimed address of initiations.
+ *
+ * Security rules this enforces:
+ * - nothing but handshake frames and AEAD-sealed data frames is ever sent;
+ *   packets wait in the queue until a session exists;
+ * - every received byte is authenticated before it changes any state: forged
+ *   frames move no replay window, reset no session, change no endpoint;
+ * - a handshake message alone never changes the endpoint: only an
+ *   authenticated data frame that is the newest seen does (roaming);
+ * - an initiation is accepted only with a timestamp newer than the last
+ *   accepted one, so a replayed initiation does nothing, and a new responder
+ *   session is used for sending only once the initiator's first data frame
+ *   proves the initiator holds it;
+ * - a decrypted packet must name this peer's address as its source.
+ */
+import { DataSession } from "../crypto/data-session.ts";
+import {
+  acceptInitiation,
+  consumeInitiation,
+  consumeResponse,
+  createInitiation,
+  remoteHandshakeKeys,
+  type InitiatorHandshake,
+  type LocalHandshakeKeys,
+  type PendingInitiation,
+  type RemoteHandshakeKeys,
+} from "../crypto/handshake.ts";
+import { secureRandom, type RandomSource } from "../crypto/noise.ts";
+import { compareTimestamps, type TimestampClock } from "../crypto/timestamp.ts";
+import { writeAddress, type Address } from "../protocol/address.ts";
+import { HEADER_SIZE } from "../protocol/packet.ts";
+import {
+  DATA_HEADER_SIZE,
+  decodeTunnelFrame,
+  MAX_TUNNEL_PLAINTEXT,
+  MIN_DATA_FRAME,
+  TAG_SIZE,
+  TunnelMessage,
+  type ResponseFrame,
+} from "../protocol/tunnel-frame.ts";
+import type { IndexTable } from "./index-table.ts";
+import { DEFAULT_TIMERS, deadPeerTimeout, receiveRekeyTime, type TunnelTimers } from "./timers.ts";
+
+export const DEFAULT_QUEUE_LIMIT = 256;
+const EMPTY = new Uint8Array(0);
+
+export type DropReason =
+  /** Not a tunnel frame at all (a plaintext Pilot packet, junk, a bad length). */
+  | "malformed"
+  /** A beacon message handed to a peer. */
+  | "unexpected_beacon"
+  /** A data frame for an index that is not one of our sessions with this peer. */
+  | "unknown_index"
+  /** A data frame for a session past its lifetime. */
+  | "expired_session"
+  | "replay"
+  | "auth_failed"
+  | "counter_limit"
+  /** Authenticated, but the Pilot packet inside claims another source address. */
+  | "wrong_source"
+  /** Authenticated, but too short to be a Pilot packet. */
+  | "short_packet"
+  /** An initiation that failed mac1 or decryption. */
+  | "bad_initiation"
+  /** An initiation from another address than this peer's. */
+  | "wrong_peer"
+  /** An initiation whose static key is not this peer's pinned identity. */
+  | "wrong_identity"
+  /** An initiation with a timestamp not newer than the last accepted one (replay). */
+  | "stale_initiation"
+  | "initiation_flood"
+  /** A response when we have no handshake with that index (late, duplicate or replayed). */
+  | "unexpected_response"
+  | "bad_response"
+  /** Outgoing packets: dropped from a full queue, or with the queue when a handshake gave up. */
+  | "queue_overflow"
+  | "handshake_timeout";
+
+export interface PeerStats {
+  framesSent: number;
+  framesReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  packetsDelivered: number;
+  keepalivesSent: number;
+  keepalivesReceived: number;
+  initiationsSent: number;
+  responsesSent: number;
+  handshakesCompleted: number;
+  handshakesFailed: number;
+  endpointChanges: number;
+  readonly drops: Record<DropReason, number>;
+}
+
+export interface Transmit<E> {
+  readonly endpoint: E;
+  readonly frame: Uint8Array;
+}
+
+export type PeerEvent<E> =
+  | { readonly type: "established"; readonly role: "initiator" | "responder"; readonly localIndex: number }
+  | { readonly type: "handshake_failed"; readonly reason: "timeout"; readonly droppedPackets: number }
+  | { readonly type: "endpoint_changed"; readonly endpoint: E }
+  | { readonly type: "keys_expired" };
+
+export interface PeerOptions<E> {
+  readonly localAddress: Address;
+  readonly remoteAddress: Address;
+  /** Our identity's handshake keys (`localHandshakeKeys(identity)`). */
+  readonly local: LocalHandshakeKeys;
+  /** The Ed25519 key pinned for `remoteAddress`. */
+  readonly remoteIdentityKey: Uint8Array | RemoteHandshakeKeys;
+  /** Shared by every peer on the same tunnel socket. */
+  readonly indices: IndexTable<unknown>;
+  /** Source of handshake timestamps; one clock per identity. */
+  readonly timestamps: TimestampClock | (() => Uint8Array);
+  readonly endpoint?: E | null;
+  readonly random?: RandomSource;
+  readonly timers?: Partial<TunnelTimers>;
+  readonly queueLimit?: number;
+  /** Send a keepalive whenever nothing was sent for this long (keeps NAT mappings open). */
+  readonly persistentKeepalive?: number;
+  readonly sameEndpoint?: (a: E, b: E) => boolean;
+}
+
+interface Keypair {
+  readonly session: DataSession;
+  readonly createdAt: number;
+  readonly isInitiator: boolean;
+}
+
+interface PendingHandshake {
+  state: InitiatorHandshake | null;
+  readonly startedAt: number;
+  attempts: number;
+  retryAt: number;
+}
+
+function newStats(): PeerStats {
+  return {
+    framesSent: 0,
+    framesReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    packetsDelivered: 0,
+    keepalivesSent: 0,
+    keepalivesReceived: 0,
+    initiationsSent: 0,
+    responsesSent: 0,
+    handshakesCompleted: 0,
+    handshakesFailed: 0,
+    endpointChanges: 0,
+    drops: {
+      malformed: 0,
+      unexpected_beacon: 0,
+      unknown_index: 0,
+      expired_session: 0,
+      replay: 0,
+      auth_failed: 0,
+      counter_limit: 0,
+      wrong_source: 0,
+      short_packet: 0,
+      bad_initiation: 0,
+      wrong_peer: 0,
+      wrong_identity: 0,
+      stale_initiation: 0,
+      initiation_flood: 0,
+      unexpected_response: 0,
+      bad_response: 0,
+      queue_overflow: 0,
+      handshake_timeout: 0,
+    },
+  };
+}
+
+export class Peer<E = string> {
+  readonly localAddress: Address;
+  readonly remoteAddress: Address;
+  readonly remote: RemoteHandshakeKeys;
+  readonly stats: PeerStats = newStats();
+  private readonly local: LocalHandshakeKeys;
+  private readonly indices: IndexTable<unknown>;
+  private readonly nextTimestamp: () => Uint8Array;
+  private readonly random: RandomSource;
+  private readonly timers: TunnelTimers;
+  private readonly queueLimit: number;
+  private readonly persistentKeepalive: number;
+  private readonly sameEndpoint: (a: E, b: E) => boolean;
+  private readonly remoteAddressBytes = new Uint8Array(6);
+
+  private endpointValue: E | null;
+  private current: Keypair | null = null;
+  private previous: Keypair | null = null;
+  private next: Keypair | null = null;
+  private handshake: PendingHandshake | null = null;
+  private lastAcceptedTimestamp: Uint8Array | null = null;
+  private lastAcceptedInitiationAt = -Infinity;
+  private queue: Uint8Array[] = [];
+  private lastSentAt = -Infinity;
+  private keepaliveAt: number | null = null;
+  private deadPeerAt: number | null = null;
+  private zeroKeysAt: number | null = null;
+
+  private transmits: Transmit<E>[] = [];
+  private delivered: Uint8Array[] = [];
+  private events: PeerEvent<E>[] = [];
+
+  constructor(options: PeerOptions<E>) {
+    this.localAddress = options.localAddress;
+    this.remoteAddress = options.remoteAddress;
+    this.local = options.local;
+    this.remote =
+      options.remoteIdentityKey instanceof Uint8Array ? remoteHandshakeKeys(options.remoteIdentityKey) : options.remoteIdentityKey;
+    this.indices = options.indices;
+    const ts = options.timestamps;
+    this.nextTimestamp = typeof ts === "function" ? ts : () => ts.next();
+    this.random = options.random ?? secureRandom;
+    this.timers = { ...DEFAULT_TIMERS, ...options.timers };
+    this.queueLimit = options.queueLimit ?? DEFAULT_QUEUE_LIMIT;
+    this.persistentKeepalive = options.persistentKeepalive ?? 0;
+    this.sameEndpoint = options.sameEndpoint ?? Object.is;
+    this.endpointValue = options.endpoint ?? null;
+    writeAddress(new DataView(this.remoteAddressBytes.buffer), 0, options.remoteAddress);
+  }
+
+  // ---- inspection -------------------------------------------------------
+
+  get endpoint(): E | null {
+    return this.endpointValue;
+  }
+
+  /** True when packets sent now go out at once (a usable session and an endpoint). */
+  isEstablished(now: number): boolean {
+    return this.sendingKeypair(now) !== null && this.endpointValue !== null;
+  }
+
+  /** The session we send on, if any: for tests and diagnostics. */
+  get currentSession(): DataSession | null {
+    return this.current?.session ?? null;
+  }
+
+  get handshakeInProgress(): boolean {
+    return this.handshake !== null;
+  }
+
+  get queuedPackets(): number {
+    return this.queue.length;
+  }
+
+  // ---- outputs ----------------------------------------------------------
+
+  takeTransmits(): Transmit<E>[] {
+    const out = this.transmits;
+    this.transmits = [];
+    return out;
+  }
+
+  takeDelivered(): Uint8Array[] {
+    const out = this.delivered;
+    this.delivered = [];
+    return out;
+  }
+
+  takeEvents(): PeerEvent<E>[] {
+    const out = this.events;
+    this.events = [];
+    return out;
+  }
+
+  // ---- sending ----------------------------------------------------------
+
+  /** Sends one encoded Pilot packet (34-byte header + payload) to this peer. */
+  send(packet: Uint8Array, now: number): void {
+    if (packet.length < HEADER_SIZE || packet.length > MAX_TUNNEL_PLAINTEXT) {
+      throw new RangeError(`a tunnel packet is ${HEADER_SIZE}-${MAX_TUNNEL_PLAINTEXT} bytes, got ${packet.length}`);
+    }
+    const keypair = this.sendingKeypair(now);
+    if (keypair !== null && this.endpointValue !== null && this.seal(keypair, packet, now)) {
+      this.maybeRekeyAfterSend(keypair, now);
+      return;
+    }
+    this.enqueue(packet);
+    this.startHandshake(now);
+  }
+
+  connect(now: number): void {
+    if (this.sendingKeypair(now) === null) this.startHandshake(now);
+  }
+
+  /** A new endpoint from the control plane (registry or beacon), which is trusted to name it. */
+  setEndpoint(endpoint: E, now: number): void {
+    const changed = this.endpointValue === null || !this.sameEndpoint(this.endpointValue, endpoint);
+    this.endpointValue = endpoint;
+    if (!changed) return;
+    const hs = this.handshake;
+    if (hs !== null && hs.state === null) this.sendInitiation(hs, now);
+  }
+
+  private sendingKeypair(now: number): Keypair | null {
+    const kp = this.current;
+    if (kp === null || now - kp.createdAt >= this.timers.rejectAfterTime || !kp.session.canSend) return null;
+    return kp;
+  }
+
+  private seal(keypair: Keypair, plaintext: Uint8Array, now: number): boolean {
+    const frame = new Uint8Array(DATA_HEADER_SIZE + plaintext.length + TAG_SIZE);
+    if (keypair.session.seal(plaintext, frame) < 0) return false;
+    this.transmits.push({ endpoint: this.endpointValue as E, frame });
+    this.stats.framesSent++;
+    this.stats.bytesSent += frame.length;
+    this.lastSentAt = now;
+    // Anything we send answers the peer's traffic: no separate keepalive needed.
+    this.keepaliveAt = null;
+    if (plaintext.length > 0) {
+      if (this.deadPeerAt === null) this.deadPeerAt = now + deadPeerTimeout(this.timers);
+    } else {
+      this.stats.keepalivesSent++;
+    }
+    return true;
+  }
+
+  private maybeRekeyAfterSend(keypair: Keypair, now: number): void {
+    if (this.handshake !== null) return;
+    const tooOld = keypair.isInitiator && now - keypair.createdAt >= this.timers.rekeyAfterTime;
+    if (tooOld || keypair.session.sendCounter >= this.timers.rekeyAfterMessages) this.startHandshake(now);
+  }
+
+  private enqueue(packet: Uint8Array): void {
+    if (this.queue.length >= this.queueLimit) {
+      this.queue.shift();
+      this.stats.drops.queue_overflow++;
+    }
+    this.queue.push(packet.slice());
+  }
+
+  private flushQueue(now: number): void {
+    const keypair = this.sendingKeypair(now);
+    if (keypair === null || this.endpointValue === null) return;
+    const queued = this.queue;
+    this.queue = [];
+    for (let i = 0; i < queued.length; i++) {
+      if (!this.seal(keypair, queued[i]!, now)) {
+        this.queue = queued.slice(i);
+        break;
+      }
+    }
+    this.maybeRekeyAfterSend(keypair, now);
+  }
+
+  private sendKeepalive(now: number): void {
+    const keypair = this.sendingKeypair(now);
+    if (keypair !== null && this.endpointValue !== null) this.seal(keypair, EMPTY, now);
+  }
+
+  // ---- handshake: initiator ---------------------------------------------
+
+  private startHandshake(now: number): void {
+    if (this.handshake !== null) return;
+    const hs: PendingHandshake = { state: null, startedAt: now, attempts: 0, retryAt: now };
+    this.handshake = hs;
+    this.sendInitiation(hs, now);
+  }
+
+  private retryDelay(attempts: number): number {
+    const base = Math.min(this.timers.firstRetry * 2 ** (attempts - 1), this.timers.rekeyTimeout);
+    const r = this.random(2);
+    return base + Math.floor((((r[0]! << 8) | r[1]!) / 65536) * this.timers.retryJitter);
+  }
+
+  private sendInitiation(hs: PendingHandshake, now: number): void {
+    hs.attempts++;
+    hs.retryAt = now + this.retryDelay(hs.attempts);
+    if (this.endpointValue === null) return; // retried once setEndpoint() gives us somewhere to send
+    if (hs.state !== null) this.indices.release(hs.state.localIndex);
+    const { frame, state } = createInitiation({
+      local: this.local,
+      remote: this.remote,
+      localAddress: this.localAddress,
+      remoteAddress: this.remoteAddress,
+      localIndex: this.indices.allocate(this),
+      timestamp: this.nextTimestamp(),
+      random: this.random,
+    });
+    hs.state = state;
+    this.transmits.push({ endpoint: this.endpointValue, frame });
+    this.stats.initiationsSent++;
+  }
+
+  private receiveResponse(frame: ResponseFrame, now: number): void {
+    const hs = this.handshake;
+    if (hs === null || hs.state === null || frame.receiverIndex !== hs.state.localIndex) {
+      this.stats.drops.unexpected_response++;
+      return;
+    }
+    const keys = consumeResponse(hs.state, frame);
+    if (!keys.ok) {
+      this.stats.drops.bad_response++;
+      return;
+    }
+    this.handshake = null;
+    const keypair = this.newKeypair(keys.value, true, now);
+    // Initiator: the new session is usable at once; the one we answered as responder (if any)
+    // becomes `previous` so frames the peer sends on it still open.
+    if (this.next !== null) {
+      this.releaseKeypair(this.previous);
+      this.previous = this.next;
+      this.next = null;
+      this.releaseKeypair(this.current);
+    } else {
+      this.releaseKeypair(this.previous);
+      this.previous = this.current;
+    }
+    this.current = keypair;
+    this.stats.handshakesCompleted++;
+    this.events.push({ type: "established", role: "initiator", localIndex: keypair.session.localIndex });
+    const hadQueued = this.queue.length > 0;
+    this.flushQueue(now);
+    // The responder may not send on the session until it hears from us on it.
+    if (!hadQueued) this.sendKeepalive(now);
+  }
+
+  // ---- handshake: responder ---------------------------------------------
+
+  receiveInitiation(pending: PendingInitiation, endpoint: E, now: number): void {
+    if (pending.initiatorAddress !== this.remoteAddress) {
+      this.stats.drops.wrong_peer++;
+      return;
+    }
+    if (this.lastAcceptedTimestamp !== null && compareTimestamps(pending.timestamp, this.lastAcceptedTimestamp) <= 0) {
+      this.stats.drops.stale_initiation++;
+      return;
+    }
+    if (now - this.lastAcceptedInitiationAt < this.timers.minInitiationInterval) {
+      this.stats.drops.initiation_flood++;
+      return;
+    }
+    const localIndex = this.indices.allocate(this);
+    const accepted = acceptInitiation(pending, this.remote, { localIndex, random: this.random });
+    if (!accepted.ok) {
+      this.indices.release(localIndex);
+      this.stats.drops.wrong_identity++;
+      return;
+    }
+    this.lastAcceptedTimestamp = pending.timestamp.slice();
+    this.lastAcceptedInitiationAt = now;
+    const keypair = this.newKeypair(accepted.value.keys, false, now);
+    this.releaseKeypair(this.next);
+    this.next = keypair;
+    this.releaseKeypair(this.previous);
+    this.previous = null;
+    // The response goes back where the initiation came from; the peer's endpoint is not
+    // changed until an authenticated data frame arrives from it.
+    this.transmits.push({ endpoint, frame: accepted.value.frame });
+    this.stats.responsesSent++;
+  }
+
+  private newKeypair(
+    keys: { sendKey: Uint8Array; receiveKey: Uint8Array; localIndex: number; remoteIndex: number },
+    isInitiator: boolean,
+    now: number,
+  ): Keypair {
+    this.zeroKeysAt = now + this.timers.zeroKeysAfter;
+    return {
+      session: new DataSession({
+        ...keys,
+        localAddress: this.localAddress,
+        remoteAddress: this.remoteAddress,
+        rejectAfterMessages: this.timers.rejectAfterMessages,
+      }),
+      createdAt: now,
+      isInitiator,
+    };
+  }
+
+  private releaseKeypair(keypair: Keypair | null): void {
+    if (keypair !== null) this.indices.release(keypair.session.localIndex);
+  }
+
+  // ---- receiving ----------------------------------------------------------
+
+  /** Handles any datagram the shell routed to this peer. */
+  receive(datagram: Uint8Array, endpoint: E, now: number): void {
+    if (datagram.length >= MIN_DATA_FRAME && datagram[0] === TunnelMessage.Data) {
+      // Hot path: DataSession.open validates the rest of the frame itself.
+      const index = ((datagram[4]! << 24) | (datagram[5]! << 16) | (datagram[6]! << 8) | datagram[7]!) >>> 0;
+      this.receiveData(datagram, index, endpoint, now);
+      return;
+    }
+    const decoded = decodeTunnelFrame(datagram);
+    if (!decoded.ok) {
+      this.stats.drops.malformed++;
+      return;
+    }
+    const frame = decoded.value;
+    switch (frame.kind) {
+      case "data":
+        this.receiveData(datagram, frame.receiverIndex, endpoint, now);
+        return;
+      case "response":
+        this.receiveResponse(frame, now);
+        return;
+      case "initiation": {
+        const pending = consumeInitiation(this.local, this.localAddress, frame);
+        if (!pending.ok) {
+          this.stats.drops.bad_initiation++;
+          return;
+        }
+        this.receiveInitiation(pending.value, endpoint, now);
+        return;
+      }
+      case "beacon":
+        this.stats.drops.unexpected_beacon++;
+        return;
+    }
+  }
+
+  private keypairFor(index: number): Keypair | null {
+    if (this.current !== null && this.current.session.localIndex === index) return this.current;
+    if (this.next !== null && this.next.session.localIndex === index) return this.next;
+    if (this.previous !== null && this.previous.session.localIndex === index) return this.previous;
+    return null;
+  }
+
+  private receiveData(datagram: Uint8Array, receiverIndex: number, endpoint: E, now: number): void {
+    const keypair = this.keypairFor(receiverIndex);
+    if (keypair === null) {
+      this.stats.drops.unknown_index++;
+      return;
+    }
+    if (now - keypair.createdAt >= this.timers.rejectAfterTime) {
+      this.stats.drops.expired_session++;
+      return;
+    }
+    const session = keypair.session;
+    const plaintext = session.open(datagram);
+    if (plaintext === null) {
+      const reason = session.lastError;
+      if (reason === "replay" || reason === "auth_failed" || reason === "counter_limit") this.stats.drops[reason]++;
+      else if (reason === "wrong_index") this.stats.drops.unknown_index++;
+      else this.stats.drops.malformed++;
+      return;
+    }
+    // From here on the frame is authentic: it was sealed by the holder of this session's keys.
+    this.stats.framesReceived++;
+    this.stats.bytesReceived += datagram.length;
+    this.deadPeerAt = null;
+    if (session.lastAdvanced) this.roam(endpoint);
+    if (keypair === this.next) this.confirmNext(now);
+    if (keypair === this.current && keypair.isInitiator && this.handshake === null) {
+      if (now - keypair.createdAt >= receiveRekeyTime(this.timers)) this.startHandshake(now);
+    }
+    if (plaintext.length === 0) {
+      this.stats.keepalivesReceived++;
+      return;
+    }
+    if (plaintext.length < HEADER_SIZE) {
+      this.stats.drops.short_packet++;
+      return;
+    }
+    const source = this.remoteAddressBytes;
+    for (let i = 0; i < 6; i++) {
+      if (plaintext[4 + i] !== source[i]) {
+        this.stats.drops.wrong_source++;
+        return;
+      }
+    }
+    this.delivered.push(plaintext);
+    this.stats.packetsDelivered++;
+    if (this.keepaliveAt === null) this.keepaliveAt = now + this.timers.keepaliveTimeout;
+  }
+
+  /** The initiator has used the session we answered: it becomes the one we send on. */
+  private confirmNext(now: number): void {
+    const next = this.next!;
+    this.releaseKeypair(this.previous);
+    this.previous = this.current;
+    this.current = next;
+    this.next = null;
+    this.stats.handshakesCompleted++;
+    this.events.push({ type: "established", role: "responder", localIndex: next.session.localIndex });
+    this.flushQueue(now);
+  }
+
+  private roam(endpoint: E): void {
+    if (this.endpointValue !== null && this.sameEndpoint(this.endpointValue, endpoint)) return;
+    this.endpointValue = endpoint;
+    this.stats.endpointChanges++;
+    this.events.push({ type: "endpoint_changed", endpoint });
+  }
+
+  // ---- timers -------------------------------------------------------------
+
+  nextTimeout(): number | null {
+    let t = Infinity;
+    if (this.handshake !== null) t = Math.min(t, this.handshake.retryAt);
+    if (this.keepaliveAt !== null) t = Math.min(t, this.keepaliveAt);
+    if (this.deadPeerAt !== null) t = Math.min(t, this.deadPeerAt);
+    if (this.zeroKeysAt !== null) t = Math.min(t, this.zeroKeysAt);
+    if (this.persistentKeepalive > 0 && this.current !== null) t = Math.min(t, this.lastSentAt + this.persistentKeepalive);
+    return t === Infinity ? null : t;
+  }
+
+  tick(now: number): void {
+    const hs = this.handshake;
+    if (hs !== null && now >= hs.retryAt) {
+      if (now - hs.startedAt >= this.timers.rekeyAttemptTime) this.giveUp(hs);
+      else this.sendInitiation(hs, now);
+    }
+    if (this.keepaliveAt !== null && now >= this.keepaliveAt) {
+      this.keepaliveAt = null;
+      this.sendKeepalive(now);
+    }
+    if (this.deadPeerAt !== null && now >= this.deadPeerAt) {
+      this.deadPeerAt = null;
+      this.startHandshake(now);
+    }
+    if (this.zeroKeysAt !== null && now >= this.zeroKeysAt) this.zeroKeys();
+    if (this.persistentKeepalive > 0 && this.current !== null && now >= this.lastSentAt + this.persistentKeepalive) {
+      if (this.sendingKeypair(now) !== null && this.endpointValue !== null) this.sendKeepalive(now);
+      else this.lastSentAt = now; // nothing to send on; wait a full interval before trying again
+    }
+  }
+
+  private giveUp(hs: PendingHandshake): void {
+    if (hs.state !== null) this.indices.release(hs.state.localIndex);
+    this.handshake = null;
+    const dropped = this.queue.length;
+    this.queue = [];
+    this.stats.drops.handshake_timeout += dropped;
+    this.stats.handshakesFailed++;
+    this.events.push({ type: "handshake_failed", reason: "timeout", droppedPackets: dropped });
+  }
+
+  private zeroKeys(): void {
+    this.zeroKeysAt = null;
+    for (const kp of [this.current, this.previous, this.next]) this.releaseKeypair(kp);
+    this.current = this.previous = this.next = null;
+    this.keepaliveAt = null;
+    this.deadPeerAt = null;
+    this.events.push({ type: "keys_expired" });
+  }
+}
