@@ -19,7 +19,8 @@
  * because replacing it would change the node's identity.
  */
 import { randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { equalBytes } from "./bytes.ts";
 import {
@@ -28,7 +29,6 @@ import {
   ed25519PublicFromSeed,
   ed25519PublicKey,
   edSeedToX25519,
-  x25519PrivateKey,
   x25519PublicFromPrivate,
 } from "./keys.ts";
 
@@ -62,7 +62,6 @@ export interface Identity {
   /** The node's static X25519 key pair for the tunnel handshake, derived from the Ed25519 key. */
   readonly staticPrivate: Uint8Array;
   readonly staticPublic: Uint8Array;
-  readonly staticPrivateKey: KeyObject;
   sign(message: Uint8Array): Uint8Array;
   /** The 32-byte seed; only for saving the identity. */
   exportSeed(): Uint8Array;
@@ -79,7 +78,6 @@ export function identityFromSeed(seed: Uint8Array): Identity {
     publicKey,
     staticPrivate,
     staticPublic,
-    staticPrivateKey: x25519PrivateKey(staticPrivate),
     sign: (message) => new Uint8Array(nodeSign(null, message, signingKey)),
     exportSeed: () => privateSeed.slice(),
   };
@@ -109,7 +107,7 @@ interface IdentityFile {
   created: string;
 }
 
-export function saveIdentity(path: string, identity: Identity, now: Date = new Date()): void {
+function serialize(identity: Identity, now: Date): string {
   const file: IdentityFile = {
     format: IDENTITY_FORMAT,
     version: IDENTITY_VERSION,
@@ -118,7 +116,51 @@ export function saveIdentity(path: string, identity: Identity, now: Date = new D
     privateKey: Buffer.from(identity.exportSeed()).toString("base64"),
     created: now.toISOString(),
   };
-  writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 0o600);
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
+/** Writes (or deliberately replaces) the identity file: atomic, mode 0600, directory 0700. */
+export function saveIdentity(path: string, identity: Identity, now: Date = new Date()): void {
+  writeFileAtomic(path, serialize(identity, now), 0o600);
+}
+
+/**
+ * Creates the identity file only if none exists: the new file is written and
+ * fsynced under a temporary name, then hard-linked into place, which fails if
+ * another process created the file first. Returns false in that case.
+ */
+function createIdentityFile(path: string, identity: Identity): boolean {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.new`);
+  const bytes = Buffer.from(serialize(identity, new Date()));
+  const fd = openSync(tmp, "wx", 0o600);
+  try {
+    let at = 0;
+    while (at < bytes.length) at += writeSync(fd, bytes, at);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(tmp, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  } finally {
+    unlinkSync(tmp);
+  }
+  try {
+    const dfd = openSync(dir, "r");
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // Some filesystems refuse fsync on a directory; the link itself is atomic.
+  }
+  return true;
 }
 
 function checkFileSafety(path: string): void {
@@ -208,10 +250,13 @@ export function loadIdentity(path: string): Identity {
  * file. Any other problem with an existing file is thrown, never papered over.
  */
 export function loadOrCreateIdentity(path: string): { identity: Identity; created: boolean } {
-  if (!existsSync(path)) {
-    const identity = generateIdentity();
-    saveIdentity(path, identity);
-    return { identity, created: true };
+  try {
+    return { identity: loadIdentity(path), created: false };
+  } catch (error) {
+    if (!(error instanceof IdentityError) || error.code !== "not_found") throw error;
   }
+  const identity = generateIdentity();
+  // If another process created the file meanwhile, use theirs: one node, one identity.
+  if (createIdentityFile(path, identity)) return { identity, created: true };
   return { identity: loadIdentity(path), created: false };
 }

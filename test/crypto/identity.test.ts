@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bytesToHex } from "../../src/crypto/bytes.ts";
@@ -77,6 +77,22 @@ describe("identity file", () => {
     expect(file.format).toBe("pilot-identity");
     expect(file.version).toBe(1);
     expect(file.algorithm).toBe("ed25519");
+  });
+
+  test("processes racing to create the identity all end up with the same one", async () => {
+    const path = freshPath();
+    const module = join(import.meta.dir, "../../src/crypto/identity.ts");
+    const script = `import { loadOrCreateIdentity } from ${JSON.stringify(module)};
+      const { identity } = loadOrCreateIdentity(${JSON.stringify(path)});
+      console.log(Buffer.from(identity.publicKey).toString("hex"));`;
+    const runs = Array.from({ length: 4 }, () =>
+      Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" }),
+    );
+    const keys = await Promise.all(runs.map(async (p) => (await new Response(p.stdout).text()).trim()));
+    expect(keys[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(new Set(keys).size).toBe(1);
+    expect(bytesToHex(loadIdentity(path).publicKey)).toBe(keys[0]!);
+    expect(readdirSync(join(path, "..")).filter((n) => n !== "identity.json")).toEqual([]);
   });
 
   test("save then load round-trips the key", () => {
