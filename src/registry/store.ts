@@ -1,0 +1,333 @@
+/**
+ * The registry's state in SQLite (bun:sqlite): nodes, tags, trust pairs and
+ * pending trust requests. WAL with synchronous=NORMAL (a committed write
+ * survives a process crash; a power cut may lose the last moments). Every
+ * mutation the service makes runs inside `transaction`.
+ *
+ * The schema is versioned with PRAGMA user_version; `open` applies missing
+ * migrations in order and refuses a file written by a newer version.
+ *
+ * Node rows are never deleted: a deregistered node keeps its id and key
+ * (`active = 0`), so the same key always gets the same id back.
+ */
+import { Database } from "bun:sqlite";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import { FIRST_ASSIGNABLE_NODE } from "../protocol/address.ts";
+
+export const SCHEMA_VERSION = 1;
+const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
+
+const MIGRATIONS: readonly string[] = [
+  // 1: initial schema.
+  `
+  CREATE TABLE nodes (
+    id            INTEGER PRIMARY KEY,
+    public_key    TEXT    NOT NULL UNIQUE,
+    hostname      TEXT    UNIQUE,
+    public        INTEGER NOT NULL DEFAULT 0,
+    tags          TEXT    NOT NULL DEFAULT '[]',
+    endpoints     TEXT    NOT NULL DEFAULT '[]',
+    observed_ip   TEXT,
+    registered_at INTEGER NOT NULL,
+    last_seen     INTEGER NOT NULL,
+    active        INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE TABLE node_tags (
+    tag     TEXT    NOT NULL,
+    node_id INTEGER NOT NULL,
+    PRIMARY KEY (tag, node_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE trust (
+    a     INTEGER NOT NULL,
+    b     INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (a, b),
+    CHECK (a < b)
+  ) WITHOUT ROWID;
+  CREATE INDEX trust_by_b ON trust (b, a);
+  CREATE TABLE trust_requests (
+    from_id    INTEGER NOT NULL,
+    to_id      INTEGER NOT NULL,
+    reason     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (from_id, to_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX trust_requests_to ON trust_requests (to_id, created_at);
+  `,
+];
+
+export interface NodeRow {
+  readonly id: number;
+  readonly publicKey: string;
+  readonly hostname: string | null;
+  readonly public: boolean;
+  readonly tags: string[];
+  readonly endpoints: string[];
+  readonly observedIp: string | null;
+  readonly registeredAt: number;
+  readonly lastSeen: number;
+  readonly active: boolean;
+}
+
+export interface TrustRequestRow {
+  readonly from: number;
+  readonly to: number;
+  readonly reason: string;
+  readonly createdAt: number;
+}
+
+interface RawNode {
+  id: number;
+  public_key: string;
+  hostname: string | null;
+  public: number;
+  tags: string;
+  endpoints: string;
+  observed_ip: string | null;
+  registered_at: number;
+  last_seen: number;
+  active: number;
+}
+
+const NODE_COLUMNS = "id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active";
+
+function toNode(raw: RawNode | null): NodeRow | undefined {
+  if (!raw) return undefined;
+  return {
+    id: raw.id,
+    publicKey: raw.public_key,
+    hostname: raw.hostname,
+    public: raw.public === 1,
+    tags: JSON.parse(raw.tags) as string[],
+    endpoints: JSON.parse(raw.endpoints) as string[],
+    observedIp: raw.observed_ip,
+    registeredAt: raw.registered_at,
+    lastSeen: raw.last_seen,
+    active: raw.active === 1,
+  };
+}
+
+function pair(x: number, y: number): [number, number] {
+  return x < y ? [x, y] : [y, x];
+}
+
+export class RegistryStore {
+  private constructor(private readonly db: Database) {}
+
+  static open(path: string): RegistryStore {
+    if (path !== ":memory:") {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      // The store holds the trust graph: create it 0600 (SQLite gives -wal and -shm the same mode).
+      if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
+    }
+    const db = new Database(path, { create: true });
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = NORMAL");
+      db.exec("PRAGMA foreign_keys = ON");
+      db.exec("PRAGMA busy_timeout = 5000");
+      const version = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`${path} has schema version ${version}, newer than this pilot understands (${SCHEMA_VERSION}); upgrade pilot`);
+      }
+      for (let v = version; v < SCHEMA_VERSION; v++) {
+        db.transaction(() => {
+          db.exec(MIGRATIONS[v]!);
+          db.exec(`PRAGMA user_version = ${v + 1}`);
+        })();
+      }
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+    return new RegistryStore(db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  schemaVersion(): number {
+    return (this.db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+  }
+
+  /** Runs `fn` in one write transaction (BEGIN IMMEDIATE); any throw rolls everything back. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  // -- nodes ---------------------------------------------------------------
+
+  nodeById(id: number): NodeRow | undefined {
+    return toNode(this.db.query(`SELECT ${NODE_COLUMNS} FROM nodes WHERE id = ?`).get(id) as RawNode | null);
+  }
+
+  nodeByKey(publicKey: string): NodeRow | undefined {
+    return toNode(this.db.query(`SELECT ${NODE_COLUMNS} FROM nodes WHERE public_key = ?`).get(publicKey) as RawNode | null);
+  }
+
+  nodeByHostname(hostname: string): NodeRow | undefined {
+    return toNode(this.db.query(`SELECT ${NODE_COLUMNS} FROM nodes WHERE hostname = ?`).get(hostname) as RawNode | null);
+  }
+
+  /** Creates a node with the next free id (from FIRST_ASSIGNABLE_NODE up; never reused). */
+  createNode(publicKey: string, now: number, observedIp: string | null): NodeRow {
+    const max = (this.db.query("SELECT MAX(id) AS max FROM nodes").get() as { max: number | null }).max;
+    const id = Math.max(FIRST_ASSIGNABLE_NODE, (max ?? 0) + 1);
+    if (id > LAST_ASSIGNABLE_NODE) throw new Error("the node id space is exhausted");
+    this.db
+      .query("INSERT INTO nodes (id, public_key, observed_ip, registered_at, last_seen) VALUES (?, ?, ?, ?, ?)")
+      .run(id, publicKey, observedIp, now, now);
+    return this.nodeById(id)!;
+  }
+
+  /** Brings a deregistered node back under its old id, with a fresh (private, nameless) record. */
+  reactivateNode(id: number, now: number): void {
+    this.db
+      .query("UPDATE nodes SET active = 1, public = 0, hostname = NULL, tags = '[]', endpoints = '[]', last_seen = ? WHERE id = ?")
+      .run(now, id);
+  }
+
+  touch(id: number, now: number, observedIp: string | null, endpoints?: string[]): void {
+    if (endpoints) {
+      this.db.query("UPDATE nodes SET last_seen = ?, observed_ip = ?, endpoints = ? WHERE id = ?").run(now, observedIp, JSON.stringify(endpoints), id);
+    } else {
+      this.db.query("UPDATE nodes SET last_seen = ?, observed_ip = ? WHERE id = ?").run(now, observedIp, id);
+    }
+  }
+
+  setHostname(id: number, hostname: string | null): void {
+    this.db.query("UPDATE nodes SET hostname = ? WHERE id = ?").run(hostname, id);
+  }
+
+  setPublic(id: number, isPublic: boolean): void {
+    this.db.query("UPDATE nodes SET public = ? WHERE id = ?").run(isPublic ? 1 : 0, id);
+  }
+
+  setTags(id: number, tags: string[]): void {
+    this.db.query("UPDATE nodes SET tags = ? WHERE id = ?").run(JSON.stringify(tags), id);
+    this.db.query("DELETE FROM node_tags WHERE node_id = ?").run(id);
+    const insert = this.db.query("INSERT INTO node_tags (tag, node_id) VALUES (?, ?)");
+    for (const t of tags) insert.run(t, id);
+  }
+
+  /** Deregistration: the row stays (id and key), everything else is cleared. */
+  deactivateNode(id: number): void {
+    this.setTags(id, []);
+    this.db
+      .query("UPDATE nodes SET active = 0, public = 0, hostname = NULL, endpoints = '[]', observed_ip = NULL WHERE id = ?")
+      .run(id);
+  }
+
+  /**
+   * Nodes `viewer` may see whose hostname contains `query` or that carry the
+   * tag `query`. Visible: itself, public nodes, trusted peers, and nodes with
+   * a pending trust request to the viewer.
+   */
+  search(viewer: number, query: string, limit: number): NodeRow[] {
+    const rows = this.db
+      .query(
+        `SELECT ${NODE_COLUMNS} FROM nodes n
+         WHERE n.active = 1
+           AND (instr(n.hostname, ?1) > 0 OR EXISTS (SELECT 1 FROM node_tags t WHERE t.tag = ?1 AND t.node_id = n.id))
+           AND (n.public = 1 OR n.id = ?2
+                OR EXISTS (SELECT 1 FROM trust WHERE (a = n.id AND b = ?2) OR (a = ?2 AND b = n.id))
+                OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = ?2))
+         ORDER BY n.id LIMIT ?3`,
+      )
+      .all(query, viewer, limit) as RawNode[];
+    return rows.map((r) => toNode(r)!);
+  }
+
+  // -- trust ---------------------------------------------------------------
+
+  isTrusted(x: number, y: number): boolean {
+    const [a, b] = pair(x, y);
+    return this.db.query("SELECT 1 FROM trust WHERE a = ? AND b = ?").get(a, b) !== null;
+  }
+
+  addTrust(x: number, y: number, now: number): void {
+    const [a, b] = pair(x, y);
+    this.db.query("INSERT OR IGNORE INTO trust (a, b, since) VALUES (?, ?, ?)").run(a, b, now);
+  }
+
+  removeTrust(x: number, y: number): boolean {
+    const [a, b] = pair(x, y);
+    return this.db.query("DELETE FROM trust WHERE a = ? AND b = ?").run(a, b).changes > 0;
+  }
+
+  /** Trusted peers of `id` with the time the pair was made. */
+  trustedPeers(id: number): { peer: number; since: number }[] {
+    return this.db
+      .query("SELECT b AS peer, since FROM trust WHERE a = ?1 UNION ALL SELECT a AS peer, since FROM trust WHERE b = ?1 ORDER BY peer")
+      .all(id) as { peer: number; since: number }[];
+  }
+
+  trustRequest(from: number, to: number): TrustRequestRow | undefined {
+    const row = this.db.query("SELECT from_id, to_id, reason, created_at FROM trust_requests WHERE from_id = ? AND to_id = ?").get(from, to) as
+      | { from_id: number; to_id: number; reason: string; created_at: number }
+      | null;
+    return row ? { from: row.from_id, to: row.to_id, reason: row.reason, createdAt: row.created_at } : undefined;
+  }
+
+  addTrustRequest(from: number, to: number, reason: string, now: number): void {
+    this.db.query("INSERT INTO trust_requests (from_id, to_id, reason, created_at) VALUES (?, ?, ?, ?)").run(from, to, reason, now);
+  }
+
+  removeTrustRequest(from: number, to: number): boolean {
+    return this.db.query("DELETE FROM trust_requests WHERE from_id = ? AND to_id = ?").run(from, to).changes > 0;
+  }
+
+  /** Oldest first, at most `limit`. */
+  inboundRequests(to: number, limit: number): TrustRequestRow[] {
+    return (
+      this.db
+        .query("SELECT from_id, to_id, reason, created_at FROM trust_requests WHERE to_id = ? ORDER BY created_at, from_id LIMIT ?")
+        .all(to, limit) as { from_id: number; to_id: number; reason: string; created_at: number }[]
+    ).map((r) => ({ from: r.from_id, to: r.to_id, reason: r.reason, createdAt: r.created_at }));
+  }
+
+  inboundCount(to: number): number {
+    return (this.db.query("SELECT COUNT(*) AS n FROM trust_requests WHERE to_id = ?").get(to) as { n: number }).n;
+  }
+
+  outboundRequests(from: number): TrustRequestRow[] {
+    return (
+      this.db
+        .query("SELECT from_id, to_id, reason, created_at FROM trust_requests WHERE from_id = ? ORDER BY created_at, to_id")
+        .all(from) as { from_id: number; to_id: number; reason: string; created_at: number }[]
+    ).map((r) => ({ from: r.from_id, to: r.to_id, reason: r.reason, createdAt: r.created_at }));
+  }
+
+  outboundCount(from: number): number {
+    return (this.db.query("SELECT COUNT(*) AS n FROM trust_requests WHERE from_id = ?").get(from) as { n: number }).n;
+  }
+
+  /** Requests made to an id before it was assigned: they were addressed to nobody. */
+  dropRequestsTo(id: number): void {
+    this.db.query("DELETE FROM trust_requests WHERE to_id = ?").run(id);
+  }
+
+  /**
+   * Removes every pair of `id` and every request it made; returns the peers
+   * whose trust was removed. Requests made *to* it stay: removing them would
+   * tell their senders that the node existed.
+   */
+  forgetTrust(id: number): number[] {
+    const peers = this.trustedPeers(id).map((p) => p.peer);
+    this.db.query("DELETE FROM trust WHERE a = ?1 OR b = ?1").run(id);
+    this.db.query("DELETE FROM trust_requests WHERE from_id = ?1").run(id);
+    return peers;
+  }
+
+  counts(): { nodes: number; active: number; trust: number; requests: number } {
+    const one = (sql: string) => (this.db.query(sql).get() as { n: number }).n;
+    return {
+      nodes: one("SELECT COUNT(*) AS n FROM nodes"),
+      active: one("SELECT COUNT(*) AS n FROM nodes WHERE active = 1"),
+      trust: one("SELECT COUNT(*) AS n FROM trust"),
+      requests: one("SELECT COUNT(*) AS n FROM trust_requests"),
+    };
+  }
+}

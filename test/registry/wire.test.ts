@@ -1,0 +1,156 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
+import { ReplayCache, TokenBuckets } from "../../src/registry/limits.ts";
+import { checkEndpoint, checkHostname, checkReason, checkSearchQuery, checkTags } from "../../src/registry/rules.ts";
+import { verifyEd25519 } from "../../src/registry/signer.ts";
+import { RegistryStore, SCHEMA_VERSION } from "../../src/registry/store.ts";
+import { canonicalJson, encodeFrame, FrameReader, fromBase64, MAX_FRAME, requestSigningBytes, responseSigningBytes, toBase64 } from "../../src/registry/wire.ts";
+import { generateIdentity } from "../../src/crypto/identity.ts";
+import { seededRandom } from "../support/fuzz.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "pilot-store-test-"));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("canonical JSON", () => {
+  test("sorts keys at every depth, no whitespace, skips undefined", () => {
+    expect(canonicalJson({ b: 1, a: [{ d: true, c: null }], e: "x", u: undefined })).toBe('{"a":[{"c":null,"d":true}],"b":1,"e":"x"}');
+  });
+  test("refuses values two implementations could write differently", () => {
+    for (const v of [1.5, NaN, Infinity, 2 ** 60, new Date(), () => 1, 10n]) expect(() => canonicalJson(v)).toThrow(TypeError);
+  });
+  test("signing bytes differ by role, registry key and nonce", () => {
+    const msg = { type: "lookup", id: 1 };
+    const k1 = new Uint8Array(32).fill(1);
+    const k2 = new Uint8Array(32).fill(2);
+    expect(Buffer.compare(requestSigningBytes(msg, k1), requestSigningBytes(msg, k2))).not.toBe(0);
+    expect(Buffer.compare(requestSigningBytes({ ...msg, sig: "x" }, k1), requestSigningBytes(msg, k1))).toBe(0);
+    expect(Buffer.compare(responseSigningBytes(msg, k1.subarray(0, 16)), requestSigningBytes(msg, k1))).not.toBe(0);
+  });
+});
+
+describe("frames", () => {
+  test("any split of a stream of frames yields the same messages", () => {
+    const messages = Array.from({ length: 20 }, (_, i) => ({ i, text: "x".repeat(i * 37) }));
+    const stream = Buffer.concat(messages.map((m) => encodeFrame(m)));
+    const rand = seededRandom(9);
+    for (let round = 0; round < 50; round++) {
+      const reader = new FrameReader();
+      const out: unknown[] = [];
+      for (let at = 0; at < stream.length; ) {
+        const n = 1 + Math.floor(rand() * 64);
+        for (const f of reader.push(stream.subarray(at, at + n))) out.push(f.kind === "message" ? f.value : f);
+        at += n;
+      }
+      expect(out).toEqual(messages);
+    }
+  });
+  test("a length above the limit is fatal at once and nothing after it is read", () => {
+    const reader = new FrameReader();
+    const header = new Uint8Array([0xff, 0xff, 0xff, 0xff]);
+    expect(reader.push(header)).toEqual([{ kind: "fatal", reason: expect.stringContaining("outside") }]);
+    expect(reader.push(encodeFrame({ a: 1 }))).toEqual([]);
+    expect(() => encodeFrame({ big: "x".repeat(MAX_FRAME) })).toThrow(RangeError);
+  });
+  test("base64 must be canonical and of the exact size", () => {
+    const b = new Uint8Array(16).fill(7);
+    expect(fromBase64(toBase64(b), 16)).toEqual(b);
+    expect(fromBase64(toBase64(b), 15)).toBeUndefined();
+    expect(fromBase64(toBase64(b).replace("=", ""), 16)).toBeUndefined();
+    expect(fromBase64("!".repeat(24), 16)).toBeUndefined();
+    expect(fromBase64(42, 16)).toBeUndefined();
+  });
+});
+
+describe("rules", () => {
+  test("hostnames", () => {
+    expect(checkHostname("a").ok).toBe(true);
+    expect(checkHostname("a-b-9").ok).toBe(true);
+    for (const bad of ["", "A", "-a", "a-", "a_b", "a".repeat(64), "localhost", "123", 5]) expect(checkHostname(bad).ok).toBe(false);
+  });
+  test("tags", () => {
+    expect(checkTags(["#a", "a", "b-c"])).toEqual({ ok: true, value: ["a", "b-c"] });
+    expect(checkTags(["#"]).ok).toBe(false);
+    expect(checkTags("a").ok).toBe(false);
+  });
+  test("endpoints are IP literals with ports, written canonically", () => {
+    expect(checkEndpoint("1.2.3.4:5")).toEqual({ ok: true, value: "1.2.3.4:5" });
+    expect(checkEndpoint("[::FFFF:1.2.3.4]:5")).toEqual({ ok: true, value: "1.2.3.4:5" });
+    expect(checkEndpoint("[2001:DB8:0:0::1]:5")).toEqual({ ok: true, value: "[2001:db8::1]:5" });
+    for (const bad of ["1.2.3.4", "host:1", "1.2.3.4:0", "1.2.3.4:65536", "[fe80::1%eth0]:1", "::1:5", "[1.2.3.4]:5"]) expect(checkEndpoint(bad).ok).toBe(false);
+  });
+  test("reasons and queries", () => {
+    expect(checkReason("x".repeat(500)).ok).toBe(true);
+    expect(checkReason("\u{1F600}".repeat(500)).ok).toBe(true);
+    expect(checkReason("x".repeat(501)).ok).toBe(false);
+    expect(checkReason("a\nb").ok).toBe(false);
+    expect(checkReason("\ud800").ok).toBe(false);
+    expect(checkSearchQuery("#Web")).toEqual({ ok: true, value: "web" });
+    expect(checkSearchQuery("a b").ok).toBe(false);
+  });
+});
+
+describe("limits", () => {
+  test("a token bucket allows its burst, then its rate", () => {
+    const b = new TokenBuckets({ rate: 2, burst: 3 });
+    expect([b.take("k", 0), b.take("k", 0), b.take("k", 0), b.take("k", 0)]).toEqual([true, true, true, false]);
+    expect(b.take("k", 499)).toBe(false);
+    expect(b.take("k", 500)).toBe(true);
+    expect(b.take("other", 500)).toBe(true);
+  });
+  test("the replay cache remembers a nonce for its window, then forgets it", () => {
+    const c = new ReplayCache(60_000);
+    expect(c.remember("n", 1000, 1000)).toBe("fresh");
+    expect(c.remember("n", 1000, 50_000)).toBe("replayed");
+    expect(c.remember("n", 100_000, 100_000)).toBe("fresh");
+    for (let i = 0; i < 10; i++) c.remember(`x${i}`, 0, 0);
+    c.remember("late", 200_000, 200_000);
+    expect(c.size).toBeLessThanOrEqual(2);
+  });
+  test("signature verification refuses bad sizes and keys", () => {
+    const id = generateIdentity();
+    const m = new Uint8Array([1, 2, 3]);
+    const sig = id.sign(m);
+    expect(verifyEd25519(id.publicKey, m, sig)).toBe(true);
+    expect(verifyEd25519(id.publicKey, new Uint8Array([1, 2]), sig)).toBe(false);
+    expect(verifyEd25519(id.publicKey.subarray(0, 31), m, sig)).toBe(false);
+    expect(verifyEd25519(new Uint8Array(32).fill(0xff), m, sig)).toBe(false);
+    expect(verifyEd25519(id.publicKey, m, sig.subarray(0, 63))).toBe(false);
+  });
+});
+
+describe("store", () => {
+  test("is created at the current schema version and refuses a newer one", () => {
+    const path = join(tempDir(), "s.db");
+    const s = RegistryStore.open(path);
+    expect(s.schemaVersion()).toBe(SCHEMA_VERSION);
+    const n = s.createNode("key", 1, null);
+    expect(n.id).toBe(4);
+    s.close();
+    const db = new Database(path);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    expect(() => RegistryStore.open(path)).toThrow("newer");
+  });
+  test("a failed transaction leaves nothing behind", () => {
+    const s = RegistryStore.open(join(tempDir(), "t.db"));
+    expect(() =>
+      s.transaction(() => {
+        s.createNode("k1", 1, null);
+        throw new Error("boom");
+      }),
+    ).toThrow("boom");
+    expect(s.nodeByKey("k1")).toBeUndefined();
+    expect(s.counts().nodes).toBe(0);
+    s.close();
+  });
+});
