@@ -2,13 +2,14 @@
 import type { CommandSpec, GroupSpec } from "./command.ts";
 import type { Program } from "./dispatch.ts";
 import { contextCommand } from "./commands/context.ts";
+import { rendezvousCommand } from "./commands/rendezvous.ts";
 import { versionCommand } from "./commands/version.ts";
 import { PILOT_VERSION } from "./version.ts";
 
 export const GROUPS: readonly GroupSpec[] = [];
 
 export function buildProgram(name: string): Program {
-  const commands: CommandSpec[] = [versionCommand];
+  const commands: CommandSpec[] = [versionCommand, rendezvousCommand];
   commands.push(contextCommand(() => commands));
   return { name, version: PILOT_VERSION, commands, groups: GROUPS };
 }

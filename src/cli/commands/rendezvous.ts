@@ -1,0 +1,114 @@
+/**
+ * `pilot rendezvous`: runs the registry (TCP) and the beacon (UDP) in the
+ * foreground until SIGTERM or SIGINT. Logs go to stderr, one line per event:
+ * `time LEVEL component: msg key=value ...`, or one JSON object per line with
+ * `--log-format json`. The ready message (with --json, the ready envelope)
+ * goes to stdout once both sockets listen, with the ports actually bound.
+ */
+import { join } from "node:path";
+import { pilotPaths } from "../../util/paths.ts";
+import { parseLogLevel } from "../../util/log.ts";
+import type { CommandSpec } from "../command.ts";
+import { CliError, ErrorCode } from "../errors.ts";
+
+export function defaultStorePath(): string {
+  return join(pilotPaths().rendezvousDir, "registry.db");
+}
+
+/** "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces); IP literals only. */
+export function parseListenAddress(text: string, flag: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]*)):([0-9]{1,5})$/.exec(String(text));
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new CliError(ErrorCode.InvalidArgument, `${flag} "${text}" is not HOST:PORT`, `use an IP literal and a port, e.g. ${flag} 0.0.0.0:9000 or ${flag} [::]:9000`);
+  }
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+function formatHostPort(a: { host: string; port: number }): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+function positiveNumber(value: unknown, flag: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(ErrorCode.InvalidArgument, `${flag} must be a positive number`);
+  return n;
+}
+
+export const rendezvousCommand: CommandSpec = {
+  name: "rendezvous",
+  description: "Run the rendezvous (registry on TCP, beacon on UDP) in the foreground",
+  options: [
+    { flags: "--registry-addr <addr>", description: "TCP address of the registry", default: "0.0.0.0:9000" },
+    { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
+    { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
+    { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
+    { flags: "--request-rate <n>", description: "signed requests per node per second", default: 10 },
+    { flags: "--max-connections-per-ip <n>", description: "open registry connections allowed from one IP", default: 64 },
+    { flags: "--log-format <format>", description: "text (key=value) or json (one object per line)", default: "text" },
+    { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
+  ],
+  examples: ["pilot rendezvous", "pilot rendezvous --registry-addr 127.0.0.1:0 --beacon-addr 127.0.0.1:0 --store /tmp/r.db --json"],
+  returns: {
+    registry: "HOST:PORT the registry listens on (TCP)",
+    beacon: "HOST:PORT the beacon listens on (UDP)",
+    public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
+    store: "path of the SQLite store",
+  },
+  errors: ["invalid_argument", "already_exists", "internal"],
+  async run({ out }, _args, options) {
+    const registryAddr = parseListenAddress(options.registryAddr, "--registry-addr");
+    const beaconAddr = parseListenAddress(options.beaconAddr, "--beacon-addr");
+    const registrationRate = positiveNumber(options.registrationRate, "--registration-rate");
+    const requestRate = positiveNumber(options.requestRate, "--request-rate");
+    const maxConnectionsPerIp = Math.floor(positiveNumber(options.maxConnectionsPerIp, "--max-connections-per-ip"));
+    const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
+    // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
+    const { createLogger } = await import("../../util/log.ts");
+    const { startRendezvous } = await import("../../registry/rendezvous.ts");
+    const { DEFAULT_SERVER_LIMITS } = await import("../../registry/server.ts");
+    const format = options.logFormat === "json" ? "json" : options.logFormat === "text" ? "text" : undefined;
+    const level = parseLogLevel(String(options.logLevel));
+    if (!format) throw new CliError(ErrorCode.InvalidArgument, `--log-format must be text or json`);
+    if (!level) throw new CliError(ErrorCode.InvalidArgument, `--log-level must be debug, info, warn or error`);
+    const log = createLogger("rendezvous", { format, level });
+    let rendezvous;
+    try {
+      rendezvous = await startRendezvous({
+        registry: registryAddr,
+        beacon: beaconAddr,
+        storePath,
+        log,
+        limits: {
+          ...DEFAULT_SERVER_LIMITS,
+          registrationsPerIp: { rate: registrationRate / 60, burst: Math.max(1, Math.ceil(registrationRate)) },
+          requestsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 5)) },
+          maxConnectionsPerIp,
+        },
+      });
+    } catch (e: any) {
+      if (e?.code === "EADDRINUSE") {
+        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr");
+      }
+      if (e?.code === "EADDRNOTAVAIL" || e?.code === "EACCES") {
+        throw new CliError(ErrorCode.InvalidArgument, `cannot listen: ${e.message}`, "use an address of this machine and a port you may bind");
+      }
+      throw new CliError(ErrorCode.Internal, `cannot start the rendezvous: ${e?.message ?? e}`);
+    }
+    const data = {
+      registry: formatHostPort(rendezvous.registry),
+      beacon: formatHostPort(rendezvous.beacon),
+      public_key: rendezvous.publicKey,
+      store: rendezvous.storePath,
+    };
+    log.info("listening", data);
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
+    const signal = await new Promise<string>((resolve) => {
+      process.once("SIGTERM", () => resolve("SIGTERM"));
+      process.once("SIGINT", () => resolve("SIGINT"));
+    });
+    log.info("stopping", { signal });
+    await rendezvous.close();
+    log.info("stopped");
+  },
+};

@@ -1,0 +1,575 @@
+/**
+ * The registry client the daemon and the CLI use.
+ *
+ *   const client = await RegistryClient.connect({ host, port, signer, registryKey });
+ *   const me = await client.register({ hostname: "alice", endpoints: ["0.0.0.0:4000"] });
+ *   client.onEvent = (e) => ...;  await client.subscribe();
+ *
+ * - Pins the registry's key: given in `registryKey`, or taken from the first
+ *   hello (trust on first use: read `client.registryKey` and store it). A hello
+ *   with another key fails with `registry_identity_changed`, for good.
+ * - Signs every request (see wire.ts) and verifies every response and event
+ *   signature; a forged or altered one fails the request with
+ *   `invalid_response` and drops the connection.
+ * - Several requests may be in flight; each waits at most `requestTimeoutMs`.
+ * - A lost connection fails the requests in flight with `connection_lost`
+ *   (the registry may or may not have applied them: signed requests are
+ *   never resent). The next call reconnects, trying `reconnect.attempts`
+ *   times with doubling delays. A subscribed client also reconnects in the
+ *   background, re-subscribes, and calls `onReconnect` so its owner can
+ *   resync with `trustState()`.
+ * Results are the registry's JSON fields, snake_case, as on the wire.
+ */
+import { randomBytes } from "node:crypto";
+import { connect as tcpConnect, type Socket } from "node:net";
+import type { Signer } from "./signer.ts";
+import { verifyEd25519 } from "./signer.ts";
+import {
+  encodeFrame,
+  eventSigningBytes,
+  FrameReader,
+  fromBase64,
+  NONCE_SIZE,
+  PROTOCOL_VERSION,
+  requestSigningBytes,
+  responseSigningBytes,
+  toBase64,
+  type RequestType,
+  type ServerErrorCode,
+} from "./wire.ts";
+
+export type ClientErrorCode =
+  | ServerErrorCode
+  /** The registry presented a key other than the pinned one. Not retried. */
+  | "registry_identity_changed"
+  /** No connection could be made (after the configured attempts). */
+  | "connection_failed"
+  /** The connection dropped while the request was in flight; it may or may not have been applied. */
+  | "connection_lost"
+  | "timeout"
+  /** A response or event failed its signature check or is malformed. */
+  | "invalid_response"
+  /** A call that needs a node id was made before register() or without options.nodeId. */
+  | "not_registered"
+  | "closed";
+
+export class RegistryError extends Error {
+  constructor(
+    readonly code: ClientErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RegistryError";
+  }
+}
+
+export interface NodeInfo {
+  node_id: number;
+  address: string;
+  public_key: string;
+  hostname: string | null;
+  tags: string[];
+  public: boolean;
+  online: boolean;
+  last_seen: number;
+}
+
+export interface RegisterResult {
+  node_id: number;
+  address: string;
+  public_key: string;
+  hostname: string | null;
+  tags: string[];
+  public: boolean;
+  endpoints: string[];
+  observed_ip: string | null;
+  /** True when this key was new and got a fresh id. */
+  created: boolean;
+  time: number;
+}
+
+export interface ResolveResult {
+  node_id: number;
+  address: string;
+  public_key: string;
+  /** As the node reported them ("0.0.0.0:port" means "at the observed IP"). */
+  endpoints: string[];
+  /** The IP the registry saw the node's TCP connection come from. */
+  observed_ip: string | null;
+  /** Addresses to try, in order. */
+  candidates: string[];
+  online: boolean;
+  last_seen: number;
+}
+
+export interface SearchHit {
+  node_id: number;
+  address: string;
+  hostname: string | null;
+  tags: string[];
+  public: boolean;
+  online: boolean;
+}
+
+export interface TrustedPeer {
+  peer: number;
+  address: string;
+  public_key: string;
+  hostname: string | null;
+  since: number;
+}
+
+export interface InboundRequest {
+  from: number;
+  address: string;
+  public_key: string;
+  hostname: string | null;
+  reason: string;
+  created_at: number;
+}
+
+export interface OutboundRequest {
+  to: number;
+  address: string;
+  reason: string;
+  created_at: number;
+}
+
+export interface TrustState {
+  trusted: TrustedPeer[];
+  /** The visible inbox (oldest first, at most 100). */
+  inbound: InboundRequest[];
+  /** All pending requests to this node, including those queued behind the visible inbox. */
+  inbound_total: number;
+  outbound: OutboundRequest[];
+}
+
+interface EventBase {
+  seq: number;
+  node_id: number;
+}
+export type RegistryEvent =
+  | (EventBase & { event: "trust_request"; from: number; address: string; reason: string })
+  | (EventBase & { event: "trust_approved"; peer: number; address: string })
+  | (EventBase & { event: "trust_rejected"; peer: number; address: string; reason?: string })
+  | (EventBase & { event: "trust_revoked"; peer: number; address: string });
+
+export interface RegistryClientOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly signer: Signer;
+  /** This node's id, when it registered before; register() sets it otherwise. */
+  readonly nodeId?: number;
+  /** The registry's Ed25519 key (32 bytes or base64). Absent: trust on first use. */
+  readonly registryKey?: Uint8Array | string;
+  readonly connectTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
+  readonly reconnect?: { attempts?: number; baseDelayMs?: number; maxDelayMs?: number };
+  readonly onEvent?: (event: RegistryEvent) => void;
+  readonly onReconnect?: () => void;
+  /** Clock for request timestamps (tests use it to send stale requests). */
+  readonly clock?: () => number;
+}
+
+interface Pending {
+  readonly nonce: Uint8Array;
+  readonly resolve: (value: Record<string, unknown>) => void;
+  readonly reject: (error: RegistryError) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+class Link {
+  readonly reader = new FrameReader();
+  readonly pending = new Map<number, Pending>();
+  subscription?: { nonce: Uint8Array; seq: number };
+  closed = false;
+  constructor(readonly socket: Socket) {}
+}
+
+const DEFAULT_RECONNECT = { attempts: 4, baseDelayMs: 250, maxDelayMs: 5_000 };
+
+export class RegistryClient {
+  onEvent?: (event: RegistryEvent) => void;
+  onReconnect?: () => void;
+  private link: Link | undefined;
+  private connecting: Promise<Link> | undefined;
+  private pinned: Uint8Array | undefined;
+  private fatal: RegistryError | undefined;
+  private nextId = 1;
+  private wantSubscription = false;
+  private backgroundTimer: ReturnType<typeof setTimeout> | undefined;
+  private _nodeId: number | undefined;
+  private readonly clock: () => number;
+  private readonly reconnect: { attempts: number; baseDelayMs: number; maxDelayMs: number };
+  private lastHelloTime = 0;
+
+  private constructor(private readonly options: RegistryClientOptions) {
+    this.clock = options.clock ?? Date.now;
+    this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
+    this._nodeId = options.nodeId;
+    this.onEvent = options.onEvent;
+    this.onReconnect = options.onReconnect;
+    if (options.registryKey !== undefined) {
+      const key = typeof options.registryKey === "string" ? fromBase64(options.registryKey, 32) : options.registryKey;
+      if (!key || key.length !== 32) throw new RegistryError("invalid_argument", "registryKey must be a 32-byte Ed25519 key");
+      this.pinned = key;
+    }
+  }
+
+  /** Connects (with the configured attempts) and checks the registry's identity. */
+  static async connect(options: RegistryClientOptions): Promise<RegistryClient> {
+    const client = new RegistryClient(options);
+    await client.ensureLink();
+    return client;
+  }
+
+  /** The registry's key: the pinned one, or the one seen first. */
+  get registryKey(): Uint8Array {
+    return this.pinned!;
+  }
+
+  get nodeId(): number | undefined {
+    return this._nodeId;
+  }
+
+  get connected(): boolean {
+    return this.link !== undefined && !this.link.closed;
+  }
+
+  /** The registry's clock in its last hello (unix ms), for diagnosing skew. */
+  get registryTime(): number {
+    return this.lastHelloTime;
+  }
+
+  close(): void {
+    this.fatal ??= new RegistryError("closed", "the registry client was closed");
+    this.wantSubscription = false;
+    if (this.backgroundTimer) clearTimeout(this.backgroundTimer);
+    this.link?.socket.destroy();
+  }
+
+  // -- typed requests ------------------------------------------------------------------
+
+  async register(fields: { endpoints?: string[]; hostname?: string; public?: boolean; tags?: string[] } = {}): Promise<RegisterResult> {
+    const result = (await this.call("register", { ...fields, public_key: toBase64(this.options.signer.publicKey) }, false)) as unknown as RegisterResult;
+    if (result.public_key !== toBase64(this.options.signer.publicKey) || !Number.isInteger(result.node_id)) {
+      throw new RegistryError("invalid_response", "the registry answered register for another key");
+    }
+    this._nodeId = result.node_id;
+    return result;
+  }
+
+  heartbeat(endpoints?: string[]): Promise<{ time: number; observed_ip: string }> {
+    return this.call("heartbeat", endpoints ? { endpoints } : {}) as Promise<any>;
+  }
+
+  lookup(nodeId: number): Promise<NodeInfo> {
+    return this.call("lookup", { target: nodeId }) as Promise<any>;
+  }
+
+  find(hostname: string): Promise<NodeInfo> {
+    return this.call("find", { hostname }) as Promise<any>;
+  }
+
+  resolve(nodeId: number): Promise<ResolveResult> {
+    return this.call("resolve", { target: nodeId }) as Promise<any>;
+  }
+
+  async search(query: string): Promise<SearchHit[]> {
+    return ((await this.call("search", { query })) as { results: SearchHit[] }).results;
+  }
+
+  /** "" clears the hostname. */
+  setHostname(hostname: string): Promise<{ node_id: number; hostname: string | null }> {
+    return this.call("set_hostname", { hostname }) as Promise<any>;
+  }
+
+  /** [] clears the tags. */
+  setTags(tags: string[]): Promise<{ node_id: number; tags: string[] }> {
+    return this.call("set_tags", { tags }) as Promise<any>;
+  }
+
+  setVisibility(isPublic: boolean): Promise<{ node_id: number; public: boolean }> {
+    return this.call("set_visibility", { public: isPublic }) as Promise<any>;
+  }
+
+  /** "pending" whether or not the target exists; "trusted" when the pair exists (now or already). */
+  trustRequest(to: number, reason: string): Promise<{ to: number; status: "pending" | "trusted" }> {
+    return this.call("trust_request", { to, reason }) as Promise<any>;
+  }
+
+  trustApprove(peer: number): Promise<{ peer: number; trusted: true }> {
+    return this.call("trust_approve", { peer }) as Promise<any>;
+  }
+
+  trustReject(peer: number, reason?: string): Promise<{ peer: number; rejected: true }> {
+    return this.call("trust_reject", reason === undefined ? { peer } : { peer, reason }) as Promise<any>;
+  }
+
+  /** Ends trust with `peer` and/or withdraws this node's pending request to it. */
+  trustRevoke(peer: number): Promise<{ peer: number; revoked: boolean; withdrawn: boolean }> {
+    return this.call("trust_revoke", { peer }) as Promise<any>;
+  }
+
+  /** The whole trust state, assembled from as many pages as it takes. */
+  async trustState(): Promise<TrustState> {
+    const state: TrustState = { trusted: [], inbound: [], inbound_total: 0, outbound: [] };
+    let cursor: string | null = null;
+    for (let page = 0; page < 10_000; page++) {
+      const r = (await this.call("trust_state", cursor === null ? {} : { cursor })) as any;
+      state.trusted.push(...r.trusted);
+      state.inbound.push(...r.inbound);
+      state.outbound.push(...r.outbound);
+      state.inbound_total = r.inbound_total;
+      cursor = r.next_cursor;
+      if (cursor === null) return state;
+    }
+    throw new RegistryError("invalid_response", "trust_state did not end");
+  }
+
+  /** Starts pushed events on this connection (and on every reconnection). */
+  async subscribe(): Promise<void> {
+    this.wantSubscription = true;
+    const link = await this.ensureLink();
+    if (link.subscription) return;
+    await this.subscribeOn(link);
+  }
+
+  async deregister(): Promise<{ node_id: number; deregistered: true }> {
+    return this.call("deregister", {}) as Promise<any>;
+  }
+
+  // -- the request machinery ------------------------------------------------------------
+
+  private async call(type: RequestType, fields: Record<string, unknown>, needsNode = true): Promise<Record<string, unknown>> {
+    const link = await this.ensureLink();
+    return this.callOn(link, type, fields, needsNode);
+  }
+
+  private callOn(link: Link, type: RequestType, fields: Record<string, unknown>, needsNode = true): Promise<Record<string, unknown>> {
+    return this.issue(link, type, fields, needsNode).result;
+  }
+
+  /** Signs and sends one request; `nonce` is what its response (and, for subscribe, its events) is bound to. */
+  private issue(link: Link, type: RequestType, fields: Record<string, unknown>, needsNode: boolean): { nonce: Uint8Array; result: Promise<Record<string, unknown>> } {
+    const nonce = new Uint8Array(randomBytes(NONCE_SIZE));
+    if (needsNode && this._nodeId === undefined) {
+      return { nonce, result: Promise.reject(new RegistryError("not_registered", `${type} needs a node id: call register() first`)) };
+    }
+    const id = this.nextId++;
+    const request: Record<string, unknown> = { type, id, ...fields, ts: this.clock(), nonce: toBase64(nonce) };
+    if (needsNode) request.node_id = this._nodeId;
+    request.sig = toBase64(this.options.signer.sign(requestSigningBytes(request, this.pinned!)));
+    const frame = encodeFrame(request);
+    const timeoutMs = this.options.requestTimeoutMs ?? 10_000;
+    const result = new Promise<Record<string, unknown>>((resolve, reject) => {
+      if (link.closed) {
+        reject(new RegistryError("connection_lost", "the connection to the registry was lost"));
+        return;
+      }
+      const timer = setTimeout(() => {
+        link.pending.delete(id);
+        reject(new RegistryError("timeout", `the registry did not answer ${type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      link.pending.set(id, { nonce, resolve, reject, timer });
+      link.socket.write(frame);
+    });
+    return { nonce, result };
+  }
+
+  private async subscribeOn(link: Link): Promise<void> {
+    const { nonce, result } = this.issue(link, "subscribe", {}, true);
+    // Events are signed over the subscribe request's nonce; they may arrive right after the response.
+    link.subscription = { nonce, seq: 0 };
+    try {
+      await result;
+    } catch (e) {
+      if (link.subscription?.nonce === nonce) link.subscription = undefined;
+      throw e;
+    }
+  }
+
+  private ensureLink(): Promise<Link> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    if (this.link && !this.link.closed) return Promise.resolve(this.link);
+    this.connecting ??= this.connectWithRetries(this.reconnect.attempts).finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private async connectWithRetries(attempts: number): Promise<Link> {
+    let lastError: RegistryError | undefined;
+    for (let attempt = 0; attempt < Math.max(1, attempts); attempt++) {
+      if (attempt > 0) await sleep(Math.min(this.reconnect.maxDelayMs, this.reconnect.baseDelayMs * 2 ** (attempt - 1)));
+      if (this.fatal) throw this.fatal;
+      try {
+        const link = await this.open();
+        this.link = link;
+        return link;
+      } catch (e) {
+        lastError = e instanceof RegistryError ? e : new RegistryError("connection_failed", String(e));
+        if (lastError.code === "registry_identity_changed" || lastError.code === "closed") throw lastError;
+      }
+    }
+    const code = lastError?.code === "rate_limited" ? "rate_limited" : "connection_failed";
+    throw new RegistryError(code, `cannot reach the registry at ${this.options.host}:${this.options.port}: ${lastError?.message ?? "unknown error"}`);
+  }
+
+  /** One TCP connection, up to and including a verified hello. */
+  private open(): Promise<Link> {
+    const { host, port } = this.options;
+    const timeoutMs = this.options.connectTimeoutMs ?? 5_000;
+    return new Promise<Link>((resolve, reject) => {
+      const socket = tcpConnect({ host, port, noDelay: true });
+      const link = new Link(socket);
+      let greeted = false;
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new RegistryError("connection_failed", `no hello from ${host}:${port} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.on("error", (e) => {
+        if (!greeted) {
+          clearTimeout(timer);
+          reject(new RegistryError("connection_failed", `${host}:${port}: ${e.message}`));
+        }
+      });
+      socket.on("close", () => {
+        clearTimeout(timer);
+        if (!greeted) reject(new RegistryError("connection_failed", `${host}:${port} closed the connection`));
+        this.lost(link);
+      });
+      socket.on("data", (chunk: Buffer) => {
+        for (const frame of link.reader.push(chunk)) {
+          if (link.closed) return;
+          if (frame.kind !== "message") {
+            this.breakLink(link, new RegistryError("invalid_response", `unreadable frame from the registry: ${frame.reason}`));
+            if (!greeted) reject(new RegistryError("invalid_response", `unreadable hello from ${host}:${port}`));
+            return;
+          }
+          if (!greeted) {
+            const error = this.checkHello(frame.value);
+            clearTimeout(timer);
+            if (error) {
+              if (error.code === "registry_identity_changed") this.fatal = error;
+              link.closed = true;
+              socket.destroy();
+              reject(error);
+              return;
+            }
+            greeted = true;
+            resolve(link);
+            continue;
+          }
+          this.dispatch(link, frame.value);
+        }
+      });
+    });
+  }
+
+  private checkHello(hello: Record<string, unknown>): RegistryError | undefined {
+    if (hello.type === "response" && hello.ok === false) {
+      // Refused before the hello (connection limits). Unbound to any request, so it can only fail this attempt.
+      const e = hello.error as { code?: unknown; message?: unknown } | undefined;
+      const code = e?.code === "rate_limited" ? "rate_limited" : "connection_failed";
+      return new RegistryError(code, `the registry refused the connection: ${typeof e?.message === "string" ? e.message : "no reason given"}`);
+    }
+    if (hello.type !== "hello") return new RegistryError("invalid_response", "the registry did not start with hello");
+    if (hello.version !== PROTOCOL_VERSION) return new RegistryError("invalid_response", `registry protocol version ${String(hello.version)} is not ${PROTOCOL_VERSION}`);
+    const key = fromBase64(hello.registry_key, 32);
+    if (!key) return new RegistryError("invalid_response", "the hello carries no valid registry_key");
+    if (this.pinned && toBase64(this.pinned) !== toBase64(key)) {
+      return new RegistryError(
+        "registry_identity_changed",
+        `the registry at ${this.options.host}:${this.options.port} presented key ${toBase64(key)}, not the pinned ${toBase64(this.pinned)}`,
+      );
+    }
+    this.pinned = key;
+    if (typeof hello.time === "number") this.lastHelloTime = hello.time;
+    return undefined;
+  }
+
+  private dispatch(link: Link, message: Record<string, unknown>): void {
+    const sig = fromBase64(message.sig, 64);
+    if (message.type === "event") {
+      const sub = link.subscription;
+      if (!sub || !sig || !verifyEd25519(this.pinned!, eventSigningBytes(message, sub.nonce), sig)) {
+        this.breakLink(link, new RegistryError("invalid_response", "an event failed its signature check"));
+        return;
+      }
+      if (message.node_id !== this._nodeId || message.seq !== sub.seq + 1) {
+        this.breakLink(link, new RegistryError("invalid_response", "an event is out of sequence or for another node"));
+        return;
+      }
+      sub.seq++;
+      const { type: _t, sig: _s, ...event } = message;
+      try {
+        this.onEvent?.(event as unknown as RegistryEvent);
+      } catch {
+        // A listener's failure is its own; the connection carries on.
+      }
+      return;
+    }
+    if (message.type !== "response") {
+      this.breakLink(link, new RegistryError("invalid_response", `unexpected frame type ${JSON.stringify(message.type)}`));
+      return;
+    }
+    const pending = typeof message.id === "number" ? link.pending.get(message.id) : undefined;
+    if (!pending) {
+      // Unsolicited (for example the answer to a frame the registry could not read): verify, then ignore.
+      return;
+    }
+    if (!sig || !verifyEd25519(this.pinned!, responseSigningBytes(message, pending.nonce), sig)) {
+      this.breakLink(link, new RegistryError("invalid_response", "a response failed its signature check (altered or forged)"));
+      return;
+    }
+    link.pending.delete(message.id as number);
+    clearTimeout(pending.timer);
+    if (message.ok === true) {
+      const { type: _t, id: _i, ok: _o, sig: _s, ...fields } = message;
+      pending.resolve(fields);
+      return;
+    }
+    const error = message.error as { code?: unknown; message?: unknown } | undefined;
+    const code = typeof error?.code === "string" ? (error.code as ClientErrorCode) : "internal";
+    pending.reject(new RegistryError(code, typeof error?.message === "string" ? error.message : "the registry refused the request"));
+  }
+
+  /** Fails everything in flight on `link` with `error` and closes it. */
+  private breakLink(link: Link, error: RegistryError): void {
+    for (const p of link.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(error);
+    }
+    link.pending.clear();
+    link.closed = true;
+    link.socket.destroy();
+  }
+
+  private lost(link: Link): void {
+    this.breakLink(link, new RegistryError("connection_lost", "the connection to the registry was lost"));
+    if (this.link !== link) return;
+    this.link = undefined;
+    if (this.wantSubscription && !this.fatal) this.scheduleBackground(0);
+  }
+
+  /** Keeps a subscribed client connected: retries with capped, doubling delays until close(). */
+  private scheduleBackground(attempt: number): void {
+    if (this.backgroundTimer || this.fatal) return;
+    const delay = Math.min(this.reconnect.maxDelayMs, this.reconnect.baseDelayMs * 2 ** attempt);
+    this.backgroundTimer = setTimeout(async () => {
+      this.backgroundTimer = undefined;
+      if (this.fatal || !this.wantSubscription) return;
+      try {
+        const link = await this.ensureLink();
+        await this.subscribeOn(link);
+        this.onReconnect?.();
+      } catch (e) {
+        if (e instanceof RegistryError && (e.code === "registry_identity_changed" || e.code === "closed")) return;
+        this.scheduleBackground(Math.min(attempt + 1, 16));
+      }
+    }, delay);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,583 @@
+/**
+ * The registry's request logic, without sockets: a parsed frame and where it
+ * came from in, a response body and the events to push out. The server signs
+ * and sends both.
+ *
+ * Order of checks for every request (cheap and stateless first; nothing
+ * touches per-node state before the signature is proven):
+ *   shape (type, id, nonce, ts, sig, no unknown fields)  -> invalid_argument
+ *   ts within ±REQUEST_WINDOW_MS of our clock            -> stale_request
+ *   signer known and active, signature valid             -> unauthorized
+ *   nonce not seen in the window                         -> replayed_request
+ *   per-node request budget                              -> rate_limited
+ *   the request itself, in one transaction               -> its own errors
+ *
+ * Privacy rule: `canSee(viewer, target)` holds when target is the viewer, is
+ * public, is trusted by the viewer, or has a pending trust request to the
+ * viewer (it introduced itself). Everything that names another node answers
+ * `not_found` when it does not hold, with the same message as for an id that
+ * was never assigned.
+ */
+import { addressOf, formatAddress } from "../protocol/address.ts";
+import { ReplayCache, TokenBuckets, type BucketConfig } from "./limits.ts";
+import {
+  checkEndpoints,
+  checkHostname,
+  checkNodeId,
+  checkReason,
+  checkSearchQuery,
+  checkTags,
+  endpointPort,
+  isUnspecifiedEndpoint,
+  joinEndpoint,
+  SEARCH_RESULTS_MAX,
+  type Check,
+} from "./rules.ts";
+import { verifyEd25519 } from "./signer.ts";
+import type { NodeRow, RegistryStore } from "./store.ts";
+import {
+  fromBase64,
+  NONCE_SIZE,
+  REQUEST_TYPES,
+  REQUEST_WINDOW_MS,
+  requestSigningBytes,
+  toBase64,
+  type RequestType,
+  type ServerErrorCode,
+} from "./wire.ts";
+
+export const ONLINE_WINDOW_MS = 90_000;
+export const INBOX_VISIBLE_MAX = 100;
+export const OUTBOUND_PENDING_MAX = 100;
+/** Budget of one trust_state page, well under MAX_FRAME even if every character took 4 bytes. */
+const TRUST_PAGE_BYTES = 48 * 1024;
+
+export interface ServiceLimits {
+  /** New keys registered per source IP. Default 10 per minute, burst 10. */
+  readonly registrationsPerIp: BucketConfig;
+  /** Signed requests per node (or per key, for register). Default 10/s, burst 50. */
+  readonly requestsPerNode: BucketConfig;
+}
+
+export const DEFAULT_SERVICE_LIMITS: ServiceLimits = {
+  registrationsPerIp: { rate: 10 / 60, burst: 10 },
+  requestsPerNode: { rate: 10, burst: 50 },
+};
+
+export interface RequestContext {
+  /** The TCP peer's IP, IPv4-mapped addresses unmapped. */
+  readonly sourceIp: string;
+}
+
+export interface PushEvent {
+  readonly to: number;
+  readonly event: Record<string, unknown>;
+}
+
+export interface Outcome {
+  /** Echoed request id (null when the request had none we could read). */
+  readonly id: number | null;
+  /** The request's nonce (empty when unreadable): the response signature binds to it. */
+  readonly nonce: Uint8Array;
+  readonly body: { ok: true; [field: string]: unknown } | { ok: false; error: { code: ServerErrorCode; message: string } };
+  readonly events: PushEvent[];
+  /** Set on a successful subscribe: the connection now receives this node's events. */
+  readonly subscribe?: { nodeId: number; nonce: Uint8Array };
+  /** Set on successful register/deregister, for the log. */
+  readonly note?: Record<string, unknown>;
+}
+
+class RequestError extends Error {
+  constructor(
+    readonly code: ServerErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const fail = (code: ServerErrorCode, message: string): never => {
+  throw new RequestError(code, message);
+};
+
+function need<T>(c: Check<T>): T {
+  if (!c.ok) fail("invalid_argument", c.message);
+  return (c as { ok: true; value: T }).value;
+}
+
+/** Fields each request type may carry besides the envelope; `?` marks optional ones. */
+const FIELDS: Record<RequestType, readonly string[]> = {
+  register: ["public_key", "endpoints?", "hostname?", "public?", "tags?"],
+  heartbeat: ["endpoints?"],
+  lookup: ["target"],
+  find: ["hostname"],
+  resolve: ["target"],
+  search: ["query"],
+  set_hostname: ["hostname"],
+  set_tags: ["tags"],
+  set_visibility: ["public"],
+  trust_request: ["to", "reason"],
+  trust_approve: ["peer"],
+  trust_reject: ["peer", "reason?"],
+  trust_revoke: ["peer"],
+  trust_state: ["cursor?"],
+  subscribe: [],
+  deregister: [],
+};
+
+const ENVELOPE = new Set(["type", "id", "node_id", "ts", "nonce", "sig"]);
+const NOT_VISIBLE = "no such node";
+
+export interface ServiceOptions {
+  readonly store: RegistryStore;
+  /** The registry's public key: every request signature covers it. */
+  readonly registryKey: Uint8Array;
+  readonly clock?: () => number;
+  readonly limits?: Partial<ServiceLimits>;
+}
+
+export class RegistryService {
+  private readonly store: RegistryStore;
+  private readonly registryKey: Uint8Array;
+  private readonly clock: () => number;
+  private readonly replay = new ReplayCache(REQUEST_WINDOW_MS);
+  private readonly registrations: TokenBuckets;
+  private readonly requests: TokenBuckets;
+
+  constructor(options: ServiceOptions) {
+    this.store = options.store;
+    this.registryKey = options.registryKey;
+    this.clock = options.clock ?? Date.now;
+    const limits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
+    this.registrations = new TokenBuckets(limits.registrationsPerIp);
+    this.requests = new TokenBuckets(limits.requestsPerNode);
+  }
+
+  /** An error outcome for a frame that could not be read at all. */
+  static malformed(message: string): Outcome {
+    return { id: null, nonce: new Uint8Array(0), body: { ok: false, error: { code: "invalid_argument", message } }, events: [] };
+  }
+
+  handle(message: Record<string, unknown>, ctx: RequestContext): Outcome {
+    const id = typeof message.id === "number" && Number.isSafeInteger(message.id) && message.id >= 0 ? message.id : null;
+    const nonce = fromBase64(message.nonce, NONCE_SIZE) ?? new Uint8Array(0);
+    const events: PushEvent[] = [];
+    try {
+      const now = this.clock();
+      const { type, signer } = this.authenticate(message, nonce, id, now);
+      const result = this.dispatch(type, message, signer, ctx, now, events);
+      const { subscribe, note, ...fields } = result;
+      return {
+        id,
+        nonce,
+        body: { ok: true, ...fields },
+        events,
+        subscribe: typeof subscribe === "number" ? { nodeId: subscribe, nonce } : undefined,
+        note: note as Record<string, unknown> | undefined,
+      };
+    } catch (e) {
+      if (e instanceof RequestError) return { id, nonce, body: { ok: false, error: { code: e.code, message: e.message } }, events: [] };
+      return { id, nonce, body: { ok: false, error: { code: "internal", message: "internal error" } }, events: [], note: { internal: String(e) } };
+    }
+  }
+
+  // -- authentication ------------------------------------------------------
+
+  private authenticate(
+    m: Record<string, unknown>,
+    nonce: Uint8Array,
+    id: number | null,
+    now: number,
+  ): { type: RequestType; signer: { nodeId: number | null; publicKey: string } } {
+    const type = m.type;
+    if (typeof type !== "string" || !(REQUEST_TYPES as readonly string[]).includes(type)) {
+      fail("invalid_argument", `unknown request type ${JSON.stringify(typeof type === "string" ? type.slice(0, 32) : type)}`);
+    }
+    const t = type as RequestType;
+    if (id === null) fail("invalid_argument", "id must be a non-negative integer");
+    if (nonce.length !== NONCE_SIZE) fail("invalid_argument", `nonce must be ${NONCE_SIZE} bytes in base64`);
+    if (typeof m.ts !== "number" || !Number.isSafeInteger(m.ts)) fail("invalid_argument", "ts must be unix milliseconds (an integer)");
+    const sig = fromBase64(m.sig, 64);
+    if (!sig) fail("invalid_argument", "sig must be a 64-byte Ed25519 signature in base64");
+    const allowed = FIELDS[t];
+    for (const key of Object.keys(m)) {
+      if (ENVELOPE.has(key)) continue;
+      if (!allowed.includes(key) && !allowed.includes(`${key}?`)) fail("invalid_argument", `unknown field "${key.slice(0, 32)}" for ${t}`);
+    }
+    for (const f of allowed) if (!f.endsWith("?") && !(f in m)) fail("invalid_argument", `${t} needs "${f}"`);
+
+    const ts = m.ts as number;
+    if (Math.abs(now - ts) > REQUEST_WINDOW_MS) {
+      fail("stale_request", `request time ${ts} is more than ${REQUEST_WINDOW_MS / 1000} s from the registry's clock (${now}); check this machine's clock`);
+    }
+
+    let publicKeyText: string;
+    let publicKey: Uint8Array;
+    let nodeId: number | null = null;
+    if (t === "register") {
+      if ("node_id" in m) fail("invalid_argument", "register carries public_key, not node_id");
+      const key = fromBase64(m.public_key, 32);
+      if (!key) fail("invalid_argument", "public_key must be a 32-byte Ed25519 key in base64");
+      publicKey = key!;
+      publicKeyText = m.public_key as string;
+    } else {
+      const nid = m.node_id;
+      if (typeof nid !== "number" || !Number.isInteger(nid) || nid < 0 || nid > 0xffff_ffff) fail("invalid_argument", "node_id must be a u32");
+      const node = this.store.nodeById(nid as number);
+      if (!node || !node.active) fail("unauthorized", "this node is not registered; register first");
+      nodeId = node!.id;
+      publicKeyText = node!.publicKey;
+      publicKey = new Uint8Array(Buffer.from(publicKeyText, "base64"));
+    }
+
+    let signed: Uint8Array;
+    try {
+      signed = requestSigningBytes(m, this.registryKey);
+    } catch (e) {
+      return fail("invalid_argument", `request is not canonical JSON: ${(e as Error).message}`);
+    }
+    if (!verifyEd25519(publicKey, signed, sig!)) fail("unauthorized", "bad signature (signed for another registry, altered, or wrong key)");
+
+    const seen = this.replay.remember(toBase64(nonce), ts, now);
+    if (seen === "replayed") fail("replayed_request", "this request was already received (nonce seen)");
+    if (seen === "full") fail("rate_limited", "the registry is overloaded; retry shortly");
+    if (!this.requests.take(nodeId === null ? `k:${publicKeyText}` : `n:${nodeId}`, now)) {
+      fail("rate_limited", "too many requests from this node; slow down");
+    }
+    return { type: t, signer: { nodeId, publicKey: publicKeyText } };
+  }
+
+  // -- requests --------------------------------------------------------------
+
+  private dispatch(
+    type: RequestType,
+    m: Record<string, unknown>,
+    signer: { nodeId: number | null; publicKey: string },
+    ctx: RequestContext,
+    now: number,
+    events: PushEvent[],
+  ): Record<string, unknown> {
+    if (type === "register") return this.register(m, signer.publicKey, ctx, now);
+    const self = signer.nodeId!;
+    switch (type) {
+      case "heartbeat": {
+        const endpoints = m.endpoints === undefined ? undefined : need(checkEndpoints(m.endpoints));
+        this.store.transaction(() => this.store.touch(self, now, ctx.sourceIp, endpoints));
+        return { time: now, observed_ip: ctx.sourceIp };
+      }
+      case "lookup":
+        return this.nodeView(this.visible(self, need(checkNodeId(m.target, "target"))), now);
+      case "find": {
+        const name = typeof m.hostname === "string" ? m.hostname : fail("invalid_argument", "hostname must be a string");
+        const node = this.store.nodeByHostname(name);
+        if (!node || !this.canSee(self, node)) fail("not_found", NOT_VISIBLE);
+        return this.nodeView(node!, now);
+      }
+      case "resolve": {
+        const node = this.visible(self, need(checkNodeId(m.target, "target")));
+        return { node_id: node.id, address: addressText(node.id), public_key: node.publicKey, ...this.endpointView(node), online: online(node, now), last_seen: node.lastSeen };
+      }
+      case "search": {
+        const q = need(checkSearchQuery(m.query));
+        const rows = this.store.search(self, q, SEARCH_RESULTS_MAX);
+        return {
+          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: online(n, now) })),
+        };
+      }
+      case "set_hostname": {
+        const hostname = m.hostname === "" ? null : need(checkHostname(m.hostname));
+        this.store.transaction(() => this.claimHostname(self, hostname));
+        return { node_id: self, hostname };
+      }
+      case "set_tags": {
+        const tags = need(checkTags(m.tags));
+        this.store.transaction(() => this.store.setTags(self, tags));
+        return { node_id: self, tags };
+      }
+      case "set_visibility": {
+        if (typeof m.public !== "boolean") fail("invalid_argument", "public must be true or false");
+        this.store.transaction(() => this.store.setPublic(self, m.public as boolean));
+        return { node_id: self, public: m.public };
+      }
+      case "trust_request":
+        return this.trustRequest(self, need(checkNodeId(m.to, "to")), need(checkReason(m.reason)), now, events);
+      case "trust_approve":
+        return this.trustApprove(self, need(checkNodeId(m.peer, "peer")), now, events);
+      case "trust_reject": {
+        const reason = m.reason === undefined ? undefined : need(checkReason(m.reason));
+        return this.trustReject(self, need(checkNodeId(m.peer, "peer")), reason, events);
+      }
+      case "trust_revoke":
+        return this.trustRevoke(self, need(checkNodeId(m.peer, "peer")), events);
+      case "trust_state":
+        return this.trustState(self, m.cursor);
+      case "subscribe":
+        return { subscribed: true, subscribe: self };
+      case "deregister":
+        return this.deregister(self, events);
+    }
+    return fail("invalid_argument", "unknown request type");
+  }
+
+  private register(
+    m: Record<string, unknown>,
+    publicKey: string,
+    ctx: RequestContext,
+    now: number,
+  ): Record<string, unknown> {
+    const endpoints = m.endpoints === undefined ? undefined : need(checkEndpoints(m.endpoints));
+    const hostname = m.hostname === undefined ? undefined : m.hostname === "" ? null : need(checkHostname(m.hostname));
+    const tags = m.tags === undefined ? undefined : need(checkTags(m.tags));
+    if (m.public !== undefined && typeof m.public !== "boolean") fail("invalid_argument", "public must be true or false");
+    const existing = this.store.nodeByKey(publicKey);
+    if (!existing && !this.registrations.take(`ip:${ctx.sourceIp}`, now)) {
+      fail("rate_limited", "too many new registrations from this address; retry later");
+    }
+    const node = this.store.transaction(() => {
+      let id: number;
+      let created = false;
+      if (existing) {
+        id = existing.id;
+        if (!existing.active) this.store.reactivateNode(id, now);
+      } else {
+        id = this.store.createNode(publicKey, now, ctx.sourceIp).id;
+        this.store.dropRequestsTo(id);
+        created = true;
+      }
+      this.store.touch(id, now, ctx.sourceIp, endpoints);
+      if (hostname !== undefined) this.claimHostname(id, hostname);
+      if (tags !== undefined) this.store.setTags(id, tags);
+      if (m.public !== undefined) this.store.setPublic(id, m.public as boolean);
+      return { row: this.store.nodeById(id)!, created };
+    });
+    const n = node.row;
+    return {
+      node_id: n.id,
+      address: addressText(n.id),
+      public_key: n.publicKey,
+      hostname: n.hostname,
+      tags: n.tags,
+      public: n.public,
+      endpoints: n.endpoints,
+      observed_ip: n.observedIp,
+      created: node.created,
+      time: now,
+      note: { event: node.created ? "node_created" : "node_registered", node_id: n.id, source_ip: ctx.sourceIp },
+    };
+  }
+
+  private claimHostname(id: number, hostname: string | null): void {
+    if (hostname !== null) {
+      const owner = this.store.nodeByHostname(hostname);
+      if (owner && owner.id !== id) fail("already_exists", `hostname "${hostname}" is taken`);
+    }
+    this.store.setHostname(id, hostname);
+  }
+
+  private trustRequest(self: number, to: number, reason: string, now: number, events: PushEvent[]): Record<string, unknown> {
+    if (to === self) fail("invalid_argument", "a node cannot ask itself for trust");
+    return this.store.transaction(() => {
+      const target = this.store.nodeById(to);
+      const live = target !== undefined && target.active;
+      if (live && this.store.isTrusted(self, to)) return { to, status: "trusted" };
+      if (live && this.store.trustRequest(to, self)) {
+        // Both sides asked: that is agreement. The pair is made and both hear of it.
+        this.store.removeTrustRequest(to, self);
+        this.store.removeTrustRequest(self, to);
+        this.store.addTrust(self, to, now);
+        events.push({ to, event: { event: "trust_approved", peer: self, address: addressText(self) } });
+        events.push({ to: self, event: { event: "trust_approved", peer: to, address: addressText(to) } });
+        return { to, status: "trusted" };
+      }
+      // From here on the answer is the same whether `to` exists, is private or is absent.
+      if (this.store.trustRequest(self, to)) return { to, status: "pending" };
+      if (this.store.outboundCount(self) >= OUTBOUND_PENDING_MAX) {
+        fail("rate_limited", `you have ${OUTBOUND_PENDING_MAX} pending trust requests; wait for answers or withdraw some (trust_revoke)`);
+      }
+      const queued = live ? this.store.inboundCount(to) : 0;
+      this.store.addTrustRequest(self, to, reason, now);
+      // The target sees its oldest INBOX_VISIBLE_MAX requests; later ones wait their turn, unannounced.
+      if (live && queued < INBOX_VISIBLE_MAX) events.push({ to, event: { event: "trust_request", from: self, address: addressText(self), reason } });
+      return { to, status: "pending" };
+    });
+  }
+
+  private trustApprove(self: number, peer: number, now: number, events: PushEvent[]): Record<string, unknown> {
+    return this.store.transaction(() => {
+      const request = this.store.trustRequest(peer, self);
+      const requester = this.store.nodeById(peer);
+      if (!request || !requester || !requester.active) fail("not_found", `no pending trust request from node ${peer}`);
+      this.store.removeTrustRequest(peer, self);
+      this.store.removeTrustRequest(self, peer);
+      this.store.addTrust(self, peer, now);
+      events.push({ to: peer, event: { event: "trust_approved", peer: self, address: addressText(self) } });
+      return { peer, trusted: true };
+    });
+  }
+
+  private trustReject(self: number, peer: number, reason: string | undefined, events: PushEvent[]): Record<string, unknown> {
+    return this.store.transaction(() => {
+      if (!this.store.removeTrustRequest(peer, self)) fail("not_found", `no pending trust request from node ${peer}`);
+      const event: Record<string, unknown> = { event: "trust_rejected", peer: self, address: addressText(self) };
+      if (reason !== undefined) event.reason = reason;
+      events.push({ to: peer, event });
+      return { peer, rejected: true };
+    });
+  }
+
+  private trustRevoke(self: number, peer: number, events: PushEvent[]): Record<string, unknown> {
+    return this.store.transaction(() => {
+      const revoked = this.store.removeTrust(self, peer);
+      const withdrawn = this.store.removeTrustRequest(self, peer);
+      if (!revoked && !withdrawn) fail("not_found", `no trust with and no pending request to node ${peer}`);
+      if (revoked) events.push({ to: peer, event: { event: "trust_revoked", peer: self, address: addressText(self) } });
+      return { peer, revoked, withdrawn };
+    });
+  }
+
+  /**
+   * One page of the node's trust state. Sections come in order (trusted peers
+   * by id, the visible inbox oldest first, outbound requests by target) and a
+   * page stops before TRUST_PAGE_BYTES of items, so any page fits in a frame.
+   * `next_cursor` is null on the last page.
+   */
+  private trustState(self: number, cursorText: unknown): Record<string, unknown> {
+    const cursor = parseCursor(cursorText);
+    const page = { trusted: [] as unknown[], inbound: [] as unknown[], outbound: [] as unknown[] };
+    let bytes = 0;
+    let next: string | null = null;
+    const fits = (item: unknown) => {
+      const size = JSON.stringify(item).length * 4;
+      if (bytes > 0 && bytes + size > TRUST_PAGE_BYTES) return false;
+      bytes += size;
+      return true;
+    };
+    const sections = ["trusted", "inbound", "outbound"] as const;
+    fill: for (const section of sections.slice(sections.indexOf(cursor.section))) {
+      const after = section === cursor.section ? cursor.after : undefined;
+      if (section === "trusted") {
+        for (const { peer, since } of this.store.trustedPeers(self)) {
+          if (after !== undefined && peer <= Number(after)) continue;
+          const n = this.store.nodeById(peer);
+          if (!n || !n.active) continue;
+          const item = { peer, address: addressText(peer), public_key: n.publicKey, hostname: n.hostname, since };
+          if (!fits(item)) {
+            next = `trusted:${page.trusted.length > 0 ? (page.trusted.at(-1) as { peer: number }).peer : after ?? ""}`;
+            break fill;
+          }
+          page.trusted.push(item);
+        }
+      } else if (section === "inbound") {
+        for (const r of this.store.inboundRequests(self, INBOX_VISIBLE_MAX)) {
+          const key = `${r.createdAt}.${r.from}`;
+          if (after !== undefined && compareInboundKey(key, after) <= 0) continue;
+          const n = this.store.nodeById(r.from);
+          if (!n || !n.active) continue;
+          const item = { from: r.from, address: addressText(r.from), public_key: n.publicKey, hostname: n.hostname, reason: r.reason, created_at: r.createdAt };
+          if (!fits(item)) {
+            const last = page.inbound.at(-1) as { from: number; created_at: number } | undefined;
+            next = `inbound:${last ? `${last.created_at}.${last.from}` : after ?? ""}`;
+            break fill;
+          }
+          page.inbound.push(item);
+        }
+      } else {
+        for (const r of this.store.outboundRequests(self)) {
+          if (after !== undefined && r.to <= Number(after)) continue;
+          const item = { to: r.to, address: addressText(r.to), reason: r.reason, created_at: r.createdAt };
+          if (!fits(item)) {
+            next = `outbound:${page.outbound.length > 0 ? (page.outbound.at(-1) as { to: number }).to : after ?? ""}`;
+            break fill;
+          }
+          page.outbound.push(item);
+        }
+      }
+    }
+    return { ...page, inbound_total: this.store.inboundCount(self), next_cursor: next };
+  }
+
+  private deregister(self: number, events: PushEvent[]): Record<string, unknown> {
+    const peers = this.store.transaction(() => {
+      const peers = this.store.forgetTrust(self);
+      this.store.deactivateNode(self);
+      return peers;
+    });
+    for (const peer of peers) events.push({ to: peer, event: { event: "trust_revoked", peer: self, address: addressText(self) } });
+    return { node_id: self, deregistered: true, note: { event: "node_deregistered", node_id: self } };
+  }
+
+  // -- visibility and views ----------------------------------------------------
+
+  private canSee(viewer: number, target: NodeRow): boolean {
+    if (target.id === viewer) return true;
+    if (!target.active) return false;
+    return target.public || this.store.isTrusted(viewer, target.id) || this.store.trustRequest(target.id, viewer) !== undefined;
+  }
+
+  private visible(viewer: number, target: number): NodeRow {
+    const node = this.store.nodeById(target);
+    if (!node || !this.canSee(viewer, node)) fail("not_found", NOT_VISIBLE);
+    return node!;
+  }
+
+  private nodeView(n: NodeRow, now: number): Record<string, unknown> {
+    return {
+      node_id: n.id,
+      address: addressText(n.id),
+      public_key: n.publicKey,
+      hostname: n.hostname,
+      tags: n.tags,
+      public: n.public,
+      online: online(n, now),
+      last_seen: n.lastSeen,
+    };
+  }
+
+  /**
+   * What a peer needs to reach the node: the endpoints it reported, the IP the
+   * registry saw its connection come from, and `candidates`, the addresses to
+   * try in order (reported ones, "0.0.0.0:port" filled in with the observed IP,
+   * then the observed IP with each reported port, for NATs that keep ports).
+   */
+  private endpointView(n: NodeRow): Record<string, unknown> {
+    const candidates: string[] = [];
+    const add = (e: string) => {
+      if (!candidates.includes(e)) candidates.push(e);
+    };
+    for (const e of n.endpoints) {
+      if (isUnspecifiedEndpoint(e)) {
+        if (n.observedIp) add(joinEndpoint(n.observedIp, endpointPort(e)));
+      } else {
+        add(e);
+      }
+    }
+    if (n.observedIp) for (const e of n.endpoints) add(joinEndpoint(n.observedIp, endpointPort(e)));
+    return { endpoints: n.endpoints, observed_ip: n.observedIp, candidates };
+  }
+}
+
+type CursorSection = "trusted" | "inbound" | "outbound";
+
+/** Cursors: "trusted:<peer>", "inbound:<created_at>.<from>", "outbound:<to>"; an empty position means the section's start. */
+function parseCursor(text: unknown): { section: CursorSection; after: string | undefined } {
+  if (text === undefined || text === null) return { section: "trusted", after: undefined };
+  if (typeof text !== "string") return fail("invalid_argument", "cursor must be a string from a previous trust_state");
+  const m = /^(trusted|outbound):([0-9]{0,10})$|^inbound:((?:[0-9]{1,16}\.[0-9]{1,10})?)$/.exec(text);
+  if (!m) return fail("invalid_argument", "cursor must be a string from a previous trust_state");
+  if (m[1]) return { section: m[1] as CursorSection, after: m[2] === "" ? undefined : m[2] };
+  return { section: "inbound", after: m[3] === "" ? undefined : m[3] };
+}
+
+function compareInboundKey(a: string, b: string): number {
+  const [ac, af] = a.split(".").map(Number) as [number, number];
+  const [bc, bf] = b.split(".").map(Number) as [number, number];
+  return ac !== bc ? ac - bc : af - bf;
+}
+
+function addressText(node: number): string {
+  return formatAddress(addressOf(0, node));
+}
+
+function online(n: NodeRow, now: number): boolean {
+  return n.active && now - n.lastSeen <= ONLINE_WINDOW_MS;
+}
