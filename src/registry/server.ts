@@ -172,7 +172,7 @@ export class RegistryServer {
       if (frame.kind === "fatal") {
         this.respond(conn, RegistryService.malformed(frame.reason));
         conn.socket.end();
-        conn.socket.destroySoon?.();
+        setTimeout(() => conn.socket.destroy(), 1000).unref();
         return;
       }
       if (frame.kind === "malformed") {

@@ -18,6 +18,7 @@
  * `not_found` when it does not hold, with the same message as for an id that
  * was never assigned.
  */
+import { generateKeyPairSync } from "node:crypto";
 import { addressOf, formatAddress } from "../protocol/address.ts";
 import { ReplayCache, TokenBuckets, type BucketConfig } from "./limits.ts";
 import {
@@ -125,6 +126,13 @@ const FIELDS: Record<RequestType, readonly string[]> = {
   deregister: [],
 };
 
+const UNAUTHORIZED =
+  "the signature does not match a registered node (unknown or deregistered node id, wrong key, altered request, or signed for another registry)";
+/** A valid public key whose private half was thrown away at start-up: nothing verifies against it. */
+const UNUSABLE_KEY = (() => {
+  const spki = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" });
+  return new Uint8Array(spki.subarray(spki.length - 32));
+})();
 const ENVELOPE = new Set(["type", "id", "node_id", "ts", "nonce", "sig"]);
 const NOT_VISIBLE = "no such node";
 
@@ -224,10 +232,16 @@ export class RegistryService {
       const nid = m.node_id;
       if (typeof nid !== "number" || !Number.isInteger(nid) || nid < 0 || nid > 0xffff_ffff) fail("invalid_argument", "node_id must be a u32");
       const node = this.store.nodeById(nid as number);
-      if (!node || !node.active) fail("unauthorized", "this node is not registered; register first");
-      nodeId = node!.id;
-      publicKeyText = node!.publicKey;
-      publicKey = new Uint8Array(Buffer.from(publicKeyText, "base64"));
+      if (node && node.active) {
+        nodeId = node.id;
+        publicKeyText = node.publicKey;
+        publicKey = new Uint8Array(Buffer.from(publicKeyText, "base64"));
+      } else {
+        // Verify against a key nobody holds, so that an unknown id costs the same time and gets
+        // the same answer as a known id with a bad signature: ids cannot be probed this way.
+        publicKeyText = "";
+        publicKey = UNUSABLE_KEY;
+      }
     }
 
     let signed: Uint8Array;
@@ -236,7 +250,7 @@ export class RegistryService {
     } catch (e) {
       return fail("invalid_argument", `request is not canonical JSON: ${(e as Error).message}`);
     }
-    if (!verifyEd25519(publicKey, signed, sig!)) fail("unauthorized", "bad signature (signed for another registry, altered, or wrong key)");
+    if (!verifyEd25519(publicKey, signed, sig!) || (t !== "register" && nodeId === null)) fail("unauthorized", UNAUTHORIZED);
 
     const seen = this.replay.remember(toBase64(nonce), ts, now);
     if (seen === "replayed") fail("replayed_request", "this request was already received (nonce seen)");

@@ -101,6 +101,12 @@ describe("signed requests", () => {
     expect(errorCode(await c.next())).toBe("invalid_argument");
     c.send(signedRequest(attacker, keyBytes(r.publicKey), { type: "register", public_key: toBase64(victim.identity.publicKey) }));
     expect(errorCode(await c.next())).toBe("unauthorized");
+    // Signing as an existing id and as an unassigned one gives the very same answer: ids cannot be probed.
+    c.send(signedRequest(attacker, keyBytes(r.publicKey), { type: "trust_state", node_id: victim.id }));
+    const known = await c.next();
+    c.send(signedRequest(attacker, keyBytes(r.publicKey), { type: "trust_state", node_id: 0xfff0_0001 }));
+    const unknown = await c.next();
+    expect(known!.error).toEqual(unknown!.error as object);
     c.close();
   });
 });
