@@ -101,12 +101,14 @@ export const rendezvousCommand: CommandSpec = {
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
     };
-    log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
-    const signal = await new Promise<string>((resolve) => {
+    // Handlers first, then "ready": whoever reacts to the ready line may signal at once.
+    const stopSignal = new Promise<string>((resolve) => {
       process.once("SIGTERM", () => resolve("SIGTERM"));
       process.once("SIGINT", () => resolve("SIGINT"));
     });
+    log.info("listening", data);
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
+    const signal = await stopSignal;
     log.info("stopping", { signal });
     await rendezvous.close();
     log.info("stopped");
