@@ -27,6 +27,8 @@ export type NodeErrorCode =
   | "rate_limited"
   | "registry_unavailable"
   | "closed"
+  /** The local daemon is not running, or went away (raised by the driver, never by a LocalNode). */
+  | "not_running"
   | "internal";
 
 export class NodeError extends Error {
@@ -66,7 +68,11 @@ export interface StreamHandle {
   /** Immediate reset (RST). */
   abort(): void;
   setNoDelay(noDelay: boolean): void;
-  /** Set by the owner; called on the daemon's event loop, never re-entrantly from write/read. */
+  /**
+   * Set by the owner; called on the daemon's event loop, never re-entrantly from write/read.
+   * Events raised while it is null (e.g. data and FIN that arrive before a `dial` promise's
+   * continuation has run) are held and delivered, in order, when the owner sets it.
+   */
   onEvent: ((event: StreamEvent) => void) | null;
 }
 
