@@ -5,3 +5,4 @@ export * from "./socket-address.ts";
 export * from "./crc32.ts";
 export * from "./packet.ts";
 export * from "./limits.ts";
+export * from "./tunnel-frame.ts";
