@@ -6,3 +6,4 @@
 export * from "./peer.ts";
 export * from "./index-table.ts";
 export * from "./timers.ts";
+export * from "./router.ts";

@@ -652,6 +652,22 @@ export class Peer<E = string> {
     this.events.push({ type: "handshake_failed", reason: "timeout", droppedPackets: dropped });
   }
 
+  /**
+   * Ends every session and handshake with this peer and releases their
+   * indices, so frames for them are dropped as unknown. Used when the peer is
+   * removed (untrust, shutdown); the Peer must not be used afterwards.
+   */
+  close(): void {
+    if (this.handshake !== null && this.handshake.state !== null) this.indices.release(this.handshake.state.localIndex);
+    this.handshake = null;
+    for (const kp of [this.current, this.previous, this.next]) this.releaseKeypair(kp);
+    this.current = this.previous = this.next = null;
+    this.queue = [];
+    this.transmits = [];
+    this.delivered = [];
+    this.keepaliveAt = this.deadPeerAt = this.zeroKeysAt = null;
+  }
+
   private zeroKeys(): void {
     this.zeroKeysAt = null;
     for (const kp of [this.current, this.previous, this.next]) this.releaseKeypair(kp);
