@@ -1,0 +1,51 @@
+/**
+ * RFC 6298 round-trip estimator and retransmission timeout.
+ *
+ *   sample(r)     feed one unambiguous RTT measurement (Karn: never a retransmitted segment)
+ *   rto           current timeout, including exponential backoff
+ *   backOff()     double after a timeout (RFC 6298 5.5); a new sample clears the backoff
+ *   srtt/rttvar   smoothed RTT and variance (0 before the first sample)
+ */
+
+/** G in RFC 6298: our clock is a float in milliseconds, so 1 ms is plenty. */
+export const CLOCK_GRANULARITY = 1;
+const MAX_BACKOFF_EXPONENT = 30;
+
+export class RttEstimator {
+  srtt = 0;
+  rttvar = 0;
+  hasSample = false;
+  /** Consecutive timeouts since the last sample. */
+  backoff = 0;
+  private base: number;
+
+  constructor(
+    initialRto: number,
+    private readonly minRto: number,
+    private readonly maxRto: number,
+  ) {
+    this.base = initialRto;
+  }
+
+  get rto(): number {
+    return Math.min(this.maxRto, this.base * 2 ** Math.min(this.backoff, MAX_BACKOFF_EXPONENT));
+  }
+
+  sample(r: number): void {
+    if (!(r >= 0)) return;
+    if (!this.hasSample) {
+      this.srtt = r;
+      this.rttvar = r / 2;
+      this.hasSample = true;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+    this.base = Math.min(this.maxRto, Math.max(this.minRto, this.srtt + Math.max(CLOCK_GRANULARITY, 4 * this.rttvar)));
+    this.backoff = 0;
+  }
+
+  backOff(): void {
+    this.backoff++;
+  }
+}

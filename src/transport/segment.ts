@@ -1,0 +1,84 @@
+/**
+ * A stream segment: the part of a Pilot packet the stream engine reads and writes.
+ * The daemon adds protocol, addresses and ports (a `Packet` is structurally a
+ * `Segment`, so a decoded packet can be passed straight to the engine).
+ *
+ *   Segment                               flags, seq, ack, window (WINDOW_UNIT units), sack, payload
+ *   segmentLength(seg)                    sequence space used: payload + SYN + FIN
+ *   toPacket(seg, route)                  add protocol, addresses and ports
+ *   resetFor(seg)                         the RST that answers a segment no connection claims
+ *   describeSegment(seg)                  "SYN|ACK seq=.. ack=.. win=.. len=.." for logs and tests
+ */
+import type { Address } from "../protocol/address.ts";
+import { Flag, Protocol, type Packet, type SackBlock } from "../protocol/packet.ts";
+
+export interface Segment {
+  readonly flags: number;
+  readonly seq: number;
+  readonly ack: number;
+  /** Receive window in units of WINDOW_UNIT bytes. */
+  readonly window: number;
+  readonly sack: readonly SackBlock[];
+  readonly payload: Uint8Array;
+}
+
+export const NO_SACK: readonly SackBlock[] = Object.freeze([]);
+export const EMPTY_PAYLOAD = new Uint8Array(0);
+
+export function segmentLength(seg: Segment): number {
+  return seg.payload.length + (seg.flags & Flag.SYN ? 1 : 0) + (seg.flags & Flag.FIN ? 1 : 0);
+}
+
+/** Where a segment goes: the 4-tuple the daemon knows the connection by. */
+export interface StreamRoute {
+  readonly src: Address;
+  readonly dst: Address;
+  readonly srcPort: number;
+  readonly dstPort: number;
+}
+
+export function toPacket(seg: Segment, route: StreamRoute): Packet {
+  return {
+    protocol: Protocol.Stream,
+    flags: seg.flags,
+    src: route.src,
+    dst: route.dst,
+    srcPort: route.srcPort,
+    dstPort: route.dstPort,
+    seq: seg.seq,
+    ack: seg.ack,
+    window: seg.window,
+    sack: seg.sack,
+    payload: seg.payload,
+  };
+}
+
+/**
+ * RFC 9293 §3.10.7.1: the reply to a segment for which no connection exists
+ * (port closed, connection forgotten). Never answers a RST.
+ */
+export function resetFor(seg: Segment): Segment | undefined {
+  if (seg.flags & Flag.RST) return undefined;
+  if (seg.flags & Flag.ACK) {
+    return { flags: Flag.RST, seq: seg.ack, ack: 0, window: 0, sack: NO_SACK, payload: EMPTY_PAYLOAD };
+  }
+  return {
+    flags: Flag.RST | Flag.ACK,
+    seq: 0,
+    ack: (seg.seq + segmentLength(seg)) >>> 0,
+    window: 0,
+    sack: NO_SACK,
+    payload: EMPTY_PAYLOAD,
+  };
+}
+
+export function describeSegment(seg: Segment): string {
+  const names: string[] = [];
+  if (seg.flags & Flag.SYN) names.push("SYN");
+  if (seg.flags & Flag.FIN) names.push("FIN");
+  if (seg.flags & Flag.RST) names.push("RST");
+  if (seg.flags & Flag.ACK) names.push("ACK");
+  let text = `${names.join("|") || "-"} seq=${seg.seq} ack=${seg.ack} win=${seg.window} len=${seg.payload.length}`;
+  if (seg.sack.length > 0) text += ` sack=${seg.sack.map((b) => `${b.start}-${b.end}`).join(",")}`;
+  return text;
+}
