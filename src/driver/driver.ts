@@ -1,0 +1,248 @@
+/** The Driver: one app's connection to its local Pilot daemon, and everything built on it. */
+import { EventEmitter } from "node:events";
+import type http from "node:http";
+import { IpcClient, type IpcStream } from "../ipc/client.ts";
+import { resolveSocketPath } from "../ipc/paths.ts";
+import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
+import { DatagramSocket, type DatagramSocketOptions } from "./datagram.ts";
+import { NodeError } from "./errors.ts";
+import { PilotAgent, pilotFetch, serveHttp, type HttpHandlerOrServer, type PilotHttpServer } from "./http.ts";
+import { PilotServer } from "./server.ts";
+import { PilotSocket, type PilotSocketOptions } from "./socket.ts";
+import { parseTarget } from "./target.ts";
+
+export interface ConnectOptions {
+  /** The daemon's IPC socket. Default: PILOT_SOCKET, else `$PILOT_HOME/pilot.sock` (`~/.pilot/pilot.sock`). */
+  socketPath?: string;
+  /** Use the daemon of this PILOT_HOME (`<home>/pilot.sock`). */
+  home?: string;
+  /** How long to wait for the daemon to answer, in ms. Default 5000. */
+  timeoutMs?: number;
+}
+
+export interface DialOptions extends PilotSocketOptions {
+  /** Give up if the connection is not established within this many ms (the daemon's default otherwise). */
+  timeoutMs?: number;
+}
+
+export interface SendOptions {
+  /** Source port: one bound with `bindDatagrams` (replies come back to it). Default 0: an ephemeral port. */
+  fromPort?: number;
+}
+
+/**
+ * Connects to the local daemon. Fails with NodeError `not_running` (and a
+ * hint to run `pilot daemon start`) when no daemon listens.
+ */
+export async function connect(options: ConnectOptions = {}): Promise<Driver> {
+  const socketPath = resolveSocketPath(options);
+  const { client, hello } = await IpcClient.connect(socketPath, { connectTimeoutMs: options.timeoutMs });
+  return new Driver(client, hello.address, hello.hostname ?? undefined);
+}
+
+/**
+ * A connection to the local Pilot daemon. Events: `'close' (error?: NodeError)`
+ * when the connection to the daemon ends (with an error unless `close()` ended it).
+ *
+ * An idle Driver does not keep the process alive; open sockets, listening
+ * servers, bound datagram sockets and calls in flight do (see their `unref()`).
+ */
+export class Driver extends EventEmitter {
+  /** This node's Pilot address, `N:NNNN.HHHH.LLLL`. */
+  readonly address: string;
+  /** This node's hostname when the driver connected (refresh with `info()`). */
+  hostname: string | undefined;
+  private readonly servers = new Set<PilotServer>();
+  private readonly datagramSockets = new Set<DatagramSocket>();
+  private agent: PilotAgent | null = null;
+
+  /** @internal Use `connect()`. */
+  constructor(
+    private readonly client: IpcClient,
+    address: string,
+    hostname: string | undefined,
+  ) {
+    super();
+    this.address = address;
+    this.hostname = hostname;
+    client.onClose = (error) => {
+      for (const server of this.servers) server.lost(error);
+      for (const socket of this.datagramSockets) socket.lost(error);
+      this.servers.clear();
+      this.datagramSockets.clear();
+      this.agent?.destroy();
+      this.emit("close", error);
+    };
+  }
+
+  /** The IPC socket this driver is connected to. */
+  get socketPath(): string {
+    return this.client.socketPath;
+  }
+
+  /** True once the connection to the daemon has ended. */
+  get closed(): boolean {
+    return this.client.closed;
+  }
+
+  /**
+   * The full address for a target: a full address (returned normalised), a
+   * bare node id (network 0), or a hostname (asked of the daemon, which asks
+   * the registry). Fails with `not_found` for an unknown or invisible name.
+   */
+  async resolve(hostOrAddr: string): Promise<string> {
+    return formatAddress(await this.resolveAddress(hostOrAddr));
+  }
+
+  /**
+   * Opens a stream to `port` on a peer; resolves once it is established.
+   * Errors (NodeError): `not_found`, `not_trusted`, `unreachable`,
+   * `connection_refused`, `timeout`, `not_running`, ...
+   */
+  async dial(hostOrAddr: string, port: number, options: DialOptions = {}): Promise<PilotSocket> {
+    checkPort(port);
+    const address = await this.resolveAddress(hostOrAddr);
+    const socket = new PilotSocket(this.client, this.address, options);
+    let stream: IpcStream;
+    try {
+      stream = await this.client.dial(address, port, options.timeoutMs);
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    }
+    socket.attach(stream);
+    return socket;
+  }
+
+  /**
+   * Like `net.createConnection(port, host)`: returns a socket at once, in its
+   * connecting state; it emits 'connect' when established, or 'error'
+   * (PilotSocketError with an errno-style `code`) if that fails. Writes made
+   * before then are sent once connected.
+   */
+  connect(port: number, hostOrAddr: string, options: DialOptions = {}, connectListener?: () => void): PilotSocket {
+    const socket = new PilotSocket(this.client, this.address, options);
+    if (connectListener) socket.once("connect", connectListener);
+    (async () => {
+      checkPort(port);
+      const address = await this.resolveAddress(hostOrAddr);
+      if (socket.destroyed) return;
+      socket.attach(await this.client.dial(address, port, options.timeoutMs));
+    })().catch((error: unknown) => socket.failConnect(error instanceof Error ? error : new Error(String(error))));
+    return socket;
+  }
+
+  /**
+   * Binds a virtual port for incoming streams; the server emits a
+   * PilotSocket per connection. `close()` on it really unbinds the port.
+   * Errors: `port_in_use`, `invalid_argument`.
+   */
+  async listen(port: number, options: PilotSocketOptions = {}): Promise<PilotServer> {
+    checkPort(port);
+    let server: PilotServer | undefined;
+    const held: IpcStream[] = [];
+    const { listener, port: bound } = await this.client.listen(port, (stream) => {
+      // A connection can come in before this promise's continuation runs.
+      if (server) server.accept(stream);
+      else held.push(stream);
+    });
+    server = new PilotServer(this.client, this.address, listener, bound, options);
+    this.servers.add(server);
+    server.once("close", () => this.servers.delete(server!));
+    if (held.length > 0) {
+      // Let the caller attach its 'connection' handler first (its continuation is a microtask).
+      setImmediate(() => {
+        for (const stream of held) server!.accept(stream);
+      });
+    }
+    return server;
+  }
+
+  /** Sends one datagram (best effort, like UDP). Errors are this call's own. */
+  async sendTo(hostOrAddr: string, port: number, data: Uint8Array | string, options: SendOptions = {}): Promise<void> {
+    checkPort(port);
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    const address = await this.resolveAddress(hostOrAddr);
+    await this.client.sendDatagram(options.fromPort ?? 0, address, port, bytes);
+  }
+
+  /**
+   * Receives the datagrams addressed to `port` (0 = pick a free one): only
+   * this socket gets them. Use its 'message' event or `for await`.
+   */
+  async bindDatagrams(port: number, options: DatagramSocketOptions = {}): Promise<DatagramSocket> {
+    checkPort(port);
+    let socket: DatagramSocket | undefined;
+    const { binding, port: bound } = await this.client.bindDatagrams(port, (event) => socket?.deliver(event));
+    socket = new DatagramSocket(
+      this.client,
+      binding,
+      bound,
+      (target, toPort, data, fromPort) => this.sendTo(target, toPort, data, { fromPort }),
+      options,
+    );
+    this.datagramSockets.add(socket);
+    socket.once("close", () => this.datagramSockets.delete(socket!));
+    return socket;
+  }
+
+  /**
+   * Any control operation of the daemon by name, with JSON params and result
+   * (e.g. "info", "peers", "connections", "set_hostname", "handshake",
+   * "approve", "trusted"). Fails with the daemon's NodeError.
+   */
+  call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    return this.client.request(method, params);
+  }
+
+  /** The daemon's `info` (address, hostname, peers, ...); refreshes `hostname`. */
+  async info(): Promise<Record<string, unknown>> {
+    const info = (await this.call("info")) as Record<string, unknown>;
+    if (info && typeof info === "object" && "hostname" in info) {
+      this.hostname = typeof info.hostname === "string" && info.hostname !== "" ? info.hostname : undefined;
+    }
+    return info;
+  }
+
+  /** A new keep-alive `http.Agent` that dials through Pilot (see PilotAgent). */
+  httpAgent(options?: http.AgentOptions): PilotAgent {
+    return new PilotAgent(this, options);
+  }
+
+  /** Serves a `node:http` handler, express app or `http.Server` on a Pilot port. */
+  serveHttp(port: number, handlerOrServer: HttpHandlerOrServer): Promise<PilotHttpServer> {
+    return serveHttp(this, port, handlerOrServer);
+  }
+
+  /** `fetch` through Pilot, e.g. `driver.fetch("http://agent-a/api/status")`; uses one shared keep-alive agent. */
+  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    this.agent ??= new PilotAgent(this);
+    return pilotFetch(this.agent, input, init);
+  }
+
+  /** Disconnects from the daemon: its streams close and its ports are unbound. */
+  async close(): Promise<void> {
+    this.agent?.destroy();
+    this.client.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private async resolveAddress(hostOrAddr: string): Promise<Address> {
+    const target = parseTarget(hostOrAddr);
+    if (target.kind === "address") return target.address;
+    const result = (await this.call("resolve", { hostname: target.hostname })) as Record<string, unknown> | null;
+    const text = result && typeof result === "object" ? result.address : undefined;
+    const parsed = typeof text === "string" ? parseAddress(text) : null;
+    if (!parsed?.ok) throw new NodeError("internal", `the daemon's answer to resolve "${target.hostname}" has no address`);
+    return parsed.value;
+  }
+}
+
+function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) {
+    throw new NodeError("invalid_argument", `port ${port} is not 0-65535`);
+  }
+}
