@@ -1,0 +1,144 @@
+/**
+ * Which local virtual port belongs to whom: stream listeners, datagram
+ * bindings and open connections, plus the limits that keep one peer or one
+ * port from exhausting the daemon. Pure bookkeeping, no I/O.
+ *
+ * A connection is identified by (remote address, remote port, local port).
+ * Ephemeral ports for dialing come round-robin from 49152-65535, skipping
+ * ports in use by listeners, bindings or connections.
+ */
+import type { Address } from "../protocol/address.ts";
+import { EPHEMERAL_MAX, EPHEMERAL_MIN } from "../protocol/ports.ts";
+
+export interface PortLimits {
+  /** Connections per local port (listener side). */
+  readonly maxPerPort: number;
+  readonly maxTotal: number;
+}
+
+export const DEFAULT_PORT_LIMITS: PortLimits = { maxPerPort: 1024, maxTotal: 4096 };
+
+export class PortTable<L, B, C> {
+  private readonly listeners = new Map<number, L>();
+  private readonly bindings = new Map<number, B>();
+  /** remote address -> (localPort * 65536 + remotePort) -> connection */
+  private readonly byPeer = new Map<Address, Map<number, C>>();
+  private readonly perLocalPort = new Map<number, number>();
+  private total = 0;
+  private cursor = EPHEMERAL_MIN;
+
+  constructor(readonly limits: PortLimits = DEFAULT_PORT_LIMITS) {}
+
+  get connectionCount(): number {
+    return this.total;
+  }
+
+  listener(port: number): L | undefined {
+    return this.listeners.get(port);
+  }
+
+  addListener(port: number, listener: L): boolean {
+    if (this.listeners.has(port)) return false;
+    this.listeners.set(port, listener);
+    return true;
+  }
+
+  removeListener(port: number, listener: L): void {
+    if (this.listeners.get(port) === listener) this.listeners.delete(port);
+  }
+
+  listenerPorts(): number[] {
+    return [...this.listeners.keys()].sort((a, b) => a - b);
+  }
+
+  binding(port: number): B | undefined {
+    return this.bindings.get(port);
+  }
+
+  addBinding(port: number, binding: B): boolean {
+    if (this.bindings.has(port)) return false;
+    this.bindings.set(port, binding);
+    return true;
+  }
+
+  removeBinding(port: number, binding: B): void {
+    if (this.bindings.get(port) === binding) this.bindings.delete(port);
+  }
+
+  connection(remote: Address, remotePort: number, localPort: number): C | undefined {
+    return this.byPeer.get(remote)?.get(localPort * 65536 + remotePort);
+  }
+
+  /** Whether a new connection on `localPort` fits the limits. */
+  hasRoom(localPort: number): boolean {
+    return this.total < this.limits.maxTotal && (this.perLocalPort.get(localPort) ?? 0) < this.limits.maxPerPort;
+  }
+
+  addConnection(remote: Address, remotePort: number, localPort: number, connection: C): void {
+    let m = this.byPeer.get(remote);
+    if (!m) this.byPeer.set(remote, (m = new Map()));
+    const key = localPort * 65536 + remotePort;
+    if (m.has(key)) throw new Error("connection already registered");
+    m.set(key, connection);
+    this.perLocalPort.set(localPort, (this.perLocalPort.get(localPort) ?? 0) + 1);
+    this.total++;
+  }
+
+  removeConnection(remote: Address, remotePort: number, localPort: number, connection: C): void {
+    const m = this.byPeer.get(remote);
+    const key = localPort * 65536 + remotePort;
+    if (!m || m.get(key) !== connection) return;
+    m.delete(key);
+    if (m.size === 0) this.byPeer.delete(remote);
+    const n = (this.perLocalPort.get(localPort) ?? 1) - 1;
+    if (n === 0) this.perLocalPort.delete(localPort);
+    else this.perLocalPort.set(localPort, n);
+    this.total--;
+  }
+
+  connectionsWith(remote: Address): C[] {
+    return [...(this.byPeer.get(remote)?.values() ?? [])];
+  }
+
+  *allConnections(): IterableIterator<C> {
+    for (const m of this.byPeer.values()) yield* m.values();
+  }
+
+  /** A free ephemeral port, or undefined when all 16384 are taken. */
+  allocateEphemeral(): number | undefined {
+    const span = EPHEMERAL_MAX - EPHEMERAL_MIN + 1;
+    for (let i = 0; i < span; i++) {
+      const port = this.cursor;
+      this.cursor = port === EPHEMERAL_MAX ? EPHEMERAL_MIN : port + 1;
+      if (!this.listeners.has(port) && !this.bindings.has(port) && !this.perLocalPort.has(port)) return port;
+    }
+    return undefined;
+  }
+}
+
+/** A token bucket: `rate` tokens per second, at most `burst` saved. Time in ms. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    now: number,
+  ) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  idleSince(now: number): number {
+    return now - this.last;
+  }
+}
