@@ -12,6 +12,7 @@
  *   pollTransmit(now): Segment | undefined            drain until undefined after every call above
  *   write(bytes): number                              bytes accepted (up to free send-buffer space)
  *   read(max?): Uint8Array                            in-order bytes (empty when none)
+ *   readInto(dest, at?): number                       same, copied into the caller's buffer (no allocation)
  *   shutdown()                                        half-close: FIN after the buffered data
  *   abort()                                           RST and close now
  *   pollEvent(): StreamEvent | undefined              connected / readable / writable / finished / closed
@@ -342,14 +343,27 @@ export class StreamConnection {
     return n;
   }
 
+  /**
+   * Up to `max` in-order bytes (default: all). Zero-copy when they come from one
+   * received segment; otherwise one new buffer. Empty when nothing is buffered.
+   */
   read(max?: number): Uint8Array {
     const out = this.recvQueue.read(max);
-    if (out.length > 0) {
-      this.counters.bytesRead += out.length;
-      if (this.recvQueue.length === 0) this.readableSignalled = false;
-      this.maybeWindowUpdate();
-    }
+    if (out.length > 0) this.afterRead(out.length);
     return out;
+  }
+
+  /** Copies up to `dest.length - at` in-order bytes into `dest` at `at`; returns how many. */
+  readInto(dest: Uint8Array, at = 0): number {
+    const n = this.recvQueue.readInto(dest, at);
+    if (n > 0) this.afterRead(n);
+    return n;
+  }
+
+  private afterRead(n: number): void {
+    this.counters.bytesRead += n;
+    if (this.recvQueue.length === 0) this.readableSignalled = false;
+    this.maybeWindowUpdate();
   }
 
   shutdown(): void {

@@ -3,7 +3,9 @@
  * per-byte copies); the engine's caller hands over memory it will not reuse.
  *
  * ReceiveQueue — in-order bytes the application has not read yet.
- *   push(bytes); read(max): Uint8Array (zero-copy when it fits in one piece); length
+ *   push(bytes); length
+ *   read(max): Uint8Array     zero-copy when it fits in one piece, else one new buffer
+ *   readInto(dest, at): n     copies into the caller's buffer (no allocation)
  *
  * ReorderBuffer — out-of-order pieces above the next expected position.
  *   insert(start, bytes)        stores what is not already held (overlaps trimmed)
@@ -41,7 +43,7 @@ export class ReceiveQueue {
       this.length -= want;
       return first.length === want ? first : first.subarray(0, want);
     }
-    const out = new Uint8Array(want);
+    const out = Buffer.allocUnsafeSlow(want); // filled completely below
     let filled = 0;
     while (filled < want) {
       const piece = this.pieces[this.head]!;
@@ -53,6 +55,21 @@ export class ReceiveQueue {
     }
     this.length -= want;
     return out;
+  }
+
+  readInto(dest: Uint8Array, at = 0): number {
+    const want = Math.min(dest.length - at, this.length);
+    let filled = 0;
+    while (filled < want) {
+      const piece = this.pieces[this.head]!;
+      const n = Math.min(piece.length, want - filled);
+      dest.set(n === piece.length ? piece : piece.subarray(0, n), at + filled);
+      filled += n;
+      if (n === piece.length) this.shift();
+      else this.pieces[this.head] = piece.subarray(n);
+    }
+    this.length -= filled;
+    return filled;
   }
 
   private shift(): void {

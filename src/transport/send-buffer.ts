@@ -36,7 +36,7 @@ export class SendBuffer {
       let chunk = this.chunks[this.chunks.length - 1];
       let at = within;
       if (chunk === undefined || within >= SEND_CHUNK_SIZE) {
-        chunk = new Uint8Array(SEND_CHUNK_SIZE);
+        chunk = Buffer.allocUnsafeSlow(SEND_CHUNK_SIZE); // every byte is written before it is read
         this.chunks.push(chunk);
         at = 0;
       }

@@ -56,8 +56,13 @@ export class Prng {
 
   fill(bytes: Uint8Array): Uint8Array {
     const words = Math.floor(bytes.length / 4);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let i = 0; i < words; i++) view.setUint32(4 * i, this.u32(), true);
+    if (bytes.byteOffset % 4 === 0 && new Uint8Array(new Uint32Array([1]).buffer)[0] === 1) {
+      const w = new Uint32Array(bytes.buffer, bytes.byteOffset, words); // little-endian: same bytes as below
+      for (let i = 0; i < words; i++) w[i] = this.u32();
+    } else {
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let i = 0; i < words; i++) view.setUint32(4 * i, this.u32(), true);
+    }
     for (let i = 4 * words; i < bytes.length; i++) bytes[i] = this.u32() & 0xff;
     return bytes;
   }

@@ -84,3 +84,18 @@ describe("ReorderBuffer", () => {
     expect(blocks.length).toBe(3);
   });
 });
+
+describe("ReceiveQueue.readInto", () => {
+  test("copies across pieces into the caller's buffer", () => {
+    const q = new ReceiveQueue();
+    q.push(new Uint8Array([1, 2, 3]));
+    q.push(new Uint8Array([4, 5]));
+    const dest = new Uint8Array(6);
+    expect(q.readInto(dest, 2)).toBe(4);
+    expect(dest).toEqual(new Uint8Array([0, 0, 1, 2, 3, 4]));
+    expect(q.length).toBe(1);
+    expect(q.readInto(dest)).toBe(1);
+    expect(dest[0]).toBe(5);
+    expect(q.readInto(dest)).toBe(0);
+  });
+});
