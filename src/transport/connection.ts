@@ -775,8 +775,13 @@ export class StreamConnection {
     if (acked > 0) this.cwndLimited = false;
     this.detectLoss(now, newlySacked > 0);
 
-    // The send window, from the newest segment only (RFC 9293 SND.WL1 / SND.WL2).
-    if (this.sndWl1 < seqPos || (this.sndWl1 === seqPos && this.sndWl2 <= ackPos)) {
+    // The send window, from the newest segment only (RFC 9293 SND.WL1 / SND.WL2), and
+    // only from a segment inside our receive window (never from one that claims to
+    // come from beyond it).
+    if (
+      (this.sndWl1 < seqPos || (this.sndWl1 === seqPos && this.sndWl2 <= ackPos)) &&
+      seqPos <= this.rcvNxt + this.receiveRoom() + 1
+    ) {
       this.sndWl1 = seqPos;
       this.sndWl2 = ackPos;
       this.setPeerWindow(ackPos, seg.window * WINDOW_UNIT);
