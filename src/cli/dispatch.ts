@@ -89,7 +89,7 @@ export async function dispatch(program: Program, argv: string[]): Promise<number
     return 0;
   } catch (e) {
     const error = toCliError(e);
-    out.error(error);
+    if (!error.silent) out.error(error);
     return error.exitCode;
   }
 }

@@ -14,10 +14,26 @@ export const ErrorCode = {
   RateLimited: "rate_limited",
   Timeout: "timeout",
   Internal: "internal",
+  PortInUse: "port_in_use",
+  ConnectionRefused: "connection_refused",
+  ConnectionReset: "connection_reset",
+  Unreachable: "unreachable",
+  NotTrusted: "not_trusted",
+  LimitExceeded: "limit_exceeded",
+  RegistryUnavailable: "registry_unavailable",
+  Closed: "closed",
 } as const;
 export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
+  port_in_use: "the virtual port is already bound by another program",
+  connection_refused: "nothing listens on that port of the remote agent",
+  connection_reset: "the remote agent reset the connection",
+  unreachable: "the agent's daemon did not answer (offline or unreachable)",
+  not_trusted: "trust with that agent is missing or was revoked",
+  limit_exceeded: "a connection or request limit was reached",
+  registry_unavailable: "the registry could not be reached",
+  closed: "the connection or daemon closed",
   invalid_argument: "an argument or option is malformed (exit 1)",
   usage: "the command line does not match the command's usage (exit 2)",
   not_found: "the named node, hostname, port or object does not exist or is not visible to you",
@@ -31,6 +47,9 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
 };
 
 export class CliError extends Error {
+  /** Report only through the exit code (e.g. `daemon status --check`). */
+  silent = false;
+
   constructor(
     readonly code: ErrorCodeName,
     message: string,

@@ -1,0 +1,46 @@
+/**
+ * The user's settings file, `$PILOT_HOME/config.json`: defaults for flags the
+ * user does not want to repeat (registry, beacon, listen, hostname, ...).
+ * Precedence everywhere: command-line flag > environment > config file > built-in default.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { writeFileAtomic } from "../util/atomic-file.ts";
+import { pilotPaths } from "../util/paths.ts";
+import { CliError } from "./errors.ts";
+
+export const CONFIG_KEYS = {
+  registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
+  beacon: "beacon address HOST:PORT, or 'off' (default: the registry's host, port 9001)",
+  listen: "the daemon's UDP tunnel address HOST:PORT (default 0.0.0.0:0, any free port)",
+  hostname: "hostname to claim when the daemon starts",
+  public: "true to make this node visible to everyone (default false: private)",
+  tags: "comma-separated tags to set when the daemon starts",
+  log_level: "daemon log level: debug, info, warn, error",
+} as const;
+export type ConfigKey = keyof typeof CONFIG_KEYS;
+export type Config = Partial<Record<ConfigKey, string>>;
+
+export const DEFAULT_REGISTRY = "127.0.0.1:9000";
+
+export function configPath(): string {
+  return pilotPaths().config;
+}
+
+export function readConfig(): Config {
+  const path = configPath();
+  if (!existsSync(path)) return {};
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new CliError("invalid_argument", `${path} is not valid JSON: ${(e as Error).message}`, `fix it, or delete it to start over`);
+  }
+  if (!data || typeof data !== "object" || Array.isArray(data)) throw new CliError("invalid_argument", `${path} must hold a JSON object`);
+  const out: Config = {};
+  for (const [k, v] of Object.entries(data)) if (k in CONFIG_KEYS && (typeof v === "string" || typeof v === "boolean")) out[k as ConfigKey] = String(v);
+  return out;
+}
+
+export function writeConfig(config: Config): void {
+  writeFileAtomic(configPath(), JSON.stringify(config, null, 2) + "\n", 0o600);
+}

@@ -1,0 +1,537 @@
+/**
+ * The daemon's core: the LocalNode that the IPC server serves. It joins the
+ * data plane (tunnel, streams, datagrams) to the registry session (identity,
+ * names, tags, visibility, trust) and answers every control operation by name
+ * (`call`). It owns no sockets itself: `run.ts` creates them and starts it.
+ */
+import type { Identity } from "../crypto/identity.ts";
+import { formatAddress, networkOf, nodeOf, parseAddress, addressOf, type Address } from "../protocol/address.ts";
+import { WellKnownPort } from "../protocol/ports.ts";
+import { RegistryError, type RegistryClient, type RegistryEvent, type TrustState } from "../registry/client.ts";
+import type { Logger } from "../util/log.ts";
+import { DataPlane, type PeerInfo } from "./data-plane.ts";
+import { NodeError, type DatagramMessage, type LocalNode, type NodeErrorCode, type PortBinding, type StreamHandle } from "./local-node.ts";
+import { TrustStore, type TrustSnapshot } from "./trust-store.ts";
+import { echoStream } from "./echo.ts";
+import { PILOT_VERSION } from "../cli/version.ts";
+
+export interface DaemonNodeOptions {
+  readonly identity: Identity;
+  readonly address: Address;
+  readonly hostname: string | null;
+  readonly public: boolean;
+  readonly tags: string[];
+  readonly registry: RegistryClient;
+  readonly registryAddress: string;
+  readonly trust: TrustStore;
+  readonly log: Logger;
+  /** The tunnel endpoint we registered, e.g. "127.0.0.1:4000". */
+  readonly endpoint: string;
+  readonly send: (frame: Uint8Array, host: string, port: number) => void;
+  readonly flush: () => void;
+  readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
+  readonly streamConfig?: ConstructorParameters<typeof DataPlane>[0]["streamConfig"];
+  readonly echo?: boolean;
+}
+
+type Params = Record<string, unknown>;
+
+export class DaemonNode implements LocalNode {
+  readonly address: Address;
+  readonly plane: DataPlane;
+  private hostnameValue: string | null;
+  private isPublic: boolean;
+  private tags: string[];
+  private readonly startedAt = Date.now();
+  private readonly log: Logger;
+  private readonly registry: RegistryClient;
+  private readonly trust: TrustStore;
+  private observedEndpoint: string | null = null;
+  private syncing: Promise<void> | null = null;
+  private resyncWanted = false;
+  private readonly methods: Record<string, (p: Params) => Promise<unknown> | unknown>;
+
+  constructor(private readonly options: DaemonNodeOptions) {
+    this.address = options.address;
+    this.hostnameValue = options.hostname;
+    this.isPublic = options.public;
+    this.tags = options.tags;
+    this.log = options.log;
+    this.registry = options.registry;
+    this.trust = options.trust;
+    this.plane = new DataPlane({
+      address: options.address,
+      identity: options.identity,
+      send: options.send,
+      flush: options.flush,
+      onBeacon: options.onBeacon,
+      log: options.log.child("data"),
+      streamConfig: options.streamConfig,
+      policy: {
+        admitsSession: (node) => this.isPublic || this.isTrustedAddress(node),
+        acceptsInbound: (node) => this.isPublic || this.isTrustedAddress(node),
+      },
+      lookupPeer: (node) => this.lookupPeer(node),
+    });
+    this.registry.onEvent = (event) => this.onRegistryEvent(event);
+    this.registry.onReconnect = () => {
+      this.log.info("registry connection restored; resynchronising trust");
+      void this.syncTrust();
+    };
+    if (options.echo !== false) this.plane.listen(WellKnownPort.Echo, echoStream);
+    this.methods = {
+      info: () => this.info(),
+      resolve: (p) => this.resolveMethod(p),
+      find: (p) => this.find(p),
+      lookup: (p) => this.lookup(p),
+      set_hostname: (p) => this.setHostname(p),
+      set_tags: (p) => this.setTags(p),
+      set_visibility: (p) => this.setVisibility(p),
+      peers: (p) => this.peers(p),
+      connections: () => this.connections(),
+      disconnect: (p) => this.disconnect(p),
+      ping: (p) => this.ping(p),
+      handshake: (p) => this.handshake(p),
+      approve: (p) => this.approve(p),
+      reject: (p) => this.reject(p),
+      untrust: (p) => this.untrust(p),
+      pending: async () => (await this.freshTrust(), this.pending()),
+      trusted: async () => (await this.freshTrust(), this.trusted()),
+    };
+  }
+
+  get hostname(): string | undefined {
+    return this.hostnameValue ?? undefined;
+  }
+
+  // ---- LocalNode: the data path --------------------------------------------
+
+  listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding {
+    return this.plane.listen(port, onAccept);
+  }
+
+  dial(target: Address, port: number, options?: { timeoutMs?: number }): Promise<StreamHandle> {
+    return this.plane.dial(target, port, options?.timeoutMs);
+  }
+
+  bindDatagrams(port: number, onDatagram: (message: DatagramMessage) => void): PortBinding {
+    return this.plane.bindDatagrams(port, onDatagram);
+  }
+
+  sendDatagram(srcPort: number, target: Address, dstPort: number, data: Uint8Array): Promise<void> {
+    return this.plane.sendDatagram(srcPort, target, dstPort, data);
+  }
+
+  async call(method: string, params: Params): Promise<unknown> {
+    const fn = this.methods[method];
+    if (!fn) throw new NodeError("invalid_argument", `unknown method "${method}"`);
+    try {
+      return await fn(params ?? {});
+    } catch (e) {
+      throw asNodeError(e);
+    }
+  }
+
+  // ---- trust ---------------------------------------------------------------
+
+  private isTrustedAddress(node: Address): boolean {
+    return networkOf(node) === 0 && this.trust.isTrusted(nodeOf(node));
+  }
+
+  /** Pulls the authoritative trust state from the registry and applies it (dropping peers no longer trusted). */
+  syncTrust(): Promise<void> {
+    if (this.syncing) {
+      this.resyncWanted = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      try {
+        do {
+          this.resyncWanted = false;
+          await this.retryRevocations();
+          const state = await this.registry.trustState();
+          const lost = this.trust.replace(snapshotOf(state));
+          for (const id of lost) this.cutPeer(id, "trust ended");
+        } while (this.resyncWanted);
+      } catch (e) {
+        this.log.warn("trust sync with the registry failed; enforcing the last known trust", { error: (e as Error).message });
+      } finally {
+        this.syncing = null;
+      }
+    })();
+    return this.syncing;
+  }
+
+  /** Answers from a fresh mirror when the registry answers within a second, else from the last one. */
+  private async freshTrust(): Promise<void> {
+    if (!this.registry.connected) return;
+    await Promise.race([this.syncTrust(), Bun.sleep(1000)]);
+  }
+
+  private async retryRevocations(): Promise<void> {
+    for (const id of this.trust.pendingRevocations()) {
+      try {
+        await this.registry.trustRevoke(id);
+        this.trust.confirmRevoked(id);
+      } catch (e) {
+        if (e instanceof RegistryError && e.code === "not_found") this.trust.confirmRevoked(id);
+        else throw e;
+      }
+    }
+  }
+
+  private onRegistryEvent(event: RegistryEvent): void {
+    switch (event.event) {
+      case "trust_request":
+        this.log.info("trust request received", { from: event.address, reason: event.reason });
+        break;
+      case "trust_approved":
+        this.log.info("trust established", { peer: event.address });
+        break;
+      case "trust_rejected":
+        this.log.info("trust request rejected", { peer: event.address });
+        break;
+      case "trust_revoked":
+        this.log.info("trust revoked by the peer", { peer: event.address });
+        // Cut at once; the sync below makes the mirror match the registry.
+        if (this.trust.isTrusted(event.peer)) this.trust.revoke(event.peer);
+        this.cutPeer(event.peer, "trust revoked by the peer");
+        break;
+    }
+    void this.syncTrust();
+  }
+
+  private cutPeer(nodeId: number, why: string): void {
+    const address = addressOf(0, nodeId);
+    const n = this.plane.dropPeer(address, new NodeError("not_trusted", `connection closed: ${why} (${formatAddress(address)})`));
+    this.log.info("peer cut off", { peer: formatAddress(address), reason: why, connections_reset: n });
+  }
+
+  /** The data plane asks for a node's key and endpoint before any tunnel to it exists. */
+  private async lookupPeer(node: Address): Promise<PeerInfo> {
+    if (networkOf(node) !== 0) throw new NodeError("not_found", `no node ${formatAddress(node)}`, "only network 0 exists today");
+    const id = nodeOf(node);
+    let result;
+    try {
+      result = await this.registry.resolve(id);
+    } catch (e) {
+      throw asNodeError(e, notFoundHint(formatAddress(node)));
+    }
+    const key = Buffer.from(result.public_key, "base64");
+    const pinned = this.trust.trustedNode(id);
+    if (pinned && pinned.publicKey !== result.public_key) {
+      throw new NodeError("unauthorized", `the registry now names a different key for ${formatAddress(node)} than the one you trusted`, "untrust and trust the node again if it really changed its identity");
+    }
+    const endpoint = result.candidates[0] ?? null;
+    if (!endpoint) throw new NodeError("unreachable", `${formatAddress(node)} has no reachable endpoint`, "its daemon may be offline");
+    return { identityKey: new Uint8Array(key), endpoint };
+  }
+
+  // ---- control operations --------------------------------------------------
+
+  private info() {
+    const planeStreams = this.plane.streams();
+    let sent = 0;
+    let received = 0;
+    for (const p of this.plane.router.allPeers()) {
+      sent += p.stats.bytesSent;
+      received += p.stats.bytesReceived;
+    }
+    return {
+      node_id: nodeOf(this.address),
+      address: formatAddress(this.address),
+      hostname: this.hostnameValue,
+      public: this.isPublic,
+      tags: this.tags,
+      version: PILOT_VERSION,
+      pid: process.pid,
+      uptime_secs: Math.floor((Date.now() - this.startedAt) / 1000),
+      endpoint: this.options.endpoint,
+      observed_endpoint: this.observedEndpoint,
+      registry: this.options.registryAddress,
+      registry_connected: this.registry.connected,
+      encrypt: true,
+      peers: this.plane.router.peerCount,
+      connections: planeStreams.filter((s) => !s.isClosedForOwner).length,
+      ports: this.plane.ports.listenerPorts(),
+      trusted: this.trust.trustedNodes().length,
+      pending: this.trust.inboundRequests().length,
+      bytes_sent: sent,
+      bytes_recv: received,
+      packets: { ...this.plane.counters },
+    };
+  }
+
+  setObservedEndpoint(endpoint: string): void {
+    if (endpoint !== this.observedEndpoint) this.log.info("public endpoint discovered", { endpoint });
+    this.observedEndpoint = endpoint;
+  }
+
+  /** Resolves a target the way every command accepts it: full address, bare node id, or hostname. */
+  async resolveTarget(text: string): Promise<Address> {
+    const t = text.trim();
+    if (t.includes(":")) {
+      const a = parseAddress(t);
+      if (!a.ok) throw new NodeError("invalid_argument", a.error.message, "addresses look like 0:0000.0000.0007");
+      return a.value;
+    }
+    if (/^[0-9]+$/.test(t)) {
+      const id = Number(t);
+      if (id > 0xffff_ffff) throw new NodeError("invalid_argument", `node id ${t} is larger than 4294967295`);
+      return addressOf(0, id);
+    }
+    if (this.hostnameValue === t) return this.address;
+    try {
+      const info = await this.registry.find(t);
+      const a = parseAddress(info.address);
+      if (!a.ok) throw new NodeError("internal", `the registry returned a bad address for ${t}`);
+      return a.value;
+    } catch (e) {
+      throw asNodeError(e, notFoundHint(t));
+    }
+  }
+
+  private async resolveMethod(p: Params) {
+    const target = typeof p.hostname === "string" && p.hostname !== "" ? p.hostname : str(p, "target");
+    const address = await this.resolveTarget(target);
+    return { target, address: formatAddress(address), node_id: nodeOf(address) };
+  }
+
+  private async find(p: Params) {
+    const hostname = str(p, "hostname");
+    return this.registry.find(hostname).catch((e) => {
+      throw asNodeError(e, notFoundHint(hostname));
+    });
+  }
+
+  private async lookup(p: Params) {
+    const address = await this.resolveTarget(str(p, "target"));
+    return this.registry.lookup(nodeOf(address)).catch((e) => {
+      throw asNodeError(e, notFoundHint(formatAddress(address)));
+    });
+  }
+
+  private async setHostname(p: Params) {
+    const hostname = typeof p.hostname === "string" ? p.hostname : "";
+    const r = await this.registry.setHostname(hostname);
+    this.hostnameValue = r.hostname;
+    return { node_id: r.node_id, hostname: r.hostname };
+  }
+
+  private async setTags(p: Params) {
+    const tags = Array.isArray(p.tags) ? p.tags.map(String) : [];
+    const r = await this.registry.setTags(tags);
+    this.tags = r.tags;
+    return { node_id: r.node_id, tags: r.tags };
+  }
+
+  private async setVisibility(p: Params) {
+    if (typeof p.public !== "boolean") throw new NodeError("invalid_argument", "public must be true or false");
+    const r = await this.registry.setVisibility(p.public);
+    this.isPublic = r.public;
+    return { node_id: r.node_id, public: r.public, visibility: r.public ? "public" : "private" };
+  }
+
+  private async peers(p: Params) {
+    if (typeof p.search === "string" && p.search !== "") {
+      const hits = await this.registry.search(p.search);
+      return { query: p.search, peers: hits, total: hits.length };
+    }
+    const now = performance.now();
+    const peers = [...this.plane.router.allPeers()].map((peer) => ({
+      node_id: nodeOf(peer.remoteAddress),
+      address: formatAddress(peer.remoteAddress),
+      hostname: this.trust.trustedNode(nodeOf(peer.remoteAddress))?.hostname ?? null,
+      endpoint: peer.endpoint,
+      path: "direct",
+      established: peer.isEstablished(now),
+      encrypted: true,
+      authenticated: true,
+      trusted: this.isTrustedAddress(peer.remoteAddress),
+      bytes_sent: peer.stats.bytesSent,
+      bytes_recv: peer.stats.bytesReceived,
+      handshakes: peer.stats.handshakesCompleted,
+    }));
+    return { peers, total: peers.length };
+  }
+
+  private connections() {
+    const list = this.plane.streams().map((s) => {
+      const st = s.engine.stats();
+      return {
+        id: s.id,
+        local_port: s.localPort,
+        remote_addr: formatAddress(s.remoteAddress),
+        remote_port: s.remotePort,
+        state: st.state,
+        origin: s.origin,
+        srtt_ms: round(st.srtt),
+        rttvar_ms: round(st.rttvar),
+        cwnd: st.cwnd,
+        in_flight: st.inFlight,
+        send_window: st.sendWindow,
+        recv_window: st.receiveWindow,
+        bytes_sent: st.bytesSent,
+        bytes_recv: st.bytesReceived,
+        retransmits: st.retransmits,
+        fast_retransmits: st.fastRetransmits,
+        timeouts: st.timeouts,
+      };
+    });
+    return { connections: list, total: list.length };
+  }
+
+  private disconnect(p: Params) {
+    const id = num(p, "id");
+    const s = this.plane.streams().find((x) => x.id === id);
+    if (!s) throw new NodeError("not_found", `no connection ${id}`, "list them with: pilot connections");
+    s.abort();
+    return { id, closed: true };
+  }
+
+  private async ping(p: Params) {
+    const address = await this.resolveTarget(str(p, "target"));
+    const timeout = typeof p.timeout_ms === "number" ? p.timeout_ms : 3000;
+    const seq = typeof p.seq === "number" ? p.seq : 0;
+    const size = typeof p.size === "number" ? Math.min(Math.max(0, p.size), 1024) : 0;
+    const started = performance.now();
+    const rtt = await this.plane.ping(address, seq, timeout, new Uint8Array(size));
+    return { target: formatAddress(address), seq, rtt_ms: round(rtt), total_ms: round(performance.now() - started) };
+  }
+
+  private async handshake(p: Params) {
+    const address = await this.resolveForTrust(str(p, "target"));
+    const reason = typeof p.reason === "string" ? p.reason : "";
+    const r = await this.registry.trustRequest(nodeOf(address), reason);
+    void this.syncTrust();
+    return { node_id: nodeOf(address), address: formatAddress(address), status: r.status };
+  }
+
+  private async approve(p: Params) {
+    const address = await this.resolveForTrust(str(p, "target"));
+    await this.registry.trustApprove(nodeOf(address));
+    await this.syncTrust();
+    return { node_id: nodeOf(address), address: formatAddress(address), status: "trusted" };
+  }
+
+  private async reject(p: Params) {
+    const address = await this.resolveForTrust(str(p, "target"));
+    const reason = typeof p.reason === "string" && p.reason !== "" ? p.reason : undefined;
+    await this.registry.trustReject(nodeOf(address), reason);
+    await this.syncTrust();
+    return { node_id: nodeOf(address), address: formatAddress(address), status: "rejected" };
+  }
+
+  private async untrust(p: Params) {
+    const address = await this.resolveForTrust(str(p, "target"));
+    const id = nodeOf(address);
+    const wasTrusted = this.trust.isTrusted(id);
+    // Effective at once, here: the override holds until the registry confirms.
+    this.trust.revoke(id);
+    this.cutPeer(id, "trust revoked");
+    let confirmed = true;
+    try {
+      const r = await this.registry.trustRevoke(id);
+      this.trust.confirmRevoked(id);
+      if (!wasTrusted && !r.revoked && !r.withdrawn) {
+        throw new NodeError("not_found", `${formatAddress(address)} was not trusted`, "see who is with: pilot trust");
+      }
+    } catch (e) {
+      if (e instanceof NodeError) throw e;
+      if (e instanceof RegistryError && e.code === "not_found") this.trust.confirmRevoked(id);
+      else confirmed = false;
+    }
+    return { node_id: id, address: formatAddress(address), status: "revoked", registry_confirmed: confirmed };
+  }
+
+  /** Trust commands name nodes we may not be able to see yet (private, pending): ids and addresses need no lookup. */
+  private async resolveForTrust(target: string): Promise<Address> {
+    const t = target.trim();
+    const inbound = this.trust.inboundRequests().find((r) => r.hostname === t);
+    if (inbound) return addressOf(0, inbound.nodeId);
+    return this.resolveTarget(t);
+  }
+
+  private pending() {
+    const pending = this.trust.inboundRequests().map((r) => ({
+      node_id: r.nodeId,
+      address: formatAddress(addressOf(0, r.nodeId)),
+      hostname: r.hostname,
+      reason: r.reason,
+      received_at: r.createdAt,
+    }));
+    const outgoing = this.trust.outboundRequests().map((r) => ({
+      node_id: r.nodeId,
+      address: formatAddress(addressOf(0, r.nodeId)),
+      reason: r.reason,
+      sent_at: r.createdAt,
+    }));
+    return { pending, outgoing, total: pending.length };
+  }
+
+  private trusted() {
+    const trusted = this.trust.trustedNodes().map((t) => ({
+      node_id: t.nodeId,
+      address: formatAddress(addressOf(0, t.nodeId)),
+      hostname: t.hostname,
+      since: t.since,
+      connected: this.plane.router.peer(addressOf(0, t.nodeId))?.isEstablished(performance.now()) ?? false,
+    }));
+    return { trusted, total: trusted.length };
+  }
+
+  async shutdown(): Promise<void> {
+    await this.plane.shutdown();
+  }
+}
+
+function snapshotOf(state: TrustState): TrustSnapshot {
+  return {
+    trusted: state.trusted.map((t) => ({ nodeId: t.peer, publicKey: t.public_key, hostname: t.hostname, since: t.since })),
+    inbound: state.inbound.map((r) => ({ nodeId: r.from, publicKey: r.public_key, hostname: r.hostname, reason: r.reason, createdAt: r.created_at })),
+    outbound: state.outbound.map((r) => ({ nodeId: r.to, reason: r.reason, createdAt: r.created_at })),
+  };
+}
+
+function notFoundHint(what: string): string {
+  return `${what} does not exist, or it is private and has not trusted you: ask for trust with: pilot handshake ${what} "why"`;
+}
+
+const REGISTRY_CODES: Record<string, NodeErrorCode> = {
+  not_found: "not_found",
+  already_exists: "already_exists",
+  unauthorized: "unauthorized",
+  rate_limited: "rate_limited",
+  invalid_argument: "invalid_argument",
+  connection_failed: "registry_unavailable",
+  connection_lost: "registry_unavailable",
+  timeout: "registry_unavailable",
+  closed: "registry_unavailable",
+};
+
+function asNodeError(e: unknown, notFound?: string): NodeError {
+  if (e instanceof NodeError) return e;
+  if (e instanceof RegistryError) {
+    const code = REGISTRY_CODES[e.code] ?? "internal";
+    const hint =
+      code === "not_found" ? notFound : code === "registry_unavailable" ? "the registry is unreachable; the daemon keeps retrying (pilot info shows registry_connected)" : undefined;
+    return new NodeError(code, e.message, hint);
+  }
+  return new NodeError("internal", e instanceof Error ? e.message : String(e));
+}
+
+function str(p: Params, key: string): string {
+  const v = p[key];
+  if (typeof v !== "string" || v === "") throw new NodeError("invalid_argument", `missing "${key}"`);
+  return v;
+}
+
+function num(p: Params, key: string): number {
+  const v = p[key];
+  if (typeof v !== "number" || !Number.isInteger(v)) throw new NodeError("invalid_argument", `"${key}" must be an integer`);
+  return v;
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}

@@ -1,0 +1,277 @@
+/**
+ * Starting and stopping a daemon process: the order of start-up, the
+ * registry session's upkeep (heartbeat, endpoint discovery), the pid file,
+ * and a graceful stop. `startDaemon` resolves once the daemon is registered
+ * and its IPC socket accepts clients; it rejects with a DaemonStartError that
+ * says what went wrong and what to do.
+ *
+ * Start-up: state directory -> identity -> trust mirror -> UDP socket ->
+ * registry (pinned key) -> register (endpoint, hostname, visibility) ->
+ * data plane -> subscribe + trust sync -> IPC socket -> pid file.
+ */
+import { existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { createDiscover, verifyDiscoverReply } from "../beacon/discover.ts";
+import { IdentityError, loadOrCreateIdentity } from "../crypto/identity.ts";
+import { startIpcServer, type IpcServer } from "../ipc/server.ts";
+import { formatAddress, parseAddress } from "../protocol/address.ts";
+import { RegistryClient, RegistryError } from "../registry/client.ts";
+import { writeFileAtomic } from "../util/atomic-file.ts";
+import { createLogger, type Logger, type LogLevel } from "../util/log.ts";
+import { pilotPaths, type PilotPaths } from "../util/paths.ts";
+import { NodeError } from "./local-node.ts";
+import { DaemonNode } from "./node.ts";
+import { TrustStore, TrustStoreError } from "./trust-store.ts";
+import { UdpSocket } from "./udp-socket.ts";
+import type { StreamConfig } from "../transport/config.ts";
+
+export interface DaemonOptions {
+  /** PILOT_HOME; defaults to the environment's. */
+  readonly home?: string;
+  readonly socketPath?: string;
+  readonly registry: HostPort;
+  /** Beacon for endpoint discovery; null disables it. */
+  readonly beacon: HostPort | null;
+  readonly listen: HostPort;
+  readonly hostname?: string;
+  readonly public?: boolean;
+  readonly tags?: string[];
+  readonly logLevel?: LogLevel;
+  readonly logFormat?: "text" | "json";
+  readonly heartbeatMs?: number;
+  readonly streamConfig?: Partial<StreamConfig>;
+}
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface RunningDaemon {
+  readonly node: DaemonNode;
+  readonly paths: PilotPaths;
+  readonly socketPath: string;
+  readonly endpoint: string;
+  stop(reason?: string): Promise<void>;
+  /** Resolves when the daemon has stopped. */
+  readonly stopped: Promise<void>;
+}
+
+export class DaemonStartError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+export function parseHostPort(text: string, what: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):([0-9]{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new DaemonStartError("invalid_argument", `${what} "${text}" is not HOST:PORT`, `for example 127.0.0.1:9000`);
+  const host = m[1] ?? m[2] ?? "";
+  return { host: host === "" || host === "localhost" ? (host === "localhost" ? "127.0.0.1" : "0.0.0.0") : host, port };
+}
+
+function formatHostPort(h: HostPort): string {
+  return h.host.includes(":") ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const env = options.home ? { ...process.env, PILOT_HOME: options.home } : process.env;
+  const paths = pilotPaths(env);
+  const socketPath = options.socketPath ?? paths.socket;
+  const log = createLogger("daemon", { level: options.logLevel ?? "info", format: options.logFormat ?? "text" });
+  mkdirSync(paths.home, { recursive: true, mode: 0o700 });
+
+  let identity;
+  try {
+    identity = loadOrCreateIdentity(paths.identity);
+  } catch (e) {
+    if (e instanceof IdentityError) throw new DaemonStartError("identity", e.message);
+    throw e;
+  }
+  if (identity.created) log.info("new identity created", { path: paths.identity });
+
+  let trust: TrustStore;
+  try {
+    trust = TrustStore.load(paths.trust);
+  } catch (e) {
+    if (e instanceof TrustStoreError) throw new DaemonStartError("trust_file", e.message);
+    throw e;
+  }
+
+  let node: DaemonNode | undefined;
+  let beaconHandler: ((d: Uint8Array, host: string, port: number) => void) | undefined;
+  let udp: UdpSocket;
+  try {
+    udp = await UdpSocket.open({
+      hostname: options.listen.host,
+      port: options.listen.port,
+      onDatagram: (d, h, p) => node?.plane.receiveDatagram(d, h, p),
+    });
+  } catch (e) {
+    throw new DaemonStartError("listen_failed", `cannot bind the tunnel's UDP socket to ${formatHostPort(options.listen)}: ${(e as Error).message}`, "pick another --listen address or port");
+  }
+  const endpoint = formatHostPort({ host: options.listen.host, port: udp.port });
+  const cleanups: (() => void | Promise<void>)[] = [() => udp.close()];
+  const fail = async (error: DaemonStartError): Promise<never> => {
+    for (const c of cleanups.reverse()) await c();
+    throw error;
+  };
+
+  const registryAddress = formatHostPort(options.registry);
+  const known = readKnownRegistries(paths.knownRegistries);
+  let registry: RegistryClient;
+  try {
+    registry = await RegistryClient.connect({
+      host: options.registry.host,
+      port: options.registry.port,
+      signer: identity.identity,
+      registryKey: known[registryAddress],
+      connectTimeoutMs: 5000,
+      reconnect: { attempts: 2, baseDelayMs: 250, maxDelayMs: 2000 },
+    });
+  } catch (e) {
+    const err = e as RegistryError;
+    if (err.code === "registry_identity_changed") {
+      return fail(new DaemonStartError("registry_identity_changed", `the registry at ${registryAddress} presented a different identity than the one pinned in ${paths.knownRegistries}`, "if the rendezvous was really reinstalled, delete its entry from that file and start again"));
+    }
+    return fail(new DaemonStartError("registry_unreachable", `cannot reach the registry at ${registryAddress}: ${err.message}`, "start one with: pilot rendezvous, or pass --registry HOST:PORT"));
+  }
+  cleanups.push(() => registry.close());
+  const registryKey = Buffer.from(registry.registryKey).toString("base64");
+  if (known[registryAddress] !== registryKey) {
+    known[registryAddress] = registryKey;
+    writeFileAtomic(paths.knownRegistries, JSON.stringify(known, null, 2) + "\n");
+  }
+
+  let registered;
+  try {
+    registered = await registry.register({
+      endpoints: [endpoint],
+      ...(options.hostname ? { hostname: options.hostname } : {}),
+      ...(options.public !== undefined ? { public: options.public } : {}),
+      ...(options.tags ? { tags: options.tags } : {}),
+    });
+  } catch (e) {
+    const err = e as RegistryError;
+    if (err.code === "already_exists") {
+      return fail(new DaemonStartError("already_exists", `the hostname "${options.hostname}" belongs to another node`, "choose another --hostname"));
+    }
+    return fail(new DaemonStartError(err.code ?? "registry_error", `registration failed: ${err.message}`));
+  }
+  const address = parseAddress(registered.address);
+  if (!address.ok) return fail(new DaemonStartError("registry_error", `the registry assigned an invalid address ${registered.address}`));
+
+  node = new DaemonNode({
+    identity: identity.identity,
+    address: address.value,
+    hostname: registered.hostname,
+    public: registered.public,
+    tags: registered.tags,
+    registry,
+    registryAddress,
+    trust,
+    log,
+    endpoint,
+    send: (f, h, p) => udp.send(f, h, p),
+    flush: () => udp.flush(),
+    onBeacon: (d, h, p) => beaconHandler?.(d, h, p),
+    streamConfig: options.streamConfig,
+  });
+  const daemonNode = node;
+  cleanups.push(() => daemonNode.shutdown());
+
+  try {
+    await registry.subscribe();
+  } catch (e) {
+    log.warn("could not subscribe to registry events; trust changes arrive with the next sync", { error: (e as Error).message });
+  }
+  await node.syncTrust();
+
+  // Endpoint discovery: the beacon tells us the address our UDP socket is seen from.
+  const discover = () => {
+    if (!options.beacon) return;
+    const { nonce, datagram } = createDiscover();
+    beaconHandler = (d) => {
+      const r = verifyDiscoverReply(d, nonce, registry.registryKey);
+      if (r.ok) daemonNode.setObservedEndpoint(formatHostPort({ host: r.value.ip, port: r.value.port }));
+    };
+    udp.send(datagram, options.beacon.host === "0.0.0.0" ? "127.0.0.1" : options.beacon.host, options.beacon.port);
+  };
+  discover();
+
+  const heartbeatMs = options.heartbeatMs ?? 30_000;
+  const heartbeat = setInterval(async () => {
+    try {
+      await registry.heartbeat([endpoint]);
+      discover();
+    } catch (e) {
+      log.warn("registry heartbeat failed", { error: (e as Error).message });
+    }
+  }, heartbeatMs);
+  cleanups.push(() => clearInterval(heartbeat));
+
+  let ipc: IpcServer;
+  try {
+    ipc = await startIpcServer({ node, socketPath, logger: log.child("ipc") });
+  } catch (e) {
+    const err = e as NodeError;
+    if (err.code === "already_exists") {
+      return fail(new DaemonStartError("already_exists", `another daemon is already serving ${socketPath}`, "stop it first with: pilot daemon stop"));
+    }
+    return fail(new DaemonStartError("ipc_failed", `cannot open the IPC socket ${socketPath}: ${err.message}`));
+  }
+  cleanups.push(() => ipc.close());
+
+  writeFileAtomic(paths.pidFile, `${process.pid}\n`, 0o644);
+  cleanups.push(() => removePidFile(paths.pidFile));
+  log.info("daemon ready", {
+    address: formatAddress(address.value),
+    hostname: registered.hostname ?? "",
+    endpoint,
+    registry: registryAddress,
+    socket: socketPath,
+    public: registered.public,
+  });
+
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping: Promise<void> | null = null;
+  const stop = (reason = "stop requested") => {
+    stopping ??= (async () => {
+      log.info("daemon stopping", { reason });
+      for (const c of cleanups.reverse()) {
+        try {
+          await c();
+        } catch (e) {
+          log.warn("error while stopping", { error: (e as Error).message });
+        }
+      }
+      log.info("daemon stopped");
+      resolveStopped();
+    })();
+    return stopping;
+  };
+  return { node, paths, socketPath, endpoint, stop, stopped };
+}
+
+function readKnownRegistries(path: string): Record<string, string> {
+  if (!existsSync(path)) return {};
+  try {
+    const data = JSON.parse(readFileSync(path, "utf8"));
+    return data && typeof data === "object" && !Array.isArray(data) ? data : {};
+  } catch {
+    throw new DaemonStartError("known_registries", `${path} is not valid JSON`, "fix or delete it (it only pins registry keys)");
+  }
+}
+
+function removePidFile(path: string): void {
+  try {
+    if (readFileSync(path, "utf8").trim() === String(process.pid)) unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
