@@ -6,7 +6,7 @@
  *   sacked                          SACKed ranges above the cumulative ACK
  *   addSack(s, e) / onCumulativeAck(una)
  *   noteSent(pos, now)              an original (first) transmission starting at pos left now
- *   cleanSendTime(pos)              its send time if never retransmitted (RTT samples, Karn), else NaN
+ *   cleanSendTime(pos)              its send time if an ACK for it is a valid RTT sample (Karn), else NaN
  *   wait                            reordering allowance, ms (about 1.25 RTT; the connection keeps it current)
  *   isLost(x, nxt, now)             is the hole starting at x lost?
  *   pipe(una, nxt, now)             RFC 6675 SetPipe: bytes believed in the network
@@ -61,6 +61,8 @@ export class Scoreboard {
   private relost = new RangeSet();
   /** Positions ever retransmitted (above the cumulative ACK): no RTT samples from them (Karn). */
   private retransmitted = new RangeSet();
+  /** When the last retransmission left: an ACK after it may have been triggered by it. */
+  private lastRetransmission = Number.NEGATIVE_INFINITY;
   private sentPos: number[] = [];
   private sentTime: number[] = [];
   private sentHead = 0;
@@ -153,11 +155,16 @@ export class Scoreboard {
     return lo < times.length ? this.sentPos[lo]! : nxt;
   }
 
-  /** When `pos` was sent, if it was sent only once (else NaN): an unambiguous RTT sample. */
+  /**
+   * When `pos` was sent, if an ACK for it is an unambiguous RTT sample (else NaN):
+   * it was sent only once (Karn), and after the latest retransmission, because an
+   * ACK triggered by a retransmission also covers older data whose own ACK was lost
+   * and would make the round trip look as long as the wait for the retransmission.
+   */
   cleanSendTime(pos: number): number {
     if (this.retransmitted.indexContaining(pos) >= 0) return Number.NaN;
     const t = this.sentAt(pos);
-    return t === Number.NEGATIVE_INFINITY ? Number.NaN : t;
+    return t === Number.NEGATIVE_INFINITY || t < this.lastRetransmission ? Number.NaN : t;
   }
 
   /** When position `pos` was first sent. */
@@ -316,6 +323,7 @@ export class Scoreboard {
     this.rtxMark.push(nxt);
     this.rtxTime.push(now);
     this.retransmitted.add(start, end);
+    this.lastRetransmission = now;
     this.rtxBytes += end - start;
   }
 

@@ -27,7 +27,7 @@ import { addressOf } from "../../src/protocol/address.ts";
 import { decodePacket, encodePacket, encodedSize } from "../../src/protocol/packet.ts";
 import type { StreamConfig } from "../../src/transport/config.ts";
 import { StreamConnection, type StreamEvent, type StreamStats } from "../../src/transport/connection.ts";
-import { toPacket, type Segment, type StreamRoute } from "../../src/transport/segment.ts";
+import { resetFor, toPacket, type Segment, type StreamRoute } from "../../src/transport/segment.ts";
 import { Prng } from "./prng.ts";
 
 // ------------------------------------------------------------------ generic link
@@ -326,12 +326,20 @@ export class StreamPeer implements SimEndpoint<Segment> {
       if (this.listen && seg.flags === 0x1) this.conn = StreamConnection.accept(this.listen.config, seg, this.listen.iss, now);
       return;
     }
+    if (this.conn.state === "closed") {
+      // Like the daemon: a closed connection is forgotten, and a segment for it draws a RST.
+      const rst = resetFor(seg);
+      if (rst) this.resets.push(rst);
+      return;
+    }
     this.conn.handleSegment(seg, now);
   }
 
+  private readonly resets: Segment[] = [];
+
   poll(now: number): Segment | undefined {
     if (!this.conn || this.mute) return undefined;
-    const seg = this.conn.pollTransmit(now);
+    const seg = this.conn.pollTransmit(now) ?? this.resets.shift();
     if (seg && this.record) this.sent.push(seg);
     return seg;
   }
