@@ -10,7 +10,7 @@
  *   handleSegment(seg, now)                           feed one received segment
  *   handleTimeout(now)                                call when now >= nextTimeout()
  *   pollTransmit(now): Segment | undefined            drain until undefined after every call above
- *   write(bytes): number                              bytes accepted (up to free send-buffer space)
+ *   write(bytes): number                              bytes accepted (up to free send-buffer space; 0 once closed)
  *   read(max?): Uint8Array                            in-order bytes (empty when none)
  *   readInto(dest, at?): number                       same, copied into the caller's buffer (no allocation)
  *   shutdown()                                        half-close: FIN after the buffered data
@@ -334,10 +334,14 @@ export class StreamConnection {
 
   // ------------------------------------------------------- application calls
 
+  /**
+   * Queues bytes for sending; returns how many fit in the send buffer (backpressure:
+   * wait for `writable`). Returns 0 once the connection has closed (the `closed`
+   * event says why). Writing after shutdown() is a caller bug and throws.
+   */
   write(bytes: Uint8Array): number {
-    if (!this.canWrite()) {
-      throw new Error(`cannot write: the stream is ${this.finQueued ? "shut down" : this.st}`);
-    }
+    if (this.finQueued) throw new Error("cannot write: the stream is shut down");
+    if (!this.canWrite()) return 0;
     const n = this.sendBuf.write(bytes, this.config.sendBufferSize - this.sendBuf.length);
     if (n < bytes.length) this.writeBlocked = true;
     return n;

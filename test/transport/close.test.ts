@@ -117,6 +117,8 @@ describe("closing", () => {
     b.handleSegment(out[0]!, 6);
     expect(b.state).toBe("closed");
     expect(b.error?.code).toBe("reset");
+    expect(b.write(new Uint8Array(10))).toBe(0); // closed by the peer: nothing more is accepted
+    expect(b.writableBytes).toBe(0);
   });
 
   test("write after shutdown is an error; shutdown twice is harmless", () => {
@@ -145,6 +147,8 @@ describe("RST acceptance (RFC 5961)", () => {
     b.handleSegment(rst(next), 60);
     expect(b.state).toBe("closed");
     expect(b.error?.code).toBe("reset");
+    expect(b.write(new Uint8Array(10))).toBe(0); // closed by the peer: nothing more is accepted
+    expect(b.writableBytes).toBe(0);
   });
 
   test("inside the window but not exact: a challenge ACK, no reset", () => {
