@@ -27,6 +27,11 @@
  * sequence numbers; every number from the wire is unwrapped with serial
  * arithmetic against a nearby position (see seq.ts). Data byte k of each
  * direction is at position k + 1; the FIN takes the position after the last byte.
+ *
+ * Where things live: loss detection and the retransmission scoreboard in
+ * scoreboard.ts, the congestion controller in congestion.ts, RTO arithmetic in
+ * rtt.ts, buffers in send-buffer.ts / receive-buffer.ts. The behaviour as a
+ * protocol (states, timers, constants) is written up in docs/PROTOCOL.md §4.
  */
 import { Flag, WINDOW_UNIT, type SackBlock } from "../protocol/packet.ts";
 import { streamConfig, type StreamConfig } from "./config.ts";

@@ -16,6 +16,9 @@
  * Stream part (Pilot stream engines through the real packet codec):
  *   new StreamPair(options)       a dialer (a) and a listener (b) that accepts the first SYN
  *   pair.a.conn / pair.b.conn     the StreamConnections; peer.apps run after every step
+ *   peer.record / sent / received every segment, when recording; peer.events: engine events
+ *   peer.deaf / peer.mute         a dead peer; a closed connection answers with RST, like the daemon
+ *   drain / events / openedPair   driving two engines by hand, without a link
  *   Source / Sink                 application behaviours: write a buffer / read and hash
  *   runTransfer(options)          bulk transfer both ways; the benchmark entry point:
  *     runTransfer({ bytes: 64 << 20, loss: 0.02, seed: 1 })
