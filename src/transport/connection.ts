@@ -132,6 +132,8 @@ const ACK_DELAYED = 1;
 const ACK_NOW = 2;
 
 const WRITABLE_LOW_WATER = 64 * 1024;
+/** Least time between ACKs sent in answer to invalid or out-of-window segments. */
+const OOW_REPLY_INTERVAL = 100;
 /** Floor for the tail-loss probe timeout, so timer jitter does not trigger needless probes. */
 const MIN_PROBE_TIMEOUT = 10;
 
@@ -221,6 +223,7 @@ export class StreamConnection {
   private delAckDeadline = Number.POSITIVE_INFINITY;
   private unackedBytes = 0;
   private readableSignalled = false;
+  private lastInvalidReply = Number.NEGATIVE_INFINITY;
 
   private timeWaitDeadline = Number.POSITIVE_INFINITY;
   private events: StreamEvent[] = [];
@@ -631,7 +634,7 @@ export class StreamConnection {
       if (seqPos === this.rcvNxt) {
         this.finish({ code: "reset", message: "connection reset by peer" });
       } else if (seqPos > this.rcvNxt && seqPos < this.rcvNxt + Math.max(this.receiveRoom(), 1)) {
-        this.ackState = ACK_NOW;
+        this.replyToInvalid(now); // challenge ACK
       }
       return;
     }
@@ -646,7 +649,7 @@ export class StreamConnection {
         }
         // Simultaneous open: the peer's SYN|ACK completes our handshake below.
       } else {
-        this.ackState = ACK_NOW; // RFC 5961 §4 challenge ACK (also re-ACKs a repeated SYN|ACK)
+        this.replyToInvalid(now); // RFC 5961 §4 challenge ACK (also re-ACKs a repeated SYN|ACK)
         return;
       }
     }
@@ -665,7 +668,7 @@ export class StreamConnection {
 
     const fin = (flags & Flag.FIN) !== 0;
     if (seg.payload.length > 0 || fin) this.processData(seg.payload, seqPos, fin, now);
-    else if (seqPos < this.rcvNxt || seqPos > this.rcvNxt + this.receiveRoom() + 1) this.ackState = ACK_NOW; // e.g. a probe
+    else if (seqPos < this.rcvNxt || seqPos > this.rcvNxt + this.receiveRoom() + 1) this.replyToInvalid(now); // e.g. a probe
   }
 
   private onSegmentInSynSent(seg: Segment, now: number): void {
@@ -715,7 +718,7 @@ export class StreamConnection {
     const una = this.sndUna;
     const ackPos = unwrap(seg.ack, una, this.iss);
     if (ackPos > this.sndNxt) {
-      this.ackState = ACK_NOW; // acknowledges something never sent (RFC 9293, RFC 5961 §5)
+      this.replyToInvalid(now); // acknowledges something never sent (RFC 9293, RFC 5961 §5)
       return false;
     }
     const board = this.board;
@@ -885,6 +888,18 @@ export class StreamConnection {
       this.ackState = ACK_NOW; // out of order: ACK at once, with SACK
     }
     if (this.peerFinPos >= 0 && this.rcvNxt === this.peerFinPos && !this.finReceived) this.receiveFin(now);
+  }
+
+  /**
+   * An ACK in answer to a segment outside the window, a SYN or RST that draws a
+   * challenge, or an ACK of unsent data: at most one per OOW_REPLY_INTERVAL, so two
+   * confused endpoints cannot keep ACKing each other (RFC 5961 §7 spirit).
+   * Segments that carry data or FIN are not limited.
+   */
+  private replyToInvalid(now: number): void {
+    if (now - this.lastInvalidReply < OOW_REPLY_INTERVAL) return;
+    this.lastInvalidReply = now;
+    this.ackState = ACK_NOW;
   }
 
   private scheduleAck(bytes: number, now: number): void {

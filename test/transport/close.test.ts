@@ -168,6 +168,17 @@ describe("RST acceptance (RFC 5961)", () => {
     expect(drain(b, 60)).toEqual([]);
   });
 
+  test("answers to invalid segments are rate-limited, so confused endpoints cannot ACK each other forever", () => {
+    const { b, next } = setup();
+    let replies = 0;
+    for (let t = 100; t < 300; t += 10) {
+      // A pure ACK from behind the window (a probe, or a stale peer), every 10 ms.
+      b.handleSegment({ flags: Flag.ACK, seq: (next - 1) >>> 0, ack: 0, window: 4, sack: [], payload: EMPTY }, t);
+      replies += drain(b, t).length;
+    }
+    expect(replies).toBe(2); // one per 100 ms
+  });
+
   test("in TIME-WAIT a RST is ignored (RFC 1337)", () => {
     const { a, b } = openedPair({ configA: { timeWait: 1000 } });
     a.shutdown();
