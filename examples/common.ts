@@ -1,0 +1,93 @@
+/**
+ * Small helpers the examples share, kept apart so that each example reads as
+ * its Pilot logic and its routes. Nothing here is Pilot-specific except
+ * `connectToDaemon` (a friendly error when no daemon runs) and `urlHost`.
+ */
+import type http from "node:http";
+import { connect, NodeError, type Driver } from "pilot/driver";
+
+/**
+ * Connects to the daemon of $PILOT_HOME (or $PILOT_SOCKET), like every Pilot
+ * client. When none answers, prints the reason and what to do, and exits 1.
+ */
+export async function connectToDaemon(): Promise<Driver> {
+  try {
+    return await connect();
+  } catch (error) {
+    if (error instanceof NodeError) {
+      console.error(`error: ${error.message}${error.hint ? `\nhint: ${error.hint}` : ""}`);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+/** Runs `stop` once on SIGINT or SIGTERM, then exits 0. */
+export function stopOnSignal(name: string, stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${name}: ${signal} received, shutting down`);
+    const force = setTimeout(() => process.exit(0), 3000);
+    stop()
+      .catch((error: unknown) => console.error(`${name}: error while stopping: ${(error as Error).message}`))
+      .finally(() => {
+        clearTimeout(force);
+        process.exit(0);
+      });
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
+/** Sends `body` as JSON (one line, like Go's json.Encoder) with an explicit length. */
+export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Reads a request body and parses it as JSON; `undefined` for an empty or malformed body. */
+export async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Wraps a handler so that each request is logged with the Pilot address and
+ * port of the agent that sent it:
+ * `users: GET /api/users/u1 from 0:0000.0000.0003:49152 -> 200 (0.4 ms)`.
+ */
+export function logRequests(name: string, handler: (req: http.IncomingMessage, res: http.ServerResponse) => unknown): http.RequestListener {
+  return (req, res) => {
+    const started = performance.now();
+    const from = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
+    res.once("finish", () => {
+      const ms = (performance.now() - started).toFixed(1);
+      console.log(`${name}: ${req.method} ${req.url} from ${from} -> ${res.statusCode} (${ms} ms)`);
+    });
+    Promise.resolve(handler(req, res)).catch((error: unknown) => {
+      console.error(`${name}: handler failed: ${(error as Error).message}`);
+      if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
+      else res.destroy();
+    });
+  };
+}
+
+/**
+ * A target as a URL host. Hostnames and node ids go in as they are; a full
+ * address `N:NNNN.HHHH.LLLL` cannot (the ":" would read as a port), so it is
+ * written `NNNN.HHHH.LLLL`, which the SDK reads back as the same address.
+ */
+export function urlHost(target: string): string {
+  const colon = target.indexOf(":");
+  return colon === -1 ? target : target.slice(colon + 1);
+}
