@@ -1,0 +1,457 @@
+#!/usr/bin/env bun
+/**
+ * `bun run demo`: two agents exchanging HTTP over Pilot, on this machine.
+ *
+ * Starts a rendezvous and two daemons (each in its own temporary PILOT_HOME,
+ * 127.0.0.1 only, free ports), names them, establishes trust, serves the
+ * tutorial's HTTP service (examples/http-server.ts) on agent-a's Pilot port
+ * 80, calls it from agent-b, pings, and prints each step: what ran, what came
+ * back, how long it took. Everything it started is stopped by pid and the
+ * temporary directory removed, also on Ctrl-C or failure.
+ *
+ * Exit code: 0 when every step passed, 1 when one failed (with the reason
+ * and the last log lines of the processes), 130/143 when interrupted.
+ *
+ * The demo is a list of steps (`steps` below); later features add theirs.
+ * Set PILOT_BIN=dist/pilot to run the compiled executable instead of the
+ * sources.
+ */
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import type http from "node:http";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import { connect, NodeError, type Driver, type PilotHttpServer } from "../src/driver/index.ts";
+import { PORT as HTTP_PORT, statusService } from "../examples/http-server.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const STEP_TIMEOUT_MS = 20_000;
+const START_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+// ---- output -----------------------------------------------------------------
+
+const useColor = process.stdout.isTTY === true && !process.env.NO_COLOR;
+const paint = (code: string) => (text: string) => (useColor ? `\x1b[${code}m${text}\x1b[0m` : text);
+const bold = paint("1");
+const dim = paint("2");
+const red = paint("31");
+const green = paint("32");
+const cyan = paint("36");
+
+const INDENT = "      ";
+const out = {
+  /** A command line or SDK call that the step ran. */
+  ran: (text: string) => console.log(`${INDENT}${cyan("$")} ${text}`),
+  /** What came back. */
+  got: (text: string) => console.log(`${INDENT}${dim("→")} ${text}`),
+  note: (text: string) => console.log(`${INDENT}${dim(text)}`),
+};
+
+const ms = (t: number) => (t < 10 ? `${t.toFixed(2)} ms` : t < 1000 ? `${t.toFixed(1)} ms` : `${(t / 1000).toFixed(2)} s`);
+
+// ---- processes ----------------------------------------------------------------
+
+/** The `pilot` command: PILOT_BIN if set, else the CLI from source with this Bun. */
+function pilotCommand(): string[] {
+  const bin = process.env.PILOT_BIN;
+  return bin ? [resolve(ROOT, bin)] : [process.execPath, join(ROOT, "src/cli/main.ts")];
+}
+
+/** A process the demo started: stopped by its pid at clean-up; its stderr goes to a log file. */
+class DemoProcess {
+  constructor(
+    readonly name: string,
+    readonly proc: Subprocess,
+    readonly logPath: string,
+  ) {}
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  logTail(lines = 8): string[] {
+    try {
+      return readFileSync(this.logPath, "utf8").trimEnd().split("\n").filter(Boolean).slice(-lines);
+    } catch {
+      return [];
+    }
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_MS. Returns how it ended. */
+  async stop(): Promise<string> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return `had already exited (${this.proc.signalCode ?? `code ${this.proc.exitCode}`})`;
+    this.proc.kill("SIGTERM");
+    const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), STOP_TIMEOUT_MS));
+    if ((await Promise.race([this.proc.exited, timer])) !== "timeout") return "stopped";
+    this.proc.kill("SIGKILL");
+    await this.proc.exited;
+    return "killed (did not stop within 5 s)";
+  }
+}
+
+/**
+ * Runs `pilot <args> --json` as a long-lived process in PILOT_HOME=`home` and
+ * waits for its ready envelope on stdout (`{"status":"ok","data":{...}}`).
+ */
+async function startPilot(demo: Demo, name: string, home: string, args: string[]): Promise<{ proc: DemoProcess; data: any }> {
+  if (demo.closing) throw new DemoError("the demo is stopping");
+  const logPath = join(demo.dir, `${name.replace(/\W+/g, "-")}.log`);
+  const logFd = openSync(logPath, "a", 0o600);
+  const [cmd, ...base] = pilotCommand();
+  const sub = Bun.spawn([cmd!, ...base, ...args, "--json"], {
+    cwd: ROOT,
+    env: { ...process.env, PILOT_HOME: home },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: logFd,
+  });
+  closeSync(logFd);
+  const proc = new DemoProcess(name, sub, logPath);
+  demo.processes.push(proc);
+
+  const reader = sub.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const readReady = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return null;
+      text += decoder.decode(value, { stream: true });
+      const complete = text.split("\n").slice(0, -1);
+      const line = complete.find((l) => l.startsWith("{"));
+      if (line) return JSON.parse(line);
+    }
+  })();
+  const exited = sub.exited.then(() => null);
+  const timeout = Bun.sleep(START_TIMEOUT_MS).then(() => "timeout" as const);
+  const ready = await Promise.race([readReady, exited, timeout]);
+  if (ready === "timeout") throw new DemoError(`${name} did not become ready within ${START_TIMEOUT_MS / 1000} s`);
+  if (!ready || ready.status !== "ok") {
+    await Promise.race([sub.exited, Bun.sleep(1000)]); // its last words reach the log
+    // With --json, a start-up error is one envelope on stderr, which is the log file.
+    const envelope = ready ?? parseEnvelope(proc.logTail(20).findLast((l) => l.startsWith('{"status":"error"')));
+    const why = envelope?.message ?? proc.logTail(1)[0] ?? `exited with code ${sub.exitCode}`;
+    throw new DemoError(`${name} failed to start: ${why}`, envelope?.hint);
+  }
+  // Keep draining stdout so the process never blocks on a full pipe.
+  void (async () => {
+    while (!(await reader.read().catch(() => ({ done: true }))).done);
+  })();
+  return { proc, data: ready.data };
+}
+
+function parseEnvelope(line: string | undefined): { message?: string; hint?: string } | undefined {
+  try {
+    return line ? JSON.parse(line) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- the demo's state and steps --------------------------------------------------
+
+class DemoError extends Error {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Agent {
+  /** "a" or "b": the directory and process name. */
+  id: string;
+  /** The hostname it claims in step 3. */
+  hostname: string;
+  home: string;
+  address: string;
+  nodeId: number;
+  proc: DemoProcess;
+  driver: Driver;
+}
+
+interface Demo {
+  dir: string;
+  /** Set once clean-up begins: nothing new may start. */
+  closing: boolean;
+  processes: DemoProcess[];
+  registry?: string;
+  beacon?: string;
+  agents: Map<string, Agent>;
+  server?: PilotHttpServer;
+  /** What agent-a's HTTP server saw: one line per request. */
+  served: string[];
+}
+
+function agent(demo: Demo, id: string): Agent {
+  const a = demo.agents.get(id);
+  if (!a) throw new DemoError(`agent ${id} is not running (an earlier step failed)`);
+  return a;
+}
+
+/** An SDK control call, printed as it runs: `agent-b ▸ handshake {...}` then its result. */
+async function call(who: Agent, method: string, params: Record<string, unknown> = {}): Promise<any> {
+  out.ran(`${who.hostname} ▸ driver.call(${JSON.stringify(method)}${Object.keys(params).length ? `, ${JSON.stringify(params)}` : ""})`);
+  return who.driver.call(method, params);
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (performance.now() > deadline) throw new DemoError(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+interface Step {
+  title: string;
+  run(demo: Demo): Promise<void>;
+}
+
+const steps: Step[] = [
+  {
+    title: "Start a rendezvous (registry on TCP, beacon on UDP), 127.0.0.1 only",
+    async run(demo) {
+      const args = ["rendezvous", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0"];
+      out.ran(`PILOT_HOME=$DEMO/rendezvous pilot ${args.join(" ")}`);
+      const { proc, data } = await startPilot(demo, "rendezvous", join(demo.dir, "rendezvous"), args);
+      demo.registry = data.registry;
+      demo.beacon = data.beacon;
+      out.got(`registry ${data.registry} (tcp), beacon ${data.beacon} (udp), pid ${proc.pid}`);
+    },
+  },
+  {
+    title: "Start two daemons, each with its own identity in its own PILOT_HOME",
+    async run(demo) {
+      const ids = ["a", "b"];
+      const args = ["daemon", "start", "--foreground", "--registry", demo.registry!, "--beacon", demo.beacon!, "--listen", "127.0.0.1:0"];
+      for (const id of ids) out.ran(`PILOT_HOME=$DEMO/${id} pilot ${args.join(" ")}`);
+      const started = await Promise.all(
+        ids.map(async (id) => {
+          const home = join(demo.dir, id);
+          const { proc, data } = await startPilot(demo, `daemon ${id}`, home, args);
+          const driver = await connect({ socketPath: data.socket });
+          const a: Agent = { id, hostname: `agent-${id}`, home, address: data.address, nodeId: data.node_id, proc, driver };
+          return { a, data };
+        }),
+      );
+      for (const { a, data } of started) {
+        demo.agents.set(a.id, a);
+        out.got(`daemon ${a.id}: address ${a.address}, tunnel udp ${data.endpoint}, pid ${a.proc.pid}`);
+      }
+    },
+  },
+  {
+    title: "Name them: claim the hostnames agent-a and agent-b in the registry",
+    async run(demo) {
+      for (const id of ["a", "b"]) {
+        const a = agent(demo, id);
+        out.ran(`daemon ${id} ▸ driver.call("set_hostname", ${JSON.stringify({ hostname: a.hostname })})`);
+        const r = await a.driver.call("set_hostname", { hostname: a.hostname });
+        out.got(JSON.stringify(r));
+      }
+    },
+  },
+  {
+    title: "Nodes are private by default: agent-b cannot see agent-a yet",
+    async run(demo) {
+      const b = agent(demo, "b");
+      out.ran(`agent-b ▸ driver.resolve("agent-a")`);
+      try {
+        const address = await b.driver.resolve("agent-a");
+        throw new DemoError(`agent-b resolved agent-a to ${address} before any trust: private nodes must be invisible to strangers`);
+      } catch (error) {
+        if (!(error instanceof NodeError) || error.code !== "not_found") throw error;
+        out.got(`${error.code}: ${error.message} (as expected: a private node is invisible to nodes it does not trust)`);
+      }
+    },
+  },
+  {
+    title: "Establish trust: agent-b asks with a reason, agent-a approves",
+    async run(demo) {
+      const [a, b] = [agent(demo, "a"), agent(demo, "b")];
+      // agent-b cannot look agent-a up by name yet, so it asks by address (shared out of band).
+      const asked = await call(b, "handshake", { target: a.address, reason: "demo: agent-b wants to call agent-a's HTTP API" });
+      out.got(`request to ${asked.address}: ${asked.status}`);
+      const request = await until("agent-a to receive the request", async () => {
+        const r = await a.driver.call("pending");
+        return (r as any).pending.find((p: any) => p.node_id === b.nodeId);
+      });
+      out.ran(`agent-a ▸ driver.call("pending")`);
+      out.got(`from ${request.hostname ?? "?"} (${request.address}), reason: ${JSON.stringify(request.reason)}`);
+      const approved = await call(a, "approve", { target: "agent-b" });
+      out.got(`${approved.address}: ${approved.status}`);
+      const seen = await until("agent-b to see the trust", async () => {
+        const r = await b.driver.call("trusted");
+        return (r as any).trusted.find((t: any) => t.node_id === a.nodeId);
+      });
+      out.ran(`agent-b ▸ driver.call("trusted")`);
+      out.got(`trusts ${seen.hostname ?? seen.address} (${seen.address}): a pair both sides agreed to`);
+    },
+  },
+  {
+    title: "Serve the tutorial's HTTP service on agent-a's Pilot port 80",
+    async run(demo) {
+      const a = agent(demo, "a");
+      const service = statusService(a.address);
+      const recorded: http.RequestListener = (req, res) => {
+        demo.served.push(`${req.method} ${req.url} from ${req.socket.remoteAddress}:${req.socket.remotePort}`);
+        return service(req, res);
+      };
+      out.ran(`agent-a ▸ driver.serveHttp(${HTTP_PORT}, statusService)   ${dim("(examples/http-server.ts)")}`);
+      demo.server = await a.driver.serveHttp(HTTP_PORT, recorded);
+      out.got(`node:http server answering on ${a.address} port ${demo.server.port} (a virtual port; no TCP port is opened)`);
+    },
+  },
+  {
+    title: "Call it from agent-b over the encrypted tunnel",
+    async run(demo) {
+      const [a, b] = [agent(demo, "a"), agent(demo, "b")];
+      out.ran(`agent-b ▸ driver.resolve("agent-a")`);
+      const resolved = await b.driver.resolve("agent-a");
+      out.got(`${resolved} (visible now that they trust each other)`);
+
+      let t = performance.now();
+      out.ran(`agent-b ▸ driver.fetch("http://agent-a/api/status")`);
+      const status = await b.driver.fetch("http://agent-a/api/status");
+      const statusBody = await status.text();
+      out.got(`${status.status} ${statusBody.trim()}  ${dim(`(${ms(performance.now() - t)}, including the tunnel handshake)`)}`);
+      const parsed = JSON.parse(statusBody);
+      if (status.status !== 200 || parsed.status !== "healthy" || parsed.agent !== a.address) {
+        throw new DemoError(`unexpected /api/status answer: ${status.status} ${statusBody.trim()}`);
+      }
+
+      const payload = { message: "hello from agent-b", sent_at: new Date().toISOString() };
+      t = performance.now();
+      out.ran(`agent-b ▸ driver.fetch("http://agent-a/api/echo", { method: "POST", body: '${JSON.stringify(payload)}' })`);
+      const echo = await b.driver.fetch("http://agent-a/api/echo", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(payload),
+      });
+      const echoBody = await echo.text();
+      out.got(`${echo.status} ${echoBody.trim()}  ${dim(`(${ms(performance.now() - t)}, same connection, kept alive)`)}`);
+      if (echo.status !== 200 || JSON.stringify(JSON.parse(echoBody)) !== JSON.stringify(payload)) {
+        throw new DemoError(`the echo did not match what was sent: ${echo.status} ${echoBody.trim()}`);
+      }
+      for (const line of demo.served) out.note(`agent-a's server saw: ${line}`);
+    },
+  },
+  {
+    title: "Ping agent-a from agent-b (overlay round trip through both daemons)",
+    async run(demo) {
+      const b = agent(demo, "b");
+      out.ran(`agent-b ▸ driver.call("ping", {"target":"agent-a","seq":0..2})`);
+      const rtts: number[] = [];
+      for (let seq = 0; seq < 3; seq++) {
+        const r = (await b.driver.call("ping", { target: "agent-a", seq })) as { target: string; rtt_ms: number };
+        rtts.push(r.rtt_ms);
+        out.got(`reply from ${r.target}: seq=${seq} rtt=${r.rtt_ms} ms`);
+      }
+      const avg = rtts.reduce((x, y) => x + y, 0) / rtts.length;
+      out.note(`min ${Math.min(...rtts)} ms, avg ${avg.toFixed(3)} ms, max ${Math.max(...rtts)} ms`);
+    },
+  },
+];
+
+// ---- running and cleaning up ---------------------------------------------------------
+
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DemoError(`${what} did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Stops everything the demo started (servers, SDK connections, processes by pid) and removes its directory. */
+async function cleanUp(demo: Demo): Promise<void> {
+  demo.closing = true;
+  const started = performance.now();
+  console.log(bold("Clean-up"));
+  if (demo.server) await withTimeout(demo.server.close(), 2000, "closing the HTTP server").catch(() => {});
+  for (const a of demo.agents.values()) await a.driver.close().catch(() => {});
+  // Daemons first (they say goodbye to the registry), then the rendezvous.
+  const daemons = demo.processes.filter((p) => p.name !== "rendezvous");
+  const rest = demo.processes.filter((p) => p.name === "rendezvous");
+  for (const group of [daemons, rest]) {
+    const results = await Promise.all(
+      group.map(async (p) => {
+        const t = performance.now();
+        const how = await p.stop();
+        return [p, how, performance.now() - t] as const;
+      }),
+    );
+    for (const [p, how, took] of results) out.got(`${p.name} (pid ${p.pid}): ${how} ${dim(`(${ms(took)})`)}`);
+  }
+  rmSync(demo.dir, { recursive: true, force: true });
+  out.got(`removed ${demo.dir}`);
+  out.note(`clean-up took ${ms(performance.now() - started)}`);
+}
+
+async function main(): Promise<never> {
+  const demo: Demo = { dir: mkdtempSync(join(tmpdir(), "pilot-demo-")), closing: false, processes: [], agents: new Map(), served: [] };
+  const began = performance.now();
+  let finishing: Promise<never> | null = null;
+  let interrupted = false;
+  const finish = (code: number, verdict: string): Promise<never> =>
+    (finishing ??= (async () => {
+      try {
+        await cleanUp(demo);
+      } catch (error) {
+        console.error(red(`clean-up failed: ${(error as Error).message}; remove ${demo.dir} by hand`));
+        code = code || 1;
+      }
+      console.log(`\n${verdict}`);
+      process.exit(code);
+    })());
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (interrupted) return;
+      interrupted = true;
+      console.log(`\n${signal} received: stopping the demo`);
+      void finish(signal === "SIGINT" ? 130 : 143, red(`demo interrupted (${signal}); everything it started was stopped`));
+    });
+  }
+  process.on("uncaughtException", (error) => void finish(1, red(`demo failed: ${error.message}`)));
+  process.on("unhandledRejection", (error) => void finish(1, red(`demo failed: ${(error as Error)?.message ?? String(error)}`)));
+
+  console.log(bold("Pilot demo: two agents, a rendezvous, and HTTP over the encrypted overlay (all on 127.0.0.1)"));
+  console.log(dim(`DEMO=${demo.dir}  (temporary; removed at the end)\n`));
+
+  for (const [i, step] of steps.entries()) {
+    const label = `[${i + 1}/${steps.length}]`;
+    console.log(`${bold(label)} ${bold(step.title)}`);
+    const t = performance.now();
+    try {
+      await withTimeout(step.run(demo), STEP_TIMEOUT_MS, `step ${i + 1}`);
+    } catch (error) {
+      if (interrupted) return finishing!;
+      const e = error as Error & { hint?: string; code?: string };
+      const code = e.code && !(e instanceof DemoError) && !e.message.startsWith(e.code) ? `${e.code}: ` : "";
+      console.log(`${INDENT}${red("✗ failed:")} ${code}${e.message}`);
+      if (e.hint) console.log(`${INDENT}${dim(`hint: ${e.hint}`)}`);
+      for (const p of demo.processes) {
+        const tail = p.logTail();
+        if (tail.length === 0) continue;
+        console.log(`${INDENT}${dim(`last lines of ${p.name}'s log:`)}`);
+        for (const line of tail) console.log(`${INDENT}  ${dim(line)}`);
+      }
+      return finish(1, red(`demo failed at step ${i + 1} (${step.title}): ${e.message}`));
+    }
+    console.log(`${INDENT}${green("✓")} ${dim(ms(performance.now() - t))}\n`);
+  }
+  const total = performance.now() - began;
+  return finish(0, green(`✓ demo complete: ${steps.length} steps passed in ${ms(total)}`));
+}
+
+await main();

@@ -1,0 +1,117 @@
+/**
+ * `bun run demo`, run for real: every step passes, and whatever way it ends
+ * (success, a failing step, Ctrl-C) the processes it started are gone and
+ * its temporary directory is removed.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "../support/cluster.ts";
+import { spawnIn, stopAll, type Spawned } from "./support.ts";
+
+/** The pids the demo printed (rendezvous and daemons): killed at the end if a failed test left any. */
+const printedPids = new Set<number>();
+const scratch: string[] = [];
+
+afterAll(async () => {
+  await stopAll();
+  for (const pid of printedPids) if (alive(pid)) process.kill(pid, "SIGKILL");
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Checks what every run must leave behind: nothing. */
+function expectCleanedUp(run: Spawned): void {
+  const dir = /^DEMO=(\S+)/m.exec(run.stdout)?.[1];
+  expect(dir).toBeDefined();
+  expect(existsSync(dir!)).toBe(false);
+  const pids = [...run.stdout.matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1]));
+  for (const pid of pids) printedPids.add(pid);
+  for (const pid of pids) expect({ pid, alive: alive(pid) }).toEqual({ pid, alive: false });
+}
+
+describe("bun run demo", () => {
+  test("runs every step, prints what ran and what came back, exits 0 and leaves nothing behind", async () => {
+    const started = performance.now();
+    const run = spawnIn([process.execPath, "run", "demo"]);
+    const code = await run.exitCode(60_000);
+    const elapsed = performance.now() - started;
+    if (code !== 0) throw new Error(`demo exited ${code}:\n${run.output}`);
+    const out = run.stdout;
+
+    const steps = Number(/^\[1\/(\d+)\]/m.exec(out)?.[1]);
+    expect(steps).toBeGreaterThanOrEqual(8);
+    const headers = out.split("\n").filter((l) => /^\[\d+\/\d+\] /.test(l));
+    expect(headers.map((l) => l.slice(0, l.indexOf("]") + 1))).toEqual(Array.from({ length: steps }, (_, i) => `[${i + 1}/${steps}]`));
+    // Each step reports success with its duration, and none failed.
+    expect(out.match(/^ {6}✓ [\d.]+ m?s$/gm)?.length).toBe(steps);
+    expect(out).not.toContain("✗");
+
+    // The things the demo is about, as they came back.
+    expect(out).toMatch(/\$ PILOT_HOME=\$DEMO\/rendezvous pilot rendezvous --registry-addr 127\.0\.0\.1:0/);
+    expect(out).toMatch(/→ registry 127\.0\.0\.1:\d+ \(tcp\), beacon 127\.0\.0\.1:\d+ \(udp\), pid \d+/);
+    const addresses = [...out.matchAll(/→ daemon ([ab]): address (\S+), tunnel udp 127\.0\.0\.1:\d+, pid \d+/g)].map((m) => [m[1], m[2]]);
+    expect(addresses.map(([id]) => id)).toEqual(["a", "b"]);
+    const addressA = addresses[0]![1]!;
+    expect(out).toContain('"hostname":"agent-a"');
+    expect(out).toContain("→ not_found: ");
+    expect(out).toContain('agent-b ▸ driver.call("handshake"');
+    expect(out).toContain(`reason: "demo: agent-b wants to call agent-a's HTTP API"`);
+    expect(out).toMatch(/→ \S+: trusted/);
+    expect(out).toContain(`→ 200 {"status":"healthy","agent":"${addressA}","version":"1.0.0"}`);
+    expect(out).toMatch(/→ 200 \{"message":"hello from agent-b","sent_at":"[^"]+"\}/);
+    expect(out).toMatch(/agent-a's server saw: POST \/api\/echo from \S+:\d+/);
+    expect(out.match(/→ reply from \S+: seq=\d rtt=[\d.]+ ms/g)?.length).toBe(3);
+    expect(out).toMatch(/✓ demo complete: \d+ steps passed in [\d.]+ m?s/);
+    expect(out).not.toContain("\x1b["); // NO_COLOR is honoured
+    expect(run.stderr).not.toMatch(/error/i);
+    expectCleanedUp(run);
+    // "Quick": a few seconds, including Bun starting three processes and stopping them.
+    expect(elapsed).toBeLessThan(15_000);
+  });
+
+  test("a step that fails: exit 1 with the reason and the logs, and everything started so far is stopped", async () => {
+    // A `pilot` whose daemons fail to start (the rendezvous is the real one).
+    const dir = mkdtempSync(join(tmpdir(), "pilot-demo-test-"));
+    scratch.push(dir);
+    const fake = join(dir, "pilot");
+    writeFileSync(
+      fake,
+      `#!/bin/sh
+case "$1" in daemon) echo '{"status":"error","code":"internal","message":"simulated start-up failure","hint":"nothing to do"}' >&2; exit 1;; esac
+exec "${process.execPath}" "${join(ROOT, "src/cli/main.ts")}" "$@"
+`,
+    );
+    chmodSync(fake, 0o755);
+    const run = spawnIn([process.execPath, join(ROOT, "scripts/demo.ts")], { PILOT_BIN: fake });
+    expect(await run.exitCode(30_000)).toBe(1);
+    expect(run.stdout).toContain("[1/");
+    expect(run.stdout).toContain("✗ failed: daemon a failed to start: simulated start-up failure");
+    expect(run.stdout).toContain("hint: nothing to do");
+    expect(run.stdout).toMatch(/last lines of rendezvous's log:\n.*rendezvous: /);
+    expect(run.stdout).toMatch(/→ rendezvous \(pid \d+\): stopped/);
+    expect(run.stdout).toMatch(/demo failed at step 2 \(Start two daemons[^)]*\): daemon a failed to start: simulated start-up failure\n$/);
+    expectCleanedUp(run);
+  });
+
+  test("Ctrl-C (SIGINT) while daemons start: it stops them and the rendezvous, removes its directory, exits 130", async () => {
+    const run = spawnIn([process.execPath, join(ROOT, "scripts/demo.ts")]);
+    await run.waitFor(/^\[2\/\d+\] /m);
+    run.proc.kill("SIGINT");
+    expect(await run.exitCode(30_000)).toBe(130);
+    expect(run.stdout).toContain("SIGINT received: stopping the demo");
+    expect(run.stdout).toMatch(/→ rendezvous \(pid \d+\): stopped/);
+    expect(run.stdout).toContain("demo interrupted (SIGINT); everything it started was stopped");
+    expect(run.stdout).not.toContain("demo complete");
+    expectCleanedUp(run);
+  });
+});
