@@ -8,7 +8,8 @@ import { PilotSocket, type PilotAddressInfo, type PilotSocketOptions } from "./s
 /**
  * Events:
  * - `'connection' (socket: PilotSocket)` for each accepted stream;
- * - `'error' (error: PilotSocketError)` if the daemon goes away while listening;
+ * - `'error' (error: PilotSocketError)` if the daemon goes away while listening
+ *   (as for any EventEmitter, an 'error' nobody listens for throws);
  * - `'close'` once the port is unbound (connections already accepted live on).
  */
 export class PilotServer extends EventEmitter {

@@ -374,8 +374,8 @@ describe("timeouts", () => {
     server.on("connection", (s: PilotSocket) => s.resume());
     const client = await alpha.dial("beta", 51);
     let timedOut = false;
-    client.setTimeout(80, () => (timedOut = true));
-    for (let i = 0; i < 6; i++) {
+    client.setTimeout(200, () => (timedOut = true));
+    for (let i = 0; i < 10; i++) {
       await Bun.sleep(30);
       client.write("x");
     }
