@@ -36,7 +36,15 @@ function addCommands(cli: CAC, specs: readonly CommandSpec[], ctx: () => Command
 function buildParser(name: string, specs: readonly CommandSpec[], ctx: () => CommandContext, pending: { run?: Promise<void> }, extraHelp?: string) {
   const cli = cac(name);
   for (const o of GLOBAL_OPTIONS) cli.option(o.flags, o.description);
-  cli.help((sections) => (extraHelp ? [...sections, { title: "Groups", body: extraHelp }] : sections));
+  cli.help((sections) => {
+    // A command's own help: say what it does first, and indent its examples like the rest.
+    const spec = cli.matchedCommand && specs.find((s) => s.name === cli.matchedCommand!.name);
+    if (!spec) return extraHelp ? [...sections, { title: "Groups", body: extraHelp }] : sections;
+    return [
+      { body: `${name} ${spec.name}: ${spec.description}` },
+      ...sections.slice(1).map((s) => (s.title === "Examples" ? { ...s, body: s.body.split("\n").map((l) => `  ${l}`).join("\n") } : s)),
+    ];
+  });
   addCommands(cli, specs, ctx, pending);
   return cli;
 }

@@ -11,6 +11,8 @@ import { CliError } from "./errors.ts";
 export interface Output {
   readonly json: boolean;
   result(data: unknown, text?: string | ((data: any) => string)): void;
+  /** A line for people on stdout as it happens (one probe, one message); nothing in JSON mode. */
+  line(text: string): void;
   /** Progress for people; silent in JSON mode (stderr, so stdout stays parseable). */
   progress(message: string): void;
   error(error: CliError): void;
@@ -40,6 +42,9 @@ export function createOutput(json: boolean): Output {
       }
       const rendered = typeof text === "function" ? text(data) : (text ?? JSON.stringify(data, null, 2));
       if (rendered !== "") writeLine(1, rendered);
+    },
+    line(text) {
+      if (!json) writeLine(1, text);
     },
     progress(message) {
       if (!json) writeLine(2, message);
