@@ -438,8 +438,11 @@ export class DaemonNode implements LocalNode {
       }
     } catch (e) {
       if (e instanceof NodeError) throw e;
-      if (e instanceof RegistryError && e.code === "not_found") this.trust.confirmRevoked(id);
-      else confirmed = false;
+      if (e instanceof RegistryError && e.code === "not_found") {
+        this.trust.confirmRevoked(id);
+        // Neither side knew of trust or a request: nothing was revoked.
+        if (!wasTrusted) throw new NodeError("not_found", `${formatAddress(address)} was not trusted`, "list the nodes you trust with: pilot trust");
+      } else confirmed = false;
     }
     return { node_id: id, address: formatAddress(address), status: "revoked", registry_confirmed: confirmed };
   }
