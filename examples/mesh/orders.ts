@@ -45,9 +45,18 @@ export type UserLookup = { user: User; error?: undefined } | { user: null; error
 export async function fetchUser(pilot: Driver, usersService: string, userId: string, log: (line: string) => void = console.log): Promise<UserLookup> {
   const url = `http://${urlHost(usersService)}/api/users/${encodeURIComponent(userId)}`;
   const started = performance.now();
+  const signal = AbortSignal.timeout(USERS_TIMEOUT_MS);
   let outcome: string;
   try {
-    const res = await pilot.fetch(url, { signal: AbortSignal.timeout(USERS_TIMEOUT_MS) });
+    let res: Response;
+    try {
+      res = await pilot.fetch(url, { signal });
+    } catch (error) {
+      // A kept-alive connection can die between two requests (users restarted):
+      // a GET is safe to send again, once, on a fresh connection.
+      if (signal.aborted) throw error;
+      res = await pilot.fetch(url, { signal });
+    }
     outcome = String(res.status);
     if (res.status === 200) return { user: (await res.json()) as User };
     await res.body?.cancel();

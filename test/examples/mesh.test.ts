@@ -103,6 +103,15 @@ describe("REST mesh over Pilot", () => {
     expect(calls[1]).toMatch(/^orders: -> users GET http:\/\/users\/api\/users\/u1 200 \(/);
   });
 
+  test("users restarts: the next order has its user again (a kept-alive connection that died is retried once)", async () => {
+    expect((await get("http://orders/api/orders/o1")).body.user).toEqual(ALICE); // orders now holds a connection to users
+    expect(await services.get("users")!.stop("SIGTERM")).toBe(0);
+    const users = runExample("mesh/users.ts", c.daemon("users"));
+    services.set("users", users);
+    await users.waitFor(/users service listening on pilot port 80/);
+    expect(await get("http://orders/api/orders/o2")).toEqual({ status: 200, body: { order: orders[1], user: BOB } });
+  });
+
   test("with the users service down, orders still answers, with user null and the reason", async () => {
     const users = services.get("users")!;
     expect(await users.stop("SIGTERM")).toBe(0);
