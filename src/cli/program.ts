@@ -1,16 +1,55 @@
-/** The whole command surface of `pilot`, in one list. */
+/** The whole command surface of `pilot`, in one list (the order of `pilot --help` and `pilot context`). */
 import type { CommandSpec, GroupSpec } from "./command.ts";
 import type { Program } from "./dispatch.ts";
 import { contextCommand } from "./commands/context.ts";
 import { rendezvousCommand } from "./commands/rendezvous.ts";
 import { versionCommand } from "./commands/version.ts";
 import { daemonStart, daemonStatus, daemonStop } from "./commands/daemon.ts";
+import { clearHostnameCommand, clearTagsCommand, infoCommand, setHostnameCommand, setPrivateCommand, setPublicCommand, setTagsCommand } from "./commands/node.ts";
+import { connectionsCommand, disconnectCommand, findCommand, peersCommand } from "./commands/peers.ts";
+import { benchCommand, pingCommand, tracerouteCommand } from "./commands/diagnose.ts";
+import { connectCommand, recvCommand } from "./commands/streams.ts";
+import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { PILOT_VERSION } from "./version.ts";
 
 export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }];
 
 export function buildProgram(name: string): Program {
-  const commands: CommandSpec[] = [daemonStart, daemonStop, daemonStatus, rendezvousCommand, versionCommand];
+  const commands: CommandSpec[] = [
+    daemonStart,
+    daemonStop,
+    daemonStatus,
+    // this node
+    infoCommand,
+    setHostnameCommand,
+    clearHostnameCommand,
+    setPublicCommand,
+    setPrivateCommand,
+    setTagsCommand,
+    clearTagsCommand,
+    // other nodes
+    findCommand,
+    peersCommand,
+    connectionsCommand,
+    disconnectCommand,
+    // trust
+    handshakeCommand,
+    pendingCommand,
+    approveCommand,
+    rejectCommand,
+    trustCommand,
+    untrustCommand,
+    // talking
+    connectCommand,
+    recvCommand,
+    // diagnostics
+    pingCommand,
+    tracerouteCommand,
+    benchCommand,
+    // setup
+    rendezvousCommand,
+    versionCommand,
+  ];
   commands.push(contextCommand(() => commands));
   return { name, version: PILOT_VERSION, commands, groups: GROUPS };
 }
