@@ -9,6 +9,7 @@ import { clearHostnameCommand, clearTagsCommand, infoCommand, setHostnameCommand
 import { connectionsCommand, disconnectCommand, findCommand, peersCommand } from "./commands/peers.ts";
 import { benchCommand, pingCommand, tracerouteCommand } from "./commands/diagnose.ts";
 import { connectCommand, recvCommand } from "./commands/streams.ts";
+import { listenCommand, sendCommand } from "./commands/datagrams.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { PILOT_VERSION } from "./version.ts";
 
@@ -42,6 +43,8 @@ export function buildProgram(name: string): Program {
     // talking
     connectCommand,
     recvCommand,
+    sendCommand,
+    listenCommand,
     // diagnostics
     pingCommand,
     tracerouteCommand,
