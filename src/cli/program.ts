@@ -11,6 +11,7 @@ import { benchCommand, pingCommand, tracerouteCommand } from "./commands/diagnos
 import { connectCommand, recvCommand } from "./commands/streams.ts";
 import { listenCommand, sendCommand } from "./commands/datagrams.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
+import { configCommand } from "./commands/config.ts";
 import { PILOT_VERSION } from "./version.ts";
 
 export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }];
@@ -50,6 +51,7 @@ export function buildProgram(name: string): Program {
     tracerouteCommand,
     benchCommand,
     // setup
+    configCommand,
     rendezvousCommand,
     versionCommand,
   ];
