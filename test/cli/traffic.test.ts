@@ -58,6 +58,21 @@ describe("ping", () => {
     expect(lines[3]).toMatch(/^--- traffic-a: 2 sent, 2 received, 0% loss; round trip min\/avg\/max /);
   });
 
+  test("Ctrl-C ends a long ping early with the summary so far", async () => {
+    const ping = startPilot(c, "b", ["ping", "traffic-a", "--count", "100", "--interval", "50ms"]);
+    expect(await ping.nextLine()).toStartWith("PING traffic-a");
+    expect(await ping.nextLine()).toStartWith("seq=0 ");
+    ping.proc.kill("SIGINT");
+    expect(await ping.exited()).toBe(0);
+    let last = "";
+    for (;;) {
+      const line = await ping.nextLine().catch(() => null);
+      if (line === null) break;
+      last = line;
+    }
+    expect(last).toMatch(/^--- traffic-a: \d+ sent, \d+ received, 0% loss/);
+  });
+
   test("pinging yourself is refused", async () => {
     const r = await c.pilot("a", ["ping", "traffic-a", "--count", "1"]);
     expect(r.code).toBe(1);

@@ -50,7 +50,7 @@ export const pingCommand: CommandSpec = {
     target: "the node's address",
     node_id: "the node's id",
     results: "[{seq, bytes, rtt_ms, handshake (true on a probe that also set up the tunnel)} or {seq, error, message}]",
-    sent: "probes sent",
+    sent: "probes sent (fewer than --count if interrupted with Ctrl-C)",
     received: "replies received",
     loss_pct: "percentage of probes without a reply",
     min_ms: "fastest round trip",
@@ -70,32 +70,48 @@ export const pingCommand: CommandSpec = {
       out.line(`PING ${nodeLabel(node.address, target.includes(":") ? null : target)}: ${count} probe${count === 1 ? "" : "s"} of ${size} bytes over the encrypted tunnel`);
       const results: Record<string, unknown>[] = [];
       const rtts: number[] = [];
-      for (let seq = 0; seq < count; seq++) {
-        if (seq > 0 && interval > 0) await Bun.sleep(interval);
-        try {
-          const r = (await d.call("ping", { target: node.address, seq, timeout_ms: timeout, size })) as { rtt_ms: number };
-          rtts.push(r.rtt_ms);
-          results.push({ seq, bytes: size, rtt_ms: r.rtt_ms, ...(cold ? { handshake: true } : {}) });
-          out.line(`seq=${seq} bytes=${size} time=${ms(r.rtt_ms)}${cold ? "   (includes the tunnel handshake)" : ""}`);
-          cold = false;
-        } catch (e: any) {
-          if (!PROBE_ERRORS.has(e?.code)) throw e;
-          results.push({ seq, error: e.code, message: e.message });
-          out.line(`seq=${seq} ${e.code === "timeout" ? `no reply within ${ms(timeout)}` : e.message}`);
+      // Ctrl-C ends the run early with the summary so far, like ping(8).
+      let interrupted = false;
+      let wake: () => void = () => {};
+      const stopped = new Promise<null>((resolve) => (wake = () => resolve(null)));
+      const onSigint = () => {
+        interrupted = true;
+        wake();
+      };
+      process.once("SIGINT", onSigint);
+      try {
+        for (let seq = 0; seq < count && !interrupted; seq++) {
+          if (seq > 0 && interval > 0) await Promise.race([Bun.sleep(interval), stopped]);
+          if (interrupted) break;
+          try {
+            const r = (await Promise.race([d.call("ping", { target: node.address, seq, timeout_ms: timeout, size }), stopped])) as { rtt_ms: number } | null;
+            if (r === null) break;
+            rtts.push(r.rtt_ms);
+            results.push({ seq, bytes: size, rtt_ms: r.rtt_ms, ...(cold ? { handshake: true } : {}) });
+            out.line(`seq=${seq} bytes=${size} time=${ms(r.rtt_ms)}${cold ? "   (includes the tunnel handshake)" : ""}`);
+            cold = false;
+          } catch (e: any) {
+            if (!PROBE_ERRORS.has(e?.code)) throw e;
+            results.push({ seq, error: e.code, message: e.message });
+            out.line(`seq=${seq} ${e.code === "timeout" ? `no reply within ${ms(timeout)}` : e.message}`);
+          }
         }
+      } finally {
+        process.off("SIGINT", onSigint);
       }
+      const sent = results.length;
       const received = rtts.length;
       if (received === 0) {
-        const last = results[results.length - 1] as { error: string };
-        throw new CliError(last.error === "unreachable" ? "unreachable" : "timeout", `no reply from ${node.address}: ${count} sent, 0 received`, `its daemon may be offline or unreachable; check with: pilot find ${text}`);
+        const last = results[results.length - 1] as { error: string } | undefined;
+        throw new CliError(last?.error === "unreachable" ? "unreachable" : "timeout", `no reply from ${node.address}: ${sent} sent, 0 received${interrupted ? " (interrupted)" : ""}`, `its daemon may be offline or unreachable; check with: pilot find ${text}`);
       }
       const data = {
         target: node.address,
         node_id: node.node_id,
         results,
-        sent: count,
+        sent,
         received,
-        loss_pct: round3(((count - received) / count) * 100),
+        loss_pct: round3(((sent - received) / sent) * 100),
         min_ms: round3(Math.min(...rtts)),
         avg_ms: round3(rtts.reduce((a, b) => a + b, 0) / received),
         max_ms: round3(Math.max(...rtts)),
@@ -162,7 +178,7 @@ export const tracerouteCommand: CommandSpec = {
     handshake: "true if the set-up also established the tunnel (first contact)",
     rtt_samples: "[{rtt_ms, bytes}]",
   },
-  errors: ["not_found", "timeout", "unreachable", "connection_refused", "not_trusted", "invalid_argument", "not_running", "registry_unavailable"],
+  errors: ["not_found", "timeout", "unreachable", "connection_refused", "connection_reset", "not_trusted", "invalid_argument", "not_running", "registry_unavailable"],
   async run({ out }, [text], o) {
     const target = targetArg(text);
     const samples = countOption(o.samples, "--samples", 1000) ?? 3;

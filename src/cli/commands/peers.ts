@@ -27,7 +27,7 @@ export const findCommand: CommandSpec = {
   async run({ out }, [text]) {
     const target = targetArg(text);
     const byName = !target.includes(":");
-    const r = (await withDaemon((d) => d.call(byName ? "find" : "lookup", byName ? { hostname: target } : { target }))) as Record<string, any>;
+    const { r, self } = await withDaemon(async (d) => ({ r: (await d.call(byName ? "find" : "lookup", byName ? { hostname: target } : { target })) as Record<string, any>, self: d.address }));
     const data = {
       node_id: r.node_id,
       address: r.address,
@@ -41,10 +41,10 @@ export const findCommand: CommandSpec = {
     out.result(data, (d) =>
       [
         `${d.hostname ?? "(no hostname)"}  ${d.address}  (node ${d.node_id})`,
-        `  Visibility:  ${d.public ? "public" : "private (it trusts you)"}`,
+        `  Visibility:  ${d.public ? "public" : d.address === self ? "private (this node)" : "private (it trusts you)"}`,
         `  Online:      ${d.online ? "yes" : "no"}${d.last_seen ? ` (last seen ${ago(d.last_seen)})` : ""}`,
         `  Tags:        ${d.tags.length ? d.tags.map((t: string) => `#${t}`).join(" ") : "-"}`,
-        `reach it with: pilot ping ${d.hostname ?? d.address}`,
+        ...(d.address === self ? [] : [`reach it with: pilot ping ${d.hostname ?? d.address}`]),
       ].join("\n"),
     );
   },
@@ -82,8 +82,8 @@ export const peersCommand: CommandSpec = {
       d.total === 0
         ? "no tunnel peers yet: a tunnel opens when you ping or connect to a node (pilot ping NODE)"
         : table(
-            ["NODE", "ADDRESS", "HOSTNAME", "PATH", "ENDPOINT", "SESSION", "TRUST", "SENT", "RECEIVED"],
-            d.peers.map((p: any) => [p.node_id, p.address, p.hostname, p.path, p.endpoint, p.established ? "up" : "idle", p.trusted ? "trusted" : "public", bytes(p.bytes_sent), bytes(p.bytes_recv)]),
+            ["NODE", "ADDRESS", "HOSTNAME", "PATH", "ENDPOINT", "SESSION", "TRUSTED", "SENT", "RECEIVED"],
+            d.peers.map((p: any) => [p.node_id, p.address, p.hostname, p.path, p.endpoint, p.established ? "up" : "idle", p.trusted ? "yes" : "no", bytes(p.bytes_sent), bytes(p.bytes_recv)]),
           ),
     );
   },

@@ -47,7 +47,7 @@ export const connectCommand: CommandSpec = {
     received: "bytes of the reply",
     response: "the reply as UTF-8 text (with --message, or --json with the message on stdin)",
   },
-  errors: ["not_found", "connection_refused", "connection_reset", "not_trusted", "unreachable", "timeout", "invalid_argument", "limit_exceeded", "not_running"],
+  errors: ["not_found", "connection_refused", "connection_reset", "not_trusted", "unreachable", "timeout", "closed", "invalid_argument", "limit_exceeded", "not_running", "registry_unavailable"],
   async run({ out }, [text, portText], o) {
     const target = targetArg(text);
     const port = portText === undefined ? DEFAULT_PORT : portArg(portText);
