@@ -21,7 +21,7 @@ import type http from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { connect, NodeError, type Driver, type PilotHttpServer } from "../src/driver/index.ts";
+import { connect, type Driver, type PilotHttpServer } from "../src/driver/index.ts";
 import { PORT as HTTP_PORT, statusService } from "../examples/http-server.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -141,7 +141,7 @@ async function startPilot(demo: Demo, name: string, home: string, args: string[]
   return { proc, data: ready.data };
 }
 
-function parseEnvelope(line: string | undefined): { message?: string; hint?: string } | undefined {
+function parseEnvelope(line: string | undefined): Record<string, any> | undefined {
   try {
     return line ? JSON.parse(line) : undefined;
   } catch {
@@ -174,6 +174,8 @@ interface Agent {
 
 interface Demo {
   dir: string;
+  /** Short-lived CLI commands in flight (killed if the demo stops under them). */
+  commands: Set<Subprocess>;
   /** Set once clean-up begins: nothing new may start. */
   closing: boolean;
   processes: DemoProcess[];
@@ -191,10 +193,41 @@ function agent(demo: Demo, id: string): Agent {
   return a;
 }
 
-/** An SDK control call, printed as it runs: `agent-b ▸ handshake {...}` then its result. */
-async function call(who: Agent, method: string, params: Record<string, unknown> = {}): Promise<any> {
-  out.ran(`${who.hostname} ▸ driver.call(${JSON.stringify(method)}${Object.keys(params).length ? `, ${JSON.stringify(params)}` : ""})`);
-  return who.driver.call(method, params);
+interface CliResult {
+  ok: boolean;
+  /** `data` of the ok envelope. */
+  data?: any;
+  /** The error envelope: code, message, hint. */
+  error?: { code: string; message: string; hint?: string };
+}
+
+const shellWord = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `"${w.replace(/(["\\$`])/g, "\\$1")}"`);
+
+/**
+ * Runs a short `pilot <args> --json` command as `who`'s user (its PILOT_HOME),
+ * printing the command line unless `quiet`. Returns the parsed envelope.
+ */
+async function pilot(demo: Demo, who: Agent, args: string[], options: { quiet?: boolean } = {}): Promise<CliResult> {
+  if (demo.closing) throw new DemoError("the demo is stopping");
+  const full = [...args, "--json"];
+  if (!options.quiet) out.ran(`PILOT_HOME=$DEMO/${who.id} pilot ${full.map(shellWord).join(" ")}`);
+  const [cmd, ...base] = pilotCommand();
+  const sub = Bun.spawn([cmd!, ...base, ...full], { cwd: ROOT, env: { ...process.env, PILOT_HOME: who.home }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  demo.commands.add(sub);
+  const [stdout, stderr] = await Promise.all([new Response(sub.stdout).text(), new Response(sub.stderr).text()]);
+  const code = await sub.exited;
+  demo.commands.delete(sub);
+  const envelope = parseEnvelope((code === 0 ? stdout : stderr).trim().split("\n").pop());
+  if (code === 0 && envelope && "data" in envelope) return { ok: true, data: envelope.data };
+  if (code === 1 && envelope && "code" in envelope) return { ok: false, error: envelope as CliResult["error"] };
+  throw new DemoError(`pilot ${args[0]} exited with code ${code}: ${(stderr || stdout).trim().split("\n").pop() ?? ""}`);
+}
+
+/** `pilot(...)` that must succeed: returns its data, or throws its error. */
+async function pilotOk(demo: Demo, who: Agent, args: string[], options: { quiet?: boolean } = {}): Promise<any> {
+  const r = await pilot(demo, who, args, options);
+  if (!r.ok) throw new DemoError(`pilot ${args[0]} failed: ${r.error!.code}: ${r.error!.message}`, r.error!.hint);
+  return r.data;
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
@@ -250,24 +283,18 @@ const steps: Step[] = [
     async run(demo) {
       for (const id of ["a", "b"]) {
         const a = agent(demo, id);
-        out.ran(`daemon ${id} ▸ driver.call("set_hostname", ${JSON.stringify({ hostname: a.hostname })})`);
-        const r = await a.driver.call("set_hostname", { hostname: a.hostname });
-        out.got(JSON.stringify(r));
+        const r = await pilotOk(demo, a, ["set-hostname", a.hostname]);
+        out.got(`node ${r.node_id} is now ${r.hostname}`);
       }
     },
   },
   {
     title: "Nodes are private by default: agent-b cannot see agent-a yet",
     async run(demo) {
-      const b = agent(demo, "b");
-      out.ran(`agent-b ▸ driver.resolve("agent-a")`);
-      try {
-        const address = await b.driver.resolve("agent-a");
-        throw new DemoError(`agent-b resolved agent-a to ${address} before any trust: private nodes must be invisible to strangers`);
-      } catch (error) {
-        if (!(error instanceof NodeError) || error.code !== "not_found") throw error;
-        out.got(`${error.code}: ${error.message} (as expected: a private node is invisible to nodes it does not trust)`);
-      }
+      const r = await pilot(demo, agent(demo, "b"), ["find", "agent-a"]);
+      if (r.ok) throw new DemoError(`agent-b found agent-a (${r.data.address}) before any trust: private nodes must be invisible to strangers`);
+      if (r.error!.code !== "not_found") throw new DemoError(`pilot find failed: ${r.error!.code}: ${r.error!.message}`, r.error!.hint);
+      out.got(`${r.error!.code}: ${r.error!.message}  ${dim("(as expected: a private node is invisible to nodes it does not trust)")}`);
     },
   },
   {
@@ -275,22 +302,24 @@ const steps: Step[] = [
     async run(demo) {
       const [a, b] = [agent(demo, "a"), agent(demo, "b")];
       // agent-b cannot look agent-a up by name yet, so it asks by address (shared out of band).
-      const asked = await call(b, "handshake", { target: a.address, reason: "demo: agent-b wants to call agent-a's HTTP API" });
-      out.got(`request to ${asked.address}: ${asked.status}`);
+      const asked = await pilotOk(demo, b, ["handshake", a.address, "demo: agent-b wants to call agent-a's HTTP API"]);
+      out.got(`request sent to ${asked.address}: ${asked.status}`);
+      let shown = false;
       const request = await until("agent-a to receive the request", async () => {
-        const r = await a.driver.call("pending");
-        return (r as any).pending.find((p: any) => p.node_id === b.nodeId);
+        const r = await pilotOk(demo, a, ["pending"], { quiet: shown });
+        shown = true;
+        return r.pending.find((p: any) => p.node_id === b.nodeId);
       });
-      out.ran(`agent-a ▸ driver.call("pending")`);
       out.got(`from ${request.hostname ?? "?"} (${request.address}), reason: ${JSON.stringify(request.reason)}`);
-      const approved = await call(a, "approve", { target: "agent-b" });
+      const approved = await pilotOk(demo, a, ["approve", "agent-b"]);
       out.got(`${approved.address}: ${approved.status}`);
+      shown = false;
       const seen = await until("agent-b to see the trust", async () => {
-        const r = await b.driver.call("trusted");
-        return (r as any).trusted.find((t: any) => t.node_id === a.nodeId);
+        const r = await pilotOk(demo, b, ["trust"], { quiet: shown });
+        shown = true;
+        return r.trusted.find((t: any) => t.node_id === a.nodeId);
       });
-      out.ran(`agent-b ▸ driver.call("trusted")`);
-      out.got(`trusts ${seen.hostname ?? seen.address} (${seen.address}): a pair both sides agreed to`);
+      out.got(`agent-b trusts ${seen.hostname ?? seen.address} (${seen.address}): a pair both sides agreed to`);
     },
   },
   {
@@ -344,16 +373,10 @@ const steps: Step[] = [
   {
     title: "Ping agent-a from agent-b (overlay round trip through both daemons)",
     async run(demo) {
-      const b = agent(demo, "b");
-      out.ran(`agent-b ▸ driver.call("ping", {"target":"agent-a","seq":0..2})`);
-      const rtts: number[] = [];
-      for (let seq = 0; seq < 3; seq++) {
-        const r = (await b.driver.call("ping", { target: "agent-a", seq })) as { target: string; rtt_ms: number };
-        rtts.push(r.rtt_ms);
-        out.got(`reply from ${r.target}: seq=${seq} rtt=${r.rtt_ms} ms`);
-      }
-      const avg = rtts.reduce((x, y) => x + y, 0) / rtts.length;
-      out.note(`min ${Math.min(...rtts)} ms, avg ${avg.toFixed(3)} ms, max ${Math.max(...rtts)} ms`);
+      const r = await pilotOk(demo, agent(demo, "b"), ["ping", "agent-a", "--count", "3", "--interval", "50ms"]);
+      for (const p of r.results) out.got(p.error ? `seq=${p.seq} ${p.error}: ${p.message}` : `reply from ${r.target}: seq=${p.seq} rtt=${p.rtt_ms} ms`);
+      out.note(`${r.received}/${r.sent} replies, loss ${r.loss_pct}%; min ${r.min_ms} ms, avg ${r.avg_ms} ms, max ${r.max_ms} ms`);
+      if (r.received !== r.sent) throw new DemoError(`${r.sent - r.received} of ${r.sent} pings got no reply`);
     },
   },
 ];
@@ -376,6 +399,7 @@ async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: stri
 async function cleanUp(demo: Demo): Promise<void> {
   demo.closing = true;
   const started = performance.now();
+  for (const sub of demo.commands) sub.kill("SIGKILL");
   console.log(bold("Clean-up"));
   if (demo.server) await withTimeout(demo.server.close(), 2000, "closing the HTTP server").catch(() => {});
   for (const a of demo.agents.values()) await a.driver.close().catch(() => {});
@@ -398,7 +422,7 @@ async function cleanUp(demo: Demo): Promise<void> {
 }
 
 async function main(): Promise<never> {
-  const demo: Demo = { dir: mkdtempSync(join(tmpdir(), "pilot-demo-")), closing: false, processes: [], agents: new Map(), served: [] };
+  const demo: Demo = { dir: mkdtempSync(join(tmpdir(), "pilot-demo-")), closing: false, commands: new Set(), processes: [], agents: new Map(), served: [] };
   const began = performance.now();
   let finishing: Promise<never> | null = null;
   let interrupted = false;

@@ -62,15 +62,17 @@ describe("bun run demo", () => {
     const addresses = [...out.matchAll(/→ daemon ([ab]): address (\S+), tunnel udp 127\.0\.0\.1:\d+, pid \d+/g)].map((m) => [m[1], m[2]]);
     expect(addresses.map(([id]) => id)).toEqual(["a", "b"]);
     const addressA = addresses[0]![1]!;
-    expect(out).toContain('"hostname":"agent-a"');
-    expect(out).toContain("→ not_found: ");
-    expect(out).toContain('agent-b ▸ driver.call("handshake"');
+    expect(out).toContain("$ PILOT_HOME=$DEMO/a pilot set-hostname agent-a --json\n      → node ");
+    expect(out).toContain("$ PILOT_HOME=$DEMO/b pilot find agent-a --json\n      → not_found: ");
+    expect(out).toContain(`$ PILOT_HOME=$DEMO/b pilot handshake ${addressA} "demo: agent-b wants to call agent-a's HTTP API" --json\n      → request sent to ${addressA}: pending`);
     expect(out).toContain(`reason: "demo: agent-b wants to call agent-a's HTTP API"`);
-    expect(out).toMatch(/→ \S+: trusted/);
+    expect(out).toMatch(/\$ PILOT_HOME=\$DEMO\/a pilot approve agent-b --json\n {6}→ \S+: trusted/);
+    expect(out).toContain(`→ agent-b trusts agent-a (${addressA})`);
     expect(out).toContain(`→ 200 {"status":"healthy","agent":"${addressA}","version":"1.0.0"}`);
     expect(out).toMatch(/→ 200 \{"message":"hello from agent-b","sent_at":"[^"]+"\}/);
     expect(out).toMatch(/agent-a's server saw: POST \/api\/echo from \S+:\d+/);
     expect(out.match(/→ reply from \S+: seq=\d rtt=[\d.]+ ms/g)?.length).toBe(3);
+    expect(out).toContain("3/3 replies, loss 0%");
     expect(out).toMatch(/✓ demo complete: \d+ steps passed in [\d.]+ m?s/);
     expect(out).not.toContain("\x1b["); // NO_COLOR is honoured
     expect(run.stderr).not.toMatch(/error/i);
