@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCluster, type Cluster } from "../support/cluster.ts";
-import { runExample, stopAll, trustViaSdk } from "./support.ts";
+import { runExample, stopAll } from "./support.ts";
 
 let c: Cluster;
 
@@ -20,7 +20,7 @@ beforeAll(async () => {
       { name: "stranger", hostname: "stranger" },
     ],
   });
-  await trustViaSdk(c, "a", "b");
+  await c.trust("a", "b");
 });
 
 afterAll(async () => {

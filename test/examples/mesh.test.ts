@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type Driver } from "../../src/driver/index.ts";
 import { fetchUser, orders } from "../../examples/mesh/orders.ts";
 import { startCluster, type Cluster } from "../support/cluster.ts";
-import { runExample, stopAll, trustViaSdk, type Spawned } from "./support.ts";
+import { runExample, stopAll, type Spawned } from "./support.ts";
 
 let c: Cluster;
 let shop: Driver;
@@ -25,8 +25,8 @@ beforeAll(async () => {
       { name: "shop", hostname: "shop" },
     ],
   });
-  await trustViaSdk(c, "users", "orders");
-  for (const service of ["users", "orders", "inventory"]) await trustViaSdk(c, service, "shop");
+  await c.trust("users", "orders");
+  for (const service of ["users", "orders", "inventory"]) await c.trust(service, "shop");
   for (const service of ["users", "orders", "inventory"]) {
     const p = runExample(`mesh/${service}.ts`, c.daemon(service));
     services.set(service, p);

@@ -6,8 +6,7 @@
  */
 import type { Subprocess } from "bun";
 import { join } from "node:path";
-import { connect } from "../../src/driver/index.ts";
-import { ROOT, type Cluster, type TestDaemon } from "../support/cluster.ts";
+import { ROOT, type TestDaemon } from "../support/cluster.ts";
 
 const running = new Set<Spawned>();
 
@@ -100,34 +99,3 @@ export async function stopAll(): Promise<void> {
 process.on("exit", () => {
   for (const p of running) p.proc.kill("SIGKILL");
 });
-
-/**
- * `client` asks `server` for trust with a reason and `server` approves, through
- * the SDK (the daemon's handshake / approve / trusted calls); resolves once
- * `client` sees the trust.
- */
-export async function trustViaSdk(c: Cluster, server: string, client: string): Promise<void> {
-  const s = c.daemon(server);
-  const k = c.daemon(client);
-  const sd = await connect({ home: s.home });
-  const kd = await connect({ home: k.home });
-  try {
-    await kd.call("handshake", { target: s.address, reason: `${client} wants to call ${server}` });
-    for (let i = 0; ; i++) {
-      const pending = (await sd.call("pending")) as { pending: { node_id: number }[] };
-      if (pending.pending.some((p) => p.node_id === k.nodeId)) break;
-      if (i === 100) throw new Error(`${server} never received ${client}'s trust request`);
-      await Bun.sleep(50);
-    }
-    await sd.call("approve", { target: k.address });
-    for (let i = 0; ; i++) {
-      const trusted = (await kd.call("trusted")) as { trusted: { node_id: number }[] };
-      if (trusted.trusted.some((t) => t.node_id === s.nodeId)) return;
-      if (i === 100) throw new Error(`${client} never saw trust with ${server}`);
-      await Bun.sleep(50);
-    }
-  } finally {
-    await sd.close();
-    await kd.close();
-  }
-}
