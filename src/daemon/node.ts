@@ -47,6 +47,8 @@ export class DaemonNode implements LocalNode {
   private readonly registry: RegistryClient;
   private readonly trust: TrustStore;
   private observedEndpoint: string | null = null;
+  /** hostname -> address, so repeated dials by name do not each ask the registry. */
+  private readonly names = new Map<string, { address: Address; expires: number }>();
   private syncing: Promise<void> | null = null;
   private resyncWanted = false;
   private readonly methods: Record<string, (p: Params) => Promise<unknown> | unknown>;
@@ -281,12 +283,17 @@ export class DaemonNode implements LocalNode {
       return addressOf(0, id);
     }
     if (this.hostnameValue === t) return this.address;
+    const cached = this.names.get(t);
+    if (cached && cached.expires > Date.now()) return cached.address;
     try {
       const info = await this.registry.find(t);
       const a = parseAddress(info.address);
       if (!a.ok) throw new NodeError("internal", `the registry returned a bad address for ${t}`);
+      if (this.names.size > 1024) this.names.clear();
+      this.names.set(t, { address: a.value, expires: Date.now() + NAME_CACHE_MS });
       return a.value;
     } catch (e) {
+      this.names.delete(t);
       throw asNodeError(e, notFoundHint(t));
     }
   }
@@ -487,6 +494,9 @@ export class DaemonNode implements LocalNode {
     await this.plane.shutdown();
   }
 }
+
+/** How long a hostname's address is remembered (a renamed node is found again after this). */
+const NAME_CACHE_MS = 60_000;
 
 function snapshotOf(state: TrustState): TrustSnapshot {
   return {

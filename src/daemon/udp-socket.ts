@@ -1,9 +1,17 @@
 /**
  * The daemon's one UDP socket, which carries every peer. A thin shell:
  * frames queued with `send` during a turn of the event loop go out together
- * with `sendMany` at the end of the turn (one syscall batch instead of one per
- * frame); received datagrams go straight to `onDatagram`. The kernel receive
- * buffer is enlarged (the 208 KiB default drops packets above ~25k/s).
+ * at the end of the turn; received datagrams go straight to `onDatagram`. The
+ * kernel receive buffer is enlarged (the 208 KiB default drops packets above
+ * ~25k/s).
+ *
+ * Sending: a run of frames of one size to one endpoint (a bulk transfer's
+ * full segments) leaves as one `send` with UDP generic segmentation offload
+ * (Linux UDP_SEGMENT): the kernel cuts the buffer back into the same
+ * datagrams, each under the MTU, for a fraction of the per-datagram cost.
+ * UDP_SEGMENT is set only around that one send, so no other datagram is ever
+ * split. Everything else (and everything where GSO is unavailable) goes out
+ * with `sendMany` (sendmmsg).
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 
@@ -12,10 +20,19 @@ export interface UdpSocketOptions {
   port: number;
   /** Requested SO_RCVBUF/SO_SNDBUF in bytes (the kernel may cap it). */
   bufferBytes?: number;
+  /** Use UDP generic segmentation offload when the kernel has it (default true). */
+  gso?: boolean;
   onDatagram(data: Uint8Array, fromAddress: string, fromPort: number): void;
 }
 
 const SOL_SOCKET = 1;
+const SOL_UDP = 17;
+const UDP_SEGMENT = 103;
+/** The kernel's limits for one GSO send: 64 segments, and a 64 KiB UDP payload. */
+const GSO_MAX_SEGMENTS = 64;
+const GSO_MAX_BYTES = 65_000;
+/** Shorter runs are not worth two setsockopt calls and a copy. */
+const GSO_MIN_RUN = 4;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
@@ -42,6 +59,12 @@ function loadLibc(): Libc | null {
   return libc;
 }
 
+function setSegmentSize(fd: number, size: number): boolean {
+  const c = loadLibc();
+  if (!c) return false;
+  return c.setsockopt(fd, SOL_UDP, UDP_SEGMENT, ptr(new Int32Array([size])), 4) === 0;
+}
+
 /** Sets a socket buffer size, trying the privileged FORCE variant first; returns the size now in effect, or 0 if unknown. */
 function setBuffer(fd: number, forceName: number, name: number, bytes: number): number {
   const c = loadLibc();
@@ -60,12 +83,20 @@ export class UdpSocket {
   sentDatagrams = 0;
   receivedDatagrams = 0;
   sendErrors = 0;
+  /** Datagrams that left through GSO sends, and the number of those sends. */
+  gsoDatagrams = 0;
+  gsoSends = 0;
+  private gso: boolean;
 
   private constructor(
     private readonly socket: Bun.udp.Socket<"uint8array">,
+    private readonly fd: number,
     readonly receiveBufferBytes: number,
     readonly sendBufferBytes: number,
-  ) {}
+    gso: boolean,
+  ) {
+    this.gso = gso;
+  }
 
   static async open(options: UdpSocketOptions): Promise<UdpSocket> {
     let self: UdpSocket | undefined;
@@ -88,7 +119,9 @@ export class UdpSocket {
     const want = options.bufferBytes ?? 8 * 1024 * 1024;
     const rcv = setBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, want);
     const snd = setBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, want);
-    self = new UdpSocket(socket, rcv, snd);
+    // GSO is probed once: setting and clearing UDP_SEGMENT must both work.
+    const gso = options.gso !== false && fd >= 0 && setSegmentSize(fd, 1300) && setSegmentSize(fd, 0);
+    self = new UdpSocket(socket, fd, rcv, snd, gso);
     return self;
   }
 
@@ -113,12 +146,83 @@ export class UdpSocket {
     }
   }
 
-  /** Sends everything queued now. */
+  /** Sends everything queued now, in order. */
   flush(): void {
     this.flushScheduled = false;
     if (this.closed || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
+    if (!this.gso) return this.sendBatch(batch);
+    // Split the queue into runs for GSO and the rest for sendmmsg, keeping the order.
+    let singles: (Uint8Array | number | string)[] = [];
+    let i = 0;
+    while (i < batch.length) {
+      const run = this.runLength(batch, i);
+      if (run >= GSO_MIN_RUN) {
+        if (singles.length > 0) {
+          this.sendBatch(singles);
+          singles = [];
+        }
+        this.sendSegmented(batch, i, run);
+        i += run * 3;
+      } else {
+        singles.push(batch[i]!, batch[i + 1]!, batch[i + 2]!);
+        i += 3;
+      }
+    }
+    if (singles.length > 0) this.sendBatch(singles);
+  }
+
+  /** How many frames from `start` share one endpoint and one size (the last may be shorter). */
+  private runLength(batch: (Uint8Array | number | string)[], start: number): number {
+    const size = (batch[start] as Uint8Array).length;
+    const port = batch[start + 1];
+    const address = batch[start + 2];
+    let n = 1;
+    let bytes = size;
+    for (let j = start + 3; j < batch.length && n < GSO_MAX_SEGMENTS; j += 3) {
+      const len = (batch[j] as Uint8Array).length;
+      if (batch[j + 1] !== port || batch[j + 2] !== address || len > size || bytes + len > GSO_MAX_BYTES) break;
+      n++;
+      bytes += len;
+      if (len < size) break; // a shorter datagram can only end a run
+    }
+    return n;
+  }
+
+  private sendSegmented(batch: (Uint8Array | number | string)[], start: number, count: number): void {
+    const size = (batch[start] as Uint8Array).length;
+    let total = 0;
+    for (let k = 0; k < count; k++) total += (batch[start + 3 * k] as Uint8Array).length;
+    const buffer = new Uint8Array(total);
+    let at = 0;
+    for (let k = 0; k < count; k++) {
+      const frame = batch[start + 3 * k] as Uint8Array;
+      buffer.set(frame, at);
+      at += frame.length;
+    }
+    const port = batch[start + 1] as number;
+    const address = batch[start + 2] as string;
+    if (!setSegmentSize(this.fd, size)) {
+      this.gso = false;
+      return this.sendBatch(batch.slice(start, start + 3 * count));
+    }
+    try {
+      if (this.socket.send(buffer, port, address)) {
+        this.sentDatagrams += count;
+        this.gsoDatagrams += count;
+        this.gsoSends++;
+      } else {
+        this.sendErrors += count;
+      }
+    } catch {
+      this.sendErrors += count;
+    } finally {
+      if (!setSegmentSize(this.fd, 0)) this.gso = false;
+    }
+  }
+
+  private sendBatch(batch: (Uint8Array | number | string)[]): void {
     try {
       const sent = this.socket.sendMany(batch as any);
       const total = batch.length / 3;

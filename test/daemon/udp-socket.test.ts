@@ -1,0 +1,46 @@
+import { expect, test } from "bun:test";
+import { UdpSocket } from "../../src/daemon/udp-socket.ts";
+
+test("a mixed batch arrives as exactly the datagrams queued, in order per endpoint; runs leave through GSO", async () => {
+  const got = new Map<number, Uint8Array[]>();
+  const sinks = await Promise.all(
+    [0, 1].map(async (k) =>
+      UdpSocket.open({
+        hostname: "127.0.0.1",
+        port: 0,
+        onDatagram: (d) => {
+          const list = got.get(k) ?? [];
+          list.push(d.slice());
+          got.set(k, list);
+        },
+      }),
+    ),
+  );
+  const tx = await UdpSocket.open({ hostname: "127.0.0.1", port: 0, onDatagram: () => {} });
+  try {
+    const expected = new Map<number, Uint8Array[]>([[0, []], [1, []]]);
+    let n = 0;
+    const frame = (size: number) => new Uint8Array(size).fill(n++ & 0xff);
+    const queue = (k: number, f: Uint8Array) => {
+      expected.get(k)!.push(f);
+      tx.send(f, "127.0.0.1", sinks[k]!.port);
+    };
+    for (let i = 0; i < 60; i++) queue(0, frame(1306)); // a long run: GSO
+    queue(0, frame(700)); //                              ...ended by a shorter one
+    queue(1, frame(1360)); //                            a single larger frame: never split
+    for (let i = 0; i < 3; i++) queue(0, frame(1306)); // too short a run for GSO
+    for (let i = 0; i < 10; i++) queue(1, frame(1000)); // another endpoint's run
+    queue(0, frame(66));
+    tx.flush();
+    for (let i = 0; i < 100 && (got.get(0)?.length ?? 0) + (got.get(1)?.length ?? 0) < 76; i++) await Bun.sleep(10);
+    for (const k of [0, 1]) {
+      const sizes = (got.get(k) ?? []).map((d) => `${d.length}/${d[0]}`);
+      expect(sizes).toEqual(expected.get(k)!.map((d) => `${d.length}/${d[0]}`));
+    }
+    if (process.platform === "linux") expect(tx.gsoSends).toBeGreaterThan(0);
+    expect(tx.sendErrors).toBe(0);
+  } finally {
+    tx.close();
+    for (const s of sinks) s.close();
+  }
+});
