@@ -48,8 +48,11 @@ export interface DataPlaneOptions {
   /** Called when a batch of frames has been handed to `send` (the socket flushes its batch). */
   readonly flush?: () => void;
   readonly policy: AdmissionPolicy;
-  /** Finds a node's pinned identity key and endpoint (registry); throws NodeError. */
-  readonly lookupPeer: (node: Address) => Promise<PeerInfo>;
+  /**
+   * Finds a node's pinned identity key and endpoint (registry); throws NodeError.
+   * `outbound`: we are about to contact it (rather than answer its handshake).
+   */
+  readonly lookupPeer: (node: Address, outbound: boolean) => Promise<PeerInfo>;
   readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
   readonly log: Logger;
   readonly clock?: () => number;
@@ -294,7 +297,7 @@ export class DataPlane implements StreamHost {
     if (this.router.peer(node)) return;
     let lookup = this.peerLookups.get(node);
     if (!lookup) {
-      lookup = this.options.lookupPeer(node).then((info) => {
+      lookup = this.options.lookupPeer(node, outbound).then((info) => {
         if (!this.closed && !this.router.peer(node)) this.router.addPeer(node, info.identityKey, info.endpoint);
       });
       this.peerLookups.set(node, lookup);

@@ -73,7 +73,7 @@ export class DaemonNode implements LocalNode {
         admitsSession: (node) => this.isPublic || this.isTrustedAddress(node),
         acceptsInbound: (node) => this.isPublic || this.isTrustedAddress(node),
       },
-      lookupPeer: (node) => this.lookupPeer(node),
+      lookupPeer: (node, outbound) => this.lookupPeer(node, outbound),
     });
     this.registry.onEvent = (event) => this.onRegistryEvent(event);
     this.registry.onReconnect = () => {
@@ -167,7 +167,12 @@ export class DaemonNode implements LocalNode {
   /** Answers from a fresh mirror when the registry answers within a second, else from the last one. */
   private async freshTrust(): Promise<void> {
     if (!this.registry.connected) return;
-    await Promise.race([this.syncTrust(), Bun.sleep(1000)]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 1000);
+    });
+    await Promise.race([this.syncTrust(), timeout]);
+    clearTimeout(timer);
   }
 
   private async retryRevocations(): Promise<void> {
@@ -205,17 +210,18 @@ export class DaemonNode implements LocalNode {
 
   private cutPeer(nodeId: number, why: string): void {
     const address = addressOf(0, nodeId);
+    for (const [name, entry] of this.names) if (entry.address === address) this.names.delete(name);
     const n = this.plane.dropPeer(address, new NodeError("not_trusted", `connection closed: ${why} (${formatAddress(address)})`));
     this.log.info("peer cut off", { peer: formatAddress(address), reason: why, connections_reset: n });
   }
 
   /** The data plane asks for a node's key and endpoint before any tunnel to it exists. */
-  private async lookupPeer(node: Address): Promise<PeerInfo> {
+  private async lookupPeer(node: Address, outbound: boolean): Promise<PeerInfo> {
     if (networkOf(node) !== 0) throw new NodeError("not_found", `no node ${formatAddress(node)}`, "only network 0 exists today");
     const id = nodeOf(node);
     let result;
     try {
-      result = await this.registry.resolve(id);
+      result = await this.registry.resolve(id, { contact: outbound });
     } catch (e) {
       throw asNodeError(e, notFoundHint(formatAddress(node)));
     }
@@ -260,7 +266,7 @@ export class DaemonNode implements LocalNode {
       pending: this.trust.inboundRequests().length,
       bytes_sent: sent,
       bytes_recv: received,
-      packets: { ...this.plane.counters },
+      packets: snakeCaseKeys(this.plane.counters),
     };
   }
 
@@ -543,6 +549,10 @@ function num(p: Params, key: string): number {
   const v = p[key];
   if (typeof v !== "number" || !Number.isInteger(v)) throw new NodeError("invalid_argument", `"${key}" must be an integer`);
   return v;
+}
+
+function snakeCaseKeys(o: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase()), v]));
 }
 
 function round(n: number): number {

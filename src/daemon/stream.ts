@@ -139,7 +139,9 @@ export class DaemonStream implements StreamHandle {
     }
     // Both directions done (our FIN acknowledged, theirs received): finished for the owner,
     // even though the engine lingers in TIME-WAIT to absorb retransmissions.
-    if (this.engine.state === "time-wait") this.deliverClosed(undefined);
+    // (Only once the owner has read everything before the peer's FIN: a reply that arrived
+    // with that FIN must not be lost behind an early "closed".)
+    if (this.engine.state === "time-wait" && (this.endDelivered || this.discarding)) this.deliverClosed(undefined);
   }
 
   /** Hands held events to the owner. Called at the end of a turn only. */
@@ -188,6 +190,6 @@ export function toNodeError(error: StreamError): NodeError {
     case "timeout":
       return new NodeError("timeout", error.message);
     case "aborted":
-      return new NodeError("closed", "the connection was aborted locally");
+      return new NodeError("connection_reset", "the connection was reset on this node (pilot disconnect, or the daemon closed it)");
   }
 }

@@ -8,12 +8,12 @@ import { Readable } from "node:stream";
 import type { Duplex } from "node:stream";
 import { NodeError } from "./errors.ts";
 import type { PilotServer } from "./server.ts";
-import type { PilotAddressInfo, PilotSocket } from "./socket.ts";
+import type { PilotAddressInfo, PilotSocket, PilotSocketOptions } from "./socket.ts";
 
 /** What the agent and `serveHttp` need from a Driver. */
 export interface HttpDriver {
   connect(port: number, host: string): PilotSocket;
-  listen(port: number): Promise<PilotServer>;
+  listen(port: number, options?: PilotSocketOptions): Promise<PilotServer>;
 }
 
 /**
@@ -66,7 +66,11 @@ export interface PilotHttpServer {
 export async function serveHttp(driver: HttpDriver, port: number, handlerOrServer: HttpHandlerOrServer): Promise<PilotHttpServer> {
   const server =
     typeof handlerOrServer === "function" ? http.createServer(handlerOrServer as http.RequestListener) : handlerOrServer;
-  const listener = await driver.listen(port);
+  // A client that ends its side right after its request (curl -T, `printf … | pilot connect`)
+  // must still get its response, as over TCP: the sockets allow half-open, and node:http is
+  // told to finish the response and then close instead of aborting the request on the FIN.
+  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  const listener = await driver.listen(port, { allowHalfOpen: true });
   // Requests in progress per socket, so that close() can spare busy connections.
   const busy = new Map<PilotSocket, number>();
   let closing = false;

@@ -271,8 +271,13 @@ export class RegistryClient {
     return this.call("find", { hostname }) as Promise<any>;
   }
 
-  resolve(nodeId: number): Promise<ResolveResult> {
-    return this.call("resolve", { target: nodeId }) as Promise<any>;
+  /**
+   * A node's key and endpoints. `contact: true` says we are about to open a
+   * tunnel to it: the registry then lets that node look us up for a while, so
+   * it can authenticate our handshake even when we are private.
+   */
+  resolve(nodeId: number, options: { contact?: boolean } = {}): Promise<ResolveResult> {
+    return this.call("resolve", options.contact ? { target: nodeId, contact: true } : { target: nodeId }) as Promise<any>;
   }
 
   async search(query: string): Promise<SearchHit[]> {

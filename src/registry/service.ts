@@ -13,8 +13,12 @@
  *   the request itself, in one transaction               -> its own errors
  *
  * Privacy rule: `canSee(viewer, target)` holds when target is the viewer, is
- * public, is trusted by the viewer, or has a pending trust request to the
- * viewer (it introduced itself). Everything that names another node answers
+ * public, is trusted by the viewer, has a pending trust request to the viewer
+ * (it introduced itself), or recently resolved the viewer with `contact: true`
+ * (it is about to open a tunnel to the viewer, which must look up the
+ * initiator's key to authenticate the handshake and answer it; the grant
+ * lasts CONTACT_GRANT_MS, lives in memory only, and ends with a trust
+ * revocation between the two). Everything that names another node answers
  * `not_found` when it does not hold, with the same message as for an id that
  * was never assigned.
  */
@@ -112,7 +116,7 @@ const FIELDS: Record<RequestType, readonly string[]> = {
   heartbeat: ["endpoints?"],
   lookup: ["target"],
   find: ["hostname"],
-  resolve: ["target"],
+  resolve: ["target", "contact?"],
   search: ["query"],
   set_hostname: ["hostname"],
   set_tags: ["tags"],
@@ -144,6 +148,10 @@ export interface ServiceOptions {
   readonly limits?: Partial<ServiceLimits>;
 }
 
+/** How long a node that resolved another stays visible to it. */
+export const CONTACT_GRANT_MS = 10 * 60_000;
+const CONTACT_GRANTS_MAX = 100_000;
+
 export class RegistryService {
   private readonly store: RegistryStore;
   private readonly registryKey: Uint8Array;
@@ -151,6 +159,8 @@ export class RegistryService {
   private readonly replay = new ReplayCache(REQUEST_WINDOW_MS);
   private readonly registrations: TokenBuckets;
   private readonly requests: TokenBuckets;
+  /** "target:viewer" -> expiry: the viewer may see the target, which recently resolved it. */
+  private readonly contactGrants = new Map<string, number>();
 
   constructor(options: ServiceOptions) {
     this.store = options.store;
@@ -289,6 +299,8 @@ export class RegistryService {
       }
       case "resolve": {
         const node = this.visible(self, need(checkNodeId(m.target, "target")));
+        if (m.contact !== undefined && typeof m.contact !== "boolean") fail("invalid_argument", "contact must be true or false");
+        if (m.contact === true) this.grantContact(self, node.id, now);
         return { node_id: node.id, address: addressText(node.id), public_key: node.publicKey, ...this.endpointView(node), online: online(node, now), last_seen: node.lastSeen };
       }
       case "search": {
@@ -321,8 +333,13 @@ export class RegistryService {
         const reason = m.reason === undefined ? undefined : need(checkReason(m.reason));
         return this.trustReject(self, need(checkNodeId(m.peer, "peer")), reason, events);
       }
-      case "trust_revoke":
-        return this.trustRevoke(self, need(checkNodeId(m.peer, "peer")), events);
+      case "trust_revoke": {
+        const peer = need(checkNodeId(m.peer, "peer"));
+        // Ending trust ends every reason either side had to see the other.
+        this.contactGrants.delete(`${self}:${peer}`);
+        this.contactGrants.delete(`${peer}:${self}`);
+        return this.trustRevoke(self, peer, events);
+      }
       case "trust_state":
         return this.trustState(self, m.cursor);
       case "subscribe":
@@ -525,7 +542,26 @@ export class RegistryService {
   private canSee(viewer: number, target: NodeRow): boolean {
     if (target.id === viewer) return true;
     if (!target.active) return false;
-    return target.public || this.store.isTrusted(viewer, target.id) || this.store.trustRequest(target.id, viewer) !== undefined;
+    return (
+      target.public ||
+      this.store.isTrusted(viewer, target.id) ||
+      this.store.trustRequest(target.id, viewer) !== undefined ||
+      (this.contactGrants.get(`${target.id}:${viewer}`) ?? 0) > this.clock()
+    );
+  }
+
+  /** `initiator` resolved `target`: let `target` see `initiator` for a while. */
+  private grantContact(initiator: number, target: number, now: number): void {
+    if (initiator === target) return;
+    const key = `${initiator}:${target}`;
+    this.contactGrants.delete(key); // re-insert: the Map stays in expiry order
+    this.contactGrants.set(key, now + CONTACT_GRANT_MS);
+    if (this.contactGrants.size > CONTACT_GRANTS_MAX) {
+      for (const [k, expires] of this.contactGrants) {
+        if (this.contactGrants.size <= CONTACT_GRANTS_MAX && expires > now) break;
+        this.contactGrants.delete(k);
+      }
+    }
   }
 
   private visible(viewer: number, target: number): NodeRow {

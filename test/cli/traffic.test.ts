@@ -163,7 +163,7 @@ describe("streams: connect and recv", () => {
   // peer's FIN arrive after our own FIN was acknowledged, the stream enters
   // TIME-WAIT and reports "closed" to its owner before the reply was read, so
   // the reply is dropped. Remove `.failing` once fixed.
-  test.failing("connect --message prints the reply of a server that answers (echo, port 7)", async () => {
+  test("connect --message prints the reply of a server that answers (echo, port 7)", async () => {
     const r = await c.pilot("b", ["connect", "traffic-a", "7", "--message", "echo me", "--timeout", "5s"]);
     expect(r.code).toBe(0);
     expect(r.json.data).toEqual({ target: a.address, port: 7, sent: 7, received: 7, response: "echo me" });

@@ -61,6 +61,25 @@ function get(agent: http.Agent, url: string): Promise<{ status: number; body: st
 }
 
 describe("serveHttp + httpAgent", () => {
+  test("a client that half-closes right after its request still gets the response (as over TCP)", async () => {
+    const served = await alpha.serveHttp(80, tutorialHandler(alpha));
+    try {
+      const socket = await beta.dial(alpha.address, 80, { allowHalfOpen: true });
+      const chunks: Buffer[] = [];
+      socket.on("data", (c: Buffer) => chunks.push(c));
+      const ended = new Promise((r) => socket.once("end", r));
+      // /api/echo answers only after reading the whole body, i.e. after the client's FIN.
+      const body = JSON.stringify({ hello: "pilot" });
+      socket.end(`POST /api/echo HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      await ended;
+      const text = Buffer.concat(chunks).toString();
+      expect(text).toStartWith("HTTP/1.1 200");
+      expect(text).toEndWith(body);
+    } finally {
+      await served.close();
+    }
+  });
+
   test("the tutorial's status endpoint, called with http.get through the agent", async () => {
     await beta.serveHttp(80, tutorialHandler(beta));
     const agent = alpha.httpAgent();

@@ -193,6 +193,22 @@ describe("privacy", () => {
     // ...but the asker still cannot see the private target.
     expect(await codeOf(asker.client.lookup(target.id))).toBe("not_found");
   });
+
+  test("a private node that resolves a node becomes visible to that node (it is about to open a tunnel), to no one else", async () => {
+    const caller = await newNode(r); // private
+    const service = await newNode(r, { public: true, endpoints: ["127.0.0.1:4100"] });
+    const bystander = await newNode(r);
+    expect(await codeOf(service.client.resolve(caller.id))).toBe("not_found");
+    await caller.client.resolve(service.id); // a plain lookup grants nothing
+    expect(await codeOf(service.client.resolve(caller.id))).toBe("not_found");
+    await caller.client.resolve(service.id, { contact: true });
+    const seen = await service.client.resolve(caller.id);
+    expect(seen.public_key).toBe(Buffer.from(caller.identity.publicKey).toString("base64"));
+    expect(await codeOf(bystander.client.resolve(caller.id))).toBe("not_found");
+    // Resolving someone you cannot see grants nothing.
+    await codeOf(caller.client.resolve(bystander.id, { contact: true }));
+    expect(await codeOf(bystander.client.resolve(caller.id))).toBe("not_found");
+  });
 });
 
 describe("trust", () => {

@@ -102,6 +102,8 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
   await daemon.stopped;
+  // Everything is closed and logged; do not wait for stray timers to drain.
+  process.exit(0);
 }
 
 export const daemonStart: CommandSpec = {
