@@ -118,6 +118,8 @@ export class DataPlane implements StreamHost {
   private readonly dirty = new Set<DaemonStream>();
   private readonly outbound = new Set<Address>();
   private readonly peerLookups = new Map<Address, Promise<void>>();
+  /** When each peer's endpoint was last re-resolved (rate limit for `refreshPeer`). */
+  private readonly refreshedAt = new Map<Address, number>();
   private readonly synBuckets = new Map<Address, TokenBucket>();
   private readonly synTotal: TokenBucket;
   private readonly pings = new Map<string, PendingPing>();
@@ -309,6 +311,37 @@ export class DataPlane implements StreamHost {
     await lookup;
   }
 
+  /**
+   * A peer stopped answering (SYN or data retransmission timeout, ping timeout):
+   * it may have restarted on another port or moved. Ask the registry again; if
+   * its endpoint changed, start over with a fresh session toward the new one
+   * (streams keep their state and retransmit through it). At most once a
+   * second per peer.
+   */
+  refreshPeer(node: Address): void {
+    const now = this.clock();
+    if (now - (this.refreshedAt.get(node) ?? -Infinity) < 1000 || this.closed) return;
+    this.refreshedAt.set(node, now);
+    const peer = this.router.peer(node);
+    if (!peer) return;
+    this.options.lookupPeer(node, this.outbound.has(node)).then(
+      (info) => {
+        const current = this.router.peer(node);
+        if (this.closed || !current || info.endpoint === null) return;
+        const moved = info.endpoint !== current.endpoint;
+        // Same endpoint but silent: it probably restarted and forgot our session.
+        const silent = this.clock() - current.lastReceivedAt > 2000;
+        if (!moved && !silent) return;
+        this.log.info(moved ? "peer endpoint changed at the registry; reconnecting" : "peer silent; starting a fresh tunnel session", { peer: formatAddress(node), endpoint: info.endpoint });
+        this.router.removePeer(node);
+        this.router.addPeer(node, info.identityKey, info.endpoint);
+        for (const s of this.ports.connectionsWith(node)) this.markDirty(s);
+        this.scheduleTurn();
+      },
+      () => {},
+    );
+  }
+
   async dial(target: Address, port: number, timeoutMs?: number): Promise<DaemonStream> {
     this.assertOpen();
     if (!isValidPort(port)) throw new NodeError("invalid_argument", `port ${port} is not 0-65535`);
@@ -385,6 +418,7 @@ export class DataPlane implements StreamHost {
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pings.delete(key);
+        this.refreshPeer(target);
         reject(new NodeError("timeout", `no reply from ${formatAddress(target)} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pings.set(key, {
@@ -491,6 +525,7 @@ export class DataPlane implements StreamHost {
     for (const s of this.deadlines.popDue(now)) {
       s.engine.handleTimeout(now);
       this.dirty.add(s);
+      if (s.noteRetransmissionTimeout()) this.refreshPeer(s.remoteAddress);
     }
     const routerDue = this.router.nextTimeout();
     if (routerDue !== null && routerDue <= now) {

@@ -289,6 +289,9 @@ export class DaemonNode implements LocalNode {
       return addressOf(0, id);
     }
     if (this.hostnameValue === t) return this.address;
+    // Trusted peers' names are known locally: no registry round trip, and it works while the registry is away.
+    const trusted = this.trust.trustedNodes().find((n) => n.hostname === t);
+    if (trusted) return addressOf(0, trusted.nodeId);
     const cached = this.names.get(t);
     if (cached && cached.expires > Date.now()) return cached.address;
     try {

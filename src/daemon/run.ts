@@ -104,16 +104,20 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   let node: DaemonNode | undefined;
   let beaconHandler: ((d: Uint8Array, host: string, port: number) => void) | undefined;
-  let udp: UdpSocket;
+  // With no port given, reuse the last run's port: a restart then looks like nothing
+  // happened to peers (and to NAT mappings). If it is taken now, any free port will do.
+  const state = readState(paths.state);
+  const onDatagram = (d: Uint8Array, h: string, p: number) => node?.plane.receiveDatagram(d, h, p);
+  let udp: UdpSocket | undefined;
+  if (options.listen.port === 0 && state.tunnel_port) {
+    udp = await UdpSocket.open({ hostname: options.listen.host, port: state.tunnel_port, onDatagram }).catch(() => undefined);
+  }
   try {
-    udp = await UdpSocket.open({
-      hostname: options.listen.host,
-      port: options.listen.port,
-      onDatagram: (d, h, p) => node?.plane.receiveDatagram(d, h, p),
-    });
+    udp ??= await UdpSocket.open({ hostname: options.listen.host, port: options.listen.port, onDatagram });
   } catch (e) {
     throw new DaemonStartError("listen_failed", `cannot bind the tunnel's UDP socket to ${formatHostPort(options.listen)}: ${(e as Error).message}`, "pick another --listen address or port");
   }
+  if (state.tunnel_port !== udp.port) writeFileAtomic(paths.state, JSON.stringify({ ...state, tunnel_port: udp.port }, null, 2) + "\n");
   const endpoint = formatHostPort({ host: options.listen.host, port: udp.port });
   const cleanups: (() => void | Promise<void>)[] = [() => udp.close()];
   const fail = async (error: DaemonStartError): Promise<never> => {
@@ -256,6 +260,16 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     return stopping;
   };
   return { node, paths, socketPath, endpoint, stop, stopped };
+}
+
+function readState(path: string): { tunnel_port?: number } {
+  try {
+    const data = JSON.parse(readFileSync(path, "utf8"));
+    const port = data?.tunnel_port;
+    return Number.isInteger(port) && port > 0 && port <= 65535 ? { tunnel_port: port } : {};
+  } catch {
+    return {}; // missing or damaged: it only holds a preference
+  }
 }
 
 function readKnownRegistries(path: string): Record<string, string> {

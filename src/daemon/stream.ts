@@ -100,6 +100,16 @@ export class DaemonStream implements StreamHandle {
 
   // ---- driven by the data plane -----------------------------------------
 
+  private timeoutsSeen = 0;
+
+  /** True when the engine's retransmission timer fired since the last call (the peer went quiet). */
+  noteRetransmissionTimeout(): boolean {
+    const n = this.engine.stats().timeouts;
+    if (n === this.timeoutsSeen) return false;
+    this.timeoutsSeen = n;
+    return true;
+  }
+
   /** Ends the stream with an error that did not come from the engine (untrust, shutdown). */
   fail(error: NodeError): void {
     this.engine.abort();

@@ -218,6 +218,8 @@ export class Peer<E = string> {
   private lastAcceptedInitiationAt = -Infinity;
   private queue: Uint8Array[] = [];
   private lastSentAt = -Infinity;
+  /** When the last authenticated frame from this peer arrived (-Infinity: never). */
+  lastReceivedAt = -Infinity;
   private keepaliveAt: number | null = null;
   private deadPeerAt: number | null = null;
   private zeroKeysAt: number | null = null;
@@ -562,6 +564,7 @@ export class Peer<E = string> {
       return;
     }
     // From here on the frame is authentic: it was sealed by the holder of this session's keys.
+    this.lastReceivedAt = now;
     this.stats.framesReceived++;
     this.stats.bytesReceived += datagram.length;
     this.deadPeerAt = null;

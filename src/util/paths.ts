@@ -17,6 +17,8 @@ export interface PilotPaths {
   readonly pidFile: string;
   readonly logFile: string;
   readonly knownRegistries: string;
+  /** Small daemon state that outlives a restart (the tunnel port). */
+  readonly state: string;
   readonly rendezvousDir: string;
   readonly gatewayDir: string;
 }
@@ -49,6 +51,7 @@ export function pilotPaths(env: NodeJS.ProcessEnv = process.env): PilotPaths {
     pidFile: join(home, "pilot.pid"),
     logFile: join(home, "pilot.log"),
     knownRegistries: join(home, "known_registries.json"),
+    state: join(home, "state.json"),
     rendezvousDir: join(home, "rendezvous"),
     gatewayDir: join(home, "gateway"),
   };
