@@ -39,7 +39,13 @@ function buildParser(name: string, specs: readonly CommandSpec[], ctx: () => Com
   cli.help((sections) => {
     // A command's own help: say what it does first, and indent its examples like the rest.
     const spec = cli.matchedCommand && specs.find((s) => s.name === cli.matchedCommand!.name);
-    if (!spec) return extraHelp ? [...sections, { title: "Groups", body: extraHelp }] : sections;
+    if (!spec) {
+      // The program's help: one line on how to get a command's help instead of one line per command.
+      const main = sections.map((section) =>
+        section.title?.startsWith("For more info") ? { body: `Run any command with --help for its options and examples, e.g. ${name} ${specs.find((s) => s.name === "ping")?.name ?? specs[0]?.name} --help` } : section,
+      );
+      return extraHelp ? [...main, { title: "Groups", body: extraHelp }] : main;
+    }
     return [
       { body: `${name} ${spec.name}: ${spec.description}` },
       ...sections.slice(1).map((s) => (s.title === "Examples" ? { ...s, body: s.body.split("\n").map((l) => `  ${l}`).join("\n") } : s)),
