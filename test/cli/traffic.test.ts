@@ -102,6 +102,14 @@ describe("traceroute and bench", () => {
     expect(d).toMatchObject({ target: a.address, node_id: a.nodeId, size_bytes: 2_000_000, sent_bytes: 2_000_000, recv_bytes: 2_000_000, verified: true });
     for (const k of ["setup_ms", "send_duration_ms", "total_duration_ms", "send_mbps", "total_mbps"]) expect(d[k]).toBeGreaterThan(0);
     expect(d.total_duration_ms).toBeGreaterThanOrEqual(d.send_duration_ms);
+    // Beside loopback TCP and raw UDP, measured in the same run.
+    for (const k of ["tcp_loopback_mbps", "udp_loopback_mbps", "pilot_vs_tcp", "pilot_vs_udp"]) expect(d.baseline[k]).toBeGreaterThan(0);
+  });
+
+  test("bench --no-baseline skips the loopback measurements", async () => {
+    const r = await c.pilot("b", ["bench", "traffic-a", "0.1", "--no-baseline"]);
+    expect(r.code).toBe(0);
+    expect(r.json.data.baseline).toBeUndefined();
   });
 
   test("bench with a fractional size, in text", async () => {
@@ -109,6 +117,7 @@ describe("traceroute and bench", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("every byte verified");
     expect(r.stdout).toContain("0.05 MB");
+    expect(r.stdout).toContain("raw UDP");
   });
 });
 

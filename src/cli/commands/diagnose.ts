@@ -285,8 +285,11 @@ export const benchCommand: CommandSpec = {
   name: "bench",
   args: "<target> [size_mb]",
   description: "Measure stream throughput to a node through its echo service (port 7), checking every echoed byte",
-  options: [{ flags: "--timeout <duration>", description: "give up after this long (default 120s)" }],
-  examples: ["pilot bench agent-b          # 1 MB there and back", "pilot bench agent-b 100 --json"],
+  options: [
+    { flags: "--timeout <duration>", description: "give up after this long (default 120s)" },
+    { flags: "--no-baseline", description: "skip measuring plain TCP and raw UDP over this machine's loopback for comparison" },
+  ],
+  examples: ["pilot bench agent-b          # 1 MB there and back, beside loopback TCP and UDP", "pilot bench agent-b 100 --json"],
   returns: {
     target: "the node's address",
     node_id: "the node's id",
@@ -299,6 +302,7 @@ export const benchCommand: CommandSpec = {
     total_duration_ms: "time until the last echoed byte arrived",
     send_mbps: "sent_bytes / send_duration, in MB/s (1 MB = 10^6 bytes)",
     total_mbps: "sent_bytes / total_duration, in MB/s: each byte crossed the tunnel twice",
+    baseline: "unless --no-baseline: {tcp_loopback_mbps, udp_loopback_mbps} measured here in the same run, same bytes (at most 64 MB), and send_mbps as a ratio of each",
   },
   errors: ["not_found", "timeout", "unreachable", "connection_refused", "connection_reset", "not_trusted", "invalid_argument", "internal", "not_running"],
   async run({ out }, [text, sizeText], o) {
@@ -326,6 +330,16 @@ export const benchCommand: CommandSpec = {
           "the stream corrupted or lost data: please report this with the command you ran",
         );
       }
+      let baseline: Record<string, number> | undefined;
+      if (o.baseline !== false) {
+        out.progress("measuring loopback baselines (plain TCP, raw UDP)...");
+        const { tcpLoopbackMBps, udpLoopbackMBps } = await import("../loopback-baseline.ts");
+        const n = Math.min(size, 64e6);
+        const tcp = await tcpLoopbackMBps(n);
+        const udp = await udpLoopbackMBps(n);
+        const pilot = run.sent / 1e3 / run.sendMs;
+        baseline = { tcp_loopback_mbps: round3(tcp), udp_loopback_mbps: round3(udp), pilot_vs_tcp: round3(pilot / tcp), pilot_vs_udp: round3(pilot / udp) };
+      }
       const data = {
         target: node.address,
         node_id: node.node_id,
@@ -338,6 +352,7 @@ export const benchCommand: CommandSpec = {
         total_duration_ms: round3(run.totalMs),
         send_mbps: round3(run.sent / 1e3 / run.sendMs),
         total_mbps: round3(run.sent / 1e3 / run.totalMs),
+        ...(baseline ? { baseline } : {}),
       };
       out.result(data, (r) =>
         [
@@ -345,6 +360,9 @@ export const benchCommand: CommandSpec = {
           `  sent      ${(r.sent_bytes / 1e6).toFixed(2)} MB in ${ms(r.send_duration_ms)}  (${r.send_mbps.toFixed(1)} MB/s)`,
           `  echoed    ${(r.recv_bytes / 1e6).toFixed(2)} MB in ${ms(r.total_duration_ms)}  (${r.total_mbps.toFixed(1)} MB/s, ${((r.total_mbps * 8) / 1000).toFixed(2)} Gbit/s), every byte verified`,
           `  set-up    ${ms(r.setup_ms)}`,
+          ...(r.baseline
+            ? [`  baseline  loopback TCP ${r.baseline.tcp_loopback_mbps.toFixed(0)} MB/s, raw UDP ${r.baseline.udp_loopback_mbps.toFixed(0)} MB/s (this machine, same run): Pilot sends at ${r.baseline.pilot_vs_udp.toFixed(2)}x raw UDP`]
+            : []),
         ].join("\n"),
       );
     });
