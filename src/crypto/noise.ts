@@ -20,6 +20,7 @@ import type { KeyObject } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { fail, ok, type Result } from "../protocol/result.ts";
 import { AEAD_NONCE_SIZE, AEAD_TAG_SIZE, aeadKey, open, seal, writeNonce } from "./aead.ts";
+import { concatBytes } from "./bytes.ts";
 import { HASH_SIZE, hkdf, sha256 } from "./hkdf.ts";
 import { KEY_SIZE, x25519, x25519PrivateKey, x25519PublicFromPrivate } from "./keys.ts";
 
@@ -291,15 +292,7 @@ export class HandshakeState {
     }
     parts.push(this.symmetric.encryptAndHash(payload));
     this.index++;
-    let length = 0;
-    for (const p of parts) length += p.length;
-    const out = new Uint8Array(length);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return concatBytes(...parts);
   }
 
   /**

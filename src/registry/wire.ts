@@ -15,6 +15,7 @@
  * whitespace; only null, booleans, safe integers, strings, arrays and plain
  * objects are allowed, so both sides produce the same bytes.
  */
+import { concatBytes } from "../crypto/bytes.ts";
 
 export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME = 64 * 1024;
@@ -78,28 +79,17 @@ function withoutSig(message: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 export function requestSigningBytes(request: Record<string, unknown>, registryKey: Uint8Array): Uint8Array {
-  return concat(encoder.encode(REQUEST_CONTEXT), registryKey, encoder.encode(canonicalJson(withoutSig(request))));
+  return concatBytes(encoder.encode(REQUEST_CONTEXT), registryKey, encoder.encode(canonicalJson(withoutSig(request))));
 }
 
 export function responseSigningBytes(response: Record<string, unknown>, requestNonce: Uint8Array): Uint8Array {
-  return concat(encoder.encode(RESPONSE_CONTEXT), requestNonce, encoder.encode(canonicalJson(withoutSig(response))));
+  return concatBytes(encoder.encode(RESPONSE_CONTEXT), requestNonce, encoder.encode(canonicalJson(withoutSig(response))));
 }
 
 export function eventSigningBytes(event: Record<string, unknown>, subscribeNonce: Uint8Array): Uint8Array {
-  return concat(encoder.encode(EVENT_CONTEXT), subscribeNonce, encoder.encode(canonicalJson(withoutSig(event))));
+  return concatBytes(encoder.encode(EVENT_CONTEXT), subscribeNonce, encoder.encode(canonicalJson(withoutSig(event))));
 }
 
 export function toBase64(bytes: Uint8Array): string {
