@@ -15,7 +15,7 @@
  * protocol number in the header, never by guessing at payload content.
  * All integers are big-endian.
  */
-import { readAddress, writeAddress, type Address } from "./address.ts";
+import type { Address } from "./address.ts";
 import { crc32 } from "./crc32.ts";
 import { fail, ok, type Result } from "./result.ts";
 
@@ -99,32 +99,33 @@ export function encodePacket(p: Packet, out?: Uint8Array, offset = 0): Uint8Arra
   const size = HEADER_SIZE + wirePayload;
   const buf = out ? out.subarray(offset, offset + size) : new Uint8Array(size);
   if (buf.length < size) throw new RangeError(`output buffer too small: need ${size}`);
-  const view = new DataView(buf.buffer, buf.byteOffset, size);
-  view.setUint8(0, (PACKET_VERSION << 4) | (p.flags & 0x0f));
-  view.setUint8(1, optLen > 0 ? Protocol.StreamWithOptions : p.protocol);
-  view.setUint16(2, wirePayload);
-  writeAddress(view, 4, p.src);
-  writeAddress(view, 10, p.dst);
-  view.setUint16(16, p.srcPort);
-  view.setUint16(18, p.dstPort);
-  view.setUint32(20, p.seq >>> 0);
-  view.setUint32(24, p.ack >>> 0);
-  view.setUint16(28, p.window);
-  view.setUint32(30, 0);
+  // Plain byte stores: no DataView and no `.buffer` on the hot path (Bun materialises
+  // an ArrayBuffer when `.buffer` is read on a natively created array).
+  buf[0] = (PACKET_VERSION << 4) | (p.flags & 0x0f);
+  buf[1] = optLen > 0 ? Protocol.StreamWithOptions : p.protocol;
+  put16(buf, 2, wirePayload);
+  putAddress(buf, 4, p.src);
+  putAddress(buf, 10, p.dst);
+  put16(buf, 16, p.srcPort);
+  put16(buf, 18, p.dstPort);
+  put32(buf, 20, p.seq);
+  put32(buf, 24, p.ack);
+  put16(buf, 28, p.window);
+  put32(buf, 30, 0);
   let at = HEADER_SIZE;
   if (optLen > 0) {
-    view.setUint8(at, optLen - 1);
-    view.setUint8(at + 1, OptionKind.SACK);
-    view.setUint8(at + 2, 8 * p.sack.length);
+    buf[at] = optLen - 1;
+    buf[at + 1] = OptionKind.SACK;
+    buf[at + 2] = 8 * p.sack.length;
     at += 3;
     for (const block of p.sack) {
-      view.setUint32(at, block.start >>> 0);
-      view.setUint32(at + 4, block.end >>> 0);
+      put32(buf, at, block.start);
+      put32(buf, at + 4, block.end);
       at += 8;
     }
   }
   buf.set(p.payload, at);
-  view.setUint32(30, crc32(buf));
+  put32(buf, 30, crc32(buf));
   return buf;
 }
 
@@ -144,16 +145,15 @@ function packetChecksum(bytes: Uint8Array): number {
  */
 export function decodePacket(bytes: Uint8Array): Result<Packet> {
   if (bytes.length < HEADER_SIZE) return fail("truncated", `packet of ${bytes.length} bytes is shorter than the 34-byte header`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const b0 = view.getUint8(0);
+  const b0 = bytes[0]!;
   const version = b0 >> 4;
   if (version !== PACKET_VERSION) return fail("bad_version", `packet version ${version} is not ${PACKET_VERSION}`);
-  const wireProtocol = view.getUint8(1);
-  const payloadLength = view.getUint16(2);
+  const wireProtocol = bytes[1]!;
+  const payloadLength = get16(bytes, 2);
   if (bytes.length !== HEADER_SIZE + payloadLength) {
     return fail("bad_length", `header declares ${payloadLength} payload bytes but ${bytes.length - HEADER_SIZE} follow`);
   }
-  if (view.getUint32(30) !== packetChecksum(bytes)) return fail("bad_checksum", "CRC-32 mismatch");
+  if (get32(bytes, 30) !== packetChecksum(bytes)) return fail("bad_checksum", "CRC-32 mismatch");
   let protocol: ProtocolNumber;
   let sack: readonly SackBlock[] = NO_SACK;
   let payload = bytes.subarray(HEADER_SIZE);
@@ -181,13 +181,13 @@ export function decodePacket(bytes: Uint8Array): Result<Packet> {
   return ok({
     protocol,
     flags,
-    src: readAddress(view, 4),
-    dst: readAddress(view, 10),
-    srcPort: view.getUint16(16),
-    dstPort: view.getUint16(18),
-    seq: view.getUint32(20),
-    ack: view.getUint32(24),
-    window: view.getUint16(28),
+    src: getAddress(bytes, 4),
+    dst: getAddress(bytes, 10),
+    srcPort: get16(bytes, 16),
+    dstPort: get16(bytes, 18),
+    seq: get32(bytes, 20),
+    ack: get32(bytes, 24),
+    window: get16(bytes, 28),
     sack,
     payload,
   });
@@ -197,13 +197,13 @@ function decodeOptions(payload: Uint8Array): Result<{ sack: readonly SackBlock[]
   if (payload.length < 1) return fail("bad_options", "options block is missing its length byte");
   const length = payload[0]!;
   if (1 + length > payload.length) return fail("bad_options", `options block of ${length} bytes overruns the payload`);
-  const view = new DataView(payload.buffer, payload.byteOffset + 1, length);
+  const opts = payload.subarray(1, 1 + length);
   let sack: SackBlock[] | null = null;
   let at = 0;
   while (at < length) {
     if (at + 2 > length) return fail("bad_options", "truncated option header");
-    const kind = view.getUint8(at);
-    const len = view.getUint8(at + 1);
+    const kind = opts[at]!;
+    const len = opts[at + 1]!;
     at += 2;
     if (at + len > length) return fail("bad_options", `option ${kind} overruns the options block`);
     if (kind === OptionKind.SACK) {
@@ -213,7 +213,7 @@ function decodeOptions(payload: Uint8Array): Result<{ sack: readonly SackBlock[]
       }
       sack = [];
       for (let i = 0; i < len; i += 8) {
-        sack.push({ start: view.getUint32(at + i), end: view.getUint32(at + i + 4) });
+        sack.push({ start: get32(opts, at + i), end: get32(opts, at + i + 4) });
       }
     }
     // Unknown kinds are skipped: the TLV length makes that safe and lets the format grow.
@@ -224,3 +224,36 @@ function decodeOptions(payload: Uint8Array): Result<{ sack: readonly SackBlock[]
 
 /** The header's window field counts units of this many bytes (so 0xFFFF = 64 MiB - 1 KiB). */
 export const WINDOW_UNIT = 1024;
+
+// ---- big-endian field access without DataView --------------------------------------
+
+function put16(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 8;
+  b[at + 1] = v;
+}
+
+function put32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24;
+  b[at + 1] = v >>> 16;
+  b[at + 2] = v >>> 8;
+  b[at + 3] = v;
+}
+
+function get16(b: Uint8Array, at: number): number {
+  return (b[at]! << 8) | b[at + 1]!;
+}
+
+function get32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+function putAddress(b: Uint8Array, at: number, a: Address): void {
+  put16(b, at, Math.floor(a / TWO_32));
+  put32(b, at + 2, a % TWO_32);
+}
+
+function getAddress(b: Uint8Array, at: number): Address {
+  return (get16(b, at) * TWO_32 + get32(b, at + 2)) as Address;
+}
