@@ -12,9 +12,10 @@ import { connectCommand, recvCommand } from "./commands/streams.ts";
 import { listenCommand, sendCommand } from "./commands/datagrams.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { configCommand } from "./commands/config.ts";
+import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { PILOT_VERSION } from "./version.ts";
 
-export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }];
+export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }, a2aGroup];
 
 export function buildProgram(name: string): Program {
   const commands: CommandSpec[] = [
@@ -50,6 +51,8 @@ export function buildProgram(name: string): Program {
     pingCommand,
     tracerouteCommand,
     benchCommand,
+    // A2A agents
+    a2aDiscoverCommand,
     // setup
     configCommand,
     rendezvousCommand,
