@@ -15,7 +15,8 @@
  * `http://10.4.0.1/a2a` through a gateway, never an address of this machine.
  *
  * Only agents that trust this one (or everyone, if it is public) reach it.
- * STEP_MS (default 150) is the pause between the progress updates of a task.
+ * STEP_MS (default 150) is the pause between the progress updates of a task;
+ * PORT (default 80) the Pilot port.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
@@ -191,9 +192,14 @@ export function createAgentApp(options: AgentAppOptions): express.Express {
 if (import.meta.main) {
   const pilot = await connectToDaemon();
   const stepMs = Number(process.env.STEP_MS ?? 150);
+  const port = Number(process.env.PORT ?? PORT);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    console.error(`error: PORT=${process.env.PORT} is not a port (1-65535)`);
+    process.exit(2);
+  }
   const app = createAgentApp({ selfHost: pilot.hostname ?? pilot.address, stepMs: Number.isFinite(stepMs) && stepMs >= 0 ? stepMs : 150 });
-  const server = await pilot.serveHttp(PORT, app);
-  const name = pilot.hostname ?? urlHost(pilot.address);
+  const server = await pilot.serveHttp(port, app);
+  const name = `${pilot.hostname ?? urlHost(pilot.address)}${port === 80 ? "" : `:${port}`}`;
   console.log(`A2A agent data-analyst listening on pilot port ${server.port} (${pilot.address})`);
   console.log(`  card: http://${name}/.well-known/agent-card.json  (also /.well-known/agent.json)`);
   console.log(`  rpc:  http://${name}${RPC_PATH}  (A2A 1.0 JSON-RPC; 0.3 without an A2A-Version header)`);
