@@ -13,6 +13,9 @@ import { DataPlane, type PeerInfo } from "./data-plane.ts";
 import { NodeError, type DatagramMessage, type LocalNode, type NodeErrorCode, type PortBinding, type StreamHandle } from "./local-node.ts";
 import { TrustStore, type TrustSnapshot } from "./trust-store.ts";
 import { echoStream } from "./echo.ts";
+import { ExposeManager } from "./expose.ts";
+import { signTranscriptHash, TRANSCRIPT_HASH_SIZE } from "../crypto/secure-channel.ts";
+import { fromBase64, toBase64 } from "../registry/wire.ts";
 import { PILOT_VERSION } from "../cli/version.ts";
 
 export interface DaemonNodeOptions {
@@ -32,6 +35,8 @@ export interface DaemonNodeOptions {
   readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
   readonly streamConfig?: ConstructorParameters<typeof DataPlane>[0]["streamConfig"];
   readonly echo?: boolean;
+  /** Where exposed ports are kept (`$PILOT_HOME/expose.json`); none: in memory only. */
+  readonly exposeFile?: string | null;
 }
 
 type Params = Record<string, unknown>;
@@ -52,6 +57,8 @@ export class DaemonNode implements LocalNode {
   private syncing: Promise<void> | null = null;
   private resyncWanted = false;
   private readonly methods: Record<string, (p: Params) => Promise<unknown> | unknown>;
+  /** Exposed ports (`pilot expose`): Pilot streams bridged to local TCP services. */
+  readonly exposes: ExposeManager;
 
   constructor(private readonly options: DaemonNodeOptions) {
     this.address = options.address;
@@ -81,6 +88,7 @@ export class DaemonNode implements LocalNode {
       void this.syncTrust();
     };
     if (options.echo !== false) this.plane.listen(WellKnownPort.Echo, echoStream);
+    this.exposes = new ExposeManager({ host: this.plane, file: options.exposeFile ?? null, log: options.log.child("expose") });
     this.methods = {
       info: () => this.info(),
       resolve: (p) => this.resolveMethod(p),
@@ -99,6 +107,9 @@ export class DaemonNode implements LocalNode {
       untrust: (p) => this.untrust(p),
       pending: async () => (await this.freshTrust(), this.pending()),
       trusted: async () => (await this.freshTrust(), this.trusted()),
+      ...this.exposes.methods(),
+      secure_sign: (p) => this.secureSign(p),
+      peer_key: (p) => this.peerKey(p),
     };
   }
 
@@ -499,7 +510,37 @@ export class DaemonNode implements LocalNode {
     return { trusted, total: trusted.length };
   }
 
+  // ---- secure channel (src/crypto/secure-channel.ts) ----------------------
+
+  /** Signs SECURE_SIGN_CONTEXT ‖ a 32-byte transcript hash with the node identity: never anything else. */
+  private secureSign(p: Params) {
+    const hash = fromBase64(p.hash, TRANSCRIPT_HASH_SIZE);
+    if (!hash) throw new NodeError("invalid_argument", `"hash" must be a base64-encoded ${TRANSCRIPT_HASH_SIZE}-byte transcript hash`);
+    return { signature: toBase64(signTranscriptHash(this.options.identity, hash)), public_key: toBase64(this.options.identity.publicKey), address: formatAddress(this.address) };
+  }
+
+  /**
+   * The Ed25519 identity key this daemon pins for a node: the key its tunnel
+   * is authenticated with (so a stream from that address was carried under
+   * it), else the registry's answer, checked against the key trusted for it.
+   */
+  private async peerKey(p: Params) {
+    const address = await this.resolveTarget(str(p, "target"));
+    let key: Uint8Array;
+    let source: "self" | "tunnel" | "registry";
+    if (address === this.address) {
+      key = this.options.identity.publicKey;
+      source = "self";
+    } else {
+      const peer = this.plane.router.peer(address);
+      source = peer ? "tunnel" : "registry";
+      key = peer ? peer.remote.identityKey : (await this.lookupPeer(address, false)).identityKey;
+    }
+    return { address: formatAddress(address), node_id: nodeOf(address), public_key: toBase64(key), source };
+  }
+
   async shutdown(): Promise<void> {
+    this.exposes.close();
     await this.plane.shutdown();
   }
 }

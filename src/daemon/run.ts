@@ -7,9 +7,10 @@
  *
  * Start-up: state directory -> identity -> trust mirror -> UDP socket ->
  * registry (pinned key) -> register (endpoint, hostname, visibility) ->
- * data plane -> subscribe + trust sync -> IPC socket -> pid file.
+ * data plane -> subscribe + trust sync -> exposed ports -> IPC socket -> pid file.
  */
 import { existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
 import { createDiscover, verifyDiscoverReply } from "../beacon/discover.ts";
 import { IdentityError, loadOrCreateIdentity } from "../crypto/identity.ts";
 import { startIpcServer, type IpcServer } from "../ipc/server.ts";
@@ -184,6 +185,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     flush: () => udp.flush(),
     onBeacon: (d, h, p) => beaconHandler?.(d, h, p),
     streamConfig: options.streamConfig,
+    exposeFile: join(paths.home, "expose.json"),
   });
   const daemonNode = node;
   cleanups.push(() => daemonNode.shutdown());
@@ -194,6 +196,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     log.warn("could not subscribe to registry events; trust changes arrive with the next sync", { error: (e as Error).message });
   }
   await node.syncTrust();
+  // Exposed ports (pilot expose) come back before apps can connect; their streams still need trust.
+  node.exposes.restore();
 
   // Endpoint discovery: the beacon tells us the address our UDP socket is seen from.
   const discover = () => {
