@@ -14,9 +14,10 @@ import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustC
 import { configCommand } from "./commands/config.ts";
 import { exposeCommand } from "./commands/expose.ts";
 import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
+import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
 import { PILOT_VERSION } from "./version.ts";
 
-export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }, a2aGroup];
+export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }, gatewayGroup, a2aGroup];
 
 export function buildProgram(name: string): Program {
   const commands: CommandSpec[] = [
@@ -53,6 +54,8 @@ export function buildProgram(name: string): Program {
     pingCommand,
     tracerouteCommand,
     benchCommand,
+    // the gateway: remote agents on local IPs
+    ...gatewayCommands,
     // A2A agents
     a2aDiscoverCommand,
     // setup

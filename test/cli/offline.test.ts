@@ -52,6 +52,12 @@ const ALL_COMMANDS = [
   "daemon start",
   "daemon stop",
   "daemon status",
+  "gateway start",
+  "gateway map",
+  "gateway unmap",
+  "gateway list",
+  "gateway stop",
+  "expose",
   "a2a discover",
 ];
 

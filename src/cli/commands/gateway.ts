@@ -1,0 +1,368 @@
+/**
+ * `pilot gateway start|map|unmap|list|stop`: map remote agents to local IPs
+ * so that curl, browsers and any HTTP or TCP client reach them unchanged.
+ *
+ * `start` runs the gateway as a detached background process (its own
+ * session; output in `$PILOT_HOME/gateway/gateway.log`) and returns once it
+ * listens; `--foreground` runs it in this process. A second `start` while a
+ * gateway runs adds the new mappings to it. Every other command talks to the
+ * running gateway through its control socket (src/gateway/control.ts).
+ */
+import { spawn } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
+import type { CommandSpec, GroupSpec } from "../command.ts";
+import type { Output } from "../output.ts";
+import { CliError, type ErrorCodeName } from "../errors.ts";
+import { portArg, targetArg, textOption } from "../args.ts";
+import { table } from "../format.ts";
+import { withDaemon } from "../daemon-client.ts";
+import { parseLogLevel, createLogger } from "../../util/log.ts";
+import { AliasLedger, chownQuietly, cleanupLeftovers, isGatewayProcess, isRoot, processAlive } from "../../gateway/aliases.ts";
+import { controlRequest, LOG_FILE, notRunningError, probe } from "../../gateway/control.ts";
+import { GatewayError } from "../../gateway/errors.ts";
+import type { MappingInfo } from "../../gateway/gateway.ts";
+import { gatewayDirs, runGateway, subnetNeedsRoot } from "../../gateway/run.ts";
+import { formatIPv4, parseSubnet, type Subnet } from "../../gateway/subnet.ts";
+import { pilotPaths } from "../../util/paths.ts";
+import { notRootError } from "../../gateway/aliases.ts";
+
+export const DEFAULT_SUBNET = "10.4.0.0/16";
+export const DEFAULT_PORTS = [80];
+const MAX_PORTS = 32;
+const START_TIMEOUT_MS = 15_000;
+
+export const gatewayGroup: GroupSpec = { name: "gateway", description: "map remote agents to local IPs for curl, browsers and any TCP client" };
+
+// ---- shared helpers --------------------------------------------------------------
+
+function cliError(e: unknown): CliError {
+  if (e instanceof CliError) return e;
+  if (e instanceof GatewayError) return new CliError(e.code as ErrorCodeName, e.message, e.hint);
+  const err = e as { code?: unknown; message?: unknown; hint?: unknown };
+  if (err && typeof err.code === "string" && typeof err.message === "string" && /^[a-z_]+$/.test(err.code)) {
+    return new CliError(err.code as ErrorCodeName, err.message, typeof err.hint === "string" ? err.hint : undefined);
+  }
+  return new CliError("internal", e instanceof Error ? e.message : String(e));
+}
+
+async function guarded<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw cliError(e);
+  }
+}
+
+function subnetOption(value: unknown): Subnet | undefined {
+  if (value === undefined || value === true) return undefined;
+  const r = parseSubnet(String(value));
+  if (!r.ok) throw new CliError("invalid_argument", r.message, "for example: --subnet 10.4.0.0/16, or without root --subnet 127.77.0.0/16");
+  return r.subnet;
+}
+
+/** `--ports 80,443,8080`. */
+function portsOption(o: Record<string, any>): number[] | undefined {
+  if (o.ports === undefined) return undefined;
+  // As typed: the parser reads "" as 0 and "80,443" as text, but "80" as a number.
+  const text = textOption(o, "ports") ?? "";
+  const parts = text.split(",").map((p) => p.trim()).filter((p) => p !== "");
+  if (parts.length === 0) throw new CliError("invalid_argument", "--ports needs at least one port", "for example: --ports 80,443");
+  const ports = [...new Set(parts.map((p) => portArg(p, "--ports entry")))].sort((a, b) => a - b);
+  if (ports.length > MAX_PORTS) throw new CliError("invalid_argument", `--ports lists ${ports.length} ports; at most ${MAX_PORTS} per mapping`);
+  return ports;
+}
+
+/** What `start` and `map` report per mapping. */
+function brief(m: MappingInfo): { local_ip: string; pilot_addr: string; hostname: string | null; ports: number[] } {
+  return { local_ip: m.local_ip, pilot_addr: m.pilot_addr, hostname: m.hostname, ports: m.ports };
+}
+
+function activeLine(m: { local_ip: string; pilot_addr: string; ports: number[] }): string {
+  return `Gateway active: ${m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}`;
+}
+
+/** Re-runs this executable (compiled) or this script (from source) with `args`. */
+function selfCommand(args: string[]): string[] {
+  const script = process.argv[1] ?? "";
+  const compiled = script.startsWith("/$bunfs/") || script === process.execPath;
+  return compiled ? [process.execPath, ...args] : [process.execPath, script, ...args];
+}
+
+function tail(path: string, from: number): string {
+  try {
+    return readFileSync(path, "utf8").slice(from).trimEnd();
+  } catch {
+    return "";
+  }
+}
+
+async function waitForExit(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!processAlive(pid)) return true;
+    await Bun.sleep(25);
+  }
+  return !processAlive(pid);
+}
+
+// ---- start -----------------------------------------------------------------------
+
+/** Spawns the background gateway and waits until it answers; returns its status (another gateway's if one won a race). */
+async function spawnGateway(subnet: Subnet, logLevel: string, out: Output): Promise<{ pid: number; subnet: string; spawned: boolean }> {
+  const paths = pilotPaths();
+  const dirs = gatewayDirs();
+  mkdirSync(dirs.dir, { recursive: true, mode: 0o700 });
+  if (dirs.owner) chownQuietly(dirs.dir, dirs.owner);
+  const logPath = `${dirs.dir}/${LOG_FILE}`;
+  const logFd = openSync(logPath, "a", 0o600);
+  if (dirs.owner) chownQuietly(logPath, dirs.owner);
+  const logStart = statSync(logPath).size;
+  const [cmd, ...args] = selfCommand(["gateway", "start", "--foreground", "--json", "--subnet", subnet.text, "--log-level", logLevel]);
+  const child = spawn(cmd!, args, { detached: true, stdio: ["ignore", logFd, logFd], env: { ...process.env, PILOT_HOME: paths.home } });
+  closeSync(logFd);
+  let exited: number | null = null;
+  child.on("exit", (code) => (exited = code ?? 1));
+  child.unref();
+  out.progress(`starting the gateway (pid ${child.pid}, subnet ${subnet.text})...`);
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const status = await probe(dirs.socket, 500).catch(() => null);
+    if (status && status.pid === child.pid) return { ...status, spawned: true };
+    if (exited !== null) {
+      // Another `start` may have won the race: use its gateway.
+      const other = await probe(dirs.socket, 1000).catch(() => null);
+      if (other) return { ...other, spawned: false };
+      const log = tail(logPath, logStart);
+      const envelope = log.split("\n").filter((l) => l.includes('"status":"error"')).pop();
+      if (envelope) {
+        try {
+          const e = JSON.parse(envelope);
+          throw new CliError(e.code as ErrorCodeName, e.message, e.hint);
+        } catch (e) {
+          if (e instanceof CliError) throw e;
+        }
+      }
+      const line = log.split("\n").filter((l) => /error/i.test(l)).pop() ?? log.split("\n").pop() ?? "";
+      throw new CliError("internal", `the gateway exited during start-up (code ${exited}): ${line.replace(/^error:\s*/, "")}`, `see its log: ${logPath}`);
+    }
+    await Bun.sleep(50);
+  }
+  throw new CliError("timeout", `the gateway (pid ${child.pid}) did not become ready within ${START_TIMEOUT_MS / 1000} s`, `see its log: ${logPath}`);
+}
+
+async function startForeground(out: Output, subnet: Subnet, targets: string[], ports: number[], logLevel: string): Promise<void> {
+  const level = parseLogLevel(logLevel);
+  const log = createLogger("gateway", { level });
+  const running = await guarded(() => runGateway({ subnet, targets, ports, log }));
+  process.on("uncaughtException", (e) => {
+    log.error("unexpected failure; stopping", { error: e.message, stack: e.stack });
+    void running.stop("uncaught exception").finally(() => process.exit(1));
+  });
+  out.result(
+    { pid: running.pid, subnet: subnet.text, mappings: running.initial.map(brief), foreground: true },
+    (d: any) =>
+      [...d.mappings.map(activeLine), `Gateway running in the foreground (pid ${d.pid}, subnet ${d.subnet}); stop it with Ctrl-C or: pilot gateway stop`].join("\n"),
+  );
+  await running.stopped;
+  // Let the answer to a `stop` request reach its caller before the process goes.
+  await Bun.sleep(50);
+  process.exit(0);
+}
+
+export const gatewayStart: CommandSpec = {
+  group: "gateway",
+  name: "start",
+  args: "[...targets]",
+  description:
+    "Map remote agents to local IPs (10.4.0.1, 10.4.0.2, ...) so plain TCP/HTTP clients reach their Pilot ports; runs in the background, and adds to the gateway that is already running",
+  options: [
+    { flags: "--subnet <cidr>", description: `local IPs come from this IPv4 subnet (default ${DEFAULT_SUBNET}, which needs root for its loopback aliases; a subnet inside 127.0.0.0/8, e.g. 127.77.0.0/16, needs no alias and no root on Linux)` },
+    { flags: "--ports <list>", description: `comma-separated TCP ports to forward, each to the same Pilot port of the agent (default ${DEFAULT_PORTS.join(",")}; ports below 1024 need root)` },
+    { flags: "--foreground", description: "run the gateway in this process (for systemd, containers and tests); stop it with Ctrl-C, SIGTERM or: pilot gateway stop" },
+    { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
+  ],
+  examples: [
+    "pilot gateway start --ports 80 data-analyst          # as root (sudo): curl http://10.4.0.1/",
+    "pilot gateway start --ports 80 code-reviewer         # added to the running gateway: 10.4.0.2",
+    "pilot gateway start --subnet 127.77.0.0/16 --ports 8080 agent-b   # no root needed: 127.77.0.1:8080",
+  ],
+  returns: {
+    pid: "the gateway's process id",
+    subnet: "the subnet its local IPs come from",
+    started: "true if this command started the gateway, false if it added to a running one",
+    mappings: "one {local_ip, pilot_addr, hostname, ports} per target",
+  },
+  errors: ["not_running", "not_found", "unauthorized", "port_in_use", "already_exists", "invalid_argument", "limit_exceeded", "timeout", "registry_unavailable"],
+  async run({ out }, rawTargets, o) {
+    const targets = rawTargets.map((t) => targetArg(t));
+    const requestedSubnet = subnetOption(o.subnet);
+    const ports = portsOption(o) ?? DEFAULT_PORTS;
+    const logLevel = String(o.logLevel ?? "info");
+    if (!parseLogLevel(logLevel)) throw new CliError("invalid_argument", "--log-level must be debug, info, warn or error");
+    const subnet = requestedSubnet ?? (parseSubnet(DEFAULT_SUBNET) as { ok: true; subnet: Subnet }).subnet;
+    if (o.foreground) return startForeground(out, subnet, targets, ports, logLevel);
+
+    const dirs = gatewayDirs();
+    let status = await guarded(() => probe(dirs.socket));
+    let spawned = false;
+    if (status) {
+      if (requestedSubnet && requestedSubnet.text !== status.subnet) {
+        throw new CliError("already_exists", `a gateway is already running with subnet ${status.subnet} (pid ${status.pid})`, `leave out --subnet to add to it, or stop it first: pilot gateway stop`);
+      }
+    } else {
+      if (subnetNeedsRoot(subnet)) throw cliError(notRootError(formatIPv4(subnet.network + 1)));
+      await withDaemon((d) => d.info(), { timeoutMs: 3000 });
+      const r = await spawnGateway(subnet, logLevel, out);
+      spawned = r.spawned;
+      status = r;
+    }
+    const results: { mapping: MappingInfo; created: boolean }[] = [];
+    try {
+      for (const target of targets) results.push(await guarded(() => controlRequest(dirs.socket, "map", { target, ports })));
+    } catch (e) {
+      // All or nothing: undo what this command did.
+      for (const r of results) if (r.created) await controlRequest(dirs.socket, "unmap", { target: r.mapping.local_ip }).catch(() => {});
+      if (spawned) await controlRequest(dirs.socket, "stop").catch(() => {});
+      throw e;
+    }
+    out.result({ pid: status.pid, subnet: status.subnet, started: spawned, mappings: results.map((r) => brief(r.mapping)) }, (d: any) => {
+      const lines: string[] = d.mappings.map(activeLine);
+      if (lines.length === 0) lines.push(`Gateway ${spawned ? "started" : "running"} (pid ${d.pid}, subnet ${d.subnet}), no mappings yet; add one with: pilot gateway map <agent>`);
+      return lines.join("\n");
+    });
+    if (spawned) out.progress(`gateway running in the background (pid ${status.pid}); list with: pilot gateway list; stop with: pilot gateway stop`);
+  },
+};
+
+// ---- map, unmap, list ----------------------------------------------------------------
+
+export const gatewayMap: CommandSpec = {
+  group: "gateway",
+  name: "map",
+  args: "<target>",
+  description: "Map one more agent in the running gateway and print the local IP it got (the same IP if it is mapped already)",
+  options: [
+    { flags: "--ports <list>", description: `comma-separated TCP ports to forward (default ${DEFAULT_PORTS.join(",")}); added to an existing mapping's ports` },
+    { flags: "--ip <address>", description: "use this local IP (inside the gateway's subnet) instead of the next free one" },
+  ],
+  examples: ["pilot gateway map data-analyst                  # prints 10.4.0.2", "curl http://$(pilot gateway map data-analyst)/.well-known/agent-card.json"],
+  returns: { local_ip: "the local IP", pilot_addr: "the agent's Pilot address", hostname: "its hostname, if it has one", ports: "forwarded ports", created: "false if it was mapped already" },
+  errors: ["not_running", "not_found", "unauthorized", "port_in_use", "already_exists", "invalid_argument", "limit_exceeded", "registry_unavailable"],
+  async run({ out }, [text], o) {
+    const target = targetArg(text);
+    const ports = portsOption(o) ?? DEFAULT_PORTS;
+    const ip = o.ip === undefined ? undefined : String(o.ip);
+    const r = await guarded(() => controlRequest(gatewayDirs().socket, "map", { target, ports, ...(ip ? { ip } : {}) }));
+    const m = brief(r.mapping);
+    out.progress(`${r.created ? "mapped" : "already mapped"}: ${m.hostname ? `${m.hostname} (${m.pilot_addr})` : m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}`);
+    out.result({ ...m, created: r.created }, (d: any) => d.local_ip);
+  },
+};
+
+export const gatewayUnmap: CommandSpec = {
+  group: "gateway",
+  name: "unmap",
+  args: "<target>",
+  description: "Remove a mapping, named by its local IP, hostname or address: its listeners and open connections close and its loopback alias goes",
+  examples: ["pilot gateway unmap 10.4.0.2", "pilot gateway unmap data-analyst"],
+  returns: { local_ip: "the local IP it had", pilot_addr: "the agent's address", hostname: "its hostname", ports: "the ports it forwarded", alias_removed: "true if the gateway removed its loopback alias" },
+  errors: ["not_running", "not_found", "invalid_argument"],
+  async run({ out }, [text]) {
+    if (!text) throw new CliError("usage", "name the mapping to remove: its local IP, hostname or address", "see them with: pilot gateway list");
+    const r = await guarded(() => controlRequest(gatewayDirs().socket, "unmap", { target: text.trim() }));
+    out.result(
+      { local_ip: r.local_ip, pilot_addr: r.pilot_addr, hostname: r.hostname, ports: r.ports, alias_removed: r.alias_removed },
+      (d: any) => `unmapped ${d.local_ip} (${d.hostname ? `${d.hostname}, ` : ""}${d.pilot_addr})`,
+    );
+  },
+};
+
+export const gatewayList: CommandSpec = {
+  group: "gateway",
+  name: "list",
+  description: "List the running gateway's mappings: agent address, local IP, ports, and traffic",
+  examples: ["pilot gateway list", "pilot gateway list --json"],
+  returns: {
+    pid: "the gateway's process id",
+    subnet: "its subnet",
+    mappings: "one {local_ip, pilot_addr, hostname, ports, connections, total_connections, failed_connections, bytes_up, bytes_down, mapped_at} per agent",
+    total: "number of mappings",
+  },
+  errors: ["not_running"],
+  async run({ out }) {
+    const s = await guarded(() => controlRequest(gatewayDirs().socket, "status"));
+    const mappings = s.mappings as MappingInfo[];
+    out.result({ pid: s.pid, subnet: s.subnet, mappings, total: mappings.length }, (d: any) => {
+      if (d.total === 0) return `no mappings (gateway pid ${d.pid}, subnet ${d.subnet}); add one with: pilot gateway map <agent>`;
+      return table(
+        ["ADDRESS", "LOCAL IP", "PORTS", "HOSTNAME", "CONNS"],
+        d.mappings.map((m: MappingInfo) => [m.pilot_addr, m.local_ip, m.ports.join(","), m.hostname, m.connections]),
+      );
+    });
+  },
+};
+
+// ---- stop ---------------------------------------------------------------------------
+
+export const gatewayStop: CommandSpec = {
+  group: "gateway",
+  name: "stop",
+  description: "Stop the gateway: close its listeners and connections and remove every loopback alias it added (also cleans up after a gateway that crashed)",
+  examples: ["pilot gateway stop          # no sudo needed, even for a gateway started with sudo", "pilot gateway stop --json"],
+  returns: { pid: "the stopped gateway's pid (null if none was running and only leftovers were removed)", removed_aliases: "the loopback aliases removed", forced: "true if it had to be killed" },
+  errors: ["not_running", "unauthorized", "timeout"],
+  async run({ out }) {
+    const dirs = gatewayDirs();
+    const status = await guarded(() => probe(dirs.socket));
+    if (status) {
+      const r = await guarded(() => controlRequest(dirs.socket, "stop", {}, 60_000));
+      let forced = false;
+      if (!(await waitForExit(status.pid, 10_000))) {
+        try {
+          process.kill(status.pid, "SIGKILL");
+          forced = true;
+        } catch {
+          throw new CliError("timeout", `the gateway (pid ${status.pid}) did not exit after stopping`, `kill it as its owner: sudo kill ${status.pid}`);
+        }
+      }
+      if (r.failed_aliases?.length > 0) {
+        throw new CliError("internal", `the gateway stopped but could not remove ${r.failed_aliases.map((f: any) => f.ip).join(", ")}`, "the next gateway start retries; or remove them with: sudo ip addr del IP/32 dev lo");
+      }
+      out.result({ pid: status.pid, removed_aliases: r.removed_aliases, forced }, (d: any) => `gateway stopped (pid ${d.pid})${d.removed_aliases.length > 0 ? `; removed ${d.removed_aliases.join(", ")}` : ""}`);
+      return;
+    }
+    // None answers: a hung gateway, or leftovers of one that crashed.
+    const ledger = new AliasLedger(dirs.ledger, dirs.owner);
+    const previous = ledger.read();
+    if (!previous) throw cliError(notRunningError());
+    let forced = false;
+    let killed = false;
+    if (processAlive(previous.pid) && isGatewayProcess(previous.pid) && previous.pid !== process.pid) {
+      killed = true;
+      try {
+        process.kill(previous.pid, "SIGTERM");
+      } catch {
+        throw new CliError("unauthorized", `the gateway (pid ${previous.pid}) does not answer and cannot be signalled by this user`, "run: sudo pilot gateway stop");
+      }
+      if (!(await waitForExit(previous.pid, 5000))) {
+        process.kill(previous.pid, "SIGKILL");
+        forced = true;
+        await waitForExit(previous.pid, 2000);
+      }
+    }
+    const r = await cleanupLeftovers(ledger);
+    if (r.failed.length > 0) {
+      throw new CliError(isRoot() ? "internal" : "unauthorized", `could not remove the loopback aliases a crashed gateway left: ${r.failed.map((f) => `${f.ip} (${f.error})`).join(", ")}`, isRoot() ? undefined : "run: sudo pilot gateway stop");
+    }
+    if (r.removed.length === 0 && !killed) {
+      ledger.remove();
+      throw cliError(notRunningError());
+    }
+    out.result(
+      { pid: killed ? previous.pid : null, removed_aliases: r.removed, forced },
+      (d: any) => `${killed ? `gateway stopped (pid ${d.pid}; it did not answer and was signalled)` : "no gateway was running; cleaned up after the last one"}${d.removed_aliases.length > 0 ? `; removed ${d.removed_aliases.join(", ")}` : ""}`,
+    );
+  },
+};
+
+export const gatewayCommands: CommandSpec[] = [gatewayStart, gatewayMap, gatewayUnmap, gatewayList, gatewayStop];

@@ -1,0 +1,161 @@
+/**
+ * Running a gateway process (what `pilot gateway start --foreground` does,
+ * and what the detached background gateway runs):
+ *
+ * 1. refuse if another gateway of this PILOT_HOME answers on the control socket;
+ * 2. remove loopback aliases a crashed gateway left in the ledger;
+ * 3. serve the control socket, map the initial targets;
+ * 4. run until SIGTERM, SIGINT, SIGHUP or a `stop` request, then close every
+ *    listener and connection and remove every alias it added.
+ *
+ * Files, in `$PILOT_HOME/gateway/` (0700): `gateway.sock` (control, 0600),
+ * `state.json` (pid, subnet and the aliases it added: the ledger),
+ * `gateway.log` (the background gateway's output). Run as root for a user's
+ * PILOT_HOME (sudo), they belong to the owner of PILOT_HOME.
+ */
+import { mkdirSync, statSync, unlinkSync } from "node:fs";
+import type { Server } from "node:net";
+import { connect } from "../driver/index.ts";
+import { pilotPaths } from "../util/paths.ts";
+import type { Logger } from "../util/log.ts";
+import { AliasLedger, chownQuietly, cleanupLeftovers, isRoot, needsAlias, notRootError, processAlive } from "./aliases.ts";
+import { controlSocketPath, LEDGER_FILE, probe, serveControl } from "./control.ts";
+import { GatewayError } from "./errors.ts";
+import { Gateway, type MappingInfo } from "./gateway.ts";
+import { formatIPv4, type Subnet } from "./subnet.ts";
+
+export interface GatewayDirs {
+  dir: string;
+  socket: string;
+  ledger: string;
+  /** Who should own the files (the owner of PILOT_HOME when we run as root for someone else). */
+  owner?: { uid: number; gid: number };
+}
+
+export function gatewayDirs(env: NodeJS.ProcessEnv = process.env): GatewayDirs {
+  const paths = pilotPaths(env);
+  const dir = paths.gatewayDir;
+  let owner: { uid: number; gid: number } | undefined;
+  if (isRoot()) {
+    try {
+      const st = statSync(paths.home);
+      if (st.uid !== 0) owner = { uid: st.uid, gid: st.gid };
+    } catch {
+      // no PILOT_HOME yet: root's own files
+    }
+  }
+  return { dir, socket: controlSocketPath(dir), ledger: `${dir}/${LEDGER_FILE}`, ...(owner ? { owner } : {}) };
+}
+
+/** True if the first address of `subnet` needs a loopback alias here (so the gateway needs root). */
+export function subnetNeedsRoot(subnet: Subnet): boolean {
+  return needsAlias(formatIPv4(subnet.network + 1)) && !isRoot();
+}
+
+export interface RunningGateway {
+  readonly gateway: Gateway;
+  readonly pid: number;
+  /** Resolves once the gateway has stopped and cleaned up. */
+  readonly stopped: Promise<void>;
+  /** The mappings made at start. */
+  readonly initial: MappingInfo[];
+  stop(reason: string): Promise<{ removed_aliases: string[] }>;
+}
+
+export interface RunOptions {
+  subnet: Subnet;
+  targets: string[];
+  ports: number[];
+  log: Logger;
+}
+
+export async function runGateway(options: RunOptions): Promise<RunningGateway> {
+  const { subnet, log } = options;
+  if (subnetNeedsRoot(subnet)) throw notRootError(formatIPv4(subnet.network + 1));
+  const dirs = gatewayDirs();
+  mkdirSync(dirs.dir, { recursive: true, mode: 0o700 });
+  if (dirs.owner) chownQuietly(dirs.dir, dirs.owner);
+
+  const running = await probe(dirs.socket);
+  if (running) throw new GatewayError("already_exists", `a gateway is already running (pid ${running.pid}, subnet ${running.subnet})`, "add mappings to it with: pilot gateway start|map <agent>, or stop it with: pilot gateway stop");
+
+  const ledger = new AliasLedger(dirs.ledger, dirs.owner);
+  const leftovers = await cleanupLeftovers(ledger);
+  if (leftovers.ownerAlive) {
+    const pid = ledger.read()?.pid;
+    throw new GatewayError("already_exists", `a gateway (pid ${pid}) is running for this PILOT_HOME but does not answer on ${dirs.socket}`, `stop it: kill ${pid}; the next start removes what it left behind`);
+  }
+  if (leftovers.removed.length > 0) log.info("removed loopback aliases a previous gateway left behind", { aliases: leftovers.removed });
+  if (leftovers.failed.length > 0) {
+    throw new GatewayError("unauthorized", `loopback aliases left by a previous gateway could not be removed: ${leftovers.failed.map((f) => `${f.ip} (${f.error})`).join(", ")}`, "remove them as root: sudo pilot gateway stop");
+  }
+
+  const gateway = new Gateway({ subnet, connect: () => connect(), ledger, log });
+  let control: Server | null = null;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping: Promise<{ removed_aliases: string[] }> | null = null;
+
+  const stop = (reason: string) => {
+    stopping ??= (async () => {
+      log.info("stopping", { reason });
+      control?.close();
+      try {
+        unlinkSync(dirs.socket);
+      } catch {
+        // already gone
+      }
+      const r = await gateway.stop();
+      if (r.failed_aliases.length > 0) log.error("some aliases could not be removed; the next start retries", { aliases: r.failed_aliases });
+      log.info("stopped", { removed_aliases: r.removed_aliases });
+      resolveStopped();
+      return r;
+    })();
+    return stopping;
+  };
+
+  control = await serveControl(dirs.socket, async (op, params) => {
+    switch (op) {
+      case "status":
+        return { pid: process.pid, subnet: subnet.text, mappings: gateway.list() };
+      case "map": {
+        const target = typeof params.target === "string" ? params.target : "";
+        if (!target) throw new GatewayError("invalid_argument", "map needs a target");
+        const ports = Array.isArray(params.ports) ? params.ports.map(Number).filter((p) => Number.isInteger(p) && p >= 1 && p <= 65535) : [];
+        const ip = typeof params.ip === "string" && params.ip !== "" ? params.ip : undefined;
+        return { pid: process.pid, subnet: subnet.text, ...(await gateway.map(target, ports, ip)) };
+      }
+      case "unmap": {
+        const target = typeof params.target === "string" ? params.target : "";
+        if (!target) throw new GatewayError("invalid_argument", "unmap needs a local IP, hostname or address");
+        return gateway.unmap(target);
+      }
+      case "stop": {
+        const r = await stop("stop requested");
+        return { pid: process.pid, ...r };
+      }
+      default:
+        throw new GatewayError("invalid_argument", `unknown operation "${op}"`);
+    }
+  });
+  if (dirs.owner) chownQuietly(dirs.socket, dirs.owner);
+  // The control socket is ours, so the ledger is too.
+  ledger.open(process.pid, subnet.text);
+
+  const onSignal = (signal: NodeJS.Signals) => void stop(signal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGHUP", onSignal);
+
+  const initial: MappingInfo[] = [];
+  try {
+    for (const target of options.targets) initial.push((await gateway.map(target, options.ports)).mapping);
+  } catch (e) {
+    await stop("an initial mapping failed");
+    throw e;
+  }
+  log.info("gateway running", { pid: process.pid, subnet: subnet.text, socket: dirs.socket, mappings: initial.length });
+  return { gateway, pid: process.pid, stopped, initial, stop };
+}
+
+export { processAlive };
