@@ -117,7 +117,9 @@ export type SecureChannelErrorCode =
   | "truncated"
   /** The peer refused the handshake (an alert). */
   | "peer_alert"
-  | "limit_reached";
+  | "limit_reached"
+  /** This side gave up (`abort`): a handshake timeout, a signature it could not get, a close. */
+  | "aborted";
 
 export class SecureChannelError extends Error {
   constructor(
@@ -522,7 +524,7 @@ export class SecureChannel {
   }
 
   /** Gives up on the channel from the outside (e.g. signing failed, a timeout); queues an alert while still handshaking. */
-  abort(code: SecureChannelErrorCode, message: string): void {
+  abort(message: string, code: SecureChannelErrorCode = "aborted"): void {
     if (this.stateValue === "failed") return;
     this.fail(new SecureChannelError(code, message), this.stateValue === "established" ? null : "internal");
   }

@@ -1,12 +1,12 @@
 /** The Driver: one app's connection to its local Pilot daemon, and everything built on it. */
 import { EventEmitter } from "node:events";
-import type http from "node:http";
 import { IpcClient, type IpcStream } from "../ipc/client.ts";
 import { resolveSocketPath } from "../ipc/paths.ts";
 import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
 import { DatagramSocket, type DatagramSocketOptions } from "./datagram.ts";
 import { NodeError } from "./errors.ts";
-import { PilotAgent, pilotFetch, serveHttp, type HttpHandlerOrServer, type PilotHttpServer } from "./http.ts";
+import { PilotAgent, pilotFetch, serveHttp, type HttpHandlerOrServer, type PilotAgentOptions, type PilotHttpServer, type ServeHttpOptions } from "./http.ts";
+import { daemonIdentity, SECURE_PORT, SecureServer, SecureSocket, whenSecure, type SecureSocketOptions } from "./secure.ts";
 import { PilotServer } from "./server.ts";
 import { PilotSocket, type PilotSocketOptions } from "./socket.ts";
 import { parseTarget } from "./target.ts";
@@ -55,6 +55,7 @@ export class Driver extends EventEmitter {
   private readonly servers = new Set<PilotServer>();
   private readonly datagramSockets = new Set<DatagramSocket>();
   private agent: PilotAgent | null = null;
+  private secureAgent: PilotAgent | null = null;
 
   /** @internal Use `connect()`. */
   constructor(
@@ -71,6 +72,7 @@ export class Driver extends EventEmitter {
       this.servers.clear();
       this.datagramSockets.clear();
       this.agent?.destroy();
+      this.secureAgent?.destroy();
       this.emit("close", error);
     };
   }
@@ -158,6 +160,44 @@ export class Driver extends EventEmitter {
     return server;
   }
 
+  /**
+   * Opens a secure channel (port 443 style) to a peer: a Pilot stream, then a
+   * handshake in which both nodes prove their identities (the daemon signs;
+   * each side checks the other against the key its daemon pins for the
+   * stream's address) and agree on keys of this connection's own, then
+   * AES-256-GCM records inside the stream. Resolves once that is done.
+   * Errors (NodeError): those of `dial`, plus `unauthorized` (the peer is not
+   * who its address says, or it refused this node's identity), `timeout`
+   * (no handshake in `handshakeTimeoutMs`), `connection_reset` (the port is
+   * not a secure listener).
+   */
+  async dialSecure(hostOrAddr: string, port: number = SECURE_PORT, options: DialOptions & SecureSocketOptions = {}): Promise<SecureSocket> {
+    const inner = await this.dial(hostOrAddr, port, { ...innerOptions(options), timeoutMs: options.timeoutMs });
+    return whenSecure(new SecureSocket(inner, "client", options.identity ?? daemonIdentity(this), options));
+  }
+
+  /**
+   * Like `connect`, over the secure channel: returns the socket at once; it
+   * emits 'connect' (and 'secureConnect') when the handshake is done, or
+   * 'error'. Writes made before then are sent once it is.
+   */
+  connectSecure(port: number, hostOrAddr: string, options: DialOptions & SecureSocketOptions = {}, connectListener?: () => void): SecureSocket {
+    const inner = this.connect(port, hostOrAddr, { ...innerOptions(options), timeoutMs: options.timeoutMs });
+    const socket = new SecureSocket(inner, "client", options.identity ?? daemonIdentity(this), options);
+    if (connectListener) socket.once("secureConnect", connectListener);
+    return socket;
+  }
+
+  /**
+   * Accepts secure channels on `port` (default 443): the server emits
+   * 'connection' with a SecureSocket once a client's handshake succeeded,
+   * and 'handshakeError' for one that failed.
+   */
+  async listenSecure(port: number = SECURE_PORT, options: SecureSocketOptions = {}): Promise<SecureServer> {
+    const inner = await this.listen(port, innerOptions(options));
+    return new SecureServer(inner, options.identity ?? daemonIdentity(this), options);
+  }
+
   /** Sends one datagram (best effort, like UDP). Errors are this call's own. */
   async sendTo(hostOrAddr: string, port: number, data: Uint8Array | string, options: SendOptions = {}): Promise<void> {
     checkPort(port);
@@ -204,18 +244,27 @@ export class Driver extends EventEmitter {
     return info;
   }
 
-  /** A new keep-alive `http.Agent` that dials through Pilot (see PilotAgent). */
-  httpAgent(options?: http.AgentOptions): PilotAgent {
+  /** A new keep-alive `http.Agent` that dials through Pilot (see PilotAgent); `{ secure: true }` for the secure channel. */
+  httpAgent(options?: PilotAgentOptions): PilotAgent {
     return new PilotAgent(this, options);
   }
 
-  /** Serves a `node:http` handler, express app or `http.Server` on a Pilot port. */
-  serveHttp(port: number, handlerOrServer: HttpHandlerOrServer): Promise<PilotHttpServer> {
-    return serveHttp(this, port, handlerOrServer);
+  /** Serves a `node:http` handler, express app or `http.Server` on a Pilot port; `{ secure: true }` serves it over the secure channel. */
+  serveHttp(port: number, handlerOrServer: HttpHandlerOrServer, options?: ServeHttpOptions): Promise<PilotHttpServer> {
+    return serveHttp(this, port, handlerOrServer, options);
   }
 
-  /** `fetch` through Pilot, e.g. `driver.fetch("http://agent-a/api/status")`; uses one shared keep-alive agent. */
+  /**
+   * `fetch` through Pilot, e.g. `driver.fetch("http://agent-a/api/status")`.
+   * `https://agent-a/…` goes over the secure channel (default port 443; not
+   * TLS). One shared keep-alive agent per kind.
+   */
   fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    const url = input instanceof Request ? input.url : String(input);
+    if (/^https:/i.test(url)) {
+      this.secureAgent ??= new PilotAgent(this, { secure: true });
+      return pilotFetch(this.secureAgent, input, init);
+    }
     this.agent ??= new PilotAgent(this);
     return pilotFetch(this.agent, input, init);
   }
@@ -223,6 +272,7 @@ export class Driver extends EventEmitter {
   /** Disconnects from the daemon: its streams close and its ports are unbound. */
   async close(): Promise<void> {
     this.agent?.destroy();
+    this.secureAgent?.destroy();
     this.client.close();
   }
 
@@ -239,6 +289,11 @@ export class Driver extends EventEmitter {
     if (!parsed?.ok) throw new NodeError("internal", `the daemon's answer to resolve "${target.hostname}" has no address`);
     return parsed.value;
   }
+}
+
+/** The options of the Pilot stream under a secure socket: it always allows half-open (the secure layer has its own end). */
+function innerOptions(options: PilotSocketOptions): PilotSocketOptions {
+  return { highWaterMark: options.highWaterMark, allowHalfOpen: true };
 }
 
 function checkPort(port: number): void {

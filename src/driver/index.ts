@@ -21,6 +21,30 @@
  * socket.end("hello");
  * ```
  *
+ * ## The secure channel (port 443)
+ *
+ * A second encryption layer inside one stream, with keys of its own for every
+ * connection: an ephemeral X25519 exchange signed by both nodes' identities
+ * (the daemons sign; each side checks the other against the key its daemon
+ * pins for the stream's address), then AES-256-GCM records. A compromised
+ * tunnel key does not expose it. Wire format: docs/PROTOCOL.md §5.
+ *
+ * ```ts
+ * const server = await pilot.listenSecure();           // port 443
+ * server.on("connection", (socket) => socket.pipe(socket));
+ * const socket = await pilot.dialSecure("agent-b");    // a SecureSocket (Duplex), established
+ * console.log(socket.channelId);                       // the same on both ends, new for each connection
+ *
+ * await pilot.serveHttp(443, handler, { secure: true });   // node:http over it
+ * await pilot.fetch("https://agent-b/api/secrets");         // https: = the secure channel, default port 443
+ * const agent = pilot.httpAgent({ secure: true });          // for http.request / SDKs
+ * ```
+ *
+ * `connectSecure(port, host)` is the `net.createConnection`-style form.
+ * A refused identity fails with `unauthorized` (NodeError from dialSecure;
+ * SecureSocketError with `secureCode` on sockets and a server's
+ * 'handshakeError'). There is no TLS and no certificate in any of this.
+ *
  * Naming peers: a full address `N:NNNN.HHHH.LLLL`, a bare node id (`42`,
  * network 0), or a hostname the registry knows. In URLs, where ":" means a
  * port, write an address as `NNNN.HHHH.LLLL`.
@@ -39,6 +63,7 @@ export { connect, Driver, type ConnectOptions, type DialOptions, type SendOption
 export { PilotSocket, type PilotSocketOptions, type PilotAddressInfo } from "./socket.ts";
 export { PilotServer } from "./server.ts";
 export { DatagramSocket, type Datagram, type DatagramSocketOptions } from "./datagram.ts";
-export { PilotAgent, serveHttp, pilotFetch, type PilotHttpServer, type HttpHandler, type HttpHandlerOrServer, type HttpDriver } from "./http.ts";
+export { PilotAgent, serveHttp, pilotFetch, type PilotAgentOptions, type PilotHttpServer, type ServeHttpOptions, type HttpHandler, type HttpHandlerOrServer, type HttpDriver } from "./http.ts";
+export { SecureSocket, SecureServer, SecureSocketError, SECURE_PORT, type SecureSocketOptions, type SecureIdentity } from "./secure.ts";
 export { NodeError, PilotSocketError, type NodeErrorCode } from "./errors.ts";
 export { parseTarget, type Target } from "./target.ts";

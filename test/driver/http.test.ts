@@ -233,11 +233,14 @@ describe("driver.fetch", () => {
     expect(connections()).toBe(before);
   });
 
-  test("errors: unknown host rejects; https is refused with a reason", async () => {
+  test("errors: unknown host rejects; other schemes are refused with a reason; https: needs a secure listener", async () => {
     const error = (await alpha.fetch("http://nobody/").catch((e: unknown) => e)) as PilotSocketError;
     expect(error.code).toBe("ENOTFOUND");
+    const ftp = (await alpha.fetch("ftp://beta/").catch((e: unknown) => e)) as Error & { code: string };
+    expect(ftp.code).toBe("invalid_argument");
+    // https: is Pilot's secure channel on port 443 (test/secure covers it); nothing listens there here.
     const https = (await alpha.fetch("https://beta/").catch((e: unknown) => e)) as Error & { code: string };
-    expect(https.code).toBe("invalid_argument");
+    expect(https.code).toBe("ECONNREFUSED");
   });
 
   test("an aborted fetch rejects", async () => {
