@@ -56,8 +56,9 @@ function readAll(socket: PilotSocket | net.Socket): Promise<Buffer> {
 let echo: { port: number; accepted: () => number };
 
 beforeAll(async () => {
-  c = await startCluster({ daemons: [{ name: "a", hostname: "expose-a" }, { name: "b" }, { name: "c" }] });
+  c = await startCluster({ daemons: [{ name: "a", hostname: "expose-a" }, { name: "b" }, { name: "c" }, { name: "d" }] });
   await c.trust("a", "b");
+  await c.trust("a", "d");
   // Echo: every byte back; our FIN after theirs.
   echo = await tcpService((s) => {
     s.on("error", () => {});
@@ -153,6 +154,38 @@ describe("pilot expose", () => {
     expect(echo.accepted()).toBe(before);
   });
 
+  test("untrust cuts a bridged connection at once and keeps the node out afterwards", async () => {
+    let serviceClosed!: () => void;
+    const closed = new Promise<void>((r) => (serviceClosed = r));
+    const svc = await tcpService((s) => {
+      s.on("error", () => {});
+      s.on("close", () => serviceClosed());
+      s.pipe(s);
+    });
+    expect((await c.pilot("a", ["expose", "8084", "--to", `127.0.0.1:${svc.port}`])).code).toBe(0);
+    const d = await driverOf("d");
+    const socket = await d.dial(c.daemon("a").address, 8084);
+    socket.write("still trusted");
+    await new Promise((r) => socket.once("data", r));
+    const cut = new Promise<any>((resolve) => {
+      socket.once("error", resolve);
+      socket.once("close", () => resolve(null));
+    });
+    expect((await c.pilot("a", ["untrust", String(c.daemon("d").nodeId)])).code).toBe(0);
+    expect((await cut)?.pilotCode).toMatch(/not_trusted|connection_reset/);
+    await closed; // the bridge let go of the TCP side too
+    const again = await d.dial(c.daemon("a").address, 8084, { timeoutMs: 3000 }).then(
+      (s) => {
+        s.destroy();
+        return null;
+      },
+      (e) => e,
+    );
+    expect(again).not.toBeNull();
+    expect(svc.accepted()).toBe(1);
+    expect((await c.pilot("a", ["expose", "remove", "8084"])).code).toBe(0);
+  });
+
   test("only loopback targets by default; --allow-remote-target lets one through; the file never holds a refused one", async () => {
     for (const to of ["10.1.2.3:80", "example.com:80", "[fe80::1]:80", "0.0.0.0:80"]) {
       const r = await c.pilot("a", ["expose", "9000", "--to", to]);
@@ -161,6 +194,8 @@ describe("pilot expose", () => {
       expect(r.json.message).toContain("only loopback targets");
       expect(r.json.hint).toContain("--allow-remote-target");
     }
+    const file = join(c.daemon("a").home, "expose.json");
+    expect(existsSync(file) ? readFileSync(file, "utf8") : "").not.toContain('"port": 9000');
     for (const to of ["127.0.0.2:80", "[::1]:80", "LOCALHOST:80"]) {
       const r = await c.pilot("a", ["expose", "9000", "--to", to]);
       expect(r.code).toBe(0);
