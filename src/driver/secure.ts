@@ -156,6 +156,8 @@ export class SecureSocket extends Duplex {
   private sentEnd = false;
   private started = false;
   private timedOut = false;
+  /** The client's last handshake message waits for the app's first write (one segment, no Nagle wait). */
+  private holdOutput = false;
 
   /** @internal Made by `Driver.dialSecure`/`connectSecure` and by SecureServer. */
   constructor(
@@ -292,10 +294,7 @@ export class SecureSocket extends Duplex {
     const channel = this.channel;
     if (!channel) return;
     // A failed channel's last words (an alert) leave with the stream's close, in _destroy.
-    if (channel.state !== "failed") {
-      const out = channel.takeOutput();
-      if (out.length > 0 && !this.inner.destroyed && this.inner.writable) this.inner.write(out);
-    }
+    if (channel.state !== "failed" && !this.holdOutput) this.flushOutput();
     let event;
     while ((event = channel.pollEvent()) !== undefined) {
       switch (event.type) {
@@ -304,6 +303,15 @@ export class SecureSocket extends Duplex {
             (signature) => {
               if (this.destroyed || channel.state !== "signing") return;
               channel.provideSignature(signature);
+              if (this.role === "client") {
+                // Established now: an app awaiting dialSecure writes in this turn, and its first
+                // record then leaves with ClientAuth instead of waiting for ClientAuth's ACK (Nagle).
+                this.holdOutput = true;
+                setImmediate(() => {
+                  this.holdOutput = false;
+                  if (!this.destroyed && channel.state !== "failed") this.flushOutput();
+                });
+              }
               this.pump();
             },
             (error) => {
@@ -331,6 +339,11 @@ export class SecureSocket extends Duplex {
           return;
       }
     }
+  }
+
+  private flushOutput(): void {
+    const out = this.channel?.takeOutput();
+    if (out && out.length > 0 && !this.inner.destroyed && this.inner.writable) this.inner.write(out);
   }
 
   private established(channelId: Uint8Array): void {
