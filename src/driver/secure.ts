@@ -512,6 +512,7 @@ export class SecureServer extends EventEmitter {
         this.emit("handshakeError", error, { remoteAddress: raw.remoteAddress, remotePort: raw.remotePort });
       };
       socket.once("error", onError);
+      socket.once("close", () => this.handshaking.delete(socket));
       socket.once("secureConnect", () => {
         socket.off("error", onError);
         this.handshaking.delete(socket);
@@ -557,15 +558,25 @@ export class SecureServer extends EventEmitter {
 /** Waits for a connecting SecureSocket's handshake; rejects with a NodeError. */
 export function whenSecure(socket: SecureSocket): Promise<SecureSocket> {
   return new Promise((resolve, reject) => {
-    const onError = (error: Error) => {
+    const done = () => {
+      socket.off("error", onError);
+      socket.off("close", onClose);
       socket.off("secureConnect", onConnect);
+    };
+    const onError = (error: Error) => {
+      done();
       reject(toNodeError(error));
     };
+    const onClose = () => {
+      done();
+      reject(new NodeError("closed", "the connection closed during the secure handshake"));
+    };
     const onConnect = () => {
-      socket.off("error", onError);
+      done();
       resolve(socket);
     };
     socket.once("error", onError);
+    socket.once("close", onClose);
     socket.once("secureConnect", onConnect);
   });
 }
