@@ -6,7 +6,7 @@
  * gateway maps the agent to a local IP, that fetch is `pilot.fetch`, a
  * standard fetch whose connections go through the client's daemon
  * (the SDK's `fetchImpl` option). test/a2a/gateway.test.ts does the same
- * through the gateway with no custom fetch.
+ * through the gateway (`pilot gateway start`) with no custom fetch at all.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -278,7 +278,10 @@ describe("pilot a2a discover", () => {
         version: "1.0.0",
         url: "http://data-analyst/a2a",
         streaming: true,
+        local_ip: null, // no gateway runs here (test/a2a/gateway.test.ts has one)
+        local_url: null,
       });
+      expect(data.gateway).toBe(false);
       expect(a.skills.map((s: any) => [s.id, s.name])).toEqual([
         ["sentiment-analysis", "Sentiment Analysis"],
         ["data-summary", "Data Summarization"],
@@ -307,7 +310,7 @@ describe("pilot a2a discover", () => {
   test("a node the agent does not trust sees no agent; a visible node without a listener is connection_refused", async () => {
     const r = await c.pilot("stranger", ["a2a", "discover", "--tag", "nlp"]);
     expect(r.code).toBe(0);
-    expect(r.json.data).toEqual({ tag: "nlp", port: 80, agents: [], failed: [], total: 0 });
+    expect(r.json.data).toEqual({ tag: "nlp", port: 80, agents: [], failed: [], total: 0, gateway: false });
     const t = await c.pilot("stranger", ["a2a", "discover", "--tag", "nlp"], { json: false });
     expect(t.stdout).toBe("no visible node is tagged #nlp (private nodes show up only once they trust you)\n");
     // Nor can it reach the agent by address: no trust, no connection.
@@ -332,6 +335,9 @@ describe("pilot a2a discover", () => {
     expect(r.json.code).toBe("invalid_argument");
     r = await c.pilot("client", ["a2a", "discover", "--tag", "nlp", "--port", "0"]);
     expect(r.json.code).toBe("invalid_argument");
+    r = await c.pilot("client", ["a2a", "discover", "--tag", "nlp", "--map"]);
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ code: "not_running", message: "--map needs a running gateway, and none is running" });
     const home = mkdtempSync(join(tmpdir(), "pilot-nodaemon-"));
     try {
       r = await c.pilot("client", ["a2a", "discover", "--tag", "nlp"], { env: { PILOT_HOME: home } });

@@ -4,13 +4,19 @@
  * each one's Agent Card over Pilot (HTTP on its port 80, through the
  * daemon: no gateway needed), and lists the agents with their skills. A
  * node that cannot be reached or serves no card is listed with the reason.
+ * When a gateway runs (`pilot gateway start`), each agent's local IP is shown
+ * too, and `--map` maps the agents that have none: the tutorial's discovery
+ * script in one command.
  */
 import type { CommandSpec, GroupSpec } from "../command.ts";
 import type { Driver } from "../../driver/index.ts";
-import { CliError, usageError } from "../errors.ts";
+import { CliError, usageError, type ErrorCodeName } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
 import { durationOption, portArg } from "../args.ts";
 import { asCliError } from "../sockets.ts";
+import { controlRequest } from "../../gateway/control.ts";
+import { GatewayError } from "../../gateway/errors.ts";
+import { gatewayDirs } from "../../gateway/run.ts";
 
 export const a2aGroup: GroupSpec = { name: "a2a", description: "find A2A agents on the overlay and read their Agent Cards" };
 
@@ -162,6 +168,37 @@ export async function fetchCard(d: Driver, host: string, port: number, timeoutMs
   return { ok: false, code: "not_a2a", reason: `no Agent Card on port ${port} (${tried.join("; ")})` };
 }
 
+interface GatewayMapping {
+  local_ip: string;
+  pilot_addr: string;
+  ports: number[];
+}
+
+function gatewayCliError(e: unknown): CliError {
+  if (e instanceof GatewayError) return new CliError(e.code as ErrorCodeName, e.message, e.hint);
+  return asCliError(e);
+}
+
+/**
+ * The running gateway's mappings, or null when no gateway runs for this
+ * PILOT_HOME. Other failures (a socket we may not use) are errors only when
+ * the gateway is needed (`strict`).
+ */
+async function gatewayMappings(socket: string, strict: boolean): Promise<GatewayMapping[] | null> {
+  try {
+    const status = await controlRequest(socket, "status", {}, 3000);
+    return Array.isArray(status?.mappings) ? status.mappings : [];
+  } catch (e) {
+    if (!strict || (e instanceof GatewayError && e.code === "not_running")) return null;
+    throw gatewayCliError(e);
+  }
+}
+
+/** `http://IP` (with `:port` unless 80): where any HTTP client reaches the agent through the gateway. */
+function localUrl(ip: string, port: number): string {
+  return `http://${ip}${port === 80 ? "" : `:${port}`}`;
+}
+
 function tagOption(value: unknown): string {
   if (value === undefined || value === true || value === "") throw usageError("--tag is required", "for example: pilot a2a discover --tag nlp");
   const tag = String(value).replace(/^#/, "").toLowerCase();
@@ -192,6 +229,7 @@ function renderText(d: any): string {
     const lines = [
       `card:    ${a.name}${a.version ? ` ${a.version}` : ""}${a.description ? `: ${a.description}` : ""}`,
       `url:     ${describeInterfaces(a)}`,
+      ...(a.local_url ? [`gateway: ${a.local_url}  (any HTTP or A2A client, e.g. ${a.local_url}/.well-known/agent-card.json)`] : a.map_error ? [`gateway: not mapped: ${a.map_error}`] : []),
       `skills:${a.skills.length ? "" : "  none listed"}`,
       ...a.skills.map((s: CardSkill) => `  - ${s.name}${s.id && s.id !== s.name ? ` (${s.id})` : ""}${s.description ? `: ${s.description}` : ""}`),
     ];
@@ -213,24 +251,33 @@ export const a2aDiscoverCommand: CommandSpec = {
     { flags: "--tag <tag>", description: "the tag to look for, e.g. nlp (required)" },
     { flags: "--port <port>", description: "the Pilot port the agents serve HTTP on (default 80)" },
     { flags: "--timeout <duration>", description: "how long to wait for each node's card (default 5s)" },
+    { flags: "--map", description: "map every agent found through the running gateway (pilot gateway start) and show its local IP; without it, existing mappings are shown" },
   ],
   examples: [
     "pilot a2a discover --tag nlp",
+    "pilot a2a discover --tag nlp --map    # with a gateway running: each agent at http://<local ip>/ for curl and A2A SDKs",
     "pilot --json a2a discover --tag nlp    # then: the SDK client (or curl through a gateway) on .data.agents[].url",
   ],
   returns: {
     tag: "the tag searched for",
     port: "the Pilot port the cards were fetched from",
     agents:
-      "nodes with the tag that serve an Agent Card: [{node_id, address, hostname, tags, public, online, card_url, name, description, version, url (the endpoint the card names), interfaces [{url, binding, version}], streaming, skills [{id, name, description, tags}]}]",
+      "nodes with the tag that serve an Agent Card: [{node_id, address, hostname, tags, public, online, card_url, name, description, version, url (the endpoint the card names), interfaces [{url, binding, version}], streaming, skills [{id, name, description, tags}], local_ip and local_url (its mapping in the running gateway, or null), map_error (with --map, if mapping failed)}]",
     failed: "nodes with the tag whose card could not be read: [{node_id, address, hostname, tags, public, online, code (not_trusted, connection_refused, unreachable, timeout, not_a2a, ...), reason}]",
     total: "number of visible nodes with the tag (this node excluded)",
+    gateway: "true if a gateway runs for this PILOT_HOME",
   },
-  errors: ["usage", "invalid_argument", "not_running", "registry_unavailable"],
+  errors: ["usage", "invalid_argument", "not_running", "registry_unavailable", "unauthorized"],
   async run({ out }, _args, o) {
     const tag = tagOption(o.tag);
     const port = o.port === undefined ? 80 : portArg(o.port, "--port");
     const timeoutMs = durationOption(o.timeout, "--timeout", { maxMs: 600_000 }) ?? 5000;
+    const mapAll = o.map === true;
+    const socket = gatewayDirs().socket;
+    let mappings = await gatewayMappings(socket, mapAll);
+    if (mapAll && mappings === null) {
+      throw new CliError("not_running", "--map needs a running gateway, and none is running", "start one with: pilot gateway start --subnet 127.77.0.0/16 (no root), or: sudo pilot gateway start");
+    }
     const data = await withDaemon(async (d) => {
       const r = (await d.call("peers", { search: tag })) as { peers: Record<string, any>[] };
       // The search also matches hostnames containing the word: keep the nodes that carry the tag.
@@ -241,12 +288,26 @@ export const a2aDiscoverCommand: CommandSpec = {
       const results = await Promise.all(hits.map((h) => fetchCard(d, urlHostFor(h), port, timeoutMs)));
       const agents: Record<string, unknown>[] = [];
       const failed: Record<string, unknown>[] = [];
-      hits.forEach((h, i) => {
+      for (const [i, h] of hits.entries()) {
         const res = results[i]!;
-        if (res.ok) agents.push({ ...h, card_url: res.card_url, ...res.card });
-        else failed.push({ ...h, code: res.code, reason: res.reason });
-      });
-      return { tag, port, agents, failed, total: hits.length };
+        if (!res.ok) {
+          failed.push({ ...h, code: res.code, reason: res.reason });
+          continue;
+        }
+        const agent: Record<string, unknown> = { ...h, card_url: res.card_url, ...res.card, local_ip: null, local_url: null };
+        let mapped = mappings?.find((m) => m.pilot_addr === h.address && m.ports.includes(port));
+        if (!mapped && mapAll) {
+          try {
+            mapped = ((await controlRequest(socket, "map", { target: h.address, ports: [port] })) as { mapping: GatewayMapping }).mapping;
+            mappings = [...(mappings ?? []), mapped];
+          } catch (e) {
+            agent.map_error = gatewayCliError(e).message;
+          }
+        }
+        if (mapped) Object.assign(agent, { local_ip: mapped.local_ip, local_url: localUrl(mapped.local_ip, port) });
+        agents.push(agent);
+      }
+      return { tag, port, agents, failed, total: hits.length, gateway: mappings !== null };
     });
     out.result(data, renderText);
   },
