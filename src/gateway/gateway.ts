@@ -22,6 +22,8 @@ export interface MappingInfo {
   pilot_addr: string;
   hostname: string | null;
   ports: number[];
+  /** Each connection also runs the secure channel (src/driver/secure.ts) inside its Pilot stream. */
+  secure: boolean;
   /** Bridged connections open now. */
   connections: number;
   /** Connections accepted since the mapping was made. */
@@ -52,6 +54,7 @@ interface Mapping {
   address: string;
   hostname: string | null;
   ports: number[];
+  secure: boolean;
   aliasAdded: boolean;
   servers: Map<number, net.Server>;
   connections: Set<{ reset(): void }>;
@@ -78,9 +81,13 @@ export class Gateway {
     this.platform = options.platform ?? currentPlatform();
   }
 
-  /** Maps `target` (hostname, address or node id) on `ports`; `ip` picks the local address. Idempotent per agent. */
-  map(target: string, ports: readonly number[], ip?: string): Promise<{ mapping: MappingInfo; created: boolean; added_ports: number[] }> {
-    return this.serial(() => this.doMap(target, ports, ip));
+  /**
+   * Maps `target` (hostname, address or node id) on `ports`; `ip` picks the
+   * local address; `secure` wraps each connection in the secure channel.
+   * Idempotent per agent: mapping it again adds ports and keeps its IP.
+   */
+  map(target: string, ports: readonly number[], options: { ip?: string; secure?: boolean } = {}): Promise<{ mapping: MappingInfo; created: boolean; added_ports: number[] }> {
+    return this.serial(() => this.doMap(target, ports, options.ip, options.secure === true));
   }
 
   /** Removes the mapping named by its local IP, hostname, address or node id. */
@@ -155,8 +162,9 @@ export class Gateway {
     return this.connecting;
   }
 
-  private async dial(address: string, port: number): Promise<PilotStream> {
+  private async dial(address: string, port: number, secure: boolean): Promise<PilotStream> {
     const driver = await this.getDriver();
+    if (secure) return (await driver.dialSecure(address, port, { allowHalfOpen: true })) as PilotStream;
     return (await driver.dial(address, port, { allowHalfOpen: true })) as PilotStream;
   }
 
@@ -179,7 +187,7 @@ export class Gateway {
 
   // ---- mapping ---------------------------------------------------------------
 
-  private async doMap(target: string, ports: readonly number[], ip?: string) {
+  private async doMap(target: string, ports: readonly number[], ip: string | undefined, secure: boolean) {
     if (this.stopped) throw new GatewayError("not_running", "the gateway is stopping");
     const wanted = [...new Set(ports)].sort((a, b) => a - b);
     if (wanted.length === 0) throw new GatewayError("invalid_argument", "no ports to map");
@@ -188,6 +196,13 @@ export class Gateway {
     if (existing) {
       if (ip !== undefined && ip !== existing.ip) {
         throw new GatewayError("already_exists", `${label(existing)} is already mapped to ${existing.ip}`, `unmap it first: pilot gateway unmap ${existing.ip}`);
+      }
+      if (secure !== existing.secure) {
+        throw new GatewayError(
+          "already_exists",
+          `${label(existing)} is already mapped to ${existing.ip} ${existing.secure ? "with" : "without"} --secure`,
+          `unmap it first to change that: pilot gateway unmap ${existing.ip}`,
+        );
       }
       if (hostname && !existing.hostname) existing.hostname = hostname;
       const added: number[] = [];
@@ -211,6 +226,7 @@ export class Gateway {
         address,
         hostname,
         ports: wanted,
+        secure,
         aliasAdded: false,
         servers: new Map(),
         connections: new Set(),
@@ -234,7 +250,7 @@ export class Gateway {
       }
       this.mappings.set(address, m);
       this.byIp.set(m.ip, m);
-      this.options.log.info("mapped", { ip: m.ip, address, hostname, ports: m.ports, alias: m.aliasAdded });
+      this.options.log.info("mapped", { ip: m.ip, address, hostname, ports: m.ports, secure, alias: m.aliasAdded });
       return { mapping: info(m), created: true, added_ports: m.ports };
     }
     if (lastError) throw lastError;
@@ -327,7 +343,7 @@ export class Gateway {
     m.total++;
     const from = `${socket.remoteAddress}:${socket.remotePort}`;
     const handle = bridge(socket, {
-      dial: () => this.dial(m.address, port),
+      dial: () => this.dial(m.address, port, m.secure),
       label: label(m),
       name: m.hostname ?? m.address,
       port,
@@ -396,6 +412,7 @@ function info(m: Mapping): MappingInfo {
     pilot_addr: m.address,
     hostname: m.hostname,
     ports: [...m.ports],
+    secure: m.secure,
     connections: m.connections.size,
     total_connections: m.total,
     failed_connections: m.failed,

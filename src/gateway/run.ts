@@ -66,6 +66,8 @@ export interface RunOptions {
   subnet: Subnet;
   targets: string[];
   ports: number[];
+  /** Wrap the initial mappings' connections in the secure channel. */
+  secure?: boolean;
   log: Logger;
 }
 
@@ -123,7 +125,7 @@ export async function runGateway(options: RunOptions): Promise<RunningGateway> {
         if (!target) throw new GatewayError("invalid_argument", "map needs a target");
         const ports = Array.isArray(params.ports) ? params.ports.map(Number).filter((p) => Number.isInteger(p) && p >= 1 && p <= 65535) : [];
         const ip = typeof params.ip === "string" && params.ip !== "" ? params.ip : undefined;
-        return { pid: process.pid, subnet: subnet.text, ...(await gateway.map(target, ports, ip)) };
+        return { pid: process.pid, subnet: subnet.text, ...(await gateway.map(target, ports, { ip, secure: params.secure === true })) };
       }
       case "unmap": {
         const target = typeof params.target === "string" ? params.target : "";
@@ -149,7 +151,7 @@ export async function runGateway(options: RunOptions): Promise<RunningGateway> {
 
   const initial: MappingInfo[] = [];
   try {
-    for (const target of options.targets) initial.push((await gateway.map(target, options.ports)).mapping);
+    for (const target of options.targets) initial.push((await gateway.map(target, options.ports, { secure: options.secure })).mapping);
   } catch (e) {
     await stop("an initial mapping failed");
     throw e;

@@ -23,22 +23,25 @@ const SSE = 8001;
 const BULK = 8002;
 const WC = 8003;
 const net = privateSubnet(77);
+const SECURE = 8443;
 const BULK_BYTES = 48 << 20;
 
 if (!IS_ROOT) console.warn(`test/gateway: not root, so the HTTP service uses port ${PORT} and the REST mesh (examples on port 80) is skipped`);
 
 let c: Cluster;
 let analyst: Driver;
+let vault: Driver;
 const servers: { close(): Promise<void> | void }[] = [];
 const mesh = new Map<string, Spawned>();
 let bulkWritten = 0;
 const env = () => c.daemon("client").env;
 
 beforeAll(async () => {
-  const daemons = [{ name: "analyst", hostname: "data-analyst" }, { name: "client", hostname: "client-b" }];
+  const daemons = [{ name: "analyst", hostname: "data-analyst" }, { name: "client", hostname: "client-b" }, { name: "vault", hostname: "vault" }];
   if (IS_ROOT) daemons.push({ name: "users", hostname: "users" }, { name: "orders", hostname: "orders" }, { name: "inventory", hostname: "inventory" });
   c = await startCluster({ daemons });
   await c.trust("analyst", "client");
+  await c.trust("vault", "client");
   if (IS_ROOT) {
     await c.trust("users", "orders");
     for (const s of ["users", "orders", "inventory"]) await c.trust(s, "client");
@@ -82,6 +85,10 @@ beforeAll(async () => {
   });
   servers.push({ close: () => wc.close() });
 
+  // vault serves HTTP only over the secure channel.
+  vault = await connect({ home: c.daemon("vault").home });
+  servers.push(await vault.serveHttp(SECURE, statusService(vault.address), { secure: true }));
+
   for (const [s, p] of mesh) await p.waitFor(new RegExp(`${s} service listening on pilot port 80`));
 }, 60_000);
 
@@ -89,6 +96,7 @@ afterAll(async () => {
   await stopGateways();
   for (const s of servers) await s.close();
   await analyst?.close();
+  await vault?.close();
   await stopAll();
   await c?.stop();
 }, 60_000);
@@ -105,7 +113,7 @@ describe("gateway on a 127.x subnet", () => {
       pid,
       subnet: net.cidr,
       started: true,
-      mappings: [{ local_ip: net.ip(1), pilot_addr: c.daemon("analyst").address, hostname: "data-analyst", ports: [PORT, SSE, BULK, WC].sort((a, b) => a - b) }],
+      mappings: [{ local_ip: net.ip(1), pilot_addr: c.daemon("analyst").address, hostname: "data-analyst", ports: [PORT, SSE, BULK, WC].sort((a, b) => a - b), secure: false }],
     });
     expect(alive(pid)).toBe(true);
 
@@ -210,6 +218,30 @@ describe("gateway on a 127.x subnet", () => {
     }
   });
 
+  test("--secure: each connection also runs the secure channel to the agent", async () => {
+    const r = await gw(env(), ["map", "vault", "--secure", "--ports", String(SECURE)]);
+    expect(r.code).toBe(0);
+    expect(r.json.data).toMatchObject({ hostname: "vault", ports: [SECURE], secure: true, created: true });
+    const ip = r.json.data.local_ip;
+    const res = await curl(`http://${ip}:${SECURE}/api/status`);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).agent).toBe(c.daemon("vault").address);
+    const list = await gw(env(), ["list"], { json: false });
+    expect(list.stdout).toMatch(new RegExp(`${ip.replace(/\./g, "\\.")}\\s+${SECURE} \\(secure\\)\\s+vault`));
+
+    // The same agent without --secure is a different mapping: refused until unmapped.
+    const plain = await gw(env(), ["map", "vault", "--ports", String(SECURE)]);
+    expect(plain.json).toMatchObject({ code: "already_exists" });
+    expect(plain.json.message).toContain("with --secure");
+    expect((await gw(env(), ["unmap", "vault"])).code).toBe(0);
+
+    // Plain bytes to a secure-only port fail, and an HTTP client is told so.
+    const wrong = await gw(env(), ["map", "vault", "--ports", String(SECURE)]);
+    const bad = await curl(`http://${wrong.json.data.local_ip}:${SECURE}/api/status`);
+    expect(bad.status === 502 || bad.code !== 0).toBe(true);
+    expect((await gw(env(), ["unmap", "vault"])).code).toBe(0);
+  }, 30_000);
+
   test("half-close: the client's FIN reaches the agent, whose answer still comes back", async () => {
     const s = await tcp(net.ip(1), WC);
     const reply = readAll(s);
@@ -274,6 +306,23 @@ describe("gateway on a 127.x subnet", () => {
     expect(seconds).toBeGreaterThan(11);
   }, 40_000);
 
+  test("the local daemon restarts: 502 while it is down, then the gateway reconnects by itself", async () => {
+    await c.stopDaemon("client");
+    const down = await curl(`http://${net.ip(1)}:${PORT}/api/status`);
+    expect(down.status).toBe(502);
+    expect(down.headers).toContain("X-Pilot-Error: not_running");
+    expect(down.body).toContain("the local Pilot daemon is not running");
+    expect(down.body).toContain("hint: start it with: pilot daemon start");
+    expect((await gw(env(), ["list"])).json.data.pid).toBe(pid); // the gateway itself stays up
+
+    await c.startDaemon({ name: "client", hostname: "client-b" });
+    const back = await until("the gateway to reach the agent again", async () => {
+      const r = await curl(`http://${net.ip(1)}:${PORT}/api/status`);
+      return r.status === 200 ? r : null;
+    }, 20_000);
+    expect(JSON.parse(back.body).agent).toBe(c.daemon("analyst").address);
+  }, 40_000);
+
   test("untrust: the next request fails at once with a 502 that says why", async () => {
     const before = await curl(`http://${net.ip(1)}:${PORT}/api/status`);
     expect(before.status).toBe(200);
@@ -287,7 +336,11 @@ describe("gateway on a 127.x subnet", () => {
     expect(after.body).toContain(`data-analyst (${c.daemon("analyst").address})`);
     expect(after.body).toMatch(/trust/);
     expect(after.body).toContain('pilot handshake data-analyst "why"');
-    // Trust again: the same mapping works again.
+    // Trust again (once the client has seen the revocation): the same mapping works again.
+    await until("the client to see the revocation", async () => {
+      const t = await c.pilot("client", ["trust"]);
+      return t.json?.data?.trusted?.every((x: any) => x.node_id !== c.daemon("analyst").nodeId) === true;
+    });
     await c.trust("analyst", "client");
     const again = await until("the mapping to work again", async () => {
       const r = await curl(`http://${net.ip(1)}:${PORT}/api/status`);

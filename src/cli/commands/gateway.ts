@@ -73,12 +73,12 @@ function portsOption(o: Record<string, any>): number[] | undefined {
 }
 
 /** What `start` and `map` report per mapping. */
-function brief(m: MappingInfo): { local_ip: string; pilot_addr: string; hostname: string | null; ports: number[] } {
-  return { local_ip: m.local_ip, pilot_addr: m.pilot_addr, hostname: m.hostname, ports: m.ports };
+function brief(m: MappingInfo): { local_ip: string; pilot_addr: string; hostname: string | null; ports: number[]; secure: boolean } {
+  return { local_ip: m.local_ip, pilot_addr: m.pilot_addr, hostname: m.hostname, ports: m.ports, secure: m.secure };
 }
 
-function activeLine(m: { local_ip: string; pilot_addr: string; ports: number[] }): string {
-  return `Gateway active: ${m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}`;
+function activeLine(m: { local_ip: string; pilot_addr: string; ports: number[]; secure?: boolean }): string {
+  return `Gateway active: ${m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}${m.secure ? " (secure channel)" : ""}`;
 }
 
 /** Re-runs this executable (compiled) or this script (from source) with `args`. */
@@ -150,10 +150,10 @@ async function spawnGateway(subnet: Subnet, logLevel: string, out: Output): Prom
   throw new CliError("timeout", `the gateway (pid ${child.pid}) did not become ready within ${START_TIMEOUT_MS / 1000} s`, `see its log: ${logPath}`);
 }
 
-async function startForeground(out: Output, subnet: Subnet, targets: string[], ports: number[], logLevel: string): Promise<void> {
+async function startForeground(out: Output, subnet: Subnet, targets: string[], ports: number[], secure: boolean, logLevel: string): Promise<void> {
   const level = parseLogLevel(logLevel);
   const log = createLogger("gateway", { level });
-  const running = await guarded(() => runGateway({ subnet, targets, ports, log }));
+  const running = await guarded(() => runGateway({ subnet, targets, ports, secure, log }));
   process.on("uncaughtException", (e) => {
     log.error("unexpected failure; stopping", { error: e.message, stack: e.stack });
     void running.stop("uncaught exception").finally(() => process.exit(1));
@@ -178,6 +178,7 @@ export const gatewayStart: CommandSpec = {
   options: [
     { flags: "--subnet <cidr>", description: `local IPs come from this IPv4 subnet (default ${DEFAULT_SUBNET}, which needs root for its loopback aliases; a subnet inside 127.0.0.0/8, e.g. 127.77.0.0/16, needs no alias and no root on Linux)` },
     { flags: "--ports <list>", description: `comma-separated TCP ports to forward, each to the same Pilot port of the agent (default ${DEFAULT_PORTS.join(",")}; ports below 1024 need root)` },
+    { flags: "--secure", description: "also encrypt each connection end to end with the secure channel (the agent serves with listenSecure / serveHttp(port, h, { secure: true }), usually on port 443)" },
     { flags: "--foreground", description: "run the gateway in this process (for systemd, containers and tests); stop it with Ctrl-C, SIGTERM or: pilot gateway stop" },
     { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
   ],
@@ -190,7 +191,7 @@ export const gatewayStart: CommandSpec = {
     pid: "the gateway's process id",
     subnet: "the subnet its local IPs come from",
     started: "true if this command started the gateway, false if it added to a running one",
-    mappings: "one {local_ip, pilot_addr, hostname, ports} per target",
+    mappings: "one {local_ip, pilot_addr, hostname, ports, secure} per target",
   },
   errors: ["not_running", "not_found", "unauthorized", "port_in_use", "already_exists", "invalid_argument", "limit_exceeded", "timeout", "registry_unavailable"],
   async run({ out }, rawTargets, o) {
@@ -200,7 +201,8 @@ export const gatewayStart: CommandSpec = {
     const logLevel = String(o.logLevel ?? "info");
     if (!parseLogLevel(logLevel)) throw new CliError("invalid_argument", "--log-level must be debug, info, warn or error");
     const subnet = requestedSubnet ?? (parseSubnet(DEFAULT_SUBNET) as { ok: true; subnet: Subnet }).subnet;
-    if (o.foreground) return startForeground(out, subnet, targets, ports, logLevel);
+    const secure = o.secure === true;
+    if (o.foreground) return startForeground(out, subnet, targets, ports, secure, logLevel);
 
     const dirs = gatewayDirs();
     let status = await guarded(() => probe(dirs.socket));
@@ -218,7 +220,7 @@ export const gatewayStart: CommandSpec = {
     }
     const results: { mapping: MappingInfo; created: boolean }[] = [];
     try {
-      for (const target of targets) results.push(await guarded(() => controlRequest(dirs.socket, "map", { target, ports })));
+      for (const target of targets) results.push(await guarded(() => controlRequest(dirs.socket, "map", { target, ports, secure })));
     } catch (e) {
       // All or nothing: undo what this command did.
       for (const r of results) if (r.created) await controlRequest(dirs.socket, "unmap", { target: r.mapping.local_ip }).catch(() => {});
@@ -244,15 +246,16 @@ export const gatewayMap: CommandSpec = {
   options: [
     { flags: "--ports <list>", description: `comma-separated TCP ports to forward (default ${DEFAULT_PORTS.join(",")}); added to an existing mapping's ports` },
     { flags: "--ip <address>", description: "use this local IP (inside the gateway's subnet) instead of the next free one" },
+    { flags: "--secure", description: "also encrypt each connection with the secure channel (see gateway start --help)" },
   ],
   examples: ["pilot gateway map data-analyst                  # prints 10.4.0.2", "curl http://$(pilot gateway map data-analyst)/.well-known/agent-card.json"],
-  returns: { local_ip: "the local IP", pilot_addr: "the agent's Pilot address", hostname: "its hostname, if it has one", ports: "forwarded ports", created: "false if it was mapped already" },
+  returns: { local_ip: "the local IP", pilot_addr: "the agent's Pilot address", hostname: "its hostname, if it has one", ports: "forwarded ports", secure: "true with --secure", created: "false if it was mapped already" },
   errors: ["not_running", "not_found", "unauthorized", "port_in_use", "already_exists", "invalid_argument", "limit_exceeded", "registry_unavailable"],
   async run({ out }, [text], o) {
     const target = targetArg(text);
     const ports = portsOption(o) ?? DEFAULT_PORTS;
     const ip = o.ip === undefined ? undefined : String(o.ip);
-    const r = await guarded(() => controlRequest(gatewayDirs().socket, "map", { target, ports, ...(ip ? { ip } : {}) }));
+    const r = await guarded(() => controlRequest(gatewayDirs().socket, "map", { target, ports, secure: o.secure === true, ...(ip ? { ip } : {}) }));
     const m = brief(r.mapping);
     out.progress(`${r.created ? "mapped" : "already mapped"}: ${m.hostname ? `${m.hostname} (${m.pilot_addr})` : m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}`);
     out.result({ ...m, created: r.created }, (d: any) => d.local_ip);
@@ -285,7 +288,7 @@ export const gatewayList: CommandSpec = {
   returns: {
     pid: "the gateway's process id",
     subnet: "its subnet",
-    mappings: "one {local_ip, pilot_addr, hostname, ports, connections, total_connections, failed_connections, bytes_up, bytes_down, mapped_at} per agent",
+    mappings: "one {local_ip, pilot_addr, hostname, ports, secure, connections, total_connections, failed_connections, bytes_up, bytes_down, mapped_at} per agent",
     total: "number of mappings",
   },
   errors: ["not_running"],
@@ -296,7 +299,7 @@ export const gatewayList: CommandSpec = {
       if (d.total === 0) return `no mappings (gateway pid ${d.pid}, subnet ${d.subnet}); add one with: pilot gateway map <agent>`;
       return table(
         ["ADDRESS", "LOCAL IP", "PORTS", "HOSTNAME", "CONNS"],
-        d.mappings.map((m: MappingInfo) => [m.pilot_addr, m.local_ip, m.ports.join(","), m.hostname, m.connections]),
+        d.mappings.map((m: MappingInfo) => [m.pilot_addr, m.local_ip, m.ports.join(",") + (m.secure ? " (secure)" : ""), m.hostname, m.connections]),
       );
     });
   },
