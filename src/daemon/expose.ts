@@ -352,9 +352,10 @@ class Bridge {
       }
       this.abortStream();
     });
-    this.socket.on("close", () => {
-      // Closed without both directions finishing cleanly (an error, or a destroy): reset the stream.
-      if (!(this.tcpEnded && this.shutdownSent && this.streamEnded)) this.abortStream();
+    this.socket.on("close", (hadError: boolean) => {
+      // After the service's FIN a clean close is normal, even with its last bytes still on their
+      // way into the stream (they follow, then our FIN). Any other close resets the stream.
+      if (hadError || !this.tcpEnded) this.abortStream();
       this.settle();
     });
   }
