@@ -13,6 +13,7 @@
 import net from "node:net";
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
+import { MAX_SOCKET_PATH_BYTES } from "../ipc/paths.ts";
 import { GatewayError, asGatewayError } from "./errors.ts";
 
 export const CONTROL_SOCKET = "gateway.sock";
@@ -34,6 +35,9 @@ export function notRunningError(): GatewayError {
 
 /** Serves the control socket. Refuses to start if another gateway answers on it. */
 export async function serveControl(path: string, handler: ControlHandler): Promise<net.Server> {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+    throw new GatewayError("invalid_argument", `the gateway's control socket path is too long for a unix socket: ${path}`, "use a shorter PILOT_HOME");
+  }
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new GatewayError("invalid_argument", `${path} exists and is not a socket`, "move it out of the way");
     const other = await probe(path);

@@ -18,7 +18,7 @@ import type { Server } from "node:net";
 import { connect } from "../driver/index.ts";
 import { pilotPaths } from "../util/paths.ts";
 import type { Logger } from "../util/log.ts";
-import { AliasLedger, chownQuietly, cleanupLeftovers, isRoot, needsAlias, notRootError, processAlive } from "./aliases.ts";
+import { AliasLedger, chownQuietly, cleanupLeftovers, isRoot, needsAlias, notRootError } from "./aliases.ts";
 import { controlSocketPath, LEDGER_FILE, probe, serveControl } from "./control.ts";
 import { GatewayError } from "./errors.ts";
 import { Gateway, type MappingInfo } from "./gateway.ts";
@@ -160,4 +160,3 @@ export async function runGateway(options: RunOptions): Promise<RunningGateway> {
   return { gateway, pid: process.pid, stopped, initial, stop };
 }
 
-export { processAlive };

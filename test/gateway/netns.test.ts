@@ -70,19 +70,26 @@ async function spawnInNs(argv: string[], env: Record<string, string>, ready: Reg
   let text = "";
   const decoder = new TextDecoder();
   const reader = proc.stdout.getReader();
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 20_000;
+  // One read in flight at a time: a read that loses the race is awaited again, not dropped.
+  let pending = reader.read();
   for (;;) {
     const m = text.match(ready);
     if (m) {
       void (async () => {
-        for (;;) if ((await reader.read()).done) break; // keep draining
+        for (let r = await pending; !r.done; r = await reader.read()); // keep draining
       })();
       return { pid: proc.pid, match: m };
     }
-    if (Date.now() > deadline) throw new Error(`${argv.join(" ")} did not print ${ready}: ${text}${await new Response(proc.stderr).text()}`);
-    const r = await Promise.race([reader.read(), Bun.sleep(200).then(() => null)]);
-    if (r?.done) throw new Error(`${argv.join(" ")} exited: ${text}${await new Response(proc.stderr).text()}`);
-    if (r?.value) text += decoder.decode(r.value, { stream: true });
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`${argv.join(" ")} did not print ${ready}: ${text}`);
+    }
+    const r = await Promise.race([pending, Bun.sleep(200).then(() => null)]);
+    if (r === null) continue;
+    if (r.done) throw new Error(`${argv.join(" ")} exited: ${text}${await new Response(proc.stderr).text()}`);
+    text += decoder.decode(r.value, { stream: true });
+    pending = reader.read();
   }
 }
 

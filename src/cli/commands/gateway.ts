@@ -154,10 +154,14 @@ async function startForeground(out: Output, subnet: Subnet, targets: string[], p
   const level = parseLogLevel(logLevel);
   const log = createLogger("gateway", { level });
   const running = await guarded(() => runGateway({ subnet, targets, ports, secure, log }));
-  process.on("uncaughtException", (e) => {
-    log.error("unexpected failure; stopping", { error: e.message, stack: e.stack });
-    void running.stop("uncaught exception").finally(() => process.exit(1));
-  });
+  // A bug must not leave aliases behind: clean up, then exit non-zero.
+  const fail = (e: unknown) => {
+    const error = e instanceof Error ? e : new Error(String(e));
+    log.error("unexpected failure; stopping", { error: error.message, stack: error.stack });
+    void running.stop("unexpected failure").finally(() => process.exit(1));
+  };
+  process.on("uncaughtException", fail);
+  process.on("unhandledRejection", fail);
   out.result(
     { pid: running.pid, subnet: subnet.text, mappings: running.initial.map(brief), foreground: true },
     (d: any) =>
