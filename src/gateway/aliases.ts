@@ -14,7 +14,7 @@
  * never recorded, so it is never removed.
  */
 import { execFile } from "node:child_process";
-import { chownSync, existsSync, readFileSync, unlinkSync } from "node:fs";
+import { existsSync, lchownSync, readFileSync, unlinkSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { GatewayError } from "./errors.ts";
@@ -46,6 +46,15 @@ export function interfacesWith(ip: string): string[] {
 
 function isLoopbackInterface(name: string): boolean {
   return name === "lo" || name === "lo0";
+}
+
+/** Is `ip` on the loopback interface as a /32, the way the gateway adds its aliases? */
+function isGatewayStyleAlias(ip: string): boolean {
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    if (!isLoopbackInterface(name)) continue;
+    if (addrs?.some((a) => a.family === "IPv4" && a.address === ip && a.netmask === "255.255.255.255")) return true;
+  }
+  return false;
 }
 
 function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string; missing?: boolean }> {
@@ -176,9 +185,14 @@ export class AliasLedger {
   }
 }
 
+/**
+ * Gives `path` to `owner` (the user behind sudo). Never follows a symlink:
+ * the directory belongs to that user, who could otherwise point one of our
+ * names at a system file and have root hand it over.
+ */
 export function chownQuietly(path: string, owner: { uid: number; gid: number }): void {
   try {
-    if (existsSync(path)) chownSync(path, owner.uid, owner.gid);
+    if (existsSync(path)) lchownSync(path, owner.uid, owner.gid);
   } catch {
     // Not root, or a filesystem without owners: the file stays as it is.
   }
@@ -214,7 +228,8 @@ export async function cleanupLeftovers(ledger: AliasLedger, platform: Platform =
   const removed: string[] = [];
   const failed: { ip: string; error: string }[] = [];
   for (const ip of previous.aliases) {
-    if (!interfacesWith(ip).some(isLoopbackInterface)) {
+    // Only what the gateway could have added: a /32 on the loopback interface, never 127.0.0.1.
+    if (!isGatewayStyleAlias(ip) || ip === "127.0.0.1") {
       removed.push(ip); // already gone (a reboot, or someone removed it)
       continue;
     }

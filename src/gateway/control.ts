@@ -11,7 +11,7 @@
  * PILOT_HOME, so `pilot gateway list|map|unmap|stop` work without sudo.
  */
 import net from "node:net";
-import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { MAX_SOCKET_PATH_BYTES } from "../ipc/paths.ts";
 import { GatewayError, asGatewayError } from "./errors.ts";
@@ -57,7 +57,7 @@ export async function serveControl(path: string, handler: ControlHandler): Promi
   } finally {
     process.umask(previous);
   }
-  chmodSync(path, 0o600);
+  // Mode 0600 comes from the umask above; a chmod here could follow a symlink someone swapped in.
   return server;
 }
 

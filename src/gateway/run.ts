@@ -13,7 +13,7 @@
  * `gateway.log` (the background gateway's output). Run as root for a user's
  * PILOT_HOME (sudo), they belong to the owner of PILOT_HOME.
  */
-import { mkdirSync, statSync, unlinkSync } from "node:fs";
+import { lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import type { Server } from "node:net";
 import { connect } from "../driver/index.ts";
 import { pilotPaths } from "../util/paths.ts";
@@ -47,6 +47,21 @@ export function gatewayDirs(env: NodeJS.ProcessEnv = process.env): GatewayDirs {
   return { dir, socket: controlSocketPath(dir), ledger: `${dir}/${LEDGER_FILE}`, ...(owner ? { owner } : {}) };
 }
 
+/**
+ * Creates the gateway directory (0700) and checks it is a real directory
+ * owned by us or by the owner of PILOT_HOME, not a symlink somewhere else:
+ * as root under sudo we write into a directory that user controls.
+ */
+export function prepareGatewayDir(dirs: GatewayDirs): void {
+  mkdirSync(dirs.dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dirs.dir);
+  const me = typeof process.geteuid === "function" ? process.geteuid() : st.uid;
+  if (!st.isDirectory() || (st.uid !== me && st.uid !== dirs.owner?.uid)) {
+    throw new GatewayError("unauthorized", `${dirs.dir} is not a directory owned by you or by the owner of PILOT_HOME`, "remove it; the gateway creates it again");
+  }
+  if (dirs.owner) chownQuietly(dirs.dir, dirs.owner);
+}
+
 /** True if the first address of `subnet` needs a loopback alias here (so the gateway needs root). */
 export function subnetNeedsRoot(subnet: Subnet): boolean {
   return needsAlias(formatIPv4(subnet.network + 1)) && !isRoot();
@@ -75,8 +90,7 @@ export async function runGateway(options: RunOptions): Promise<RunningGateway> {
   const { subnet, log } = options;
   if (subnetNeedsRoot(subnet)) throw notRootError(formatIPv4(subnet.network + 1));
   const dirs = gatewayDirs();
-  mkdirSync(dirs.dir, { recursive: true, mode: 0o700 });
-  if (dirs.owner) chownQuietly(dirs.dir, dirs.owner);
+  prepareGatewayDir(dirs);
 
   const running = await probe(dirs.socket);
   if (running) throw new GatewayError("already_exists", `a gateway is already running (pid ${running.pid}, subnet ${running.subnet})`, "add mappings to it with: pilot gateway start|map <agent>, or stop it with: pilot gateway stop");

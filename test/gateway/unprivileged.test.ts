@@ -13,8 +13,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { connect, type Driver } from "../../src/driver/index.ts";
 import { statusService } from "../../examples/http-server.ts";
 import { pilotCommand, ROOT, runPilot, startCluster, type Cluster } from "../support/cluster.ts";
@@ -122,6 +122,35 @@ describe.skipIf(skip)("gateway without root, and with sudo for a user", () => {
     const stop = await asNobody(["gateway", "stop"]);
     expect(stop.json.data).toMatchObject({ pid, removed_aliases: [] });
     expect(alive(pid)).toBe(false);
+  }, 30_000);
+
+  test("sudo: root follows no symlink the user planted in the gateway directory", async () => {
+    const victim = join(mkdtempSync("/tmp/pilot-gw-victim-"), "secret");
+    writeFileSync(victim, "root's file\n", { mode: 0o600 });
+    const gdir = join(home, "gateway");
+    try {
+      // The log name points at a root file: refused, the file untouched and still root's.
+      rmSync(gdir, { recursive: true, force: true });
+      mkdirSync(gdir, { mode: 0o700 });
+      chownSync(gdir, NOBODY, NOBODY);
+      symlinkSync(victim, join(gdir, "gateway.log"));
+      const r = await gw({ PILOT_HOME: home }, ["start", "--subnet", net.cidr, "--ports", String(PORT), "agent-u"]);
+      expect(r.code).toBe(1);
+      expect(r.json.message).toContain("cannot open the gateway log");
+      expect(readFileSync(victim, "utf8")).toBe("root's file\n");
+      expect(statSync(victim).uid).toBe(0);
+
+      // The directory itself is a symlink: refused.
+      rmSync(gdir, { recursive: true, force: true });
+      symlinkSync(dirname(victim), gdir);
+      const r2 = await gw({ PILOT_HOME: home }, ["start", "--subnet", net.cidr, "--ports", String(PORT), "agent-u"]);
+      expect(r2.code).toBe(1);
+      expect(r2.json.code).toBe("unauthorized");
+      expect(statSync(dirname(victim)).uid).toBe(0);
+    } finally {
+      rmSync(gdir, { recursive: true, force: true });
+      rmSync(dirname(victim), { recursive: true, force: true });
+    }
   }, 30_000);
 
   test("sudo: root's gateway for the user's PILOT_HOME belongs to the user, who lists, maps and stops it without root", async () => {

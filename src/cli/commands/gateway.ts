@@ -9,7 +9,7 @@
  * running gateway through its control socket (src/gateway/control.ts).
  */
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, statSync } from "node:fs";
 import type { CommandSpec, GroupSpec } from "../command.ts";
 import type { Output } from "../output.ts";
 import { CliError, type ErrorCodeName } from "../errors.ts";
@@ -21,7 +21,7 @@ import { AliasLedger, chownQuietly, cleanupLeftovers, isGatewayProcess, isRoot, 
 import { controlRequest, LOG_FILE, notRunningError, probe } from "../../gateway/control.ts";
 import { GatewayError } from "../../gateway/errors.ts";
 import type { MappingInfo } from "../../gateway/gateway.ts";
-import { gatewayDirs, runGateway, subnetNeedsRoot } from "../../gateway/run.ts";
+import { gatewayDirs, prepareGatewayDir, runGateway, subnetNeedsRoot } from "../../gateway/run.ts";
 import { formatIPv4, parseSubnet, type Subnet } from "../../gateway/subnet.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { notRootError } from "../../gateway/aliases.ts";
@@ -111,10 +111,15 @@ async function waitForExit(pid: number, ms: number): Promise<boolean> {
 async function spawnGateway(subnet: Subnet, logLevel: string, out: Output): Promise<{ pid: number; subnet: string; spawned: boolean }> {
   const paths = pilotPaths();
   const dirs = gatewayDirs();
-  mkdirSync(dirs.dir, { recursive: true, mode: 0o700 });
-  if (dirs.owner) chownQuietly(dirs.dir, dirs.owner);
+  await guarded(async () => prepareGatewayDir(dirs));
   const logPath = `${dirs.dir}/${LOG_FILE}`;
-  const logFd = openSync(logPath, "a", 0o600);
+  let logFd: number;
+  try {
+    // O_NOFOLLOW: never append to whatever a symlink in that directory points at.
+    logFd = openSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    throw new CliError("internal", `cannot open the gateway log ${logPath}: ${(e as Error).message}`, "if it is a symlink, remove it");
+  }
   if (dirs.owner) chownQuietly(logPath, dirs.owner);
   const logStart = statSync(logPath).size;
   const [cmd, ...args] = selfCommand(["gateway", "start", "--foreground", "--json", "--subnet", subnet.text, "--log-level", logLevel]);
