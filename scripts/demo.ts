@@ -5,9 +5,17 @@
  * Starts a rendezvous and two daemons (each in its own temporary PILOT_HOME,
  * 127.0.0.1 only, free ports), names them, establishes trust, serves the
  * tutorial's HTTP service (examples/http-server.ts) on agent-a's Pilot port
- * 80, calls it from agent-b, pings, and prints each step: what ran, what came
- * back, how long it took. Everything it started is stopped by pid and the
- * temporary directory removed, also on Ctrl-C or failure.
+ * 80, calls it from agent-b, pings, maps agent-a to a local IP with the
+ * gateway and curls it, then runs the A2A data-analyst agent on a third node
+ * and has the official A2A SDK client call it through the gateway. It prints
+ * each step: what ran, what came back, how long it took. Everything it
+ * started is stopped by pid and the temporary directory removed, also on
+ * Ctrl-C or failure.
+ *
+ * The gateway's subnet: the default 10.4.0.0/16 when run as root (sudo), a
+ * 127.x subnet otherwise (no alias, no root); PILOT_DEMO_SUBNET overrides it.
+ * Without root the gateway forwards TCP port 8080 (ports below 1024 need
+ * root), so the services also answer on Pilot port 8080.
  *
  * Exit code: 0 when every step passed, 1 when one failed (with the reason
  * and the last log lines of the processes), 130/143 when interrupted.
@@ -27,6 +35,11 @@ import { PORT as HTTP_PORT, statusService } from "../examples/http-server.ts";
 const ROOT = resolve(import.meta.dir, "..");
 const STEP_TIMEOUT_MS = 20_000;
 const START_TIMEOUT_MS = 15_000;
+const IS_ROOT = process.getuid?.() === 0;
+/** The TCP port the gateway forwards (to the same Pilot port): 80 needs root. */
+const GATEWAY_PORT = IS_ROOT ? 80 : 8080;
+const GATEWAY_SUBNET = process.env.PILOT_DEMO_SUBNET || (IS_ROOT ? "10.4.0.0/16" : `127.${64 + (process.pid % 128)}.0.0/16`);
+const urlFor = (ip: string, path = "") => `http://${ip}${GATEWAY_PORT === 80 ? "" : `:${GATEWAY_PORT}`}${path}`;
 const STOP_TIMEOUT_MS = 5_000;
 
 // ---- output -----------------------------------------------------------------
@@ -183,6 +196,10 @@ interface Demo {
   beacon?: string;
   agents: Map<string, Agent>;
   server?: PilotHttpServer;
+  /** The same service on the gateway's port when that is not 80 (no root). */
+  extraServer?: PilotHttpServer;
+  /** The gateway's local IP for agent-a, e.g. 10.4.0.1. */
+  gatewayIp?: string;
   /** What agent-a's HTTP server saw: one line per request. */
   served: string[];
 }
@@ -379,6 +396,97 @@ const steps: Step[] = [
       if (r.received !== r.sent) throw new DemoError(`${r.sent - r.received} of ${r.sent} pings got no reply`);
     },
   },
+  {
+    title: `The gateway: map agent-a to a local IP (${GATEWAY_SUBNET}) so plain curl reaches it`,
+    async run(demo) {
+      const [a, b] = [agent(demo, "a"), agent(demo, "b")];
+      if (GATEWAY_PORT !== HTTP_PORT) {
+        // Without root the gateway forwards 8080; serve the same handler there too.
+        demo.extraServer = await a.driver.serveHttp(GATEWAY_PORT, statusService(a.address));
+        out.note(`(not root: agent-a also serves the service on Pilot port ${GATEWAY_PORT}, the port the gateway forwards)`);
+      }
+      const args = ["gateway", "start", "--foreground", "--subnet", GATEWAY_SUBNET, "--ports", String(GATEWAY_PORT), "agent-a"];
+      out.ran(`PILOT_HOME=$DEMO/b ${IS_ROOT ? "sudo " : ""}pilot ${args.filter((x) => x !== "--foreground").join(" ")}`);
+      const { data } = await startPilot(demo, "gateway", b.home, args);
+      const mapping = data.mappings[0];
+      demo.gatewayIp = mapping.local_ip;
+      out.got(`Gateway active: ${mapping.pilot_addr} -> ${mapping.local_ip}:${GATEWAY_PORT}`);
+      const url = urlFor(mapping.local_ip, "/api/status");
+      const t = performance.now();
+      const curl = Bun.which("curl");
+      out.ran(`curl ${url}`);
+      let body: string;
+      if (curl) {
+        const sub = Bun.spawn([curl, "-sS", "--max-time", "10", url], { stdout: "pipe", stderr: "pipe" });
+        const [text, err, code] = await Promise.all([new Response(sub.stdout).text(), new Response(sub.stderr).text(), sub.exited]);
+        if (code !== 0) throw new DemoError(`curl failed (exit ${code}): ${err.trim()}`);
+        body = text.trim();
+      } else {
+        body = (await (await fetch(url)).text()).trim();
+        out.note("(curl is not installed: the same request was made with fetch)");
+      }
+      out.got(`${body}  ${dim(`(${ms(performance.now() - t)}: curl -> gateway -> agent-b's daemon -> tunnel -> agent-a)`)}`);
+      if (JSON.parse(body).agent !== a.address) throw new DemoError(`unexpected answer through the gateway: ${body}`);
+      const list = await pilotOk(demo, b, ["gateway", "list"]);
+      for (const m of list.mappings) out.got(`gateway list: ${m.pilot_addr}  ${m.local_ip}  ${m.ports.join(",")}  ${m.hostname ?? ""}`);
+    },
+  },
+  {
+    title: "An A2A agent: data-analyst (tagged nlp, analysis) on a third node, trusted by agent-b",
+    async run(demo) {
+      const b = agent(demo, "b");
+      const home = join(demo.dir, "c");
+      const args = ["daemon", "start", "--foreground", "--registry", demo.registry!, "--beacon", demo.beacon!, "--listen", "127.0.0.1:0", "--hostname", "data-analyst", "--tags", "nlp,analysis"];
+      out.ran(`PILOT_HOME=$DEMO/c pilot ${args.filter((x) => x !== "--foreground").join(" ")}`);
+      const { proc, data } = await startPilot(demo, "daemon c", home, args);
+      const driver = await connect({ socketPath: data.socket });
+      const c: Agent = { id: "c", hostname: "data-analyst", home, address: data.address, nodeId: data.node_id, proc, driver };
+      demo.agents.set("c", c);
+      out.got(`data-analyst: ${c.address}`);
+      await pilotOk(demo, b, ["handshake", String(c.nodeId), "demo: agent-b wants to use the data-analyst"]);
+      await pilotOk(demo, c, ["approve", "agent-b"]);
+      await until("trust between agent-b and data-analyst", async () => {
+        const r = await pilotOk(demo, b, ["trust"], { quiet: true });
+        return r.trusted.find((t: any) => t.node_id === c.nodeId);
+      });
+      out.got("agent-b and data-analyst trust each other");
+      out.ran(`PILOT_HOME=$DEMO/c PORT=${GATEWAY_PORT} bun examples/a2a-agent/agent.ts`);
+      const logPath = join(demo.dir, "a2a-agent.log");
+      const logFd = openSync(logPath, "a", 0o600);
+      const sub = Bun.spawn([process.execPath, join(ROOT, "examples/a2a-agent/agent.ts")], {
+        cwd: ROOT,
+        env: { ...process.env, PILOT_HOME: home, PORT: String(GATEWAY_PORT), STEP_MS: "100" },
+        stdin: "ignore",
+        stdout: logFd,
+        stderr: logFd,
+      });
+      closeSync(logFd);
+      demo.processes.push(new DemoProcess("a2a agent", sub, logPath));
+      await until("the A2A agent to listen", async () => (readFileSync(logPath, "utf8").includes("listening on pilot port") ? true : undefined), 15_000);
+      out.got(`A2A agent card served over Pilot port ${GATEWAY_PORT}: /.well-known/agent-card.json (and agent.json)`);
+    },
+  },
+  {
+    title: "Discover it by tag, map it through the gateway, and call it with the official A2A SDK client",
+    async run(demo) {
+      const b = agent(demo, "b");
+      const found = await pilotOk(demo, b, ["a2a", "discover", "--tag", "nlp"]);
+      for (const ag of found.agents ?? []) {
+        out.got(`${ag.card?.name ?? ag.hostname} at ${ag.address}: skills ${(ag.card?.skills ?? ag.skills ?? []).map((sk: any) => sk.name).join(", ")}`);
+      }
+      if (!(found.agents ?? []).length) throw new DemoError("pilot a2a discover found no agent tagged nlp");
+      const mapped = await pilotOk(demo, b, ["gateway", "map", "data-analyst", "--ports", String(GATEWAY_PORT)]);
+      out.got(`data-analyst -> ${mapped.local_ip}:${GATEWAY_PORT} (added to the running gateway)`);
+      const url = urlFor(mapped.local_ip);
+      out.ran(`bun examples/a2a-agent/client.ts ${url}   ${dim("(ClientFactory from @a2a-js/sdk/client, plain fetch: no Pilot SDK)")}`);
+      const sub = Bun.spawn([process.execPath, join(ROOT, "examples/a2a-agent/client.ts"), url, "Analyze the sentiment of these reviews"], { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: process.env });
+      demo.commands.add(sub);
+      const [text, err, code] = await Promise.all([new Response(sub.stdout).text(), new Response(sub.stderr).text(), sub.exited]);
+      demo.commands.delete(sub);
+      for (const line of text.trim().split("\n")) if (line.trim()) out.got(line.trim());
+      if (code !== 0) throw new DemoError(`the A2A client failed (exit ${code}): ${(err || text).trim().split("\n").pop()}`);
+    },
+  },
 ];
 
 // ---- running and cleaning up ---------------------------------------------------------
@@ -402,6 +510,7 @@ async function cleanUp(demo: Demo): Promise<void> {
   for (const sub of demo.commands) sub.kill("SIGKILL");
   console.log(bold("Clean-up"));
   if (demo.server) await withTimeout(demo.server.close(), 2000, "closing the HTTP server").catch(() => {});
+  if (demo.extraServer) await withTimeout(demo.extraServer.close(), 2000, "closing the HTTP server").catch(() => {});
   for (const a of demo.agents.values()) await a.driver.close().catch(() => {});
   // Daemons first (they say goodbye to the registry), then the rendezvous.
   const daemons = demo.processes.filter((p) => p.name !== "rendezvous");
@@ -449,7 +558,7 @@ async function main(): Promise<never> {
   process.on("uncaughtException", (error) => void finish(1, red(`demo failed: ${error.message}`)));
   process.on("unhandledRejection", (error) => void finish(1, red(`demo failed: ${(error as Error)?.message ?? String(error)}`)));
 
-  console.log(bold("Pilot demo: two agents, a rendezvous, and HTTP over the encrypted overlay (all on 127.0.0.1)"));
+  console.log(bold("Pilot demo: agents, a rendezvous, HTTP and A2A over the encrypted overlay, and the gateway for plain clients"));
   console.log(dim(`DEMO=${demo.dir}  (temporary; removed at the end)\n`));
 
   for (const [i, step] of steps.entries()) {

@@ -14,6 +14,13 @@ import { spawnIn, stopAll, type Spawned } from "./support.ts";
 const printedPids = new Set<number>();
 const scratch: string[] = [];
 
+/**
+ * The demo maps agents through the gateway. Tests keep the host's loopback
+ * clean (the default 10.4.0.0/16 is exercised only inside a test's own
+ * namespace), so every run here uses a 127.x subnet.
+ */
+const DEMO_ENV = { PILOT_DEMO_SUBNET: `127.${32 + (process.pid % 32)}.0.0/16` };
+
 afterAll(async () => {
   await stopAll();
   for (const pid of printedPids) if (alive(pid)) process.kill(pid, "SIGKILL");
@@ -42,7 +49,7 @@ function expectCleanedUp(run: Spawned): void {
 describe("bun run demo", () => {
   test("runs every step, prints what ran and what came back, exits 0 and leaves nothing behind", async () => {
     const started = performance.now();
-    const run = spawnIn([process.execPath, "run", "demo"]);
+    const run = spawnIn([process.execPath, "run", "demo"], DEMO_ENV);
     const code = await run.exitCode(60_000);
     const elapsed = performance.now() - started;
     if (code !== 0) throw new Error(`demo exited ${code}:\n${run.output}`);
@@ -73,6 +80,14 @@ describe("bun run demo", () => {
     expect(out).toMatch(/agent-a's server saw: POST \/api\/echo from \S+:\d+/);
     expect(out.match(/→ reply from \S+: seq=\d rtt=[\d.]+ ms/g)?.length).toBe(3);
     expect(out).toContain("3/3 replies, loss 0%");
+    // The gateway: plain curl to a local IP reaches agent-a's service.
+    expect(out).toMatch(new RegExp(`→ Gateway active: ${addressA.replace(/\./g, "\\.")} -> 127\\.\\d+\\.0\\.1:\\d+`));
+    expect(out).toMatch(/\$ curl http:\/\/127\.\d+\.0\.1(:\d+)?\/api\/status\n {6}→ \{"status":"healthy"/);
+    // A2A: discovered by tag, mapped, and called by the official SDK client through the gateway.
+    expect(out).toContain("skills Sentiment Analysis, Data Summarization");
+    expect(out).toContain("(added to the running gateway)");
+    expect(out).toMatch(/→ send: +task \S+ TASK_STATE_COMPLETED: report: Sentiment: 73% positive/);
+    expect(out).toContain("→ all A2A calls succeeded");
     expect(out).toMatch(/✓ demo complete: \d+ steps passed in [\d.]+ m?s/);
     expect(out).not.toContain("\x1b["); // NO_COLOR is honoured
     expect(run.stderr).not.toMatch(/error/i);
@@ -94,7 +109,7 @@ exec "${process.execPath}" "${join(ROOT, "src/cli/main.ts")}" "$@"
 `,
     );
     chmodSync(fake, 0o755);
-    const run = spawnIn([process.execPath, join(ROOT, "scripts/demo.ts")], { PILOT_BIN: fake });
+    const run = spawnIn([process.execPath, join(ROOT, "scripts/demo.ts")], { ...DEMO_ENV, PILOT_BIN: fake });
     expect(await run.exitCode(30_000)).toBe(1);
     expect(run.stdout).toContain("[1/");
     // Both daemons start at once; either may be the one reported.
@@ -107,7 +122,7 @@ exec "${process.execPath}" "${join(ROOT, "src/cli/main.ts")}" "$@"
   });
 
   test("Ctrl-C (SIGINT) while daemons start: it stops them and the rendezvous, removes its directory, exits 130", async () => {
-    const run = spawnIn([process.execPath, join(ROOT, "scripts/demo.ts")]);
+    const run = spawnIn([process.execPath, join(ROOT, "scripts/demo.ts")], DEMO_ENV);
     await run.waitFor(/^\[2\/\d+\] /m);
     run.proc.kill("SIGINT");
     expect(await run.exitCode(30_000)).toBe(130);
