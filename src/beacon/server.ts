@@ -1,31 +1,107 @@
 /**
- * The beacon: a UDP socket that tells a daemon the address its datagrams
- * arrive from (its public ip:port behind a NAT), signed by the rendezvous key
- * so that nobody on the path can feed it a false one.
+ * The beacon: the rendezvous's UDP side. It tells a daemon the address its
+ * datagrams arrive from (discover, register), coordinates hole punching
+ * between two registered nodes, and relays tunnel frames between them when
+ * no direct path exists.
  *
- * Datagrams outside 0x20-0x2F, malformed ones and anything but `discover` are
- * dropped silently (counted). A reply is never larger than the discover that
- * asked for it, and each source IP has a token bucket, so the beacon is
- * useless as a reflector.
+ *   discover        anyone -> signed discover_reply with the observed ip:port
+ *   register        node -> challenge (a token bound to the source address), then
+ *                   node -> register (signed by the node's key, with the token) -> signed register_ack
+ *   punch_request   registered node -> a signed punch to each side, naming the other's registered address
+ *   relay           registered node -> relay_deliver to the registered destination
+ *
+ * Security (docs/NAT.md): a registration binds a node id to one source
+ * address and needs the node's signature over a token that only a receiver
+ * at that address can have obtained, so nobody can take over a node's entry.
+ * Everything else a node sends is accepted only from the address it
+ * registered: the relay names the sender itself (never trusting a claimed
+ * id), relays only between nodes the registry lets talk (visibility, or an
+ * answer to a node that relayed to it), and meters each sender's bytes. Relayed
+ * frames are end-to-end AEAD: the beacon can drop them, not read or forge them.
+ * No answer is ever larger than the request that drew it, and unauthenticated
+ * work is limited per source IP, so the beacon is useless as an amplifier.
  */
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import {
+  appendSignature,
+  BEACON_TOKEN_SIZE,
+  BeaconType,
   decodeBeaconMessage,
   discoverReplySignedBytes,
+  encodeChallenge,
   encodeDiscoverReply,
   encodeDiscoverReplyBody,
+  encodeNotRegistered,
+  encodePunchBody,
+  encodeRegisterAckBody,
+  punchSignedBytes,
+  RELAY_FRAME_MAX,
+  RELAY_FRAME_MIN,
+  RELAY_HEADER_SIZE,
+  registerAckSignedBytes,
+  registerSignedBytes,
+  signedBodyOf,
   unmapIpv4,
+  type PunchRequest,
+  type Register,
 } from "../protocol/beacon-message.ts";
 import { TokenBuckets, type BucketConfig } from "../registry/limits.ts";
+import { verifyEd25519, type Signer } from "../registry/signer.ts";
 import { createLogger, type Logger } from "../util/log.ts";
-import type { Signer } from "../registry/signer.ts";
+
+/** What the beacon needs from the registry: node keys and who may reach whom. */
+export interface BeaconDirectory {
+  /** The Ed25519 key of an active node; undefined for an unknown or deregistered id. */
+  nodeKey(node: number): Uint8Array | undefined;
+  /** The registry's visibility rule: may `from` address `to` (punch, relay)? */
+  mayReach(from: number, to: number): boolean;
+}
+
+export interface BeaconLimits {
+  /** A registration not refreshed for this long is forgotten. */
+  readonly registrationTtlMs: number;
+  /** Relay budget of each sending node, bytes per second, and its largest burst. */
+  readonly relayBytesPerSecond: number;
+  readonly relayBurstBytes: number;
+  /** Punch requests per node. */
+  readonly punchesPerNode: BucketConfig;
+  /** Unauthenticated work (discover, challenge, register) per source IP. */
+  readonly perIp: BucketConfig;
+  /** `not_registered` hints per source IP. */
+  readonly hintsPerIp: BucketConfig;
+  readonly maxNodes: number;
+  /** A register's timestamp must be within this of the beacon's clock. */
+  readonly timestampWindowMs: number;
+  /** Tokens are valid for the current and the previous epoch. */
+  readonly tokenEpochMs: number;
+  /** A node that relayed to another may be answered through the relay for this long. */
+  readonly replyGrantMs: number;
+}
+
+export const DEFAULT_BEACON_LIMITS: BeaconLimits = {
+  registrationTtlMs: 60_000,
+  relayBytesPerSecond: 4 * 1024 * 1024,
+  relayBurstBytes: 4 * 1024 * 1024,
+  punchesPerNode: { rate: 10, burst: 40 },
+  perIp: { rate: 20, burst: 40 },
+  hintsPerIp: { rate: 2, burst: 4 },
+  maxNodes: 200_000,
+  timestampWindowMs: 60_000,
+  tokenEpochMs: 30_000,
+  replyGrantMs: 10 * 60_000,
+};
 
 export interface BeaconServerOptions {
   readonly host: string;
   readonly port: number;
   readonly signer: Signer;
+  /** Without a directory the beacon only answers discovers. */
+  readonly directory?: BeaconDirectory;
   /** Discovers answered per source IP. Default 20/s, burst 40. */
   readonly perIp?: BucketConfig;
+  readonly limits?: Partial<BeaconLimits>;
   readonly log?: Logger;
+  /** Wall clock, unix ms. */
   readonly clock?: () => number;
 }
 
@@ -33,17 +109,78 @@ export interface BeaconStats {
   answered: number;
   dropped: number;
   rateLimited: number;
+  challenges: number;
+  registrations: number;
+  badRegistrations: number;
+  punches: number;
+  punchesRefused: number;
+  relayedFrames: number;
+  relayedBytes: number;
+  relayRateLimited: number;
+  relayRefused: number;
+  hints: number;
 }
 
+interface Registration {
+  readonly ip: string;
+  /** The address string to send to (as the socket reported it). */
+  readonly sendAddress: string;
+  readonly port: number;
+  readonly source: string;
+  expires: number;
+}
+
+interface NodeState {
+  readonly node: number;
+  reg: Registration | null;
+  /** Greatest register timestamp accepted (replays and reordered old ones are refused). */
+  lastTimestamp: number;
+  relayTokens: number;
+  relayAt: number;
+  /** Destination -> until when relaying to it is allowed (cached registry answer, or a reply grant). */
+  readonly reach: Map<number, number>;
+  /** Node -> until when this node may relay to it because that node contacted this one (relay or punch). */
+  readonly replies: Map<number, number>;
+}
+
+/** How long a registry visibility answer is trusted. */
+const REACH_CACHE_MS = 5_000;
+const NEGATIVE_REACH_MS = 1_000;
+
 export class BeaconServer {
-  readonly stats: BeaconStats = { answered: 0, dropped: 0, rateLimited: 0 };
+  readonly stats: BeaconStats = {
+    answered: 0,
+    dropped: 0,
+    rateLimited: 0,
+    challenges: 0,
+    registrations: 0,
+    badRegistrations: 0,
+    punches: 0,
+    punchesRefused: 0,
+    relayedFrames: 0,
+    relayedBytes: 0,
+    relayRateLimited: 0,
+    relayRefused: 0,
+    hints: 0,
+  };
   private socket!: Bun.udp.Socket<"buffer">;
   private readonly buckets: TokenBuckets;
+  private readonly hintBuckets: TokenBuckets;
+  private readonly punchBuckets: TokenBuckets;
+  private readonly limits: BeaconLimits;
   private readonly clock: () => number;
   private readonly log: Logger;
+  private readonly secret = randomBytes(32);
+  private readonly nodes = new Map<number, NodeState>();
+  private readonly bySource = new Map<string, NodeState>();
+  private readonly denied = new Map<string, number>();
+  private sweepTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(private readonly options: BeaconServerOptions) {
-    this.buckets = new TokenBuckets(options.perIp ?? { rate: 20, burst: 40 });
+    this.limits = { ...DEFAULT_BEACON_LIMITS, ...(options.perIp ? { perIp: options.perIp } : {}), ...options.limits };
+    this.buckets = new TokenBuckets(this.limits.perIp);
+    this.hintBuckets = new TokenBuckets(this.limits.hintsPerIp);
+    this.punchBuckets = new TokenBuckets(this.limits.punchesPerNode);
     this.clock = options.clock ?? Date.now;
     this.log = options.log ?? createLogger("beacon", { sink: () => {} });
   }
@@ -55,8 +192,13 @@ export class BeaconServer {
       port: options.port,
       socket: {
         data: (_socket, data, port, address) => beacon.receive(data, port, address),
+        error: () => {
+          // ICMP errors for a node that went away; the next send may throw (caught there).
+        },
       },
     });
+    beacon.sweepTimer = setInterval(() => beacon.sweep(), 10_000);
+    beacon.sweepTimer.unref?.();
     return beacon;
   }
 
@@ -64,29 +206,280 @@ export class BeaconServer {
     return { host: this.socket.address.address, port: this.socket.port };
   }
 
+  /** Nodes with a live registration. */
+  get registered(): number {
+    let n = 0;
+    const now = this.clock();
+    for (const s of this.nodes.values()) if (s.reg && s.reg.expires > now) n++;
+    return n;
+  }
+
+  /** The registered public endpoint of a node ("ip:port"), if any. */
+  registrationOf(node: number): string | undefined {
+    const reg = this.nodes.get(node)?.reg;
+    return reg && reg.expires > this.clock() ? reg.source : undefined;
+  }
+
   close(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.socket.close();
   }
 
   private receive(data: Buffer, port: number, address: string): void {
+    // The relay is the hot path: parsed in place, no allocation but the source key.
+    if (data[0] === BeaconType.Relay) return this.relay(data, port, address);
     const message = decodeBeaconMessage(data);
-    if (!message.ok || message.value.type !== "discover") {
+    if (!message.ok) {
       this.stats.dropped++;
       return;
     }
     const ip = unmapIpv4(address);
+    const m = message.value;
+    switch (m.type) {
+      case "discover":
+        return this.discover(m.nonce, ip, port, address);
+      case "register":
+        return this.register(m, data, ip, port, address);
+      case "punch_request":
+        return this.punchRequest(m, ip, port, address);
+      default:
+        this.stats.dropped++;
+    }
+  }
+
+  private send(datagram: Uint8Array, port: number, address: string): boolean {
+    try {
+      this.socket.send(datagram, port, address);
+      return true;
+    } catch (e) {
+      this.stats.dropped++;
+      this.log.debug("beacon send failed", { error: String(e), to: `${address}:${port}` });
+      return false;
+    }
+  }
+
+  private discover(nonce: Uint8Array, ip: string, port: number, address: string): void {
     if (!this.buckets.take(ip, this.clock())) {
       this.stats.rateLimited++;
       return;
     }
     try {
-      const body = encodeDiscoverReplyBody({ nonce: message.value.nonce, ip, port });
-      const reply = encodeDiscoverReply(body, this.options.signer.sign(discoverReplySignedBytes(body)));
-      this.socket.send(reply, port, address);
-      this.stats.answered++;
+      const body = encodeDiscoverReplyBody({ nonce, ip, port });
+      if (this.send(encodeDiscoverReply(body, this.options.signer.sign(discoverReplySignedBytes(body))), port, address)) this.stats.answered++;
     } catch (e) {
       this.stats.dropped++;
       this.log.warn("beacon reply failed", { error: String(e), source_ip: ip });
     }
+  }
+
+  // ---- registration ------------------------------------------------------------
+
+  private token(node: number, ip: string, port: number, epoch: number): Uint8Array {
+    const h = createHmac("sha256", this.secret);
+    h.update(`pilot-beacon-token-v1\n${epoch}\n${node}\n${ip}\n${port}`);
+    return new Uint8Array(h.digest().subarray(0, BEACON_TOKEN_SIZE));
+  }
+
+  private tokenValid(m: Register, ip: string, port: number, now: number): boolean {
+    const epoch = Math.floor(now / this.limits.tokenEpochMs);
+    for (const e of [epoch, epoch - 1]) {
+      if (timingSafeEqual(this.token(m.node, ip, port, e), m.token)) return true;
+    }
+    return false;
+  }
+
+  private register(m: Register, data: Uint8Array, ip: string, port: number, address: string): void {
+    const directory = this.options.directory;
+    const now = this.clock();
+    if (!directory) {
+      this.stats.dropped++;
+      return;
+    }
+    if (!this.buckets.take(ip, now)) {
+      this.stats.rateLimited++;
+      return;
+    }
+    if (!this.tokenValid(m, ip, port, now)) {
+      // Prove you receive at this address: the next register must carry this token.
+      const epoch = Math.floor(now / this.limits.tokenEpochMs);
+      if (this.send(encodeChallenge(m.nonce, this.token(m.node, ip, port, epoch)), port, address)) this.stats.challenges++;
+      return;
+    }
+    const refuse = (why: string) => {
+      this.stats.badRegistrations++;
+      this.log.debug("registration refused", { node: m.node, source: `${ip}:${port}`, reason: why });
+    };
+    if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
+    const key = directory.nodeKey(m.node);
+    if (!key) return refuse("unknown node");
+    if (!verifyEd25519(key, registerSignedBytes(this.options.signer.publicKey, signedBodyOf(data)), m.signature)) return refuse("bad signature");
+    let state = this.nodes.get(m.node);
+    if (state && m.timestamp <= state.lastTimestamp) return refuse("replayed or reordered");
+    if (!state) {
+      if (this.nodes.size >= this.limits.maxNodes) this.sweep();
+      if (this.nodes.size >= this.limits.maxNodes) return refuse("beacon full");
+      state = {
+        node: m.node,
+        reg: null,
+        lastTimestamp: 0,
+        relayTokens: this.limits.relayBurstBytes,
+        relayAt: now,
+        reach: new Map(),
+        replies: new Map(),
+      };
+      this.nodes.set(m.node, state);
+    }
+    state.lastTimestamp = m.timestamp;
+    const source = `${ip}:${port}`;
+    const previous = state.reg;
+    if (previous && previous.source !== source) this.bySource.delete(previous.source);
+    const squatter = this.bySource.get(source);
+    if (squatter && squatter !== state) squatter.reg = null; // the address now belongs to whoever proved it last
+    state.reg = { ip, sendAddress: address, port, source, expires: now + this.limits.registrationTtlMs };
+    this.bySource.set(source, state);
+    this.stats.registrations++;
+    if (!previous || previous.source !== source) this.log.debug("node registered", { node: m.node, endpoint: source, moved: previous !== null });
+    const body = encodeRegisterAckBody({ ip, port, node: m.node, ttlMs: this.limits.registrationTtlMs, nonce: m.nonce });
+    this.send(appendSignature(body, this.options.signer.sign(registerAckSignedBytes(body))), port, address);
+  }
+
+  /** The node registered at this source, if its registration is live. */
+  private sender(source: string, now: number): NodeState | undefined {
+    const s = this.bySource.get(source);
+    return s && s.reg && s.reg.expires > now ? s : undefined;
+  }
+
+  private hint(ip: string, port: number, address: string, now: number): void {
+    if (!this.hintBuckets.take(ip, now)) return;
+    if (this.send(encodeNotRegistered(), port, address)) this.stats.hints++;
+  }
+
+  private mayReach(from: NodeState, to: number, now: number): boolean {
+    const until = from.reach.get(to);
+    if (until !== undefined && until > now) return true;
+    const deniedKey = `${from.node}>${to}`;
+    const deniedUntil = this.denied.get(deniedKey);
+    if (deniedUntil !== undefined && deniedUntil > now) return false;
+    const grant = from.replies.get(to);
+    let allowed = grant !== undefined && grant > now;
+    if (!allowed) {
+      try {
+        allowed = this.options.directory?.mayReach(from.node, to) ?? false;
+      } catch (e) {
+        this.log.warn("visibility check failed", { error: String(e) });
+        allowed = false;
+      }
+    }
+    if (allowed) {
+      if (from.reach.size > 4096) from.reach.clear();
+      from.reach.set(to, now + REACH_CACHE_MS);
+    } else {
+      if (this.denied.size > 100_000) this.denied.clear();
+      this.denied.set(deniedKey, now + NEGATIVE_REACH_MS);
+    }
+    return allowed;
+  }
+
+  // ---- punching ------------------------------------------------------------------
+
+  private punchRequest(m: PunchRequest, ip: string, port: number, address: string): void {
+    const now = this.clock();
+    const from = this.sender(`${ip}:${port}`, now);
+    if (!from || from.node !== m.node) {
+      this.stats.punchesRefused++;
+      return this.hint(ip, port, address, now);
+    }
+    const to = this.nodes.get(m.target);
+    const refuse = (why: string) => {
+      this.stats.punchesRefused++;
+      this.log.debug("punch refused", { node: m.node, target: m.target, reason: why });
+    };
+    if (!to || !to.reg || to.reg.expires <= now || to === from) return refuse("target not registered");
+    if (!this.punchBuckets.take(String(m.node), now)) return refuse("rate limited");
+    if (!this.mayReach(from, m.target, now)) return refuse("target not visible to the requester");
+    // Each side learns where the other's datagrams come from, signed, and punches toward it.
+    for (const [self, other] of [
+      [to, from],
+      [from, to],
+    ] as const) {
+      const reg = other.reg!;
+      const body = encodePunchBody({ ip: reg.ip, port: reg.port, to: self.node, peer: other.node, timestamp: now, nonce: m.nonce });
+      this.send(appendSignature(body, this.options.signer.sign(punchSignedBytes(body))), self.reg!.port, self.reg!.sendAddress);
+    }
+    // The target may answer the requester through the relay from now on.
+    this.grantReply(to, from.node, now);
+    this.stats.punches++;
+  }
+
+  /** `node` may relay to `to` for a while: `to` contacted it (refreshed at most once a minute). */
+  private grantReply(node: NodeState, to: number, now: number): void {
+    const until = node.replies.get(to);
+    if (until !== undefined && until > now + this.limits.replyGrantMs - 60_000) return;
+    if (node.replies.size > 4096) node.replies.clear();
+    node.replies.set(to, now + this.limits.replyGrantMs);
+  }
+
+  // ---- relay ----------------------------------------------------------------------
+
+  private relay(data: Buffer, port: number, address: string): void {
+    const now = this.clock();
+    const frame = data.length - RELAY_HEADER_SIZE;
+    if (frame < RELAY_FRAME_MIN || frame > RELAY_FRAME_MAX || data[1] !== 0 || data[2] !== 0 || data[3] !== 0) {
+      this.stats.dropped++;
+      return;
+    }
+    const ip = unmapIpv4(address);
+    const from = this.sender(`${ip}:${port}`, now);
+    if (!from) {
+      this.stats.relayRefused++;
+      return this.hint(ip, port, address, now);
+    }
+    const type = data[RELAY_HEADER_SIZE];
+    if (type !== 0x01 && type !== 0x02 && type !== 0x04) {
+      this.stats.relayRefused++;
+      return;
+    }
+    const dest = ((data[4]! << 24) | (data[5]! << 16) | (data[6]! << 8) | data[7]!) >>> 0;
+    const to = this.nodes.get(dest);
+    const reg = to?.reg;
+    if (!to || !reg || reg.expires <= now || to === from || !this.mayReach(from, dest, now)) {
+      this.stats.relayRefused++;
+      return;
+    }
+    // Per-sender byte budget.
+    const { relayBytesPerSecond: rate, relayBurstBytes: burst } = this.limits;
+    from.relayTokens = Math.min(burst, from.relayTokens + (Math.max(0, now - from.relayAt) / 1000) * rate);
+    from.relayAt = now;
+    if (from.relayTokens < frame) {
+      this.stats.relayRateLimited++;
+      return;
+    }
+    from.relayTokens -= frame;
+    // The destination may answer through the relay.
+    this.grantReply(to, from.node, now);
+    // Rewrite the header in place: relay_deliver naming the sender the beacon knows, not one it was told.
+    data[0] = BeaconType.RelayDeliver;
+    data[4] = from.node >>> 24;
+    data[5] = (from.node >>> 16) & 0xff;
+    data[6] = (from.node >>> 8) & 0xff;
+    data[7] = from.node & 0xff;
+    if (this.send(data, reg.port, reg.sendAddress)) {
+      this.stats.relayedFrames++;
+      this.stats.relayedBytes += frame;
+    }
+  }
+
+  /** Forgets expired registrations and stale per-node state. */
+  private sweep(): void {
+    const now = this.clock();
+    for (const [node, s] of this.nodes) {
+      if (s.reg && s.reg.expires <= now) {
+        this.bySource.delete(s.reg.source);
+        s.reg = null;
+      }
+      // Keep the replay guard for a timestamp window after the registration ended.
+      if (!s.reg && now - s.lastTimestamp > this.limits.timestampWindowMs * 2) this.nodes.delete(node);
+    }
+    for (const [k, until] of this.denied) if (until <= now) this.denied.delete(k);
   }
 }

@@ -4,7 +4,7 @@
  * around `startRendezvous`; tests can start one in-process the same way.
  */
 import { dirname, join } from "node:path";
-import { BeaconServer } from "../beacon/server.ts";
+import { BeaconServer, type BeaconLimits } from "../beacon/server.ts";
 import { loadOrCreateIdentity } from "../crypto/identity.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { RegistryServer, type ServerLimits } from "./server.ts";
@@ -17,6 +17,8 @@ export interface RendezvousOptions {
   /** SQLite file; the identity file lives beside it. */
   readonly storePath: string;
   readonly limits?: Partial<ServerLimits>;
+  /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
+  readonly beaconLimits?: Partial<BeaconLimits>;
   readonly log?: Logger;
 }
 
@@ -43,7 +45,13 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   let beacon: BeaconServer | undefined;
   try {
     registry = await RegistryServer.start({ ...options.registry, store, signer: identity, limits: options.limits, log: log.child("registry") });
-    beacon = await BeaconServer.start({ ...options.beacon, signer: identity, log: log.child("beacon") });
+    beacon = await BeaconServer.start({
+      ...options.beacon,
+      signer: identity,
+      directory: registry.directory,
+      limits: options.beaconLimits,
+      log: log.child("beacon"),
+    });
   } catch (e) {
     await registry?.close();
     store.close();

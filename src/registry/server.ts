@@ -109,6 +109,14 @@ export class RegistryServer {
     return { host: a.address, port: a.port };
   }
 
+  /** What the beacon asks of the registry: node keys and the visibility rule. */
+  get directory(): { nodeKey(node: number): Uint8Array | undefined; mayReach(from: number, to: number): boolean } {
+    return {
+      nodeKey: (node) => this.service.activeNodeKey(node),
+      mayReach: (from, to) => this.service.mayReach(from, to),
+    };
+  }
+
   get connectionCount(): number {
     return this.connections.size;
   }

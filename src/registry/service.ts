@@ -537,6 +537,21 @@ export class RegistryService {
     return { node_id: self, deregistered: true, note: { event: "node_deregistered", node_id: self } };
   }
 
+  // -- for the beacon --------------------------------------------------------------
+
+  /** The key of an active node (the beacon verifies registrations with it). */
+  activeNodeKey(id: number): Uint8Array | undefined {
+    const node = this.store.nodeById(id);
+    return node && node.active ? fromBase64(node.publicKey, 32) : undefined;
+  }
+
+  /** May active node `from` address node `to` (punch and relay through the beacon)? The visibility rule. */
+  mayReach(from: number, to: number): boolean {
+    const source = this.store.nodeById(from);
+    const target = this.store.nodeById(to);
+    return source !== undefined && source.active && target !== undefined && this.canSee(from, target);
+  }
+
   // -- visibility and views ----------------------------------------------------
 
   private canSee(viewer: number, target: NodeRow): boolean {
