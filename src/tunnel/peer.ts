@@ -10,11 +10,15 @@
  *   peer.receiveInitiation(pending, endpoint, now)   an initiation the shell already decrypted
  *                                            (consumeInitiation) and matched to this peer's address
  *   peer.connect(now)                        start a handshake without waiting for traffic
- *   peer.setEndpoint(endpoint, now)          trusted control-plane news (registry, beacon)
+ *   peer.setEndpoint(endpoint, now)          trusted control-plane news (registry, beacon), or the
+ *                                            shell's path choice (a direct address or a relay)
+ *   peer.sendTo(packet, endpoint, now)       seal one packet to an explicit endpoint (path probes and
+ *                                            their answers); false without a usable session
  *   peer.tick(now) / peer.nextTimeout()      timers: retries, keepalive, rekey, key expiry
  *   peer.takeTransmits(): { endpoint, frame }[]   datagrams to send
  *   peer.takeDelivered(): Uint8Array[]       authenticated Pilot packets from this peer
- *   peer.takeEvents(): PeerEvent<E>[]        established / handshake_failed / endpoint_changed / keys_expired
+ *   peer.takeEvents(): PeerEvent<E>[]        established / handshake_failed / endpoint_changed /
+ *                                            direct_heard / keys_expired
  *   peer.stats                               counters, including every drop reason
  *
  * `E` is the shell's opaque endpoint (e.g. "ip:port"). Times are milliseconds
@@ -27,7 +31,10 @@
  * - every received byte is authenticated before it changes any state: forged
  *   frames move no replay window, reset no session, change no endpoint;
  * - a handshake message alone never changes the endpoint: only an
- *   authenticated data frame that is the newest seen does (roaming);
+ *   authenticated data frame that is the newest seen does (roaming), and only
+ *   between direct endpoints: a frame that came through a relay never moves
+ *   the endpoint, and while the shell sends through a relay only the shell
+ *   moves it back to a direct one (`isRelay`);
  * - an initiation is accepted only with a timestamp newer than the last
  *   accepted one, so a replayed initiation does nothing, and a new responder
  *   session is used for sending only once the initiator's first data frame
@@ -119,9 +126,16 @@ export interface Transmit<E> {
 }
 
 export type PeerEvent<E> =
-  | { readonly type: "established"; readonly role: "initiator" | "responder"; readonly localIndex: number }
+  /** `endpoint`: where the frame that completed the handshake came from (the response, or the initiator's first data frame). */
+  | { readonly type: "established"; readonly role: "initiator" | "responder"; readonly localIndex: number; readonly endpoint: E }
   | { readonly type: "handshake_failed"; readonly reason: "timeout"; readonly droppedPackets: number }
   | { readonly type: "endpoint_changed"; readonly endpoint: E }
+  /**
+   * An authenticated frame arrived directly (not through a relay) from an
+   * endpoint we are not sending to: a path the shell may want to try. At most
+   * once a second per endpoint.
+   */
+  | { readonly type: "direct_heard"; readonly endpoint: E }
   | { readonly type: "keys_expired" };
 
 export interface PeerOptions<E> {
@@ -142,6 +156,12 @@ export interface PeerOptions<E> {
   /** Send a keepalive whenever nothing was sent for this long (keeps NAT mappings open). */
   readonly persistentKeepalive?: number;
   readonly sameEndpoint?: (a: E, b: E) => boolean;
+  /**
+   * Endpoints that stand for a relay rather than an address. Frames received
+   * through one never move the endpoint, and no frame moves it away from one
+   * (the shell decides when a direct path is proven). Default: none.
+   */
+  readonly isRelay?: (e: E) => boolean;
 }
 
 interface Keypair {
@@ -207,6 +227,7 @@ export class Peer<E = string> {
   private readonly queueLimit: number;
   private readonly persistentKeepalive: number;
   private readonly sameEndpoint: (a: E, b: E) => boolean;
+  private readonly isRelay: (e: E) => boolean;
   private readonly remoteAddressBytes = new Uint8Array(6);
 
   private endpointValue: E | null;
@@ -220,6 +241,14 @@ export class Peer<E = string> {
   private lastSentAt = -Infinity;
   /** When the last authenticated frame from this peer arrived (-Infinity: never). */
   lastReceivedAt = -Infinity;
+  /** When the last authenticated frame arrived directly, not through a relay. */
+  lastDirectAt = -Infinity;
+  /** When we last sent a packet with `send` (application traffic, not probes or keepalives). */
+  lastDataSentAt = -Infinity;
+  /** When a handshake last completed (a new session became the one we send on). */
+  lastHandshakeAt = -Infinity;
+  private lastHeard: E | null = null;
+  private lastHeardAt = -Infinity;
   private keepaliveAt: number | null = null;
   private deadPeerAt: number | null = null;
   private zeroKeysAt: number | null = null;
@@ -242,6 +271,7 @@ export class Peer<E = string> {
     this.queueLimit = options.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.persistentKeepalive = options.persistentKeepalive ?? 0;
     this.sameEndpoint = options.sameEndpoint ?? Object.is;
+    this.isRelay = options.isRelay ?? (() => false);
     this.endpointValue = options.endpoint ?? null;
     writeAddress(new DataView(this.remoteAddressBytes.buffer), 0, options.remoteAddress);
   }
@@ -297,6 +327,7 @@ export class Peer<E = string> {
     if (packet.length < HEADER_SIZE || packet.length > MAX_TUNNEL_PLAINTEXT) {
       throw new RangeError(`a tunnel packet is ${HEADER_SIZE}-${MAX_TUNNEL_PLAINTEXT} bytes, got ${packet.length}`);
     }
+    this.lastDataSentAt = now;
     const keypair = this.sendingKeypair(now);
     if (keypair !== null && this.endpointValue !== null && this.seal(keypair, packet, now)) {
       this.maybeRekeyAfterSend(keypair, now);
@@ -306,8 +337,31 @@ export class Peer<E = string> {
     this.startHandshake(now);
   }
 
+  /**
+   * Seals one packet to `endpoint` without changing where the peer's traffic
+   * goes: path probes and their answers. Nothing is queued: false when there
+   * is no usable session (or the counter is spent).
+   */
+  sendTo(packet: Uint8Array, endpoint: E, now: number): boolean {
+    if (packet.length < HEADER_SIZE || packet.length > MAX_TUNNEL_PLAINTEXT) {
+      throw new RangeError(`a tunnel packet is ${HEADER_SIZE}-${MAX_TUNNEL_PLAINTEXT} bytes, got ${packet.length}`);
+    }
+    const keypair = this.sendingKeypair(now);
+    if (keypair === null) return false;
+    return this.seal(keypair, packet, now, endpoint);
+  }
+
   connect(now: number): void {
     if (this.sendingKeypair(now) === null) this.startHandshake(now);
+  }
+
+  /**
+   * Starts a new handshake now even though a session exists (unless one is
+   * already running): the shell suspects the peer lost our session (it
+   * restarted). The current session keeps working until the new one replaces it.
+   */
+  rehandshake(now: number): void {
+    this.startHandshake(now);
   }
 
   /** A new endpoint from the control plane (registry or beacon), which is trusted to name it. */
@@ -325,17 +379,18 @@ export class Peer<E = string> {
     return kp;
   }
 
-  private seal(keypair: Keypair, plaintext: Uint8Array, now: number): boolean {
+  private seal(keypair: Keypair, plaintext: Uint8Array, now: number, to?: E): boolean {
     const frame = new Uint8Array(DATA_HEADER_SIZE + plaintext.length + TAG_SIZE);
     if (keypair.session.seal(plaintext, frame) < 0) return false;
-    this.transmits.push({ endpoint: this.endpointValue as E, frame });
+    this.transmits.push({ endpoint: to ?? (this.endpointValue as E), frame });
     this.stats.framesSent++;
     this.stats.bytesSent += frame.length;
     this.lastSentAt = now;
     // Anything we send answers the peer's traffic: no separate keepalive needed.
     this.keepaliveAt = null;
     if (plaintext.length > 0) {
-      if (this.deadPeerAt === null) this.deadPeerAt = now + deadPeerTimeout(this.timers);
+      // A probe toward a candidate that may never answer is no sign of a dead session.
+      if (this.deadPeerAt === null && to === undefined) this.deadPeerAt = now + deadPeerTimeout(this.timers);
     } else {
       this.stats.keepalivesSent++;
     }
@@ -409,7 +464,7 @@ export class Peer<E = string> {
     this.stats.initiationsSent++;
   }
 
-  private receiveResponse(frame: ResponseFrame, now: number): void {
+  private receiveResponse(frame: ResponseFrame, endpoint: E, now: number): void {
     const hs = this.handshake;
     if (hs === null || hs.state === null || frame.receiverIndex !== hs.state.localIndex) {
       this.stats.drops.unexpected_response++;
@@ -435,7 +490,8 @@ export class Peer<E = string> {
     }
     this.current = keypair;
     this.stats.handshakesCompleted++;
-    this.events.push({ type: "established", role: "initiator", localIndex: keypair.session.localIndex });
+    this.lastHandshakeAt = now;
+    this.events.push({ type: "established", role: "initiator", localIndex: keypair.session.localIndex, endpoint });
     const hadQueued = this.queue.length > 0;
     this.flushQueue(now);
     // The responder may not send on the session until it hears from us on it.
@@ -520,7 +576,7 @@ export class Peer<E = string> {
         this.receiveData(datagram, frame.receiverIndex, endpoint, now);
         return;
       case "response":
-        this.receiveResponse(frame, now);
+        this.receiveResponse(frame, endpoint, now);
         return;
       case "initiation": {
         const pending = consumeInitiation(this.local, this.localAddress, frame);
@@ -568,8 +624,13 @@ export class Peer<E = string> {
     this.stats.framesReceived++;
     this.stats.bytesReceived += datagram.length;
     this.deadPeerAt = null;
-    if (session.lastAdvanced) this.roam(endpoint);
-    if (keypair === this.next) this.confirmNext(now);
+    if (!this.isRelay(endpoint)) {
+      this.lastDirectAt = now;
+      if (session.lastAdvanced) this.roam(endpoint);
+      const current = this.endpointValue;
+      if (current === null || !this.sameEndpoint(current, endpoint)) this.heardDirect(endpoint, now);
+    }
+    if (keypair === this.next) this.confirmNext(endpoint, now);
     if (keypair === this.current && keypair.isInitiator && this.handshake === null) {
       if (now - keypair.createdAt >= receiveRekeyTime(this.timers)) this.startHandshake(now);
     }
@@ -594,22 +655,30 @@ export class Peer<E = string> {
   }
 
   /** The initiator has used the session we answered: it becomes the one we send on. */
-  private confirmNext(now: number): void {
+  private confirmNext(endpoint: E, now: number): void {
     const next = this.next!;
     this.releaseKeypair(this.previous);
     this.previous = this.current;
     this.current = next;
     this.next = null;
     this.stats.handshakesCompleted++;
-    this.events.push({ type: "established", role: "responder", localIndex: next.session.localIndex });
+    this.lastHandshakeAt = now;
+    this.events.push({ type: "established", role: "responder", localIndex: next.session.localIndex, endpoint });
     this.flushQueue(now);
   }
 
   private roam(endpoint: E): void {
-    if (this.endpointValue !== null && this.sameEndpoint(this.endpointValue, endpoint)) return;
+    if (this.endpointValue !== null && (this.sameEndpoint(this.endpointValue, endpoint) || this.isRelay(this.endpointValue))) return;
     this.endpointValue = endpoint;
     this.stats.endpointChanges++;
     this.events.push({ type: "endpoint_changed", endpoint });
+  }
+
+  private heardDirect(endpoint: E, now: number): void {
+    if (this.lastHeard !== null && this.sameEndpoint(this.lastHeard, endpoint) && now - this.lastHeardAt < 1000) return;
+    this.lastHeard = endpoint;
+    this.lastHeardAt = now;
+    this.events.push({ type: "direct_heard", endpoint });
   }
 
   // ---- timers -------------------------------------------------------------

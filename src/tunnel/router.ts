@@ -17,7 +17,11 @@
  *   const r = new TunnelRouter<E>({ localAddress, identity, admit, ... })
  *   r.addPeer(address, edPublicKey, endpoint?) / r.removePeer(address) / r.peer(address)
  *   r.send(address, packet, now) -> boolean (false: no such peer)
- *   r.receive(datagram, endpoint, now) -> "ok" | "beacon" | "dropped"
+ *   r.sendTo(address, packet, endpoint, now) -> boolean   one packet to an explicit endpoint (path probes)
+ *   r.rehandshake(address, now)           a new handshake now (the peer may have lost our session)
+ *   r.receive(datagram, endpoint, now, sender?) -> "ok" | "beacon" | "dropped"
+ *        sender: the node a relay says the frame came from; the frame is accepted
+ *        only if it belongs to that node's sessions (a relay cannot misattribute it)
  *   r.tick(now) / r.nextTimeout()
  *   r.takeTransmits(): Transmit<E>[]      r.takeDelivered(): { from, packet }[]
  *   r.takeEvents(): { address, event }[]  r.takeUnknownInitiators(): UnknownInitiator<E>[]
@@ -49,6 +53,8 @@ export interface RouterStats {
   rejectedInitiation: number;
   replayedInitiation: number;
   unknownInitiator: number;
+  /** Relayed frames whose session or initiation belongs to another node than the relay named. */
+  wrongRelaySender: number;
 }
 
 export interface TunnelRouterOptions<E> {
@@ -61,6 +67,8 @@ export interface TunnelRouterOptions<E> {
   readonly timers?: Partial<TunnelTimers>;
   readonly persistentKeepalive?: number;
   readonly sameEndpoint?: (a: E, b: E) => boolean;
+  /** Endpoints that stand for a relay (see PeerOptions.isRelay). */
+  readonly isRelay?: (e: E) => boolean;
   /** Bound on initiations waiting for a key lookup. */
   readonly maxUnknownInitiators?: number;
 }
@@ -76,6 +84,7 @@ export class TunnelRouter<E = string> {
     rejectedInitiation: 0,
     replayedInitiation: 0,
     unknownInitiator: 0,
+    wrongRelaySender: 0,
   };
   private readonly local: LocalHandshakeKeys;
   private readonly indices: IndexTable<unknown>;
@@ -126,6 +135,7 @@ export class TunnelRouter<E = string> {
       timers: this.options.timers,
       persistentKeepalive: this.options.persistentKeepalive,
       sameEndpoint: this.options.sameEndpoint,
+      isRelay: this.options.isRelay,
     });
     this.peers.set(address, peer);
     return peer;
@@ -147,7 +157,24 @@ export class TunnelRouter<E = string> {
     return true;
   }
 
-  receive(datagram: Uint8Array, endpoint: E, now: number): "ok" | "beacon" | "dropped" {
+  /** Starts a new handshake with a peer now (see Peer.rehandshake). */
+  rehandshake(address: Address, now: number): void {
+    const peer = this.peers.get(address);
+    if (!peer) return;
+    peer.rehandshake(now);
+    this.collect(peer);
+  }
+
+  /** Seals `packet` for `address` and sends it to `endpoint` only; false without a peer or a usable session. */
+  sendTo(address: Address, packet: Uint8Array, endpoint: E, now: number): boolean {
+    const peer = this.peers.get(address);
+    if (!peer) return false;
+    const sent = peer.sendTo(packet, endpoint, now);
+    this.collect(peer);
+    return sent;
+  }
+
+  receive(datagram: Uint8Array, endpoint: E, now: number, sender?: Address): "ok" | "beacon" | "dropped" {
     this.stats.datagrams++;
     const type = datagram[0];
     if (type === undefined) {
@@ -169,22 +196,30 @@ export class TunnelRouter<E = string> {
         this.stats.unknownIndex++;
         return "dropped";
       }
+      if (sender !== undefined && owner.remoteAddress !== sender) {
+        this.stats.wrongRelaySender++;
+        return "dropped";
+      }
       owner.receive(datagram, endpoint, now);
       this.collect(owner);
       return "ok";
     }
-    if (type === TunnelMessage.Initiation) return this.receiveInitiation(datagram, endpoint, now);
+    if (type === TunnelMessage.Initiation) return this.receiveInitiation(datagram, endpoint, now, sender);
     this.stats.malformed++;
     return "dropped";
   }
 
-  private receiveInitiation(datagram: Uint8Array, endpoint: E, now: number): "ok" | "dropped" {
+  private receiveInitiation(datagram: Uint8Array, endpoint: E, now: number, sender: Address | undefined): "ok" | "dropped" {
     const pending = consumeInitiation(this.local, this.localAddress, datagram);
     if (!pending.ok) {
       this.stats.badInitiation++;
       return "dropped";
     }
     const address = pending.value.initiatorAddress;
+    if (sender !== undefined && address !== sender) {
+      this.stats.wrongRelaySender++;
+      return "dropped";
+    }
     if (this.options.admit(address) !== "accept") {
       this.stats.rejectedInitiation++;
       return "dropped";

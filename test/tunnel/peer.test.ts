@@ -18,8 +18,8 @@ describe("Peer: handshake and queue", () => {
     b.receive(first[0]!.frame, aNode.endpoint, 1);
     link.pump(1);
     expect(b.takeDelivered().map(text)).toEqual(["hello"]);
-    expect(a.takeEvents()).toEqual([{ type: "established", role: "initiator", localIndex: a.currentSession!.localIndex }]);
-    expect(b.takeEvents()).toEqual([{ type: "established", role: "responder", localIndex: b.currentSession!.localIndex }]);
+    expect(a.takeEvents()).toEqual([{ type: "established", role: "initiator", localIndex: a.currentSession!.localIndex, endpoint: bNode.endpoint }]);
+    expect(b.takeEvents()).toEqual([{ type: "established", role: "responder", localIndex: b.currentSession!.localIndex, endpoint: aNode.endpoint }]);
     expect(a.isEstablished(1) && b.isEstablished(1)).toBe(true);
     b.send(pilotPacket(bNode.address, aNode.address, "hi back"), 2);
     link.pump(2);
