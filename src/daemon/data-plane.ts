@@ -12,6 +12,12 @@
  * handshake from a node only if `policy.admitsSession(node)`; an inbound SYN
  * or datagram is accepted only if `policy.acceptsInbound(node)`; and
  * `dropPeer` resets every stream with a node and forgets its sessions at once.
+ *
+ * Paths (`paths.ts`): a peer's frames go to an address, or through the
+ * beacon's relay ("relay:<node>" endpoints, wrapped here); path probes are
+ * pings sealed to one candidate endpoint, answered along the way they came.
+ * Frames relayed by the beacon are accepted only if they authenticate as the
+ * node the beacon names.
  */
 import { randomBytes } from "node:crypto";
 import type { Identity } from "../crypto/identity.ts";
@@ -23,6 +29,11 @@ import { StreamConnection } from "../transport/connection.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { resetFor, toPacket, type Segment } from "../transport/segment.ts";
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
+import type { BeaconClient } from "../beacon/client.ts";
+import { BeaconType } from "../protocol/beacon-message.ts";
+import { TunnelMessage } from "../protocol/tunnel-frame.ts";
+import { addressOf, nodeOf } from "../protocol/address.ts";
+import { isRelayEndpoint, PathManager, relayEndpoint, type PathTimers } from "./paths.ts";
 import type { Logger } from "../util/log.ts";
 import { DeadlineQueue } from "./deadline-queue.ts";
 import { NodeError, type DatagramMessage, type PortBinding, type StreamHandle } from "./local-node.ts";
@@ -31,7 +42,12 @@ import { DaemonStream, type StreamHost } from "./stream.ts";
 
 export interface PeerInfo {
   readonly identityKey: Uint8Array;
+  /** The best guess at a direct endpoint (the first candidate). */
   readonly endpoint: string | null;
+  /** Direct endpoints to try, best first (the registry's `candidates`); default [endpoint]. */
+  readonly candidates?: readonly string[];
+  /** The addresses the node reports as its own (a path to one of them is not through a NAT). */
+  readonly hostEndpoints?: readonly string[];
 }
 
 export interface AdmissionPolicy {
@@ -63,6 +79,11 @@ export interface DataPlaneOptions {
   readonly synRatePerNode?: number;
   readonly synRateTotal?: number;
   readonly persistentKeepalive?: number;
+  /** The beacon (registration, punching, relay); none: direct paths only. */
+  readonly rendezvous?: BeaconClient | null;
+  /** Is "ip:port" one of this node's own addresses (the beacon then sees us without a NAT)? */
+  readonly isLocalEndpoint?: (endpoint: string) => boolean;
+  readonly pathTimers?: Partial<PathTimers>;
 }
 
 interface Listener {
@@ -92,6 +113,12 @@ export interface DataPlaneCounters {
   datagramsIn: number;
   datagramsDropped: number;
   datagramsOut: number;
+  /** Raw punch probes from peers opening their NAT toward us (ignored otherwise). */
+  punchProbesIn: number;
+  /** Beacon-range datagrams from anywhere but the beacon (dropped). */
+  foreignBeacon: number;
+  /** Frames for a relayed peer dropped because we are not registered with the beacon. */
+  relayUnavailable: number;
 }
 
 export class DataPlane implements StreamHost {
@@ -110,7 +137,11 @@ export class DataPlane implements StreamHost {
     datagramsIn: 0,
     datagramsDropped: 0,
     datagramsOut: 0,
+    punchProbesIn: 0,
+    foreignBeacon: 0,
+    relayUnavailable: 0,
   };
+  readonly paths: PathManager;
   private readonly clock: () => number;
   private readonly random: (n: number) => Uint8Array;
   private readonly log: Logger;
@@ -128,6 +159,8 @@ export class DataPlane implements StreamHost {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = Infinity;
   private closed = false;
+  /** Where the datagram being processed came from ("ip:port" or "relay:<node>"): pongs go back that way. */
+  private currentSource: string | null = null;
 
   constructor(private readonly options: DataPlaneOptions) {
     this.address = options.address;
@@ -141,7 +174,39 @@ export class DataPlane implements StreamHost {
       identity: options.identity,
       admit: (node) => (this.outbound.has(node) || options.policy.admitsSession(node) ? "accept" : "reject"),
       persistentKeepalive: options.persistentKeepalive,
+      isRelay: isRelayEndpoint,
     });
+    const rendezvous = options.rendezvous ?? null;
+    this.paths = new PathManager({
+      localNode: nodeOf(options.address),
+      link: rendezvous,
+      peer: (node) => this.router.peer(node),
+      sendRaw: (datagram, endpoint) => this.sendRaw(datagram, endpoint),
+      probe: (node, endpoint, id, now) => this.sendProbe(node, endpoint, id, now),
+      isLocalEndpoint: options.isLocalEndpoint,
+      refresh: (node) => this.refreshPeer(node),
+      log: options.log,
+      timers: options.pathTimers,
+    });
+    if (rendezvous) {
+      rendezvous.events = {
+        registered: (_observed, changed) => this.afterPathEvent(() => this.paths.onLinkChange(this.clock(), changed)),
+        lost: () => this.afterPathEvent(() => this.paths.onLinkChange(this.clock(), false)),
+        punch: (peer, endpoint, requested) => {
+          const node = addressOf(0, peer);
+          // Punch toward a node only if we asked, already talk to it, or would accept it anyway.
+          const admitted = requested || this.router.peer(node) !== undefined || this.outbound.has(node) || options.policy.admitsSession(node);
+          this.afterPathEvent(() => this.paths.onPunch(peer, endpoint, admitted, this.clock()));
+        },
+        relayed: (source, frame) => this.receiveRelayed(source, frame),
+      };
+    }
+  }
+
+  private afterPathEvent(fn: () => void): void {
+    if (this.closed) return;
+    fn();
+    this.scheduleTurn();
   }
 
   // ---- inbound ------------------------------------------------------------
@@ -150,18 +215,42 @@ export class DataPlane implements StreamHost {
   receiveDatagram(data: Uint8Array, host: string, port: number): void {
     if (this.closed) return;
     const now = this.clock();
-    const verdict = this.router.receive(data, endpointOf(host, port), now);
-    if (verdict === "beacon") this.options.onBeacon?.(data, host, port);
+    const source = endpointOf(host, port);
+    this.currentSource = source;
+    const verdict = this.router.receive(data, source, now);
+    if (verdict === "beacon") this.receiveBeacon(data, host, port);
     this.processRouterOutput(now);
+    this.currentSource = null;
+    this.scheduleTurn();
+  }
+
+  private receiveBeacon(data: Uint8Array, host: string, port: number): void {
+    const rendezvous = this.options.rendezvous;
+    if (rendezvous && rendezvous.receive(data, host, port) !== "foreign") return;
+    if (data[0] === BeaconType.PunchProbe) this.counters.punchProbesIn++;
+    else if (rendezvous) this.counters.foreignBeacon++;
+    this.options.onBeacon?.(data, host, port);
+  }
+
+  /** A tunnel frame the beacon relayed from node `source`: accepted only if it authenticates as that node. */
+  private receiveRelayed(source: number, frame: Uint8Array): void {
+    if (this.closed) return;
+    const now = this.clock();
+    const endpoint = relayEndpoint(source);
+    this.currentSource = endpoint;
+    this.router.receive(frame, endpoint, now, addressOf(0, source));
+    this.processRouterOutput(now);
+    this.currentSource = null;
     this.scheduleTurn();
   }
 
   private processRouterOutput(now: number): void {
     for (const d of this.router.takeDelivered()) this.receivePacket(d.from, d.packet, now);
     for (const { address, event } of this.router.takeEvents()) {
-      if (event.type === "established") this.log.debug("tunnel session established", { peer: formatAddress(address), role: event.role });
+      if (event.type === "established") this.log.debug("tunnel session established", { peer: formatAddress(address), role: event.role, via: event.endpoint });
       else if (event.type === "handshake_failed") this.log.info("tunnel handshake gave up", { peer: formatAddress(address), dropped: event.droppedPackets });
       else if (event.type === "endpoint_changed") this.log.info("peer endpoint changed", { peer: formatAddress(address), endpoint: event.endpoint });
+      this.paths.onEvent(address, event, now);
     }
     for (const u of this.router.takeUnknownInitiators()) void this.introduce(u);
   }
@@ -275,9 +364,19 @@ export class DataPlane implements StreamHost {
 
   private receiveControl(from: Address, p: Packet, now: number): void {
     if (p.dstPort === WellKnownPort.Ping && !(p.flags & Flag.ACK)) {
-      // Echo request: answer with the same payload, over the authenticated session it came on.
+      // Echo request: answer with the same payload, over the authenticated session it came on,
+      // along the path it came (so a path probe measures and proves that path).
       const pong = packet({ protocol: Protocol.Control, flags: Flag.ACK, src: this.address, dst: from, srcPort: 0, dstPort: p.srcPort, seq: p.seq, ack: (p.seq + 1) >>> 0, payload: p.payload });
-      this.sendPacket(from, pong, now);
+      const source = this.currentSource;
+      if (source !== null && this.router.sendTo(from, encodePacket(pong), source, now)) {
+        this.counters.packetsOut++;
+        return;
+      }
+      if (p.srcPort !== PATH_PROBE_PORT) this.sendPacket(from, pong, now);
+      return;
+    }
+    if (p.flags & Flag.ACK && p.dstPort === PATH_PROBE_PORT) {
+      if (this.currentSource !== null) this.paths.onPong(from, p.seq, this.currentSource, now);
       return;
     }
     if (p.flags & Flag.ACK) {
@@ -300,7 +399,7 @@ export class DataPlane implements StreamHost {
     let lookup = this.peerLookups.get(node);
     if (!lookup) {
       lookup = this.options.lookupPeer(node, outbound).then((info) => {
-        if (!this.closed && !this.router.peer(node)) this.router.addPeer(node, info.identityKey, info.endpoint);
+        if (!this.closed && !this.router.peer(node)) this.addRouterPeer(node, info);
       });
       this.peerLookups.set(node, lookup);
       lookup.then(
@@ -311,12 +410,20 @@ export class DataPlane implements StreamHost {
     await lookup;
   }
 
+  /** Adds the peer to the router, starting on the path the path manager picks (the relay, while direct paths are probed). */
+  private addRouterPeer(node: Address, info: PeerInfo): void {
+    const candidates = info.candidates && info.candidates.length > 0 ? info.candidates : info.endpoint ? [info.endpoint] : [];
+    this.router.addPeer(node, info.identityKey, this.paths.initialEndpoint(node, candidates));
+    this.paths.peerAdded(node, { candidates, hostEndpoints: info.hostEndpoints }, this.clock());
+  }
+
   /**
    * A peer stopped answering (SYN or data retransmission timeout, ping timeout):
-   * it may have restarted on another port or moved. Ask the registry again; if
-   * its endpoint changed, start over with a fresh session toward the new one
-   * (streams keep their state and retransmit through it). At most once a
-   * second per peer.
+   * it may have restarted, or moved. Ask the registry again: new endpoints are
+   * probed; and if nothing came from the peer on any path since the last
+   * handshake (it may have forgotten our session), start a new handshake
+   * while the current session stays usable. Nothing is torn down, so a slow
+   * or lossy set-up is never undone. At most once a second per peer.
    */
   refreshPeer(node: Address): void {
     const now = this.clock();
@@ -328,14 +435,18 @@ export class DataPlane implements StreamHost {
       (info) => {
         const current = this.router.peer(node);
         if (this.closed || !current || info.endpoint === null) return;
-        const moved = info.endpoint !== current.endpoint;
-        // Same endpoint but silent: it probably restarted and forgot our session.
-        const silent = this.clock() - current.lastReceivedAt > 2000;
-        if (!moved && !silent) return;
-        this.log.info(moved ? "peer endpoint changed at the registry; reconnecting" : "peer silent; starting a fresh tunnel session", { peer: formatAddress(node), endpoint: info.endpoint });
-        this.router.removePeer(node);
-        this.router.addPeer(node, info.identityKey, info.endpoint);
-        for (const s of this.ports.connectionsWith(node)) this.markDirty(s);
+        const now = this.clock();
+        const candidates = info.candidates && info.candidates.length > 0 ? info.candidates : [info.endpoint];
+        this.paths.updateCandidates(node, candidates, info.hostEndpoints, now);
+        // Silent on every path since the last handshake: it probably restarted and forgot our
+        // session. (While a relay fallback is still to be tried, the path manager handles it.)
+        const silent = now - Math.max(current.lastReceivedAt, current.lastHandshakeAt) > 2000;
+        if (silent && !current.handshakeInProgress && current.isEstablished(now) && !this.paths.handlesSilence(node)) {
+          this.log.info("peer silent; starting a new handshake", { peer: formatAddress(node), endpoint: current.endpoint });
+          this.router.rehandshake(node, now);
+          this.processRouterOutput(now);
+          for (const s of this.ports.connectionsWith(node)) this.markDirty(s);
+        }
         this.scheduleTurn();
       },
       () => {},
@@ -440,6 +551,7 @@ export class DataPlane implements StreamHost {
     this.pumpDirty(); // the RSTs go out on the old session before it is destroyed
     this.flushRouter();
     this.router.removePeer(node);
+    this.paths.forget(node);
     this.outbound.delete(node);
     return streams.length;
   }
@@ -498,16 +610,46 @@ export class DataPlane implements StreamHost {
 
   private flushRouter(): void {
     const transmits = this.router.takeTransmits();
-    if (transmits.length === 0) return;
-    for (const t of transmits) {
-      const colon = t.endpoint.lastIndexOf(":");
-      this.options.send(t.frame, t.endpoint.slice(0, colon), Number(t.endpoint.slice(colon + 1)));
+    if (transmits.length === 0) {
+      this.paths.endTurn();
+      return;
     }
+    for (const t of transmits) {
+      const e = this.paths.currentEndpoint(t.endpoint);
+      if (e.charCodeAt(0) === 114 /* "r" */ && isRelayEndpoint(e)) {
+        if (!this.paths.routeRelay(e, t.frame)) this.counters.relayUnavailable++;
+        continue;
+      }
+      const colon = e.lastIndexOf(":");
+      this.options.send(t.frame, e.slice(0, colon), Number(e.slice(colon + 1)));
+      if (t.frame[0] === TunnelMessage.Initiation) this.paths.copyInitiation(e, t.frame);
+    }
+    this.paths.endTurn();
     this.options.flush?.();
   }
 
+  /** One datagram straight to "ip:port" (punch probes, initiation copies). */
+  private sendRaw(datagram: Uint8Array, endpoint: string): void {
+    const colon = endpoint.lastIndexOf(":");
+    if (colon <= 0) return;
+    let host = endpoint.slice(0, colon);
+    if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+    try {
+      this.options.send(datagram, host, Number(endpoint.slice(colon + 1)));
+    } catch {
+      // an unreachable candidate: nothing to do
+    }
+  }
+
+  /** A path probe: an authenticated ping with source port PATH_PROBE_PORT, sealed to one endpoint. */
+  private sendProbe(node: Address, endpoint: string, id: number, now: number): boolean {
+    const probe = packet({ protocol: Protocol.Control, src: this.address, dst: node, srcPort: PATH_PROBE_PORT, dstPort: WellKnownPort.Ping, seq: id });
+    return this.router.sendTo(node, encodePacket(probe), endpoint, now);
+  }
+
   private armTimer(): void {
-    const at = Math.min(this.deadlines.peek(), this.router.nextTimeout() ?? Infinity);
+    const now = this.clock();
+    const at = Math.min(this.deadlines.peek(), this.router.nextTimeout() ?? Infinity, this.paths.nextTimeout(now) ?? Infinity);
     if (at === this.timerAt && this.timer) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -530,6 +672,11 @@ export class DataPlane implements StreamHost {
     const routerDue = this.router.nextTimeout();
     if (routerDue !== null && routerDue <= now) {
       this.router.tick(now);
+      this.processRouterOutput(now);
+    }
+    const pathsDue = this.paths.nextTimeout(now);
+    if (pathsDue !== null && pathsDue <= now) {
+      this.paths.tick(now);
       this.processRouterOutput(now);
     }
     this.endTurn();
@@ -573,6 +720,9 @@ export class DataPlane implements StreamHost {
     return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
   }
 }
+
+/** Path probes are pings from port 0 (user pings come from an ephemeral port), so their pongs come to port 0. */
+const PATH_PROBE_PORT = 0;
 
 function pingKey(peer: Address, id: number, seq: number): string {
   return `${peer}/${id}/${seq}`;

@@ -10,6 +10,8 @@ import { WellKnownPort } from "../protocol/ports.ts";
 import { RegistryError, type RegistryClient, type RegistryEvent, type TrustState } from "../registry/client.ts";
 import type { Logger } from "../util/log.ts";
 import { DataPlane, type PeerInfo } from "./data-plane.ts";
+import type { BeaconClient } from "../beacon/client.ts";
+import type { PathTimers } from "./paths.ts";
 import { NodeError, type DatagramMessage, type LocalNode, type NodeErrorCode, type PortBinding, type StreamHandle } from "./local-node.ts";
 import { TrustStore, type TrustSnapshot } from "./trust-store.ts";
 import { echoStream } from "./echo.ts";
@@ -33,6 +35,11 @@ export interface DaemonNodeOptions {
   readonly send: (frame: Uint8Array, host: string, port: number) => void;
   readonly flush: () => void;
   readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
+  /** The beacon client: endpoint discovery, hole punching and relay (none: direct paths only). */
+  readonly rendezvous?: BeaconClient | null;
+  /** Is "ip:port" one of this node's own addresses? */
+  readonly isLocalEndpoint?: (endpoint: string) => boolean;
+  readonly pathTimers?: Partial<PathTimers>;
   readonly streamConfig?: ConstructorParameters<typeof DataPlane>[0]["streamConfig"];
   readonly echo?: boolean;
   /** Where exposed ports are kept (`$PILOT_HOME/expose.json`); none: in memory only. */
@@ -74,6 +81,9 @@ export class DaemonNode implements LocalNode {
       send: options.send,
       flush: options.flush,
       onBeacon: options.onBeacon,
+      rendezvous: options.rendezvous,
+      isLocalEndpoint: options.isLocalEndpoint,
+      pathTimers: options.pathTimers,
       log: options.log.child("data"),
       streamConfig: options.streamConfig,
       policy: {
@@ -243,7 +253,9 @@ export class DaemonNode implements LocalNode {
     }
     const endpoint = result.candidates[0] ?? null;
     if (!endpoint) throw new NodeError("unreachable", `${formatAddress(node)} has no reachable endpoint`, "its daemon may be offline");
-    return { identityKey: new Uint8Array(key), endpoint };
+    // The addresses it reports as its own (not "0.0.0.0:P", which stands for whatever the registry saw).
+    const hostEndpoints = result.endpoints.filter((e) => !/^(0\.0\.0\.0|\[::\]):/.test(e));
+    return { identityKey: new Uint8Array(key), endpoint, candidates: result.candidates, hostEndpoints };
   }
 
   // ---- control operations --------------------------------------------------
@@ -266,7 +278,8 @@ export class DaemonNode implements LocalNode {
       pid: process.pid,
       uptime_secs: Math.floor((Date.now() - this.startedAt) / 1000),
       endpoint: this.options.endpoint,
-      observed_endpoint: this.observedEndpoint,
+      observed_endpoint: this.options.rendezvous?.observed ?? this.observedEndpoint,
+      beacon_registered: this.options.rendezvous?.available ?? false,
       registry: this.options.registryAddress,
       registry_connected: this.registry.connected,
       encrypt: true,
@@ -369,8 +382,7 @@ export class DaemonNode implements LocalNode {
       node_id: nodeOf(peer.remoteAddress),
       address: formatAddress(peer.remoteAddress),
       hostname: this.trust.trustedNode(nodeOf(peer.remoteAddress))?.hostname ?? null,
-      endpoint: peer.endpoint,
-      path: "direct",
+      ...this.pathOf(peer.remoteAddress, peer.endpoint),
       established: peer.isEstablished(now),
       encrypted: true,
       authenticated: true,
@@ -380,6 +392,17 @@ export class DaemonNode implements LocalNode {
       handshakes: peer.stats.handshakesCompleted,
     }));
     return { peers, total: peers.length };
+  }
+
+  /** The path to a peer as `peers` and `ping` show it: direct, punched or relay; where frames go; probe RTT. */
+  private pathOf(address: Address, fallbackEndpoint: string | null = null) {
+    const info = this.plane.paths.describe(address);
+    return {
+      endpoint: info ? info.endpoint : fallbackEndpoint,
+      path: info?.path ?? "direct",
+      rtt_ms: info?.rttMs != null ? round(info.rttMs) : null,
+      path_changes: info?.changes ?? 0,
+    };
   }
 
   private connections() {
@@ -423,7 +446,8 @@ export class DaemonNode implements LocalNode {
     const size = typeof p.size === "number" ? Math.min(Math.max(0, p.size), 1024) : 0;
     const started = performance.now();
     const rtt = await this.plane.ping(address, seq, timeout, new Uint8Array(size));
-    return { target: formatAddress(address), seq, rtt_ms: round(rtt), total_ms: round(performance.now() - started) };
+    const path = this.pathOf(address);
+    return { target: formatAddress(address), seq, rtt_ms: round(rtt), total_ms: round(performance.now() - started), path: path.path, endpoint: path.endpoint };
   }
 
   private async handshake(p: Params) {

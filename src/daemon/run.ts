@@ -11,10 +11,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { createDiscover, verifyDiscoverReply } from "../beacon/discover.ts";
+import { networkInterfaces } from "node:os";
+import { BeaconClient } from "../beacon/client.ts";
 import { IdentityError, loadOrCreateIdentity } from "../crypto/identity.ts";
 import { startIpcServer, type IpcServer } from "../ipc/server.ts";
-import { formatAddress, parseAddress } from "../protocol/address.ts";
+import { formatAddress, nodeOf, parseAddress } from "../protocol/address.ts";
 import { RegistryClient, RegistryError } from "../registry/client.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { createLogger, type Logger, type LogLevel } from "../util/log.ts";
@@ -23,6 +24,7 @@ import { NodeError } from "./local-node.ts";
 import { DaemonNode } from "./node.ts";
 import { TrustStore, TrustStoreError } from "./trust-store.ts";
 import { UdpSocket } from "./udp-socket.ts";
+import type { PathTimers } from "./paths.ts";
 import type { StreamConfig } from "../transport/config.ts";
 
 export interface DaemonOptions {
@@ -104,7 +106,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
 
   let node: DaemonNode | undefined;
-  let beaconHandler: ((d: Uint8Array, host: string, port: number) => void) | undefined;
   // With no port given, reuse the last run's port: a restart then looks like nothing
   // happened to peers (and to NAT mappings). If it is taken now, any free port will do.
   const state = readState(paths.state);
@@ -120,6 +121,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   if (state.tunnel_port !== udp.port) writeFileAtomic(paths.state, JSON.stringify({ ...state, tunnel_port: udp.port }, null, 2) + "\n");
   const endpoint = formatHostPort({ host: options.listen.host, port: udp.port });
+  // What we register: the listen address, and when it is a wildcard, the host's own addresses
+  // too (candidates for peers on the same network; and how peers tell that we are not NATed).
+  const endpoints = registeredEndpoints(options.listen.host, udp.port);
   const cleanups: (() => void | Promise<void>)[] = [() => udp.close()];
   const fail = async (error: DaemonStartError): Promise<never> => {
     for (const c of cleanups.reverse()) await c();
@@ -155,7 +159,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let registered;
   try {
     registered = await registry.register({
-      endpoints: [endpoint],
+      endpoints,
       ...(options.hostname ? { hostname: options.hostname } : {}),
       ...(options.public !== undefined ? { public: options.public } : {}),
       ...(options.tags ? { tags: options.tags } : {}),
@@ -170,6 +174,25 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const address = parseAddress(registered.address);
   if (!address.ok) return fail(new DaemonStartError("registry_error", `the registry assigned an invalid address ${registered.address}`));
 
+  // The beacon: registration (our public endpoint, and the NAT keepalive toward it), hole
+  // punching and the relay. Timers can be shortened for tests (PILOT_NAT_KEEPALIVE_MS).
+  const natKeepalive = envMs("PILOT_NAT_KEEPALIVE_MS");
+  const rendezvous = options.beacon
+    ? new BeaconClient({
+        nodeId: nodeOf(address.value),
+        identity: identity.identity,
+        beaconKey: registry.registryKey,
+        beacon: options.beacon,
+        send: (d, h, p) => udp.send(d, h, p),
+        log: log.child("beacon"),
+        ...(natKeepalive ? { keepaliveMs: natKeepalive } : {}),
+      })
+    : null;
+  const pathTimers: Partial<PathTimers> = {
+    ...(natKeepalive ? { heartbeat: natKeepalive } : {}),
+    ...(envMs("PILOT_PATH_UPGRADE_MS") ? { upgradeFirst: envMs("PILOT_PATH_UPGRADE_MS")! } : {}),
+  };
+
   node = new DaemonNode({
     identity: identity.identity,
     address: address.value,
@@ -183,12 +206,20 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     endpoint,
     send: (f, h, p) => udp.send(f, h, p),
     flush: () => udp.flush(),
-    onBeacon: (d, h, p) => beaconHandler?.(d, h, p),
+    rendezvous,
+    isLocalEndpoint: (e) => isLocalEndpoint(e, udp.port),
+    pathTimers,
     streamConfig: options.streamConfig,
     exposeFile: join(paths.home, "expose.json"),
   });
   const daemonNode = node;
   cleanups.push(() => daemonNode.shutdown());
+  let beaconReady: Promise<boolean> = Promise.resolve(false);
+  if (rendezvous) {
+    rendezvous.start();
+    cleanups.push(() => rendezvous.stop());
+    beaconReady = rendezvous.waitRegistered(2000);
+  }
 
   try {
     await registry.subscribe();
@@ -199,23 +230,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   // Exposed ports (pilot expose) come back before apps can connect; their streams still need trust.
   node.exposes.restore();
 
-  // Endpoint discovery: the beacon tells us the address our UDP socket is seen from.
-  const discover = () => {
-    if (!options.beacon) return;
-    const { nonce, datagram } = createDiscover();
-    beaconHandler = (d) => {
-      const r = verifyDiscoverReply(d, nonce, registry.registryKey);
-      if (r.ok) daemonNode.setObservedEndpoint(formatHostPort({ host: r.value.ip, port: r.value.port }));
-    };
-    udp.send(datagram, options.beacon.host === "0.0.0.0" ? "127.0.0.1" : options.beacon.host, options.beacon.port);
-  };
-  discover();
+  // The first beacon registration (relay and punching) is normally one round trip away.
+  if (rendezvous && !(await beaconReady)) log.warn("no answer from the beacon yet; relay and hole punching start once it answers", { beacon: formatHostPort(options.beacon!) });
 
   const heartbeatMs = options.heartbeatMs ?? 30_000;
   const heartbeat = setInterval(async () => {
     try {
-      await registry.heartbeat([endpoint]);
-      discover();
+      await registry.heartbeat(registeredEndpoints(options.listen.host, udp.port));
     } catch (e) {
       log.warn("registry heartbeat failed", { error: (e as Error).message });
     }
@@ -264,6 +285,39 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     return stopping;
   };
   return { node, paths, socketPath, endpoint, stop, stopped };
+}
+
+/** The endpoints a daemon registers: its listen address, plus the host's IPv4 addresses when that is a wildcard. */
+function registeredEndpoints(host: string, port: number): string[] {
+  const own = formatHostPort({ host, port });
+  if (host !== "0.0.0.0") return [own];
+  const hosts: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal && hosts.length < 6) hosts.push(`${a.address}:${port}`);
+  }
+  return [own, ...new Set(hosts)];
+}
+
+let localAddresses: { at: number; ips: Set<string> } | null = null;
+
+/** Is "ip:port" this host's own address for our tunnel port (so the beacon sees us without a NAT)? */
+function isLocalEndpoint(endpoint: string, port: number): boolean {
+  const colon = endpoint.lastIndexOf(":");
+  if (Number(endpoint.slice(colon + 1)) !== port) return false;
+  const ip = endpoint.slice(0, colon).replace(/^\[|\]$/g, "");
+  const now = Date.now();
+  if (!localAddresses || now - localAddresses.at > 10_000) {
+    const ips = new Set<string>();
+    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) ips.add(a.address);
+    localAddresses = { at: now, ips };
+  }
+  return localAddresses.ips.has(ip);
+}
+
+/** A positive integer of milliseconds from the environment (test and tuning knobs), else undefined. */
+function envMs(name: string): number | undefined {
+  const v = Number(process.env[name]);
+  return Number.isInteger(v) && v > 0 ? v : undefined;
 }
 
 function readState(path: string): { tunnel_port?: number } {

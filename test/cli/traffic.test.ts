@@ -54,7 +54,7 @@ describe("ping", () => {
     expect(text.code).toBe(0);
     const lines = text.stdout.trim().split("\n");
     expect(lines[0]).toBe(`PING traffic-a (${a.address}): 2 probes of 0 bytes over the encrypted tunnel`);
-    expect(lines[1]).toMatch(/^seq=0 bytes=0 time=[0-9.]+ ms$/);
+    expect(lines[1]).toMatch(/^seq=0 bytes=0 time=[0-9.]+ ms path=direct$/);
     expect(lines[3]).toMatch(/^--- traffic-a: 2 sent, 2 received, 0% loss; round trip min\/avg\/max /);
   });
 

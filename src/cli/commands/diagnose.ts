@@ -49,7 +49,8 @@ export const pingCommand: CommandSpec = {
   returns: {
     target: "the node's address",
     node_id: "the node's id",
-    results: "[{seq, bytes, rtt_ms, handshake (true on a probe that also set up the tunnel)} or {seq, error, message}]",
+    results:
+      "[{seq, bytes, rtt_ms, path ('direct' | 'punched' | 'relay': the way the probe went), handshake (true on a probe that also set up the tunnel)} or {seq, error, message}]",
     sent: "probes sent (fewer than --count if interrupted with Ctrl-C)",
     received: "replies received",
     loss_pct: "percentage of probes without a reply",
@@ -84,11 +85,11 @@ export const pingCommand: CommandSpec = {
           if (seq > 0 && interval > 0) await Promise.race([Bun.sleep(interval), stopped]);
           if (interrupted) break;
           try {
-            const r = (await Promise.race([d.call("ping", { target: node.address, seq, timeout_ms: timeout, size }), stopped])) as { rtt_ms: number } | null;
+            const r = (await Promise.race([d.call("ping", { target: node.address, seq, timeout_ms: timeout, size }), stopped])) as { rtt_ms: number; path?: string } | null;
             if (r === null) break;
             rtts.push(r.rtt_ms);
-            results.push({ seq, bytes: size, rtt_ms: r.rtt_ms, ...(cold ? { handshake: true } : {}) });
-            out.line(`seq=${seq} bytes=${size} time=${ms(r.rtt_ms)}${cold ? "   (includes the tunnel handshake)" : ""}`);
+            results.push({ seq, bytes: size, rtt_ms: r.rtt_ms, path: r.path ?? "direct", ...(cold ? { handshake: true } : {}) });
+            out.line(`seq=${seq} bytes=${size} time=${ms(r.rtt_ms)} path=${r.path ?? "direct"}${cold ? "   (includes the tunnel handshake)" : ""}`);
             cold = false;
           } catch (e: any) {
             if (!PROBE_ERRORS.has(e?.code)) throw e;
@@ -173,7 +174,7 @@ export const tracerouteCommand: CommandSpec = {
   returns: {
     target: "the node's address",
     node_id: "the node's id",
-    hops: "[{hop, node_id, address, hostname, path ('direct' today; relayed paths later), endpoint (the UDP address packets go to)}]",
+    hops: "[{hop, node_id, address, hostname, path ('direct' | 'punched' | 'relay'), endpoint (the UDP address packets go to: the peer, or the beacon when relayed)}]",
     setup_ms: "time to open a stream to the echo port 7",
     handshake: "true if the set-up also established the tunnel (first contact)",
     rtt_samples: "[{rtt_ms, bytes}]",
@@ -204,7 +205,7 @@ export const tracerouteCommand: CommandSpec = {
             out.result(data, (r) =>
               [
                 `traceroute to ${nodeLabel(r.target, target.includes(":") ? null : target)} over the Pilot overlay`,
-                ...r.hops.map((h: any) => `  ${h.hop}  ${nodeLabel(h.address, h.hostname)}  ${h.path}${h.endpoint ? ` via udp ${h.endpoint}` : ""}`),
+                ...r.hops.map((h: any) => `  ${h.hop}  ${nodeLabel(h.address, h.hostname)}  ${h.path}${h.endpoint ? ` via udp ${h.endpoint}${h.path === "relay" ? " (the beacon's relay)" : ""}` : ""}`),
                 `connection set-up to echo port ${ECHO_PORT}: ${ms(r.setup_ms)}${r.handshake ? " (includes the tunnel handshake)" : ""}`,
                 `round trips: ${r.rtt_samples.map((s: any) => ms(s.rtt_ms)).join("  ")}`,
               ].join("\n"),

@@ -57,7 +57,7 @@ export const peersCommand: CommandSpec = {
   examples: ["pilot peers", "pilot peers --search nlp      # public nodes and nodes that trust you, tagged nlp or named *nlp*"],
   returns: {
     peers:
-      "without --search: [{node_id, address, hostname, endpoint, path ('direct'), established, encrypted, authenticated, trusted, bytes_sent, bytes_recv, handshakes}]; with --search: [{node_id, address, hostname, tags, public, online}]",
+      "without --search: [{node_id, address, hostname, path ('direct': straight to the peer's address | 'punched': straight, through NATs on both sides opened by hole punching | 'relay': through the beacon), endpoint (where the UDP datagrams go: the peer, or the beacon when relayed), rtt_ms (round trip of the last path probe, or null), path_changes, established, encrypted, authenticated, trusted, bytes_sent, bytes_recv, handshakes}]; with --search: [{node_id, address, hostname, tags, public, online}]",
     total: "number of peers listed",
     query: "the search query (with --search only)",
   },
@@ -82,8 +82,20 @@ export const peersCommand: CommandSpec = {
       d.total === 0
         ? "no tunnel peers yet: a tunnel opens when you ping or connect to a node (pilot ping NODE)"
         : table(
-            ["NODE", "ADDRESS", "HOSTNAME", "PATH", "ENDPOINT", "SESSION", "TRUSTED", "SENT", "RECEIVED"],
-            d.peers.map((p: any) => [p.node_id, p.address, p.hostname, p.path, p.endpoint, p.established ? "up" : "idle", p.trusted ? "yes" : "no", bytes(p.bytes_sent), bytes(p.bytes_recv)]),
+            ["NODE", "ADDRESS", "HOSTNAME", "PATH", "ENDPOINT", "RTT", "SESSION", "SECURITY", "TRUSTED", "SENT", "RECEIVED"],
+            d.peers.map((p: any) => [
+              p.node_id,
+              p.address,
+              p.hostname,
+              p.path,
+              p.endpoint,
+              p.rtt_ms == null ? "-" : ms(p.rtt_ms),
+              p.established ? "up" : "idle",
+              p.encrypted && p.authenticated ? "encrypted+authenticated" : p.encrypted ? "encrypted" : "none",
+              p.trusted ? "yes" : "no",
+              bytes(p.bytes_sent),
+              bytes(p.bytes_recv),
+            ]),
           ),
     );
   },
