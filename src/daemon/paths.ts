@@ -588,6 +588,8 @@ export class PathManager {
     state.upgradeDelay = this.timers.upgradeFirst;
     this.mergeCandidates(state, [endpoint], true);
     this.setPeerEndpoint(state, peer, endpoint, now, `proven by ${how}`);
+    // One probe for the round trip (`pilot peers` shows it) when the proof was not a probe.
+    if (how !== "probe") this.sendProbe(state, endpoint, now);
   }
 
   private setPeerEndpoint(state: PathState, peer: Peer<string>, endpoint: string, now: number, reason: string): void {
