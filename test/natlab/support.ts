@@ -1,0 +1,312 @@
+/**
+ * Pilot inside the NAT lab: a rendezvous in `rdv`, daemons on the lab hosts
+ * (each in its namespace, each with its own PILOT_HOME), and apps in the test
+ * process talking to them over their IPC sockets (a unix socket crosses
+ * network namespaces). Every process is started here and stopped by pid.
+ *
+ *   const pilot = await LabPilot.start(lab);          // the rendezvous
+ *   const a = await pilot.daemon("h1");               // a public daemon on h1
+ *   const { ttfbMs, mbps } = await transfer(a, b, 4 << 20);
+ *   pilot.peer(a, b)                                  // `pilot --json peers` entry: path, endpoint, rtt
+ *   await pilot.stop();
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { connect, type Driver, type PilotSocket } from "../../src/driver/index.ts";
+import { ADDRESSES, type Host, type NatLab } from "./lab.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const MAIN = join(ROOT, "src/cli/main.ts");
+export const REGISTRY = `${ADDRESSES.rdv}:9000`;
+export const BEACON = `${ADDRESSES.rdv}:9001`;
+
+export interface LabDaemon {
+  readonly host: Host;
+  readonly home: string;
+  readonly pid: number;
+  readonly address: string;
+  readonly nodeId: number;
+  readonly driver: Driver;
+  /** The tunnel's local UDP port. */
+  readonly port: number;
+  readonly log: () => string;
+}
+
+interface Proc {
+  child: ChildProcess;
+  output: string;
+}
+
+function waitForJsonLine(p: Proc, what: string, timeoutMs = 20_000): Promise<any> {
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start in time:\n${p.output}`)), timeoutMs);
+    const check = () => {
+      const line = p.output.split("\n").find((l) => l.startsWith("{") && l.includes('"status"'));
+      if (!line) return false;
+      clearTimeout(timer);
+      const parsed = JSON.parse(line);
+      if (parsed.status !== "ok") reject(new Error(`${what} failed: ${line}`));
+      else resolvePromise(parsed.data);
+      return true;
+    };
+    p.child.stdout!.on("data", (d) => {
+      p.output += d;
+      check();
+    });
+    p.child.stderr!.on("data", (d) => (p.output += d));
+    p.child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}:\n${p.output}`));
+    });
+  });
+}
+
+export class LabPilot {
+  readonly dir: string;
+  private readonly procs: Proc[] = [];
+  private readonly daemons = new Map<Host, LabDaemon & { proc: Proc }>();
+  private rendezvous: Proc | undefined;
+
+  private constructor(
+    readonly lab: NatLab,
+    readonly env: Record<string, string>,
+  ) {
+    this.dir = mkdtempSync("/tmp/pilot-natlab-");
+  }
+
+  /** Starts the rendezvous (registry :9000, beacon :9001) in `rdv`. `env` goes to every daemon. */
+  static async start(lab: NatLab, env: Record<string, string> = {}): Promise<LabPilot> {
+    const pilot = new LabPilot(lab, env);
+    try {
+      const home = join(pilot.dir, "rdv");
+      mkdirSync(home, { recursive: true });
+      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON], { PILOT_HOME: home });
+      pilot.rendezvous = p;
+      await waitForJsonLine(p, "the rendezvous");
+    } catch (e) {
+      await pilot.stop();
+      throw e;
+    }
+    return pilot;
+  }
+
+  private spawn(host: Host, args: string[], env: Record<string, string>): Proc {
+    const [cmd, ...rest] = this.lab.wrap(host, [process.execPath, MAIN, ...args]);
+    const child = spawn(cmd!, rest, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const p: Proc = { child, output: "" };
+    this.procs.push(p);
+    return p;
+  }
+
+  /**
+   * Starts a public daemon on `host` (its home is kept across restarts, so
+   * it keeps its identity and node id) and connects a driver to it.
+   */
+  async daemon(host: Host, env: Record<string, string> = {}): Promise<LabDaemon> {
+    if (this.daemons.has(host)) throw new Error(`a daemon already runs on ${host}`);
+    const home = join(this.dir, host);
+    mkdirSync(home, { recursive: true });
+    const p = this.spawn(
+      host,
+      ["daemon", "start", "--foreground", "--json", "--registry", REGISTRY, "--beacon", BEACON, "--listen", "0.0.0.0:0", "--public", "--log-level", process.env.LAB_LOG_LEVEL ?? "info"],
+      { PILOT_HOME: home, ...this.env, ...env },
+    );
+    const data = await waitForJsonLine(p, `the daemon on ${host}`);
+    const driver = await connect({ home });
+    const port = Number(String(data.endpoint).split(":").pop());
+    const d = { host, home, pid: p.child.pid!, address: data.address as string, nodeId: data.node_id as number, driver, port, proc: p, log: () => p.output };
+    this.daemons.set(host, d);
+    return d;
+  }
+
+  async stopDaemon(host: Host): Promise<void> {
+    const d = this.daemons.get(host);
+    if (!d) return;
+    this.daemons.delete(host);
+    d.driver.close();
+    await stopProc(d.proc);
+  }
+
+  /** The `peers` entry `from` has for `to` (path, endpoint, rtt_ms, ...), or undefined. */
+  async peer(from: LabDaemon, to: LabDaemon): Promise<any> {
+    const r = (await from.driver.call("peers")) as { peers: any[] };
+    return r.peers.find((p) => p.node_id === to.nodeId);
+  }
+
+  /** Waits until `from` shows `path` toward `to`. */
+  async waitPath(from: LabDaemon, to: LabDaemon, path: string, timeoutMs = 15_000): Promise<any> {
+    const deadline = performance.now() + timeoutMs;
+    let last: any;
+    while (performance.now() < deadline) {
+      last = await this.peer(from, to);
+      if (last?.path === path) return last;
+      await Bun.sleep(100);
+    }
+    throw new Error(`${from.host} -> ${to.host}: path is ${last?.path ?? "(no peer)"}, not ${path}, after ${timeoutMs} ms\n--- ${from.host} log ---\n${tail(from.log())}\n--- ${to.host} log ---\n${tail(to.log())}`);
+  }
+
+  async stop(): Promise<void> {
+    for (const d of this.daemons.values()) d.driver.close();
+    this.daemons.clear();
+    await Promise.all(this.procs.map(stopProc));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function tail(text: string, lines = 40): string {
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+async function stopProc(p: Proc): Promise<void> {
+  const pid = p.child.pid;
+  if (pid === undefined || p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.child.once("exit", () => r()));
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }, 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Deterministic bytes: byte i of a stream is TABLE[i % PERIOD] (a prime period, so chunk edges never line up). */
+const PERIOD = 65_521;
+const TABLE = (() => {
+  const t = new Uint8Array(PERIOD * 2);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < PERIOD; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    t[i] = x & 0xff;
+  }
+  t.copyWithin(PERIOD, 0, PERIOD);
+  return t;
+})();
+
+function patternAt(offset: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const at = (offset + done) % PERIOD;
+    const n = Math.min(length - done, PERIOD);
+    out.set(TABLE.subarray(at, at + n), done);
+    done += n;
+  }
+  return out;
+}
+
+/** Checks that `chunk` is the pattern at `offset`; returns the first mismatching stream offset, or -1. */
+function mismatch(chunk: Uint8Array, offset: number): number {
+  for (let done = 0; done < chunk.length; ) {
+    const at = (offset + done) % PERIOD;
+    const n = Math.min(chunk.length - done, PERIOD);
+    const want = TABLE.subarray(at, at + n);
+    const got = chunk.subarray(done, done + n);
+    if (!Buffer.from(got.buffer, got.byteOffset, got.length).equals(want)) {
+      for (let i = 0; i < n; i++) if (got[i] !== want[i]) return offset + done + i;
+    }
+    done += n;
+  }
+  return -1;
+}
+
+export interface TransferResult {
+  bytes: number;
+  /** From the dial (no tunnel yet, if it is the first contact) to the first byte at the receiver. */
+  ttfbMs: number;
+  /** Receiver-side throughput from the first to the last byte. */
+  mbytesPerSec: number;
+  totalMs: number;
+}
+
+/**
+ * Dials from `from` to a sink on `to`, streams `bytes` of the pattern and
+ * checks every byte at the sink. `during(sent)` runs while sending (e.g. to
+ * break something mid-transfer); `paceBytesPerSec` slows the writer so the
+ * transfer lasts long enough for that.
+ */
+export async function transfer(
+  from: LabDaemon,
+  to: LabDaemon,
+  bytes: number,
+  options: { port?: number; paceBytesPerSec?: number; during?: () => Promise<void> | void; duringAt?: number; timeoutMs?: number; keepOpen?: boolean } = {},
+): Promise<TransferResult & { socket?: PilotSocket }> {
+  const port = options.port ?? 5001;
+  const server = await to.driver.listen(port);
+  try {
+    let received = 0;
+    let firstAt = 0;
+    let lastAt = 0;
+    let bad = -1;
+    const done = new Promise<void>((resolveDone, reject) => {
+      const timer = setTimeout(() => reject(new Error(`transfer ${from.host} -> ${to.host}: ${received} of ${bytes} bytes after ${options.timeoutMs ?? 60_000} ms`)), options.timeoutMs ?? 60_000);
+      server.once("connection", (s: PilotSocket) => {
+        s.on("data", (chunk: Buffer) => {
+          const now = performance.now();
+          if (received === 0) firstAt = now;
+          if (bad < 0) bad = mismatch(chunk, received);
+          received += chunk.length;
+          lastAt = now;
+          if (received >= bytes) {
+            clearTimeout(timer);
+            resolveDone();
+          }
+        });
+        s.on("error", (e) => {
+          clearTimeout(timer);
+          if (received < bytes) reject(e);
+        });
+      });
+    });
+    const started = performance.now();
+    const socket = await from.driver.dial(to.address, port, { timeoutMs: 20_000 });
+    // Errors after the transfer (a daemon stopping resets what is left) are not the test's business.
+    socket.on("error", () => {});
+    const chunk = 64 * 1024;
+    let sent = 0;
+    let duringRun: Promise<void> | undefined;
+    while (sent < bytes) {
+      const n = Math.min(chunk, bytes - sent);
+      const ok = socket.write(patternAt(sent, n));
+      sent += n;
+      if (options.during && !duringRun && sent >= (options.duringAt ?? bytes / 3)) duringRun = Promise.resolve(options.during());
+      if (!ok) await new Promise<void>((r) => socket.once("drain", () => r()));
+      if (options.paceBytesPerSec) {
+        const due = started + (sent / options.paceBytesPerSec) * 1000;
+        const wait = due - performance.now();
+        if (wait > 0) await Bun.sleep(wait);
+      }
+    }
+    await done;
+    await duringRun;
+    if (bad >= 0) throw new Error(`transfer ${from.host} -> ${to.host}: byte ${bad} differs`);
+    if (!options.keepOpen) socket.end();
+    return {
+      bytes: received,
+      ttfbMs: firstAt - started,
+      mbytesPerSec: received / 1e6 / Math.max(0.001, (lastAt - firstAt) / 1000),
+      totalMs: lastAt - started,
+      ...(options.keepOpen ? { socket } : {}),
+    };
+  } finally {
+    if (!options.keepOpen) await server.close();
+  }
+}
+
+export function readDaemonLog(d: LabDaemon): string {
+  try {
+    return readFileSync(join(d.home, "pilot.log"), "utf8");
+  } catch {
+    return d.log();
+  }
+}
