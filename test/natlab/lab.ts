@@ -117,6 +117,8 @@ export class NatLab {
   static create(types: { nat1?: NatType; nat2?: NatType } = {}): NatLab {
     removeStale();
     const lab = new NatLab();
+    // If the test process dies without tearing the lab down, its namespaces go with it.
+    process.once("exit", () => lab.destroy());
     try {
       lab.build();
       lab.setNat("nat1", types.nat1 ?? "cone");

@@ -9,9 +9,12 @@
  *   const { ttfbMs, mbps } = await transfer(a, b, 4 << 20);
  *   pilot.peer(a, b)                                  // `pilot --json peers` entry: path, endpoint, rtt
  *   await pilot.stop();
+ *
+ * LAB_LOG_LEVEL=debug makes the daemons log every session and path event
+ * (their output is in the failure messages of waitPath).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect, type Driver, type PilotSocket } from "../../src/driver/index.ts";
 import { ADDRESSES, type Host, type NatLab } from "./lab.ts";
@@ -37,6 +40,18 @@ interface Proc {
   child: ChildProcess;
   output: string;
 }
+
+/** Every process started here, killed by pid if the test process exits without stopping them. */
+const running = new Set<number>();
+process.on("exit", () => {
+  for (const pid of running) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+});
 
 function waitForJsonLine(p: Proc, what: string, timeoutMs = 20_000): Promise<any> {
   return new Promise((resolvePromise, reject) => {
@@ -96,6 +111,10 @@ export class LabPilot {
     const child = spawn(cmd!, rest, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     const p: Proc = { child, output: "" };
     this.procs.push(p);
+    if (child.pid !== undefined) {
+      running.add(child.pid);
+      child.once("exit", () => running.delete(child.pid!));
+    }
     return p;
   }
 
@@ -300,13 +319,5 @@ export async function transfer(
     };
   } finally {
     if (!options.keepOpen) await server.close();
-  }
-}
-
-export function readDaemonLog(d: LabDaemon): string {
-  try {
-    return readFileSync(join(d.home, "pilot.log"), "utf8");
-  } catch {
-    return d.log();
   }
 }
