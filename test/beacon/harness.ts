@@ -70,7 +70,11 @@ export async function world(options: { limits?: Partial<BeaconLimits> } = {}): P
         await n.plane.shutdown(50);
         n.udp.close();
       }
-      beacon.close();
+      try {
+        beacon.close();
+      } catch {
+        // a test closed it already
+      }
       blackHole.close();
     },
   });

@@ -89,6 +89,23 @@ describe("paths", () => {
     expect(a.plane.paths.describe(b.address)!.changes).toBeGreaterThanOrEqual(1);
   });
 
+  test("when the beacon goes away, relayed peers try their direct candidates again", async () => {
+    w = await world({ limits: { registrationTtlMs: 1500 } });
+    // No upgrade attempts of their own during the test: only the beacon's loss may move them.
+    const timers = { upgradeFirst: 60_000, upgradeMax: 60_000 };
+    const a = await addNode(w, 32, { blockDirect: true, timers });
+    const b = await addNode(w, 33, { public: true, blockDirect: true, timers });
+    expect(await a.plane.ping(b.address, 1, 2000)).toBeGreaterThan(0);
+    await Bun.sleep(800); // past the first probing round
+    expect(a.plane.paths.describe(b.address)?.path).toBe("relay");
+    w.beacon.close(); // registrations lapse after 1.5 s without an ack
+    a.blockDirect = false;
+    b.blockDirect = false;
+    await until("direct without the beacon", () => a.plane.paths.describe(b.address)?.path === "direct" && a.plane.paths.describe(b.address)?.confirmed === true, 8000);
+    expect(a.beacon.available).toBe(false);
+    expect(await a.plane.ping(b.address, 2, 2000)).toBeGreaterThan(0);
+  });
+
   test("the relay cannot alter frames unnoticed: tampered frames fail authentication, the stream stays exact", async () => {
     w = await world();
     const a = await addNode(w, 7, { blockDirect: true });
