@@ -55,6 +55,8 @@ export interface AdmissionPolicy {
   admitsSession(node: Address): boolean;
   /** May this node open streams to our ports and send us datagrams? */
   acceptsInbound(node: Address): boolean;
+  /** Is this node trusted (not merely allowed because we are public)? Raises its SYN budget. */
+  trusts?(node: Address): boolean;
 }
 
 export interface DataPlaneOptions {
@@ -292,13 +294,20 @@ export class DataPlane implements StreamHost {
   }
 
   private receiveSegment(from: Address, p: Packet, now: number): void {
-    const existing = this.ports.connection(from, p.srcPort, p.dstPort);
+    const isSyn = (p.flags & (Flag.SYN | Flag.ACK | Flag.RST)) === Flag.SYN;
+    let existing = this.ports.connection(from, p.srcPort, p.dstPort);
+    if (existing && isSyn && existing.engine.state === "time-wait") {
+      // The (authenticated) peer reuses the port pair of a connection that is over
+      // on both sides: the new connection replaces the lingering one.
+      this.ports.removeConnection(from, p.srcPort, p.dstPort, existing);
+      this.deadlines.delete(existing);
+      existing = undefined;
+    }
     if (existing) {
       existing.engine.handleSegment(p, now);
       this.markDirty(existing);
       return;
     }
-    const isSyn = (p.flags & (Flag.SYN | Flag.ACK | Flag.RST)) === Flag.SYN;
     if (!isSyn) return this.sendReset(from, p, now);
     if (!this.options.policy.acceptsInbound(from)) {
       this.counters.notTrusted++;
@@ -333,7 +342,9 @@ export class DataPlane implements StreamHost {
       if (this.synBuckets.size > 4096) {
         for (const [k, b] of this.synBuckets) if (b.idleSince(now) > 10_000) this.synBuckets.delete(k);
       }
-      const rate = this.options.synRatePerNode ?? 200;
+      // Trusted peers (a gateway opening a connection per request, say) get a larger budget.
+      const base = this.options.synRatePerNode ?? 200;
+      const rate = this.options.policy.trusts?.(from) ? base * 10 : base;
       bucket = new TokenBucket(rate, rate, now);
       this.synBuckets.set(from, bucket);
     }
@@ -595,6 +606,7 @@ export class DataPlane implements StreamHost {
       this.ports.removeConnection(s.remoteAddress, s.remotePort, s.localPort, s);
       this.deadlines.delete(s);
     } else {
+      if (s.engine.state === "time-wait") this.ports.markLingering(s.remoteAddress, s.remotePort, s.localPort, s);
       this.deadlines.set(s, s.engine.nextTimeout());
     }
   }

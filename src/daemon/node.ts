@@ -89,6 +89,7 @@ export class DaemonNode implements LocalNode {
       policy: {
         admitsSession: (node) => this.isPublic || this.isTrustedAddress(node),
         acceptsInbound: (node) => this.isPublic || this.isTrustedAddress(node),
+        trusts: (node) => this.isTrustedAddress(node),
       },
       lookupPeer: (node, outbound) => this.lookupPeer(node, outbound),
     });
@@ -406,7 +407,10 @@ export class DaemonNode implements LocalNode {
   }
 
   private connections() {
-    const list = this.plane.streams().map((s) => {
+    const all = this.plane.streams();
+    // The newest first, and few enough to fit one IPC answer.
+    const shown = all.sort((x, y) => y.id - x.id).slice(0, CONNECTIONS_LISTED);
+    const list = shown.map((s) => {
       const st = s.engine.stats();
       return {
         id: s.id,
@@ -428,7 +432,7 @@ export class DaemonNode implements LocalNode {
         timeouts: st.timeouts,
       };
     });
-    return { connections: list, total: list.length };
+    return { connections: list, total: all.length, ...(all.length > list.length ? { truncated: true } : {}) };
   }
 
   private disconnect(p: Params) {
@@ -568,6 +572,9 @@ export class DaemonNode implements LocalNode {
     await this.plane.shutdown();
   }
 }
+
+/** At most this many connections in one `connections` answer (the newest); `total` counts all. */
+const CONNECTIONS_LISTED = 500;
 
 /** How long a hostname's address is remembered (a renamed node is found again after this). */
 const NAME_CACHE_MS = 60_000;

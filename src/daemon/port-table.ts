@@ -6,6 +6,10 @@
  * A connection is identified by (remote address, remote port, local port).
  * Ephemeral ports for dialing come round-robin from 49152-65535, skipping
  * ports in use by listeners, bindings or connections.
+ *
+ * A connection in TIME-WAIT (`markLingering`) still holds its port, but no
+ * longer counts toward the limits: it only absorbs late retransmissions, and
+ * counting it would cap a busy port at limit / TIME-WAIT connections a second.
  */
 import type { Address } from "../protocol/address.ts";
 import { EPHEMERAL_MAX, EPHEMERAL_MIN } from "../protocol/ports.ts";
@@ -23,13 +27,24 @@ export class PortTable<L, B, C> {
   private readonly bindings = new Map<number, B>();
   /** remote address -> (localPort * 65536 + remotePort) -> connection */
   private readonly byPeer = new Map<Address, Map<number, C>>();
+  /** Connections per local port (all of them: a port in use is not handed out). */
   private readonly perLocalPort = new Map<number, number>();
+  /** Connections per local port that count toward the limits (not lingering). */
+  private readonly activePerLocalPort = new Map<number, number>();
+  private readonly lingering = new Set<C>();
   private total = 0;
+  private active = 0;
   private cursor = EPHEMERAL_MIN;
 
   constructor(readonly limits: PortLimits = DEFAULT_PORT_LIMITS) {}
 
+  /** Connections that count toward the limits (TIME-WAIT ones do not). */
   get connectionCount(): number {
+    return this.active;
+  }
+
+  /** Every connection held, lingering ones included. */
+  get heldCount(): number {
     return this.total;
   }
 
@@ -71,7 +86,7 @@ export class PortTable<L, B, C> {
 
   /** Whether a new connection on `localPort` fits the limits. */
   hasRoom(localPort: number): boolean {
-    return this.total < this.limits.maxTotal && (this.perLocalPort.get(localPort) ?? 0) < this.limits.maxPerPort;
+    return this.active < this.limits.maxTotal && (this.activePerLocalPort.get(localPort) ?? 0) < this.limits.maxPerPort;
   }
 
   addConnection(remote: Address, remotePort: number, localPort: number, connection: C): void {
@@ -80,8 +95,18 @@ export class PortTable<L, B, C> {
     const key = localPort * 65536 + remotePort;
     if (m.has(key)) throw new Error("connection already registered");
     m.set(key, connection);
-    this.perLocalPort.set(localPort, (this.perLocalPort.get(localPort) ?? 0) + 1);
+    bump(this.perLocalPort, localPort, 1);
+    bump(this.activePerLocalPort, localPort, 1);
     this.total++;
+    this.active++;
+  }
+
+  /** The connection entered TIME-WAIT: it keeps its entry and port but stops counting toward the limits. */
+  markLingering(remote: Address, remotePort: number, localPort: number, connection: C): void {
+    if (this.byPeer.get(remote)?.get(localPort * 65536 + remotePort) !== connection || this.lingering.has(connection)) return;
+    this.lingering.add(connection);
+    bump(this.activePerLocalPort, localPort, -1);
+    this.active--;
   }
 
   removeConnection(remote: Address, remotePort: number, localPort: number, connection: C): void {
@@ -90,10 +115,11 @@ export class PortTable<L, B, C> {
     if (!m || m.get(key) !== connection) return;
     m.delete(key);
     if (m.size === 0) this.byPeer.delete(remote);
-    const n = (this.perLocalPort.get(localPort) ?? 1) - 1;
-    if (n === 0) this.perLocalPort.delete(localPort);
-    else this.perLocalPort.set(localPort, n);
+    bump(this.perLocalPort, localPort, -1);
     this.total--;
+    if (this.lingering.delete(connection)) return;
+    bump(this.activePerLocalPort, localPort, -1);
+    this.active--;
   }
 
   connectionsWith(remote: Address): C[] {
@@ -114,6 +140,12 @@ export class PortTable<L, B, C> {
     }
     return undefined;
   }
+}
+
+function bump(counts: Map<number, number>, key: number, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n <= 0) counts.delete(key);
+  else counts.set(key, n);
 }
 
 /** A token bucket: `rate` tokens per second, at most `burst` saved. Time in ms. */

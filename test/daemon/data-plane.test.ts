@@ -22,7 +22,7 @@ interface TestNode {
 const directory = new Map<Address, PeerInfo>();
 const open: TestNode[] = [];
 
-async function node(n: number, options: { public?: boolean } = {}): Promise<TestNode> {
+async function node(n: number, options: { public?: boolean; limits?: { maxPerPort: number; maxTotal: number }; timeWait?: number } = {}): Promise<TestNode> {
   const identity = identityFromSeed(new Uint8Array(32).fill(n));
   const address = addressOf(0, 1000 + n);
   const trusted = new Set<Address>();
@@ -44,7 +44,8 @@ async function node(n: number, options: { public?: boolean } = {}): Promise<Test
       return info;
     },
     log: createLogger("test", { level: "error" }),
-    streamConfig: { timeWait: 50 },
+    streamConfig: { timeWait: options.timeWait ?? 50 },
+    limits: options.limits,
   });
   directory.set(address, { identityKey: identity.publicKey, endpoint: `127.0.0.1:${udp.port}` });
   Object.assign(self, { plane, udp });
@@ -174,5 +175,29 @@ describe("data plane over real UDP", () => {
     const t = performance.now();
     await expect(a.plane.dial(b.address, 9999)).rejects.toMatchObject({ code: "connection_refused" });
     expect(performance.now() - t).toBeLessThan(1000);
+  });
+
+  test("connections in TIME-WAIT do not use up a port's connection limit", async () => {
+    const [a, b] = [await node(13), await node(14, { limits: { maxPerPort: 5, maxTotal: 100 }, timeWait: 60_000 })];
+    a.trusted.add(b.address);
+    b.trusted.add(a.address);
+    // The server closes first, so each connection lingers in TIME-WAIT on b's port 80.
+    b.plane.listen(80, (s) => {
+      s.onEvent = (e) => {
+        if (e.type === "readable") while (s.read(65536));
+        if (e.type === "end") s.shutdown();
+      };
+      s.write(new TextEncoder().encode("bye"));
+      s.shutdown();
+    });
+    for (let i = 0; i < 20; i++) {
+      const s = await a.plane.dial(b.address, 80);
+      await readAll(s);
+      s.shutdown();
+    }
+    await Bun.sleep(50);
+    expect(b.plane.counters.connectionLimit).toBe(0);
+    expect(b.plane.ports.heldCount).toBeGreaterThan(5);
+    expect(b.plane.ports.connectionCount).toBe(0);
   });
 });
