@@ -16,7 +16,11 @@ export interface StreamConfig {
   readonly receiveBufferSize: number;
   /** Initial congestion window in segments (RFC 6928). */
   readonly initialWindow: number;
-  /** RFC 6298 retransmission timeout: initial value and clamps. */
+  /**
+   * RFC 6298 retransmission timeout: initial value and clamps. The RTO also adds the
+   * peer's maximum ACK delay (delayedAckTimeout), so the 50 ms floor stays clear of
+   * delayed ACKs while a lost tail on a fast path costs tens of ms, not 200.
+   */
   readonly initialRto: number;
   readonly minRto: number;
   readonly maxRto: number;
@@ -50,7 +54,7 @@ export const DEFAULT_STREAM_CONFIG: StreamConfig = Object.freeze({
   receiveBufferSize: 4 * 1024 * 1024,
   initialWindow: 10,
   initialRto: 1000,
-  minRto: 200,
+  minRto: 50,
   maxRto: 60_000,
   delayedAckTimeout: 40,
   noDelay: false,

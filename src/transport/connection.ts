@@ -240,7 +240,8 @@ export class StreamConnection {
     this.lastHeard = now;
     this.noDelay = config.noDelay;
     this.cc = new NewReno(config.mss, config.initialWindow);
-    this.rtt = new RttEstimator(config.initialRto, config.minRto, config.maxRto);
+    // Both ends run the same engine: the peer's delayed-ACK bound is our own.
+    this.rtt = new RttEstimator(config.initialRto, config.minRto, config.maxRto, config.delayedAckTimeout);
     this.board = new Scoreboard(config.mss, config.dupThresh);
     this.board.wait = config.initialRto * 1.25 + 1;
     this.rcvCap = config.receiveBufferSize;

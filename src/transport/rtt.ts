@@ -1,5 +1,9 @@
 /**
- * RFC 6298 round-trip estimator and retransmission timeout.
+ * RFC 6298 round-trip estimator and retransmission timeout, with the peer's
+ * maximum ACK delay added the way QUIC's PTO does (RFC 9002 §6.2.1): on an
+ * overlay path of a millisecond a 200 ms floor would make every lost tail
+ * cost 200 ms, while a small floor alone fires spuriously whenever the peer
+ * holds a delayed ACK. RTO = max(minRto, SRTT + max(G, 4 RTTVAR) + maxAckDelay).
  *
  *   sample(r)     feed one unambiguous RTT measurement (Karn: never a retransmitted segment)
  *   rto           current timeout, including exponential backoff
@@ -23,6 +27,8 @@ export class RttEstimator {
     initialRto: number,
     private readonly minRto: number,
     private readonly maxRto: number,
+    /** How long the peer may hold back an ACK (its delayed-ACK timer). */
+    private readonly maxAckDelay = 0,
   ) {
     this.base = initialRto;
   }
@@ -41,7 +47,7 @@ export class RttEstimator {
       this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
       this.srtt = 0.875 * this.srtt + 0.125 * r;
     }
-    this.base = Math.min(this.maxRto, Math.max(this.minRto, this.srtt + Math.max(CLOCK_GRANULARITY, 4 * this.rttvar)));
+    this.base = Math.min(this.maxRto, Math.max(this.minRto, this.srtt + Math.max(CLOCK_GRANULARITY, 4 * this.rttvar) + this.maxAckDelay));
     this.backoff = 0;
   }
 
