@@ -323,7 +323,7 @@ export class DataPlane implements StreamHost {
       this.counters.connectionLimit++;
       return this.sendReset(from, p, now);
     }
-    const engine = StreamConnection.accept(this.options.streamConfig ?? {}, p, this.randomU32(), now);
+    const engine = StreamConnection.accept(this.streamConfigFor(from), p, this.randomU32(), now);
     const stream = new DaemonStream(this.nextStreamId++, engine, this.address, p.dstPort, from, p.srcPort, "accepted", this, now);
     stream.onSettled = (error) => {
       if (error !== null || stream.announced) return;
@@ -474,7 +474,7 @@ export class DataPlane implements StreamHost {
       throw new NodeError("limit_exceeded", "too many open connections", "close some connections and try again");
     }
     const now = this.clock();
-    const config = timeoutMs ? { ...this.options.streamConfig, connectTimeout: timeoutMs } : (this.options.streamConfig ?? {});
+    const config = timeoutMs ? { ...this.streamConfigFor(target), connectTimeout: timeoutMs } : this.streamConfigFor(target);
     const engine = StreamConnection.connect(config, this.randomU32(), now);
     const stream = new DaemonStream(this.nextStreamId++, engine, this.address, localPort, target, port, "dialed", this, now);
     this.ports.addConnection(target, port, localPort, stream);
@@ -490,6 +490,17 @@ export class DataPlane implements StreamHost {
     }
     stream.announced = true;
     return stream;
+  }
+
+  /**
+   * Stream settings for a new connection with `node`, seeded with the round trip
+   * this path is already known to have (path probes, else the tunnel handshake),
+   * so a lossy start does not sit on the blind 1 s initial RTO and its doublings.
+   */
+  private streamConfigFor(node: Address): Partial<StreamConfig> {
+    const base = this.options.streamConfig ?? {};
+    const rtt = this.paths.describe(node)?.rttMs ?? this.router.peer(node)?.handshakeRtt ?? null;
+    return rtt !== null && rtt > 0 ? { ...base, initialRtt: rtt } : base;
   }
 
   listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding {

@@ -22,6 +22,12 @@ export interface StreamConfig {
    * delayed ACKs while a lost tail on a fast path costs tens of ms, not 200.
    */
   readonly initialRto: number;
+  /**
+   * A round-trip time already measured on this path (ms), e.g. by the tunnel's
+   * handshake: the connection starts from it instead of the blind initialRto.
+   * Undefined or 0: no estimate.
+   */
+  readonly initialRtt?: number;
   readonly minRto: number;
   readonly maxRto: number;
   /** Longest an ACK is held back for a second segment (RFC 5681 §4.2 allows up to 500). */

@@ -242,8 +242,9 @@ export class StreamConnection {
     this.cc = new NewReno(config.mss, config.initialWindow);
     // Both ends run the same engine: the peer's delayed-ACK bound is our own.
     this.rtt = new RttEstimator(config.initialRto, config.minRto, config.maxRto, config.delayedAckTimeout);
+    if (config.initialRtt) this.rtt.seed(config.initialRtt);
     this.board = new Scoreboard(config.mss, config.dupThresh);
-    this.board.wait = config.initialRto * 1.25 + 1;
+    this.board.wait = (config.initialRtt ? config.initialRtt : config.initialRto) * 1.25 + 1;
     this.rcvCap = config.receiveBufferSize;
     this.swsFloor = Math.min(config.mss, Math.floor(config.receiveBufferSize / 2));
   }

@@ -40,6 +40,7 @@ export class RttEstimator {
   sample(r: number): void {
     if (!(r >= 0)) return;
     if (!this.hasSample) {
+      // The first sample of this connection replaces any seed (RFC 6298 2.2).
       this.srtt = r;
       this.rttvar = r / 2;
       this.hasSample = true;
@@ -49,6 +50,17 @@ export class RttEstimator {
     }
     this.base = Math.min(this.maxRto, Math.max(this.minRto, this.srtt + Math.max(CLOCK_GRANULARITY, 4 * this.rttvar) + this.maxAckDelay));
     this.backoff = 0;
+  }
+
+  /**
+   * Starts from a round-trip time measured elsewhere on the same path (not a
+   * sample of this connection: the first real sample still counts fully).
+   */
+  seed(r: number): void {
+    if (!(r > 0) || this.hasSample) return;
+    this.srtt = r;
+    this.rttvar = r / 2;
+    this.base = Math.min(this.maxRto, Math.max(this.minRto, this.srtt + Math.max(CLOCK_GRANULARITY, 4 * this.rttvar) + this.maxAckDelay));
   }
 
   backOff(): void {

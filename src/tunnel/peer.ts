@@ -175,6 +175,8 @@ interface PendingHandshake {
   readonly startedAt: number;
   attempts: number;
   retryAt: number;
+  /** When the initiation `state` belongs to was sent: its response times the round trip. */
+  stateSentAt: number;
 }
 
 function newStats(): PeerStats {
@@ -239,6 +241,8 @@ export class Peer<E = string> {
   private lastAcceptedInitiationAt = -Infinity;
   private queue: Uint8Array[] = [];
   private lastSentAt = -Infinity;
+  /** Round trip of our last completed handshake as initiator (ms), or null. */
+  handshakeRtt: number | null = null;
   /** When the last authenticated frame from this peer arrived (-Infinity: never). */
   lastReceivedAt = -Infinity;
   /** When the last authenticated frame arrived directly, not through a relay. */
@@ -434,7 +438,7 @@ export class Peer<E = string> {
 
   private startHandshake(now: number): void {
     if (this.handshake !== null) return;
-    const hs: PendingHandshake = { state: null, startedAt: now, attempts: 0, retryAt: now };
+    const hs: PendingHandshake = { state: null, startedAt: now, attempts: 0, retryAt: now, stateSentAt: now };
     this.handshake = hs;
     this.sendInitiation(hs, now);
   }
@@ -460,6 +464,7 @@ export class Peer<E = string> {
       random: this.random,
     });
     hs.state = state;
+    hs.stateSentAt = now;
     this.transmits.push({ endpoint: this.endpointValue, frame });
     this.stats.initiationsSent++;
   }
@@ -476,6 +481,8 @@ export class Peer<E = string> {
       return;
     }
     this.handshake = null;
+    // The response answers exactly this attempt (its index), so the sample is unambiguous.
+    this.handshakeRtt = now - hs.stateSentAt;
     const keypair = this.newKeypair(keys.value, true, now);
     // Initiator: the new session is usable at once; the one we answered as responder (if any)
     // becomes `previous` so frames the peer sends on it still open.

@@ -127,6 +127,22 @@ describe("Peer: handshake and queue", () => {
     expect(aNode.indices.size).toBe(0);
   });
 
+  test("the initiator times its handshake by the attempt the response answers (retries included)", () => {
+    const { a, b, aNode, bNode } = twoNodes();
+    a.send(pilotPacket(aNode.address, bNode.address, "x"), 100);
+    a.takeTransmits(); // the first initiation is lost
+    const retryAt = a.nextTimeout()!;
+    a.tick(retryAt);
+    const retry = a.takeTransmits();
+    expect(retry[0]!.frame[0]).toBe(TunnelMessage.Initiation);
+    b.receive(retry[0]!.frame, aNode.endpoint, retryAt + 3);
+    const response = b.takeTransmits();
+    a.receive(response[0]!.frame, bNode.endpoint, retryAt + 7);
+    // 7 ms after the retry that was answered, not since the first attempt.
+    expect(a.handshakeRtt).toBe(7);
+    expect(b.handshakeRtt).toBeNull(); // a responder cannot time it
+  });
+
   test("a lost initiation is retried and the retry completes", () => {
     const { a, b, aNode, bNode, link } = twoNodes();
     link.drop = (s) => s.frame[0] === TunnelMessage.Initiation && a.stats.initiationsSent === 1;
