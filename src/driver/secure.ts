@@ -20,7 +20,7 @@ import { parseAddress, type Address } from "../protocol/address.ts";
 import { SecureChannel, SecureChannelError, type SecureChannelErrorCode } from "../crypto/secure-channel.ts";
 import { NodeError, PilotSocketError, toSocketError, type NodeErrorCode } from "./errors.ts";
 import type { PilotServer } from "./server.ts";
-import type { PilotAddressInfo, PilotSocket, PilotSocketOptions } from "./socket.ts";
+import { readyStateOf, type PilotAddressInfo, type PilotSocket, type PilotSocketOptions, type ReadyState } from "./socket.ts";
 
 /** The well-known port of the secure channel. */
 export const SECURE_PORT = 443;
@@ -193,13 +193,8 @@ export class SecureSocket extends Duplex {
     return this.connecting;
   }
 
-  get readyState(): "opening" | "open" | "readOnly" | "writeOnly" | "closed" {
-    if (this.connecting) return "opening";
-    if (this.destroyed) return "closed";
-    if (this.readable && this.writable) return "open";
-    if (this.readable) return "readOnly";
-    if (this.writable) return "writeOnly";
-    return "closed";
+  get readyState(): ReadyState {
+    return readyStateOf(this);
   }
 
   address(): PilotAddressInfo | Record<string, never> {

@@ -114,13 +114,8 @@ export class PilotSocket extends Duplex implements IpcStreamHandler {
   }
 
   /** "opening" | "open" | "readOnly" | "writeOnly" | "closed", as in `net`. */
-  get readyState(): "opening" | "open" | "readOnly" | "writeOnly" | "closed" {
-    if (this.connecting) return "opening";
-    if (this.destroyed) return "closed";
-    if (this.readable && this.writable) return "open";
-    if (this.readable) return "readOnly";
-    if (this.writable) return "writeOnly";
-    return "closed";
+  get readyState(): ReadyState {
+    return readyStateOf(this);
   }
 
   address(): PilotAddressInfo | Record<string, never> {
@@ -327,4 +322,16 @@ export class PilotSocket extends Duplex implements IpcStreamHandler {
     }, ms);
     this.timer.unref?.();
   }
+}
+
+export type ReadyState = "opening" | "open" | "readOnly" | "writeOnly" | "closed";
+
+/** `net.Socket.readyState` for any Duplex-like socket. */
+export function readyStateOf(s: { connecting: boolean; destroyed: boolean; readable: boolean; writable: boolean }): ReadyState {
+  if (s.connecting) return "opening";
+  if (s.destroyed) return "closed";
+  if (s.readable && s.writable) return "open";
+  if (s.readable) return "readOnly";
+  if (s.writable) return "writeOnly";
+  return "closed";
 }

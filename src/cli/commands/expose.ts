@@ -9,23 +9,11 @@
  */
 import type { CommandSpec } from "../command.ts";
 import { CliError, usageError } from "../errors.ts";
+import type { ExposeInfo } from "../../daemon/expose.ts";
 import { withDaemon } from "../daemon-client.ts";
 import { portArg, textOption } from "../args.ts";
 import { ago, bytes, table } from "../format.ts";
 
-interface ExposeInfo {
-  port: number;
-  target: string;
-  allow_remote_target: boolean;
-  created_at: string;
-  active: boolean;
-  error?: string;
-  connections: number;
-  total_connections: number;
-  failed_connections: number;
-  bytes_in: number;
-  bytes_out: number;
-}
 
 const EXAMPLE = "pilot expose 8080 --to 127.0.0.1:8000";
 
