@@ -1,22 +1,26 @@
 /**
- * The tutorial's A2A agent, "data-analyst", on Pilot port 80.
+ * The tutorial's A2A agent, "data-analyst", on Pilot port 80; or any other
+ * agent named and skilled by options, environment or a skills file
+ * (profile.ts), e.g. the tutorial's code-reviewer and report-writer:
  *
  *   PILOT_HOME=/tmp/agent-a bun examples/a2a-agent/agent.ts
+ *   PILOT_HOME=/tmp/agent-c bun examples/a2a-agent/agent.ts --skills examples/a2a-agent/agents/code-reviewer.json
  *
  *   GET  /.well-known/agent-card.json   the Agent Card (A2A 1.0; a 0.3-shaped card without an A2A-Version header)
- *   GET  /.well-known/agent.json        the same card at the pre-0.3 path
+ *   GET  /.well-known/agent.json        the same card at the pre-0.3 path, plus `capabilities.skills` (the tutorial's shape)
  *   POST /a2a                           JSON-RPC: SendMessage, SendStreamingMessage (SSE), GetTask, CancelTask, ...
  *                                       and, without `A2A-Version: 1.0`, the 0.3 names: message/send, message/stream, tasks/get, ...
+ *                                       and the tutorial's launch-era tasks/send and tasks/get (launch-era.ts)
  *
- * Everything A2A is the official @a2a-js/sdk server (DefaultRequestHandler,
- * its express handlers, v0.3 compatibility on); Pilot's part is one line,
- * `pilot.serveHttp(80, app)`. The card advertises the URL the caller used
- * (its Host header): `http://data-analyst/a2a` over Pilot, or
- * `http://10.4.0.1/a2a` through a gateway, never an address of this machine.
+ * Everything A2A 1.0 and 0.3 is the official @a2a-js/sdk server
+ * (DefaultRequestHandler, its express handlers, v0.3 compatibility on);
+ * Pilot's part is one line, `pilot.serveHttp(80, app)`. The card advertises
+ * the URL the caller used (its Host header): `http://data-analyst/a2a` over
+ * Pilot, or `http://10.4.0.1/a2a` through a gateway, never an address of
+ * this machine.
  *
  * Only agents that trust this one (or everyone, if it is public) reach it.
- * STEP_MS (default 150) is the pause between the progress updates of a task;
- * PORT (default 80) the Pilot port.
+ * `--help` lists the options.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
@@ -26,20 +30,23 @@ import { Role, TaskState, type AgentCard, type Message, type Part } from "@a2a-j
 import { duplicateInterfacesForLegacy } from "@a2a-js/sdk/compat/v0_3";
 import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor, type ExecutionEventBus } from "@a2a-js/sdk/server";
 import { UserBuilder, agentCardHandler, jsonRpcHandler } from "@a2a-js/sdk/server/express";
+import { NodeError } from "pilot/driver";
 import { connectToDaemon, stopOnSignal, urlHost } from "../common.ts";
-import { pickSkill, SKILLS } from "./skills.ts";
+import { LaunchEraTaskStore, launchEraRpc, withCapabilitySkills } from "./launch-era.ts";
+import { agentSettings, DEFAULT_PORT, DEFAULT_PROFILE, UsageError, USAGE, type AgentProfile } from "./profile.ts";
+import { pickSkill, type Skill } from "./skills.ts";
 
-export const PORT = 80;
+export const PORT = DEFAULT_PORT;
 /** Where JSON-RPC requests go, as in the tutorial. */
 export const RPC_PATH = "/a2a";
 
-/** The Agent Card for a caller that reaches this agent at `base` (e.g. `http://10.4.0.1`). */
-export function agentCard(base: string): AgentCard {
+/** The Agent Card of `profile` for a caller that reaches this agent at `base` (e.g. `http://10.4.0.1`). */
+export function agentCard(base: string, profile: AgentProfile = DEFAULT_PROFILE): AgentCard {
   const url = `${base}${RPC_PATH}`;
   return {
-    name: "data-analyst",
-    description: "Analyzes datasets and produces structured reports",
-    version: "1.0.0",
+    name: profile.name,
+    description: profile.description,
+    version: profile.version,
     // A 1.0 JSON-RPC interface, and the same URL again as 0.3 so that 0.3 clients are let in.
     supportedInterfaces: duplicateInterfacesForLegacy([{ url, protocolBinding: "JSONRPC", protocolVersion: "1.0", tenant: "" }], ["JSONRPC"]),
     provider: undefined,
@@ -48,7 +55,7 @@ export function agentCard(base: string): AgentCard {
     securityRequirements: [],
     defaultInputModes: ["text/plain"],
     defaultOutputModes: ["text/plain"],
-    skills: SKILLS.map((s) => s.card),
+    skills: profile.skills.map((s) => s.card),
     signatures: [],
   };
 }
@@ -92,14 +99,14 @@ function textOf(message: Message): string {
  * per step of the skill, the report as an artifact, then COMPLETED. A
  * CancelTask between steps ends it CANCELED instead.
  */
-export function dataAnalystExecutor(options: { stepMs: number; log: (line: string) => void }): AgentExecutor {
+export function skillsExecutor(options: { skills: readonly Skill[]; stepMs: number; log: (line: string) => void }): AgentExecutor {
   const canceled = new Set<string>();
   return {
     async execute(ctx, bus: ExecutionEventBus) {
       const { taskId, contextId } = ctx;
       const message = ctx.userMessage;
       const text = textOf(message);
-      const skill = pickSkill(text, message.metadata);
+      const skill = pickSkill(text, message.metadata, options.skills);
       const status = (state: TaskState, note?: string) => ({ state, message: note === undefined ? undefined : agentMessage(note, taskId, contextId), timestamp: new Date().toISOString() });
       const update = (state: TaskState, note?: string) => AgentEvent.statusUpdate({ taskId, contextId, status: status(state, note), metadata: undefined });
 
@@ -133,7 +140,7 @@ export function dataAnalystExecutor(options: { stepMs: number; log: (line: strin
           metadata: undefined,
         }),
       );
-      bus.publish(update(TaskState.TASK_STATE_COMPLETED, "Analysis complete"));
+      bus.publish(update(TaskState.TASK_STATE_COMPLETED, skill.done));
       options.log(`a2a-agent: task ${taskId} (${skill.card.id}) -> completed: ${report}`);
     },
     async cancelTask(taskId) {
@@ -146,6 +153,10 @@ export function dataAnalystExecutor(options: { stepMs: number; log: (line: strin
 export interface AgentAppOptions {
   /** How this agent is named when a request carries no Host header (its Pilot hostname or address). */
   selfHost: string;
+  /** Its name, description and skills. Default: the tutorial's data-analyst. */
+  profile?: AgentProfile;
+  /** Where launch-era tasks/send results are kept for tasks/get. Default: a new store with the default bounds. */
+  launchEraTasks?: LaunchEraTaskStore;
   /** Pause between progress updates, in ms. */
   stepMs?: number;
   /** Where request and task logs go. Default: console.log. */
@@ -155,16 +166,17 @@ export interface AgentAppOptions {
 /** The express app: Agent Card at both well-known paths, JSON-RPC at /a2a. */
 export function createAgentApp(options: AgentAppOptions): express.Express {
   const log = options.log ?? ((line: string) => console.log(line));
+  const profile = options.profile ?? DEFAULT_PROFILE;
   const fallback = urlHost(options.selfHost);
   // The SDK asks its card provider for the card without the request: the base URL travels alongside.
   const requestBase = new AsyncLocalStorage<string>();
   const requestHandler = new DefaultRequestHandler(
-    agentCard(`http://${fallback}`),
+    agentCard(`http://${fallback}`, profile),
     new InMemoryTaskStore(),
-    dataAnalystExecutor({ stepMs: options.stepMs ?? 150, log }),
+    skillsExecutor({ skills: profile.skills, stepMs: options.stepMs ?? 150, log }),
   );
   const cards = agentCardHandler({
-    agentCardProvider: async () => agentCard(requestBase.getStore() ?? `http://${fallback}`),
+    agentCardProvider: async () => agentCard(requestBase.getStore() ?? `http://${fallback}`, profile),
     cache: { maxAge: 0 }, // the card depends on the Host header
     legacyCompat: { enabled: true },
   });
@@ -181,28 +193,55 @@ export function createAgentApp(options: AgentAppOptions): express.Express {
     requestBase.run(callerBase(req, fallback), next);
   });
   app.use("/.well-known/agent-card.json", cards);
-  app.use("/.well-known/agent.json", cards);
+  app.use("/.well-known/agent.json", withCapabilitySkills(), cards);
+  // POST only, a bounded body, and the tutorial's tasks/send and tasks/get; the rest goes on to the SDK.
+  app.use(RPC_PATH, launchEraRpc({ skills: profile.skills, store: options.launchEraTasks ?? new LaunchEraTaskStore(), log }));
   app.use(RPC_PATH, jsonRpcHandler({ requestHandler, userBuilder: UserBuilder.noAuthentication, legacyCompat: { enabled: true } }));
   app.use((_req, res) => {
     res.status(404).json({ error: "not found", agent_card: "/.well-known/agent-card.json" });
   });
+  // Anything that escaped the handlers: a JSON line and a log entry, never express's HTML page with a stack trace.
+  app.use(((error, req, res, _next) => {
+    const status = typeof error?.status === "number" && error.status >= 400 && error.status < 600 ? error.status : 500;
+    log(`a2a-agent: ${req.method} ${req.originalUrl} failed: ${error instanceof Error ? error.message : String(error)}`);
+    if (res.headersSent) res.destroy();
+    else res.status(status).json({ error: status === 500 ? "internal error" : String(error?.message ?? "bad request") });
+  }) as express.ErrorRequestHandler);
   return app;
 }
 
 if (import.meta.main) {
-  const pilot = await connectToDaemon();
-  const stepMs = Number(process.env.STEP_MS ?? 150);
-  const port = Number(process.env.PORT ?? PORT);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    console.error(`error: PORT=${process.env.PORT} is not a port (1-65535)`);
+  let settings: ReturnType<typeof agentSettings>;
+  try {
+    settings = agentSettings(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`error: ${error.message} (see --help)`);
     process.exit(2);
   }
-  const app = createAgentApp({ selfHost: pilot.hostname ?? pilot.address, stepMs: Number.isFinite(stepMs) && stepMs >= 0 ? stepMs : 150 });
-  const server = await pilot.serveHttp(port, app);
+  if (settings === "help") {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const { profile, port, stepMs } = settings;
+  const pilot = await connectToDaemon();
+  const app = createAgentApp({ selfHost: pilot.hostname ?? pilot.address, profile, stepMs });
+  let server: Awaited<ReturnType<typeof pilot.serveHttp>>;
+  try {
+    server = await pilot.serveHttp(port, app);
+  } catch (error) {
+    if (!(error instanceof NodeError)) throw error;
+    // One line: what went wrong and what to do (e.g. port_in_use: another program serves that Pilot port).
+    const where = error.code === "port_in_use" ? " (this agent: --port N or PORT=N)" : "";
+    console.error(`error: ${error.message}${error.hint ? `; hint: ${error.hint}` : ""}${where}`);
+    await pilot.close();
+    process.exit(1);
+  }
   const name = `${pilot.hostname ?? urlHost(pilot.address)}${port === 80 ? "" : `:${port}`}`;
-  console.log(`A2A agent data-analyst listening on pilot port ${server.port} (${pilot.address})`);
+  console.log(`A2A agent ${profile.name} listening on pilot port ${server.port} (${pilot.address})`);
+  console.log(`  skills: ${profile.skills.map((s) => `${s.card.name} (${s.card.id})`).join(", ")}`);
   console.log(`  card: http://${name}/.well-known/agent-card.json  (also /.well-known/agent.json)`);
-  console.log(`  rpc:  http://${name}${RPC_PATH}  (A2A 1.0 JSON-RPC; 0.3 without an A2A-Version header)`);
+  console.log(`  rpc:  http://${name}${RPC_PATH}  (A2A 1.0 JSON-RPC; 0.3 without an A2A-Version header; the tutorial's tasks/send)`);
   stopOnSignal("a2a-agent", async () => {
     await server.close();
     await pilot.close();

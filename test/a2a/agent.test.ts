@@ -9,7 +9,7 @@
  * through the gateway (`pilot gateway start`) with no custom fetch at all.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TaskState, type AgentCard, type StreamResponse, type Task } from "@a2a-js/sdk";
@@ -221,7 +221,7 @@ describe("the Agent Card", () => {
 });
 
 describe("A2A 0.3 clients, unchanged (no A2A-Version header)", () => {
-  test("message/send, tasks/get and message/stream; the 2025 launch-era tasks/send is not a method", async () => {
+  test("message/send, tasks/get and message/stream, in 0.3 shapes", async () => {
     const message = { kind: "message", messageId: "m-03", role: "user", parts: [{ kind: "text", text: "Analyze the sentiment of these reviews" }] };
     const sent = await rpcJson("message/send", { message });
     expect(sent.id).toBe(7);
@@ -244,12 +244,186 @@ describe("A2A 0.3 clients, unchanged (no A2A-Version header)", () => {
       "status-update completed final",
     ]);
 
-    const old = await rpcJson("tasks/send", { id: "task-001", message: { role: "user", parts: [{ type: "text", text: "hi" }] } });
-    expect(old.error.code).toBe(-32601);
-
     // With A2A-Version: 1.0 the same endpoint speaks 1.0, and the 0.3 names are unknown.
     const v1 = await rpcJson("message/send", { message }, { "A2A-Version": "1.0" });
     expect(v1.error.code).toBe(-32601);
+  });
+});
+
+describe("the tutorial's launch-era shapes (seed 004), on the same paths", () => {
+  test("tasks/send: the completed task with its report, exactly as the tutorial prints it; tasks/get finds it again", async () => {
+    const body = {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tasks/send",
+      params: { message: { role: "user", parts: [{ type: "text", text: "Analyze the sentiment of these reviews" }] } },
+    };
+    const res = await pilot.fetch("http://data-analyst/a2a", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toStartWith("application/json");
+    const sent = (await res.json()) as any;
+    expect(sent).toEqual({
+      jsonrpc: "2.0",
+      id: 1,
+      result: {
+        id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        status: { state: "completed", message: "Analysis complete" },
+        artifacts: [{ name: "report", parts: [{ type: "text", text: SENTIMENT_REPORT }] }],
+      },
+    });
+    const got = await rpcJson("tasks/get", { id: sent.result.id });
+    expect(got).toEqual({ jsonrpc: "2.0", id: 7, result: sent.result });
+
+    // The second skill by its words; a client-chosen id (as the launch-era spec allowed) is kept.
+    const summary = await rpcJson("tasks/send", { id: "task-001", message: { role: "user", parts: [{ type: "text", text: "Summarize: 12, 15, 9, 20" }] } });
+    expect(summary.result).toEqual({
+      id: "task-001",
+      status: { state: "completed", message: "Analysis complete" },
+      artifacts: [{ name: "report", parts: [{ type: "text", text: "Summary: count 4, min 9, max 20, mean 14, sum 56" }] }],
+    });
+    expect((await rpcJson("tasks/get", { id: "task-001" })).result.id).toBe("task-001");
+    // The 0.3 kind:"text" parts work too; so does the A2A-Version: 1.0 header (tasks/send is no 1.0 method, so nothing clashes).
+    const kinds = await rpcJson("tasks/send", { message: { role: "user", parts: [{ kind: "text", text: "hi" }] } }, { "A2A-Version": "1.0" });
+    expect(kinds.result.status.state).toBe("completed");
+  });
+
+  test("errors: unknown task -32001, bad params -32602, bad id -32600, unknown method -32601, bad JSON -32700, GET 405, a body over 100 KiB 413", async () => {
+    const unknown = await rpcJson("tasks/get", { id: "no-such-task" });
+    expect(unknown).toEqual({ jsonrpc: "2.0", id: 7, error: { code: -32001, message: "Task not found: no-such-task" } });
+    expect((await rpcJson("tasks/get", {})).error).toEqual({ code: -32602, message: "Invalid params: params.id (the task's id) is required" });
+    expect((await rpcJson("tasks/send", { message: { role: "user" } })).error).toEqual({ code: -32602, message: "Invalid params: params.message.parts must be a list" });
+    expect((await rpcJson("tasks/send", { id: "../etc/passwd", message: { parts: [] } })).error.code).toBe(-32602);
+    const badId = await (await pilot.fetch("http://data-analyst/a2a", { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"jsonrpc":"2.0","id":{"x":1},"method":"tasks/send","params":{}}' })).json();
+    expect(badId).toEqual({ jsonrpc: "2.0", id: null, error: { code: -32600, message: "Invalid Request: id must be a string, a number or null" } });
+    expect(await rpcJson("tasks/sendSubscribe", {})).toEqual({ jsonrpc: "2.0", id: 7, error: { code: -32601, message: "Method not found: tasks/sendSubscribe" } });
+
+    const post = (body: string) => pilot.fetch("http://data-analyst/a2a", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    const bad = await post('{"jsonrpc": "2.0", "id": 1, "method": ');
+    expect(bad.status).toBe(200);
+    expect(await bad.json()).toEqual({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "Invalid JSON payload." } });
+
+    const get = await pilot.fetch("http://data-analyst/a2a");
+    expect(get.status).toBe(405);
+    expect(get.headers.get("allow")).toBe("POST");
+    expect(((await get.json()) as any).allow).toBe("POST");
+
+    const big = await post(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tasks/send", params: { message: { role: "user", parts: [{ type: "text", text: "x".repeat(110 * 1024) }] } } }));
+    expect(big.status).toBe(413);
+    expect(await big.json()).toEqual({ jsonrpc: "2.0", id: null, error: { code: -32600, message: "Request body larger than 102400 bytes" } });
+    // The agent still answers.
+    expect((await rpcJson("tasks/send", { message: { role: "user", parts: [{ type: "text", text: "hi" }] } })).result.status.state).toBe("completed");
+  });
+
+  test("/.well-known/agent.json: the tutorial's capabilities.skills beside everything a 0.3 client reads; agent-card.json unchanged", async () => {
+    const card = await cardAt("/.well-known/agent.json");
+    // What the tutorial's Python reads.
+    expect(card.name).toBe("data-analyst");
+    expect(card.capabilities.skills.map((s: any) => [s.name, s.description])).toEqual([
+      ["Sentiment Analysis", "Analyze sentiment of text data and produce reports"],
+      ["Data Summarization", "Produce statistical summaries of tabular data"],
+    ]);
+    expect(card.capabilities.skills[0]).toMatchObject({ id: "sentiment-analysis", tags: ["nlp", "analysis", "sentiment"] });
+    // What 0.3 clients read there, as before.
+    expect(card).toMatchObject({
+      description: "Analyzes datasets and produces structured reports",
+      url: "http://data-analyst/a2a",
+      version: "1.0.0",
+      protocolVersion: "0.3",
+      preferredTransport: "JSONRPC",
+      capabilities: { streaming: true, pushNotifications: false },
+      defaultInputModes: ["text/plain"],
+      defaultOutputModes: ["text/plain"],
+    });
+    expect(card.skills).toEqual(card.capabilities.skills);
+    // The 0.3 card at the 0.3 path, and every 1.0 card, have no capabilities.skills: only agent.json's legacy shape does.
+    expect((await cardAt("/.well-known/agent-card.json")).capabilities).toEqual({ streaming: true, pushNotifications: false });
+    expect((await cardAt("/.well-known/agent.json", { "A2A-Version": "1.0" })).capabilities.skills).toBeUndefined();
+  });
+
+  test("the same program as other agents: --skills FILE, AGENT_NAME, AGENT_SKILLS_FILE and PORT; each card says its own name", async () => {
+    const reviewer = runExample("a2a-agent/agent.ts", c.daemon("agent"), { args: ["--skills", "examples/a2a-agent/agents/code-reviewer.json", "--port", "8081"] });
+    const writer = runExample("a2a-agent/agent.ts", c.daemon("agent"), {
+      env: { AGENT_NAME: "writer-2", AGENT_SKILLS_FILE: "examples/a2a-agent/agents/report-writer.json", PORT: "8082" },
+    });
+    try {
+      await reviewer.waitFor(/A2A agent code-reviewer listening on pilot port 8081 /);
+      await writer.waitFor(/A2A agent writer-2 listening on pilot port 8082 /);
+      expect(reviewer.stdout).toContain("  skills: Code Review (code-review), Security Audit (security-audit)\n");
+
+      const rc = (await (await pilot.fetch("http://data-analyst:8081/.well-known/agent.json")).json()) as any;
+      expect(rc).toMatchObject({ name: "code-reviewer", description: "Reviews code and analysis scripts for bugs, style and security issues", url: "http://data-analyst:8081/a2a" });
+      expect(rc.capabilities.skills.map((s: any) => s.name)).toEqual(["Code Review", "Security Audit"]);
+      const wc = (await (await pilot.fetch("http://data-analyst:8082/.well-known/agent-card.json", { headers: { "A2A-Version": "1.0" } })).json()) as any;
+      expect(wc).toMatchObject({ name: "writer-2", description: "Turns analyses and reviews into short written reports" });
+      expect(wc.skills.map((s: any) => s.id)).toEqual(["report-writing"]);
+
+      const send = async (port: number, text: string) =>
+        (await (
+          await pilot.fetch(`http://data-analyst:${port}/a2a`, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tasks/send", params: { message: { role: "user", parts: [{ type: "text", text }] } } }),
+          })
+        ).json()) as any;
+      const review = await send(8081, "Audit this handler for injection");
+      expect(review.result.status).toEqual({ state: "completed", message: "Audit complete" });
+      expect(review.result.artifacts[0].parts[0].text).toStartWith('Security audit of "Audit this handler for injection": ');
+      const report = await send(8082, `Write a report based on: ${SENTIMENT_REPORT}`);
+      expect(report.result.status).toEqual({ state: "completed", message: "Report written" });
+      expect(report.result.artifacts[0].parts[0].text).toBe(`Report: Write a report based on: ${SENTIMENT_REPORT}`);
+
+      // The official SDK client reaches a configured agent just the same.
+      const { client } = await sdkClient("http://data-analyst:8081");
+      const task = (await client.sendMessage({ tenant: "", message: userMessage("Review the analysis code"), configuration: undefined, metadata: undefined })) as Task;
+      expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+      expect(text(task.status?.message?.parts)).toBe("Review complete");
+      expect(task.metadata).toEqual({ skill: "code-review" });
+    } finally {
+      await reviewer.stop();
+      await writer.stop();
+    }
+  });
+
+  test("bad options: one line and exit 2, before any daemon is needed; a taken port: one line (message and hint) and exit 1", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pilot-a2a-opts-"));
+    try {
+      const badJson = join(dir, "bad.json");
+      writeFileSync(badJson, "{ not json");
+      const noSkills = join(dir, "empty.json");
+      writeFileSync(noSkills, '{"name": "x", "skills": []}');
+      const typo = join(dir, "typo.json");
+      writeFileSync(typo, '[{"id": "a", "name": "A", "description": "d", "reprot": "r"}]');
+      const cases: [string[], Record<string, string>, RegExp][] = [
+        [["--port", "99999"], {}, /^error: --port "99999" is not a Pilot port \(1-65535\) \(see --help\)\n$/],
+        [[], { PORT: "http" }, /^error: PORT "http" is not a Pilot port \(1-65535\)/],
+        [["--bogus"], {}, /^error: Unknown option '--bogus'/],
+        [["extra"], {}, /^error: Unexpected argument 'extra'/],
+        [["--skills", join(dir, "missing.json")], {}, /^error: --skills \S+missing\.json: no such file/],
+        [[], { AGENT_SKILLS_FILE: badJson }, /^error: AGENT_SKILLS_FILE \S+bad\.json is not JSON: /],
+        [["--skills", noSkills], {}, /^error: --skills \S+empty\.json: "skills" is empty: an agent needs at least one skill/],
+        [["--skills", typo], {}, /^error: --skills \S+typo\.json: skills\[0\]: unknown field "reprot"/],
+        [[], { AGENT_NAME: " " }, /^error: AGENT_NAME is empty/],
+        [[], { STEP_MS: "-1" }, /^error: STEP_MS "-1" is not a pause in milliseconds/],
+      ];
+      for (const [args, env, expected] of cases) {
+        const run = runExample("a2a-agent/agent.ts", null, { args, env: { PILOT_HOME: join(dir, "no-daemon"), ...env } });
+        expect({ args, env, code: await run.exitCode() }).toEqual({ args, env, code: 2 });
+        expect(run.stdout).toBe("");
+        expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
+        expect(run.stderr).toMatch(expected);
+      }
+      const help = runExample("a2a-agent/agent.ts", null, { args: ["--help"] });
+      expect(await help.exitCode()).toBe(0);
+      expect(help.stdout).toContain("--skills FILE");
+
+      // Port 80 of this daemon is the data-analyst's.
+      const taken = runExample("a2a-agent/agent.ts", c.daemon("agent"));
+      expect(await taken.exitCode()).toBe(1);
+      expect(taken.stderr).toBe("error: port 80 is already in use; hint: pick another port, or stop the program that listens on it (this agent: --port N or PORT=N)\n");
+      expect(taken.stdout).toBe("");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
