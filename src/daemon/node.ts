@@ -375,7 +375,8 @@ export class DaemonNode implements LocalNode {
 
   private async peers(p: Params) {
     if (typeof p.search === "string" && p.search !== "") {
-      const hits = await this.registry.search(p.search);
+      // polo_score: reputation is not computed yet; always 0 until the reputation service lands.
+      const hits = (await this.registry.search(p.search)).map((hit) => ({ ...hit, polo_score: 0 }));
       return { query: p.search, peers: hits, total: hits.length };
     }
     const now = performance.now();

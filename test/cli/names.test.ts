@@ -93,11 +93,12 @@ describe("tags and search", () => {
     expect((await c.pilot("a", ["set-public"])).json.data).toEqual({ node_id: c.daemon("a").nodeId, public: true, visibility: "public" });
     r = await c.pilot("c", ["peers", "--search", "nlp"]);
     expect(r.json.data.total).toBe(1);
-    expect(r.json.data.peers[0]).toEqual({ node_id: c.daemon("a").nodeId, address: c.daemon("a").address, hostname: "names-a", tags: ["nlp", "summarizer"], public: true, online: true });
+    expect(r.json.data.peers[0]).toEqual({ node_id: c.daemon("a").nodeId, address: c.daemon("a").address, hostname: "names-a", tags: ["nlp", "summarizer"], public: true, online: true, polo_score: 0 });
     r = await c.pilot("c", ["peers", "--search", "names"]);
     expect(r.json.data.peers.map((p: any) => p.hostname)).toEqual(["names-a"]); // b is private
     const text = await c.pilot("c", ["peers", "--search", "nlp"], { json: false });
-    expect(text.stdout).toMatch(/^NODE\s+ADDRESS\s+HOSTNAME\s+TAGS\s+VISIBILITY\s+ONLINE\n/);
+    expect(text.stdout).toMatch(/^NODE\s+ADDRESS\s+HOSTNAME\s+TAGS\s+VISIBILITY\s+ONLINE\s+POLO\n/);
+    expect(text.stdout).toMatch(/\s+yes\s+0\npolo: reputation not yet computed; always 0 until the reputation service lands\n$/);
     expect(text.stdout).toContain("#nlp #summarizer");
     // Private again: gone.
     expect((await c.pilot("a", ["set-private"])).json.data.public).toBe(false);

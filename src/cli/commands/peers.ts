@@ -8,6 +8,9 @@ import { withDaemon } from "../daemon-client.ts";
 import { targetArg } from "../args.ts";
 import { ago, bytes, isoTime, ms, table } from "../format.ts";
 
+/** What polo_score is today. */
+const POLO_SCORE_NOTE = "reputation not yet computed; always 0 until the reputation service lands";
+
 export const findCommand: CommandSpec = {
   name: "find",
   args: "<hostname>",
@@ -53,11 +56,18 @@ export const findCommand: CommandSpec = {
 export const peersCommand: CommandSpec = {
   name: "peers",
   description: "List the nodes this daemon has a tunnel with; --search asks the registry for nodes by hostname or tag",
-  options: [{ flags: "--search <query>", description: "find visible nodes whose hostname contains QUERY or that have the tag QUERY" }],
-  examples: ["pilot peers", "pilot peers --search nlp      # public nodes and nodes that trust you, tagged nlp or named *nlp*"],
+  options: [
+    {
+      flags: "--search <query>",
+      description: `find visible nodes whose hostname contains QUERY or that have the tag QUERY; each with its polo_score (${POLO_SCORE_NOTE})`,
+    },
+  ],
+  examples: ["pilot peers", "pilot peers --search nlp      # public nodes and nodes that trust you, tagged nlp or named *nlp*", "pilot --json peers --search nlp   # as the A2A tutorial's discovery script reads it (polo_score on each)"],
   returns: {
     peers:
-      "without --search: [{node_id, address, hostname, path ('direct': straight to the peer's address | 'punched': straight, through NATs on both sides opened by hole punching | 'relay': through the beacon), endpoint (where the UDP datagrams go: the peer, or the beacon when relayed), rtt_ms (round trip of the last path probe, or null), path_changes, established, encrypted, authenticated, trusted, bytes_sent, bytes_recv, handshakes}]; with --search: [{node_id, address, hostname, tags, public, online}]",
+      "without --search: [{node_id, address, hostname, path ('direct': straight to the peer's address | 'punched': straight, through NATs on both sides opened by hole punching | 'relay': through the beacon), endpoint (where the UDP datagrams go: the peer, or the beacon when relayed), rtt_ms (round trip of the last path probe, or null), path_changes, established, encrypted, authenticated, trusted, bytes_sent, bytes_recv, handshakes}]; with --search: [{node_id, address, hostname, tags, public, online, polo_score (its reputation, a number: " +
+      POLO_SCORE_NOTE +
+      ")}]",
     total: "number of peers listed",
     query: "the search query (with --search only)",
   },
@@ -67,14 +77,26 @@ export const peersCommand: CommandSpec = {
     const search = o.search === undefined ? undefined : String(o.search);
     const r = (await withDaemon((d) => d.call("peers", search ? { search } : {}))) as { peers: any[]; total: number; query?: string };
     if (search) {
-      const data = { query: search, peers: r.peers.map((p) => ({ node_id: p.node_id, address: p.address, hostname: p.hostname || null, tags: p.tags ?? [], public: p.public, online: p.online })), total: r.total };
+      const data = {
+        query: search,
+        peers: r.peers.map((p) => ({
+          node_id: p.node_id,
+          address: p.address,
+          hostname: p.hostname || null,
+          tags: p.tags ?? [],
+          public: p.public,
+          online: p.online,
+          polo_score: typeof p.polo_score === "number" ? p.polo_score : 0,
+        })),
+        total: r.total,
+      };
       out.result(data, (d) =>
         d.total === 0
           ? `no visible node matches "${search}" (private nodes show up only once they trust you)`
           : table(
-              ["NODE", "ADDRESS", "HOSTNAME", "TAGS", "VISIBILITY", "ONLINE"],
-              d.peers.map((p: any) => [p.node_id, p.address, p.hostname, p.tags.map((t: string) => `#${t}`).join(" "), p.public ? "public" : "private", p.online ? "yes" : "no"]),
-            ),
+              ["NODE", "ADDRESS", "HOSTNAME", "TAGS", "VISIBILITY", "ONLINE", "POLO"],
+              d.peers.map((p: any) => [p.node_id, p.address, p.hostname, p.tags.map((t: string) => `#${t}`).join(" "), p.public ? "public" : "private", p.online ? "yes" : "no", p.polo_score]),
+            ) + `\npolo: ${POLO_SCORE_NOTE}`,
       );
       return;
     }
