@@ -16,6 +16,8 @@ export const CONFIG_KEYS = {
   public: "true to make this node visible to everyone (default false: private)",
   tags: "comma-separated tags to set when the daemon starts",
   log_level: "daemon log level: debug, info, warn, error",
+  buffer_budget: "memory for all stream buffers together, e.g. 64MiB (default 64MiB; a quarter per trusted peer)",
+  zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

@@ -27,7 +27,7 @@ import { EPHEMERAL_MAX, EPHEMERAL_MIN, isValidPort, WellKnownPort } from "../pro
 import { MAX_DATAGRAM_PAYLOAD } from "../protocol/limits.ts";
 import { StreamConnection } from "../transport/connection.ts";
 import type { StreamConfig } from "../transport/config.ts";
-import { resetFor, toPacket, type Segment } from "../transport/segment.ts";
+import { ResetReason, resetFor, toPacket, type Segment } from "../transport/segment.ts";
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
 import type { BeaconClient } from "../beacon/client.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
@@ -38,6 +38,7 @@ import type { Logger } from "../util/log.ts";
 import { DeadlineQueue } from "./deadline-queue.ts";
 import { NodeError, type DatagramMessage, type PortBinding, type StreamHandle } from "./local-node.ts";
 import { DEFAULT_PORT_LIMITS, PortTable, TokenBucket, type PortLimits } from "./port-table.ts";
+import { BufferBudget, DEFAULT_BUFFER_LIMITS, type BufferLimits } from "./buffer-budget.ts";
 import { DaemonStream, type StreamHost } from "./stream.ts";
 
 export interface PeerInfo {
@@ -77,9 +78,17 @@ export interface DataPlaneOptions {
   readonly random?: (n: number) => Uint8Array;
   readonly streamConfig?: Partial<StreamConfig>;
   readonly limits?: PortLimits;
-  /** SYNs accepted per second from one node, and in total. */
+  /** Stream buffer memory: per peer, for strangers, in total (buffer-budget.ts). */
+  readonly bufferLimits?: BufferLimits;
+  /**
+   * SYNs accepted per second (and the burst saved up) from one trusted node; from one
+   * untrusted node (a public node's strangers); and from all untrusted nodes together.
+   */
+  readonly synRateTrusted?: number;
   readonly synRatePerNode?: number;
   readonly synRateTotal?: number;
+  /** How long an inbound connection may stay half-open (SYN received, no final ACK). */
+  readonly halfOpenTimeout?: number;
   readonly persistentKeepalive?: number;
   /** The beacon (registration, punching, relay); none: direct paths only. */
   readonly rendezvous?: BeaconClient | null;
@@ -111,6 +120,10 @@ export interface DataPlaneCounters {
   notTrusted: number;
   synRateLimited: number;
   connectionLimit: number;
+  /** Inbound connections refused by a per-peer limit (established + half-open, or half-open alone). */
+  peerConnectionLimit: number;
+  /** Buffer space given back by idle or over-budget streams (bytes). */
+  bufferBytesTrimmed: number;
   resetsSent: number;
   datagramsIn: number;
   datagramsDropped: number;
@@ -135,6 +148,8 @@ export class DataPlane implements StreamHost {
     notTrusted: 0,
     synRateLimited: 0,
     connectionLimit: 0,
+    peerConnectionLimit: 0,
+    bufferBytesTrimmed: 0,
     resetsSent: 0,
     datagramsIn: 0,
     datagramsDropped: 0,
@@ -153,8 +168,15 @@ export class DataPlane implements StreamHost {
   private readonly peerLookups = new Map<Address, Promise<void>>();
   /** When each peer's endpoint was last re-resolved (rate limit for `refreshPeer`). */
   private readonly refreshedAt = new Map<Address, number>();
-  private readonly synBuckets = new Map<Address, TokenBucket>();
-  private readonly synTotal: TokenBucket;
+  private readonly synBuckets = new Map<Address, { bucket: TokenBucket; trusted: boolean }>();
+  /** SYNs from untrusted nodes, together. */
+  private readonly synStrangers: TokenBucket;
+  /** Stream buffer memory, per peer and in total. */
+  readonly buffers: BufferBudget;
+  /** Next sweep of idle streams' buffers. */
+  private housekeepingAt = Infinity;
+  /** Each stream's progress (bytes acknowledged + read) at the last sweep. */
+  private readonly progressAtSweep = new WeakMap<DaemonStream, number>();
   private readonly pings = new Map<string, PendingPing>();
   private nextStreamId = 1;
   private turnScheduled = false;
@@ -170,7 +192,8 @@ export class DataPlane implements StreamHost {
     this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
     this.log = options.log;
     this.ports = new PortTable(options.limits ?? DEFAULT_PORT_LIMITS);
-    this.synTotal = new TokenBucket(options.synRateTotal ?? 500, options.synRateTotal ?? 500, this.clock());
+    this.synStrangers = new TokenBucket(options.synRateTotal ?? 500, options.synRateTotal ?? 500, this.clock());
+    this.buffers = new BufferBudget(options.bufferLimits ?? DEFAULT_BUFFER_LIMITS);
     this.router = new TunnelRouter<string>({
       localAddress: options.address,
       identity: options.identity,
@@ -315,17 +338,25 @@ export class DataPlane implements StreamHost {
     }
     const listener = this.ports.listener(p.dstPort);
     if (!listener) return this.sendReset(from, p, now);
-    if (!this.takeSynToken(from, now)) {
+    // Per peer first, then for all strangers, then per port and daemon: one peer's burst
+    // or flood never takes the room another peer's dials need. A refusal is a RST that
+    // says why, at once, so the dialer is not left waiting for SYN retransmissions.
+    const trusted = this.options.policy.trusts?.(from) ?? false;
+    if (!this.takeSynToken(from, trusted, now)) {
       this.counters.synRateLimited++;
-      return; // silently: the sender retransmits its SYN later
+      return this.sendReset(from, p, now, ResetReason.Rate);
     }
-    if (!this.ports.hasRoom(p.dstPort)) {
-      this.counters.connectionLimit++;
-      return this.sendReset(from, p, now);
+    const verdict = this.ports.admit(from, p.dstPort, trusted);
+    if (verdict !== "ok") {
+      if (verdict === "peer" || verdict === "half-open") this.counters.peerConnectionLimit++;
+      else this.counters.connectionLimit++;
+      return this.sendReset(from, p, now, ResetReason.Limit);
     }
-    const engine = StreamConnection.accept(this.streamConfigFor(from), p, this.randomU32(), now);
+    const config = { ...this.streamConfigFor(from), connectTimeout: this.options.halfOpenTimeout ?? HALF_OPEN_TIMEOUT };
+    const engine = StreamConnection.accept(config, p, this.randomU32(), now, this.buffers.allocatorFor(from, () => this.bufferTrusted(from)));
     const stream = new DaemonStream(this.nextStreamId++, engine, this.address, p.dstPort, from, p.srcPort, "accepted", this, now);
     stream.onSettled = (error) => {
+      if (error === null) this.ports.markEstablished(stream);
       if (error !== null || stream.announced) return;
       stream.announced = true;
       const l = this.ports.listener(stream.localPort);
@@ -333,26 +364,37 @@ export class DataPlane implements StreamHost {
       else stream.abort();
     };
     this.ports.addConnection(from, p.srcPort, p.dstPort, stream);
+    this.ports.trackInbound(from, stream, !trusted);
+    this.scheduleHousekeeping(now);
     this.markDirty(stream);
   }
 
-  private takeSynToken(from: Address, now: number): boolean {
-    let bucket = this.synBuckets.get(from);
-    if (!bucket) {
-      if (this.synBuckets.size > 4096) {
-        for (const [k, b] of this.synBuckets) if (b.idleSince(now) > 10_000) this.synBuckets.delete(k);
-      }
-      // Trusted peers (a gateway opening a connection per request, say) get a larger budget.
-      const base = this.options.synRatePerNode ?? 200;
-      const rate = this.options.policy.trusts?.(from) ? base * 10 : base;
-      bucket = new TokenBucket(rate, rate, now);
-      this.synBuckets.set(from, bucket);
-    }
-    return bucket.take(now) && this.synTotal.take(now);
+  /** Buffer space for streams with `node` is budgeted as a trusted peer's: trusted, or a node we contacted. */
+  private bufferTrusted(node: Address): boolean {
+    return this.outbound.has(node) || (this.options.policy.trusts?.(node) ?? false);
   }
 
-  private sendReset(to: Address, p: Packet, now: number): void {
-    const rst = resetFor(p);
+  /**
+   * One SYN from `from`: its own bucket (a trusted peer may open a burst of ~a
+   * thousand connections at once, a gateway opening one per request say), and for
+   * untrusted nodes also the strangers' shared bucket, taken only when their own allows.
+   */
+  private takeSynToken(from: Address, trusted: boolean, now: number): boolean {
+    let entry = this.synBuckets.get(from);
+    if (!entry || entry.trusted !== trusted) {
+      if (this.synBuckets.size > 4096) {
+        for (const [k, b] of this.synBuckets) if (b.bucket.idleSince(now) > 10_000) this.synBuckets.delete(k);
+      }
+      const rate = trusted ? (this.options.synRateTrusted ?? 1000) : (this.options.synRatePerNode ?? 100);
+      entry = { bucket: new TokenBucket(rate, trusted ? Math.max(rate, 1024) : rate, now), trusted };
+      this.synBuckets.set(from, entry);
+    }
+    if (!entry.bucket.take(now)) return false;
+    return trusted || this.synStrangers.take(now);
+  }
+
+  private sendReset(to: Address, p: Packet, now: number, reason?: ResetReason): void {
+    const rst = resetFor(p, reason);
     if (!rst) return;
     this.counters.resetsSent++;
     this.sendSegmentTo(to, p.dstPort, p.srcPort, rst, now);
@@ -475,9 +517,10 @@ export class DataPlane implements StreamHost {
     }
     const now = this.clock();
     const config = timeoutMs ? { ...this.streamConfigFor(target), connectTimeout: timeoutMs } : this.streamConfigFor(target);
-    const engine = StreamConnection.connect(config, this.randomU32(), now);
+    const engine = StreamConnection.connect(config, this.randomU32(), now, this.buffers.allocatorFor(target, () => this.bufferTrusted(target)));
     const stream = new DaemonStream(this.nextStreamId++, engine, this.address, localPort, target, port, "dialed", this, now);
     this.ports.addConnection(target, port, localPort, stream);
+    this.scheduleHousekeeping(now);
     const settled = new Promise<NodeError | null>((resolve) => (stream.onSettled = resolve));
     this.markDirty(stream);
     const error = await settled;
@@ -672,7 +715,7 @@ export class DataPlane implements StreamHost {
 
   private armTimer(): void {
     const now = this.clock();
-    const at = Math.min(this.deadlines.peek(), this.router.nextTimeout() ?? Infinity, this.paths.nextTimeout(now) ?? Infinity);
+    const at = Math.min(this.deadlines.peek(), this.router.nextTimeout() ?? Infinity, this.paths.nextTimeout(now) ?? Infinity, this.housekeepingAt);
     if (at === this.timerAt && this.timer) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -702,7 +745,41 @@ export class DataPlane implements StreamHost {
       this.paths.tick(now);
       this.processRouterOutput(now);
     }
+    if (now >= this.housekeepingAt) {
+      this.housekeepingAt = Infinity;
+      this.sweepBuffers();
+      this.scheduleHousekeeping(now);
+    }
     this.endTurn();
+  }
+
+  private scheduleHousekeeping(now: number): void {
+    if (this.housekeepingAt === Infinity && this.ports.heldCount > 0) this.housekeepingAt = now + HOUSEKEEPING_INTERVAL;
+  }
+
+  /**
+   * Gives unused buffer space back to the budget: every stream that moved no byte
+   * since the last sweep is trimmed to its initial sizes (it grows again when it
+   * needs to); under pressure, so are the busy streams of peers that hold more than
+   * an even share, so the peer over its share is the one that slows down.
+   */
+  private sweepBuffers(): void {
+    const budget = this.buffers;
+    const pressed = budget.pressure > BUFFER_PRESSURE;
+    const snapshot = pressed ? budget.snapshot() : null;
+    const evenShare = snapshot && snapshot.peers > 0 ? budget.limits.total / snapshot.peers : Infinity;
+    for (const s of this.ports.allConnections()) {
+      const progress = s.engine.progress;
+      const before = this.progressAtSweep.get(s);
+      this.progressAtSweep.set(s, progress);
+      if (before === undefined) continue; // new since the last sweep
+      if (progress !== before && !(pressed && budget.heldBy(s.remoteAddress) > evenShare)) continue;
+      const released = s.engine.trimBuffers();
+      if (released > 0) {
+        this.counters.bufferBytesTrimmed += released;
+        this.dirty.add(s);
+      }
+    }
   }
 
   // ---- inspection and shutdown ---------------------------------------------------
@@ -746,6 +823,15 @@ export class DataPlane implements StreamHost {
 
 /** Path probes are pings from port 0 (user pings come from an ephemeral port), so their pongs come to port 0. */
 const PATH_PROBE_PORT = 0;
+
+/** An inbound connection still half-open after this long is dropped (SYN|ACK retransmissions included). */
+const HALF_OPEN_TIMEOUT = 5000;
+
+/** How often streams' buffers are looked at: idle ones, and ones over their share under pressure, are trimmed. */
+const HOUSEKEEPING_INTERVAL = 1000;
+
+/** Budget use above which busy streams of peers holding more than an even share are trimmed too. */
+const BUFFER_PRESSURE = 0.75;
 
 function pingKey(peer: Address, id: number, seq: number): string {
   return `${peer}/${id}/${seq}`;

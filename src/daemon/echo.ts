@@ -1,9 +1,14 @@
 /**
  * The built-in echo service (port 7): every byte received is sent back, with
  * backpressure (reading stops while the send buffer is full), and the peer's
- * FIN is answered with ours.
+ * FIN is answered with ours. It never holds more than ECHO_CHUNK bytes of its
+ * own per stream: a peer that sends without reading fills only the stream's
+ * budgeted buffers, and the zero-window timeout ends it.
  */
 import type { StreamHandle } from "./local-node.ts";
+
+/** The most the echo service reads ahead of what the stream's send buffer has taken. */
+export const ECHO_CHUNK = 16 * 1024;
 
 export function echoStream(stream: StreamHandle): void {
   let backlog: Uint8Array | null = null;
@@ -18,7 +23,7 @@ export function echoStream(stream: StreamHandle): void {
         }
         backlog = null;
       }
-      const chunk = stream.read(256 * 1024);
+      const chunk = stream.read(ECHO_CHUNK);
       if (!chunk) break;
       backlog = chunk;
     }

@@ -41,6 +41,7 @@ export interface DaemonNodeOptions {
   readonly isLocalEndpoint?: (endpoint: string) => boolean;
   readonly pathTimers?: Partial<PathTimers>;
   readonly streamConfig?: ConstructorParameters<typeof DataPlane>[0]["streamConfig"];
+  readonly bufferLimits?: ConstructorParameters<typeof DataPlane>[0]["bufferLimits"];
   readonly echo?: boolean;
   /** Where exposed ports are kept (`$PILOT_HOME/expose.json`); none: in memory only. */
   readonly exposeFile?: string | null;
@@ -86,6 +87,7 @@ export class DaemonNode implements LocalNode {
       pathTimers: options.pathTimers,
       log: options.log.child("data"),
       streamConfig: options.streamConfig,
+      bufferLimits: options.bufferLimits,
       policy: {
         admitsSession: (node) => this.isPublic || this.isTrustedAddress(node),
         acceptsInbound: (node) => this.isPublic || this.isTrustedAddress(node),
@@ -292,6 +294,23 @@ export class DaemonNode implements LocalNode {
       bytes_sent: sent,
       bytes_recv: received,
       packets: snakeCaseKeys(this.plane.counters),
+      buffers: this.bufferInfo(),
+    };
+  }
+
+  /** Stream buffer memory: what the budget allows and what the peers' streams hold now. */
+  private bufferInfo() {
+    const b = this.plane.buffers.snapshot();
+    return {
+      budget: b.limits.total,
+      per_peer: b.limits.perPeer,
+      per_stranger: b.limits.perStranger,
+      strangers_total: b.limits.strangersTotal,
+      held: b.held,
+      held_by_strangers: b.heldByStrangers,
+      peers: b.peers,
+      largest_peer: b.largestPeer ? { address: formatAddress(b.largestPeer.peer), held: b.largestPeer.held } : null,
+      refusals: b.refusals,
     };
   }
 

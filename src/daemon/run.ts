@@ -26,6 +26,7 @@ import { TrustStore, TrustStoreError } from "./trust-store.ts";
 import { UdpSocket } from "./udp-socket.ts";
 import type { PathTimers } from "./paths.ts";
 import type { StreamConfig } from "../transport/config.ts";
+import { bufferLimitsFor } from "./buffer-budget.ts";
 
 export interface DaemonOptions {
   /** PILOT_HOME; defaults to the environment's. */
@@ -42,6 +43,8 @@ export interface DaemonOptions {
   readonly logFormat?: "text" | "json";
   readonly heartbeatMs?: number;
   readonly streamConfig?: Partial<StreamConfig>;
+  /** Bytes for all stream buffers together (the per-peer limits scale with it); default 64 MiB. */
+  readonly bufferBudget?: number;
 }
 
 export interface HostPort {
@@ -210,6 +213,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     isLocalEndpoint: (e) => isLocalEndpoint(e, udp.port),
     pathTimers,
     streamConfig: options.streamConfig,
+    bufferLimits: options.bufferBudget !== undefined ? bufferLimitsFor(options.bufferBudget) : undefined,
     exposeFile: join(paths.home, "expose.json"),
   });
   const daemonNode = node;

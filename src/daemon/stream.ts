@@ -179,6 +179,8 @@ export class DaemonStream implements StreamHandle {
   private deliverClosed(error: NodeError | undefined): void {
     if (this.closedDelivered) return;
     this.closedDelivered = true;
+    // The owner can read nothing more: what is still buffered goes back to the budget.
+    this.engine.discardUnread();
     this.queue(error ? { type: "closed", error } : { type: "closed" });
   }
 
@@ -195,6 +197,8 @@ export function toNodeError(error: StreamError): NodeError {
   switch (error.code) {
     case "refused":
       return new NodeError("connection_refused", "connection refused: nothing is listening on that port", "check the port, or that the service on the remote agent is running");
+    case "limited":
+      return new NodeError("limit_exceeded", error.message, "the remote agent limits how many connections one peer may open at once: close some, or retry in a moment");
     case "reset":
       return new NodeError("connection_reset", "the peer reset the connection");
     case "timeout":

@@ -10,10 +10,27 @@ import { WINDOW_UNIT } from "../protocol/packet.ts";
 export interface StreamConfig {
   /** Largest payload per segment; at most STREAM_MSS (which keeps frames under the path MTU). */
   readonly mss: number;
-  /** Bytes the application may have written and not yet had acknowledged. */
+  /**
+   * The most the application may have written and not yet had acknowledged. The
+   * send buffer starts at `initialSendBuffer` and grows toward this while the
+   * buffer, not the network, limits sending (send autotuning).
+   */
   readonly sendBufferSize: number;
-  /** Bytes we buffer for the application (in order + out of order); the advertised window. */
+  /**
+   * The most we buffer for the application (in order + out of order): the largest
+   * window we advertise. The receive buffer starts at `initialReceiveBuffer` and grows
+   * toward this while the peer's sending is limited by our window and the application
+   * keeps reading (receive autotuning).
+   */
   readonly receiveBufferSize: number;
+  /** Starting sizes of the two buffers (each capped by its maximum above). */
+  readonly initialSendBuffer: number;
+  readonly initialReceiveBuffer: number;
+  /**
+   * The least either buffer gets even when the budget (BufferAllocator) has nothing
+   * left, so a connection always works, slowly.
+   */
+  readonly minBuffer: number;
   /** Initial congestion window in segments (RFC 6928). */
   readonly initialWindow: number;
   /**
@@ -50,6 +67,11 @@ export interface StreamConfig {
   readonly keepaliveCount: number;
   /** Cap on the zero-window probe interval (the persist timer backs off up to this). */
   readonly maxPersistInterval: number;
+  /**
+   * Fail when the peer keeps its window closed this long while we have data for it
+   * (it answers probes but never reads): what it makes us hold is released. 0: never.
+   */
+  readonly zeroWindowTimeout: number;
   /** Duplicate-ACK / SACK threshold for loss detection (RFC 6675 DupThresh). */
   readonly dupThresh: number;
 }
@@ -58,6 +80,9 @@ export const DEFAULT_STREAM_CONFIG: StreamConfig = Object.freeze({
   mss: STREAM_MSS,
   sendBufferSize: 4 * 1024 * 1024,
   receiveBufferSize: 4 * 1024 * 1024,
+  initialSendBuffer: 64 * 1024,
+  initialReceiveBuffer: 64 * 1024,
+  minBuffer: 16 * 1024,
   initialWindow: 10,
   initialRto: 1000,
   minRto: 50,
@@ -72,6 +97,7 @@ export const DEFAULT_STREAM_CONFIG: StreamConfig = Object.freeze({
   keepaliveInterval: 10_000,
   keepaliveCount: 3,
   maxPersistInterval: 30_000,
+  zeroWindowTimeout: 120_000,
   dupThresh: 3,
 });
 
@@ -89,6 +115,8 @@ export function streamConfig(overrides: Partial<StreamConfig> = {}): StreamConfi
     c.receiveBufferSize >= 2 * WINDOW_UNIT && c.receiveBufferSize <= MAX_RECEIVE_BUFFER,
     `receiveBufferSize must be in ${2 * WINDOW_UNIT}..${MAX_RECEIVE_BUFFER}`,
   );
+  check(c.initialSendBuffer > 0 && c.initialReceiveBuffer > 0 && c.minBuffer > 0, "initial and minimum buffer sizes must be > 0");
+  check(c.zeroWindowTimeout >= 0, "zeroWindowTimeout must be >= 0");
   check(c.initialWindow >= 1, "initialWindow must be at least 1 segment");
   check(c.minRto > 0 && c.minRto <= c.initialRto && c.initialRto <= c.maxRto, "need 0 < minRto <= initialRto <= maxRto");
   check(c.delayedAckTimeout >= 0, "delayedAckTimeout must be >= 0");

@@ -28,19 +28,28 @@
  * arithmetic against a nearby position (see seq.ts). Data byte k of each
  * direction is at position k + 1; the FIN takes the position after the last byte.
  *
+ * Buffers are budgeted: each starts small (config.initial*Buffer) and grows toward
+ * its maximum only when it is the bottleneck (autotuning, as Linux TCP does), each
+ * byte of growth granted by a BufferAllocator (the daemon's per-peer budget); space
+ * goes back when the connection no longer needs it (our FIN acknowledged, the
+ * peer's FIN received, TIME-WAIT, close) or when the owner trims it (`trimBuffers`).
+ * A peer that keeps its window closed past config.zeroWindowTimeout fails the
+ * connection, so what it makes us hold is held for a bounded time.
+ *
  * Where things live: loss detection and the retransmission scoreboard in
  * scoreboard.ts, the congestion controller in congestion.ts, RTO arithmetic in
  * rtt.ts, buffers in send-buffer.ts / receive-buffer.ts. The behaviour as a
  * protocol (states, timers, constants) is written up in docs/PROTOCOL.md §4.
  */
 import { Flag, WINDOW_UNIT, type SackBlock } from "../protocol/packet.ts";
+import { UNLIMITED_BUFFERS, type BufferAllocator } from "./buffer-allocator.ts";
 import { streamConfig, type StreamConfig } from "./config.ts";
 import { NewReno } from "./congestion.ts";
 import { ReceiveQueue, ReorderBuffer } from "./receive-buffer.ts";
 import { RttEstimator } from "./rtt.ts";
 import { Recovery, Scoreboard } from "./scoreboard.ts";
 import { SendBuffer } from "./send-buffer.ts";
-import { EMPTY_PAYLOAD, NO_SACK, type Segment } from "./segment.ts";
+import { EMPTY_PAYLOAD, NO_SACK, ResetReason, resetReasonOf, type Segment } from "./segment.ts";
 import { unwrap, wrap } from "./seq.ts";
 
 export type StreamState =
@@ -56,11 +65,12 @@ export type StreamState =
   | "closed";
 
 /**
- * Why a connection ended abnormally: `refused` (RST answering our SYN), `reset`
- * (RST later), `timeout` (handshake, user timeout, retransmission limit, or
- * keepalive), `aborted` (the local application called abort()).
+ * Why a connection ended abnormally: `refused` (RST answering our SYN), `limited`
+ * (RST answering our SYN because a connection limit or rate was reached), `reset`
+ * (RST later), `timeout` (handshake, user timeout, retransmission limit, zero window
+ * or keepalive), `aborted` (the local application called abort()).
  */
-export type StreamErrorCode = "refused" | "reset" | "timeout" | "aborted";
+export type StreamErrorCode = "refused" | "limited" | "reset" | "timeout" | "aborted";
 
 export interface StreamError {
   readonly code: StreamErrorCode;
@@ -120,6 +130,12 @@ export interface StreamStats {
   zeroWindowProbesSent: number;
   keepalivesSent: number;
   windowUpdatesSent: number;
+  /** Current sizes of the two buffers (what the allocator has granted). */
+  sendBufferCap: number;
+  receiveBufferCap: number;
+  /** Autotuning steps taken. */
+  sendBufferGrowths: number;
+  receiveBufferGrowths: number;
 }
 
 const EV_CONNECTED: StreamEvent = Object.freeze({ type: "connected" });
@@ -158,6 +174,8 @@ function newCounters() {
     zeroWindowProbesSent: 0,
     keepalivesSent: 0,
     windowUpdatesSent: 0,
+    sendBufferGrowths: 0,
+    receiveBufferGrowths: 0,
   };
 }
 
@@ -174,6 +192,10 @@ export class StreamConnection {
   /** Next new position to send (HighData + 1); retransmissions never move it back. */
   private sndNxt = 0;
   private readonly sendBuf = new SendBuffer();
+  /** Bytes the send buffer may hold now (granted by the allocator; autotuned). */
+  private sndCap: number;
+  /** Bytes acknowledged since the send buffer last grew. */
+  private ackedSinceGrow = 0;
   private finQueued = false;
   private finPos = -1;
   /** First position the peer's window does not allow. */
@@ -201,6 +223,8 @@ export class StreamConnection {
   private writeBlocked = false;
   private persistDeadline = Number.POSITIVE_INFINITY;
   private persistInterval = 0;
+  /** When the peer's window closed on data we have for it (-1: open). */
+  private zeroWindowSince = -1;
   private probePending = false;
   private keepaliveProbes = 0;
   private lastKeepalive = 0;
@@ -214,8 +238,26 @@ export class StreamConnection {
   private readonly reorder = new ReorderBuffer();
   private peerFinPos = -1;
   private finReceived = false;
-  private readonly rcvCap: number;
-  private readonly swsFloor: number;
+  /** Bytes we may buffer for the application now (granted by the allocator; autotuned). */
+  private rcvCap: number;
+  /** Receiver SWS avoidance: never offer less than min(MSS, buffer / 2). */
+  private swsFloor: number;
+  /**
+   * Receive autotuning (dynamic right-sizing, as Linux does): the time the peer takes
+   * to fill a window we advertised (`rcvRtt`, a round trip when it is window-limited,
+   * longer when it is not), and how much the application read per such interval.
+   */
+  private rcvRtt = 0;
+  private rcvRttMark = -1;
+  private rcvRttStart = 0;
+  /** Most bytes read in one interval so far, and where the current interval began. */
+  private rcvSpace = 0;
+  private rcvSpaceRead = 0;
+  private rcvSpaceTime = -1;
+  private readonly alloc: BufferAllocator;
+  /** The buffers' space went back to the allocator (the connection needs none now). */
+  private sendReleased = false;
+  private receiveReleased = false;
   /** Highest right edge we have advertised. */
   private advEdge = 0;
   private lastAdvWindow = 0;
@@ -230,7 +272,7 @@ export class StreamConnection {
   private eventHead = 0;
   private readonly counters = newCounters();
 
-  private constructor(config: StreamConfig, iss: number, now: number, state: StreamState) {
+  private constructor(config: StreamConfig, iss: number, now: number, state: StreamState, alloc: BufferAllocator) {
     if (!Number.isInteger(iss) || iss < 0 || iss > 0xffff_ffff) throw new RangeError(`ISN ${iss} is not a u32`);
     this.config = config;
     this.iss = iss;
@@ -245,23 +287,27 @@ export class StreamConnection {
     if (config.initialRtt) this.rtt.seed(config.initialRtt);
     this.board = new Scoreboard(config.mss, config.dupThresh);
     this.board.wait = (config.initialRtt ? config.initialRtt : config.initialRto) * 1.25 + 1;
-    this.rcvCap = config.receiveBufferSize;
-    this.swsFloor = Math.min(config.mss, Math.floor(config.receiveBufferSize / 2));
+    this.alloc = alloc;
+    const r = Math.min(config.initialReceiveBuffer, config.receiveBufferSize);
+    this.rcvCap = alloc.grow(r, Math.min(r, Math.max(config.minBuffer, 2 * WINDOW_UNIT)));
+    const w = Math.min(config.initialSendBuffer, config.sendBufferSize);
+    this.sndCap = alloc.grow(w, Math.min(w, config.minBuffer));
+    this.swsFloor = Math.min(config.mss, Math.floor(this.rcvCap / 2));
   }
 
   /** Active open: the first pollTransmit returns the SYN. `iss` must be unpredictable (crypto-random). */
-  static connect(config: Partial<StreamConfig>, iss: number, now: number): StreamConnection {
-    const c = new StreamConnection(streamConfig(config), iss, now, "syn-sent");
+  static connect(config: Partial<StreamConfig>, iss: number, now: number, alloc: BufferAllocator = UNLIMITED_BUFFERS): StreamConnection {
+    const c = new StreamConnection(streamConfig(config), iss, now, "syn-sent", alloc);
     c.synPending = true;
     return c;
   }
 
   /** Passive open for a received SYN (the daemon found a listener); the first pollTransmit returns SYN|ACK. */
-  static accept(config: Partial<StreamConfig>, syn: Segment, iss: number, now: number): StreamConnection {
+  static accept(config: Partial<StreamConfig>, syn: Segment, iss: number, now: number, alloc: BufferAllocator = UNLIMITED_BUFFERS): StreamConnection {
     if ((syn.flags & (Flag.SYN | Flag.ACK | Flag.RST)) !== Flag.SYN) {
       throw new RangeError("accept() needs a SYN segment without ACK or RST");
     }
-    const c = new StreamConnection(streamConfig(config), iss, now, "syn-received");
+    const c = new StreamConnection(streamConfig(config), iss, now, "syn-received", alloc);
     c.irs = syn.seq >>> 0;
     c.rcvNxt = 1;
     c.sndWl1 = 0;
@@ -289,7 +335,17 @@ export class StreamConnection {
 
   /** How many bytes write() would accept now (0 once shut down or closed). */
   get writableBytes(): number {
-    return this.canWrite() ? this.config.sendBufferSize - this.sendBuf.length : 0;
+    return this.canWrite() ? Math.max(0, this.sndCap - this.sendBuf.length) : 0;
+  }
+
+  /** Bytes moved so far (acknowledged by the peer + read by the application): changes while the connection makes progress. */
+  get progress(): number {
+    return this.counters.bytesAcked + this.counters.bytesRead;
+  }
+
+  /** Buffer space this connection holds from its allocator now. */
+  get bufferCapacity(): number {
+    return this.sndCap + this.rcvCap;
   }
 
   /** The peer's FIN has arrived (in order): no data beyond what is buffered. */
@@ -338,6 +394,8 @@ export class StreamConnection {
       sendBuffered: this.sendBuf.length,
       receiveBuffered: this.recvQueue.length,
       reorderBuffered: this.reorder.bytes,
+      sendBufferCap: this.sndCap,
+      receiveBufferCap: this.rcvCap,
       ...this.counters,
     };
   }
@@ -352,7 +410,7 @@ export class StreamConnection {
   write(bytes: Uint8Array): number {
     if (this.finQueued) throw new Error("cannot write: the stream is shut down");
     if (!this.canWrite()) return 0;
-    const n = this.sendBuf.write(bytes, this.config.sendBufferSize - this.sendBuf.length);
+    const n = this.sendBuf.write(bytes, Math.max(0, this.sndCap - this.sendBuf.length));
     if (n < bytes.length) this.writeBlocked = true;
     return n;
   }
@@ -377,7 +435,134 @@ export class StreamConnection {
   private afterRead(n: number): void {
     this.counters.bytesRead += n;
     if (this.recvQueue.length === 0) this.readableSignalled = false;
+    if (this.receiveReleased) {
+      // Nothing more will arrive: what was read goes back to the allocator.
+      this.rcvCap -= n;
+      this.alloc.release(n);
+      return;
+    }
     this.maybeWindowUpdate();
+  }
+
+  /**
+   * Receive autotuning, on each in-order arrival. `rcvRtt`: how long the peer takes
+   * to fill a window we advertised (a round trip when our window limits it). Once per
+   * such interval, if the application read more than in any interval before, the
+   * buffer becomes twice that (more while the rate is still climbing, as in slow
+   * start), as far as the allocator allows. An application that does not read, or
+   * a sender whose rate is steady, never makes it grow.
+   */
+  private autotuneReceive(now: number): void {
+    if (this.rcvRttMark < 0) {
+      this.rcvRttMark = this.advEdge;
+      this.rcvRttStart = now;
+    } else if (this.rcvNxt >= this.rcvRttMark) {
+      const sample = Math.max(now - this.rcvRttStart, 0.01);
+      this.rcvRtt = this.rcvRtt === 0 || sample < this.rcvRtt ? sample : this.rcvRtt + (sample - this.rcvRtt) / 8;
+      this.rcvRttMark = this.advEdge;
+      this.rcvRttStart = now;
+    }
+    const interval = this.rcvRtt > 0 ? this.rcvRtt : this.rtt.srtt;
+    if (this.rcvSpaceTime < 0) {
+      this.rcvSpaceTime = now;
+      this.rcvSpaceRead = this.counters.bytesRead;
+      return;
+    }
+    if (interval <= 0 || now - this.rcvSpaceTime < interval) return;
+    const copied = this.counters.bytesRead - this.rcvSpaceRead;
+    this.rcvSpaceRead = this.counters.bytesRead;
+    this.rcvSpaceTime = now;
+    if (copied <= this.rcvSpace) return;
+    let target = 2 * copied + 16 * this.config.mss;
+    if (this.rcvSpace > 0) target += Math.min(2 * target, (2 * target * (copied - this.rcvSpace)) / this.rcvSpace);
+    this.rcvSpace = copied;
+    const max = this.config.receiveBufferSize;
+    if (target > max) target = max;
+    if (target <= this.rcvCap) return;
+    const granted = this.alloc.grow(Math.ceil(target - this.rcvCap));
+    if (granted <= 0) return;
+    this.rcvCap += granted;
+    this.swsFloor = Math.min(this.config.mss, Math.floor(this.rcvCap / 2));
+    this.counters.receiveBufferGrowths++;
+  }
+
+  /**
+   * Send autotuning: the application is waiting for room while the network could
+   * carry at least half the buffer in one window, and half a buffer has been
+   * acknowledged since the last step: double the buffer, as far as the allocator allows.
+   */
+  private growSend(): void {
+    const max = this.config.sendBufferSize;
+    if (this.sndCap >= max || 2 * this.ackedSinceGrow < this.sndCap) return;
+    const window = Math.min(this.cc.cwnd, this.peerEdge - this.sndUna);
+    if (2 * window < this.sndCap) return;
+    this.ackedSinceGrow = 0;
+    const granted = this.alloc.grow(Math.min(max, 2 * this.sndCap) - this.sndCap);
+    if (granted <= 0) return;
+    this.sndCap += granted;
+    this.counters.sendBufferGrowths++;
+  }
+
+  /**
+   * Gives back buffer space above `target` bytes per direction (default: the
+   * initial sizes) that is not in use: never below the unread and unacknowledged
+   * bytes, nor below the window already advertised. The owner calls it for idle
+   * connections and under memory pressure. Returns the bytes released.
+   */
+  trimBuffers(target?: number): number {
+    if (this.st === "closed") return 0;
+    let released = 0;
+    if (!this.receiveReleased) {
+      const advertised = Math.max(0, this.advEdge - this.rcvNxt);
+      const floor = Math.max(this.recvQueue.length + advertised, 2 * WINDOW_UNIT);
+      const want = Math.max(floor, target ?? Math.min(this.config.initialReceiveBuffer, this.config.receiveBufferSize));
+      if (want < this.rcvCap) {
+        released += this.rcvCap - want;
+        this.rcvCap = want;
+        this.swsFloor = Math.min(this.config.mss, Math.floor(this.rcvCap / 2));
+      }
+      this.rcvSpace = 0;
+    }
+    if (!this.sendReleased) {
+      const want = Math.max(this.sendBuf.length, target ?? Math.min(this.config.initialSendBuffer, this.config.sendBufferSize));
+      if (want < this.sndCap) {
+        released += this.sndCap - want;
+        this.sndCap = want;
+      }
+      this.ackedSinceGrow = 0;
+    }
+    if (released > 0) this.alloc.release(released);
+    return released;
+  }
+
+  /**
+   * The owner will read no more (it closed, or the connection failed and it was
+   * told): unread bytes are dropped and their space goes back.
+   */
+  discardUnread(): void {
+    const n = this.recvQueue.length;
+    if (n > 0) this.recvQueue.read(n);
+    if (this.st === "closed" || this.receiveReleased) {
+      if (this.rcvCap > 0) this.alloc.release(this.rcvCap);
+      this.rcvCap = 0;
+    }
+  }
+
+  /** Nothing more will be written (our FIN is acknowledged, or the connection ended): the send buffer's space goes back. */
+  private releaseSend(): void {
+    if (this.sendReleased) return;
+    this.sendReleased = true;
+    this.alloc.release(this.sndCap);
+    this.sndCap = 0;
+  }
+
+  /** Nothing more will arrive: space beyond the unread bytes goes back (the rest as it is read). */
+  private releaseReceive(): void {
+    if (this.receiveReleased) return;
+    this.receiveReleased = true;
+    const keep = this.recvQueue.length;
+    if (this.rcvCap > keep) this.alloc.release(this.rcvCap - keep);
+    this.rcvCap = keep;
   }
 
   shutdown(): void {
@@ -686,7 +871,11 @@ export class StreamConnection {
       acked = true;
     }
     if (flags & Flag.RST) {
-      if (acked) this.finish({ code: "refused", message: "connection refused: the peer answered the SYN with a reset" });
+      if (!acked) return;
+      const reason = resetReasonOf(seg);
+      if (reason === ResetReason.Limit) this.finish({ code: "limited", message: "connection refused: the peer has reached its connection limit for us" });
+      else if (reason === ResetReason.Rate) this.finish({ code: "limited", message: "connection refused: too many connection attempts to the peer just now" });
+      else this.finish({ code: "refused", message: "connection refused: the peer answered the SYN with a reset" });
       return;
     }
     if (!(flags & Flag.SYN)) return;
@@ -763,9 +952,11 @@ export class StreamConnection {
       this.tlpOutstanding = false;
       if (this.sndUna === this.sndNxt) this.rtoDeadline = Number.POSITIVE_INFINITY;
       else this.armRto(now);
+      this.ackedSinceGrow += acked;
       if (this.writeBlocked && this.canWrite()) {
-        const free = this.config.sendBufferSize - this.sendBuf.length;
-        if (free >= Math.min(WRITABLE_LOW_WATER, this.config.sendBufferSize / 2)) {
+        this.growSend();
+        const free = this.sndCap - this.sendBuf.length;
+        if (free >= Math.min(WRITABLE_LOW_WATER, this.sndCap / 2)) {
           this.writeBlocked = false;
           this.emit(EV_WRITABLE);
         }
@@ -812,9 +1003,11 @@ export class StreamConnection {
       this.persistDeadline = Number.POSITIVE_INFINITY;
       this.persistInterval = 0;
     }
+    if (this.peerEdge > this.sndNxt) this.zeroWindowSince = -1;
   }
 
   private onFinAcked(now: number): void {
+    this.releaseSend();
     switch (this.st) {
       case "fin-wait-1":
         this.st = "fin-wait-2";
@@ -879,6 +1072,7 @@ export class StreamConnection {
           this.scheduleAck(data.length, now);
         }
         this.counters.bytesReceived += this.rcvNxt - start;
+        this.autotuneReceive(now);
         if (!this.readableSignalled) {
           this.readableSignalled = true;
           this.emit(EV_READABLE);
@@ -916,6 +1110,7 @@ export class StreamConnection {
 
   private receiveFin(now: number): void {
     this.finReceived = true;
+    this.releaseReceive();
     this.rcvNxt++;
     this.ackState = ACK_NOW;
     this.emit(EV_FINISHED);
@@ -1051,14 +1246,27 @@ export class StreamConnection {
 
   private startPersist(now: number): void {
     if (this.persistInterval === 0) this.persistInterval = Math.min(this.rtt.rto, this.config.maxPersistInterval);
-    this.persistDeadline = Math.min(now + this.persistInterval, this.lastHeard + this.config.userTimeout);
+    if (this.zeroWindowSince < 0) this.zeroWindowSince = now;
+    let t = Math.min(now + this.persistInterval, this.lastHeard + this.config.userTimeout);
+    const zw = this.config.zeroWindowTimeout;
+    if (zw > 0 && this.zeroWindowSince + zw < t) t = this.zeroWindowSince + zw;
+    this.persistDeadline = t;
   }
 
   private onPersistTimeout(now: number): void {
     this.persistDeadline = Number.POSITIVE_INFINITY;
-    if (this.sndNxt !== this.sndUna || !this.hasUnsentData() || this.peerEdge > this.sndNxt) return;
+    if (this.sndNxt !== this.sndUna || !this.hasUnsentData() || this.peerEdge > this.sndNxt) {
+      this.zeroWindowSince = -1;
+      return;
+    }
     if (now >= this.lastHeard + this.config.userTimeout) {
       this.finish({ code: "timeout", message: "peer stopped answering zero-window probes" });
+      return;
+    }
+    const zw = this.config.zeroWindowTimeout;
+    if (zw > 0 && this.zeroWindowSince >= 0 && now >= this.zeroWindowSince + zw) {
+      const s = Math.round((now - this.zeroWindowSince) / 1000);
+      this.finish({ code: "timeout", message: `the peer kept its receive window closed for ${s} s (it is not reading)` });
       return;
     }
     this.probePending = true;
@@ -1107,6 +1315,8 @@ export class StreamConnection {
 
   private enterTimeWait(now: number): void {
     this.st = "time-wait";
+    this.releaseSend();
+    this.releaseReceive();
     this.rtoDeadline = Number.POSITIVE_INFINITY;
     this.persistDeadline = Number.POSITIVE_INFINITY;
     this.probePending = false;
@@ -1125,6 +1335,8 @@ export class StreamConnection {
     this.mustRetransmit = false;
     this.tlpPending = false;
     this.sendBuf.release(this.sendBuf.end);
+    this.releaseSend();
+    this.releaseReceive();
     this.emit(error ? { type: "closed", error } : { type: "closed" });
   }
 

@@ -6,7 +6,8 @@
  *   Segment                               flags, seq, ack, window (WINDOW_UNIT units), sack, payload
  *   segmentLength(seg)                    sequence space used: payload + SYN + FIN
  *   toPacket(seg, route)                  add protocol, addresses and ports
- *   resetFor(seg)                         the RST that answers a segment no connection claims
+ *   resetFor(seg, reason?)                the RST that answers a segment no connection claims
+ *   resetReasonOf(seg)                    why a peer refused our SYN (the RST's one-byte payload)
  *   describeSegment(seg)                  "SYN|ACK seq=.. ack=.. win=.. len=.." for logs and tests
  */
 import type { Address } from "../protocol/address.ts";
@@ -54,13 +55,29 @@ export function toPacket(seg: Segment, route: StreamRoute): Packet {
 }
 
 /**
- * RFC 9293 §3.10.7.1: the reply to a segment for which no connection exists
- * (port closed, connection forgotten). Never answers a RST.
+ * Why a SYN was refused, carried as the one-byte payload of the RST that answers
+ * it (no payload: nothing listens on that port). Receivers that do not know a code
+ * treat it as a plain refusal.
  */
-export function resetFor(seg: Segment): Segment | undefined {
+export const ResetReason = {
+  /** The listener's or the peer's connection limit is reached. */
+  Limit: 1,
+  /** Too many connection attempts from this peer just now. */
+  Rate: 2,
+} as const;
+export type ResetReason = (typeof ResetReason)[keyof typeof ResetReason];
+
+const REASON_PAYLOADS: Record<number, Uint8Array> = { [ResetReason.Limit]: Uint8Array.of(ResetReason.Limit), [ResetReason.Rate]: Uint8Array.of(ResetReason.Rate) };
+
+/**
+ * RFC 9293 §3.10.7.1: the reply to a segment for which no connection exists
+ * (port closed, connection forgotten), or to a SYN refused for `reason`. Never answers a RST.
+ */
+export function resetFor(seg: Segment, reason?: ResetReason): Segment | undefined {
   if (seg.flags & Flag.RST) return undefined;
+  const payload = reason === undefined ? EMPTY_PAYLOAD : REASON_PAYLOADS[reason]!;
   if (seg.flags & Flag.ACK) {
-    return { flags: Flag.RST, seq: seg.ack, ack: 0, window: 0, sack: NO_SACK, payload: EMPTY_PAYLOAD };
+    return { flags: Flag.RST, seq: seg.ack, ack: 0, window: 0, sack: NO_SACK, payload };
   }
   return {
     flags: Flag.RST | Flag.ACK,
@@ -68,8 +85,15 @@ export function resetFor(seg: Segment): Segment | undefined {
     ack: (seg.seq + segmentLength(seg)) >>> 0,
     window: 0,
     sack: NO_SACK,
-    payload: EMPTY_PAYLOAD,
+    payload,
   };
+}
+
+/** The refusal reason a RST carries, if it carries a known one. */
+export function resetReasonOf(seg: Segment): ResetReason | undefined {
+  if (!(seg.flags & Flag.RST) || seg.payload.length !== 1) return undefined;
+  const r = seg.payload[0];
+  return r === ResetReason.Limit || r === ResetReason.Rate ? r : undefined;
 }
 
 export function describeSegment(seg: Segment): string {

@@ -46,6 +46,16 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       if (!c.ok) throw new CliError("invalid_argument", c.message, "for example: pilot config --set tags=nlp,summarizer");
       return c.value.join(",");
     }
+    case "buffer_budget": {
+      const { byteSizeOption } = await import("../args.ts");
+      byteSizeOption(value, "buffer_budget", { min: 1 << 20, max: 64 * 2 ** 30 });
+      return value;
+    }
+    case "zero_window_timeout": {
+      const { durationOption } = await import("../args.ts");
+      durationOption(value, "zero_window_timeout");
+      return value;
+    }
   }
 }
 

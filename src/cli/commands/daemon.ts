@@ -11,6 +11,7 @@ import { DEFAULT_REGISTRY, readConfig } from "../config.ts";
 import { toCliError, withDaemon } from "../daemon-client.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { parseLogLevel } from "../../util/log.ts";
+import { byteSizeOption, durationOption } from "../args.ts";
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -23,6 +24,8 @@ interface StartSettings {
   tags?: string[];
   logLevel: string;
   logFormat: "text" | "json";
+  bufferBudget?: number;
+  zeroWindowTimeoutMs?: number;
 }
 
 function settingsFrom(o: Record<string, any>): StartSettings {
@@ -37,6 +40,8 @@ function settingsFrom(o: Record<string, any>): StartSettings {
   const logLevel = String(o.logLevel ?? config.log_level ?? "info");
   if (!parseLogLevel(logLevel)) throw new CliError("invalid_argument", `--log-level must be debug, info, warn or error`);
   const logFormat = o.logFormat === "json" ? "json" : "text";
+  const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
+  const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
   return {
     registry,
     beacon,
@@ -46,6 +51,8 @@ function settingsFrom(o: Record<string, any>): StartSettings {
     ...(tagsText ? { tags: tagsText.split(",").map((t) => t.trim()).filter(Boolean) } : {}),
     logLevel,
     logFormat,
+    ...(bufferBudget !== undefined ? { bufferBudget } : {}),
+    ...(zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeoutMs } : {}),
   };
 }
 
@@ -88,6 +95,8 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       tags: s.tags,
       logLevel: parseLogLevel(s.logLevel),
       logFormat: s.logFormat,
+      bufferBudget: s.bufferBudget,
+      streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
     });
   } catch (e) {
     if (e instanceof DaemonStartError) throw new CliError(e.code === "already_exists" ? "already_exists" : e.code === "registry_unreachable" ? "connection_failed" : e.code === "invalid_argument" ? "invalid_argument" : "internal", e.message, e.hint);
@@ -120,6 +129,8 @@ export const daemonStart: CommandSpec = {
     { flags: "--foreground", description: "run in this process (for systemd, containers and tests); stop with Ctrl-C or SIGTERM" },
     { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
     { flags: "--log-format <format>", description: "text or json (default text)" },
+    { flags: "--buffer-budget <size>", description: "memory for all stream buffers together (default 64MiB; one trusted peer gets at most a quarter, strangers together a quarter)" },
+    { flags: "--zero-window-timeout <duration>", description: "close a stream whose peer stops reading our data for this long (default 120s)" },
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],
   returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs" },
@@ -138,6 +149,8 @@ export const daemonStart: CommandSpec = {
     if (s.hostname) args.push("--hostname", s.hostname);
     if (s.public) args.push("--public");
     if (s.tags) args.push("--tags", s.tags.join(","));
+    if (s.bufferBudget !== undefined) args.push("--buffer-budget", String(s.bufferBudget));
+    if (s.zeroWindowTimeoutMs !== undefined) args.push("--zero-window-timeout", `${s.zeroWindowTimeoutMs}ms`);
     const [cmd, ...cmdArgs] = selfCommand(args);
     const child = spawn(cmd!, cmdArgs, { detached: true, stdio: ["ignore", logFd, logFd], env: { ...process.env, PILOT_HOME: paths.home } });
     closeSync(logFd);
