@@ -95,6 +95,15 @@ export class DaemonNode implements LocalNode {
       },
       lookupPeer: (node, outbound) => this.lookupPeer(node, outbound),
     });
+    let persistFailing = false;
+    this.trust.onPersistError = (e) => {
+      if (!persistFailing) this.log.warn("cannot write the trust file; trust changes hold in memory and the write is retried", { error: e.message });
+      persistFailing = true;
+    };
+    this.trust.onPersistRecovered = () => {
+      persistFailing = false;
+      this.log.info("trust file written again");
+    };
     this.registry.onEvent = (event) => this.onRegistryEvent(event);
     this.registry.onReconnect = () => {
       this.log.info("registry connection restored; resynchronising trust");
@@ -291,6 +300,7 @@ export class DaemonNode implements LocalNode {
       ports: this.plane.ports.listenerPorts(),
       trusted: this.trust.trustedNodes().length,
       pending: this.trust.inboundRequests().length,
+      trust_file_error: this.trust.persistError?.message ?? null,
       bytes_sent: sent,
       bytes_recv: received,
       packets: snakeCaseKeys(this.plane.counters),

@@ -283,6 +283,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           log.warn("error while stopping", { error: (e as Error).message });
         }
       }
+      trust.flush();
       log.info("daemon stopped");
       resolveStopped();
     })();

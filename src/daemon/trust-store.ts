@@ -10,6 +10,11 @@
  *   { version: 1, trusted: [{node_id, public_key, hostname, since}],
  *     inbound: [{node_id, public_key, hostname, reason, created_at}],
  *     outbound: [{node_id, reason, created_at}], revoked: [node_id] }
+ *
+ * Every change takes effect in memory first; writing the file comes after and
+ * never stands in its way: if the write fails (a full disk, a read-only home),
+ * the change still holds, the failure is reported (`persistError`, `onPersistError`)
+ * and the write is retried (1 s, doubling to 30 s) until it succeeds.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../util/atomic-file.ts";
@@ -48,8 +53,21 @@ export class TrustStore {
   private inbound = new Map<number, InboundRequest>();
   private outbound = new Map<number, OutboundRequest>();
   private readonly revoked = new Set<number>();
+  /** The last write's failure, until a write succeeds. */
+  private lastPersistError: Error | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private retryDelay = 1000;
+  /** Told about each failed write (the daemon logs it). */
+  onPersistError: ((error: Error) => void) | null = null;
+  /** Told when a write succeeds again after failures. */
+  onPersistRecovered: (() => void) | null = null;
 
   constructor(private readonly path: string | null) {}
+
+  /** Why the file does not match memory right now (null: it does). */
+  get persistError(): Error | null {
+    return this.lastPersistError;
+  }
 
   static load(path: string): TrustStore {
     const store = new TrustStore(path);
@@ -118,8 +136,46 @@ export class TrustStore {
     this.save();
   }
 
+  /** Writes the file now if it is behind; stops retrying. For shutdown. */
+  flush(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.lastPersistError) this.save();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
   private save(): void {
     if (!this.path) return;
+    try {
+      this.write(this.path);
+    } catch (e) {
+      const error = e as Error;
+      this.lastPersistError = error;
+      this.onPersistError?.(error);
+      if (!this.retryTimer) {
+        const delay = this.retryDelay;
+        this.retryDelay = Math.min(this.retryDelay * 2, 30_000);
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          this.save();
+        }, delay);
+        this.retryTimer.unref?.();
+      }
+      return;
+    }
+    if (this.lastPersistError) {
+      this.lastPersistError = null;
+      this.onPersistRecovered?.();
+    }
+    this.retryDelay = 1000;
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+  }
+
+  private write(path: string): void {
     const data = {
       version: 1,
       trusted: [...this.trusted.values()].map((t) => ({ node_id: t.nodeId, public_key: t.publicKey, hostname: t.hostname, since: t.since })),
@@ -127,7 +183,7 @@ export class TrustStore {
       outbound: this.outboundRequests().map((r) => ({ node_id: r.nodeId, reason: r.reason, created_at: r.createdAt })),
       revoked: [...this.revoked],
     };
-    writeFileAtomic(this.path, JSON.stringify(data, null, 2) + "\n");
+    writeFileAtomic(path, JSON.stringify(data, null, 2) + "\n");
   }
 }
 

@@ -22,7 +22,12 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     throw e;
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    try { unlinkSync(tmp); } catch {}
+    throw e;
+  }
   try {
     const dfd = openSync(dir, "r");
     try { fsyncSync(dfd); } finally { closeSync(dfd); }
