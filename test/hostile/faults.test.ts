@@ -8,10 +8,10 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "../../src/driver/index.ts";
-import { startCluster, type Cluster } from "../support/cluster.ts";
+import { runPilot, startCluster, type Cluster } from "../support/cluster.ts";
 
 const isRoot = process.getuid?.() === 0;
 const mounts: string[] = [];
@@ -86,3 +86,35 @@ if (!isRoot) {
   console.warn("\n*** test/hostile/faults.test.ts SKIPPED: needs root for a tmpfs mount. Untrust on a full disk is NOT tested. ***\n");
   test.skip("untrust on a full disk (needs root)", () => {});
 }
+
+describe("a stale pid file", () => {
+  test("whose pid now belongs to another process: start ignores it, stop never signals it", async () => {
+    const c = await startCluster();
+    const bystander = Bun.spawn(["sleep", "120"]);
+    try {
+      const home = join(c.dir, "stale");
+      mkdirSync(home, { recursive: true, mode: 0o700 });
+      writeFileSync(join(home, "pilot.pid"), `${bystander.pid}\n`);
+      const env = { PILOT_HOME: home };
+      // stop: nothing of ours runs here, so the bystander must not get a signal.
+      const stop1 = await runPilot(["daemon", "stop", "--json"], { env });
+      expect(stop1.code).toBe(1);
+      expect(stop1.json.code).toBe("not_running");
+      expect(bystander.exitCode).toBeNull();
+      // start: the stale file does not block it.
+      const d = await c.startDaemon({ name: "stale", hostname: "stale-pid" });
+      expect(d.pid).not.toBe(bystander.pid);
+      // The file is the daemon's now; point it at the bystander again, as a reused pid would.
+      writeFileSync(join(home, "pilot.pid"), `${bystander.pid}\n`);
+      // stop asks the socket who the daemon is, and stops that one.
+      const stop2 = await runPilot(["daemon", "stop", "--json"], { env });
+      expect(stop2.code).toBe(0);
+      expect(stop2.json.data.pid).toBe(d.pid);
+      await Bun.sleep(200);
+      expect(bystander.exitCode).toBeNull(); // still alive: never signalled
+    } finally {
+      bystander.kill();
+      await c.stop();
+    }
+  }, 60_000);
+});

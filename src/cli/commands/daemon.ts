@@ -56,14 +56,33 @@ function settingsFrom(o: Record<string, any>): StartSettings {
   };
 }
 
-function alivePid(pidFile: string): number | null {
+/**
+ * The pid of this home's daemon, verified: a pid file alone proves nothing (the
+ * daemon may have died and its pid been reused by an unrelated process). It is
+ * ours if its socket answers (with its real pid), or, while the socket is silent, if
+ * the process is a `pilot daemon` (Linux /proc). Anything else is a stale file.
+ */
+async function homeDaemonPid(pidFile: string): Promise<{ pid: number; answering: boolean } | null> {
+  let pid: number;
   try {
-    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    pid = Number(readFileSync(pidFile, "utf8").trim());
     if (!Number.isInteger(pid) || pid <= 1) return null;
     process.kill(pid, 0);
-    return pid;
   } catch {
     return null;
+  }
+  try {
+    // Whoever answers on this home's socket is this home's daemon, whatever the file says.
+    const info = await withDaemon((d) => d.info(), { timeoutMs: 1000 });
+    if (Number.isInteger(info.pid)) return { pid: info.pid, answering: true };
+  } catch {
+    // not answering: look at the process itself
+  }
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return argv.includes("daemon") && argv.includes("--foreground") ? { pid, answering: false } : null;
+  } catch {
+    return null; // gone, or no /proc: a pid that does not answer is not trusted with a signal
   }
 }
 
@@ -139,8 +158,14 @@ export const daemonStart: CommandSpec = {
     const s = settingsFrom(o);
     if (o.foreground) return runForeground(s, out);
     const paths = pilotPaths();
-    const running = alivePid(paths.pidFile);
-    if (running) throw new CliError("already_exists", `the daemon is already running (pid ${running})`, "stop it first with: pilot daemon stop");
+    const running = await homeDaemonPid(paths.pidFile);
+    if (running) {
+      throw new CliError(
+        "already_exists",
+        running.answering ? `the daemon is already running (pid ${running.pid})` : `a daemon process (pid ${running.pid}) holds this home but does not answer on ${paths.socket}`,
+        "stop it first with: pilot daemon stop",
+      );
+    }
     const { mkdirSync } = await import("node:fs");
     mkdirSync(paths.home, { recursive: true, mode: 0o700 });
     const logFd = openSync(paths.logFile, "a", 0o600);
@@ -191,7 +216,7 @@ export const daemonStop: CommandSpec = {
   errors: ["not_running"],
   async run({ out }) {
     const paths = pilotPaths();
-    const pid = alivePid(paths.pidFile);
+    const pid = (await homeDaemonPid(paths.pidFile))?.pid;
     if (!pid) {
       throw new CliError("not_running", "the Pilot daemon is not running", existsSync(paths.socket) ? `a socket exists at ${paths.socket}; if no daemon uses it, it is replaced at the next start` : "start it with: pilot daemon start");
     }
