@@ -74,7 +74,7 @@ async function homeDaemonPid(pidFile: string): Promise<{ pid: number; answering:
   try {
     // Whoever answers on this home's socket is this home's daemon, whatever the file says.
     const info = await withDaemon((d) => d.info(), { timeoutMs: 1000 });
-    if (Number.isInteger(info.pid)) return { pid: info.pid, answering: true };
+    if (typeof info.pid === "number" && Number.isInteger(info.pid)) return { pid: info.pid, answering: true };
   } catch {
     // not answering: look at the process itself
   }
