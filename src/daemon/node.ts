@@ -16,6 +16,11 @@ import { NodeError, type DatagramMessage, type LocalNode, type NodeErrorCode, ty
 import { TrustStore, type TrustSnapshot } from "./trust-store.ts";
 import { echoStream } from "./echo.ts";
 import { ExposeManager } from "./expose.ts";
+import { EventBus } from "./event-bus.ts";
+import { SERVICE_FACTORIES } from "./services/index.ts";
+import { DEFAULT_SERVICE_SETTINGS, SERVICE_NAMES, type DaemonService, type ServiceSettings } from "./services/service.ts";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { signTranscriptHash, TRANSCRIPT_HASH_SIZE } from "../crypto/secure-channel.ts";
 import { fromBase64, toBase64 } from "../registry/wire.ts";
 import { PILOT_VERSION } from "../cli/version.ts";
@@ -45,6 +50,10 @@ export interface DaemonNodeOptions {
   readonly echo?: boolean;
   /** Where exposed ports are kept (`$PILOT_HOME/expose.json`); none: in memory only. */
   readonly exposeFile?: string | null;
+  /** PILOT_HOME: services keep their storage in directories under it; none: in memory only. */
+  readonly stateDir?: string | null;
+  /** Which agent services run, and which admit strangers. */
+  readonly services?: ServiceSettings;
 }
 
 type Params = Record<string, unknown>;
@@ -67,6 +76,10 @@ export class DaemonNode implements LocalNode {
   private readonly methods: Record<string, (p: Params) => Promise<unknown> | unknown>;
   /** Exposed ports (`pilot expose`): Pilot streams bridged to local TCP services. */
   readonly exposes: ExposeManager;
+  /** The local event feed (trust requests, messages, files, events, peers). */
+  readonly events = new EventBus();
+  /** Agent services (messages, files, pub/sub), each a module of its own. */
+  readonly services: DaemonService[] = [];
 
   constructor(private readonly options: DaemonNodeOptions) {
     this.address = options.address;
@@ -133,6 +146,36 @@ export class DaemonNode implements LocalNode {
       secure_sign: (p) => this.secureSign(p),
       peer_key: (p) => this.peerKey(p),
     };
+    this.buildServices(options.services ?? DEFAULT_SERVICE_SETTINGS);
+  }
+
+  private buildServices(settings: ServiceSettings): void {
+    for (const name of SERVICE_NAMES) {
+      const factory = SERVICE_FACTORIES[name];
+      if (!factory || settings.disabled.has(name)) continue;
+      const home = this.options.stateDir ?? null;
+      const service = factory({
+        address: this.address,
+        log: this.log.child(name),
+        events: this.events,
+        dir: home ? join(home, name) : null,
+        listen: (port, onAccept) => this.plane.listen(port, onAccept),
+        dial: (target, port, o) => this.plane.dial(target, port, o?.timeoutMs),
+        resolveTarget: (text) => this.resolveTarget(text),
+        admits: (node) => this.isTrustedAddress(node) || settings.open.has(name),
+        trusts: (node) => this.isTrustedAddress(node),
+      });
+      this.services.push(service);
+      Object.assign(this.methods, service.methods());
+    }
+  }
+
+  /** Starts every agent service (after registration): each binds its ports and opens its storage. */
+  async startServices(): Promise<void> {
+    for (const s of this.services) {
+      if (this.options.stateDir) mkdirSync(join(this.options.stateDir, s.name), { recursive: true, mode: 0o700 });
+      await s.start();
+    }
   }
 
   get hostname(): string | undefined {
@@ -224,15 +267,19 @@ export class DaemonNode implements LocalNode {
     switch (event.event) {
       case "trust_request":
         this.log.info("trust request received", { from: event.address, reason: event.reason });
+        this.events.publish("trust.request", { address: event.address, reason: event.reason });
         break;
       case "trust_approved":
         this.log.info("trust established", { peer: event.address });
+        this.events.publish("trust.approved", { address: event.address });
         break;
       case "trust_rejected":
         this.log.info("trust request rejected", { peer: event.address });
+        this.events.publish("trust.rejected", { address: event.address });
         break;
       case "trust_revoked":
         this.log.info("trust revoked by the peer", { peer: event.address });
+        this.events.publish("trust.revoked", { address: event.address });
         // Cut at once; the sync below makes the mirror match the registry.
         if (this.trust.isTrusted(event.peer)) this.trust.revoke(event.peer);
         this.cutPeer(event.peer, "trust revoked by the peer");
@@ -598,6 +645,13 @@ export class DaemonNode implements LocalNode {
   }
 
   async shutdown(): Promise<void> {
+    for (const s of this.services) {
+      try {
+        await s.stop();
+      } catch (e) {
+        this.log.warn("a service failed to stop cleanly", { service: s.name, error: (e as Error).message });
+      }
+    }
     this.exposes.close();
     await this.plane.shutdown();
   }

@@ -27,6 +27,7 @@ import { UdpSocket } from "./udp-socket.ts";
 import type { PathTimers } from "./paths.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { bufferLimitsFor } from "./buffer-budget.ts";
+import type { ServiceSettings } from "./services/service.ts";
 
 export interface DaemonOptions {
   /** PILOT_HOME; defaults to the environment's. */
@@ -45,6 +46,8 @@ export interface DaemonOptions {
   readonly streamConfig?: Partial<StreamConfig>;
   /** Bytes for all stream buffers together (the per-peer limits scale with it); default 64 MiB. */
   readonly bufferBudget?: number;
+  /** Agent services switched off, and those open to strangers. */
+  readonly services?: ServiceSettings;
 }
 
 export interface HostPort {
@@ -215,6 +218,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     streamConfig: options.streamConfig,
     bufferLimits: options.bufferBudget !== undefined ? bufferLimitsFor(options.bufferBudget) : undefined,
     exposeFile: join(paths.home, "expose.json"),
+    stateDir: paths.home,
+    services: options.services,
   });
   const daemonNode = node;
   cleanups.push(() => daemonNode.shutdown());
@@ -233,6 +238,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   await node.syncTrust();
   // Exposed ports (pilot expose) come back before apps can connect; their streams still need trust.
   node.exposes.restore();
+  await node.startServices();
 
   // The first beacon registration (relay and punching) is normally one round trip away.
   if (rendezvous && !(await beaconReady)) log.warn("no answer from the beacon yet; relay and hole punching start once it answers", { beacon: formatHostPort(options.beacon!) });

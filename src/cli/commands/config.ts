@@ -51,6 +51,15 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       byteSizeOption(value, "buffer_budget", { min: 1 << 20, max: 64 * 2 ** 30 });
       return value;
     }
+    case "disabled_services":
+    case "open_services": {
+      const { parseServiceList } = await import("../../daemon/services/service.ts");
+      try {
+        return [...parseServiceList(value)].join(",");
+      } catch (e) {
+        throw new CliError("invalid_argument", (e as Error).message, `for example: pilot config --set ${key}=files`);
+      }
+    }
     case "zero_window_timeout": {
       const { durationOption } = await import("../args.ts");
       durationOption(value, "zero_window_timeout");

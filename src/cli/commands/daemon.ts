@@ -12,6 +12,8 @@ import { toCliError, withDaemon } from "../daemon-client.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { parseLogLevel } from "../../util/log.ts";
 import { byteSizeOption, durationOption } from "../args.ts";
+import { usageError } from "../errors.ts";
+import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.ts";
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -26,6 +28,8 @@ interface StartSettings {
   logFormat: "text" | "json";
   bufferBudget?: number;
   zeroWindowTimeoutMs?: number;
+  disabledServices: string[];
+  openServices: string[];
 }
 
 function settingsFrom(o: Record<string, any>): StartSettings {
@@ -41,6 +45,7 @@ function settingsFrom(o: Record<string, any>): StartSettings {
   if (!parseLogLevel(logLevel)) throw new CliError("invalid_argument", `--log-level must be debug, info, warn or error`);
   const logFormat = o.logFormat === "json" ? "json" : "text";
   const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
+  const { disabledServices, openServices } = serviceSettingsFrom(o, config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
   return {
     registry,
@@ -53,7 +58,24 @@ function settingsFrom(o: Record<string, any>): StartSettings {
     logFormat,
     ...(bufferBudget !== undefined ? { bufferBudget } : {}),
     ...(zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeoutMs } : {}),
+    disabledServices,
+    openServices,
   };
+}
+
+/** --no-<service> flags and --open-services over the config's disabled_services / open_services. */
+function serviceSettingsFrom(o: Record<string, any>, config: Record<string, string | undefined>): { disabledServices: string[]; openServices: string[] } {
+  const parse = (text: string, what: string) => {
+    try {
+      return parseServiceList(text);
+    } catch (e) {
+      throw usageError(`${what}: ${(e as Error).message}`, `for example: ${what} files`);
+    }
+  };
+  const disabled = parse(config.disabled_services ?? "", "disabled_services");
+  for (const name of SERVICE_NAMES) if (o[name] === false) disabled.add(name);
+  const open = o.openServices !== undefined ? parse(String(o.openServices), "--open-services") : parse(config.open_services ?? "", "open_services");
+  return { disabledServices: [...disabled], openServices: [...open] };
 }
 
 /**
@@ -115,6 +137,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       logLevel: parseLogLevel(s.logLevel),
       logFormat: s.logFormat,
       bufferBudget: s.bufferBudget,
+      services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")) },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
     });
   } catch (e) {
@@ -148,6 +171,10 @@ export const daemonStart: CommandSpec = {
     { flags: "--foreground", description: "run in this process (for systemd, containers and tests); stop with Ctrl-C or SIGTERM" },
     { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
     { flags: "--log-format <format>", description: "text or json (default text)" },
+    { flags: "--no-messages", description: "do not run the message service (port 1001; pilot send-message, inbox)" },
+    { flags: "--no-files", description: "do not accept files (port 1001; pilot send-file, received)" },
+    { flags: "--no-pubsub", description: "do not run the pub/sub broker (port 1002; pilot publish, subscribe)" },
+    { flags: "--open-services <list>", description: "services that also accept untrusted nodes (default none), e.g. pubsub" },
     { flags: "--buffer-budget <size>", description: "memory for all stream buffers together (default 64MiB; one trusted peer gets at most a quarter, strangers together a quarter)" },
     { flags: "--zero-window-timeout <duration>", description: "close a stream whose peer stops reading our data for this long (default 120s)" },
   ],
@@ -175,6 +202,8 @@ export const daemonStart: CommandSpec = {
     if (s.public) args.push("--public");
     if (s.tags) args.push("--tags", s.tags.join(","));
     if (s.bufferBudget !== undefined) args.push("--buffer-budget", String(s.bufferBudget));
+    for (const name of s.disabledServices) args.push(`--no-${name}`);
+    if (s.openServices.length > 0) args.push("--open-services", s.openServices.join(","));
     if (s.zeroWindowTimeoutMs !== undefined) args.push("--zero-window-timeout", `${s.zeroWindowTimeoutMs}ms`);
     const [cmd, ...cmdArgs] = selfCommand(args);
     const child = spawn(cmd!, cmdArgs, { detached: true, stdio: ["ignore", logFd, logFd], env: { ...process.env, PILOT_HOME: paths.home } });

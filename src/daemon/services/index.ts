@@ -1,0 +1,7 @@
+/**
+ * The agent services the daemon runs, by name. Each entry builds one service
+ * from its context; a service switched off is never built.
+ */
+import type { ServiceFactory, ServiceName } from "./service.ts";
+
+export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {};
