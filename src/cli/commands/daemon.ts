@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
 import type { CommandSpec } from "../command.ts";
-import { CliError } from "../errors.ts";
+import { CliError, type ErrorCodeName } from "../errors.ts";
 import { DEFAULT_REGISTRY, readConfig } from "../config.ts";
 import { toCliError, withDaemon } from "../daemon-client.ts";
 import { pilotPaths } from "../../util/paths.ts";
@@ -75,6 +75,35 @@ function tail(path: string, lines = 12): string {
   }
 }
 
+/** The CLI's error code for each DaemonStartError code (anything else is internal). */
+const START_ERROR_CODES: Record<string, ErrorCodeName> = {
+  already_exists: "already_exists",
+  registry_unreachable: "registry_unavailable",
+  rate_limited: "rate_limited",
+  invalid_argument: "invalid_argument",
+  registry_identity_changed: "unauthorized",
+};
+
+/**
+ * Why a detached daemon exited during start-up: the error envelope it wrote
+ * (it runs with --json, its output appended to the log), else the log's last
+ * error line and the log's path.
+ */
+function startFailure(log: string, exitCode: number, logFile: string): CliError {
+  const lines = log.trimEnd().split("\n");
+  const envelope = lines.findLast((l) => l.startsWith('{"status":"error"'));
+  if (envelope) {
+    try {
+      const e = JSON.parse(envelope);
+      if (typeof e.code === "string" && typeof e.message === "string") return new CliError(e.code, e.message, typeof e.hint === "string" ? e.hint : undefined);
+    } catch {
+      // not ours after all: fall through
+    }
+  }
+  const last = lines.filter((l) => l.includes("error:")).pop() ?? lines.pop() ?? "";
+  return new CliError("internal", `the daemon exited during start-up (code ${exitCode}): ${last.replace(/^error:\s*/, "")}`, `see the log: ${logFile}`);
+}
+
 async function runForeground(s: StartSettings, out: { json: boolean; result: (d: unknown, t?: any) => void }): Promise<void> {
   const { startDaemon, parseHostPort, DaemonStartError } = await import("../../daemon/run.ts");
   let daemon;
@@ -90,7 +119,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       logFormat: s.logFormat,
     });
   } catch (e) {
-    if (e instanceof DaemonStartError) throw new CliError(e.code === "already_exists" ? "already_exists" : e.code === "registry_unreachable" ? "connection_failed" : e.code === "invalid_argument" ? "invalid_argument" : "internal", e.message, e.hint);
+    if (e instanceof DaemonStartError) throw new CliError(START_ERROR_CODES[e.code] ?? "internal", e.message, e.hint);
     throw e;
   }
   const info = (await daemon.node.call("info", {})) as Record<string, unknown>;
@@ -123,7 +152,7 @@ export const daemonStart: CommandSpec = {
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],
   returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs" },
-  errors: ["already_exists", "connection_failed", "timeout", "invalid_argument"],
+  errors: ["already_exists", "registry_unavailable", "rate_limited", "unauthorized", "timeout", "invalid_argument"],
   async run({ out }, _args, o) {
     const s = settingsFrom(o);
     if (o.foreground) return runForeground(s, out);
@@ -134,41 +163,48 @@ export const daemonStart: CommandSpec = {
     mkdirSync(paths.home, { recursive: true, mode: 0o700 });
     const logFd = openSync(paths.logFile, "a", 0o600);
     const logStart = statSync(paths.logFile).size;
-    const args = ["daemon", "start", "--foreground", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat];
+    // --json: a start-up failure reaches the log as one envelope, which is read back below.
+    const args = ["daemon", "start", "--foreground", "--json", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat];
     if (s.hostname) args.push("--hostname", s.hostname);
     if (s.public) args.push("--public");
     if (s.tags) args.push("--tags", s.tags.join(","));
     const [cmd, ...cmdArgs] = selfCommand(args);
     const child = spawn(cmd!, cmdArgs, { detached: true, stdio: ["ignore", logFd, logFd], env: { ...process.env, PILOT_HOME: paths.home } });
     closeSync(logFd);
-    let exited: number | null = null;
-    child.on("exit", (code) => (exited = code ?? 1));
+    const exited = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? 1)));
     child.unref();
-    out.progress(`starting daemon (pid ${child.pid})...`);
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      if (exited !== null) {
-        const log = readFileSync(paths.logFile, "utf8").slice(logStart).trimEnd();
-        const last = log.split("\n").filter((l) => l.includes("error:") || l.includes("\"status\":\"error\"")).pop() ?? log.split("\n").pop() ?? "";
-        throw new CliError("internal", `the daemon exited during start-up (code ${exited}): ${last.replace(/^error:\s*/, "")}`, `see the log: ${paths.logFile}`);
-      }
-      try {
-        const info = await withDaemon((d) => d.info(), { timeoutMs: 500 });
-        if (info.pid === child.pid) {
-          out.result(
-            { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile },
-            (d: any) => `Daemon running (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Logs:     ${d.log_file}`,
-          );
-          return;
-        }
-      } catch {
-        // not ready yet
-      }
-      await Bun.sleep(100);
+    // Say what is happening only if it takes a while (a registry far away): a quick start or failure is one message.
+    const slow = setTimeout(() => out.progress(`starting daemon (pid ${child.pid})...`), 1000);
+    let info;
+    try {
+      info = await waitForStart(child.pid!, exited, paths.logFile, logStart);
+    } finally {
+      clearTimeout(slow);
     }
-    throw new CliError("timeout", `the daemon (pid ${child.pid}) did not become ready within ${START_TIMEOUT_MS / 1000} s`, `check the log: tail ${paths.logFile}`);
+    out.result(
+      { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile },
+      (d: any) => `Daemon running (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Logs:     ${d.log_file}`,
+    );
   },
 };
+
+/** Waits until the detached daemon `pid` answers on its socket; throws what it said if it exits first. */
+async function waitForStart(pid: number, exited: Promise<number>, logFile: string, logStart: number) {
+  let exitCode: number | null = null;
+  void exited.then((code) => (exitCode = code));
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exitCode !== null) throw startFailure(readFileSync(logFile, "utf8").slice(logStart), exitCode, logFile);
+    try {
+      const info = await withDaemon((d) => d.info(), { timeoutMs: 500 });
+      if (info.pid === pid) return info;
+    } catch {
+      // not ready yet
+    }
+    await Promise.race([Bun.sleep(100), exited]);
+  }
+  throw new CliError("timeout", `the daemon (pid ${pid}) did not become ready within ${START_TIMEOUT_MS / 1000} s`, `check the log: tail ${logFile}`);
+}
 
 export const daemonStop: CommandSpec = {
   group: "daemon",
