@@ -75,7 +75,7 @@ describe("ping", () => {
 
   test("pinging yourself is refused", async () => {
     const r = await c.pilot("a", ["ping", "traffic-a", "--count", "1"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.json.code).toBe("invalid_argument");
   });
 });
@@ -255,7 +255,7 @@ describe("datagrams: send and listen", () => {
 
   test("send refuses an oversized datagram", async () => {
     const r = await c.pilot("b", ["send", "traffic-a", "2002", "--data", "x".repeat(5000)]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.json.code).toBe("invalid_argument");
   });
 });

@@ -12,7 +12,7 @@ import type { CommandSpec, GroupSpec } from "../command.ts";
 import type { Driver } from "../../driver/index.ts";
 import { CliError, usageError, type ErrorCodeName } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
-import { durationOption, portArg } from "../args.ts";
+import { badValue, durationOption, optionText, portArg } from "../args.ts";
 import { asCliError } from "../sockets.ts";
 import { controlRequest } from "../../gateway/control.ts";
 import { GatewayError } from "../../gateway/errors.ts";
@@ -203,7 +203,7 @@ function tagOption(value: unknown): string {
   if (value === undefined || value === true || value === "") throw usageError("--tag is required", "for example: pilot a2a discover --tag nlp");
   const tag = String(value).replace(/^#/, "").toLowerCase();
   if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(tag)) {
-    throw new CliError("invalid_argument", `"${String(value)}" is not a tag`, "tags are lowercase letters, digits and inner hyphens, e.g. nlp");
+    throw badValue(`"${String(value)}" is not a tag`, "tags are lowercase letters, digits and inner hyphens, e.g. nlp");
   }
   return tag;
 }
@@ -270,7 +270,7 @@ export const a2aDiscoverCommand: CommandSpec = {
   errors: ["usage", "invalid_argument", "not_running", "registry_unavailable", "unauthorized"],
   async run({ out }, _args, o) {
     const tag = tagOption(o.tag);
-    const port = o.port === undefined ? 80 : portArg(o.port, "--port");
+    const port = o.port === undefined ? 80 : portArg(optionText(o.port, "--port"), "--port");
     const timeoutMs = durationOption(o.timeout, "--timeout", { maxMs: 600_000 }) ?? 5000;
     const mapAll = o.map === true;
     const socket = gatewayDirs().socket;

@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs
 import type { CommandSpec } from "../command.ts";
 import { CliError, type ErrorCodeName } from "../errors.ts";
 import { DEFAULT_REGISTRY, readConfig } from "../config.ts";
+import { badValue, choiceOption, logLevelOption, textOption } from "../args.ts";
 import { toCliError, withDaemon } from "../daemon-client.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { parseLogLevel } from "../../util/log.ts";
@@ -25,25 +26,50 @@ interface StartSettings {
   logFormat: "text" | "json";
 }
 
-function settingsFrom(o: Record<string, any>): StartSettings {
+/** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
+async function hostPortOption(text: string, flag: string): Promise<string> {
+  const { parseHostPort, DaemonStartError } = await import("../../daemon/run.ts");
+  try {
+    parseHostPort(text, flag);
+  } catch (e) {
+    if (e instanceof DaemonStartError) throw badValue(e.message, `for example: ${flag} ${flag === "--listen" ? "0.0.0.0:4000" : "127.0.0.1:9000"}`);
+    throw e;
+  }
+  return text;
+}
+
+async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   const config = readConfig();
-  const registry = String(o.registry ?? process.env.PILOT_REGISTRY ?? config.registry ?? DEFAULT_REGISTRY);
+  const { checkHostname, checkTags } = await import("../../registry/rules.ts");
+  const registry = await hostPortOption(String(textOption(o, "registry") ?? (process.env.PILOT_REGISTRY || undefined) ?? config.registry ?? DEFAULT_REGISTRY), "--registry");
   const registryHost = registry.slice(0, registry.lastIndexOf(":")) || "127.0.0.1";
-  const beacon = String(o.beacon ?? process.env.PILOT_BEACON ?? config.beacon ?? `${registryHost}:9001`);
-  const listen = String(o.listen ?? config.listen ?? "0.0.0.0:0");
-  const hostname = o.hostname !== undefined ? String(o.hostname) : config.hostname;
+  const beaconText = String(textOption(o, "beacon") ?? (process.env.PILOT_BEACON || undefined) ?? config.beacon ?? `${registryHost}:9001`);
+  const beacon = beaconText === "off" ? beaconText : await hostPortOption(beaconText, "--beacon");
+  const listen = await hostPortOption(String(textOption(o, "listen") ?? config.listen ?? "0.0.0.0:0"), "--listen");
+  const hostnameText = textOption(o, "hostname") ?? config.hostname;
+  let hostname: string | undefined;
+  if (hostnameText !== undefined && hostnameText !== "") {
+    const c = checkHostname(hostnameText);
+    if (!c.ok) throw badValue(c.message, "for example: --hostname agent-a");
+    hostname = c.value;
+  }
   const isPublic = o.public === true ? true : config.public === "true" ? true : undefined;
-  const tagsText = o.tags !== undefined ? String(o.tags) : config.tags;
-  const logLevel = String(o.logLevel ?? config.log_level ?? "info");
-  if (!parseLogLevel(logLevel)) throw new CliError("invalid_argument", `--log-level must be debug, info, warn or error`);
-  const logFormat = o.logFormat === "json" ? "json" : "text";
+  const tagsText = textOption(o, "tags") ?? config.tags;
+  let tags: string[] | undefined;
+  if (tagsText) {
+    const c = checkTags(tagsText.split(",").map((t) => t.trim()).filter(Boolean));
+    if (!c.ok) throw badValue(c.message, "for example: --tags nlp,analysis");
+    tags = c.value;
+  }
+  const logLevel = logLevelOption(o.logLevel) ?? parseLogLevel(config.log_level) ?? "info";
+  const logFormat = choiceOption(o.logFormat, "--log-format", ["text", "json"] as const) ?? "text";
   return {
     registry,
     beacon,
     listen,
     ...(hostname ? { hostname } : {}),
     ...(isPublic ? { public: true } : {}),
-    ...(tagsText ? { tags: tagsText.split(",").map((t) => t.trim()).filter(Boolean) } : {}),
+    ...(tags?.length ? { tags } : {}),
     logLevel,
     logFormat,
   };
@@ -154,7 +180,7 @@ export const daemonStart: CommandSpec = {
   returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs" },
   errors: ["already_exists", "registry_unavailable", "rate_limited", "unauthorized", "timeout", "invalid_argument"],
   async run({ out }, _args, o) {
-    const s = settingsFrom(o);
+    const s = await settingsFrom(o);
     if (o.foreground) return runForeground(s, out);
     const paths = pilotPaths();
     const running = alivePid(paths.pidFile);
