@@ -4,7 +4,7 @@
  * `connectToDaemon` (a friendly error when no daemon runs) and `urlHost`.
  */
 import type http from "node:http";
-import { connect, NodeError, type Driver } from "pilot/driver";
+import { connect, NodeError, parseTarget, urlHostOf, type Driver } from "pilot/driver";
 
 /**
  * Connects to the daemon of $PILOT_HOME (or $PILOT_SOCKET), like every Pilot
@@ -85,9 +85,11 @@ export function logRequests(name: string, handler: (req: http.IncomingMessage, r
 /**
  * A target as a URL host. Hostnames and node ids go in as they are; a full
  * address `N:NNNN.HHHH.LLLL` cannot (the ":" would read as a port), so it is
- * written `NNNN.HHHH.LLLL`, which the SDK reads back as the same address.
+ * written with dashes, `N-NNNN-HHHH-LLLL`, which the SDK reads back as the
+ * same address.
  */
 export function urlHost(target: string): string {
-  const colon = target.indexOf(":");
-  return colon === -1 ? target : target.slice(colon + 1);
+  if (!target.includes(":")) return target;
+  const parsed = parseTarget(target);
+  return parsed.kind === "address" ? urlHostOf(parsed.address) : target;
 }

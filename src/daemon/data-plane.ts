@@ -121,6 +121,8 @@ export interface DataPlaneCounters {
   foreignBeacon: number;
   /** Frames for a relayed peer dropped because we are not registered with the beacon. */
   relayUnavailable: number;
+  /** Packets to our own address dropped because the loopback queue was full (streams retransmit). */
+  loopbackDropped: number;
 }
 
 export class DataPlane implements StreamHost {
@@ -142,6 +144,7 @@ export class DataPlane implements StreamHost {
     punchProbesIn: 0,
     foreignBeacon: 0,
     relayUnavailable: 0,
+    loopbackDropped: 0,
   };
   readonly paths: PathManager;
   private readonly clock: () => number;
@@ -163,6 +166,8 @@ export class DataPlane implements StreamHost {
   private closed = false;
   /** Where the datagram being processed came from ("ip:port" or "relay:<node>"): pongs go back that way. */
   private currentSource: string | null = null;
+  /** Packets to our own address (loopback to self), handed back to receivePacket at the end of the turn. */
+  private readonly loopback: Uint8Array[] = [];
 
   constructor(private readonly options: DataPlaneOptions) {
     this.address = options.address;
@@ -309,7 +314,7 @@ export class DataPlane implements StreamHost {
       return;
     }
     if (!isSyn) return this.sendReset(from, p, now);
-    if (!this.options.policy.acceptsInbound(from)) {
+    if (!this.acceptsInbound(from)) {
       this.counters.notTrusted++;
       return this.sendReset(from, p, now);
     }
@@ -336,6 +341,11 @@ export class DataPlane implements StreamHost {
     this.markDirty(stream);
   }
 
+  /** Admission of streams and datagrams: the policy's, and a node always admits itself (loopback). */
+  private acceptsInbound(from: Address): boolean {
+    return from === this.address || this.options.policy.acceptsInbound(from);
+  }
+
   private takeSynToken(from: Address, now: number): boolean {
     let bucket = this.synBuckets.get(from);
     if (!bucket) {
@@ -344,7 +354,7 @@ export class DataPlane implements StreamHost {
       }
       // Trusted peers (a gateway opening a connection per request, say) get a larger budget.
       const base = this.options.synRatePerNode ?? 200;
-      const rate = this.options.policy.trusts?.(from) ? base * 10 : base;
+      const rate = from === this.address || this.options.policy.trusts?.(from) ? base * 10 : base;
       bucket = new TokenBucket(rate, rate, now);
       this.synBuckets.set(from, bucket);
     }
@@ -361,7 +371,7 @@ export class DataPlane implements StreamHost {
   private receiveDatagramPacket(from: Address, p: Packet): void {
     this.counters.datagramsIn++;
     const binding = this.ports.binding(p.dstPort);
-    if (!binding || !this.options.policy.acceptsInbound(from)) {
+    if (!binding || !this.acceptsInbound(from)) {
       if (binding) this.counters.notTrusted++;
       this.counters.datagramsDropped++;
       return;
@@ -404,7 +414,10 @@ export class DataPlane implements StreamHost {
 
   /** Makes sure the router has a session object (pinned key, endpoint) for `node`. */
   async ensurePeer(node: Address, outbound = true): Promise<void> {
-    if (node === this.address) throw new NodeError("invalid_argument", "that is this node's own address");
+    if (node === this.address) {
+      if (outbound) return; // loopback to self: no tunnel (see sendPacket)
+      throw new NodeError("invalid_argument", "that is this node's own address");
+    }
     if (outbound) this.outbound.add(node);
     if (this.router.peer(node)) return;
     let lookup = this.peerLookups.get(node);
@@ -595,6 +608,7 @@ export class DataPlane implements StreamHost {
     this.turnScheduled = false;
     if (this.closed) return;
     this.pumpDirty();
+    if (this.loopback.length > 0) this.deliverLoopback();
     this.flushRouter();
     this.armTimer();
   }
@@ -628,6 +642,7 @@ export class DataPlane implements StreamHost {
 
   private sendPacket(to: Address, p: Packet, now: number): void {
     this.counters.packetsOut++;
+    if (to === this.address) return this.loopBack(encodePacket(p));
     if (!this.router.send(to, encodePacket(p), now)) this.log.debug("packet for a peer with no session dropped", { peer: formatAddress(to) });
   }
 
@@ -649,6 +664,31 @@ export class DataPlane implements StreamHost {
     }
     this.paths.endTurn();
     this.options.flush?.();
+  }
+
+  /**
+   * Loopback to self, as TCP has it: a packet to our own address never enters
+   * the tunnel (no session, no crypto). It is queued and handed back to
+   * receivePacket at the end of the turn, so it meets the same port table,
+   * listeners and admission as any packet. The queue is bounded; a stream
+   * retransmits what was dropped.
+   */
+  private loopBack(bytes: Uint8Array): void {
+    if (this.loopback.length >= LOOPBACK_QUEUE_MAX) {
+      this.counters.loopbackDropped++;
+      return;
+    }
+    this.loopback.push(bytes);
+    this.scheduleTurn();
+  }
+
+  private deliverLoopback(): void {
+    for (let round = 0; round < 8 && this.loopback.length > 0; round++) {
+      const now = this.clock();
+      for (const bytes of this.loopback.splice(0)) this.receivePacket(this.address, bytes, now);
+      this.pumpDirty();
+    }
+    if (this.loopback.length > 0) this.scheduleTurn();
   }
 
   /** One datagram straight to "ip:port" (punch probes, initiation copies). */
@@ -746,6 +786,9 @@ export class DataPlane implements StreamHost {
 
 /** Path probes are pings from port 0 (user pings come from an ephemeral port), so their pongs come to port 0. */
 const PATH_PROBE_PORT = 0;
+
+/** Packets to ourselves waiting for the end of the turn (about 5 MB of full segments). */
+const LOOPBACK_QUEUE_MAX = 4096;
 
 function pingKey(peer: Address, id: number, seq: number): string {
   return `${peer}/${id}/${seq}`;

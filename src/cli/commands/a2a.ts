@@ -10,6 +10,8 @@
  */
 import type { CommandSpec, GroupSpec } from "../command.ts";
 import type { Driver } from "../../driver/index.ts";
+import { urlHostOf } from "../../driver/target.ts";
+import { parseAddress } from "../../protocol/address.ts";
 import { CliError, usageError, type ErrorCodeName } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
 import { badValue, durationOption, optionText, portArg } from "../args.ts";
@@ -105,9 +107,11 @@ export interface CardFailure {
 
 export type CardResult = { ok: true; card_url: string; card: CardSummary } | ({ ok: false } & CardFailure);
 
-/** How a node goes into a URL: its hostname, else its address without the "N:" (NNNN.HHHH.LLLL). */
+/** How a node goes into a URL: its hostname, else its address with dashes (N-NNNN-HHHH-LLLL). */
 export function urlHostFor(node: { address: string; hostname: string | null }): string {
-  return node.hostname ?? node.address.slice(node.address.indexOf(":") + 1);
+  if (node.hostname) return node.hostname;
+  const parsed = parseAddress(node.address);
+  return parsed.ok ? urlHostOf(parsed.value) : node.address;
 }
 
 async function readLimited(res: Response, max: number): Promise<string | null> {
