@@ -1,25 +1,41 @@
 /**
  * Small helpers the examples share, kept apart so that each example reads as
  * its Pilot logic and its routes. Nothing here is Pilot-specific except
- * `connectToDaemon` (a friendly error when no daemon runs) and `urlHost`.
+ * `connectToDaemon` and `serveOrExit` (a one-line error instead of a stack
+ * trace when no daemon runs or the port is taken) and `urlHost`.
  */
 import type http from "node:http";
-import { connect, NodeError, type Driver } from "pilot/driver";
+import { connect, NodeError, parseTarget, urlHostOf, type Driver, type PilotHttpServer } from "pilot/driver";
+
+/**
+ * Ends the program on an SDK error the way the `pilot` command does: the
+ * error's message, its hint on the next line, exit 1. No stack trace: the
+ * message says what happened and the hint what to do. Anything that is not
+ * a NodeError (a bug) is rethrown.
+ */
+export function exitWithError(error: unknown): never {
+  if (error instanceof NodeError) {
+    console.error(`error: ${error.message}${error.hint ? `\nhint: ${error.hint}` : ""}`);
+    process.exit(1);
+  }
+  throw error;
+}
 
 /**
  * Connects to the daemon of $PILOT_HOME (or $PILOT_SOCKET), like every Pilot
  * client. When none answers, prints the reason and what to do, and exits 1.
  */
 export async function connectToDaemon(): Promise<Driver> {
-  try {
-    return await connect();
-  } catch (error) {
-    if (error instanceof NodeError) {
-      console.error(`error: ${error.message}${error.hint ? `\nhint: ${error.hint}` : ""}`);
-      process.exit(1);
-    }
-    throw error;
-  }
+  return connect().catch(exitWithError);
+}
+
+/**
+ * `pilot.serveHttp(port, handler)`, for an example's main: when the port is
+ * taken on this agent (another example, a `pilot recv`, an exposed port) or
+ * the daemon went away, prints the reason and exits 1.
+ */
+export async function serveOrExit(pilot: Driver, port: number, handler: http.RequestListener): Promise<PilotHttpServer> {
+  return pilot.serveHttp(port, handler).catch(exitWithError);
 }
 
 /** Runs `stop` once on SIGINT or SIGTERM, then exits 0. */
@@ -85,9 +101,11 @@ export function logRequests(name: string, handler: (req: http.IncomingMessage, r
 /**
  * A target as a URL host. Hostnames and node ids go in as they are; a full
  * address `N:NNNN.HHHH.LLLL` cannot (the ":" would read as a port), so it is
- * written `NNNN.HHHH.LLLL`, which the SDK reads back as the same address.
+ * written with dashes, `N-NNNN-HHHH-LLLL`, which the SDK reads back as the
+ * same address.
  */
 export function urlHost(target: string): string {
-  const colon = target.indexOf(":");
-  return colon === -1 ? target : target.slice(colon + 1);
+  if (!target.includes(":")) return target;
+  const parsed = parseTarget(target);
+  return parsed.kind === "address" ? urlHostOf(parsed.address) : target;
 }

@@ -4,8 +4,8 @@
  *   bun examples/fetch.ts http://orders/api/orders/o1
  *   bun examples/fetch.ts http://agent-a/api/echo '{"hello":"pilot"}'    # a POST with a JSON body
  *
- * The URL's host is a hostname, a node id, or an address written
- * NNNN.HHHH.LLLL; its port is the Pilot port (default 80). The status line
+ * The URL's host is a hostname, a node id, or an address written with
+ * dashes (0-0000-0000-0004); its port is the Pilot port (default 80). The status line
  * goes to stderr. Exit 0 for any HTTP response, 1 if none came back.
  */
 import { connectToDaemon } from "./common.ts";

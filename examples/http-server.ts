@@ -11,7 +11,7 @@
  * trust this one (or everyone, if it is public) can reach it.
  */
 import type http from "node:http";
-import { connectToDaemon, logRequests, readJson, sendJson, stopOnSignal } from "./common.ts";
+import { connectToDaemon, serveOrExit, logRequests, readJson, sendJson, stopOnSignal } from "./common.ts";
 
 export const PORT = 80;
 
@@ -33,7 +33,7 @@ export function statusService(agent: string): (req: http.IncomingMessage, res: h
 
 if (import.meta.main) {
   const pilot = await connectToDaemon();
-  const server = await pilot.serveHttp(PORT, logRequests("http-server", statusService(pilot.address)));
+  const server = await serveOrExit(pilot, PORT, logRequests("http-server", statusService(pilot.address)));
   console.log(`HTTP server listening on pilot port ${server.port} (${pilot.address})`);
   stopOnSignal("http-server", async () => {
     await server.close();

@@ -470,11 +470,17 @@ const steps: Step[] = [
     title: "Discover it by tag, map it through the gateway, and call it with the official A2A SDK client",
     async run(demo) {
       const b = agent(demo, "b");
-      const found = await pilotOk(demo, b, ["a2a", "discover", "--tag", "nlp"]);
+      // The agent serves on the gateway's port (8080 without root), so discovery reads its card there.
+      const portArgs = GATEWAY_PORT === 80 ? [] : ["--port", String(GATEWAY_PORT)];
+      const found = await pilotOk(demo, b, ["a2a", "discover", "--tag", "nlp", ...portArgs]);
       for (const ag of found.agents ?? []) {
-        out.got(`${ag.card?.name ?? ag.hostname} at ${ag.address}: skills ${(ag.card?.skills ?? ag.skills ?? []).map((sk: any) => sk.name).join(", ")}`);
+        out.got(`${ag.name ?? ag.hostname} at ${ag.address}: skills ${(ag.skills ?? []).map((sk: any) => sk.name).join(", ")}`);
       }
-      if (!(found.agents ?? []).length) throw new DemoError("pilot a2a discover found no agent tagged nlp");
+      for (const f of found.failed ?? []) out.got(`${f.hostname ?? f.address} not listed: ${f.code}: ${f.reason}`);
+      if (!(found.agents ?? []).length) {
+        const why = (found.failed ?? []).map((f: any) => `${f.hostname ?? f.address}: ${f.code}: ${f.reason}`).join("; ");
+        throw new DemoError(`pilot a2a discover found no A2A agent tagged nlp${why ? ` (${why})` : ""}`);
+      }
       const mapped = await pilotOk(demo, b, ["gateway", "map", "data-analyst", "--ports", String(GATEWAY_PORT)]);
       out.got(`data-analyst -> ${mapped.local_ip}:${GATEWAY_PORT} (added to the running gateway)`);
       const url = urlFor(mapped.local_ip);

@@ -7,7 +7,7 @@
  *   GET /api/inventory/check?sku=ID  -> {"sku","available","count"}, or 404 {"error":"sku not found"}
  */
 import type http from "node:http";
-import { connectToDaemon, logRequests, sendJson, stopOnSignal } from "../common.ts";
+import { connectToDaemon, serveOrExit, logRequests, sendJson, stopOnSignal } from "../common.ts";
 
 export interface InventoryItem {
   sku: string;
@@ -36,7 +36,7 @@ export function inventoryService(req: http.IncomingMessage, res: http.ServerResp
 
 if (import.meta.main) {
   const pilot = await connectToDaemon();
-  const server = await pilot.serveHttp(80, logRequests("inventory", inventoryService));
+  const server = await serveOrExit(pilot, 80, logRequests("inventory", inventoryService));
   console.log(`inventory service listening on pilot port ${server.port} (${pilot.address})`);
   stopOnSignal("inventory", async () => {
     await server.close();

@@ -16,7 +16,7 @@
  */
 import type http from "node:http";
 import type { Driver } from "pilot/driver";
-import { connectToDaemon, logRequests, sendJson, stopOnSignal, urlHost } from "../common.ts";
+import { connectToDaemon, serveOrExit, logRequests, sendJson, stopOnSignal, urlHost } from "../common.ts";
 import type { User } from "./users.ts";
 
 export interface Order {
@@ -90,7 +90,7 @@ export function ordersService(pilot: Driver, usersService: string): (req: http.I
 if (import.meta.main) {
   const usersService = process.env.USERS_SERVICE || "users";
   const pilot = await connectToDaemon();
-  const server = await pilot.serveHttp(80, logRequests("orders", ordersService(pilot, usersService)));
+  const server = await serveOrExit(pilot, 80, logRequests("orders", ordersService(pilot, usersService)));
   console.log(`orders service listening on pilot port ${server.port} (${pilot.address}); users service: ${usersService}`);
   stopOnSignal("orders", async () => {
     await server.close();

@@ -10,7 +10,7 @@
  * each request is logged with the Pilot address of the agent that sent it.
  */
 import type http from "node:http";
-import { connectToDaemon, logRequests, sendJson, stopOnSignal } from "../common.ts";
+import { connectToDaemon, serveOrExit, logRequests, sendJson, stopOnSignal } from "../common.ts";
 
 export interface User {
   id: string;
@@ -38,7 +38,7 @@ export function usersService(req: http.IncomingMessage, res: http.ServerResponse
 
 if (import.meta.main) {
   const pilot = await connectToDaemon();
-  const server = await pilot.serveHttp(80, logRequests("users", usersService));
+  const server = await serveOrExit(pilot, 80, logRequests("users", usersService));
   console.log(`users service listening on pilot port ${server.port} (${pilot.address})`);
   stopOnSignal("users", async () => {
     await server.close();

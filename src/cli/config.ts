@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { pilotPaths } from "../util/paths.ts";
-import { CliError } from "./errors.ts";
+import { fileError } from "./errors.ts";
 
 export const CONFIG_KEYS = {
   registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
@@ -37,9 +37,9 @@ export function readConfig(): Config {
   try {
     data = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new CliError("invalid_argument", `${path} is not valid JSON: ${(e as Error).message}`, `fix it, or delete it to start over`);
+    throw fileError(`${path} is not valid JSON: ${(e as Error).message}`, `fix it, or delete it to start over`);
   }
-  if (!data || typeof data !== "object" || Array.isArray(data)) throw new CliError("invalid_argument", `${path} must hold a JSON object`);
+  if (!data || typeof data !== "object" || Array.isArray(data)) throw fileError(`${path} must hold a JSON object`);
   const out: Config = {};
   for (const [k, v] of Object.entries(data)) if (k in CONFIG_KEYS && (typeof v === "string" || typeof v === "boolean")) out[k as ConfigKey] = String(v);
   return out;

@@ -1,7 +1,9 @@
 /**
  * Every failure a CLI command reports is a CliError: a stable machine-readable
  * code, a sentence for humans, and a hint that says what to do next.
- * Usage errors exit with 2, everything else with 1.
+ * Mistakes on the command line exit with 2: `usage` (the command line does
+ * not match the command) and `invalid_argument` (a value that does not parse
+ * or is out of range). Everything else exits with 1.
  */
 export const ErrorCode = {
   InvalidArgument: "invalid_argument",
@@ -34,7 +36,7 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
   limit_exceeded: "a connection or request limit was reached",
   registry_unavailable: "the registry could not be reached",
   closed: "the connection or daemon closed",
-  invalid_argument: "an argument or option is malformed (exit 1)",
+  invalid_argument: "an argument or option value is malformed or out of range: a usage mistake (exit 2)",
   usage: "the command line does not match the command's usage (exit 2)",
   not_found: "the named node, hostname, port or object does not exist or is not visible to you",
   already_exists: "the thing to create exists already (a running daemon, a taken hostname)",
@@ -46,9 +48,14 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
   internal: "an unexpected failure; the message has details",
 };
 
+/** The codes of a wrong command line: exit 2. */
+const USAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.Usage, ErrorCode.InvalidArgument]);
+
 export class CliError extends Error {
   /** Report only through the exit code (e.g. `daemon status --check`). */
   silent = false;
+  /** The exit code when it is not the code's own (a damaged file is invalid_argument, but not a usage mistake). */
+  exitOverride?: number;
 
   constructor(
     readonly code: ErrorCodeName,
@@ -60,8 +67,15 @@ export class CliError extends Error {
   }
 
   get exitCode(): number {
-    return this.code === ErrorCode.Usage ? 2 : 1;
+    return this.exitOverride ?? (USAGE_CODES.has(this.code) ? 2 : 1);
   }
+}
+
+/** A file of ours that does not parse (config.json): invalid_argument, but exit 1, since the command line is fine. */
+export function fileError(message: string, hint?: string): CliError {
+  const e = new CliError(ErrorCode.InvalidArgument, message, hint);
+  e.exitOverride = 1;
+  return e;
 }
 
 export function usageError(message: string, hint?: string): CliError {

@@ -134,6 +134,8 @@ export interface DataPlaneCounters {
   foreignBeacon: number;
   /** Frames for a relayed peer dropped because we are not registered with the beacon. */
   relayUnavailable: number;
+  /** Packets to our own address dropped because the loopback queue was full (streams retransmit). */
+  loopbackDropped: number;
 }
 
 export class DataPlane implements StreamHost {
@@ -157,6 +159,7 @@ export class DataPlane implements StreamHost {
     punchProbesIn: 0,
     foreignBeacon: 0,
     relayUnavailable: 0,
+    loopbackDropped: 0,
   };
   readonly paths: PathManager;
   private readonly clock: () => number;
@@ -185,6 +188,8 @@ export class DataPlane implements StreamHost {
   private closed = false;
   /** Where the datagram being processed came from ("ip:port" or "relay:<node>"): pongs go back that way. */
   private currentSource: string | null = null;
+  /** Packets to our own address (loopback to self), handed back to receivePacket at the end of the turn. */
+  private readonly loopback: Uint8Array[] = [];
 
   constructor(private readonly options: DataPlaneOptions) {
     this.address = options.address;
@@ -332,7 +337,7 @@ export class DataPlane implements StreamHost {
       return;
     }
     if (!isSyn) return this.sendReset(from, p, now);
-    if (!this.options.policy.acceptsInbound(from)) {
+    if (!this.acceptsInbound(from)) {
       this.counters.notTrusted++;
       return this.sendReset(from, p, now);
     }
@@ -341,7 +346,7 @@ export class DataPlane implements StreamHost {
     // Per peer first, then for all strangers, then per port and daemon: one peer's burst
     // or flood never takes the room another peer's dials need. A refusal is a RST that
     // says why, at once, so the dialer is not left waiting for SYN retransmissions.
-    const trusted = this.options.policy.trusts?.(from) ?? false;
+    const trusted = from === this.address || (this.options.policy.trusts?.(from) ?? false);
     if (!this.takeSynToken(from, trusted, now)) {
       this.counters.synRateLimited++;
       return this.sendReset(from, p, now, ResetReason.Rate);
@@ -369,9 +374,14 @@ export class DataPlane implements StreamHost {
     this.markDirty(stream);
   }
 
-  /** Buffer space for streams with `node` is budgeted as a trusted peer's: trusted, or a node we contacted. */
+  /** Buffer space for streams with `node` is budgeted as a trusted peer's: trusted, ourselves, or a node we contacted. */
   private bufferTrusted(node: Address): boolean {
-    return this.outbound.has(node) || (this.options.policy.trusts?.(node) ?? false);
+    return node === this.address || this.outbound.has(node) || (this.options.policy.trusts?.(node) ?? false);
+  }
+
+  /** Admission of streams and datagrams: the policy's, and a node always admits itself (loopback). */
+  private acceptsInbound(from: Address): boolean {
+    return from === this.address || this.options.policy.acceptsInbound(from);
   }
 
   /**
@@ -403,7 +413,7 @@ export class DataPlane implements StreamHost {
   private receiveDatagramPacket(from: Address, p: Packet): void {
     this.counters.datagramsIn++;
     const binding = this.ports.binding(p.dstPort);
-    if (!binding || !this.options.policy.acceptsInbound(from)) {
+    if (!binding || !this.acceptsInbound(from)) {
       if (binding) this.counters.notTrusted++;
       this.counters.datagramsDropped++;
       return;
@@ -446,7 +456,10 @@ export class DataPlane implements StreamHost {
 
   /** Makes sure the router has a session object (pinned key, endpoint) for `node`. */
   async ensurePeer(node: Address, outbound = true): Promise<void> {
-    if (node === this.address) throw new NodeError("invalid_argument", "that is this node's own address");
+    if (node === this.address) {
+      if (outbound) return; // loopback to self: no tunnel (see sendPacket)
+      throw new NodeError("invalid_argument", "that is this node's own address");
+    }
     if (outbound) this.outbound.add(node);
     if (this.router.peer(node)) return;
     let lookup = this.peerLookups.get(node);
@@ -638,6 +651,7 @@ export class DataPlane implements StreamHost {
     this.turnScheduled = false;
     if (this.closed) return;
     this.pumpDirty();
+    if (this.loopback.length > 0) this.deliverLoopback();
     this.flushRouter();
     this.armTimer();
   }
@@ -671,6 +685,7 @@ export class DataPlane implements StreamHost {
 
   private sendPacket(to: Address, p: Packet, now: number): void {
     this.counters.packetsOut++;
+    if (to === this.address) return this.loopBack(encodePacket(p));
     if (!this.router.send(to, encodePacket(p), now)) this.log.debug("packet for a peer with no session dropped", { peer: formatAddress(to) });
   }
 
@@ -692,6 +707,31 @@ export class DataPlane implements StreamHost {
     }
     this.paths.endTurn();
     this.options.flush?.();
+  }
+
+  /**
+   * Loopback to self, as TCP has it: a packet to our own address never enters
+   * the tunnel (no session, no crypto). It is queued and handed back to
+   * receivePacket at the end of the turn, so it meets the same port table,
+   * listeners and admission as any packet. The queue is bounded; a stream
+   * retransmits what was dropped.
+   */
+  private loopBack(bytes: Uint8Array): void {
+    if (this.loopback.length >= LOOPBACK_QUEUE_MAX) {
+      this.counters.loopbackDropped++;
+      return;
+    }
+    this.loopback.push(bytes);
+    this.scheduleTurn();
+  }
+
+  private deliverLoopback(): void {
+    for (let round = 0; round < 8 && this.loopback.length > 0; round++) {
+      const now = this.clock();
+      for (const bytes of this.loopback.splice(0)) this.receivePacket(this.address, bytes, now);
+      this.pumpDirty();
+    }
+    if (this.loopback.length > 0) this.scheduleTurn();
   }
 
   /** One datagram straight to "ip:port" (punch probes, initiation copies). */
@@ -832,6 +872,9 @@ const HOUSEKEEPING_INTERVAL = 1000;
 
 /** Budget use above which busy streams of peers holding more than an even share are trimmed too. */
 const BUFFER_PRESSURE = 0.75;
+
+/** Packets to ourselves waiting for the end of the turn (about 5 MB of full segments). */
+const LOOPBACK_QUEUE_MAX = 4096;
 
 function pingKey(peer: Address, id: number, seq: number): string {
   return `${peer}/${id}/${seq}`;

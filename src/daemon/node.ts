@@ -527,7 +527,8 @@ export class DaemonNode implements LocalNode {
     const size = typeof p.size === "number" ? Math.min(Math.max(0, p.size), 1024) : 0;
     const started = performance.now();
     const rtt = await this.plane.ping(address, seq, timeout, new Uint8Array(size));
-    const path = this.pathOf(address);
+    // Our own address is loopback: no tunnel, no path.
+    const path = address === this.address ? { path: "self", endpoint: null } : this.pathOf(address);
     return { target: formatAddress(address), seq, rtt_ms: round(rtt), total_ms: round(performance.now() - started), path: path.path, endpoint: path.endpoint };
   }
 

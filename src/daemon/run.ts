@@ -153,7 +153,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     if (err.code === "registry_identity_changed") {
       return fail(new DaemonStartError("registry_identity_changed", `the registry at ${registryAddress} presented a different identity than the one pinned in ${paths.knownRegistries}`, "if the rendezvous was really reinstalled, delete its entry from that file and start again"));
     }
-    return fail(new DaemonStartError("registry_unreachable", `cannot reach the registry at ${registryAddress}: ${err.message}`, "start one with: pilot rendezvous, or pass --registry HOST:PORT"));
+    return fail(registryConnectError(err, options.registry));
   }
   cleanups.push(() => registry.close());
   const registryKey = Buffer.from(registry.registryKey).toString("base64");
@@ -174,6 +174,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const err = e as RegistryError;
     if (err.code === "already_exists") {
       return fail(new DaemonStartError("already_exists", `the hostname "${options.hostname}" belongs to another node`, "choose another --hostname"));
+    }
+    if (err.code === "rate_limited" && /new registrations/.test(err.message)) {
+      return fail(
+        new DaemonStartError(
+          "rate_limited",
+          `the registry at ${registryAddress} refused to register a new node: too many new nodes from this address in the last minute`,
+          "wait a minute and retry; whoever runs the rendezvous can raise the limit with: pilot rendezvous --registration-rate N (new nodes per source IP per minute, default 10)",
+        ),
+      );
     }
     return fail(new DaemonStartError(err.code ?? "registry_error", `registration failed: ${err.message}`));
   }
@@ -296,6 +305,34 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     return stopping;
   };
   return { node, paths, socketPath, endpoint, stop, stopped };
+}
+
+/** Short words for why a TCP connection to the registry failed. */
+const CONNECT_FAILURES: readonly [RegExp, string][] = [
+  [/ECONNREFUSED/, "connection refused"],
+  [/ETIMEDOUT|no hello from/, "no answer"],
+  [/EHOSTUNREACH|ENETUNREACH/, "no route to the host"],
+  [/ENOTFOUND|EAI_AGAIN|EAI_NONAME/, "unknown host"],
+  [/ECONNRESET|closed the connection/, "the connection was closed at once"],
+];
+
+/**
+ * Why the registry could not be reached, in one line that names the address
+ * tried and the command that starts a rendezvous there. A refusal by the
+ * registry's per-address connection limit names the option that raises it.
+ */
+export function registryConnectError(err: RegistryError, registry: HostPort): DaemonStartError {
+  const address = formatHostPort(registry);
+  if (err.code === "rate_limited" && /connections from this address/.test(err.message)) {
+    return new DaemonStartError(
+      "rate_limited",
+      `the registry at ${address} refused the connection: too many open connections from this address`,
+      "close some daemons or clients of that registry; whoever runs the rendezvous can raise the limit with: pilot rendezvous --max-connections-per-ip N (default 64)",
+    );
+  }
+  const why = CONNECT_FAILURES.find(([pattern]) => pattern.test(err.message))?.[1] ?? err.message.replace(/^cannot reach the registry at \S+: /, "");
+  const start = registry.port === 9000 ? "pilot rendezvous" : `pilot rendezvous --registry-addr ${address}`;
+  return new DaemonStartError("registry_unreachable", `cannot reach the registry at ${address} (${why}); start one with: ${start}`, "or use a running one: pilot daemon start --registry HOST:PORT (also PILOT_REGISTRY, or pilot config --set registry=HOST:PORT)");
 }
 
 /** The endpoints a daemon registers: its listen address, plus the host's IPv4 addresses when that is a wildcard. */

@@ -14,6 +14,7 @@ import http from "node:http";
 import { Readable } from "node:stream";
 import type { Duplex } from "node:stream";
 import { NodeError } from "./errors.ts";
+import { misspelledUrl } from "./target.ts";
 import type { PilotServer } from "./server.ts";
 import type { SecureServer, SecureSocket, SecureSocketOptions } from "./secure.ts";
 import type { PilotAddressInfo, PilotSocket, PilotSocketOptions } from "./socket.ts";
@@ -33,8 +34,8 @@ export interface PilotAgentOptions extends http.AgentOptions {
 
 /**
  * An `http.Agent` whose connections go through Pilot: the request's host
- * (a hostname, a full address, a node id, or the URL forms `NNNN.HHHH.LLLL`
- * and `a.b.c.d` — see `parseTarget`) is resolved by the daemon, and the
+ * (a hostname, a node id, or an address, which a URL spells
+ * `N-NNNN-HHHH-LLLL` — see `parseTarget`) is resolved by the daemon, and the
  * URL's port is the Pilot port (default 80). Keep-alive is on by default,
  * so sequential requests to one peer reuse one Pilot connection. With
  * `secure: true` every connection is a secure channel (default port 443).
@@ -144,12 +145,16 @@ export async function serveHttp(driver: HttpDriver, port: number, handlerOrServe
 
 /**
  * `fetch` over Pilot: `http://<host>[:<pilot port>]/path`, where host is
- * anything `PilotAgent` accepts. Returns a standard `Response` whose body
+ * anything `PilotAgent` accepts (an address as `0-0000-0000-0004`; the
+ * spelling `http://0:0000.0000.0004/` is refused with that hint). Returns a standard `Response` whose body
  * streams. A plain agent takes `http:` URLs (default port 80); a secure
  * agent takes `https:` URLs (default port 443), meaning Pilot's secure
  * channel, not TLS.
  */
 export async function pilotFetch(agent: PilotAgent, input: string | URL | Request, init?: RequestInit): Promise<Response> {
+  // `http://0:0000.0000.0004/` is no URL at all: say how to write it instead of "Invalid URL".
+  const misspelled = typeof input === "string" ? misspelledUrl(input) : null;
+  if (misspelled) throw misspelled;
   const request = input instanceof Request && init === undefined ? input : new Request(input as string, init);
   const url = new URL(request.url);
   const expected = agent.secure ? "https:" : "http:";

@@ -47,7 +47,10 @@
  *
  * Naming peers: a full address `N:NNNN.HHHH.LLLL`, a bare node id (`42`,
  * network 0), or a hostname the registry knows. In URLs, where ":" means a
- * port, write an address as `NNNN.HHHH.LLLL`.
+ * port, write an address with dashes: `http://0-0000-0000-0004/`
+ * (`urlHostOf(address)`); `fetch("http://0:0000.0000.0004/")` is refused
+ * with a hint that says so. A node may dial, fetch from and ping its own
+ * address: that loops back inside the daemon, without the tunnel.
  *
  * Errors: promise-returning calls reject with `NodeError` (`code`, `message`,
  * `hint`); sockets and servers emit `PilotSocketError` ('error' event), whose
@@ -66,4 +69,4 @@ export { DatagramSocket, type Datagram, type DatagramSocketOptions } from "./dat
 export { PilotAgent, serveHttp, pilotFetch, type PilotAgentOptions, type PilotHttpServer, type ServeHttpOptions, type HttpHandler, type HttpHandlerOrServer, type HttpDriver } from "./http.ts";
 export { SecureSocket, SecureServer, SecureSocketError, SECURE_PORT, type SecureSocketOptions, type SecureIdentity } from "./secure.ts";
 export { NodeError, PilotSocketError, type NodeErrorCode } from "./errors.ts";
-export { parseTarget, type Target } from "./target.ts";
+export { parseTarget, urlHostOf, type Target } from "./target.ts";

@@ -505,7 +505,7 @@ describe("pilot a2a discover", () => {
     expect(r.code).toBe(2);
     expect(r.json).toMatchObject({ code: "usage", message: "--tag is required" });
     r = await c.pilot("client", ["a2a", "discover", "--tag", "no spaces"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.json.code).toBe("invalid_argument");
     r = await c.pilot("client", ["a2a", "discover", "--tag", "nlp", "--port", "0"]);
     expect(r.json.code).toBe("invalid_argument");

@@ -63,9 +63,9 @@ describe("hostnames", () => {
     expect(r.json).toEqual({ status: "error", code: "already_exists", message: 'the hostname "names-a" belongs to another node', hint: "choose another name" });
   });
 
-  test("an invalid hostname fails with invalid_argument", async () => {
+  test("an invalid hostname fails with invalid_argument (exit 2)", async () => {
     const r = await c.pilot("c", ["set-hostname", "Not_A_Name"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.json.code).toBe("invalid_argument");
   });
 });
@@ -77,7 +77,7 @@ describe("tags and search", () => {
     expect(r.json.data).toEqual({ node_id: c.daemon("a").nodeId, tags: ["nlp", "summarizer"] });
     expect((await c.pilot("a", ["info"])).json.data.tags).toEqual(["nlp", "summarizer"]);
     r = await c.pilot("a", ["set-tags", "BAD TAG"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.json.code).toBe("invalid_argument");
     r = await c.pilot("b", ["set-tags", "storage"]);
     r = await c.pilot("b", ["clear-tags"]);

@@ -78,7 +78,7 @@ describe("without a daemon", () => {
   });
 });
 
-describe("usage errors exit 2, malformed values exit 1", () => {
+describe("usage errors and malformed values exit 2", () => {
   const usage: string[][] = [
     ["ping"], // missing target
     ["set-hostname"],
@@ -118,14 +118,10 @@ describe("usage errors exit 2, malformed values exit 1", () => {
   for (const [args, message] of invalid) {
     test(`invalid_argument: pilot ${args.join(" ")}`, async () => {
       const r = await pilot(args);
-      expect(r.code).toBeGreaterThan(0);
+      expect(r.code).toBe(2);
       expect(r.json.status).toBe("error");
-      if (r.code === 1) {
-        expect(r.json.code).toBe("invalid_argument");
-        expect(r.json.message).toMatch(message);
-      } else {
-        expect(r.json.code).toBe("usage"); // "-3" reads as an unknown flag
-      }
+      if (r.json.code === "invalid_argument") expect(r.json.message).toMatch(message);
+      else expect(r.json.code).toBe("usage"); // "-3" reads as an unknown flag
     });
   }
 });
@@ -213,7 +209,7 @@ describe("config", () => {
     test(`config --set ${item} is refused and changes nothing`, async () => {
       const before = existsSync(join(home, "config.json")) ? readFileSync(join(home, "config.json"), "utf8") : null;
       const r = await pilot(["config", "--set", item]);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.json.code).toBe("invalid_argument");
       expect(r.json.message).toMatch(message);
       const after = existsSync(join(home, "config.json")) ? readFileSync(join(home, "config.json"), "utf8") : null;
@@ -223,13 +219,13 @@ describe("config", () => {
 
   test("unknown key in --unset, and a corrupt file, are reported", async () => {
     let r = await pilot(["config", "--unset", "colour"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.json.hint).toContain("registry");
     const other = mkdtempSync("/tmp/pilot-cli-config-");
     try {
       writeFileSync(join(other, "config.json"), "{not json");
       r = await runPilot(["config", "--json"], { env: { PILOT_HOME: other } });
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(1); // the file is damaged, not the command line
       expect(r.json.code).toBe("invalid_argument");
       expect(r.json.hint).toContain("fix it");
     } finally {

@@ -4,11 +4,11 @@
  * its temporary directory is removed.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "../support/cluster.ts";
-import { spawnIn, stopAll, type Spawned } from "./support.ts";
+import { Spawned, spawnIn, stopAll } from "./support.ts";
 
 /** The pids the demo printed (rendezvous and daemons): killed at the end if a failed test left any. */
 const printedPids = new Set<number>();
@@ -94,6 +94,48 @@ describe("bun run demo", () => {
     expectCleanedUp(run);
     // "Quick": a few seconds, including Bun starting three processes and stopping them.
     expect(elapsed).toBeLessThan(15_000);
+  });
+
+  // What a newcomer runs: `bun run demo` as an ordinary user, no sudo (a 127.x subnet, the gateway on
+  // port 8080). Run as root, this test makes a throwaway user and removes it afterwards.
+  const canSwitchUser = process.getuid?.() === 0 && Bun.which("useradd") !== null && Bun.which("runuser") !== null;
+  test.skipIf(!canSwitchUser)("passes as an unprivileged user too", async () => {
+    const user = `pilot-demo-${process.pid}`;
+    const dir = mkdtempSync(join(tmpdir(), "pilot-demo-user-"));
+    scratch.push(dir);
+    chmodSync(dir, 0o755);
+    const home = join(dir, "home");
+    const added = Bun.spawnSync(["useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin", user]);
+    if (added.exitCode !== 0) throw new Error(`useradd failed: ${added.stderr.toString()}`);
+    try {
+      // The user reads the checkout in place when it may (a copy of it otherwise), and its own copy of bun.
+      const readable = Bun.spawnSync(["runuser", "-u", user, "--", "test", "-r", join(ROOT, "node_modules/cac/package.json")]).exitCode === 0;
+      const checkout = readable ? ROOT : join(dir, "pilot");
+      if (!readable) {
+        for (const part of ["package.json", "tsconfig.json", "bunfig.toml", "node_modules", "src", "scripts", "examples"]) {
+          if (existsSync(join(ROOT, part))) cpSync(join(ROOT, part), join(checkout, part), { recursive: true });
+        }
+      }
+      mkdirSync(join(dir, "bin"));
+      mkdirSync(home);
+      cpSync(process.execPath, join(dir, "bin", "bun"));
+      chmodSync(join(dir, "bin", "bun"), 0o755);
+      Bun.spawnSync(["chown", "-R", user, home, ...(readable ? [] : [checkout])]);
+      const env = ["HOME=" + home, `PATH=${join(dir, "bin")}:/usr/local/bin:/usr/bin:/bin`, "TMPDIR=/tmp", "NO_COLOR=1"];
+      const run = new Spawned(
+        Bun.spawn(["runuser", "-u", user, "--", "env", "-i", ...env, "bun", "run", "demo"], { cwd: checkout, stdin: "ignore", stdout: "pipe", stderr: "pipe" }),
+      );
+      const code = await run.exitCode(60_000);
+      if (code !== 0) throw new Error(`demo as ${user} exited ${code}:\n${run.output}`);
+      expect(run.stdout).toContain("--ports 8080 agent-a");
+      expect(run.stdout).toContain("skills Sentiment Analysis, Data Summarization");
+      expect(run.stdout).toContain("→ all A2A calls succeeded");
+      expect(run.stdout).toMatch(/✓ demo complete: \d+ steps passed/);
+      expectCleanedUp(run);
+    } finally {
+      Bun.spawnSync(["userdel", user]);
+    }
+    expect(Bun.spawnSync(["id", user]).exitCode).not.toBe(0);
   });
 
   test("a step that fails: exit 1 with the reason and the logs, and everything started so far is stopped", async () => {

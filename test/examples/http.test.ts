@@ -113,6 +113,32 @@ describe("http-server + http-client", () => {
     }
   });
 
+  test("a second http-server on the same agent: port 80 is taken, one error line and its hint, exit 1, no stack trace", async () => {
+    const first = runExample("http-server.ts", c.daemon("a"));
+    try {
+      await first.waitFor(/listening on pilot port 80/);
+      const second = runExample("http-server.ts", c.daemon("a"));
+      expect(await second.exitCode()).toBe(1);
+      expect(second.stdout).toBe("");
+      expect(second.stderr).toBe("error: port 80 is already in use\nhint: pick another port, or stop the program that listens on it\n");
+      // The first one is unharmed.
+      const fetched = runExample("fetch.ts", c.daemon("b"), { args: ["http://agent-a/api/status"] });
+      expect(await fetched.exitCode()).toBe(0);
+    } finally {
+      await first.stop();
+    }
+  });
+
+  test("fetch.ts with an address spelt as in the CLI: the error shows the URL spelling that works", async () => {
+    const a = c.daemon("a");
+    const fetcher = runExample("fetch.ts", c.daemon("b"), { args: [`http://${a.address}/api/status`] });
+    expect(await fetcher.exitCode()).toBe(1);
+    const dashed = a.address.replace(":", "-").replaceAll(".", "-").toLowerCase();
+    expect(fetcher.stderr).toContain(`error: "http://${a.address}/api/status": in a URL the ":" of a Pilot address starts the port\n`);
+    expect(fetcher.stderr).toContain(`hint: write the address with dashes: http://${dashed}/api/status, or by node id: http://${a.nodeId}/api/status`);
+    expect(fetcher.stderr).not.toMatch(/^\s+at /m);
+  });
+
   test("without a running daemon, the examples say so and exit 1; without a target, the clients print their usage", async () => {
     const home = mkdtempSync(join(tmpdir(), "pilot-nodaemon-"));
     try {

@@ -4,6 +4,9 @@
  * service (to call them), and users <-> orders (orders calls users).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { connect, type Driver } from "../../src/driver/index.ts";
 import { fetchUser, orders } from "../../examples/mesh/orders.ts";
 import { startCluster, type Cluster } from "../support/cluster.ts";
@@ -132,6 +135,39 @@ describe("REST mesh over Pilot", () => {
       const p = services.get(name)!;
       expect(await p.stop("SIGTERM")).toBe(0);
       expect(p.stdout).toContain(`${name}: SIGTERM received, shutting down`);
+    }
+  });
+});
+
+describe("when a service cannot start", () => {
+  test("its port is taken on that agent (the service already runs): one error line and its hint, exit 1, no stack trace", async () => {
+    for (const service of ["users", "orders", "inventory"]) {
+      const running = runExample(`mesh/${service}.ts`, c.daemon(service));
+      try {
+        await running.waitFor(/listening on pilot port 80/);
+        const again = runExample(`mesh/${service}.ts`, c.daemon(service));
+        expect({ service, code: await again.exitCode() }).toEqual({ service, code: 1 });
+        expect(again.stdout).toBe("");
+        expect(again.stderr).toBe("error: port 80 is already in use\nhint: pick another port, or stop the program that listens on it\n");
+        // The running one is unharmed.
+        if (service === "users") expect((await get("http://users/api/users/u1")).body).toEqual(ALICE);
+      } finally {
+        await running.stop();
+      }
+    }
+  });
+
+  test("no daemon runs for its PILOT_HOME: the not_running error and the hint to start one, exit 1", async () => {
+    const home = mkdtempSync(join(tmpdir(), "pilot-mesh-nodaemon-"));
+    try {
+      for (const service of ["users", "orders", "inventory"]) {
+        const p = runExample(`mesh/${service}.ts`, null, { env: { PILOT_HOME: home } });
+        expect({ service, code: await p.exitCode() }).toEqual({ service, code: 1 });
+        expect(p.stdout).toBe("");
+        expect(p.stderr).toMatch(/^error: no Pilot daemon is listening on \S+pilot\.sock\nhint: .*pilot daemon start.*\n$/);
+      }
+    } finally {
+      rmSync(home, { recursive: true, force: true });
     }
   });
 });

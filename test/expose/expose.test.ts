@@ -189,7 +189,7 @@ describe("pilot expose", () => {
   test("only loopback targets by default; --allow-remote-target lets one through; the file never holds a refused one", async () => {
     for (const to of ["10.1.2.3:80", "example.com:80", "[fe80::1]:80", "0.0.0.0:80"]) {
       const r = await c.pilot("a", ["expose", "9000", "--to", to]);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.json.code).toBe("invalid_argument");
       expect(r.json.message).toContain("only loopback targets");
       expect(r.json.hint).toContain("--allow-remote-target");
@@ -209,15 +209,15 @@ describe("pilot expose", () => {
     expect(removed.json.data).toMatchObject({ port: 9001, target: "db.internal:5432", connections_closed: 0 });
   });
 
-  test("usage and argument errors: exit 2 for usage, 1 for bad values, clear codes for taken ports", async () => {
+  test("usage and argument errors exit 2, clear codes for taken ports", async () => {
     expect((await c.pilot("a", ["expose", "8090"])).code).toBe(2);
     expect((await c.pilot("a", ["expose"])).code).toBe(2);
     expect((await c.pilot("a", ["expose", "remove"])).code).toBe(2);
     const badPort = await c.pilot("a", ["expose", "70000", "--to", "8000"]);
-    expect(badPort.code).toBe(1);
+    expect(badPort.code).toBe(2);
     expect(badPort.json.code).toBe("invalid_argument");
     const badTarget = await c.pilot("a", ["expose", "8090", "--to", "127.0.0.1"]);
-    expect(badTarget.code).toBe(1);
+    expect(badTarget.code).toBe(2);
     expect(badTarget.json.code).toBe("invalid_argument");
     const taken = await c.pilot("a", ["expose", "8080", "--to", "8000"]);
     expect(taken.json.code).toBe("already_exists");

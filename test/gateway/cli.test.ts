@@ -33,7 +33,7 @@ describe("gateway commands without a gateway", () => {
     expect(r.json).toEqual({ status: "error", code: "not_running", message: "the Pilot daemon is not running", hint: "start it with: pilot daemon start" });
   });
 
-  test("malformed values exit 1, usage mistakes exit 2", async () => {
+  test("malformed values and usage mistakes exit 2", async () => {
     const invalid: [string[], RegExp][] = [
       [["start", "--subnet", "10.4.0.1/16", "a"], /host bits set/],
       [["start", "--subnet", "banana", "a"], /not a subnet/],
@@ -46,7 +46,7 @@ describe("gateway commands without a gateway", () => {
     ];
     for (const [args, message] of invalid) {
       const r = await pilot(args);
-      expect({ args, code: r.code, error: r.json?.code }).toEqual({ args, code: 1, error: "invalid_argument" });
+      expect({ args, code: r.code, error: r.json?.code }).toEqual({ args, code: 2, error: "invalid_argument" });
       expect(r.json.message).toMatch(message);
     }
     for (const args of [["map"], ["unmap"], ["bogus"], ["list", "extra"]]) {

@@ -10,9 +10,11 @@
  */
 import type { CommandSpec, GroupSpec } from "../command.ts";
 import type { Driver } from "../../driver/index.ts";
+import { urlHostOf } from "../../driver/target.ts";
+import { parseAddress } from "../../protocol/address.ts";
 import { CliError, usageError, type ErrorCodeName } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
-import { durationOption, portArg } from "../args.ts";
+import { badValue, durationOption, optionText, portArg } from "../args.ts";
 import { asCliError } from "../sockets.ts";
 import { controlRequest } from "../../gateway/control.ts";
 import { GatewayError } from "../../gateway/errors.ts";
@@ -105,9 +107,11 @@ export interface CardFailure {
 
 export type CardResult = { ok: true; card_url: string; card: CardSummary } | ({ ok: false } & CardFailure);
 
-/** How a node goes into a URL: its hostname, else its address without the "N:" (NNNN.HHHH.LLLL). */
+/** How a node goes into a URL: its hostname, else its address with dashes (N-NNNN-HHHH-LLLL). */
 export function urlHostFor(node: { address: string; hostname: string | null }): string {
-  return node.hostname ?? node.address.slice(node.address.indexOf(":") + 1);
+  if (node.hostname) return node.hostname;
+  const parsed = parseAddress(node.address);
+  return parsed.ok ? urlHostOf(parsed.value) : node.address;
 }
 
 async function readLimited(res: Response, max: number): Promise<string | null> {
@@ -203,7 +207,7 @@ function tagOption(value: unknown): string {
   if (value === undefined || value === true || value === "") throw usageError("--tag is required", "for example: pilot a2a discover --tag nlp");
   const tag = String(value).replace(/^#/, "").toLowerCase();
   if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(tag)) {
-    throw new CliError("invalid_argument", `"${String(value)}" is not a tag`, "tags are lowercase letters, digits and inner hyphens, e.g. nlp");
+    throw badValue(`"${String(value)}" is not a tag`, "tags are lowercase letters, digits and inner hyphens, e.g. nlp");
   }
   return tag;
 }
@@ -270,7 +274,7 @@ export const a2aDiscoverCommand: CommandSpec = {
   errors: ["usage", "invalid_argument", "not_running", "registry_unavailable", "unauthorized"],
   async run({ out }, _args, o) {
     const tag = tagOption(o.tag);
-    const port = o.port === undefined ? 80 : portArg(o.port, "--port");
+    const port = o.port === undefined ? 80 : portArg(optionText(o.port, "--port"), "--port");
     const timeoutMs = durationOption(o.timeout, "--timeout", { maxMs: 600_000 }) ?? 5000;
     const mapAll = o.map === true;
     const socket = gatewayDirs().socket;

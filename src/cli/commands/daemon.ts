@@ -6,12 +6,12 @@
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
 import type { CommandSpec } from "../command.ts";
-import { CliError } from "../errors.ts";
+import { CliError, type ErrorCodeName } from "../errors.ts";
 import { DEFAULT_REGISTRY, readConfig } from "../config.ts";
+import { badValue, byteSizeOption, choiceOption, durationOption, logLevelOption, textOption } from "../args.ts";
 import { toCliError, withDaemon } from "../daemon-client.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { parseLogLevel } from "../../util/log.ts";
-import { byteSizeOption, durationOption } from "../args.ts";
 import { usageError } from "../errors.ts";
 import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.ts";
 
@@ -32,18 +32,43 @@ interface StartSettings {
   openServices: string[];
 }
 
-function settingsFrom(o: Record<string, any>): StartSettings {
+/** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
+async function hostPortOption(text: string, flag: string): Promise<string> {
+  const { parseHostPort, DaemonStartError } = await import("../../daemon/run.ts");
+  try {
+    parseHostPort(text, flag);
+  } catch (e) {
+    if (e instanceof DaemonStartError) throw badValue(e.message, `for example: ${flag} ${flag === "--listen" ? "0.0.0.0:4000" : "127.0.0.1:9000"}`);
+    throw e;
+  }
+  return text;
+}
+
+async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   const config = readConfig();
-  const registry = String(o.registry ?? process.env.PILOT_REGISTRY ?? config.registry ?? DEFAULT_REGISTRY);
+  const { checkHostname, checkTags } = await import("../../registry/rules.ts");
+  const registry = await hostPortOption(String(textOption(o, "registry") ?? (process.env.PILOT_REGISTRY || undefined) ?? config.registry ?? DEFAULT_REGISTRY), "--registry");
   const registryHost = registry.slice(0, registry.lastIndexOf(":")) || "127.0.0.1";
-  const beacon = String(o.beacon ?? process.env.PILOT_BEACON ?? config.beacon ?? `${registryHost}:9001`);
-  const listen = String(o.listen ?? config.listen ?? "0.0.0.0:0");
-  const hostname = o.hostname !== undefined ? String(o.hostname) : config.hostname;
+  const beaconText = String(textOption(o, "beacon") ?? (process.env.PILOT_BEACON || undefined) ?? config.beacon ?? `${registryHost}:9001`);
+  const beacon = beaconText === "off" ? beaconText : await hostPortOption(beaconText, "--beacon");
+  const listen = await hostPortOption(String(textOption(o, "listen") ?? config.listen ?? "0.0.0.0:0"), "--listen");
+  const hostnameText = textOption(o, "hostname") ?? config.hostname;
+  let hostname: string | undefined;
+  if (hostnameText !== undefined && hostnameText !== "") {
+    const c = checkHostname(hostnameText);
+    if (!c.ok) throw badValue(c.message, "for example: --hostname agent-a");
+    hostname = c.value;
+  }
   const isPublic = o.public === true ? true : config.public === "true" ? true : undefined;
-  const tagsText = o.tags !== undefined ? String(o.tags) : config.tags;
-  const logLevel = String(o.logLevel ?? config.log_level ?? "info");
-  if (!parseLogLevel(logLevel)) throw new CliError("invalid_argument", `--log-level must be debug, info, warn or error`);
-  const logFormat = o.logFormat === "json" ? "json" : "text";
+  const tagsText = textOption(o, "tags") ?? config.tags;
+  let tags: string[] | undefined;
+  if (tagsText) {
+    const c = checkTags(tagsText.split(",").map((t) => t.trim()).filter(Boolean));
+    if (!c.ok) throw badValue(c.message, "for example: --tags nlp,analysis");
+    tags = c.value;
+  }
+  const logLevel = logLevelOption(o.logLevel) ?? parseLogLevel(config.log_level) ?? "info";
+  const logFormat = choiceOption(o.logFormat, "--log-format", ["text", "json"] as const) ?? "text";
   const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
@@ -53,7 +78,7 @@ function settingsFrom(o: Record<string, any>): StartSettings {
     listen,
     ...(hostname ? { hostname } : {}),
     ...(isPublic ? { public: true } : {}),
-    ...(tagsText ? { tags: tagsText.split(",").map((t) => t.trim()).filter(Boolean) } : {}),
+    ...(tags?.length ? { tags } : {}),
     logLevel,
     logFormat,
     ...(bufferBudget !== undefined ? { bufferBudget } : {}),
@@ -123,6 +148,35 @@ function tail(path: string, lines = 12): string {
   }
 }
 
+/** The CLI's error code for each DaemonStartError code (anything else is internal). */
+const START_ERROR_CODES: Record<string, ErrorCodeName> = {
+  already_exists: "already_exists",
+  registry_unreachable: "registry_unavailable",
+  rate_limited: "rate_limited",
+  invalid_argument: "invalid_argument",
+  registry_identity_changed: "unauthorized",
+};
+
+/**
+ * Why a detached daemon exited during start-up: the error envelope it wrote
+ * (it runs with --json, its output appended to the log), else the log's last
+ * error line and the log's path.
+ */
+function startFailure(log: string, exitCode: number, logFile: string): CliError {
+  const lines = log.trimEnd().split("\n");
+  const envelope = lines.findLast((l) => l.startsWith('{"status":"error"'));
+  if (envelope) {
+    try {
+      const e = JSON.parse(envelope);
+      if (typeof e.code === "string" && typeof e.message === "string") return new CliError(e.code, e.message, typeof e.hint === "string" ? e.hint : undefined);
+    } catch {
+      // not ours after all: fall through
+    }
+  }
+  const last = lines.filter((l) => l.includes("error:")).pop() ?? lines.pop() ?? "";
+  return new CliError("internal", `the daemon exited during start-up (code ${exitCode}): ${last.replace(/^error:\s*/, "")}`, `see the log: ${logFile}`);
+}
+
 async function runForeground(s: StartSettings, out: { json: boolean; result: (d: unknown, t?: any) => void }): Promise<void> {
   const { startDaemon, parseHostPort, DaemonStartError } = await import("../../daemon/run.ts");
   let daemon;
@@ -141,7 +195,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
     });
   } catch (e) {
-    if (e instanceof DaemonStartError) throw new CliError(e.code === "already_exists" ? "already_exists" : e.code === "registry_unreachable" ? "connection_failed" : e.code === "invalid_argument" ? "invalid_argument" : "internal", e.message, e.hint);
+    if (e instanceof DaemonStartError) throw new CliError(START_ERROR_CODES[e.code] ?? "internal", e.message, e.hint);
     throw e;
   }
   const info = (await daemon.node.call("info", {})) as Record<string, unknown>;
@@ -180,9 +234,9 @@ export const daemonStart: CommandSpec = {
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],
   returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs" },
-  errors: ["already_exists", "connection_failed", "timeout", "invalid_argument"],
+  errors: ["already_exists", "registry_unavailable", "rate_limited", "unauthorized", "timeout", "invalid_argument"],
   async run({ out }, _args, o) {
-    const s = settingsFrom(o);
+    const s = await settingsFrom(o);
     if (o.foreground) return runForeground(s, out);
     const paths = pilotPaths();
     const running = await homeDaemonPid(paths.pidFile);
@@ -197,7 +251,8 @@ export const daemonStart: CommandSpec = {
     mkdirSync(paths.home, { recursive: true, mode: 0o700 });
     const logFd = openSync(paths.logFile, "a", 0o600);
     const logStart = statSync(paths.logFile).size;
-    const args = ["daemon", "start", "--foreground", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat];
+    // --json: a start-up failure reaches the log as one envelope, which is read back below.
+    const args = ["daemon", "start", "--foreground", "--json", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat];
     if (s.hostname) args.push("--hostname", s.hostname);
     if (s.public) args.push("--public");
     if (s.tags) args.push("--tags", s.tags.join(","));
@@ -208,34 +263,40 @@ export const daemonStart: CommandSpec = {
     const [cmd, ...cmdArgs] = selfCommand(args);
     const child = spawn(cmd!, cmdArgs, { detached: true, stdio: ["ignore", logFd, logFd], env: { ...process.env, PILOT_HOME: paths.home } });
     closeSync(logFd);
-    let exited: number | null = null;
-    child.on("exit", (code) => (exited = code ?? 1));
+    const exited = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? 1)));
     child.unref();
-    out.progress(`starting daemon (pid ${child.pid})...`);
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      if (exited !== null) {
-        const log = readFileSync(paths.logFile, "utf8").slice(logStart).trimEnd();
-        const last = log.split("\n").filter((l) => l.includes("error:") || l.includes("\"status\":\"error\"")).pop() ?? log.split("\n").pop() ?? "";
-        throw new CliError("internal", `the daemon exited during start-up (code ${exited}): ${last.replace(/^error:\s*/, "")}`, `see the log: ${paths.logFile}`);
-      }
-      try {
-        const info = await withDaemon((d) => d.info(), { timeoutMs: 500 });
-        if (info.pid === child.pid) {
-          out.result(
-            { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile },
-            (d: any) => `Daemon running (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Logs:     ${d.log_file}`,
-          );
-          return;
-        }
-      } catch {
-        // not ready yet
-      }
-      await Bun.sleep(100);
+    // Say what is happening only if it takes a while (a registry far away): a quick start or failure is one message.
+    const slow = setTimeout(() => out.progress(`starting daemon (pid ${child.pid})...`), 1000);
+    let info;
+    try {
+      info = await waitForStart(child.pid!, exited, paths.logFile, logStart);
+    } finally {
+      clearTimeout(slow);
     }
-    throw new CliError("timeout", `the daemon (pid ${child.pid}) did not become ready within ${START_TIMEOUT_MS / 1000} s`, `check the log: tail ${paths.logFile}`);
+    out.result(
+      { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile },
+      (d: any) => `Daemon running (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Logs:     ${d.log_file}`,
+    );
   },
 };
+
+/** Waits until the detached daemon `pid` answers on its socket; throws what it said if it exits first. */
+async function waitForStart(pid: number, exited: Promise<number>, logFile: string, logStart: number) {
+  let exitCode: number | null = null;
+  void exited.then((code) => (exitCode = code));
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exitCode !== null) throw startFailure(readFileSync(logFile, "utf8").slice(logStart), exitCode, logFile);
+    try {
+      const info = await withDaemon((d) => d.info(), { timeoutMs: 500 });
+      if (info.pid === pid) return info;
+    } catch {
+      // not ready yet
+    }
+    await Promise.race([Bun.sleep(100), exited]);
+  }
+  throw new CliError("timeout", `the daemon (pid ${pid}) did not become ready within ${START_TIMEOUT_MS / 1000} s`, `check the log: tail ${logFile}`);
+}
 
 export const daemonStop: CommandSpec = {
   group: "daemon",

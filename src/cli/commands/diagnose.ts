@@ -50,7 +50,7 @@ export const pingCommand: CommandSpec = {
     target: "the node's address",
     node_id: "the node's id",
     results:
-      "[{seq, bytes, rtt_ms, path ('direct' | 'punched' | 'relay': the way the probe went), handshake (true on a probe that also set up the tunnel)} or {seq, error, message}]",
+      "[{seq, bytes, rtt_ms, path ('direct' | 'punched' | 'relay': the way the probe went; 'self' for this node's own address, which loops back without the tunnel), handshake (true on a probe that also set up the tunnel)} or {seq, error, message}]",
     sent: "probes sent (fewer than --count if interrupted with Ctrl-C)",
     received: "replies received",
     loss_pct: "percentage of probes without a reply",
@@ -67,8 +67,9 @@ export const pingCommand: CommandSpec = {
     const size = sizeOption(o.size, "--size", 1024) ?? 0;
     await withDaemon(async (d) => {
       const node = await resolveTarget(d, target);
-      let cold = !(await tunnelUp(d, node.node_id));
-      out.line(`PING ${nodeLabel(node.address, target.includes(":") ? null : target)}: ${count} probe${count === 1 ? "" : "s"} of ${size} bytes over the encrypted tunnel`);
+      const self = node.address === d.address; // our own address loops back inside the daemon: no tunnel
+      let cold = !self && !(await tunnelUp(d, node.node_id));
+      out.line(`PING ${nodeLabel(node.address, target.includes(":") ? null : target)}: ${count} probe${count === 1 ? "" : "s"} of ${size} bytes ${self ? "to this node itself (loopback, no tunnel)" : "over the encrypted tunnel"}`);
       const results: Record<string, unknown>[] = [];
       const rtts: number[] = [];
       // Ctrl-C ends the run early with the summary so far, like ping(8).
@@ -188,7 +189,8 @@ export const tracerouteCommand: CommandSpec = {
       deadline(
         (async () => {
           const node = await resolveTarget(d, target);
-          const cold = !(await tunnelUp(d, node.node_id));
+          const self = node.address === d.address; // loopback: no tunnel, no path
+          const cold = !self && !(await tunnelUp(d, node.node_id));
           const { socket, setupMs } = await dialTimed(d, node.address, timeout);
           try {
             const rtt: { rtt_ms: number; bytes: number }[] = [];
@@ -199,7 +201,7 @@ export const tracerouteCommand: CommandSpec = {
             const peers = (await d.call("peers")) as { peers: any[] };
             const peer = peers.peers.find((p) => p.node_id === node.node_id);
             const hops = [
-              { hop: 1, node_id: node.node_id, address: node.address, hostname: peer?.hostname ?? (target.includes(":") ? null : target), path: peer?.path ?? "direct", endpoint: peer?.endpoint ?? null },
+              { hop: 1, node_id: node.node_id, address: node.address, hostname: peer?.hostname ?? (target.includes(":") ? null : target), path: self ? "self" : (peer?.path ?? "direct"), endpoint: peer?.endpoint ?? null },
             ];
             const data = { target: node.address, node_id: node.node_id, hops, setup_ms: round3(setupMs), handshake: cold, rtt_samples: rtt };
             out.result(data, (r) =>

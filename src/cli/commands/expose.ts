@@ -11,7 +11,7 @@ import type { CommandSpec } from "../command.ts";
 import { CliError, usageError } from "../errors.ts";
 import type { ExposeInfo } from "../../daemon/expose.ts";
 import { withDaemon } from "../daemon-client.ts";
-import { portArg, textOption } from "../args.ts";
+import { badValue, portArg, textOption } from "../args.ts";
 import { ago, bytes, table } from "../format.ts";
 
 
@@ -86,6 +86,14 @@ export const exposeCommand: CommandSpec = {
     if (second !== undefined) throw usageError(`unexpected "${second}" after the port`, `for example: ${EXAMPLE}`);
     const port = portArg(first, "Pilot port");
     if (to === undefined || to === "") throw usageError("--to HOST:PORT is required: the local service to bridge to", `for example: ${EXAMPLE}`);
+    // The daemon checks it too; checked here so a malformed --to is a usage mistake even with no daemon running.
+    const { parseExposeTarget } = await import("../../daemon/expose.ts");
+    try {
+      parseExposeTarget(to);
+    } catch (e) {
+      const err = e as { message?: string; hint?: string };
+      throw badValue(`--to ${err.message ?? `"${to}" is not HOST:PORT`}`, err.hint ?? `for example: ${EXAMPLE}`);
+    }
     const r = (await withDaemon((d) => d.call("expose", { port, to, allow_remote_target: allowRemote }).catch(rethrow(port, to)))) as ExposeInfo;
     out.result(r, (d) =>
       [

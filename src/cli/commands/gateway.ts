@@ -13,7 +13,7 @@ import { closeSync, constants, openSync, readFileSync, statSync } from "node:fs"
 import type { CommandSpec, GroupSpec } from "../command.ts";
 import type { Output } from "../output.ts";
 import { CliError, type ErrorCodeName } from "../errors.ts";
-import { portArg, targetArg, textOption } from "../args.ts";
+import { ipv4Option, logLevelOption, portsOption, subnetOption, targetArg } from "../args.ts";
 import { table } from "../format.ts";
 import { withDaemon } from "../daemon-client.ts";
 import { parseLogLevel, createLogger } from "../../util/log.ts";
@@ -28,7 +28,6 @@ import { notRootError } from "../../gateway/aliases.ts";
 
 export const DEFAULT_SUBNET = "10.4.0.0/16";
 export const DEFAULT_PORTS = [80];
-const MAX_PORTS = 32;
 const START_TIMEOUT_MS = 15_000;
 
 export const gatewayGroup: GroupSpec = { name: "gateway", description: "map remote agents to local IPs for curl, browsers and any TCP client" };
@@ -51,25 +50,6 @@ async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   } catch (e) {
     throw cliError(e);
   }
-}
-
-function subnetOption(value: unknown): Subnet | undefined {
-  if (value === undefined || value === true) return undefined;
-  const r = parseSubnet(String(value));
-  if (!r.ok) throw new CliError("invalid_argument", r.message, "for example: --subnet 10.4.0.0/16, or without root --subnet 127.77.0.0/16");
-  return r.subnet;
-}
-
-/** `--ports 80,443,8080`. */
-function portsOption(o: Record<string, any>): number[] | undefined {
-  if (o.ports === undefined) return undefined;
-  // As typed: the parser reads "" as 0 and "80,443" as text, but "80" as a number.
-  const text = textOption(o, "ports") ?? "";
-  const parts = text.split(",").map((p) => p.trim()).filter((p) => p !== "");
-  if (parts.length === 0) throw new CliError("invalid_argument", "--ports needs at least one port", "for example: --ports 80,443");
-  const ports = [...new Set(parts.map((p) => portArg(p, "--ports entry")))].sort((a, b) => a - b);
-  if (ports.length > MAX_PORTS) throw new CliError("invalid_argument", `--ports lists ${ports.length} ports; at most ${MAX_PORTS} per mapping`);
-  return ports;
 }
 
 /** What `start` and `map` report per mapping. */
@@ -207,8 +187,7 @@ export const gatewayStart: CommandSpec = {
     const targets = rawTargets.map((t) => targetArg(t));
     const requestedSubnet = subnetOption(o.subnet);
     const ports = portsOption(o) ?? DEFAULT_PORTS;
-    const logLevel = String(o.logLevel ?? "info");
-    if (!parseLogLevel(logLevel)) throw new CliError("invalid_argument", "--log-level must be debug, info, warn or error");
+    const logLevel = logLevelOption(o.logLevel) ?? "info";
     const subnet = requestedSubnet ?? (parseSubnet(DEFAULT_SUBNET) as { ok: true; subnet: Subnet }).subnet;
     const secure = o.secure === true;
     if (o.foreground) return startForeground(out, subnet, targets, ports, secure, logLevel);
@@ -263,7 +242,7 @@ export const gatewayMap: CommandSpec = {
   async run({ out }, [text], o) {
     const target = targetArg(text);
     const ports = portsOption(o) ?? DEFAULT_PORTS;
-    const ip = o.ip === undefined ? undefined : String(o.ip);
+    const ip = ipv4Option(o.ip);
     const r = await guarded(() => controlRequest(gatewayDirs().socket, "map", { target, ports, secure: o.secure === true, ...(ip ? { ip } : {}) }));
     const m = brief(r.mapping);
     out.progress(`${r.created ? "mapped" : "already mapped"}: ${m.hostname ? `${m.hostname} (${m.pilot_addr})` : m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}`);

@@ -5,7 +5,7 @@
 import type { CommandSpec } from "../command.ts";
 import { CliError, usageError } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
-import { targetArg } from "../args.ts";
+import { targetArg, textOption } from "../args.ts";
 import { ago, bytes, isoTime, ms, table } from "../format.ts";
 
 /** What polo_score is today. */
@@ -74,7 +74,7 @@ export const peersCommand: CommandSpec = {
   errors: ["invalid_argument", "not_running", "registry_unavailable"],
   async run({ out }, _args, o) {
     if (o.search === true || o.search === "") throw usageError("--search needs a query", "for example: pilot peers --search nlp");
-    const search = o.search === undefined ? undefined : String(o.search);
+    const search = o.search === undefined ? undefined : textOption(o, "search"); // as typed: "007" stays "007"
     const r = (await withDaemon((d) => d.call("peers", search ? { search } : {}))) as { peers: any[]; total: number; query?: string };
     if (search) {
       const data = {

@@ -7,9 +7,9 @@
  */
 import { join } from "node:path";
 import { pilotPaths } from "../../util/paths.ts";
-import { parseLogLevel } from "../../util/log.ts";
 import type { CommandSpec } from "../command.ts";
 import { CliError, ErrorCode } from "../errors.ts";
+import { badValue, choiceOption, intOption, logLevelOption, rateOption, optionText } from "../args.ts";
 
 export function defaultStorePath(): string {
   return join(pilotPaths().rendezvousDir, "registry.db");
@@ -20,19 +20,13 @@ export function parseListenAddress(text: string, flag: string): { host: string; 
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]*)):([0-9]{1,5})$/.exec(String(text));
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) {
-    throw new CliError(ErrorCode.InvalidArgument, `${flag} "${text}" is not HOST:PORT`, `use an IP literal and a port, e.g. ${flag} 0.0.0.0:9000 or ${flag} [::]:9000`);
+    throw badValue(`${flag} "${text}" is not HOST:PORT`, `use an IP literal and a port, e.g. ${flag} 0.0.0.0:9000 or ${flag} [::]:9000`);
   }
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
 function formatHostPort(a: { host: string; port: number }): string {
   return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
-function positiveNumber(value: unknown, flag: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new CliError(ErrorCode.InvalidArgument, `${flag} must be a positive number`);
-  return n;
 }
 
 export const rendezvousCommand: CommandSpec = {
@@ -57,20 +51,18 @@ export const rendezvousCommand: CommandSpec = {
   },
   errors: ["invalid_argument", "already_exists", "internal"],
   async run({ out }, _args, options) {
-    const registryAddr = parseListenAddress(options.registryAddr, "--registry-addr");
-    const beaconAddr = parseListenAddress(options.beaconAddr, "--beacon-addr");
-    const registrationRate = positiveNumber(options.registrationRate, "--registration-rate");
-    const requestRate = positiveNumber(options.requestRate, "--request-rate");
-    const maxConnectionsPerIp = Math.floor(positiveNumber(options.maxConnectionsPerIp, "--max-connections-per-ip"));
+    const registryAddr = parseListenAddress(optionText(options.registryAddr, "--registry-addr") ?? "", "--registry-addr");
+    const beaconAddr = parseListenAddress(optionText(options.beaconAddr, "--beacon-addr") ?? "", "--beacon-addr");
+    const registrationRate = rateOption(options.registrationRate, "--registration-rate", 1_000_000)!;
+    const requestRate = rateOption(options.requestRate, "--request-rate", 1_000_000)!;
+    const maxConnectionsPerIp = intOption(options.maxConnectionsPerIp, "--max-connections-per-ip", 1, 1_000_000)!;
+    const format = choiceOption(options.logFormat, "--log-format", ["text", "json"] as const)!;
+    const level = logLevelOption(options.logLevel)!;
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
     const { startRendezvous } = await import("../../registry/rendezvous.ts");
     const { DEFAULT_SERVER_LIMITS } = await import("../../registry/server.ts");
-    const format = options.logFormat === "json" ? "json" : options.logFormat === "text" ? "text" : undefined;
-    const level = parseLogLevel(String(options.logLevel));
-    if (!format) throw new CliError(ErrorCode.InvalidArgument, `--log-format must be text or json`);
-    if (!level) throw new CliError(ErrorCode.InvalidArgument, `--log-level must be debug, info, warn or error`);
     const log = createLogger("rendezvous", { format, level });
     let rendezvous;
     try {
