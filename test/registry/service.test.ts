@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateIdentity } from "../../src/crypto/identity.ts";
+import { DEFAULT_POW } from "../../src/registry/pow.ts";
 import { RegistryService } from "../../src/registry/service.ts";
 import { RegistryStore } from "../../src/registry/store.ts";
 import { toBase64 } from "../../src/registry/wire.ts";
@@ -16,7 +17,7 @@ test("a node is online for 90 s after its last heartbeat; requests follow the re
   const store = RegistryStore.open(join(dir, "s.db"));
   const registry = generateIdentity();
   let now = 1_800_000_000_000;
-  const service = new RegistryService({ store, registryKey: registry.publicKey, clock: () => now });
+  const service = new RegistryService({ store, registryKey: registry.publicKey, clock: () => now, limits: { pow: { ...DEFAULT_POW, baseBits: 0 } } });
   const ctx = { sourceIp: "127.0.0.1" };
   const node = generateIdentity();
   const call = (fields: Record<string, unknown>) => service.handle(signedRequest(node, registry.publicKey, fields, now), ctx).body as any;

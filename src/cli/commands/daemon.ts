@@ -49,6 +49,16 @@ function settingsFrom(o: Record<string, any>): StartSettings {
   };
 }
 
+/** The `{"status":"error",...}` envelope a --json child wrote, if `line` is one. */
+function errorEnvelope(line: string): { code: string; message: string; hint?: string } | undefined {
+  try {
+    const e = JSON.parse(line);
+    return e?.status === "error" && typeof e.code === "string" && typeof e.message === "string" ? { code: e.code, message: e.message, hint: typeof e.hint === "string" ? e.hint : undefined } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function alivePid(pidFile: string): number | null {
   try {
     const pid = Number(readFileSync(pidFile, "utf8").trim());
@@ -134,7 +144,8 @@ export const daemonStart: CommandSpec = {
     mkdirSync(paths.home, { recursive: true, mode: 0o700 });
     const logFd = openSync(paths.logFile, "a", 0o600);
     const logStart = statSync(paths.logFile).size;
-    const args = ["daemon", "start", "--foreground", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat];
+    // --json: a start-up failure reaches the log as an error envelope, whose code is reported below.
+    const args = ["daemon", "start", "--foreground", "--json", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat];
     if (s.hostname) args.push("--hostname", s.hostname);
     if (s.public) args.push("--public");
     if (s.tags) args.push("--tags", s.tags.join(","));
@@ -150,7 +161,11 @@ export const daemonStart: CommandSpec = {
       if (exited !== null) {
         const log = readFileSync(paths.logFile, "utf8").slice(logStart).trimEnd();
         const last = log.split("\n").filter((l) => l.includes("error:") || l.includes("\"status\":\"error\"")).pop() ?? log.split("\n").pop() ?? "";
-        throw new CliError("internal", `the daemon exited during start-up (code ${exited}): ${last.replace(/^error:\s*/, "")}`, `see the log: ${paths.logFile}`);
+        const envelope = errorEnvelope(last);
+        if (envelope && (daemonStart.errors as string[]).includes(envelope.code)) {
+          throw new CliError(envelope.code as any, envelope.message, envelope.hint ?? `see the log: ${paths.logFile}`);
+        }
+        throw new CliError("internal", `the daemon exited during start-up (code ${exited}): ${envelope?.message ?? last.replace(/^error:\s*/, "")}`, `see the log: ${paths.logFile}`);
       }
       try {
         const info = await withDaemon((d) => d.info(), { timeoutMs: 500 });

@@ -35,6 +35,26 @@ function positiveNumber(value: unknown, flag: string): number {
   return n;
 }
 
+function wholeNumber(value: unknown, flag: string, min: number, max: number): number {
+  const text = String(value);
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) throw new CliError(ErrorCode.InvalidArgument, `${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
+  return n;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "500ms", "5s", "10m", "12h", "30d" (a bare number is seconds), within [minMs, maxMs]. */
+export function parseDuration(value: unknown, flag: string, minMs: number, maxMs: number): number {
+  const text = String(value).trim();
+  const m = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$/.exec(text);
+  const ms = m ? Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? "s"]!) : NaN;
+  if (!(ms >= minMs && ms <= maxMs)) {
+    throw new CliError(ErrorCode.InvalidArgument, `${flag} must be a duration such as 500ms, 5s, 12h or 30d, from ${minMs} ms to ${maxMs / 86_400_000} days; got "${text}"`, `for example: ${flag} 30d`);
+  }
+  return ms;
+}
+
 export const rendezvousCommand: CommandSpec = {
   name: "rendezvous",
   description: "Run the rendezvous (registry on TCP, beacon on UDP) in the foreground",
@@ -43,8 +63,15 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
     { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
-    { flags: "--request-rate <n>", description: "signed requests per node per second", default: 10 },
+    { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
     { flags: "--max-connections-per-ip <n>", description: "open registry connections allowed from one IP", default: 64 },
+    { flags: "--max-connections-per-prefix <n>", description: "open registry connections allowed from one IPv4 /24 or IPv6 /56", default: 256 },
+    { flags: "--max-connections <n>", description: "open registry connections in all (when full, the network holding the most gives way)", default: 10000 },
+    { flags: "--auth-timeout <duration>", description: "a connection that sends no valid signed request within this is closed", default: "5s" },
+    { flags: "--prefix-registration-rate <n>", description: "new keys registered per IPv4 /24 or IPv6 /56 per minute", default: 30 },
+    { flags: "--pow-bits <n>", description: "proof of work (leading zero bits) a new key shows at low registration rates; 0: none", default: 12 },
+    { flags: "--pow-free-rate <n>", description: "new keys per minute, registry-wide, before the proof of work grows (2 bits per doubling)", default: 60 },
+    { flags: "--reap-after <duration>", description: "a node not seen for this long loses its hostname and leaves search", default: "30d" },
     { flags: "--log-format <format>", description: "text (key=value) or json (one object per line)", default: "text" },
     { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
   ],
@@ -62,6 +89,13 @@ export const rendezvousCommand: CommandSpec = {
     const registrationRate = positiveNumber(options.registrationRate, "--registration-rate");
     const requestRate = positiveNumber(options.requestRate, "--request-rate");
     const maxConnectionsPerIp = Math.floor(positiveNumber(options.maxConnectionsPerIp, "--max-connections-per-ip"));
+    const maxConnectionsPerPrefix = Math.floor(positiveNumber(options.maxConnectionsPerPrefix, "--max-connections-per-prefix"));
+    const maxConnections = Math.floor(positiveNumber(options.maxConnections, "--max-connections"));
+    const authTimeoutMs = parseDuration(options.authTimeout, "--auth-timeout", 100, 10 * 60_000);
+    const prefixRegistrationRate = positiveNumber(options.prefixRegistrationRate, "--prefix-registration-rate");
+    const powBits = wholeNumber(options.powBits, "--pow-bits", 0, 28);
+    const powFreeRate = positiveNumber(options.powFreeRate, "--pow-free-rate");
+    const reapAfterMs = parseDuration(options.reapAfter, "--reap-after", 1000, 3650 * 86_400_000);
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -82,8 +116,17 @@ export const rendezvousCommand: CommandSpec = {
         limits: {
           ...DEFAULT_SERVER_LIMITS,
           registrationsPerIp: { rate: registrationRate / 60, burst: Math.max(1, Math.ceil(registrationRate)) },
-          requestsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 5)) },
+          registrationsPerPrefix: { rate: prefixRegistrationRate / 60, burst: Math.max(1, Math.ceil(prefixRegistrationRate)) },
+          requestsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 20)) },
+          lookupsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 5)) },
+          inboundLookupsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 5)) },
+          pow: { ...DEFAULT_SERVER_LIMITS.pow, baseBits: powBits, freePerMinute: powFreeRate },
+          reapAfterMs,
           maxConnectionsPerIp,
+          maxConnectionsPerPrefix,
+          maxConnections,
+          maxUnauthenticated: Math.max(1, Math.floor(maxConnections / 5)),
+          authTimeoutMs,
         },
       });
     } catch (e: any) {
