@@ -511,17 +511,18 @@ export class RegistryService {
     if (m.pow !== undefined && typeof m.pow !== "string") fail("invalid_argument", `pow must be ${POW_NONCE_SIZE} bytes in base64`);
     const existing = this.store.nodeByKey(publicKey);
     if (!existing) {
-      // A new identity: proof of work first (one hash to check), then the per-address and per-prefix rates.
+      // A new identity: the per-address and per-network rates (checked first, so nobody works in vain),
+      // then the proof of work (one hash to check), and only then are the rates charged.
+      const ipKey = `ip:${ctx.sourceIp}`;
+      const prefixKey = `net:${addressPrefix(ctx.sourceIp)}`;
+      if (this.registrations.retryAfter(ipKey, now) > 0 || this.prefixRegistrations.retryAfter(prefixKey, now) > 0) {
+        fail("rate_limited", "too many new registrations from this address or its network; retry later");
+      }
       const work = m.pow === undefined ? undefined : fromBase64(m.pow, POW_NONCE_SIZE);
       if (m.pow !== undefined && !work) fail("invalid_argument", `pow must be ${POW_NONCE_SIZE} bytes in base64`);
       if (!this.pow.verify(fromBase64(publicKey, 32)!, work ?? new Uint8Array(0), now)) {
         const pow = this.powChallenge(now);
         fail("pow_required", `a new node must show proof of work: ${pow.difficulty} leading zero bits (docs/REGISTRY.md)`, { pow });
-      }
-      const ipKey = `ip:${ctx.sourceIp}`;
-      const prefixKey = `net:${addressPrefix(ctx.sourceIp)}`;
-      if (this.registrations.retryAfter(ipKey, now) > 0 || this.prefixRegistrations.retryAfter(prefixKey, now) > 0) {
-        fail("rate_limited", "too many new registrations from this address or its network; retry later");
       }
       this.registrations.take(ipKey, now);
       this.prefixRegistrations.take(prefixKey, now);

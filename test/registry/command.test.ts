@@ -62,3 +62,13 @@ test("the command is in pilot context with its options and errors", async () => 
   expect(ctx.returns).toHaveProperty("public_key");
   expect(ctx.errors).toContain("already_exists");
 });
+
+test("limit options are checked: a bad duration, count or bit count is invalid_argument", async () => {
+  for (const bad of [["--reap-after", "forever"], ["--reap-after", "0s"], ["--auth-timeout", "1x"], ["--pow-bits", "40"], ["--max-connections-per-prefix", "many"], ["--pow-free-rate", "0"]]) {
+    const r = await run(["rendezvous", "--json", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", ...bad]);
+    expect([r.code, JSON.parse(r.stderr.trim().split("\n").at(-1)!).code, bad]).toEqual([1, "invalid_argument", bad]);
+  }
+  const ctx = JSON.parse((await run(["context", "--json"])).stdout).data.commands.rendezvous;
+  const flags = ctx.options.map((o: { flags: string }) => o.flags);
+  for (const f of ["--reap-after <duration>", "--max-connections <n>", "--max-connections-per-prefix <n>", "--auth-timeout <duration>", "--pow-bits <n>", "--prefix-registration-rate <n>"]) expect(flags).toContain(f);
+});
