@@ -16,8 +16,8 @@ let r: RendezvousProcess;
 const daemons: number[] = [];
 
 beforeAll(async () => {
-  // Default limits, except new keys per IP: every test node registers from 127.0.0.1.
-  r = await startRendezvous({ args: ["--registration-rate", "100000"] });
+  // Default limits, except for new keys: the test nodes are created in bulk.
+  r = await startRendezvous({ args: ["--registration-rate", "100000", "--prefix-registration-rate", "100000", "--pow-free-rate", "100000"] });
 });
 
 afterAll(async () => {
@@ -91,3 +91,39 @@ test("a detached daemon start with a taken hostname fails with already_exists, a
   expect(result.json).toMatchObject({ status: "error", code: "already_exists" });
   expect(result.json.message).toContain(name);
 }, 30_000);
+
+test("pilot pending lists the oldest and the newest, counts the rest, and pages through all of them newest first", async () => {
+  const home = tempDir();
+  const started = await startDaemon(home);
+  expect(started.code).toBe(0);
+  const nodeId = started.json.data.node_id as number;
+  const askers: TestNode[] = await Promise.all(Array.from({ length: 120 }, (_, i) => newNode(r, {}, { subscribe: false, localAddress: `127.21.${i}.1` })));
+  // Asked in id order, so requests made within the same millisecond keep that order too.
+  askers.sort((a, b) => a.id - b.id);
+  for (const a of askers) await a.client.trustRequest(nodeId, `asker ${a.id}`);
+  const newest = askers.at(-1)!.id;
+  const pilot = (args: string[]) => runPilot([...args, "--json"], { env: { PILOT_HOME: home } });
+
+  const plain = await pilot(["pending"]);
+  expect(plain.code).toBe(0);
+  expect(plain.json.data.total).toBe(120);
+  expect(plain.json.data.pending.length).toBe(100);
+  expect(plain.json.data.pending.map((p: { node_id: number }) => p.node_id)).toContain(newest);
+
+  const top = await pilot(["pending", "--limit", "10"]);
+  expect(top.json.data).toMatchObject({ total: 120, offset: 0 });
+  expect(top.json.data.pending.map((p: { node_id: number }) => p.node_id)).toEqual(askers.slice(-10).map((a) => a.id).reverse());
+
+  const tail = await pilot(["pending", "--offset", "110", "--limit", "20"]);
+  expect(tail.json.data.pending.map((p: { node_id: number }) => p.node_id)).toEqual(askers.slice(0, 10).map((a) => a.id).reverse());
+
+  const all = await pilot(["pending", "--all"]);
+  expect(all.json.data.pending.length).toBe(120);
+  expect(new Set(all.json.data.pending.map((p: { node_id: number }) => p.node_id)).size).toBe(120);
+
+  const text = await runPilot(["pending"], { env: { PILOT_HOME: home } });
+  expect(text.stdout).toContain("120 trust requests waiting for you (100 listed: the oldest and the newest)");
+  expect(text.stdout).toContain("20 more not listed: pilot pending --all");
+  expect((await pilot(["pending", "--all", "--limit", "3"])).json.code).toBe("invalid_argument");
+  expect((await pilot(["pending", "--limit", "0"])).json.code).toBe("invalid_argument");
+}, 90_000);
