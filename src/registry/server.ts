@@ -362,10 +362,11 @@ export class RegistryServer {
         this.log.error("request failed", { error: String(e) });
         outcome = { ...RegistryService.malformed("internal error"), body: { ok: false, error: { code: "internal", message: "internal error" } } };
       }
-      if (outcome.accepted) {
+      if (outcome.accepted && outcome.accepted.nodeId !== null) {
         // A node's valid request within its own budget: it does not count against the connection.
+        // (A new key's register counts until it has made a node: keys cost nothing to make.)
         this.frames.refund(budget);
-        if (outcome.accepted.nodeId !== null) this.authenticated(conn, outcome.accepted.nodeId);
+        this.authenticated(conn, outcome.accepted.nodeId);
       }
       if (outcome.note?.internal) this.log.error("request failed", outcome.note);
       else if (outcome.note) this.log.info(String(outcome.note.event ?? "request"), outcome.note);

@@ -355,6 +355,26 @@ describe("malformed frames", () => {
 });
 
 describe("rate limits", () => {
+  test("registers of throwaway keys without proof of work are answered, but charged to the connection's frame budget", async () => {
+    const fresh = await startRendezvous({ args: [] });
+    const c = await RawConnection.open(fresh.port);
+    await c.next();
+    const key = keyBytes(fresh.publicKey);
+    for (let i = 0; i < 260; i++) {
+      const throwaway = generateIdentity();
+      c.send(signedRequest(throwaway, key, { type: "register", public_key: toBase64(throwaway.publicKey) }));
+    }
+    const answers: string[] = [];
+    for (let i = 0; i < 260; i++) {
+      const f = await c.next(10_000);
+      answers.push(`${(f?.error as { code: string } | undefined)?.code}:${String((f?.error as { message: string } | undefined)?.message).includes("connection") ? "frames" : "request"}`);
+    }
+    expect(answers.filter((a) => a === "pow_required:request").length).toBeLessThanOrEqual(205);
+    expect(answers.filter((a) => a === "rate_limited:frames").length).toBeGreaterThanOrEqual(50);
+    c.close();
+  });
+
+
   let limited: RendezvousProcess;
   beforeAll(async () => {
     limited = await startRendezvous({ args: ["--registration-rate", "3", "--request-rate", "2", "--max-connections-per-ip", "6"] });
