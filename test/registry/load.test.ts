@@ -31,6 +31,29 @@ test("one client with 400 requests in flight: every answer verifies and the link
   expect(node.client.connected).toBe(true);
 });
 
+test("150 clients with 10 requests each in flight at once: every answer verifies", async () => {
+  const nodes = await Promise.all(Array.from({ length: 150 }, () => newNode(r, { public: true }, { subscribe: false })));
+  const codes = await Promise.all(
+    nodes.flatMap((n, i) => {
+      const other = nodes[(i + 1) % nodes.length]!;
+      return [
+        n.client.lookup(other.id),
+        n.client.resolve(other.id, { contact: true }),
+        n.client.heartbeat(),
+        n.client.trustState(),
+        n.client.search("nothing-matches"),
+        n.client.setTags([`load-${i}`]),
+        n.client.lookup(n.id),
+        n.client.resolve(other.id),
+        n.client.trustRequest(other.id, "load"),
+        n.client.trustInbox({ limit: 5 }),
+      ].map(codeOf);
+    }),
+  );
+  expect(tally(codes)).toEqual({ ok: 1500 });
+  expect(nodes.every((n) => n.client.connected)).toBe(true);
+}, 60_000);
+
 test("100 nodes ask one node for trust at once and it approves each at once", async () => {
   const target = await newNode(r, {}, { subscribe: true });
   const askers: TestNode[] = await Promise.all(Array.from({ length: 100 }, () => newNode(r, {}, { subscribe: true })));
