@@ -25,9 +25,8 @@
  * `not_found` when it does not hold, with the same message as for an id that
  * was never assigned.
  */
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { addressOf, formatAddress } from "../protocol/address.ts";
-import { randomBytes } from "node:crypto";
 import { addressPrefix, ReplayCache, TokenBuckets, type BucketConfig } from "./limits.ts";
 import { DEFAULT_POW, POW_NONCE_SIZE, PowGate, type PowConfig } from "./pow.ts";
 import {
