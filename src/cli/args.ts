@@ -79,17 +79,17 @@ export function rateOption(value: unknown, flag: string, max: number): number | 
   return n;
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**
- * A duration in ms from "250ms", "1.5s", "2m", "1h" or a bare number of
+ * A duration in ms from "250ms", "1.5s", "2m", "1h", "30d" or a bare number of
  * seconds ("0.2"). undefined when absent; `allowZero` for intervals.
  */
 export function durationOption(value: unknown, flag: string, options: { allowZero?: boolean; maxMs?: number } = {}): number | undefined {
   const raw = optionText(value, flag);
   if (raw === undefined) return undefined;
   const text = raw.trim();
-  const m = /^([0-9]{1,12}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})(ms|s|m|h)?$/.exec(text);
+  const m = /^([0-9]{1,12}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})(ms|s|m|h|d)?$/.exec(text);
   const ms = m ? Number(m[1]) * UNITS[m[2] ?? "s"]! : NaN;
   const max = options.maxMs ?? 24 * 3_600_000;
   if (!Number.isFinite(ms) || ms > max || ms < 0 || (ms === 0 && !options.allowZero)) {

@@ -73,6 +73,8 @@ export class DaemonNode implements LocalNode {
   private readonly names = new Map<string, { address: Address; expires: number }>();
   private syncing: Promise<void> | null = null;
   private resyncWanted = false;
+  /** Pending requests to this node in all, as the registry last said (the mirror holds a window of them). */
+  private inboundTotal = 0;
   private readonly methods: Record<string, (p: Params) => Promise<unknown> | unknown>;
   /** Exposed ports (`pilot expose`): Pilot streams bridged to local TCP services. */
   readonly exposes: ExposeManager;
@@ -140,7 +142,7 @@ export class DaemonNode implements LocalNode {
       approve: (p) => this.approve(p),
       reject: (p) => this.reject(p),
       untrust: (p) => this.untrust(p),
-      pending: async () => (await this.freshTrust(), this.pending()),
+      pending: async (p) => (p.offset !== undefined || p.limit !== undefined ? this.pendingPage(p) : (await this.freshTrust(), this.pending())),
       trusted: async () => (await this.freshTrust(), this.trusted()),
       ...this.exposes.methods(),
       secure_sign: (p) => this.secureSign(p),
@@ -229,6 +231,7 @@ export class DaemonNode implements LocalNode {
           await this.retryRevocations();
           const state = await this.registry.trustState();
           const lost = this.trust.replace(snapshotOf(state));
+          this.inboundTotal = state.inbound_total;
           for (const id of lost) this.cutPeer(id, "trust ended");
         } while (this.resyncWanted);
       } catch (e) {
@@ -602,7 +605,20 @@ export class DaemonNode implements LocalNode {
       reason: r.reason,
       sent_at: r.createdAt,
     }));
-    return { pending, outgoing, total: pending.length };
+    return { pending, outgoing, total: Math.max(this.inboundTotal, pending.length) };
+  }
+
+  /** One page of every pending request to this node, newest first, from the registry (`offset`, `limit` 1-100). */
+  private async pendingPage(p: Params) {
+    const offset = p.offset === undefined ? 0 : num(p, "offset");
+    const limit = p.limit === undefined ? 100 : num(p, "limit");
+    if (offset < 0 || limit < 1 || limit > 100) throw new NodeError("invalid_argument", `"offset" must be 0 or more and "limit" 1-100`);
+    const page = await this.registry.trustInbox({ offset, limit }).catch((e) => {
+      throw asNodeError(e);
+    });
+    const pending = page.inbound.map((r) => ({ node_id: r.from, address: r.address, hostname: r.hostname, reason: r.reason, received_at: r.created_at }));
+    const outgoing = this.trust.outboundRequests().map((r) => ({ node_id: r.nodeId, address: formatAddress(addressOf(0, r.nodeId)), reason: r.reason, sent_at: r.createdAt }));
+    return { pending, outgoing, total: page.total, offset: page.offset, next_offset: page.next_offset };
   }
 
   private trusted() {

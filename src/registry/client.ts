@@ -9,8 +9,12 @@
  *   hello (trust on first use: read `client.registryKey` and store it). A hello
  *   with another key fails with `registry_identity_changed`, for good.
  * - Signs every request (see wire.ts) and verifies every response and event
- *   signature; a forged or altered one fails the request with
- *   `invalid_response` and drops the connection.
+ *   signature. A response that fails its check fails that request alone
+ *   with `invalid_response` (each frame is checked on its own, so one bad
+ *   frame cannot taint the others); a third one on the same connection, an
+ *   unreadable frame or a bad event drops the connection.
+ * - A new key's register pays the registry's proof of work (pow.ts) when
+ *   the registry asks for it (`pow_required`), then is sent again.
  * - Several requests may be in flight; each waits at most `requestTimeoutMs`.
  * - A lost connection fails the requests in flight with `connection_lost`
  *   (the registry may or may not have applied them: signed requests are
@@ -22,6 +26,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { connect as tcpConnect, type Socket } from "node:net";
+import { POW_CHALLENGE_SIZE, solvePowSlice } from "./pow.ts";
 import type { Signer } from "./signer.ts";
 import { verifyEd25519 } from "./signer.ts";
 import {
@@ -57,6 +62,8 @@ export class RegistryError extends Error {
   constructor(
     readonly code: ClientErrorCode,
     message: string,
+    /** For `pow_required`: the work the registry asks for. */
+    readonly pow?: { challenge: string; difficulty: number },
   ) {
     super(message);
     this.name = "RegistryError";
@@ -137,11 +144,21 @@ export interface OutboundRequest {
 
 export interface TrustState {
   trusted: TrustedPeer[];
-  /** The visible inbox (oldest first, at most 100). */
+  /** The visible inbox, oldest first: every request up to 100, else the oldest 50 and the newest 50. */
   inbound: InboundRequest[];
   /** All pending requests to this node, including those queued behind the visible inbox. */
   inbound_total: number;
   outbound: OutboundRequest[];
+}
+
+/** One page of all pending requests to this node, newest first (`trustInbox`). */
+export interface InboxPage {
+  inbound: InboundRequest[];
+  /** All pending requests to this node. */
+  total: number;
+  offset: number;
+  /** Pass as `offset` for the next page; null after the last. */
+  next_offset: number | null;
 }
 
 interface EventBase {
@@ -157,6 +174,8 @@ export type RegistryEvent =
 export interface RegistryClientOptions {
   readonly host: string;
   readonly port: number;
+  /** Source IP for the TCP connection (default: chosen by the system). */
+  readonly localAddress?: string;
   readonly signer: Signer;
   /** This node's id, when it registered before; register() sets it otherwise. */
   readonly nodeId?: number;
@@ -169,6 +188,8 @@ export interface RegistryClientOptions {
   readonly onReconnect?: () => void;
   /** Clock for request timestamps (tests use it to send stale requests). */
   readonly clock?: () => number;
+  /** The most proof of work register() will do for a new key, in leading zero bits (default 26, about 10 s). */
+  readonly powMaxBits?: number;
 }
 
 interface Pending {
@@ -178,11 +199,15 @@ interface Pending {
   readonly timer: ReturnType<typeof setTimeout>;
 }
 
+/** Responses failing their signature check that one connection may carry before it is dropped. */
+const BAD_RESPONSES_PER_LINK = 3;
+
 class Link {
   readonly reader = new FrameReader();
   readonly pending = new Map<number, Pending>();
   subscription?: { nonce: Uint8Array; seq: number };
   closed = false;
+  badResponses = 0;
   constructor(readonly socket: Socket) {}
 }
 
@@ -251,7 +276,22 @@ export class RegistryClient {
   // -- typed requests ------------------------------------------------------------------
 
   async register(fields: { endpoints?: string[]; hostname?: string; public?: boolean; tags?: string[] } = {}): Promise<RegisterResult> {
-    const result = (await this.call("register", { ...fields, public_key: toBase64(this.options.signer.publicKey) }, false)) as unknown as RegisterResult;
+    const request: Record<string, unknown> = { ...fields, public_key: toBase64(this.options.signer.publicKey) };
+    let result: RegisterResult | undefined;
+    // A known key registers at once; a new one is asked for proof of work, pays it and asks again
+    // (again if the difficulty rose or the challenge changed meanwhile). The work is bound to the
+    // registry's challenge, not to a connection: if the connection went while it was being done,
+    // the next call reconnects. Unlike other calls, register may be resent after a lost connection:
+    // a key always maps to one node and the same fields are applied again.
+    for (let attempt = 0; result === undefined; attempt++) {
+      try {
+        result = (await this.call("register", request, false)) as unknown as RegisterResult;
+      } catch (e) {
+        if (!(e instanceof RegistryError) || attempt >= 3) throw e;
+        if (e.code === "pow_required" && e.pow) request.pow = toBase64(await this.solvePow(e.pow));
+        else if (e.code !== "connection_lost") throw e;
+      }
+    }
     if (result.public_key !== toBase64(this.options.signer.publicKey) || !Number.isInteger(result.node_id)) {
       throw new RegistryError("invalid_response", "the registry answered register for another key");
     }
@@ -332,6 +372,17 @@ export class RegistryClient {
     throw new RegistryError("invalid_response", "trust_state did not end");
   }
 
+  /**
+   * Every pending request to this node, newest first, one page at a time
+   * (`limit` 1-100, default 100; a page also stops before 48 KiB).
+   */
+  trustInbox(options: { offset?: number; limit?: number } = {}): Promise<InboxPage> {
+    const fields: Record<string, unknown> = {};
+    if (options.offset !== undefined) fields.offset = options.offset;
+    if (options.limit !== undefined) fields.limit = options.limit;
+    return this.call("trust_inbox", fields) as Promise<any>;
+  }
+
   /** Starts pushed events on this connection (and on every reconnection). */
   async subscribe(): Promise<void> {
     this.wantSubscription = true;
@@ -342,6 +393,26 @@ export class RegistryClient {
 
   async deregister(): Promise<{ node_id: number; deregistered: true }> {
     return this.call("deregister", {}) as Promise<any>;
+  }
+
+  /** Finds proof of work for this key, yielding to the event loop between slices. */
+  private async solvePow(pow: { challenge: string; difficulty: number }): Promise<Uint8Array> {
+    const challenge = fromBase64(pow.challenge, POW_CHALLENGE_SIZE);
+    const max = this.options.powMaxBits ?? 26;
+    if (!challenge || !Number.isInteger(pow.difficulty) || pow.difficulty < 0) {
+      throw new RegistryError("invalid_response", "the registry asked for proof of work with a malformed challenge");
+    }
+    if (pow.difficulty > max) {
+      throw new RegistryError("rate_limited", `the registry asks ${pow.difficulty} bits of proof of work for a new node (more than ${max}): it is under a registration flood; retry later`);
+    }
+    const SLICE = 16_384;
+    for (let from = 0; from < 2 ** 48; from += SLICE) {
+      if (this.fatal) throw this.fatal;
+      const found = solvePowSlice(challenge, this.options.signer.publicKey, pow.difficulty, from, SLICE);
+      if (found) return found;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    throw new RegistryError("rate_limited", "no proof of work found");
   }
 
   // -- the request machinery ------------------------------------------------------------
@@ -424,7 +495,7 @@ export class RegistryClient {
     const { host, port } = this.options;
     const timeoutMs = this.options.connectTimeoutMs ?? 5_000;
     return new Promise<Link>((resolve, reject) => {
-      const socket = tcpConnect({ host, port, noDelay: true });
+      const socket = tcpConnect({ host, port, noDelay: true, ...(this.options.localAddress ? { localAddress: this.options.localAddress } : {}) });
       const link = new Link(socket);
       let greeted = false;
       const timer = setTimeout(() => {
@@ -522,20 +593,26 @@ export class RegistryClient {
       // Unsolicited (for example the answer to a frame the registry could not read): verify, then ignore.
       return;
     }
-    if (!sig || !verifyEd25519(this.pinned!, responseSigningBytes(message, pending.nonce), sig)) {
-      this.breakLink(link, new RegistryError("invalid_response", "a response failed its signature check (altered or forged)"));
-      return;
-    }
     link.pending.delete(message.id as number);
     clearTimeout(pending.timer);
+    if (!sig || !verifyEd25519(this.pinned!, responseSigningBytes(message, pending.nonce), sig)) {
+      // Only this request is failed: every other answer is checked on its own, so it cannot be
+      // altered through this one. Several on one connection: someone is tampering with it.
+      const error = new RegistryError("invalid_response", "a response failed its signature check (altered or forged)");
+      pending.reject(error);
+      if (++link.badResponses >= BAD_RESPONSES_PER_LINK) this.breakLink(link, error);
+      return;
+    }
     if (message.ok === true) {
       const { type: _t, id: _i, ok: _o, sig: _s, ...fields } = message;
       pending.resolve(fields);
       return;
     }
-    const error = message.error as { code?: unknown; message?: unknown } | undefined;
+    const error = message.error as { code?: unknown; message?: unknown; pow?: { challenge?: unknown; difficulty?: unknown } } | undefined;
     const code = typeof error?.code === "string" ? (error.code as ClientErrorCode) : "internal";
-    pending.reject(new RegistryError(code, typeof error?.message === "string" ? error.message : "the registry refused the request"));
+    const pow =
+      typeof error?.pow?.challenge === "string" && typeof error.pow.difficulty === "number" ? { challenge: error.pow.challenge, difficulty: error.pow.difficulty } : undefined;
+    pending.reject(new RegistryError(code, typeof error?.message === "string" ? error.message : "the registry refused the request", pow));
   }
 
   /** Fails everything in flight on `link` with `error` and closes it. */

@@ -13,6 +13,7 @@ export {
   RegistryError,
   type ClientErrorCode,
   type InboundRequest,
+  type InboxPage,
   type NodeInfo,
   type OutboundRequest,
   type RegisterResult,

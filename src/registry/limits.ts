@@ -1,8 +1,9 @@
 /**
- * Token buckets and the replay cache: the registry's defences against floods
- * and against captured requests. Both take time as an argument and hold a
- * bounded amount of memory.
+ * Token buckets, the replay cache and address prefixes: the registry's
+ * defences against floods and against captured requests. All take time as an
+ * argument and hold a bounded amount of memory.
  */
+import { parseIp, unmapIpv4 } from "../protocol/beacon-message.ts";
 
 export interface BucketConfig {
   /** Tokens added per second. */
@@ -37,6 +38,25 @@ export class TokenBuckets {
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
+  }
+
+  /** Gives back one token taken for `key` (the work it paid for turned out to be cheap or legitimate). */
+  refund(key: string): void {
+    const b = this.buckets.get(key);
+    if (b) b.tokens = Math.min(this.config.burst, b.tokens + 1);
+  }
+
+  /** Milliseconds until `key` has a token again (0 if it has one now). */
+  retryAfter(key: string, now: number): number {
+    const b = this.buckets.get(key);
+    if (!b) return 0;
+    const tokens = Math.min(this.config.burst, b.tokens + (Math.max(0, now - b.at) / 1000) * this.config.rate);
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / this.config.rate) * 1000);
+  }
+
+  /** Forgets `key`'s bucket (a closed connection). */
+  forget(key: string): void {
+    this.buckets.delete(key);
   }
 
   get size(): number {
@@ -82,5 +102,69 @@ export class ReplayCache {
     if (now - this.lastSweep < 5_000) return;
     this.lastSweep = now;
     for (const [nonce, expiry] of this.seen) if (expiry < now) this.seen.delete(nonce);
+  }
+}
+
+/**
+ * The network an address belongs to for fairness and limits: IPv4 /24 and
+ * IPv6 /56 (what one site or one customer typically holds, so one host with
+ * many addresses counts as one). IPv4-mapped IPv6 counts as IPv4. Anything
+ * that does not parse is its own prefix.
+ */
+export function addressPrefix(ip: string): string {
+  const plain = unmapIpv4(ip);
+  const bytes = parseIp(plain);
+  if (!bytes.ok) return `?${plain}`;
+  const b = bytes.value;
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.0/24`;
+  return `${Buffer.from(b.subarray(0, 7)).toString("hex")}/56`;
+}
+
+/**
+ * Counts per key with the heaviest key at hand in O(1): the registry asks
+ * "which network holds the most connections?" on every accept while full.
+ */
+export class CountIndex {
+  private readonly counts = new Map<string, number>();
+  /** count -> keys holding exactly that many */
+  private readonly byCount = new Map<number, Set<string>>();
+  private max = 0;
+
+  count(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+
+  add(key: string): void {
+    this.move(key, this.count(key), this.count(key) + 1);
+  }
+
+  remove(key: string): void {
+    const n = this.count(key);
+    if (n > 0) this.move(key, n, n - 1);
+  }
+
+  /** A key holding the most, and how many it holds (undefined when empty). */
+  heaviest(): { key: string; count: number } | undefined {
+    const keys = this.byCount.get(this.max);
+    const key = keys?.values().next().value;
+    return key === undefined ? undefined : { key, count: this.max };
+  }
+
+  private move(key: string, from: number, to: number): void {
+    if (from > 0) {
+      const set = this.byCount.get(from)!;
+      set.delete(key);
+      if (set.size === 0) this.byCount.delete(from);
+    }
+    if (to > 0) {
+      let set = this.byCount.get(to);
+      if (!set) this.byCount.set(to, (set = new Set()));
+      set.add(key);
+      this.counts.set(key, to);
+    } else {
+      this.counts.delete(key);
+    }
+    if (to > this.max) this.max = to;
+    while (this.max > 0 && !this.byCount.has(this.max)) this.max--;
   }
 }

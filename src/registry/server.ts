@@ -4,24 +4,50 @@
  * to subscribed connections. All request logic lives in service.ts.
  *
  * Per connection it holds at most one partial frame (64 KiB) and a bounded
- * write queue; it refuses connections beyond a per-IP and a total limit and
- * closes idle ones. Hostile input gets an `invalid_argument` reply, or the
+ * write queue. Hostile input gets an `invalid_argument` reply, or the
  * connection is closed when framing is lost; it never affects other clients.
+ *
+ * Connections (docs/REGISTRY.md §9):
+ * - limits per source IP and per source network (IPv4 /24, IPv6 /56);
+ * - a connection must send a valid signed request within `authTimeoutMs`,
+ *   or it is closed; at most `maxUnauthenticated` wait at once (the oldest
+ *   gives way to a new one);
+ * - at most `maxConnectionsPerNode` authenticated connections per node (the
+ *   least recently active gives way);
+ * - when the table is full, the network holding the most connections gives
+ *   one up to a network holding fewer (its oldest unauthenticated one, else
+ *   its least recently active): a flood from some networks never locks out
+ *   the others.
  */
 import { createServer, type Server, type Socket } from "node:net";
 import { unmapIpv4 } from "../protocol/beacon-message.ts";
-import { TokenBuckets, type BucketConfig } from "./limits.ts";
+import { addressPrefix, CountIndex, TokenBuckets, type BucketConfig } from "./limits.ts";
 import { createLogger, type Logger } from "../util/log.ts";
-import { DEFAULT_SERVICE_LIMITS, RegistryService, type Outcome, type ServiceLimits } from "./service.ts";
+import { budgetOf, DEFAULT_SERVICE_LIMITS, RegistryService, type Outcome, type ServiceLimits } from "./service.ts";
 import type { Signer } from "./signer.ts";
 import type { RegistryStore } from "./store.ts";
-import { encodeFrame, eventSigningBytes, FrameReader, PROTOCOL_VERSION, responseSigningBytes, toBase64 } from "./wire.ts";
+import { encodeFrame, eventSigningBytes, FrameReader, fromBase64, NONCE_SIZE, PROTOCOL_VERSION, responseSigningBytes, toBase64 } from "./wire.ts";
 
 export interface ServerLimits extends ServiceLimits {
-  /** Frames per connection, before any signature work. Default 50/s, burst 200. */
+  /**
+   * Frames per connection, charged before any signature work. A request that
+   * proves valid and within its node's budget gets its token back, so this
+   * bounds only what a connection sends that is not a node's accepted request.
+   * Once the connection is authenticated, each kind of request (the node's
+   * own calls, lookups, lookups of nodes that contacted it) has a bucket of
+   * its own. Default 50/s, burst 200.
+   */
   readonly framesPerConnection: BucketConfig;
   readonly maxConnectionsPerIp: number;
+  /** Connections from one IPv4 /24 or IPv6 /56. */
+  readonly maxConnectionsPerPrefix: number;
   readonly maxConnections: number;
+  /** Connections that have not yet sent a valid signed request, at once. */
+  readonly maxUnauthenticated: number;
+  /** A connection that sends no valid signed request within this is closed. */
+  readonly authTimeoutMs: number;
+  /** Authenticated connections of one node. */
+  readonly maxConnectionsPerNode: number;
   /** A connection that sends nothing for this long is closed. */
   readonly idleTimeoutMs: number;
   /** A connection whose unsent output grows past this is closed (a reader that does not read). */
@@ -34,7 +60,11 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   ...DEFAULT_SERVICE_LIMITS,
   framesPerConnection: { rate: 50, burst: 200 },
   maxConnectionsPerIp: 64,
+  maxConnectionsPerPrefix: 256,
   maxConnections: 10_000,
+  maxUnauthenticated: 2_000,
+  authTimeoutMs: 5_000,
+  maxConnectionsPerNode: 8,
   idleTimeoutMs: 5 * 60_000,
   maxQueuedBytes: 1 << 20,
   maxMalformedFrames: 16,
@@ -54,16 +84,34 @@ interface Connection {
   readonly id: number;
   readonly socket: Socket;
   readonly ip: string;
+  /** Its source network (addressPrefix). */
+  readonly prefix: string;
   readonly reader: FrameReader;
   malformed: number;
+  /** When it last sent a frame (the registry's clock). */
+  lastActive: number;
+  /** The node whose valid signed request it sent first; unset while unauthenticated. */
+  nodeId?: number;
+  authTimer?: ReturnType<typeof setTimeout>;
   subscription?: { nodeId: number; nonce: Uint8Array; seq: number };
 }
+
+/** How often the reaper runs, at most and at least. */
+const REAP_INTERVAL_MAX_MS = 3_600_000;
+const REAP_INTERVAL_MIN_MS = 1_000;
 
 export class RegistryServer {
   private readonly service: RegistryService;
   private readonly connections = new Set<Connection>();
   private readonly perIp = new Map<string, number>();
+  private readonly perPrefix = new Map<string, Set<Connection>>();
+  private readonly prefixCounts = new CountIndex();
+  /** Connections still to authenticate, oldest first. */
+  private readonly unauthenticated = new Set<Connection>();
+  private readonly perNode = new Map<number, Set<Connection>>();
   private readonly subscribers = new Map<number, Set<Connection>>();
+  private readonly refusals = new Map<string, Uint8Array>();
+  private reaper: ReturnType<typeof setInterval> | undefined;
   private readonly frames: TokenBuckets;
   private readonly limits: ServerLimits;
   private readonly log: Logger;
@@ -99,7 +147,24 @@ export class RegistryServer {
       });
     });
     server.on("error", (e) => registry.log.error("registry server error", { error: String(e) }));
+    registry.startReaper();
     return registry;
+  }
+
+  /** Reaps nodes not seen for the reaping time: once now, then periodically. */
+  private startReaper(): void {
+    const reap = () => {
+      try {
+        const n = this.service.reap(this.clock());
+        if (n > 0) this.log.info("nodes reaped", { count: n, not_seen_for_ms: this.limits.reapAfterMs });
+      } catch (e) {
+        this.log.error("reaping failed", { error: String(e) });
+      }
+    };
+    reap();
+    const every = Math.min(REAP_INTERVAL_MAX_MS, Math.max(REAP_INTERVAL_MIN_MS, Math.floor(this.limits.reapAfterMs / 4)));
+    this.reaper = setInterval(reap, every);
+    this.reaper.unref();
   }
 
   /** The address actually bound (the real port when asked for port 0). */
@@ -124,6 +189,7 @@ export class RegistryServer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.reaper) clearInterval(this.reaper);
     const done = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.connections) c.socket.destroy();
     await done;
@@ -131,19 +197,41 @@ export class RegistryServer {
 
   private accept(socket: Socket): void {
     const ip = unmapIpv4(socket.remoteAddress ?? "");
-    const fromIp = this.perIp.get(ip) ?? 0;
-    if (this.closed || this.connections.size >= this.limits.maxConnections || fromIp >= this.limits.maxConnectionsPerIp) {
-      this.log.warn("connection refused", { source_ip: ip, reason: this.closed ? "closing" : "too many connections" });
-      // Say why before closing: a signed error in place of the hello.
-      const refusal: Record<string, unknown> = { type: "response", id: null, ok: false, error: { code: "rate_limited", message: "too many connections from this address; close some or retry later" } };
-      refusal.sig = toBase64(this.options.signer.sign(responseSigningBytes(refusal, new Uint8Array(0))));
+    const prefix = addressPrefix(ip);
+    const refused = this.closed
+      ? "closing"
+      : (this.perIp.get(ip) ?? 0) >= this.limits.maxConnectionsPerIp
+        ? "too many connections from this address"
+        : this.prefixCounts.count(prefix) >= this.limits.maxConnectionsPerPrefix
+          ? "too many connections from this network"
+          : this.connections.size >= this.limits.maxConnections && !this.makeRoomFor(prefix)
+            ? "too many connections"
+            : undefined;
+    if (refused) {
+      this.log.warn("connection refused", { source_ip: ip, reason: refused });
       socket.on("error", () => {});
-      socket.end(encodeFrame(refusal));
+      socket.end(this.refusal(refused));
       return;
     }
-    const conn: Connection = { id: this.nextConnectionId++, socket, ip, reader: new FrameReader(), malformed: 0 };
+    if (this.unauthenticated.size >= this.limits.maxUnauthenticated) {
+      // The oldest connection still to authenticate gives way: a flood of them cycles through
+      // the pool while a real client, which signs its first request at once, gets through.
+      const oldest = this.unauthenticated.values().next().value!;
+      this.evict(oldest, "too many connections waiting to authenticate");
+    }
+    const now = this.clock();
+    const conn: Connection = { id: this.nextConnectionId++, socket, ip, prefix, reader: new FrameReader(), malformed: 0, lastActive: now };
     this.connections.add(conn);
-    this.perIp.set(ip, fromIp + 1);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    let fromPrefix = this.perPrefix.get(prefix);
+    if (!fromPrefix) this.perPrefix.set(prefix, (fromPrefix = new Set()));
+    fromPrefix.add(conn);
+    this.prefixCounts.add(prefix);
+    this.unauthenticated.add(conn);
+    conn.authTimer = setTimeout(() => {
+      if (conn.nodeId === undefined) this.evict(conn, "no valid signed request in time");
+    }, this.limits.authTimeoutMs);
+    conn.authTimer.unref?.();
     socket.setNoDelay(true);
     socket.setTimeout(this.limits.idleTimeoutMs, () => socket.destroy());
     socket.on("data", (chunk: Buffer) => this.receive(conn, chunk));
@@ -153,8 +241,47 @@ export class RegistryServer {
       type: "hello",
       registry_key: toBase64(this.options.signer.publicKey),
       version: PROTOCOL_VERSION,
-      time: this.clock(),
+      time: now,
     });
+  }
+
+  /** The signed refusal sent in place of the hello (signed once per reason: refusing must stay cheap). */
+  private refusal(reason: string): Uint8Array {
+    let frame = this.refusals.get(reason);
+    if (!frame) {
+      const refusal: Record<string, unknown> = { type: "response", id: null, ok: false, error: { code: "rate_limited", message: `${reason}; close some or retry later` } };
+      refusal.sig = toBase64(this.options.signer.sign(responseSigningBytes(refusal, new Uint8Array(0))));
+      this.refusals.set(reason, (frame = encodeFrame(refusal)));
+    }
+    return frame;
+  }
+
+  /**
+   * The table is full: the network holding the most connections gives one up,
+   * if it holds more than the newcomer's network would with this one. Its
+   * oldest unauthenticated connection goes first, else its least recently
+   * active one.
+   */
+  private makeRoomFor(prefix: string): boolean {
+    const heaviest = this.prefixCounts.heaviest();
+    if (!heaviest || heaviest.count <= this.prefixCounts.count(prefix) + 1) return false;
+    let victim: Connection | undefined;
+    for (const c of this.perPrefix.get(heaviest.key) ?? []) {
+      if (c.nodeId === undefined) {
+        victim = c;
+        break;
+      }
+      if (!victim || c.lastActive < victim.lastActive) victim = c;
+    }
+    if (!victim) return false;
+    this.evict(victim, "the registry is full and this network holds the most connections");
+    return true;
+  }
+
+  private evict(conn: Connection, reason: string): void {
+    this.log.debug("connection closed", { source_ip: conn.ip, reason });
+    this.drop(conn);
+    conn.socket.destroy();
   }
 
   private drop(conn: Connection): void {
@@ -162,7 +289,35 @@ export class RegistryServer {
     const n = (this.perIp.get(conn.ip) ?? 1) - 1;
     if (n <= 0) this.perIp.delete(conn.ip);
     else this.perIp.set(conn.ip, n);
+    const fromPrefix = this.perPrefix.get(conn.prefix);
+    fromPrefix?.delete(conn);
+    if (fromPrefix && fromPrefix.size === 0) this.perPrefix.delete(conn.prefix);
+    this.prefixCounts.remove(conn.prefix);
+    this.unauthenticated.delete(conn);
+    if (conn.authTimer) clearTimeout(conn.authTimer);
+    if (conn.nodeId !== undefined) {
+      const mine = this.perNode.get(conn.nodeId);
+      mine?.delete(conn);
+      if (mine && mine.size === 0) this.perNode.delete(conn.nodeId);
+    }
+    for (const suffix of ["", ":own", ":lookup", ":inbound"]) this.frames.forget(`c:${conn.id}${suffix}`);
     this.unsubscribe(conn);
+  }
+
+  /** `conn` sent a valid signed request of `nodeId`: it may stay (idle rules apply from now on). */
+  private authenticated(conn: Connection, nodeId: number): void {
+    if (conn.nodeId !== undefined) return;
+    conn.nodeId = nodeId;
+    this.unauthenticated.delete(conn);
+    if (conn.authTimer) clearTimeout(conn.authTimer);
+    let mine = this.perNode.get(nodeId);
+    if (!mine) this.perNode.set(nodeId, (mine = new Set()));
+    mine.add(conn);
+    if (mine.size > this.limits.maxConnectionsPerNode) {
+      let idlest: Connection | undefined;
+      for (const c of mine) if (c !== conn && (!idlest || c.lastActive < idlest.lastActive)) idlest = c;
+      if (idlest) this.evict(idlest, "too many connections of this node");
+    }
   }
 
   private unsubscribe(conn: Connection): void {
@@ -188,9 +343,16 @@ export class RegistryServer {
         if (++conn.malformed >= this.limits.maxMalformedFrames) conn.socket.end();
         continue;
       }
-      if (!this.frames.take(`c:${conn.id}`, this.clock())) {
-        const id = typeof frame.value.id === "number" ? frame.value.id : null;
-        this.respond(conn, { ...RegistryService.malformed("too many requests on this connection"), id, body: { ok: false, error: { code: "rate_limited", message: "too many requests on this connection; slow down" } } });
+      const now = this.clock();
+      conn.lastActive = now;
+      // One frame budget until the connection is authenticated; then one per kind of request, like
+      // the node's own budgets, so that lookups over budget never hold up the node's own calls.
+      const budget = conn.nodeId === undefined ? `c:${conn.id}` : `c:${conn.id}:${budgetOf(frame.value)}`;
+      if (!this.frames.take(budget, now)) {
+        // Bound to the request's own id and nonce, like every other answer: the client checks both.
+        const id = typeof frame.value.id === "number" && Number.isSafeInteger(frame.value.id) && frame.value.id >= 0 ? frame.value.id : null;
+        const nonce = (id !== null && fromBase64(frame.value.nonce, NONCE_SIZE)) || new Uint8Array(0);
+        this.respond(conn, { id: nonce.length > 0 ? id : null, nonce, events: [], body: { ok: false, error: { code: "rate_limited", message: "too many requests on this connection; slow down" } } });
         continue;
       }
       let outcome: Outcome;
@@ -199,6 +361,12 @@ export class RegistryServer {
       } catch (e) {
         this.log.error("request failed", { error: String(e) });
         outcome = { ...RegistryService.malformed("internal error"), body: { ok: false, error: { code: "internal", message: "internal error" } } };
+      }
+      if (outcome.accepted && outcome.accepted.nodeId !== null) {
+        // A node's valid request within its own budget: it does not count against the connection.
+        // (A new key's register counts until it has made a node: keys cost nothing to make.)
+        this.frames.refund(budget);
+        this.authenticated(conn, outcome.accepted.nodeId);
       }
       if (outcome.note?.internal) this.log.error("request failed", outcome.note);
       else if (outcome.note) this.log.info(String(outcome.note.event ?? "request"), outcome.note);

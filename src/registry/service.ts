@@ -9,8 +9,11 @@
  *   ts within ±REQUEST_WINDOW_MS of our clock            -> stale_request
  *   signer known and active, signature valid             -> unauthorized
  *   nonce not seen in the window                         -> replayed_request
- *   per-node request budget                              -> rate_limited
+ *   per-node request budget (own calls, lookups, and     -> rate_limited
+ *     lookups that answer another node's contact, apart)
  *   the request itself, in one transaction               -> its own errors
+ *     (a state-changing request's nonce is stored in that
+ *     transaction, so it stays refused after a restart)
  *
  * Privacy rule: `canSee(viewer, target)` holds when target is the viewer, is
  * public, is trusted by the viewer, has a pending trust request to the viewer
@@ -22,9 +25,10 @@
  * `not_found` when it does not hold, with the same message as for an id that
  * was never assigned.
  */
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { addressOf, formatAddress } from "../protocol/address.ts";
-import { ReplayCache, TokenBuckets, type BucketConfig } from "./limits.ts";
+import { addressPrefix, ReplayCache, TokenBuckets, type BucketConfig } from "./limits.ts";
+import { DEFAULT_POW, POW_NONCE_SIZE, PowGate, type PowConfig } from "./pow.ts";
 import {
   checkEndpoints,
   checkHostname,
@@ -39,7 +43,7 @@ import {
   type Check,
 } from "./rules.ts";
 import { verifyEd25519 } from "./signer.ts";
-import type { NodeRow, RegistryStore } from "./store.ts";
+import type { NodeRow, RegistryStore, TrustRequestRow } from "./store.ts";
 import {
   fromBase64,
   NONCE_SIZE,
@@ -52,21 +56,53 @@ import {
 } from "./wire.ts";
 
 export const ONLINE_WINDOW_MS = 90_000;
+/** trust_state shows at most this many inbound requests: the oldest half and the newest half. */
 export const INBOX_VISIBLE_MAX = 100;
 export const OUTBOUND_PENDING_MAX = 100;
+/** One trust_inbox page holds at most this many requests. */
+export const INBOX_PAGE_MAX = 100;
 /** Budget of one trust_state page, well under MAX_FRAME even if every character took 4 bytes. */
 const TRUST_PAGE_BYTES = 48 * 1024;
 
 export interface ServiceLimits {
   /** New keys registered per source IP. Default 10 per minute, burst 10. */
   readonly registrationsPerIp: BucketConfig;
-  /** Signed requests per node (or per key, for register). Default 10/s, burst 50. */
+  /** New keys registered per source prefix (IPv4 /24, IPv6 /56). Default 30 per minute, burst 30. */
+  readonly registrationsPerPrefix: BucketConfig;
+  /**
+   * A node's own calls (register, heartbeat, set_*, trust_*, subscribe,
+   * deregister), per node (per key for register). Default 10/s, burst 200:
+   * a daemon answering a hundred trust requests at once stays within it.
+   */
   readonly requestsPerNode: BucketConfig;
+  /** lookup, find, search and resolve with contact, per node. Default 10/s, burst 50. */
+  readonly lookupsPerNode: BucketConfig;
+  /**
+   * resolve without contact, per node: what a daemon asks to answer a node
+   * that contacted it. Kept apart so that strangers' handshakes can never use
+   * up the node's own calls. Default 10/s, burst 50.
+   */
+  readonly inboundLookupsPerNode: BucketConfig;
+  /** New trust requests per requester. Default 30 per minute, burst 30. */
+  readonly trustRequestsPerNode: BucketConfig;
+  /** Pending trust requests to one node id (whether or not it exists). Default 1000. */
+  readonly inboundPendingMax: number;
+  /** Proof of work for new keys (pow.ts). */
+  readonly pow: PowConfig;
+  /** A node not seen for this long loses its hostname and tags. Default 30 days. */
+  readonly reapAfterMs: number;
 }
 
 export const DEFAULT_SERVICE_LIMITS: ServiceLimits = {
   registrationsPerIp: { rate: 10 / 60, burst: 10 },
-  requestsPerNode: { rate: 10, burst: 50 },
+  registrationsPerPrefix: { rate: 30 / 60, burst: 30 },
+  requestsPerNode: { rate: 10, burst: 200 },
+  lookupsPerNode: { rate: 10, burst: 50 },
+  inboundLookupsPerNode: { rate: 10, burst: 50 },
+  trustRequestsPerNode: { rate: 30 / 60, burst: 30 },
+  inboundPendingMax: 1000,
+  pow: DEFAULT_POW,
+  reapAfterMs: 30 * 24 * 3_600_000,
 };
 
 export interface RequestContext {
@@ -84,25 +120,38 @@ export interface Outcome {
   readonly id: number | null;
   /** The request's nonce (empty when unreadable): the response signature binds to it. */
   readonly nonce: Uint8Array;
-  readonly body: { ok: true; [field: string]: unknown } | { ok: false; error: { code: ServerErrorCode; message: string } };
+  readonly body: { ok: true; [field: string]: unknown } | { ok: false; error: ErrorBody };
   readonly events: PushEvent[];
   /** Set on a successful subscribe: the connection now receives this node's events. */
   readonly subscribe?: { nodeId: number; nonce: Uint8Array };
   /** Set on successful register/deregister, for the log. */
   readonly note?: Record<string, unknown>;
+  /**
+   * Set when the request was authenticated and within its budget (it reached
+   * its handler, whatever the handler answered): `nodeId` is the node that
+   * signed it (for register, the node it registered, if it did).
+   */
+  readonly accepted?: { nodeId: number | null };
 }
+
+type ErrorBody = { code: ServerErrorCode; message: string; [field: string]: unknown };
 
 class RequestError extends Error {
   constructor(
     readonly code: ServerErrorCode,
     message: string,
+    readonly extra?: Record<string, unknown>,
   ) {
     super(message);
   }
+
+  get body(): ErrorBody {
+    return { ...this.extra, code: this.code, message: this.message };
+  }
 }
 
-const fail = (code: ServerErrorCode, message: string): never => {
-  throw new RequestError(code, message);
+const fail = (code: ServerErrorCode, message: string, extra?: Record<string, unknown>): never => {
+  throw new RequestError(code, message, extra);
 };
 
 function need<T>(c: Check<T>): T {
@@ -112,7 +161,7 @@ function need<T>(c: Check<T>): T {
 
 /** Fields each request type may carry besides the envelope; `?` marks optional ones. */
 const FIELDS: Record<RequestType, readonly string[]> = {
-  register: ["public_key", "endpoints?", "hostname?", "public?", "tags?"],
+  register: ["public_key", "endpoints?", "hostname?", "public?", "tags?", "pow?"],
   heartbeat: ["endpoints?"],
   lookup: ["target"],
   find: ["hostname"],
@@ -126,6 +175,7 @@ const FIELDS: Record<RequestType, readonly string[]> = {
   trust_reject: ["peer", "reason?"],
   trust_revoke: ["peer"],
   trust_state: ["cursor?"],
+  trust_inbox: ["offset?", "limit?"],
   subscribe: [],
   deregister: [],
 };
@@ -140,12 +190,45 @@ const UNUSABLE_KEY = (() => {
 const ENVELOPE = new Set(["type", "id", "node_id", "ts", "nonce", "sig"]);
 const NOT_VISIBLE = "no such node";
 
+/** Requests that change the store: their nonces are kept in it, so a replay is refused even after a restart. */
+const STATE_CHANGING: ReadonlySet<RequestType> = new Set([
+  "register",
+  "heartbeat",
+  "set_hostname",
+  "set_tags",
+  "set_visibility",
+  "trust_request",
+  "trust_approve",
+  "trust_reject",
+  "trust_revoke",
+  "deregister",
+]);
+
+export type Budget = "own" | "lookup" | "inbound";
+
+/**
+ * Which per-node budget a request draws on: the node's own calls, its
+ * lookups, or its lookups of nodes that contacted it (resolve without
+ * contact). Readable before any signature work (the server keeps its
+ * per-connection frame budgets apart the same way).
+ */
+export function budgetOf(m: Record<string, unknown>): Budget {
+  if (m.type === "resolve") return m.contact === true ? "lookup" : "inbound";
+  if (m.type === "lookup" || m.type === "find" || m.type === "search") return "lookup";
+  return "own";
+}
+
+/** How often stale nonces are pruned from the store. */
+const NONCE_PRUNE_MS = 60_000;
+
 export interface ServiceOptions {
   readonly store: RegistryStore;
   /** The registry's public key: every request signature covers it. */
   readonly registryKey: Uint8Array;
   readonly clock?: () => number;
   readonly limits?: Partial<ServiceLimits>;
+  /** Randomness for the proof-of-work challenges (tests may fix it). */
+  readonly random?: (size: number) => Uint8Array;
 }
 
 /** How long a node that resolved another stays visible to it. */
@@ -157,8 +240,13 @@ export class RegistryService {
   private readonly registryKey: Uint8Array;
   private readonly clock: () => number;
   private readonly replay = new ReplayCache(REQUEST_WINDOW_MS);
+  private readonly limits: ServiceLimits;
   private readonly registrations: TokenBuckets;
-  private readonly requests: TokenBuckets;
+  private readonly prefixRegistrations: TokenBuckets;
+  private readonly budgets: Record<Budget, TokenBuckets>;
+  private readonly trustRequests: TokenBuckets;
+  private readonly pow: PowGate;
+  private lastNoncePrune = 0;
   /** "target:viewer" -> expiry: the viewer may see the target, which recently resolved it. */
   private readonly contactGrants = new Map<string, number>();
 
@@ -166,9 +254,34 @@ export class RegistryService {
     this.store = options.store;
     this.registryKey = options.registryKey;
     this.clock = options.clock ?? Date.now;
-    const limits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
+    const limits = (this.limits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits });
     this.registrations = new TokenBuckets(limits.registrationsPerIp);
-    this.requests = new TokenBuckets(limits.requestsPerNode);
+    this.prefixRegistrations = new TokenBuckets(limits.registrationsPerPrefix);
+    this.budgets = {
+      own: new TokenBuckets(limits.requestsPerNode),
+      lookup: new TokenBuckets(limits.lookupsPerNode),
+      inbound: new TokenBuckets(limits.inboundLookupsPerNode),
+    };
+    this.trustRequests = new TokenBuckets(limits.trustRequestsPerNode);
+    this.pow = new PowGate(limits.pow, options.random ?? ((n) => new Uint8Array(randomBytes(n))), this.clock());
+  }
+
+  /** The proof of work a new key must show now. */
+  powChallenge(now = this.clock()): { challenge: string; difficulty: number } {
+    return { challenge: toBase64(this.pow.challenge(now)), difficulty: this.pow.difficulty(now) };
+  }
+
+  /**
+   * Nodes not seen for `reapAfterMs` lose their hostname and tags (the name
+   * is free again, they leave search). The server calls it periodically.
+   */
+  reap(now = this.clock()): number {
+    return this.store.transaction(() => this.store.reap(now - this.limits.reapAfterMs));
+  }
+
+  /** A node not seen for the reaping time: its name and tags no longer count. */
+  private stale(n: NodeRow, now: number): boolean {
+    return now - n.lastSeen > this.limits.reapAfterMs;
   }
 
   /** An error outcome for a frame that could not be read at all. */
@@ -180,11 +293,34 @@ export class RegistryService {
     const id = typeof message.id === "number" && Number.isSafeInteger(message.id) && message.id >= 0 ? message.id : null;
     const nonce = fromBase64(message.nonce, NONCE_SIZE) ?? new Uint8Array(0);
     const events: PushEvent[] = [];
+    let accepted: { nodeId: number | null } | undefined;
     try {
       const now = this.clock();
+      this.pruneNonces(now);
       const { type, signer } = this.authenticate(message, nonce, id, now);
-      const result = this.dispatch(type, message, signer, ctx, now, events);
+      accepted = { nodeId: signer.nodeId };
+      let result: Record<string, unknown>;
+      if (STATE_CHANGING.has(type)) {
+        // The nonce is stored in the same transaction as the change: both survive a crash, or neither.
+        // It is kept even when the request fails (its inner transaction rolls back on its own).
+        const r = this.store.transaction(() => {
+          if (!this.store.claimNonce(toBase64(nonce), (message.ts as number) + REQUEST_WINDOW_MS)) {
+            fail("replayed_request", "this request was already received (nonce seen)");
+          }
+          try {
+            return { value: this.dispatch(type, message, signer, ctx, now, events) };
+          } catch (e) {
+            if (e instanceof RequestError) return { error: e };
+            throw e;
+          }
+        });
+        if (r.error) throw r.error;
+        result = r.value!;
+      } else {
+        result = this.dispatch(type, message, signer, ctx, now, events);
+      }
       const { subscribe, note, ...fields } = result;
+      if (type === "register") accepted = { nodeId: fields.node_id as number };
       return {
         id,
         nonce,
@@ -192,11 +328,18 @@ export class RegistryService {
         events,
         subscribe: typeof subscribe === "number" ? { nodeId: subscribe, nonce } : undefined,
         note: note as Record<string, unknown> | undefined,
+        accepted,
       };
     } catch (e) {
-      if (e instanceof RequestError) return { id, nonce, body: { ok: false, error: { code: e.code, message: e.message } }, events: [] };
-      return { id, nonce, body: { ok: false, error: { code: "internal", message: "internal error" } }, events: [], note: { internal: String(e) } };
+      if (e instanceof RequestError) return { id, nonce, body: { ok: false, error: e.body }, events: [], accepted };
+      return { id, nonce, body: { ok: false, error: { code: "internal", message: "internal error" } }, events: [], note: { internal: String(e) }, accepted };
     }
+  }
+
+  private pruneNonces(now: number): void {
+    if (now - this.lastNoncePrune < NONCE_PRUNE_MS) return;
+    this.lastNoncePrune = now;
+    this.store.transaction(() => this.store.pruneNonces(now));
   }
 
   // -- authentication ------------------------------------------------------
@@ -265,8 +408,10 @@ export class RegistryService {
     const seen = this.replay.remember(toBase64(nonce), ts, now);
     if (seen === "replayed") fail("replayed_request", "this request was already received (nonce seen)");
     if (seen === "full") fail("rate_limited", "the registry is overloaded; retry shortly");
-    if (!this.requests.take(nodeId === null ? `k:${publicKeyText}` : `n:${nodeId}`, now)) {
-      fail("rate_limited", "too many requests from this node; slow down");
+    const budget = budgetOf(m);
+    if (!this.budgets[budget].take(nodeId === null ? `k:${publicKeyText}` : `n:${nodeId}`, now)) {
+      const what = budget === "own" ? "requests" : budget === "lookup" ? "lookups" : "lookups of nodes that contacted it";
+      fail("rate_limited", `too many ${what} from this node; slow down`);
     }
     return { type: t, signer: { nodeId, publicKey: publicKeyText } };
   }
@@ -294,7 +439,7 @@ export class RegistryService {
       case "find": {
         const name = typeof m.hostname === "string" ? m.hostname : fail("invalid_argument", "hostname must be a string");
         const node = this.store.nodeByHostname(name);
-        if (!node || !this.canSee(self, node)) fail("not_found", NOT_VISIBLE);
+        if (!node || !this.canSee(self, node) || (node.id !== self && this.stale(node, now))) fail("not_found", NOT_VISIBLE);
         return this.nodeView(node!, now);
       }
       case "resolve": {
@@ -305,14 +450,14 @@ export class RegistryService {
       }
       case "search": {
         const q = need(checkSearchQuery(m.query));
-        const rows = this.store.search(self, q, SEARCH_RESULTS_MAX);
+        const rows = this.store.search(self, q, SEARCH_RESULTS_MAX, now - this.limits.reapAfterMs);
         return {
           results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: online(n, now) })),
         };
       }
       case "set_hostname": {
         const hostname = m.hostname === "" ? null : need(checkHostname(m.hostname));
-        this.store.transaction(() => this.claimHostname(self, hostname));
+        this.store.transaction(() => this.claimHostname(self, hostname, now));
         return { node_id: self, hostname };
       }
       case "set_tags": {
@@ -342,6 +487,8 @@ export class RegistryService {
       }
       case "trust_state":
         return this.trustState(self, m.cursor);
+      case "trust_inbox":
+        return this.trustInbox(self, m.offset, m.limit);
       case "subscribe":
         return { subscribed: true, subscribe: self };
       case "deregister":
@@ -360,9 +507,24 @@ export class RegistryService {
     const hostname = m.hostname === undefined ? undefined : m.hostname === "" ? null : need(checkHostname(m.hostname));
     const tags = m.tags === undefined ? undefined : need(checkTags(m.tags));
     if (m.public !== undefined && typeof m.public !== "boolean") fail("invalid_argument", "public must be true or false");
+    if (m.pow !== undefined && typeof m.pow !== "string") fail("invalid_argument", `pow must be ${POW_NONCE_SIZE} bytes in base64`);
     const existing = this.store.nodeByKey(publicKey);
-    if (!existing && !this.registrations.take(`ip:${ctx.sourceIp}`, now)) {
-      fail("rate_limited", "too many new registrations from this address; retry later");
+    if (!existing) {
+      // A new identity: the per-address and per-network rates (checked first, so nobody works in vain),
+      // then the proof of work (one hash to check), and only then are the rates charged.
+      const ipKey = `ip:${ctx.sourceIp}`;
+      const prefixKey = `net:${addressPrefix(ctx.sourceIp)}`;
+      if (this.registrations.retryAfter(ipKey, now) > 0 || this.prefixRegistrations.retryAfter(prefixKey, now) > 0) {
+        fail("rate_limited", "too many new registrations from this address or its network; retry later");
+      }
+      const work = m.pow === undefined ? undefined : fromBase64(m.pow, POW_NONCE_SIZE);
+      if (m.pow !== undefined && !work) fail("invalid_argument", `pow must be ${POW_NONCE_SIZE} bytes in base64`);
+      if (!this.pow.verify(fromBase64(publicKey, 32)!, work ?? new Uint8Array(0), now)) {
+        const pow = this.powChallenge(now);
+        fail("pow_required", `a new node must show proof of work: ${pow.difficulty} leading zero bits (docs/REGISTRY.md)`, { pow });
+      }
+      this.registrations.take(ipKey, now);
+      this.prefixRegistrations.take(prefixKey, now);
     }
     const node = this.store.transaction(() => {
       let id: number;
@@ -376,11 +538,12 @@ export class RegistryService {
         created = true;
       }
       this.store.touch(id, now, ctx.sourceIp, endpoints);
-      if (hostname !== undefined) this.claimHostname(id, hostname);
+      if (hostname !== undefined) this.claimHostname(id, hostname, now);
       if (tags !== undefined) this.store.setTags(id, tags);
       if (m.public !== undefined) this.store.setPublic(id, m.public as boolean);
       return { row: this.store.nodeById(id)!, created };
     });
+    if (node.created) this.pow.record(now);
     const n = node.row;
     return {
       node_id: n.id,
@@ -397,10 +560,14 @@ export class RegistryService {
     };
   }
 
-  private claimHostname(id: number, hostname: string | null): void {
+  private claimHostname(id: number, hostname: string | null, now: number): void {
     if (hostname !== null) {
       const owner = this.store.nodeByHostname(hostname);
-      if (owner && owner.id !== id) fail("already_exists", `hostname "${hostname}" is taken`);
+      if (owner && owner.id !== id) {
+        if (!this.stale(owner, now)) fail("already_exists", `hostname "${hostname}" is taken`);
+        // Its owner has not been seen for the reaping time: the name is free (the reaper would free it soon).
+        this.store.setHostname(owner.id, null);
+      }
     }
     this.store.setHostname(id, hostname);
   }
@@ -425,10 +592,14 @@ export class RegistryService {
       if (this.store.outboundCount(self) >= OUTBOUND_PENDING_MAX) {
         fail("rate_limited", `you have ${OUTBOUND_PENDING_MAX} pending trust requests; wait for answers or withdraw some (trust_revoke)`);
       }
-      const queued = live ? this.store.inboundCount(to) : 0;
+      if (!this.trustRequests.take(`n:${self}`, now)) fail("rate_limited", "too many new trust requests from this node; retry later");
+      // Requests to an id are counted the same whether it exists, is private or is absent, so this refusal tells nothing.
+      if (this.store.inboundCount(to) >= this.limits.inboundPendingMax) {
+        fail("rate_limited", `node ${to} has ${this.limits.inboundPendingMax} pending trust requests; retry later`);
+      }
       this.store.addTrustRequest(self, to, reason, now);
-      // The target sees its oldest INBOX_VISIBLE_MAX requests; later ones wait their turn, unannounced.
-      if (live && queued < INBOX_VISIBLE_MAX) events.push({ to, event: { event: "trust_request", from: self, address: addressText(self), reason } });
+      // Every new request is announced to a live target.
+      if (live) events.push({ to, event: { event: "trust_request", from: self, address: addressText(self), reason } });
       return { to, status: "pending" };
     });
   }
@@ -499,7 +670,7 @@ export class RegistryService {
           page.trusted.push(item);
         }
       } else if (section === "inbound") {
-        for (const r of this.store.inboundRequests(self, INBOX_VISIBLE_MAX)) {
+        for (const r of this.visibleInbox(self)) {
           const key = `${r.createdAt}.${r.from}`;
           if (after !== undefined && compareInboundKey(key, after) <= 0) continue;
           const n = this.store.nodeById(r.from);
@@ -525,6 +696,40 @@ export class RegistryService {
       }
     }
     return { ...page, inbound_total: this.store.inboundCount(self), next_cursor: next };
+  }
+
+  /**
+   * The inbound requests trust_state shows, oldest first: all of them up to
+   * INBOX_VISIBLE_MAX, else the oldest half and the newest half (so neither an
+   * early flood nor a late one hides a request for good; trust_inbox pages
+   * through the rest, and every request was announced when it came).
+   */
+  private visibleInbox(self: number): TrustRequestRow[] {
+    const half = INBOX_VISIBLE_MAX / 2;
+    if (this.store.inboundCount(self) <= INBOX_VISIBLE_MAX) return this.store.inboundRequests(self, INBOX_VISIBLE_MAX);
+    return [...this.store.inboundRequests(self, half), ...this.store.inboundNewest(self, half).reverse()];
+  }
+
+  /** Every pending request to `self`, newest first, `limit` (at most INBOX_PAGE_MAX, and 48 KiB) from `offset`. */
+  private trustInbox(self: number, offsetValue: unknown, limitValue: unknown): Record<string, unknown> {
+    const offset = offsetValue === undefined ? 0 : offsetValue;
+    const limit = limitValue === undefined ? INBOX_PAGE_MAX : limitValue;
+    if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) fail("invalid_argument", "offset must be a non-negative integer");
+    if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 1 || limit > INBOX_PAGE_MAX) fail("invalid_argument", `limit must be 1-${INBOX_PAGE_MAX}`);
+    const inbound: unknown[] = [];
+    let bytes = 0;
+    for (const r of this.store.inboundNewest(self, limit as number, offset as number)) {
+      const n = this.store.nodeById(r.from);
+      if (!n) continue; // requests come from registered nodes only
+      const item = { from: r.from, address: addressText(r.from), public_key: n.publicKey, hostname: n.active ? n.hostname : null, reason: r.reason, created_at: r.createdAt };
+      const size = JSON.stringify(item).length * 4;
+      if (inbound.length > 0 && bytes + size > TRUST_PAGE_BYTES) break;
+      bytes += size;
+      inbound.push(item);
+    }
+    const total = this.store.inboundCount(self);
+    const next = (offset as number) + inbound.length;
+    return { inbound, total, offset, next_offset: next < total ? next : null };
   }
 
   private deregister(self: number, events: PushEvent[]): Record<string, unknown> {

@@ -8,14 +8,15 @@
  * migrations in order and refuses a file written by a newer version.
  *
  * Node rows are never deleted: a deregistered node keeps its id and key
- * (`active = 0`), so the same key always gets the same id back.
+ * (`active = 0`), so the same key always gets the same id back. A node not
+ * seen for the reaping time loses its hostname and tags (`reap`).
  */
 import { Database } from "bun:sqlite";
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { FIRST_ASSIGNABLE_NODE } from "../protocol/address.ts";
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
 
 const MIGRATIONS: readonly string[] = [
@@ -54,6 +55,16 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (from_id, to_id)
   ) WITHOUT ROWID;
   CREATE INDEX trust_requests_to ON trust_requests (to_id, created_at);
+  `,
+  // 2: nonces of accepted state-changing requests, so a captured one cannot be replayed after a restart;
+  //    last_seen indexed for reaping.
+  `
+  CREATE TABLE seen_nonces (
+    nonce   TEXT    PRIMARY KEY,
+    expires INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX seen_nonces_expires ON seen_nonces (expires);
+  CREATE INDEX nodes_last_seen ON nodes (last_seen) WHERE hostname IS NOT NULL OR tags <> '[]';
   `,
 ];
 
@@ -221,22 +232,50 @@ export class RegistryStore {
   }
 
   /**
+   * Nodes last seen before `cutoff` lose their hostname and tags (the name is
+   * free again and they leave search). Returns how many were reaped.
+   */
+  reap(cutoff: number): number {
+    const ids = (
+      this.db.query("SELECT id FROM nodes WHERE last_seen < ? AND (hostname IS NOT NULL OR tags <> '[]')").all(cutoff) as { id: number }[]
+    ).map((r) => r.id);
+    for (const id of ids) {
+      this.setTags(id, []);
+      this.setHostname(id, null);
+    }
+    return ids.length;
+  }
+
+  // -- replay protection -----------------------------------------------------
+
+  /** Records a request nonce until `expires`; false if it is already recorded (a replay). */
+  claimNonce(nonce: string, expires: number): boolean {
+    return this.db.query("INSERT OR IGNORE INTO seen_nonces (nonce, expires) VALUES (?, ?)").run(nonce, expires).changes > 0;
+  }
+
+  /** Forgets nonces whose requests are stale anyway. */
+  pruneNonces(now: number): number {
+    return this.db.query("DELETE FROM seen_nonces WHERE expires < ?").run(now).changes;
+  }
+
+  /**
    * Nodes `viewer` may see whose hostname contains `query` or that carry the
    * tag `query`. Visible: itself, public nodes, trusted peers, and nodes with
-   * a pending trust request to the viewer.
+   * a pending trust request to the viewer. Nodes last seen before `seenSince`
+   * are left out (they are about to be reaped).
    */
-  search(viewer: number, query: string, limit: number): NodeRow[] {
+  search(viewer: number, query: string, limit: number, seenSince = 0): NodeRow[] {
     const rows = this.db
       .query(
         `SELECT ${NODE_COLUMNS} FROM nodes n
-         WHERE n.active = 1
+         WHERE n.active = 1 AND (n.last_seen >= ?4 OR n.id = ?2)
            AND (instr(n.hostname, ?1) > 0 OR EXISTS (SELECT 1 FROM node_tags t WHERE t.tag = ?1 AND t.node_id = n.id))
            AND (n.public = 1 OR n.id = ?2
                 OR EXISTS (SELECT 1 FROM trust WHERE (a = n.id AND b = ?2) OR (a = ?2 AND b = n.id))
                 OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = ?2))
          ORDER BY n.id LIMIT ?3`,
       )
-      .all(query, viewer, limit) as RawNode[];
+      .all(query, viewer, limit, seenSince) as RawNode[];
     return rows.map((r) => toNode(r)!);
   }
 
@@ -285,6 +324,15 @@ export class RegistryStore {
       this.db
         .query("SELECT from_id, to_id, reason, created_at FROM trust_requests WHERE to_id = ? ORDER BY created_at, from_id LIMIT ?")
         .all(to, limit) as { from_id: number; to_id: number; reason: string; created_at: number }[]
+    ).map((r) => ({ from: r.from_id, to: r.to_id, reason: r.reason, createdAt: r.created_at }));
+  }
+
+  /** Newest first, `limit` from `offset`. */
+  inboundNewest(to: number, limit: number, offset = 0): TrustRequestRow[] {
+    return (
+      this.db
+        .query("SELECT from_id, to_id, reason, created_at FROM trust_requests WHERE to_id = ? ORDER BY created_at DESC, from_id DESC LIMIT ? OFFSET ?")
+        .all(to, limit, offset) as { from_id: number; to_id: number; reason: string; created_at: number }[]
     ).map((r) => ({ from: r.from_id, to: r.to_id, reason: r.reason, createdAt: r.created_at }));
   }
 

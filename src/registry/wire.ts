@@ -37,6 +37,8 @@ export const RegistryErrorCode = {
   InvalidArgument: "invalid_argument",
   StaleRequest: "stale_request",
   ReplayedRequest: "replayed_request",
+  /** A new key must show proof of work (pow.ts); the error carries `pow: {challenge, difficulty}`. */
+  PowRequired: "pow_required",
   Internal: "internal",
 } as const;
 export type ServerErrorCode = (typeof RegistryErrorCode)[keyof typeof RegistryErrorCode];
@@ -203,6 +205,7 @@ export const REQUEST_TYPES = [
   "trust_reject",
   "trust_revoke",
   "trust_state",
+  "trust_inbox",
   "subscribe",
   "deregister",
 ] as const;

@@ -151,6 +151,34 @@ describe("responses and events are authenticated", () => {
     }
   });
 
+  test("one altered response fails that request alone; the others in flight and the link carry on; a third drops the link", async () => {
+    const target = await newNode(r, { hostname: uniq("many"), public: true }, { subscribe: false });
+    let alter = 0;
+    const proxy = await mitm((f) => {
+      if (f.type === "response" && typeof f.hostname === "string" && alter > 0) {
+        alter--;
+        return [{ ...f, hostname: "attacker-choice" }];
+      }
+      return [f];
+    });
+    try {
+      const client = await RegistryClient.connect({ host: "127.0.0.1", port: proxy.port, signer: target.identity, nodeId: target.id, registryKey: r.publicKey, reconnect: { attempts: 1 } });
+      alter = 1;
+      const codes = await Promise.all(Array.from({ length: 20 }, () => codeOf(client.lookup(target.id))));
+      expect(codes.filter((c) => c === "invalid_response").length).toBe(1);
+      expect(codes.filter((c) => c === "ok").length).toBe(19);
+      expect(client.connected).toBe(true);
+      alter = 2;
+      const more = await Promise.all(Array.from({ length: 4 }, () => codeOf(client.lookup(target.id))));
+      // The third bad answer on this connection: it is being tampered with, so it is dropped.
+      expect(more.filter((c) => c === "invalid_response").length).toBeGreaterThanOrEqual(2);
+      expect(client.connected).toBe(false);
+      client.close();
+    } finally {
+      proxy.server.close();
+    }
+  });
+
   test("a response signed by another key, or replayed from an earlier request, is detected", async () => {
     const node = await newNode(r, { public: true }, { subscribe: false });
     const saved: Record<string, unknown>[] = [];
@@ -327,6 +355,26 @@ describe("malformed frames", () => {
 });
 
 describe("rate limits", () => {
+  test("registers of throwaway keys without proof of work are answered, but charged to the connection's frame budget", async () => {
+    const fresh = await startRendezvous({ args: [] });
+    const c = await RawConnection.open(fresh.port);
+    await c.next();
+    const key = keyBytes(fresh.publicKey);
+    for (let i = 0; i < 260; i++) {
+      const throwaway = generateIdentity();
+      c.send(signedRequest(throwaway, key, { type: "register", public_key: toBase64(throwaway.publicKey) }));
+    }
+    const answers: string[] = [];
+    for (let i = 0; i < 260; i++) {
+      const f = await c.next(10_000);
+      answers.push(`${(f?.error as { code: string } | undefined)?.code}:${String((f?.error as { message: string } | undefined)?.message).includes("connection") ? "frames" : "request"}`);
+    }
+    expect(answers.filter((a) => a === "pow_required:request").length).toBeLessThanOrEqual(205);
+    expect(answers.filter((a) => a === "rate_limited:frames").length).toBeGreaterThanOrEqual(50);
+    c.close();
+  });
+
+
   let limited: RendezvousProcess;
   beforeAll(async () => {
     limited = await startRendezvous({ args: ["--registration-rate", "3", "--request-rate", "2", "--max-connections-per-ip", "6"] });

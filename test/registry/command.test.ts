@@ -14,9 +14,9 @@ async function run(args: string[]): Promise<{ code: number; stdout: string; stde
   return { code, stdout, stderr };
 }
 
-test("a malformed address is invalid_argument with a hint", async () => {
+test("a malformed address is invalid_argument (a usage mistake: exit 2) with a hint", async () => {
   const r = await run(["rendezvous", "--json", "--registry-addr", "localhost:9000"]);
-  expect(r.code).toBe(1);
+  expect(r.code).toBe(2);
   const e = JSON.parse(r.stderr.trim().split("\n").at(-1)!);
   expect(e).toMatchObject({ status: "error", code: "invalid_argument" });
   expect(e.hint).toContain("--registry-addr");
@@ -61,4 +61,14 @@ test("the command is in pilot context with its options and errors", async () => 
   expect(ctx.options.map((o: { flags: string }) => o.flags)).toContain("--registry-addr <addr>");
   expect(ctx.returns).toHaveProperty("public_key");
   expect(ctx.errors).toContain("already_exists");
+});
+
+test("limit options are checked: a bad duration, count or bit count is invalid_argument (exit 2)", async () => {
+  for (const bad of [["--reap-after", "forever"], ["--reap-after", "0s"], ["--auth-timeout", "1x"], ["--pow-bits", "40"], ["--max-connections-per-prefix", "many"], ["--pow-free-rate", "0"]]) {
+    const r = await run(["rendezvous", "--json", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", ...bad]);
+    expect([r.code, JSON.parse(r.stderr.trim().split("\n").at(-1)!).code, bad]).toEqual([2, "invalid_argument", bad]);
+  }
+  const ctx = JSON.parse((await run(["context", "--json"])).stdout).data.commands.rendezvous;
+  const flags = ctx.options.map((o: { flags: string }) => o.flags);
+  for (const f of ["--reap-after <duration>", "--max-connections <n>", "--max-connections-per-prefix <n>", "--auth-timeout <duration>", "--pow-bits <n>", "--prefix-registration-rate <n>"]) expect(flags).toContain(f);
 });

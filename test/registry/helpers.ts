@@ -41,6 +41,16 @@ export function tempDir(): string {
   return dir;
 }
 
+/** Limits out of the way, for tests that are not about them. */
+export const RELAXED = [
+  "--registration-rate", "100000",
+  "--prefix-registration-rate", "100000",
+  "--pow-free-rate", "100000",
+  "--request-rate", "100000",
+  "--max-connections-per-ip", "100000",
+  "--max-connections-per-prefix", "100000",
+];
+
 export async function startRendezvous(options: { dir?: string; args?: string[]; registryPort?: number } = {}): Promise<RendezvousProcess> {
   const dir = options.dir ?? tempDir();
   const storePath = join(dir, "registry.db");
@@ -58,7 +68,7 @@ export async function startRendezvous(options: { dir?: string; args?: string[]; 
       storePath,
       "--log-format",
       "json",
-      ...(options.args ?? ["--registration-rate", "100000", "--request-rate", "100000", "--max-connections-per-ip", "100000"]),
+      ...(options.args ?? RELAXED),
     ],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, PILOT_HOME: dir } },
   );
@@ -119,12 +129,13 @@ export async function connect(r: RendezvousProcess, identity: Identity, extra: P
 export async function newNode(
   r: RendezvousProcess,
   fields: Parameters<RegistryClient["register"]>[0] = {},
-  options: { identity?: Identity; subscribe?: boolean } = {},
+  options: { identity?: Identity; subscribe?: boolean; localAddress?: string } = {},
 ): Promise<TestNode> {
   const identity = options.identity ?? generateIdentity();
   const events: RegistryEvent[] = [];
   const waiters: { predicate: (e: RegistryEvent) => boolean; resolve: (e: RegistryEvent) => void }[] = [];
   const client = await connect(r, identity, {
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
     onEvent: (e) => {
       const i = waiters.findIndex((w) => w.predicate(e));
       if (i >= 0) waiters.splice(i, 1)[0]!.resolve(e);

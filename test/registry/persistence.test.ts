@@ -74,3 +74,30 @@ test("an unreachable registry fails with connection_failed after bounded retries
   expect(code).toBe("connection_failed");
   expect(Date.now() - started).toBeLessThan(2000);
 });
+
+test("a captured signed request is refused after a restart too (its nonce is kept in the store)", async () => {
+  const { keyBytes, RawConnection, signedRequest } = await import("./helpers.ts");
+  const first = await startRendezvous();
+  const name = `replayed-${process.pid}`;
+  const victim = await newNode(first, { hostname: name }, { subscribe: false });
+  // The victim clears its name; an eavesdropper keeps the signed request. The victim takes its name back.
+  const captured = signedRequest(victim.identity, keyBytes(first.publicKey), { type: "set_hostname", node_id: victim.id, hostname: "" });
+  const c = await RawConnection.open(first.port);
+  await c.next();
+  c.send(captured);
+  expect(await c.next()).toMatchObject({ ok: true, hostname: null });
+  c.close();
+  await victim.client.setHostname(name);
+  victim.client.close();
+
+  await first.stop();
+  const second = await startRendezvous({ dir: first.dir });
+  // Within the 60 s window, on the restarted registry: the replay is refused and the name stays.
+  const again = await RawConnection.open(second.port);
+  await again.next();
+  again.send(captured);
+  expect(await again.next()).toMatchObject({ ok: false, error: { code: "replayed_request" } });
+  again.close();
+  const check = await connect(second, victim.identity, { nodeId: victim.id });
+  expect((await check.lookup(victim.id)).hostname).toBe(name);
+});

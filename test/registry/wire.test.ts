@@ -141,6 +141,29 @@ describe("store", () => {
     db.close();
     expect(() => RegistryStore.open(path)).toThrow("newer");
   });
+  test("a schema 1 store is migrated to 2 in place: nodes kept, replay nonces stored", () => {
+    const path = join(tempDir(), "v1.db");
+    const db = new Database(path);
+    db.exec(`CREATE TABLE nodes (id INTEGER PRIMARY KEY, public_key TEXT NOT NULL UNIQUE, hostname TEXT UNIQUE, public INTEGER NOT NULL DEFAULT 0,
+      tags TEXT NOT NULL DEFAULT '[]', endpoints TEXT NOT NULL DEFAULT '[]', observed_ip TEXT, registered_at INTEGER NOT NULL,
+      last_seen INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 1);
+      CREATE TABLE node_tags (tag TEXT NOT NULL, node_id INTEGER NOT NULL, PRIMARY KEY (tag, node_id)) WITHOUT ROWID;
+      CREATE TABLE trust (a INTEGER NOT NULL, b INTEGER NOT NULL, since INTEGER NOT NULL, PRIMARY KEY (a, b), CHECK (a < b)) WITHOUT ROWID;
+      CREATE TABLE trust_requests (from_id INTEGER NOT NULL, to_id INTEGER NOT NULL, reason TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (from_id, to_id)) WITHOUT ROWID;
+      INSERT INTO nodes (id, public_key, hostname, registered_at, last_seen) VALUES (4, 'k', 'old-name', 1, 1);
+      PRAGMA user_version = 1;`);
+    db.close();
+    const s = RegistryStore.open(path);
+    expect(s.schemaVersion()).toBe(2);
+    expect(s.nodeById(4)?.hostname).toBe("old-name");
+    expect(s.claimNonce("n1", 100)).toBe(true);
+    expect(s.claimNonce("n1", 100)).toBe(false);
+    expect(s.pruneNonces(101)).toBe(1);
+    expect(s.claimNonce("n1", 200)).toBe(true);
+    expect(s.reap(2)).toBe(1);
+    expect(s.nodeById(4)?.hostname).toBeNull();
+    s.close();
+  });
   test("a failed transaction leaves nothing behind", () => {
     const s = RegistryStore.open(join(tempDir(), "t.db"));
     expect(() =>

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pilotPaths } from "../../util/paths.ts";
 import type { CommandSpec } from "../command.ts";
 import { CliError, ErrorCode } from "../errors.ts";
-import { badValue, choiceOption, intOption, logLevelOption, rateOption, optionText } from "../args.ts";
+import { badValue, choiceOption, durationOption, intOption, logLevelOption, rateOption, optionText } from "../args.ts";
 
 export function defaultStorePath(): string {
   return join(pilotPaths().rendezvousDir, "registry.db");
@@ -37,8 +37,15 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
     { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
-    { flags: "--request-rate <n>", description: "signed requests per node per second", default: 10 },
+    { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
     { flags: "--max-connections-per-ip <n>", description: "open registry connections allowed from one IP", default: 64 },
+    { flags: "--max-connections-per-prefix <n>", description: "open registry connections allowed from one IPv4 /24 or IPv6 /56", default: 256 },
+    { flags: "--max-connections <n>", description: "open registry connections in all (when full, the network holding the most gives way)", default: 10000 },
+    { flags: "--auth-timeout <duration>", description: "a connection that sends no valid signed request within this is closed", default: "5s" },
+    { flags: "--prefix-registration-rate <n>", description: "new keys registered per IPv4 /24 or IPv6 /56 per minute", default: 30 },
+    { flags: "--pow-bits <n>", description: "proof of work (leading zero bits) a new key shows at low registration rates; 0: none", default: 12 },
+    { flags: "--pow-free-rate <n>", description: "new keys per minute, registry-wide, before the proof of work grows (2 bits per doubling)", default: 60 },
+    { flags: "--reap-after <duration>", description: "a node not seen for this long loses its hostname and leaves search", default: "30d" },
     { flags: "--log-format <format>", description: "text (key=value) or json (one object per line)", default: "text" },
     { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
   ],
@@ -58,6 +65,13 @@ export const rendezvousCommand: CommandSpec = {
     const maxConnectionsPerIp = intOption(options.maxConnectionsPerIp, "--max-connections-per-ip", 1, 1_000_000)!;
     const format = choiceOption(options.logFormat, "--log-format", ["text", "json"] as const)!;
     const level = logLevelOption(options.logLevel)!;
+    const maxConnectionsPerPrefix = intOption(options.maxConnectionsPerPrefix, "--max-connections-per-prefix", 1, 1_000_000)!;
+    const maxConnections = intOption(options.maxConnections, "--max-connections", 1, 10_000_000)!;
+    const authTimeoutMs = durationOption(options.authTimeout, "--auth-timeout", { maxMs: 10 * 60_000 })!;
+    const prefixRegistrationRate = rateOption(options.prefixRegistrationRate, "--prefix-registration-rate", 1_000_000)!;
+    const powBits = intOption(options.powBits, "--pow-bits", 0, 28)!;
+    const powFreeRate = rateOption(options.powFreeRate, "--pow-free-rate", 1_000_000)!;
+    const reapAfterMs = durationOption(options.reapAfter, "--reap-after", { maxMs: 3650 * 86_400_000 })!;
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -74,8 +88,17 @@ export const rendezvousCommand: CommandSpec = {
         limits: {
           ...DEFAULT_SERVER_LIMITS,
           registrationsPerIp: { rate: registrationRate / 60, burst: Math.max(1, Math.ceil(registrationRate)) },
-          requestsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 5)) },
+          registrationsPerPrefix: { rate: prefixRegistrationRate / 60, burst: Math.max(1, Math.ceil(prefixRegistrationRate)) },
+          requestsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 20)) },
+          lookupsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 5)) },
+          inboundLookupsPerNode: { rate: requestRate, burst: Math.max(1, Math.ceil(requestRate * 5)) },
+          pow: { ...DEFAULT_SERVER_LIMITS.pow, baseBits: powBits, freePerMinute: powFreeRate },
+          reapAfterMs,
           maxConnectionsPerIp,
+          maxConnectionsPerPrefix,
+          maxConnections,
+          maxUnauthenticated: Math.max(1, Math.floor(maxConnections / 5)),
+          authTimeoutMs,
         },
       });
     } catch (e: any) {

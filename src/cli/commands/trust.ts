@@ -7,7 +7,7 @@
 import type { CommandSpec } from "../command.ts";
 import { CliError } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
-import { targetArg } from "../args.ts";
+import { countOption, sizeOption, targetArg, textOption } from "../args.ts";
 import { ago, isoTime, named, nodeIdOf, table } from "../format.ts";
 
 const TRUST_ERRORS = ["invalid_argument", "not_running", "registry_unavailable", "rate_limited"] as const;
@@ -52,31 +52,83 @@ export const handshakeCommand: CommandSpec = {
   },
 };
 
+interface PendingItem {
+  node_id: number;
+  address: string;
+  hostname: string | null;
+  reason: string;
+  received_at: number;
+}
+
+/** Most requests `pilot pending --all` lists (the registry keeps at most 1000 pending per node). */
+const PENDING_ALL_MAX = 10_000;
+
 export const pendingCommand: CommandSpec = {
   name: "pending",
   description: "List the trust requests waiting for your answer (and the ones you sent that are still unanswered)",
-  examples: ["pilot pending     # then: pilot approve NODE, or pilot reject NODE \"reason\""],
+  options: [
+    { flags: "--limit <n>", description: "list this many requests, newest first (pages through every pending request)" },
+    { flags: "--offset <n>", description: "with --limit: skip this many of the newest first" },
+    { flags: "--all", description: "list every pending request, newest first" },
+  ],
+  examples: [
+    "pilot pending     # then: pilot approve NODE, or pilot reject NODE \"reason\"",
+    "pilot pending --limit 20 --offset 20    # the 21st to 40th newest",
+    "pilot pending --all --json",
+  ],
   returns: {
-    pending: "requests to you: [{node_id, address, hostname, reason, received_at (ISO 8601)}]",
+    pending: "requests to you: [{node_id, address, hostname, reason, received_at (ISO 8601)}]. Without options: all of them up to 100, else the oldest 50 and the newest 50, oldest first; with --limit/--offset/--all: newest first",
     outgoing: "your unanswered requests: [{node_id, address, reason, sent_at (ISO 8601)}]",
-    total: "number of requests waiting for you",
+    total: "number of requests waiting for you (all of them, listed or not)",
+    offset: "with --limit/--offset/--all: where the list starts (0: the newest)",
   },
-  errors: ["not_running"],
-  async run({ out }) {
-    const r = (await withDaemon((d) => d.call("pending"))) as { pending: any[]; outgoing: any[]; total: number };
-    const data = {
+  errors: ["not_running", "invalid_argument", "registry_unavailable"],
+  async run({ out }, _args, o) {
+    const paged = o.limit !== undefined || o.offset !== undefined || o.all === true;
+    if (o.all === true && (o.limit !== undefined || o.offset !== undefined)) throw new CliError("invalid_argument", "--all lists everything: use it without --limit and --offset");
+    const offset = o.offset === undefined ? 0 : (sizeOption(textOption(o, "offset"), "--offset", PENDING_ALL_MAX) ?? 0);
+    const limit = o.all === true ? PENDING_ALL_MAX : o.limit === undefined ? 20 : countOption(textOption(o, "limit"), "--limit", PENDING_ALL_MAX)!;
+    const r = await withDaemon(async (d) => {
+      if (!paged) return (await d.call("pending")) as { pending: PendingItem[]; outgoing: any[]; total: number };
+      // Pages of at most 100 (each fits one daemon answer), newest first, until `limit` or the end.
+      const pending: PendingItem[] = [];
+      let at: number | null = offset;
+      let total = 0;
+      let outgoing: any[] = [];
+      while (at !== null && pending.length < limit) {
+        const page = (await d.call("pending", { offset: at, limit: Math.min(100, limit - pending.length) })) as { pending: PendingItem[]; outgoing: any[]; total: number; next_offset: number | null };
+        pending.push(...page.pending);
+        total = page.total;
+        outgoing = page.outgoing;
+        at = page.pending.length > 0 ? page.next_offset : null;
+      }
+      return { pending, outgoing, total, offset };
+    });
+    const data: Record<string, unknown> = {
       pending: r.pending.map((p) => ({ node_id: p.node_id, address: p.address, hostname: p.hostname || null, reason: p.reason ?? "", received_at: isoTime(p.received_at) })),
       outgoing: r.outgoing.map((p) => ({ node_id: p.node_id, address: p.address, reason: p.reason ?? "", sent_at: isoTime(p.sent_at) })),
       total: r.total,
     };
+    if (paged) data.offset = offset;
     out.result(data, (d) => {
       const lines: string[] = [];
+      const listed = d.pending.length;
       if (d.total === 0) lines.push("no trust requests waiting for you");
+      else if (listed === 0) lines.push(`${d.total} trust request${d.total === 1 ? "" : "s"} waiting for you; none from offset ${offset}`);
       else {
-        lines.push(`${d.total} trust request${d.total === 1 ? "" : "s"} waiting for you:`);
+        const which = paged ? `, newest first${offset > 0 ? ` from the ${offset + 1}th newest` : ""}` : listed < d.total ? ": the oldest and the newest" : "";
+        lines.push(`${d.total} trust request${d.total === 1 ? "" : "s"} waiting for you${listed < d.total ? ` (${listed} listed${which})` : which}:`);
         lines.push(table(["NODE", "ADDRESS", "HOSTNAME", "RECEIVED", "REASON"], d.pending.map((p: any) => [p.node_id, p.address, p.hostname, ago(p.received_at), p.reason]), "  "));
         const first = d.pending[0];
         lines.push(`approve with: pilot approve ${first.node_id}    reject with: pilot reject ${first.node_id} "reason"`);
+        if (listed < d.total) {
+          const rest = d.total - listed;
+          lines.push(
+            paged && offset + listed < d.total
+              ? `${rest} more: pilot pending --offset ${offset + listed} --limit ${Math.min(limit, 100)}, or pilot pending --all`
+              : `${rest} more not listed: pilot pending --all, or page with --limit N --offset M (newest first)`,
+          );
+        }
       }
       if (d.outgoing.length > 0) {
         lines.push("", `you asked ${d.outgoing.length} node${d.outgoing.length === 1 ? "" : "s"}; waiting for ${d.outgoing.length === 1 ? "its" : "their"} approval:`);
