@@ -29,6 +29,7 @@ import { StreamConnection } from "../transport/connection.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { resetFor, toPacket, type Segment } from "../transport/segment.ts";
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
+import type { HandshakeLimits } from "../tunnel/handshake-guard.ts";
 import type { BeaconClient } from "../beacon/client.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
 import { TunnelMessage } from "../protocol/tunnel-frame.ts";
@@ -86,6 +87,8 @@ export interface DataPlaneOptions {
   /** Is "ip:port" one of this node's own addresses (the beacon then sees us without a NAT)? */
   readonly isLocalEndpoint?: (endpoint: string) => boolean;
   readonly pathTimers?: Partial<PathTimers>;
+  /** Budgets for strangers' handshakes (tunnel/handshake-guard.ts). */
+  readonly handshakeLimits?: Partial<HandshakeLimits>;
 }
 
 interface Listener {
@@ -177,6 +180,8 @@ export class DataPlane implements StreamHost {
       admit: (node) => (this.outbound.has(node) || options.policy.admitsSession(node) ? "accept" : "reject"),
       persistentKeepalive: options.persistentKeepalive,
       isRelay: isRelayEndpoint,
+      handshakeLimits: options.handshakeLimits,
+      preferred: (node) => options.policy.trusts?.(node) ?? false,
     });
     const rendezvous = options.rendezvous ?? null;
     this.paths = new PathManager({
