@@ -3,7 +3,7 @@
  * its registered key, junk Noise bytes) while a trusted peer pings it. Prints
  * the trusted peer's ping loss and latency and the victim daemon's CPU, first
  * without the flood, then with it, then with a flood that reads cookie replies
- * and adds mac2 (a careful attacker on the victim's own address).
+ * and adds mac2 (a careful attacker, on the same address as the trusted peer).
  *
  *   bun scripts/bench/handshake-flood.ts [--rate 40000] [--seconds 5]
  *
@@ -25,6 +25,15 @@ function arg(name: string, fallback: number): number {
 const fmt = (p: PingSummary) =>
   `loss ${p.lossPct.toFixed(1)} % (${p.sent - p.received}/${p.sent}), p50 ${p.p50.toFixed(2)} ms, p99 ${p.p99.toFixed(2)} ms, max ${p.max.toFixed(1)} ms`;
 
+async function infoOf(home: string): Promise<unknown> {
+  const d = await connect({ home });
+  try {
+    return await d.call("info");
+  } finally {
+    await d.close();
+  }
+}
+
 async function main() {
   const rate = arg("rate", 40_000);
   const seconds = arg("seconds", 5);
@@ -35,13 +44,7 @@ async function main() {
     const victim = c.daemon("victim");
     const friend = await connect({ home: c.daemon("friend").home });
     const victimKey = Buffer.from(loadIdentity(join(victim.home, "identity.json")).publicKey).toString("base64");
-    const info = (await friend.call("info")) as Record<string, unknown>;
-    void info;
-    const victimInfo = (await connect({ home: victim.home }).then(async (d) => {
-      const i = await d.call("info");
-      await d.close();
-      return i;
-    })) as { endpoint: string };
+    const victimInfo = (await infoOf(victim.home)) as { endpoint: string };
     await friend.call("ping", { target: victim.address, seq: 1 }); // tunnel up first
 
     const phase = async (spec: FloodSpec | null) => {
@@ -65,11 +68,7 @@ async function main() {
     console.log(
       `flood + cookies/mac2 trusted ping ${fmt(careful.pings)} | victim CPU ${careful.cpu.toFixed(0)} % | sent ${(careful.flood!.sent / careful.flood!.seconds).toFixed(0)}/s, cookie replies ${careful.flood!.cookieReplies}`,
     );
-    const after = (await connect({ home: victim.home }).then(async (d) => {
-      const i = await d.call("info");
-      await d.close();
-      return i;
-    })) as Record<string, unknown>;
+    const after = (await infoOf(victim.home)) as Record<string, unknown>;
     if (after.tunnel) console.log(`victim tunnel counters ${JSON.stringify(after.tunnel)}`);
     console.log(`victim RSS ${rssMiB(victim.pid).toFixed(1)} MiB, peers ${after.peers}`);
     await friend.close();

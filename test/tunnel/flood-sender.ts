@@ -14,19 +14,18 @@
  *           unregistered node id (`count` of them, cycled): each one that gets through
  *           costs a victim a registry lookup
  * `cookies: true` makes the sender behave like a careful attacker that reads cookie
- * replies and adds mac2 to what it sends next from the same socket.
+ * replies and adds mac2 (with the latest cookie) to everything it sends next.
  *
  * Prints one JSON line at the end: { sent, seconds, cookieReplies, otherReplies }.
  */
-import { remoteHandshakeKeys, createInitiation, localHandshakeKeys } from "../../src/crypto/handshake.ts";
+import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { computeMac2, cookieReplyKey } from "../../src/crypto/cookie.ts";
+import { createInitiation, localHandshakeKeys, remoteHandshakeKeys } from "../../src/crypto/handshake.ts";
 import { hmacSha256 } from "../../src/crypto/hkdf.ts";
 import { generateIdentity } from "../../src/crypto/identity.ts";
 import { TimestampClock } from "../../src/crypto/timestamp.ts";
 import { addressOf, parseAddress, type Address } from "../../src/protocol/address.ts";
-import { INITIATION_MAC_OFFSET, INITIATION_SIZE, MAC_SIZE, TunnelMessage } from "../../src/protocol/tunnel-frame.ts";
-import { decodeCookieReply, INITIATION_MAC2_OFFSET } from "../../src/protocol/tunnel-frame.ts";
-import { computeMac2, cookieReplyKey } from "../../src/crypto/cookie.ts";
-import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { decodeCookieReply, INITIATION_MAC_OFFSET, INITIATION_MAC2_OFFSET, INITIATION_SIZE, MAC_SIZE, TunnelMessage } from "../../src/protocol/tunnel-frame.ts";
 
 export interface FloodSpec {
   readonly target: string;
@@ -100,6 +99,8 @@ export async function flood(spec: FloodSpec): Promise<FloodResult> {
   const colon = spec.target.lastIndexOf(":");
   const host = spec.target.slice(0, colon);
   const port = Number(spec.target.slice(colon + 1));
+  if (!/^127\.\d+\.\d+\.\d+$/.test(host)) throw new Error(`floods go to 127.0.0.0/8 only, not ${host}`);
+  if (!(spec.seconds > 0 && spec.seconds <= 10)) throw new Error("a flood lasts at most 10 s");
   let cookieReplies = 0;
   let otherReplies = 0;
   let cookie: Uint8Array | null = null;
