@@ -36,7 +36,7 @@ import type { StreamConfig } from "../transport/config.ts";
 import { resetFor, toPacket, type Segment } from "../transport/segment.ts";
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
 import type { HandshakeLimits } from "../tunnel/handshake-guard.ts";
-import { Introductions, type IntroductionLimits } from "./introductions.ts";
+import { introductionKey, Introductions, TRUSTED_INTRODUCTION_LIMITS, type IntroductionLimits } from "./introductions.ts";
 import type { BeaconClient } from "../beacon/client.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
 import { TunnelMessage } from "../protocol/tunnel-frame.ts";
@@ -170,6 +170,8 @@ export class DataPlane implements StreamHost {
     peerLimit: 0,
   };
   readonly introductions: Introductions;
+  /** Trusted nodes' introductions: a budget of their own, per node (a stranger can claim a trusted id). */
+  readonly trustedIntroductions = new Introductions(TRUSTED_INTRODUCTION_LIMITS);
   readonly peerLimits: PeerLimits;
   readonly paths: PathManager;
   private readonly clock: () => number;
@@ -296,20 +298,16 @@ export class DataPlane implements StreamHost {
    */
   private async introduce(initiator: UnknownInitiator<string>): Promise<void> {
     const node = initiator.address;
-    if (this.options.policy.trusts?.(node)) {
-      try {
-        await this.ensurePeer(node, false);
-      } catch (e) {
-        this.log.debug("ignoring handshake from unknown node", { peer: formatAddress(node), reason: (e as Error).message });
-        return;
-      }
-    } else {
-      if (!this.roomForStranger(this.clock())) {
-        this.counters.peerLimit++;
-        return;
-      }
-      const outcome = await this.introductions.run(node, initiator.endpoint, this.clock(), () => this.ensurePeer(node, false));
-      if (outcome !== "found") return;
+    const trusted = this.options.policy.trusts?.(node) ?? false;
+    if (!trusted && !this.roomForStranger(this.clock())) {
+      this.counters.peerLimit++;
+      return;
+    }
+    const [gate, key] = trusted ? [this.trustedIntroductions, `node:${node}`] : [this.introductions, introductionKey(initiator.endpoint)];
+    const outcome = await gate.run(node, key, this.clock(), () => this.ensurePeer(node, false));
+    if (outcome !== "found") {
+      if (outcome !== "refused") this.log.debug("ignoring handshake from unknown node", { peer: formatAddress(node), outcome });
+      return;
     }
     if (this.closed) return;
     this.router.acceptPending(initiator, this.clock());

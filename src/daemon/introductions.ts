@@ -8,20 +8,25 @@
  * calls (find, set-tags, trust, dials) always keep most of the registry's.
  *
  *   const intro = new Introductions(limits?)
- *   await intro.run(node, source, now, lookup) -> "found" | "missing" | "failed" | "refused"
+ *   await intro.run(node, key, now, lookup) -> "found" | "missing" | "failed" | "refused"
  *   intro.mayRefresh(now): boolean      a re-lookup of an untrusted peer (refreshPeer) from the same budget
+ *   introductionKey(endpoint)           the key strangers are counted by: their source address
  *
  * Before `lookup` runs, in order:
- *   - a negative answer for this node from this source address is cached
- *     (`negativeTtl`, at most `maxNegative` entries): refused without asking;
+ *   - a negative answer for this node under this key is cached (`negativeTtl`,
+ *     at most `maxNegative` entries): refused without asking;
  *   - the same node's lookup already running: this introduction waits for it
  *     (at most `maxJoinersPerNode` waiting), no new request;
  *   - at most `maxConcurrent` lookups at a time;
- *   - a token from the source address's bucket (IPv4 address, IPv6 /64, relayed
- *     node) and one from the daemon-wide bucket.
+ *   - a token from the key's bucket and one from the daemon-wide bucket.
  * Not found, unreachable or refused answers are cached as negative; transient
- * failures (registry unreachable, rate limited, timeout) are not. Trusted
- * nodes are never sent here: their introductions do not wait on strangers.
+ * failures (registry unreachable, rate limited, timeout) are not.
+ *
+ * The data plane keeps two: strangers, counted by source address (IPv4
+ * address, IPv6 /64, relayed node), and trusted nodes, counted per node with
+ * a short negative cache (anyone can claim a trusted node's id, and a trusted
+ * node that is offline does not resolve; when it comes back it must not wait
+ * long). Strangers cannot spend the trusted budget, nor the other way round.
  * `now` is the caller's clock (ms); the gate never reads one.
  */
 import { sourceAddress } from "../tunnel/handshake-guard.ts";
@@ -30,12 +35,13 @@ import type { Address } from "../protocol/address.ts";
 
 export interface IntroductionLimits {
   /**
-   * Registry lookups per second for strangers, daemon-wide, and burst. The registry allows a
-   * node 10/s, burst 50: the node's own calls keep at least 6/s and a burst of 30.
+   * Registry lookups per second, daemon-wide, and burst. The registry allows a node 10/s,
+   * burst 50; strangers (3/s, 15) and trusted nodes (2/s, 10) together leave the node's own
+   * calls at least 5/s and a burst of 25.
    */
   readonly lookupRate: number;
   readonly lookupBurst: number;
-  /** Lookups per second caused by one source address, and burst. */
+  /** Lookups per second under one key (a stranger's source address, a trusted node), and burst. */
   readonly perSourceRate: number;
   readonly perSourceBurst: number;
   readonly maxConcurrent: number;
@@ -48,8 +54,8 @@ export interface IntroductionLimits {
 }
 
 export const DEFAULT_INTRODUCTION_LIMITS: IntroductionLimits = {
-  lookupRate: 4,
-  lookupBurst: 20,
+  lookupRate: 3,
+  lookupBurst: 15,
   perSourceRate: 1,
   perSourceBurst: 5,
   maxConcurrent: 8,
@@ -58,6 +64,22 @@ export const DEFAULT_INTRODUCTION_LIMITS: IntroductionLimits = {
   maxNegative: 4_096,
   maxSources: 4_096,
 };
+
+/** Introductions of trusted nodes (keyed per node): see the module comment. */
+export const TRUSTED_INTRODUCTION_LIMITS: IntroductionLimits = {
+  ...DEFAULT_INTRODUCTION_LIMITS,
+  lookupRate: 2,
+  lookupBurst: 10,
+  perSourceRate: 0.5,
+  perSourceBurst: 2,
+  maxConcurrent: 4,
+  negativeTtl: 5_000,
+};
+
+/** The key a stranger's introductions are counted by: its source address. */
+export function introductionKey(endpoint: string): string {
+  return sourceAddress(endpoint);
+}
 
 export type IntroductionOutcome = "found" | "missing" | "failed" | "refused";
 
@@ -108,9 +130,8 @@ export class Introductions {
    * Looks `node` up with `lookup` (which resolves when its key is pinned and
    * rejects with a NodeError-like `{ code }`), unless a limit says no.
    */
-  async run(node: Address, source: string, now: number, lookup: () => Promise<void>): Promise<IntroductionOutcome> {
-    const address = sourceAddress(source);
-    const key = `${node}@${address}`;
+  async run(node: Address, rateKey: string, now: number, lookup: () => Promise<void>): Promise<IntroductionOutcome> {
+    const key = `${node}@${rateKey}`;
     const until = this.negative.get(key);
     if (until !== undefined) {
       if (until > now) {
@@ -133,7 +154,7 @@ export class Introductions {
       this.stats.busy++;
       return "refused";
     }
-    if (!this.perSource.take(address, now) || !this.total.take(now)) {
+    if (!this.perSource.take(rateKey, now) || !this.total.take(now)) {
       this.stats.throttled++;
       return "refused";
     }

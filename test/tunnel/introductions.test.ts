@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { loadIdentity } from "../../src/crypto/identity.ts";
-import { DEFAULT_INTRODUCTION_LIMITS as L, Introductions } from "../../src/daemon/introductions.ts";
+import { DEFAULT_INTRODUCTION_LIMITS as L, introductionKey as key, Introductions, TRUSTED_INTRODUCTION_LIMITS as T } from "../../src/daemon/introductions.ts";
 import { NodeError } from "../../src/daemon/local-node.ts";
 import { addressOf } from "../../src/protocol/address.ts";
 import { startCluster, type Cluster } from "../support/cluster.ts";
@@ -22,7 +22,7 @@ describe("Introductions (the strangers' registry budget)", () => {
     let lookups = 0;
     const runs: Promise<unknown>[] = [];
     for (let i = 0; i < 12_000; i++) {
-      runs.push(intro.run(addressOf(0, 0x4000_0000 + i), "203.0.113.9:5000", i * (10_000 / 12_000), () => (lookups++, missing())));
+      runs.push(intro.run(addressOf(0, 0x4000_0000 + i), key("203.0.113.9:5000"), i * (10_000 / 12_000), () => (lookups++, missing())));
       if (i % 100 === 0) await Promise.all(runs.splice(0));
     }
     await Promise.all(runs);
@@ -30,11 +30,11 @@ describe("Introductions (the strangers' registry budget)", () => {
     expect(intro.stats.throttled + intro.stats.busy).toBeGreaterThan(11_900);
   });
 
-  test("from many addresses: the daemon-wide budget holds (the registry allows 10/s per node; strangers get 4/s)", async () => {
+  test("from many addresses: the daemon-wide budget holds (the registry allows 10/s per node; strangers get 3/s)", async () => {
     const intro = new Introductions();
     let lookups = 0;
     for (let i = 0; i < 12_000; i++) {
-      await intro.run(addressOf(0, 0x4000_0000 + i), `10.${(i >> 8) & 255}.${i & 255}.1:5000`, i * (10_000 / 12_000), () => (lookups++, missing()));
+      await intro.run(addressOf(0, 0x4000_0000 + i), key(`10.${(i >> 8) & 255}.${i & 255}.1:5000`), i * (10_000 / 12_000), () => (lookups++, missing()));
     }
     expect(lookups).toBeLessThanOrEqual(L.lookupBurst + 10 * L.lookupRate + 1);
     expect(intro.sizes.sources).toBeLessThanOrEqual(L.maxSources);
@@ -45,16 +45,16 @@ describe("Introductions (the strangers' registry budget)", () => {
     const intro = new Introductions({ perSourceBurst: 100, lookupBurst: 100 });
     let lookups = 0;
     const node = addressOf(0, 77);
-    expect(await intro.run(node, "198.51.100.1:1", 0, () => (lookups++, missing()))).toBe("missing");
-    expect(await intro.run(node, "198.51.100.1:2", 1000, () => (lookups++, missing()))).toBe("refused");
+    expect(await intro.run(node, key("198.51.100.1:1"), 0, () => (lookups++, missing()))).toBe("missing");
+    expect(await intro.run(node, key("198.51.100.1:2"), 1000, () => (lookups++, missing()))).toBe("refused");
     expect(lookups).toBe(1);
     // Another address is not refused because of this one (no poisoning for others).
-    expect(await intro.run(node, "198.51.100.2:1", 1000, () => (lookups++, Promise.resolve()))).toBe("found");
-    expect(await intro.run(node, "198.51.100.1:1", L.negativeTtl + 1, () => (lookups++, Promise.resolve()))).toBe("found");
+    expect(await intro.run(node, key("198.51.100.2:1"), 1000, () => (lookups++, Promise.resolve()))).toBe("found");
+    expect(await intro.run(node, key("198.51.100.1:1"), L.negativeTtl + 1, () => (lookups++, Promise.resolve()))).toBe("found");
     const other = addressOf(0, 78);
     const flaky = () => (lookups++, Promise.reject(new NodeError("registry_unavailable", "away")));
-    expect(await intro.run(other, "198.51.100.1:1", 0, flaky)).toBe("failed");
-    expect(await intro.run(other, "198.51.100.1:1", 1, flaky)).toBe("failed");
+    expect(await intro.run(other, key("198.51.100.1:1"), 0, flaky)).toBe("failed");
+    expect(await intro.run(other, key("198.51.100.1:1"), 1, flaky)).toBe("failed");
     expect(lookups).toBe(5);
   });
 
@@ -63,14 +63,27 @@ describe("Introductions (the strangers' registry budget)", () => {
     const release: (() => void)[] = [];
     const slow = () => new Promise<void>((resolve) => release.push(resolve));
     const runs = [];
-    for (let i = 0; i < 20; i++) runs.push(intro.run(addressOf(0, 1000 + i), "198.51.100.3:1", 0, slow));
-    const joined = intro.run(addressOf(0, 1000), "198.51.100.3:1", 0, slow);
+    for (let i = 0; i < 20; i++) runs.push(intro.run(addressOf(0, 1000 + i), key("198.51.100.3:1"), 0, slow));
+    const joined = intro.run(addressOf(0, 1000), key("198.51.100.3:1"), 0, slow);
     expect(release.length).toBe(L.maxConcurrent);
     for (const r of release) r();
     const outcomes = await Promise.all(runs);
     expect(outcomes.filter((o) => o === "found").length).toBe(L.maxConcurrent);
     expect(await joined).toBe("found");
     expect(intro.sizes.running).toBe(0);
+  });
+
+  test("claims of a trusted node's id (offline, so it does not resolve) cost at most one lookup per 5 s each, within the trusted budget", async () => {
+    const intro = new Introductions(T);
+    let lookups = 0;
+    const offline = () => (lookups++, Promise.reject(new NodeError("unreachable", "no endpoint")));
+    for (let i = 0; i < 10_000; i++) {
+      const node = addressOf(0, 10 + (i % 3)); // three trusted nodes, all offline
+      await intro.run(node, `node:${node}`, i, offline); // 10 000 claims over 10 s
+    }
+    expect(lookups).toBeLessThanOrEqual(3 * (10_000 / T.negativeTtl + 1));
+    // Back online: after the short negative cache it is introduced again.
+    expect(await intro.run(addressOf(0, 10), `node:${addressOf(0, 10)}`, 10_000 + T.negativeTtl, () => Promise.resolve())).toBe("found");
   });
 
   test("re-lookups of untrusted peers draw on the same budget", () => {
