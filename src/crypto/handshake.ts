@@ -30,7 +30,8 @@
  * mac1 = first 16 bytes of HMAC-SHA-256(SHA-256("pilot/mac1/1" ‖ receiver's
  * static public key), frame up to mac1). Anyone who knows the receiver's
  * public key can compute it; its job is to drop random junk and frames meant
- * for another key before any Diffie-Hellman work.
+ * for another key before any Diffie-Hellman work (`verifyMac1`). An
+ * initiation's mac2 (zero here) is the cookie's business: `cookie.ts`.
  *
  * Replay: timestamps are checked by the caller (the per-peer state machine)
  * against the greatest one accepted from that peer.
@@ -91,6 +92,11 @@ function mac1KeyFor(staticPublic: Uint8Array): Uint8Array {
 
 function mac1(key: Uint8Array, covered: Uint8Array): Uint8Array {
   return hmacSha256(key, covered).subarray(0, MAC_SIZE);
+}
+
+/** Checks an initiation's mac1 under our key: one HMAC, no Diffie-Hellman. */
+export function verifyMac1(local: LocalHandshakeKeys, frame: InitiationFrame): boolean {
+  return equalBytes(mac1(local.mac1Key, frame.macInput), frame.mac1);
 }
 
 export function localHandshakeKeys(identity: { readonly staticPrivate: Uint8Array }): LocalHandshakeKeys {
@@ -193,7 +199,7 @@ export function consumeInitiation(
   } else {
     frame = input;
   }
-  if (!equalBytes(mac1(local.mac1Key, frame.macInput), frame.mac1)) {
+  if (!verifyMac1(local, frame)) {
     return fail("bad_mac", "initiation mac1 does not match our static key");
   }
   const noise = new HandshakeState({

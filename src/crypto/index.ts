@@ -1,7 +1,8 @@
 /**
  * The crypto layer's public surface: identity (Ed25519), the tunnel handshake
- * (Noise IK over X25519, HKDF-SHA-256), data-frame AEAD (AES-256-GCM) with
- * replay protection. Each module's header documents its API.
+ * (Noise IK over X25519, HKDF-SHA-256; cookie replies under load), data-frame
+ * AEAD (AES-256-GCM) with replay protection. Each module's header documents
+ * its API.
  *
  * For a benchmark:
  *   const a = nodeKeys(generateIdentity(), addressOf(1, 1));
@@ -12,6 +13,7 @@
  */
 export * from "./identity.ts";
 export * from "./handshake.ts";
+export * from "./cookie.ts";
 export * from "./data-session.ts";
 export * from "./replay-window.ts";
 export * from "./timestamp.ts";

@@ -18,6 +18,12 @@
  * pings sealed to one candidate endpoint, answered along the way they came.
  * Frames relayed by the beacon are accepted only if they authenticate as the
  * node the beacon names.
+ *
+ * Strangers (public nodes): handshake work is budgeted by the router
+ * (tunnel/handshake-guard.ts: cookies under load, per-source limits before
+ * any DH); the registry lookups their handshakes cause have a budget of their
+ * own (introductions.ts); untrusted peers without streams are forgotten when
+ * idle and beyond a cap (`peerLimits`), with everything kept about them here.
  */
 import { randomBytes } from "node:crypto";
 import type { Identity } from "../crypto/identity.ts";
@@ -29,6 +35,8 @@ import { StreamConnection } from "../transport/connection.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { ResetReason, resetFor, toPacket, type Segment } from "../transport/segment.ts";
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
+import type { HandshakeLimits } from "../tunnel/handshake-guard.ts";
+import { introductionKey, Introductions, TRUSTED_INTRODUCTION_LIMITS, type IntroductionLimits } from "./introductions.ts";
 import type { BeaconClient } from "../beacon/client.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
 import { TunnelMessage } from "../protocol/tunnel-frame.ts";
@@ -95,7 +103,22 @@ export interface DataPlaneOptions {
   /** Is "ip:port" one of this node's own addresses (the beacon then sees us without a NAT)? */
   readonly isLocalEndpoint?: (endpoint: string) => boolean;
   readonly pathTimers?: Partial<PathTimers>;
+  /** Budgets for strangers' handshakes (tunnel/handshake-guard.ts). */
+  readonly handshakeLimits?: Partial<HandshakeLimits>;
+  /** Budgets for the registry lookups strangers' handshakes cause (introductions.ts). */
+  readonly introductionLimits?: Partial<IntroductionLimits>;
+  readonly peerLimits?: Partial<PeerLimits>;
 }
+
+/** Untrusted peers with no open stream are forgotten when idle, and the least recently active beyond a cap. */
+export interface PeerLimits {
+  /** Idle this long (ms; nothing sent, received or handshaken): forgotten. Default 180 s (its sessions have expired). */
+  readonly idleAfter: number;
+  /** At most this many untrusted peers; a new stranger beyond it pushes out the least recently active idle one, or is refused. */
+  readonly maxUntrusted: number;
+}
+
+export const DEFAULT_PEER_LIMITS: PeerLimits = { idleAfter: 180_000, maxUntrusted: 1024 };
 
 interface Listener {
   readonly port: number;
@@ -136,6 +159,8 @@ export interface DataPlaneCounters {
   relayUnavailable: number;
   /** Packets to our own address dropped because the loopback queue was full (streams retransmit). */
   loopbackDropped: number;
+  /** Strangers' handshakes not answered because the untrusted peer table was full of active peers. */
+  peerLimit: number;
 }
 
 export class DataPlane implements StreamHost {
@@ -160,7 +185,12 @@ export class DataPlane implements StreamHost {
     foreignBeacon: 0,
     relayUnavailable: 0,
     loopbackDropped: 0,
+    peerLimit: 0,
   };
+  readonly introductions: Introductions;
+  /** Trusted nodes' introductions: a budget of their own, per node (a stranger can claim a trusted id). */
+  readonly trustedIntroductions = new Introductions(TRUSTED_INTRODUCTION_LIMITS);
+  readonly peerLimits: PeerLimits;
   readonly paths: PathManager;
   private readonly clock: () => number;
   private readonly random: (n: number) => Uint8Array;
@@ -183,6 +213,7 @@ export class DataPlane implements StreamHost {
   private readonly pings = new Map<string, PendingPing>();
   private nextStreamId = 1;
   private turnScheduled = false;
+  private evictionAt = Infinity;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = Infinity;
   private closed = false;
@@ -205,7 +236,11 @@ export class DataPlane implements StreamHost {
       admit: (node) => (this.outbound.has(node) || options.policy.admitsSession(node) ? "accept" : "reject"),
       persistentKeepalive: options.persistentKeepalive,
       isRelay: isRelayEndpoint,
+      handshakeLimits: options.handshakeLimits,
+      preferred: (node) => options.policy.trusts?.(node) ?? false,
     });
+    this.introductions = new Introductions(options.introductionLimits);
+    this.peerLimits = { ...DEFAULT_PEER_LIMITS, ...options.peerLimits };
     const rendezvous = options.rendezvous ?? null;
     this.paths = new PathManager({
       localNode: nodeOf(options.address),
@@ -285,18 +320,80 @@ export class DataPlane implements StreamHost {
     for (const u of this.router.takeUnknownInitiators()) void this.introduce(u);
   }
 
-  /** A node we have never talked to started a handshake: pin its key from the registry, then answer. */
+  /**
+   * A node we have never talked to started a handshake: pin its key from the registry, then answer.
+   * A stranger's lookup waits for room among untrusted peers and for the introductions' budget.
+   */
   private async introduce(initiator: UnknownInitiator<string>): Promise<void> {
-    try {
-      await this.ensurePeer(initiator.address, false);
-    } catch (e) {
-      this.log.debug("ignoring handshake from unknown node", { peer: formatAddress(initiator.address), reason: (e as Error).message });
+    const node = initiator.address;
+    const trusted = this.options.policy.trusts?.(node) ?? false;
+    if (!trusted && !this.roomForStranger(this.clock())) {
+      this.counters.peerLimit++;
+      return;
+    }
+    const [gate, key] = trusted ? [this.trustedIntroductions, `node:${node}`] : [this.introductions, introductionKey(initiator.endpoint)];
+    const outcome = await gate.run(node, key, this.clock(), () => this.ensurePeer(node, false));
+    if (outcome !== "found") {
+      if (outcome !== "refused") this.log.debug("ignoring handshake from unknown node", { peer: formatAddress(node), outcome });
       return;
     }
     if (this.closed) return;
     this.router.acceptPending(initiator, this.clock());
     this.processRouterOutput(this.clock());
     this.scheduleTurn();
+  }
+
+  /** Is an untrusted peer unprotected: no open stream, not trusted (eviction may forget it)? */
+  private evictable(node: Address): boolean {
+    return !(this.options.policy.trusts?.(node) ?? false) && this.ports.connectionsWith(node).length === 0;
+  }
+
+  /**
+   * Room for one more untrusted peer: below the cap, or after forgetting the least recently
+   * active ones that have no stream. (Introductions already running may each add one more.)
+   */
+  private roomForStranger(now: number): boolean {
+    const untrusted = this.router.countUnprotected((a) => this.options.policy.trusts?.(a) ?? false);
+    const excess = untrusted - this.peerLimits.maxUntrusted + 1;
+    if (excess <= 0) return true;
+    const keep = (a: Address) => !this.evictable(a) || this.peerLookups.has(a);
+    const maxPeers = Math.max(0, this.router.countUnprotected(keep) - excess);
+    const evicted = this.router.evictIdle(now, { idleAfter: this.peerLimits.idleAfter, maxPeers, keep });
+    for (const a of evicted) this.forgetPeer(a);
+    return evicted.length >= excess;
+  }
+
+  /** Forgets idle untrusted peers (and everything kept about them here), every so often. */
+  private evictIdlePeers(now: number): void {
+    const keep = (a: Address) => !this.evictable(a) || this.peerLookups.has(a);
+    const evicted = this.router.evictIdle(now, { ...this.peerLimits, maxPeers: this.peerLimits.maxUntrusted, keep });
+    for (const a of evicted) this.forgetPeer(a);
+    if (evicted.length > 0) this.log.debug("idle peers forgotten", { count: evicted.length, peers: this.router.peerCount });
+  }
+
+  /** Drops everything kept about a peer the router no longer has. */
+  private forgetPeer(node: Address): void {
+    this.paths.forget(node);
+    this.outbound.delete(node);
+    this.refreshedAt.delete(node);
+    this.synBuckets.delete(node);
+  }
+
+  /** Every table this data plane keeps per peer, with its size (tests, `info`). */
+  tableSizes() {
+    const intro = this.introductions.sizes;
+    return {
+      ...this.router.tableSizes,
+      paths: this.paths.size,
+      outbound: this.outbound.size,
+      refreshed: this.refreshedAt.size,
+      synBuckets: this.synBuckets.size,
+      lookups: this.peerLookups.size,
+      pings: this.pings.size,
+      introductionsRunning: intro.running,
+      introductionsNegative: intro.negative,
+      introductionSources: intro.sources,
+    };
   }
 
   private receivePacket(from: Address, bytes: Uint8Array, now: number): void {
@@ -464,9 +561,15 @@ export class DataPlane implements StreamHost {
     if (this.router.peer(node)) return;
     let lookup = this.peerLookups.get(node);
     if (!lookup) {
-      lookup = this.options.lookupPeer(node, outbound).then((info) => {
-        if (!this.closed && !this.router.peer(node)) this.addRouterPeer(node, info);
-      });
+      lookup = this.options.lookupPeer(node, outbound).then(
+        (info) => {
+          if (!this.closed && !this.router.peer(node)) this.addRouterPeer(node, info);
+        },
+        (e) => {
+          if (!this.router.peer(node)) this.outbound.delete(node);
+          throw e;
+        },
+      );
       this.peerLookups.set(node, lookup);
       lookup.then(
         () => this.peerLookups.delete(node),
@@ -479,7 +582,7 @@ export class DataPlane implements StreamHost {
   /** Adds the peer to the router, starting on the path the path manager picks (the relay, while direct paths are probed). */
   private addRouterPeer(node: Address, info: PeerInfo): void {
     const candidates = info.candidates && info.candidates.length > 0 ? info.candidates : info.endpoint ? [info.endpoint] : [];
-    this.router.addPeer(node, info.identityKey, this.paths.initialEndpoint(node, candidates));
+    this.router.addPeer(node, info.identityKey, this.paths.initialEndpoint(node, candidates), this.clock());
     this.paths.peerAdded(node, { candidates, hostEndpoints: info.hostEndpoints }, this.clock());
   }
 
@@ -494,9 +597,11 @@ export class DataPlane implements StreamHost {
   refreshPeer(node: Address): void {
     const now = this.clock();
     if (now - (this.refreshedAt.get(node) ?? -Infinity) < 1000 || this.closed) return;
-    this.refreshedAt.set(node, now);
     const peer = this.router.peer(node);
     if (!peer) return;
+    // Strangers' re-lookups come from the strangers' registry budget.
+    if (!(this.options.policy.trusts?.(node) ?? false) && !this.outbound.has(node) && !this.introductions.mayRefresh(now)) return;
+    this.refreshedAt.set(node, now);
     this.options.lookupPeer(node, this.outbound.has(node)).then(
       (info) => {
         const current = this.router.peer(node);
@@ -629,8 +734,7 @@ export class DataPlane implements StreamHost {
     this.pumpDirty(); // the RSTs go out on the old session before it is destroyed
     this.flushRouter();
     this.router.removePeer(node);
-    this.paths.forget(node);
-    this.outbound.delete(node);
+    this.forgetPeer(node);
     return streams.length;
   }
 
@@ -755,7 +859,10 @@ export class DataPlane implements StreamHost {
 
   private armTimer(): void {
     const now = this.clock();
-    const at = Math.min(this.deadlines.peek(), this.router.nextTimeout() ?? Infinity, this.paths.nextTimeout(now) ?? Infinity, this.housekeepingAt);
+    // Idle peers are looked for every quarter of the idle time (at most every 10 s) while there are peers.
+    if (this.router.peerCount === 0) this.evictionAt = Infinity;
+    else if (this.evictionAt === Infinity) this.evictionAt = now + Math.min(10_000, this.peerLimits.idleAfter / 4);
+    const at = Math.min(this.deadlines.peek(), this.router.nextTimeout() ?? Infinity, this.paths.nextTimeout(now) ?? Infinity, this.evictionAt, this.housekeepingAt);
     if (at === this.timerAt && this.timer) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -789,6 +896,10 @@ export class DataPlane implements StreamHost {
       this.housekeepingAt = Infinity;
       this.sweepBuffers();
       this.scheduleHousekeeping(now);
+    }
+    if (now >= this.evictionAt) {
+      this.evictionAt = Infinity;
+      this.evictIdlePeers(now);
     }
     this.endTurn();
   }

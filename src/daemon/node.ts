@@ -354,6 +354,8 @@ export class DaemonNode implements LocalNode {
       bytes_sent: sent,
       bytes_recv: received,
       packets: snakeCaseKeys(this.plane.counters),
+      tunnel: snakeCaseKeys({ ...this.plane.router.stats, underLoad: this.plane.router.guard.underLoad(performance.now()) }),
+      introductions: snakeCaseKeys(this.plane.introductions.stats),
       buffers: this.bufferInfo(),
     };
   }

@@ -178,6 +178,11 @@ export class PathManager {
     this.nextProbeId = Math.floor(this.random() * 0x7fff_ffff) >>> 0;
   }
 
+  /** Peers with path state, plus punch commands waiting for their peer (both bounded by the peers the data plane keeps). */
+  get size(): number {
+    return this.states.size + this.pendingPunches.size;
+  }
+
   get link(): RendezvousLink | null {
     return this.options.link;
   }

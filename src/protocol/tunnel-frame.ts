@@ -3,15 +3,21 @@
  * type; every frame starts with `u8 type, u8 reserved, u16 reserved` (reserved
  * bytes are zero on the wire and checked). All integers are big-endian.
  *
- *   0x01 handshake initiation, exactly 138 bytes
+ *   0x01 handshake initiation, exactly 154 bytes
  *        0  u8 type | u8 0 | u16 0
  *        4  Noise IK message 1 (118 B): ephemeral (32), encrypted static (48), encrypted payload (38)
- *      122  mac1 (16)
+ *      122  mac1 (16)              covers bytes 0-121
+ *      138  mac2 (16)              covers bytes 0-137; zero unless the sender holds a cookie
  *   0x02 handshake response, exactly 76 bytes
  *        0  u8 type | u8 0 | u16 0
  *        4  u32 receiver_index     the initiator's session index
  *        8  Noise IK message 2 (52 B): ephemeral (32), encrypted payload (20)
  *       60  mac1 (16)
+ *   0x03 cookie reply, exactly 76 bytes (a responder under load answers an initiation with this)
+ *        0  u8 type | u8 0 | u16 0
+ *        4  mac1 of the initiation it answers (16): routes the reply and is its AEAD's associated data
+ *       20  nonce (24)
+ *       44  XChaCha20-Poly1305 ciphertext of the 16-byte cookie, then the 16-byte tag
  *   0x04 data, 32 to MAX_DATA_FRAME bytes
  *        0  u8 type | u8 0 | u16 0
  *        4  u32 receiver_index     the receiver's session index
@@ -20,8 +26,9 @@
  *   0x20-0x2F beacon messages: passed through undecoded (their own codec).
  *
  *   decodeTunnelFrame(bytes): Result<TunnelFrame>        dispatches on byte 0
- *   decodeInitiation / decodeResponse / decodeDataFrame(bytes): Result<...>
- *   encodeInitiation(noise, mac1?) / encodeResponse(receiverIndex, noise, mac1?): Uint8Array
+ *   decodeInitiation / decodeResponse / decodeCookieReply / decodeDataFrame(bytes): Result<...>
+ *   encodeInitiation(noise, mac1?, mac2?) / encodeResponse(receiverIndex, noise, mac1?): Uint8Array
+ *   encodeCookieReply(mac1, nonce, sealedCookie): Uint8Array
  *   writeDataHeader(out, offset, receiverIndex, counter) / encodeDataFrame(receiverIndex, counter, sealed)
  *
  * Decoders take untrusted bytes, never throw, never read out of bounds, and
@@ -33,6 +40,7 @@ import { fail, ok, type Result } from "./result.ts";
 export const TunnelMessage = {
   Initiation: 0x01,
   Response: 0x02,
+  CookieReply: 0x03,
   Data: 0x04,
 } as const;
 export const BEACON_TYPE_FIRST = 0x20;
@@ -41,11 +49,16 @@ export const BEACON_TYPE_LAST = 0x2f;
 export const TAG_SIZE = 16;
 export const MAC_SIZE = 16;
 export const INITIATION_NOISE_SIZE = 32 + (32 + TAG_SIZE) + (22 + TAG_SIZE);
-export const INITIATION_SIZE = 4 + INITIATION_NOISE_SIZE + MAC_SIZE;
-export const INITIATION_MAC_OFFSET = INITIATION_SIZE - MAC_SIZE;
+export const INITIATION_MAC_OFFSET = 4 + INITIATION_NOISE_SIZE;
+export const INITIATION_MAC2_OFFSET = INITIATION_MAC_OFFSET + MAC_SIZE;
+export const INITIATION_SIZE = INITIATION_MAC2_OFFSET + MAC_SIZE;
 export const RESPONSE_NOISE_SIZE = 32 + (4 + TAG_SIZE);
 export const RESPONSE_SIZE = 8 + RESPONSE_NOISE_SIZE + MAC_SIZE;
 export const RESPONSE_MAC_OFFSET = RESPONSE_SIZE - MAC_SIZE;
+export const COOKIE_SIZE = 16;
+export const COOKIE_NONCE_SIZE = 24;
+export const COOKIE_SEALED_SIZE = COOKIE_SIZE + TAG_SIZE;
+export const COOKIE_REPLY_SIZE = 4 + MAC_SIZE + COOKIE_NONCE_SIZE + COOKIE_SEALED_SIZE;
 export const DATA_HEADER_SIZE = 16;
 export const MIN_DATA_FRAME = DATA_HEADER_SIZE + TAG_SIZE;
 /** The largest data frame: a full UDP payload less the room kept for a relay envelope. */
@@ -64,6 +77,10 @@ export interface InitiationFrame {
   /** Everything mac1 covers: the frame up to the mac. */
   readonly macInput: Uint8Array;
   readonly mac1: Uint8Array;
+  /** Everything mac2 covers: the frame up to mac2 (mac1 included). */
+  readonly mac2Input: Uint8Array;
+  /** All zero when the initiator holds no cookie. */
+  readonly mac2: Uint8Array;
 }
 
 export interface ResponseFrame {
@@ -72,6 +89,15 @@ export interface ResponseFrame {
   readonly noise: Uint8Array;
   readonly macInput: Uint8Array;
   readonly mac1: Uint8Array;
+}
+
+export interface CookieReplyFrame {
+  readonly kind: "cookie_reply";
+  /** The mac1 of the initiation this answers (the initiator finds its handshake by it). */
+  readonly mac1: Uint8Array;
+  readonly nonce: Uint8Array;
+  /** The encrypted cookie followed by its tag. */
+  readonly sealedCookie: Uint8Array;
 }
 
 export interface DataFrame {
@@ -90,7 +116,7 @@ export interface BeaconFrame {
   readonly bytes: Uint8Array;
 }
 
-export type TunnelFrame = InitiationFrame | ResponseFrame | DataFrame | BeaconFrame;
+export type TunnelFrame = InitiationFrame | ResponseFrame | CookieReplyFrame | DataFrame | BeaconFrame;
 
 export function isBeaconType(type: number): boolean {
   return type >= BEACON_TYPE_FIRST && type <= BEACON_TYPE_LAST;
@@ -117,7 +143,9 @@ export function decodeInitiation(bytes: Uint8Array): Result<InitiationFrame> {
     kind: "initiation",
     noise: bytes.subarray(4, INITIATION_MAC_OFFSET),
     macInput: bytes.subarray(0, INITIATION_MAC_OFFSET),
-    mac1: bytes.subarray(INITIATION_MAC_OFFSET),
+    mac1: bytes.subarray(INITIATION_MAC_OFFSET, INITIATION_MAC2_OFFSET),
+    mac2Input: bytes.subarray(0, INITIATION_MAC2_OFFSET),
+    mac2: bytes.subarray(INITIATION_MAC2_OFFSET),
   });
 }
 
@@ -133,6 +161,21 @@ export function decodeResponse(bytes: Uint8Array): Result<ResponseFrame> {
     noise: bytes.subarray(8, RESPONSE_MAC_OFFSET),
     macInput: bytes.subarray(0, RESPONSE_MAC_OFFSET),
     mac1: bytes.subarray(RESPONSE_MAC_OFFSET),
+  });
+}
+
+export function decodeCookieReply(bytes: Uint8Array): Result<CookieReplyFrame> {
+  const prefix = checkPrefix(bytes, TunnelMessage.CookieReply, "cookie reply");
+  if (!prefix.ok) return prefix;
+  if (bytes.length !== COOKIE_REPLY_SIZE) {
+    return fail("bad_length", `cookie reply is ${bytes.length} bytes, expected ${COOKIE_REPLY_SIZE}`);
+  }
+  const nonceAt = 4 + MAC_SIZE;
+  return ok({
+    kind: "cookie_reply",
+    mac1: bytes.subarray(4, nonceAt),
+    nonce: bytes.subarray(nonceAt, nonceAt + COOKIE_NONCE_SIZE),
+    sealedCookie: bytes.subarray(nonceAt + COOKIE_NONCE_SIZE),
   });
 }
 
@@ -162,6 +205,8 @@ export function decodeTunnelFrame(bytes: Uint8Array): Result<TunnelFrame> {
       return decodeInitiation(bytes);
     case TunnelMessage.Response:
       return decodeResponse(bytes);
+    case TunnelMessage.CookieReply:
+      return decodeCookieReply(bytes);
     case TunnelMessage.Data:
       return decodeDataFrame(bytes);
     default:
@@ -178,8 +223,8 @@ function checkU32(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new RangeError(`${what} ${n} is not a u32`);
 }
 
-/** Builds an initiation frame; mac1 is left zero when not given (the handshake fills it in). */
-export function encodeInitiation(noise: Uint8Array, mac1?: Uint8Array): Uint8Array {
+/** Builds an initiation frame; the macs are left zero when not given (the handshake fills them in). */
+export function encodeInitiation(noise: Uint8Array, mac1?: Uint8Array, mac2?: Uint8Array): Uint8Array {
   checkLength(noise, INITIATION_NOISE_SIZE, "initiation Noise message");
   const out = new Uint8Array(INITIATION_SIZE);
   out[0] = TunnelMessage.Initiation;
@@ -188,6 +233,22 @@ export function encodeInitiation(noise: Uint8Array, mac1?: Uint8Array): Uint8Arr
     checkLength(mac1, MAC_SIZE, "mac1");
     out.set(mac1, INITIATION_MAC_OFFSET);
   }
+  if (mac2) {
+    checkLength(mac2, MAC_SIZE, "mac2");
+    out.set(mac2, INITIATION_MAC2_OFFSET);
+  }
+  return out;
+}
+
+export function encodeCookieReply(mac1: Uint8Array, nonce: Uint8Array, sealedCookie: Uint8Array): Uint8Array {
+  checkLength(mac1, MAC_SIZE, "mac1");
+  checkLength(nonce, COOKIE_NONCE_SIZE, "cookie nonce");
+  checkLength(sealedCookie, COOKIE_SEALED_SIZE, "sealed cookie");
+  const out = new Uint8Array(COOKIE_REPLY_SIZE);
+  out[0] = TunnelMessage.CookieReply;
+  out.set(mac1, 4);
+  out.set(nonce, 4 + MAC_SIZE);
+  out.set(sealedCookie, 4 + MAC_SIZE + COOKIE_NONCE_SIZE);
   return out;
 }
 

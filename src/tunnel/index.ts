@@ -7,3 +7,5 @@ export * from "./peer.ts";
 export * from "./index-table.ts";
 export * from "./timers.ts";
 export * from "./router.ts";
+export * from "./handshake-guard.ts";
+export * from "./rate-limit.ts";

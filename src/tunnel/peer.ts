@@ -9,6 +9,8 @@
  *   peer.receive(datagram, endpoint, now)    any tunnel frame addressed to this peer
  *   peer.receiveInitiation(pending, endpoint, now)   an initiation the shell already decrypted
  *                                            (consumeInitiation) and matched to this peer's address
+ *   peer.receiveCookieReply(reply, now)      a cookie reply to our latest initiation (the shell routes
+ *                                            it by the mac1 it echoes, `lastInitiationMac1`)
  *   peer.connect(now)                        start a handshake without waiting for traffic
  *   peer.setEndpoint(endpoint, now)          trusted control-plane news (registry, beacon), or the
  *                                            shell's path choice (a direct address or a relay)
@@ -20,6 +22,7 @@
  *   peer.takeEvents(): PeerEvent<E>[]        established / handshake_failed / endpoint_changed /
  *                                            direct_heard / keys_expired
  *   peer.stats                               counters, including every drop reason
+ *   peer.lastActiveAt                        when anything last happened with this peer (idle eviction)
  *
  * `E` is the shell's opaque endpoint (e.g. "ip:port"). Times are milliseconds
  * on any monotonic clock. The shell routes by the receiver index of responses
@@ -39,7 +42,11 @@
  *   accepted one, so a replayed initiation does nothing, and a new responder
  *   session is used for sending only once the initiator's first data frame
  *   proves the initiator holds it;
- * - a decrypted packet must name this peer's address as its source.
+ * - a decrypted packet must name this peer's address as its source;
+ * - a responder under load may answer with a cookie reply instead of a
+ *   response: it is accepted only for our latest initiation, once, and makes
+ *   us send that handshake again at once with mac2 (once per handshake; later
+ *   retries carry mac2 as long as the cookie is fresh).
  */
 import { DataSession } from "../crypto/data-session.ts";
 import {
@@ -53,6 +60,7 @@ import {
   type PendingInitiation,
   type RemoteHandshakeKeys,
 } from "../crypto/handshake.ts";
+import { CookieJar } from "../crypto/cookie.ts";
 import { secureRandom, type RandomSource } from "../crypto/noise.ts";
 import { compareTimestamps, type TimestampClock } from "../crypto/timestamp.ts";
 import { writeAddress, type Address } from "../protocol/address.ts";
@@ -64,6 +72,7 @@ import {
   MIN_DATA_FRAME,
   TAG_SIZE,
   TunnelMessage,
+  type CookieReplyFrame,
   type ResponseFrame,
 } from "../protocol/tunnel-frame.ts";
 import type { IndexTable } from "./index-table.ts";
@@ -100,6 +109,10 @@ export type DropReason =
   /** A response when we have no handshake with that index (late, duplicate or replayed). */
   | "unexpected_response"
   | "bad_response"
+  /** A cookie reply that does not answer our latest initiation (late, duplicate, forged). */
+  | "unexpected_cookie"
+  /** A cookie reply that does not decrypt. */
+  | "bad_cookie"
   /** Outgoing packets: dropped from a full queue, or with the queue when a handshake gave up. */
   | "queue_overflow"
   | "handshake_timeout";
@@ -116,6 +129,8 @@ export interface PeerStats {
   responsesSent: number;
   handshakesCompleted: number;
   handshakesFailed: number;
+  /** Cookies taken from a responder under load. */
+  cookiesReceived: number;
   endpointChanges: number;
   readonly drops: Record<DropReason, number>;
 }
@@ -156,6 +171,8 @@ export interface PeerOptions<E> {
   /** Send a keepalive whenever nothing was sent for this long (keeps NAT mappings open). */
   readonly persistentKeepalive?: number;
   readonly sameEndpoint?: (a: E, b: E) => boolean;
+  /** When the peer was created (it counts as activity for idle eviction); default: never. */
+  readonly now?: number;
   /**
    * Endpoints that stand for a relay rather than an address. Frames received
    * through one never move the endpoint, and no frame moves it away from one
@@ -177,6 +194,8 @@ interface PendingHandshake {
   retryAt: number;
   /** When the initiation `state` belongs to was sent: its response times the round trip. */
   stateSentAt: number;
+  /** A cookie reply already made us send this handshake again at once. */
+  cookieRetried: boolean;
 }
 
 function newStats(): PeerStats {
@@ -192,6 +211,7 @@ function newStats(): PeerStats {
     responsesSent: 0,
     handshakesCompleted: 0,
     handshakesFailed: 0,
+    cookiesReceived: 0,
     endpointChanges: 0,
     drops: {
       malformed: 0,
@@ -210,6 +230,8 @@ function newStats(): PeerStats {
       initiation_flood: 0,
       unexpected_response: 0,
       bad_response: 0,
+      unexpected_cookie: 0,
+      bad_cookie: 0,
       queue_overflow: 0,
       handshake_timeout: 0,
     },
@@ -231,6 +253,8 @@ export class Peer<E = string> {
   private readonly sameEndpoint: (a: E, b: E) => boolean;
   private readonly isRelay: (e: E) => boolean;
   private readonly remoteAddressBytes = new Uint8Array(6);
+  private readonly cookies: CookieJar;
+  private readonly createdAt: number;
 
   private endpointValue: E | null;
   private current: Keypair | null = null;
@@ -277,6 +301,8 @@ export class Peer<E = string> {
     this.sameEndpoint = options.sameEndpoint ?? Object.is;
     this.isRelay = options.isRelay ?? (() => false);
     this.endpointValue = options.endpoint ?? null;
+    this.cookies = new CookieJar(this.remote.staticPublic);
+    this.createdAt = options.now ?? -Infinity;
     writeAddress(new DataView(this.remoteAddressBytes.buffer), 0, options.remoteAddress);
   }
 
@@ -302,6 +328,21 @@ export class Peer<E = string> {
 
   get queuedPackets(): number {
     return this.queue.length;
+  }
+
+  /**
+   * When anything last happened with this peer: created, a handshake started,
+   * answered or completed, an authenticated frame received, a packet sent.
+   */
+  get lastActiveAt(): number {
+    return Math.max(
+      this.createdAt,
+      this.lastReceivedAt,
+      this.lastDataSentAt,
+      this.lastHandshakeAt,
+      this.lastAcceptedInitiationAt,
+      this.handshake?.stateSentAt ?? -Infinity,
+    );
   }
 
   // ---- outputs ----------------------------------------------------------
@@ -438,7 +479,7 @@ export class Peer<E = string> {
 
   private startHandshake(now: number): void {
     if (this.handshake !== null) return;
-    const hs: PendingHandshake = { state: null, startedAt: now, attempts: 0, retryAt: now, stateSentAt: now };
+    const hs: PendingHandshake = { state: null, startedAt: now, attempts: 0, retryAt: now, stateSentAt: now, cookieRetried: false };
     this.handshake = hs;
     this.sendInitiation(hs, now);
   }
@@ -463,6 +504,7 @@ export class Peer<E = string> {
       timestamp: this.nextTimestamp(),
       random: this.random,
     });
+    this.cookies.stamp(frame, now);
     hs.state = state;
     hs.stateSentAt = now;
     this.transmits.push({ endpoint: this.endpointValue, frame });
@@ -503,6 +545,24 @@ export class Peer<E = string> {
     this.flushQueue(now);
     // The responder may not send on the session until it hears from us on it.
     if (!hadQueued) this.sendKeepalive(now);
+  }
+
+  /** The responder is under load and sent a cookie instead of a response: send the handshake again with mac2. */
+  receiveCookieReply(reply: CookieReplyFrame, now: number): void {
+    const hs = this.handshake;
+    if (hs === null || hs.state === null || !this.cookies.awaits(reply.mac1)) {
+      this.stats.drops.unexpected_cookie++;
+      return;
+    }
+    if (!this.cookies.consumeReply(reply, now).ok) {
+      this.stats.drops.bad_cookie++;
+      return;
+    }
+    this.stats.cookiesReceived++;
+    if (!hs.cookieRetried) {
+      hs.cookieRetried = true;
+      this.sendInitiation(hs, now);
+    }
   }
 
   // ---- handshake: responder ---------------------------------------------
@@ -584,6 +644,9 @@ export class Peer<E = string> {
         return;
       case "response":
         this.receiveResponse(frame, endpoint, now);
+        return;
+      case "cookie_reply":
+        this.receiveCookieReply(frame, now);
         return;
       case "initiation": {
         const pending = consumeInitiation(this.local, this.localAddress, frame);

@@ -3,8 +3,12 @@
  * index table and our handshake keys; it routes every incoming datagram:
  *
  *   data and response frames  -> the peer that owns the receiver index
- *   initiations               -> decrypted here (mac1, two DH), then the peer for
- *                                the claimed initiator address, if `admit` allows it
+ *   initiations               -> mac1 checked here, then the handshake guard decides
+ *                                (handshake-guard.ts): DH work, a cookie reply (under
+ *                                load, without a valid mac2), or a drop (over a budget);
+ *                                decrypted (two DH), then the peer for the claimed
+ *                                initiator address, if `admit` allows it
+ *   cookie replies            -> the peer whose latest initiation carried the mac1 they echo
  *   beacon messages           -> not ours: `receive` returns "beacon" for the shell
  *
  * An initiation from an address with no Peer yet is not answered: the router
@@ -12,10 +16,17 @@
  * node's key (registry lookup, async), `addPeer`, and hand the initiation back
  * with `acceptPending`. Replayed initiations are refused even across
  * `removePeer`/`addPeer`: the greatest timestamp accepted per address outlives
- * the Peer object.
+ * the Peer object (for the last `maxRememberedTimestamps` removed peers; past
+ * that, a replayed initiation from a long-forgotten peer earns a response
+ * whose session the replayer cannot use, as after a restart).
+ *
+ * Peers do not live forever: `evictIdle` forgets the peers the shell does not
+ * protect (trusted, with open streams) that have been idle for a while, and
+ * the least recently active ones beyond a cap.
  *
  *   const r = new TunnelRouter<E>({ localAddress, identity, admit, ... })
- *   r.addPeer(address, edPublicKey, endpoint?) / r.removePeer(address) / r.peer(address)
+ *   r.addPeer(address, edPublicKey, endpoint?, now?) / r.removePeer(address) / r.peer(address)
+ *   r.evictIdle(now, { idleAfter, maxPeers, keep }) -> Address[]   removed (see the method)
  *   r.send(address, packet, now) -> boolean (false: no such peer)
  *   r.sendTo(address, packet, endpoint, now) -> boolean   one packet to an explicit endpoint (path probes)
  *   r.rehandshake(address, now)           a new handshake now (the peer may have lost our session)
@@ -27,11 +38,13 @@
  *   r.takeEvents(): { address, event }[]  r.takeUnknownInitiators(): UnknownInitiator<E>[]
  */
 import type { Identity } from "../crypto/identity.ts";
-import { consumeInitiation, localHandshakeKeys, type LocalHandshakeKeys, type PendingInitiation } from "../crypto/handshake.ts";
+import { CookieChecker } from "../crypto/cookie.ts";
+import { consumeInitiation, localHandshakeKeys, verifyMac1, type LocalHandshakeKeys, type PendingInitiation } from "../crypto/handshake.ts";
 import type { RandomSource } from "../crypto/noise.ts";
 import { compareTimestamps, TimestampClock } from "../crypto/timestamp.ts";
 import type { Address } from "../protocol/address.ts";
-import { isBeaconType, MIN_DATA_FRAME, TunnelMessage } from "../protocol/tunnel-frame.ts";
+import { decodeCookieReply, decodeInitiation, INITIATION_MAC_OFFSET, isBeaconType, MAC_SIZE, MIN_DATA_FRAME, TunnelMessage } from "../protocol/tunnel-frame.ts";
+import { HandshakeGuard, type HandshakeLimits } from "./handshake-guard.ts";
 import { IndexTable } from "./index-table.ts";
 import { Peer, type PeerEvent, type Transmit } from "./peer.ts";
 import type { TunnelTimers } from "./timers.ts";
@@ -55,6 +68,17 @@ export interface RouterStats {
   unknownInitiator: number;
   /** Relayed frames whose session or initiation belongs to another node than the relay named. */
   wrongRelaySender: number;
+  /** Initiations that got Diffie-Hellman work (decryption). */
+  initiationsDecrypted: number;
+  /** Initiations answered with a cookie reply (under load, no valid mac2) instead. */
+  cookieRepliesSent: number;
+  /** Initiations dropped by a handshake budget (per source, strangers' total, cookie replies). */
+  throttledInitiation: number;
+  /** Cookie replies received for one of our initiations / for none. */
+  cookieReplies: number;
+  unexpectedCookieReply: number;
+  /** Peers forgotten by `evictIdle`. */
+  peersEvicted: number;
 }
 
 export interface TunnelRouterOptions<E> {
@@ -71,6 +95,23 @@ export interface TunnelRouterOptions<E> {
   readonly isRelay?: (e: E) => boolean;
   /** Bound on initiations waiting for a key lookup. */
   readonly maxUnknownInitiators?: number;
+  /** Budgets for handshake work (defaults: DEFAULT_HANDSHAKE_LIMITS). */
+  readonly handshakeLimits?: Partial<HandshakeLimits>;
+  /** The endpoint as text ("ip:port"; default String(e)): cookies are bound to it, limits count by it. */
+  readonly sourceKey?: (e: E) => string;
+  /** Peers whose endpoint counts as a known source even without a session (trusted peers). */
+  readonly preferred?: (address: Address) => boolean;
+  /** Greatest accepted timestamps kept for removed peers (replay protection across eviction). Default 4096. */
+  readonly maxRememberedTimestamps?: number;
+}
+
+export interface EvictionOptions {
+  /** Forget a peer idle this long (ms: nothing sent, received or handshaken). */
+  readonly idleAfter: number;
+  /** Keep at most this many unprotected peers: the least recently active beyond it go. */
+  readonly maxPeers: number;
+  /** Protected peers are never evicted and not counted (trusted, open streams, ...). */
+  readonly keep: (address: Address) => boolean;
 }
 
 export class TunnelRouter<E = string> {
@@ -85,7 +126,22 @@ export class TunnelRouter<E = string> {
     replayedInitiation: 0,
     unknownInitiator: 0,
     wrongRelaySender: 0,
+    initiationsDecrypted: 0,
+    cookieRepliesSent: 0,
+    throttledInitiation: 0,
+    cookieReplies: 0,
+    unexpectedCookieReply: 0,
+    peersEvicted: 0,
   };
+  readonly guard: HandshakeGuard;
+  private readonly cookies: CookieChecker;
+  private readonly sourceKey: (e: E) => string;
+  /** Known sources: the endpoint (as text) each peer sends from, and back. */
+  private readonly peerBySource = new Map<string, Address>();
+  private readonly sourceOfPeer = new Map<Address, string>();
+  /** Cookie replies find their peer by the mac1 of its latest initiation. */
+  private readonly peerByMac1 = new Map<string, Address>();
+  private readonly mac1OfPeer = new Map<Address, string>();
   private readonly local: LocalHandshakeKeys;
   private readonly indices: IndexTable<unknown>;
   private readonly timestamps: TimestampClock;
@@ -101,6 +157,9 @@ export class TunnelRouter<E = string> {
     this.local = localHandshakeKeys(options.identity);
     this.indices = new IndexTable(options.random);
     this.timestamps = options.timestamps ?? new TimestampClock();
+    this.guard = new HandshakeGuard(options.handshakeLimits);
+    this.cookies = new CookieChecker(this.local.staticPair.publicKey, options.random);
+    this.sourceKey = options.sourceKey ?? String;
   }
 
   get peerCount(): number {
@@ -115,11 +174,15 @@ export class TunnelRouter<E = string> {
     return this.peers.values();
   }
 
-  /** Adds (or returns the existing) peer with `identityKey` pinned. A different key for a known address replaces the peer. */
-  addPeer(address: Address, identityKey: Uint8Array, endpoint?: E | null): Peer<E> {
+  /**
+   * Adds (or returns the existing) peer with `identityKey` pinned. A different key for a known
+   * address replaces the peer. `now`: its creation counts as activity (idle eviction).
+   */
+  addPeer(address: Address, identityKey: Uint8Array, endpoint?: E | null, now?: number): Peer<E> {
     const existing = this.peers.get(address);
     if (existing && sameBytes(existing.remote.identityKey, identityKey)) {
       if (endpoint != null && existing.endpoint === null) existing.setEndpoint(endpoint, 0);
+      this.indexSource(existing);
       return existing;
     }
     if (existing) this.removePeer(address);
@@ -136,8 +199,10 @@ export class TunnelRouter<E = string> {
       persistentKeepalive: this.options.persistentKeepalive,
       sameEndpoint: this.options.sameEndpoint,
       isRelay: this.options.isRelay,
+      now,
     });
     this.peers.set(address, peer);
+    this.indexSource(peer);
     return peer;
   }
 
@@ -147,6 +212,51 @@ export class TunnelRouter<E = string> {
     if (!peer) return;
     peer.close();
     this.peers.delete(address);
+    this.unindex(address);
+    this.boundTimestamps();
+  }
+
+  /**
+   * Forgets idle peers (like removePeer) and returns their addresses: every
+   * peer `keep` does not protect that has been idle for `idleAfter`, then,
+   * while more than `maxPeers` unprotected peers remain, the least recently
+   * active of them.
+   */
+  evictIdle(now: number, o: EvictionOptions): Address[] {
+    const candidates: Peer<E>[] = [];
+    const evicted: Address[] = [];
+    for (const [address, peer] of this.peers) {
+      if (o.keep(address)) continue;
+      if (now - peer.lastActiveAt >= o.idleAfter) evicted.push(address);
+      else candidates.push(peer);
+    }
+    if (candidates.length > o.maxPeers) {
+      candidates.sort((x, y) => x.lastActiveAt - y.lastActiveAt);
+      for (const peer of candidates.slice(0, candidates.length - o.maxPeers)) evicted.push(peer.remoteAddress);
+    }
+    for (const address of evicted) this.removePeer(address);
+    this.stats.peersEvicted += evicted.length;
+    return evicted;
+  }
+
+  /** How many peers `keep` does not protect. */
+  countUnprotected(keep: (address: Address) => boolean): number {
+    let n = 0;
+    for (const address of this.peers.keys()) if (!keep(address)) n++;
+    return n;
+  }
+
+  /** Entries in the router's own per-peer tables (for tests and `info`): all bounded. */
+  get tableSizes(): { peers: number; indices: number; sources: number; cookieRoutes: number; timestamps: number; unknown: number; guardSources: number } {
+    return {
+      peers: this.peers.size,
+      indices: this.indices.size,
+      sources: this.peerBySource.size,
+      cookieRoutes: this.peerByMac1.size,
+      timestamps: this.lastTimestamps.size,
+      unknown: this.unknown.length,
+      guardSources: this.guard.sourcesTracked,
+    };
   }
 
   send(address: Address, packet: Uint8Array, now: number): boolean {
@@ -205,12 +315,35 @@ export class TunnelRouter<E = string> {
       return "ok";
     }
     if (type === TunnelMessage.Initiation) return this.receiveInitiation(datagram, endpoint, now, sender);
+    if (type === TunnelMessage.CookieReply) return this.receiveCookieReply(datagram, now, sender);
     this.stats.malformed++;
     return "dropped";
   }
 
   private receiveInitiation(datagram: Uint8Array, endpoint: E, now: number, sender: Address | undefined): "ok" | "dropped" {
-    const pending = consumeInitiation(this.local, this.localAddress, datagram);
+    const decoded = decodeInitiation(datagram);
+    if (!decoded.ok || !verifyMac1(this.local, decoded.value)) {
+      this.stats.badInitiation++;
+      return "dropped";
+    }
+    const frame = decoded.value;
+    const source = this.sourceKey(endpoint);
+    const verdict = this.guard.admit(source, now, {
+      known: this.isKnownSource(source, now),
+      relayed: sender !== undefined,
+      hasMac2: () => this.cookies.checkMac2(frame, source, now),
+    });
+    if (verdict === "cookie") {
+      this.transmits.push({ endpoint, frame: this.cookies.createReply(frame, source, now) });
+      this.stats.cookieRepliesSent++;
+      return "dropped";
+    }
+    if (verdict === "drop") {
+      this.stats.throttledInitiation++;
+      return "dropped";
+    }
+    this.stats.initiationsDecrypted++;
+    const pending = consumeInitiation(this.local, this.localAddress, frame);
     if (!pending.ok) {
       this.stats.badInitiation++;
       return "dropped";
@@ -241,6 +374,33 @@ export class TunnelRouter<E = string> {
     return this.deliverInitiation(peer, pending.value, endpoint, now);
   }
 
+  /** The endpoint of a peer with a usable session, or of a preferred (trusted) peer. */
+  private isKnownSource(source: string, now: number): boolean {
+    const address = this.peerBySource.get(source);
+    if (address === undefined) return false;
+    const peer = this.peers.get(address);
+    if (!peer || peer.endpoint === null || this.sourceKey(peer.endpoint) !== source) return false;
+    return peer.isEstablished(now) || (this.options.preferred?.(address) ?? false);
+  }
+
+  private receiveCookieReply(datagram: Uint8Array, now: number, sender: Address | undefined): "ok" | "dropped" {
+    const decoded = decodeCookieReply(datagram);
+    if (!decoded.ok) {
+      this.stats.malformed++;
+      return "dropped";
+    }
+    const address = this.peerByMac1.get(mac1Key(decoded.value.mac1));
+    const peer = address === undefined ? undefined : this.peers.get(address);
+    if (!peer || (sender !== undefined && sender !== address)) {
+      this.stats.unexpectedCookieReply++;
+      return "dropped";
+    }
+    this.stats.cookieReplies++;
+    peer.receiveCookieReply(decoded.value, now);
+    this.collect(peer);
+    return "ok";
+  }
+
   /** Hands back an initiation reported by `takeUnknownInitiators` once its peer exists. */
   acceptPending(initiator: UnknownInitiator<E>, now: number): boolean {
     const peer = this.peers.get(initiator.address);
@@ -255,8 +415,20 @@ export class TunnelRouter<E = string> {
     peer.receiveInitiation(pending, endpoint, now);
     this.collect(peer);
     if (peer.stats.responsesSent === before) return "dropped";
+    this.lastTimestamps.delete(peer.remoteAddress); // re-inserted: the map's order is least recently used first
     this.lastTimestamps.set(peer.remoteAddress, pending.timestamp.slice());
+    this.boundTimestamps();
     return "ok";
+  }
+
+  /** Keeps the timestamps of live peers, and of at most `maxRememberedTimestamps` removed ones. */
+  private boundTimestamps(): void {
+    const max = (this.options.maxRememberedTimestamps ?? 4096) + this.peers.size;
+    if (this.lastTimestamps.size <= max) return;
+    for (const address of this.lastTimestamps.keys()) {
+      if (this.lastTimestamps.size <= max) break;
+      if (!this.peers.has(address)) this.lastTimestamps.delete(address);
+    }
   }
 
   tick(now: number): void {
@@ -303,10 +475,49 @@ export class TunnelRouter<E = string> {
   }
 
   private collect(peer: Peer<E>): void {
-    for (const t of peer.takeTransmits()) this.transmits.push(t);
+    for (const t of peer.takeTransmits()) {
+      this.transmits.push(t);
+      if (t.frame[0] === TunnelMessage.Initiation) this.routeCookiesTo(peer, t.frame);
+    }
+    if (peer.endpoint !== null && this.sourceOfPeer.get(peer.remoteAddress) !== this.sourceKey(peer.endpoint)) this.indexSource(peer);
     for (const packet of peer.takeDelivered()) this.delivered.push({ from: peer.remoteAddress, packet });
     for (const event of peer.takeEvents()) this.events.push({ address: peer.remoteAddress, event });
   }
+
+  /** Remembers which peer sent the initiation with this mac1 (its latest), for the cookie reply. */
+  private routeCookiesTo(peer: Peer<E>, frame: Uint8Array): void {
+    const key = mac1Key(frame.subarray(INITIATION_MAC_OFFSET, INITIATION_MAC_OFFSET + MAC_SIZE));
+    const previous = this.mac1OfPeer.get(peer.remoteAddress);
+    if (previous !== undefined) this.peerByMac1.delete(previous);
+    this.mac1OfPeer.set(peer.remoteAddress, key);
+    this.peerByMac1.set(key, peer.remoteAddress);
+  }
+
+  private indexSource(peer: Peer<E>): void {
+    const address = peer.remoteAddress;
+    const previous = this.sourceOfPeer.get(address);
+    if (previous !== undefined && this.peerBySource.get(previous) === address) this.peerBySource.delete(previous);
+    this.sourceOfPeer.delete(address);
+    if (peer.endpoint === null) return;
+    const source = this.sourceKey(peer.endpoint);
+    this.sourceOfPeer.set(address, source);
+    this.peerBySource.set(source, address);
+  }
+
+  private unindex(address: Address): void {
+    const source = this.sourceOfPeer.get(address);
+    if (source !== undefined && this.peerBySource.get(source) === address) this.peerBySource.delete(source);
+    this.sourceOfPeer.delete(address);
+    const mac1 = this.mac1OfPeer.get(address);
+    if (mac1 !== undefined) this.peerByMac1.delete(mac1);
+    this.mac1OfPeer.delete(address);
+  }
+}
+
+function mac1Key(mac1: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < mac1.length; i++) s += String.fromCharCode(mac1[i]!);
+  return s;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -11,7 +11,7 @@ import {
 import { connectInMemory, nodeKeys } from "../../src/crypto/session-pair.ts";
 import { compareTimestamps, TimestampClock, timestampToMs } from "../../src/crypto/timestamp.ts";
 import { addressOf } from "../../src/protocol/address.ts";
-import { INITIATION_SIZE, RESPONSE_SIZE } from "../../src/protocol/tunnel-frame.ts";
+import { INITIATION_MAC2_OFFSET, INITIATION_SIZE, RESPONSE_SIZE } from "../../src/protocol/tunnel-frame.ts";
 import { seededBytes, testIdentity } from "./support.ts";
 
 const alice = nodeKeys(testIdentity(1), addressOf(1, 100));
@@ -118,9 +118,10 @@ describe("handshake", () => {
     expect(!r.ok && r.error.code).toBe("decrypt_failed");
   });
 
-  test("every single-bit change of an initiation is rejected", () => {
+  test("every single-bit change of an initiation up to mac2 is rejected (mac2 is the cookie's: cookie.test.ts)", () => {
     const { frame } = initiate();
-    for (let i = 0; i < frame.length; i++) {
+    expect(bytesToHex(frame.subarray(INITIATION_MAC2_OFFSET))).toBe("00".repeat(16));
+    for (let i = 0; i < INITIATION_MAC2_OFFSET; i++) {
       const bad = frame.slice();
       bad[i]! ^= 1 << i % 8;
       expect(consumeInitiation(bob.local, bob.address, bad).ok).toBe(false);

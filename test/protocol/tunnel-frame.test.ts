@@ -3,10 +3,13 @@ import { addressOf } from "../../src/protocol/address.ts";
 import { DATA_FRAME_OVERHEAD, MAX_UDP_PAYLOAD, RELAY_ENVELOPE_RESERVE } from "../../src/protocol/limits.ts";
 import { encodePacket, HEADER_SIZE, packet, Protocol } from "../../src/protocol/packet.ts";
 import {
+  COOKIE_REPLY_SIZE,
+  decodeCookieReply,
   decodeDataFrame,
   decodeInitiation,
   decodeResponse,
   decodeTunnelFrame,
+  encodeCookieReply,
   encodeDataFrame,
   encodeInitiation,
   encodeResponse,
@@ -27,8 +30,11 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 describe("tunnel frame layout", () => {
   test("sizes fit the UDP budget of limits.ts", () => {
-    expect(INITIATION_SIZE).toBe(138);
+    expect(INITIATION_SIZE).toBe(154);
     expect(RESPONSE_SIZE).toBe(76);
+    expect(COOKIE_REPLY_SIZE).toBe(76);
+    // A cookie reply is never larger than the initiation that draws it: no amplification.
+    expect(COOKIE_REPLY_SIZE).toBeLessThan(INITIATION_SIZE);
     expect(MIN_DATA_FRAME).toBe(DATA_FRAME_OVERHEAD);
     expect(MAX_DATA_FRAME).toBe(MAX_UDP_PAYLOAD - RELAY_ENVELOPE_RESERVE);
     expect(MAX_TUNNEL_PLAINTEXT + DATA_FRAME_OVERHEAD + RELAY_ENVELOPE_RESERVE).toBeLessThanOrEqual(MAX_UDP_PAYLOAD);
@@ -36,10 +42,11 @@ describe("tunnel frame layout", () => {
     expect(HEADER_SIZE + 35 + 1240).toBeLessThanOrEqual(MAX_TUNNEL_PLAINTEXT);
   });
 
-  test("initiation round-trips; mac1 covers everything before it", () => {
+  test("initiation round-trips; mac1 covers everything before it, mac2 everything before mac2", () => {
     const noise = randomBytes(rand, INITIATION_NOISE_SIZE);
     const mac = randomBytes(rand, 16);
-    const bytes = encodeInitiation(noise, mac);
+    const mac2 = randomBytes(rand, 16);
+    const bytes = encodeInitiation(noise, mac, mac2);
     expect(bytes[0]).toBe(0x01);
     expect(hex(bytes.subarray(1, 4))).toBe("000000");
     const r = decodeInitiation(bytes);
@@ -47,8 +54,29 @@ describe("tunnel frame layout", () => {
     if (!r.ok) return;
     expect(hex(r.value.noise)).toBe(hex(noise));
     expect(hex(r.value.mac1)).toBe(hex(mac));
-    expect(r.value.macInput.length).toBe(INITIATION_SIZE - 16);
-    expect(hex(encodeInitiation(noise)).slice(0, -32)).toBe(hex(bytes).slice(0, -32));
+    expect(hex(r.value.mac2)).toBe(hex(mac2));
+    expect(r.value.macInput.length).toBe(INITIATION_SIZE - 32);
+    expect(hex(r.value.mac2Input)).toBe(hex(bytes.subarray(0, INITIATION_SIZE - 16)));
+    // Without macs: zeros where they go, the rest identical.
+    const bare = encodeInitiation(noise);
+    expect(hex(bare).slice(0, -64)).toBe(hex(bytes).slice(0, -64));
+    expect(hex(bare.subarray(INITIATION_SIZE - 32))).toBe("00".repeat(32));
+  });
+
+  test("cookie reply round-trips: echoed mac1, nonce, sealed cookie", () => {
+    const mac1 = randomBytes(rand, 16);
+    const nonce = randomBytes(rand, 24);
+    const sealed = randomBytes(rand, 32);
+    const bytes = encodeCookieReply(mac1, nonce, sealed);
+    expect(bytes.length).toBe(COOKIE_REPLY_SIZE);
+    expect(hex(bytes.subarray(0, 4))).toBe("03000000");
+    const r = decodeTunnelFrame(bytes);
+    if (!r.ok || r.value.kind !== "cookie_reply") throw new Error("expected a cookie reply");
+    expect(hex(r.value.mac1)).toBe(hex(mac1));
+    expect(hex(r.value.nonce)).toBe(hex(nonce));
+    expect(hex(r.value.sealedCookie)).toBe(hex(sealed));
+    expect(() => encodeCookieReply(mac1, nonce.subarray(1), sealed)).toThrow(RangeError);
+    expect(() => encodeCookieReply(mac1, nonce, sealed.subarray(1))).toThrow(RangeError);
   });
 
   test("response round-trips with its receiver index", () => {
@@ -86,9 +114,11 @@ describe("tunnel frame layout", () => {
   test("exact lengths: one byte more or less is rejected", () => {
     const init = encodeInitiation(new Uint8Array(INITIATION_NOISE_SIZE));
     const resp = encodeResponse(1, new Uint8Array(RESPONSE_NOISE_SIZE));
+    const cookie = encodeCookieReply(new Uint8Array(16), new Uint8Array(24), new Uint8Array(32));
     for (const [bytes, decode] of [
       [init, decodeInitiation],
       [resp, decodeResponse],
+      [cookie, decodeCookieReply],
     ] as const) {
       expect(decode(bytes.subarray(0, bytes.length - 1)).ok).toBe(false);
       const longer = new Uint8Array(bytes.length + 1);
@@ -104,6 +134,7 @@ describe("tunnel frame layout", () => {
     for (const frame of [
       encodeInitiation(new Uint8Array(INITIATION_NOISE_SIZE)),
       encodeResponse(1, new Uint8Array(RESPONSE_NOISE_SIZE)),
+      encodeCookieReply(new Uint8Array(16), new Uint8Array(24), new Uint8Array(32)),
       encodeDataFrame(1, 1, new Uint8Array(16)),
     ]) {
       for (const at of [1, 2, 3]) {
@@ -135,6 +166,7 @@ describe("tunnel frame layout", () => {
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error.code).toBe("unknown_type");
     for (const type of [0x00, 0x03, 0x05, 0x10, 0x1f, 0x30, 0x50, 0xff]) {
+      // (0x03 is a cookie reply, but 7 bytes is not one.)
       const d = decodeTunnelFrame(new Uint8Array([type, 0, 0, 0, 1, 2, 3]));
       expect(d.ok).toBe(false);
     }
@@ -157,9 +189,11 @@ describe("tunnel frame layout", () => {
 function reencode(frame: TunnelFrame): Uint8Array {
   switch (frame.kind) {
     case "initiation":
-      return encodeInitiation(frame.noise, frame.mac1);
+      return encodeInitiation(frame.noise, frame.mac1, frame.mac2);
     case "response":
       return encodeResponse(frame.receiverIndex, frame.noise, frame.mac1);
+    case "cookie_reply":
+      return encodeCookieReply(frame.mac1, frame.nonce, frame.sealedCookie);
     case "data":
       return encodeDataFrame(frame.receiverIndex, frame.counter, frame.sealed);
     case "beacon":
@@ -170,6 +204,8 @@ function reencode(frame: TunnelFrame): Uint8Array {
 test(`decodeTunnelFrame survives ${CASES} random and mutated inputs; what it accepts re-encodes exactly`, () => {
   const seeds = [
     encodeInitiation(randomBytes(rand, INITIATION_NOISE_SIZE), randomBytes(rand, 16)),
+    encodeInitiation(randomBytes(rand, INITIATION_NOISE_SIZE), randomBytes(rand, 16), randomBytes(rand, 16)),
+    encodeCookieReply(randomBytes(rand, 16), randomBytes(rand, 24), randomBytes(rand, 32)),
     encodeResponse(7, randomBytes(rand, RESPONSE_NOISE_SIZE), randomBytes(rand, 16)),
     encodeDataFrame(9, 12345, randomBytes(rand, 16)),
     encodeDataFrame(0xffffffff, 2 ** 40, randomBytes(rand, 1200)),
@@ -179,7 +215,7 @@ test(`decodeTunnelFrame survives ${CASES} random and mutated inputs; what it acc
   const kinds = new Map<string, number>();
   fuzz({ seed: 9, cases: CASES, seeds, maxRandomLength: 200 }, (input) => {
     // Also force the interesting type bytes onto random input.
-    if (input.length > 0 && input[0]! > 0x30) input[0] = [1, 2, 4][input[0]! % 3]!;
+    if (input.length > 0 && input[0]! > 0x30) input[0] = [1, 2, 3, 4][input[0]! % 4]!;
     const r = decodeTunnelFrame(input);
     if (r.ok) {
       kinds.set(r.value.kind, (kinds.get(r.value.kind) ?? 0) + 1);
@@ -188,5 +224,5 @@ test(`decodeTunnelFrame survives ${CASES} random and mutated inputs; what it acc
       expect(r.error.message.length).toBeGreaterThan(0);
     }
   });
-  for (const kind of ["initiation", "response", "data", "beacon"]) expect(kinds.get(kind) ?? 0).toBeGreaterThan(0);
+  for (const kind of ["initiation", "response", "cookie_reply", "data", "beacon"]) expect(kinds.get(kind) ?? 0).toBeGreaterThan(0);
 });

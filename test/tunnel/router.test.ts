@@ -137,4 +137,29 @@ describe("TunnelRouter", () => {
     expect(a.router.stats.badInitiation).toBe(1);
     expect(a.router.stats.unknownInitiator).toBe(0);
   });
+
+  test("evictIdle forgets unprotected peers idle long enough, then the least recently active beyond the cap; replay memory stays bounded", () => {
+    const a = node(12);
+    const others = [node(13), node(14), node(15), node(16)];
+    const [b, c, d, e] = others;
+    // Each of b..e talks to a at a different time; b is protected (say, trusted).
+    others.forEach((o, i) => {
+      o.router.addPeer(a.address, a.identity.publicKey, a.endpoint, 0);
+      o.router.send(a.address, pilotPacket(o.address, a.address, "hi"), i * 1000);
+      pump([a, ...others], i * 1000);
+      resolveUnknown(a, others, i * 1000);
+      pump([a, ...others], i * 1000);
+    });
+    expect(a.router.peerCount).toBe(4);
+    const keep = (x: Address) => x === b!.address;
+    // Idle 2.5 s at t = 3.5 s: b (protected) and c (idle since 1 s) ... c goes, d and e stay.
+    expect(a.router.evictIdle(3500, { idleAfter: 2500, maxPeers: 10, keep })).toEqual([c!.address]);
+    // Cap of 1 unprotected peer: the least recently active of d and e goes.
+    expect(a.router.evictIdle(3500, { idleAfter: 60_000, maxPeers: 1, keep })).toEqual([d!.address]);
+    expect([...a.router.allPeers()].map((p) => p.remoteAddress).sort()).toEqual([b!.address, e!.address].sort());
+    expect(a.router.stats.peersEvicted).toBe(2);
+    expect(a.router.tableSizes.sources).toBe(2);
+    // A forgotten peer's frames are dropped; its replayed initiation is still refused (timestamps outlive it).
+    expect(a.router.tableSizes.timestamps).toBe(4);
+  });
 });
