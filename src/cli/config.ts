@@ -18,7 +18,7 @@ export const CONFIG_KEYS = {
   log_level: "daemon log level: debug, info, warn, error",
   buffer_budget: "memory for all stream buffers together, e.g. 64MiB (default 64MiB; a quarter per trusted peer)",
   zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
-  disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub (default: none)",
+  disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub, tasks (default: none)",
   open_services: "agent services that also accept untrusted nodes, comma-separated (default: none; trusted peers only)",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;

@@ -19,6 +19,7 @@ import { ExposeManager } from "./expose.ts";
 import { EventBus } from "./event-bus.ts";
 import { SERVICE_FACTORIES } from "./services/index.ts";
 import { DEFAULT_SERVICE_SETTINGS, SERVICE_NAMES, type DaemonService, type ServiceSettings } from "./services/service.ts";
+import type { TaskReceipt } from "../protocol/receipt.ts";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { signTranscriptHash, TRANSCRIPT_HASH_SIZE } from "../crypto/secure-channel.ts";
@@ -166,6 +167,9 @@ export class DaemonNode implements LocalNode {
         resolveTarget: (text) => this.resolveTarget(text),
         admits: (node) => this.isTrustedAddress(node) || settings.open.has(name),
         trusts: (node) => this.isTrustedAddress(node),
+        signTaskStatement: (statement) => this.signTaskStatement(statement),
+        peerKey: (node) => this.identityKeyOf(node),
+        submitReceipt: (receipt) => this.submitReceipt(receipt),
       });
       this.services.push(service);
       Object.assign(this.methods, service.methods());
@@ -648,6 +652,27 @@ export class DaemonNode implements LocalNode {
    * is authenticated with (so a stream from that address was carried under
    * it), else the registry's answer, checked against the key trusted for it.
    */
+  /** Signs only task statements (src/protocol/receipt.ts), recognised by their domain prefix. */
+  private signTaskStatement(statement: Uint8Array): Uint8Array {
+    const text = new TextDecoder().decode(statement.subarray(0, 24));
+    if (!text.startsWith("pilot-task-result-v1\n") && !text.startsWith("pilot-task-verdict-v1\n")) {
+      throw new NodeError("invalid_argument", "only task statements are signed for services");
+    }
+    return this.options.identity.sign(statement);
+  }
+
+  /** A node's identity key: ours, the tunnel's pinned one, else the registry's. */
+  private async identityKeyOf(address: Address): Promise<Uint8Array> {
+    if (address === this.address) return this.options.identity.publicKey;
+    const peer = this.plane.router.peer(address);
+    return peer ? peer.remote.identityKey : (await this.lookupPeer(address, false)).identityKey;
+  }
+
+  /** Hands a task receipt to the registry. */
+  private async submitReceipt(_receipt: TaskReceipt): Promise<void> {
+    throw new NodeError("registry_unavailable", "the registry does not take task receipts yet", "reputation (issue 11) lands with the registry's receipt store");
+  }
+
   private async peerKey(p: Params) {
     const address = await this.resolveTarget(str(p, "target"));
     let key: Uint8Array;

@@ -228,6 +228,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--no-messages", description: "do not run the message service (port 1001; pilot send-message, inbox)" },
     { flags: "--no-files", description: "do not accept files (port 1001; pilot send-file, received)" },
     { flags: "--no-pubsub", description: "do not run the pub/sub broker (port 1002; pilot publish, subscribe)" },
+    { flags: "--no-tasks", description: "do not take tasks from other agents (port 1003; pilot task ...)" },
     { flags: "--open-services <list>", description: "services that also accept untrusted nodes (default none), e.g. pubsub" },
     { flags: "--buffer-budget <size>", description: "memory for all stream buffers together (default 64MiB; one trusted peer gets at most a quarter, strangers together a quarter)" },
     { flags: "--zero-window-timeout <duration>", description: "close a stream whose peer stops reading our data for this long (default 120s)" },

@@ -19,9 +19,10 @@ import type { Address } from "../../protocol/address.ts";
 import type { Logger } from "../../util/log.ts";
 import type { EventBus } from "../event-bus.ts";
 import type { PortBinding, StreamHandle } from "../local-node.ts";
+import type { TaskReceipt } from "../../protocol/receipt.ts";
 
 /** The services a daemon knows by name (for --no-<name>, --open-services and config). */
-export const SERVICE_NAMES = ["messages", "files", "pubsub"] as const;
+export const SERVICE_NAMES = ["messages", "files", "pubsub", "tasks"] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 export interface ServiceSettings {
@@ -49,6 +50,16 @@ export interface ServiceContext {
   admits(node: Address): boolean;
   /** Is `node` trusted by this node right now? */
   trusts(node: Address): boolean;
+  /**
+   * Signs a task statement with this node's identity: only the bytes of
+   * `resultStatementBytes` / `verdictStatementBytes` (src/protocol/receipt.ts) are
+   * accepted, so a service can never make the node sign anything else.
+   */
+  signTaskStatement(statement: Uint8Array): Uint8Array;
+  /** A node's Ed25519 identity key as this node pins it (its tunnel, else the registry). */
+  peerKey(node: Address): Promise<Uint8Array>;
+  /** Hands a receipt signed by both parties to the registry, which stores it once (idempotent). */
+  submitReceipt(receipt: TaskReceipt): Promise<void>;
 }
 
 export interface DaemonService {
