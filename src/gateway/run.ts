@@ -19,10 +19,15 @@ import { connect } from "../driver/index.ts";
 import { pilotPaths } from "../util/paths.ts";
 import type { Logger } from "../util/log.ts";
 import { AliasLedger, chownQuietly, cleanupLeftovers, isRoot, needsAlias, notRootError } from "./aliases.ts";
-import { controlSocketPath, LEDGER_FILE, probe, serveControl } from "./control.ts";
+import { CONTROL_VERSION, controlSocketPath, LEDGER_FILE, probe, serveControl } from "./control.ts";
 import { GatewayError } from "./errors.ts";
 import { Gateway, type MappingInfo } from "./gateway.ts";
 import { formatIPv4, type Subnet } from "./subnet.ts";
+
+/** A control request's `ports`: the valid port numbers in it (1-65535). */
+function portsParam(value: unknown): number[] {
+  return Array.isArray(value) ? value.map(Number).filter((p) => Number.isInteger(p) && p >= 1 && p <= 65535) : [];
+}
 
 export interface GatewayDirs {
   dir: string;
@@ -133,18 +138,21 @@ export async function runGateway(options: RunOptions): Promise<RunningGateway> {
   control = await serveControl(dirs.socket, async (op, params) => {
     switch (op) {
       case "status":
-        return { pid: process.pid, subnet: subnet.text, mappings: gateway.list() };
+        return { pid: process.pid, subnet: subnet.text, control_version: CONTROL_VERSION, mappings: gateway.list() };
       case "map": {
         const target = typeof params.target === "string" ? params.target : "";
         if (!target) throw new GatewayError("invalid_argument", "map needs a target");
-        const ports = Array.isArray(params.ports) ? params.ports.map(Number).filter((p) => Number.isInteger(p) && p >= 1 && p <= 65535) : [];
+        const ports = portsParam(params.ports);
         const ip = typeof params.ip === "string" && params.ip !== "" ? params.ip : undefined;
-        return { pid: process.pid, subnet: subnet.text, ...(await gateway.map(target, ports, { ip, secure: params.secure === true })) };
+        return { pid: process.pid, subnet: subnet.text, control_version: CONTROL_VERSION, ...(await gateway.map(target, ports, { ip, secure: params.secure === true })) };
       }
       case "unmap": {
         const target = typeof params.target === "string" ? params.target : "";
         if (!target) throw new GatewayError("invalid_argument", "unmap needs a local IP, hostname or address");
-        return gateway.unmap(target);
+        if (params.ports !== undefined && !Array.isArray(params.ports)) throw new GatewayError("invalid_argument", "unmap's ports must be a list of port numbers");
+        const ports = portsParam(params.ports);
+        if (Array.isArray(params.ports) && ports.length !== params.ports.length) throw new GatewayError("invalid_argument", "unmap's ports must be numbers 1-65535");
+        return gateway.unmap(target, ports.length > 0 ? ports : undefined);
       }
       case "stop": {
         const r = await stop("stop requested");
