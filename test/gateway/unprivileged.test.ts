@@ -107,7 +107,7 @@ describe.skipIf(skip)("gateway without root, and with sudo for a user", () => {
     expect({ code: r.code, stderr: r.code === 0 ? "" : r.stderr }).toEqual({ code: 0, stderr: "" });
     const pid = r.json.data.pid;
     expect(uidOf(pid)).toBe(NOBODY);
-    expect(r.json.data.mappings[0]).toEqual({ local_ip: net.ip(1), pilot_addr: agent.address, hostname: "agent-u", ports: [PORT], secure: false });
+    expect(r.json.data.mappings[0]).toEqual({ local_ip: net.ip(1), pilot_addr: agent.address, hostname: "agent-u", ports: [PORT], secure_ports: [], secure: false });
     const res = await curl(`http://${net.ip(1)}:${PORT}/api/status`);
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).agent).toBe(agent.address);
