@@ -13,10 +13,10 @@
  * `gateway.log` (the background gateway's output). Run as root for a user's
  * PILOT_HOME (sudo), they belong to the owner of PILOT_HOME.
  */
-import { lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import type { Server } from "node:net";
 import { connect } from "../driver/index.ts";
-import { pilotPaths } from "../util/paths.ts";
+import { pilotHomeSource, pilotPaths, sudoInvoker } from "../util/paths.ts";
 import type { Logger } from "../util/log.ts";
 import { AliasLedger, chownQuietly, cleanupLeftovers, isRoot, needsAlias, notRootError } from "./aliases.ts";
 import { CONTROL_VERSION, controlSocketPath, LEDGER_FILE, probe, serveControl } from "./control.ts";
@@ -30,6 +30,11 @@ function portsParam(value: unknown): number[] {
 }
 
 export interface GatewayDirs {
+  /** PILOT_HOME, and where it came from (the variable, the user behind sudo, or ~/.pilot). */
+  home: string;
+  homeFrom: "PILOT_HOME" | "sudo" | "home";
+  /** The user who ran sudo, when `homeFrom` is "sudo". */
+  sudoUser?: string;
   dir: string;
   socket: string;
   ledger: string;
@@ -39,9 +44,13 @@ export interface GatewayDirs {
 
 export function gatewayDirs(env: NodeJS.ProcessEnv = process.env): GatewayDirs {
   const paths = pilotPaths(env);
+  const source = pilotHomeSource(env);
   const dir = paths.gatewayDir;
   let owner: { uid: number; gid: number } | undefined;
-  if (isRoot()) {
+  const invoker = source.from === "sudo" ? sudoInvoker(env) : undefined;
+  if (invoker) {
+    owner = { uid: invoker.uid, gid: invoker.gid };
+  } else if (isRoot()) {
     try {
       const st = statSync(paths.home);
       if (st.uid !== 0) owner = { uid: st.uid, gid: st.gid };
@@ -49,15 +58,35 @@ export function gatewayDirs(env: NodeJS.ProcessEnv = process.env): GatewayDirs {
       // no PILOT_HOME yet: root's own files
     }
   }
-  return { dir, socket: controlSocketPath(dir), ledger: `${dir}/${LEDGER_FILE}`, ...(owner ? { owner } : {}) };
+  return {
+    home: paths.home,
+    homeFrom: source.from,
+    ...(source.user ? { sudoUser: source.user } : {}),
+    dir,
+    socket: controlSocketPath(dir),
+    ledger: `${dir}/${LEDGER_FILE}`,
+    ...(owner ? { owner } : {}),
+  };
+}
+
+/** "~alice/.pilot (alice ran sudo)": which PILOT_HOME a command uses and why. */
+export function describeHome(dirs: GatewayDirs): string {
+  if (dirs.homeFrom === "sudo") return `${dirs.home} (the home of ${dirs.sudoUser}, who ran sudo)`;
+  if (dirs.homeFrom === "PILOT_HOME") return `${dirs.home} (from PILOT_HOME)`;
+  return dirs.home;
 }
 
 /**
  * Creates the gateway directory (0700) and checks it is a real directory
  * owned by us or by the owner of PILOT_HOME, not a symlink somewhere else:
- * as root under sudo we write into a directory that user controls.
+ * as root under sudo we write into a directory that user controls. A
+ * PILOT_HOME that root has to create for that user is given to them.
  */
 export function prepareGatewayDir(dirs: GatewayDirs): void {
+  if (dirs.owner && !existsSync(dirs.home)) {
+    mkdirSync(dirs.home, { recursive: true, mode: 0o700 });
+    chownQuietly(dirs.home, dirs.owner);
+  }
   mkdirSync(dirs.dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dirs.dir);
   const me = typeof process.geteuid === "function" ? process.geteuid() : st.uid;

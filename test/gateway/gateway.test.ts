@@ -114,6 +114,8 @@ describe("gateway on a 127.x subnet", () => {
       pid,
       subnet: net.cidr,
       started: true,
+      pilot_home: c.daemon("client").home,
+      pilot_home_from: "PILOT_HOME",
       mappings: [{ local_ip: net.ip(1), pilot_addr: c.daemon("analyst").address, hostname: "data-analyst", ports: [PORT, SSE, BULK, WC].sort((a, b) => a - b), secure_ports: [], secure: false }],
     });
     expect(alive(pid)).toBe(true);

@@ -21,7 +21,7 @@ import { AliasLedger, chownQuietly, cleanupLeftovers, isGatewayProcess, isRoot, 
 import { controlRequest, LOG_FILE, notRunningError, probe } from "../../gateway/control.ts";
 import { GatewayError } from "../../gateway/errors.ts";
 import type { MappingInfo } from "../../gateway/gateway.ts";
-import { gatewayDirs, prepareGatewayDir, runGateway, subnetNeedsRoot } from "../../gateway/run.ts";
+import { describeHome, gatewayDirs, prepareGatewayDir, runGateway, subnetNeedsRoot, type GatewayDirs } from "../../gateway/run.ts";
 import { formatIPv4, parseSubnet, type Subnet } from "../../gateway/subnet.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { notRootError } from "../../gateway/aliases.ts";
@@ -101,6 +101,11 @@ function selfCommand(args: string[]): string[] {
   return compiled ? [process.execPath, ...args] : [process.execPath, script, ...args];
 }
 
+/** Which PILOT_HOME a gateway command uses, for --json: the path and where it came from. */
+function homeFields(dirs: GatewayDirs): { pilot_home: string; pilot_home_from: string; sudo_user?: string } {
+  return { pilot_home: dirs.home, pilot_home_from: dirs.homeFrom, ...(dirs.sudoUser ? { sudo_user: dirs.sudoUser } : {}) };
+}
+
 function tail(path: string, from: number): string {
   try {
     return readFileSync(path, "utf8").slice(from).trimEnd();
@@ -171,6 +176,8 @@ async function spawnGateway(subnet: Subnet, logLevel: string, out: Output): Prom
 async function startForeground(out: Output, subnet: Subnet, targets: string[], ports: number[], secure: boolean, logLevel: string): Promise<void> {
   const level = parseLogLevel(logLevel);
   const log = createLogger("gateway", { level });
+  const dirs = gatewayDirs();
+  out.progress(`using PILOT_HOME ${describeHome(dirs)}`);
   const running = await guarded(() => runGateway({ subnet, targets, ports, secure, log }));
   // A bug must not leave aliases behind: clean up, then exit non-zero.
   const fail = (e: unknown) => {
@@ -181,7 +188,7 @@ async function startForeground(out: Output, subnet: Subnet, targets: string[], p
   process.on("uncaughtException", fail);
   process.on("unhandledRejection", fail);
   out.result(
-    { pid: running.pid, subnet: subnet.text, mappings: running.initial.map(brief), foreground: true },
+    { pid: running.pid, subnet: subnet.text, mappings: running.initial.map(brief), foreground: true, ...homeFields(dirs) },
     (d: any) =>
       [...d.mappings.map(activeLine), `Gateway running in the foreground (pid ${d.pid}, subnet ${d.subnet}); stop it with Ctrl-C or: pilot gateway stop`].join("\n"),
   );
@@ -215,6 +222,9 @@ export const gatewayStart: CommandSpec = {
     subnet: "the subnet its local IPs come from",
     started: "true if this command started the gateway, false if it added to a running one",
     mappings: "one {local_ip, pilot_addr, hostname, ports, secure_ports, secure} per target",
+    pilot_home: "the PILOT_HOME it uses (whose daemon it dials through, where its files are)",
+    pilot_home_from: '"PILOT_HOME" (the variable), "sudo" (the home of the user who ran sudo: SUDO_USER) or "home" (~/.pilot)',
+    sudo_user: "the user who ran sudo, when pilot_home_from is sudo",
   },
   errors: ["not_running", "not_found", "unauthorized", "port_in_use", "already_exists", "invalid_argument", "limit_exceeded", "timeout", "registry_unavailable"],
   async run({ out }, rawTargets, o) {
@@ -228,6 +238,7 @@ export const gatewayStart: CommandSpec = {
     if (o.foreground) return startForeground(out, subnet, targets, ports, secure, logLevel);
 
     const dirs = gatewayDirs();
+    out.progress(`using PILOT_HOME ${describeHome(dirs)}`);
     let status = await guarded(() => probe(dirs.socket));
     let spawned = false;
     if (status) {
@@ -236,7 +247,13 @@ export const gatewayStart: CommandSpec = {
       }
     } else {
       if (subnetNeedsRoot(subnet)) throw cliError(notRootError(formatIPv4(subnet.network + 1)));
-      await withDaemon((d) => d.info(), { timeoutMs: 3000 });
+      await withDaemon((d) => d.info(), { timeoutMs: 3000 }).catch((e: unknown) => {
+        if (e instanceof CliError && e.code === "not_running" && dirs.homeFrom === "sudo") {
+          // Say where we looked: under sudo that is the invoking user's home, not root's.
+          throw new CliError("not_running", `the Pilot daemon is not running (looked in ${describeHome(dirs)})`, e.hint);
+        }
+        throw e;
+      });
       const r = await spawnGateway(subnet, logLevel, out);
       spawned = r.spawned;
       status = r;
@@ -250,7 +267,7 @@ export const gatewayStart: CommandSpec = {
       if (spawned) await controlRequest(dirs.socket, "stop").catch(() => {});
       throw e;
     }
-    out.result({ pid: status.pid, subnet: status.subnet, started: spawned, mappings: results.map((r) => brief(r.mapping)) }, (d: any) => {
+    out.result({ pid: status.pid, subnet: status.subnet, started: spawned, mappings: results.map((r) => brief(r.mapping)), ...homeFields(dirs) }, (d: any) => {
       const lines: string[] = d.mappings.map(activeLine);
       if (lines.length === 0) lines.push(`Gateway ${spawned ? "started" : "running"} (pid ${d.pid}, subnet ${d.subnet}), no mappings yet; add one with: pilot gateway map <agent>`);
       return lines.join("\n");
