@@ -39,6 +39,7 @@ import { DeadlineQueue } from "./deadline-queue.ts";
 import { NodeError, type DatagramMessage, type PortBinding, type StreamHandle } from "./local-node.ts";
 import { DEFAULT_PORT_LIMITS, PortTable, TokenBucket, type PortLimits } from "./port-table.ts";
 import { DaemonStream, type StreamHost } from "./stream.ts";
+import { offlineCheckDelay, offlineDialError, PresenceCheck, type PeerPresence } from "./dial-watch.ts";
 
 export interface PeerInfo {
   readonly identityKey: Uint8Array;
@@ -71,6 +72,8 @@ export interface DataPlaneOptions {
    * `outbound`: we are about to contact it (rather than answer its handshake).
    */
   readonly lookupPeer: (node: Address, outbound: boolean) => Promise<PeerInfo>;
+  /** Whether the registry counts a node online: lets a dial to an offline peer fail fast (dial-watch.ts). */
+  readonly peerPresence?: (node: Address) => Promise<PeerPresence>;
   readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
   readonly log: Logger;
   readonly clock?: () => number;
@@ -156,6 +159,7 @@ export class DataPlane implements StreamHost {
   private readonly synBuckets = new Map<Address, TokenBucket>();
   private readonly synTotal: TokenBucket;
   private readonly pings = new Map<string, PendingPing>();
+  private readonly presence: PresenceCheck | null;
   private nextStreamId = 1;
   private turnScheduled = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -170,6 +174,7 @@ export class DataPlane implements StreamHost {
     this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
     this.log = options.log;
     this.ports = new PortTable(options.limits ?? DEFAULT_PORT_LIMITS);
+    this.presence = options.peerPresence ? new PresenceCheck(options.peerPresence, this.clock) : null;
     this.synTotal = new TokenBucket(options.synRateTotal ?? 500, options.synRateTotal ?? 500, this.clock());
     this.router = new TunnelRouter<string>({
       localAddress: options.address,
@@ -480,7 +485,10 @@ export class DataPlane implements StreamHost {
     this.ports.addConnection(target, port, localPort, stream);
     const settled = new Promise<NodeError | null>((resolve) => (stream.onSettled = resolve));
     this.markDirty(stream);
+    const rtt = this.paths.describe(target)?.rttMs ?? this.router.peer(target)?.handshakeRtt ?? null;
+    const watch = this.presence ? setTimeout(() => void this.failIfOffline(stream, target, now), offlineCheckDelay(rtt)) : null;
     const error = await settled;
+    if (watch) clearTimeout(watch);
     if (error) {
       const peer = this.router.peer(target);
       if (error.code === "timeout" && peer && !peer.isEstablished(this.clock())) {
@@ -490,6 +498,20 @@ export class DataPlane implements StreamHost {
     }
     stream.announced = true;
     return stream;
+  }
+
+  /** Fails a dial whose SYN is unanswered when nothing came from the peer since `since` and the registry says it is offline (dial-watch.ts). */
+  private async failIfOffline(stream: DaemonStream, node: Address, since: number): Promise<void> {
+    const heardSince = () => (this.router.peer(node)?.lastReceivedAt ?? -Infinity) >= since;
+    if (!stream.onSettled || this.closed || heardSince()) return;
+    const presence = await this.presence!.presence(node);
+    const settle = stream.onSettled;
+    if (!presence || presence.online || !settle || this.closed || heardSince()) return;
+    const error = offlineDialError(node, this.clock() - since, presence);
+    this.log.info("dial failed fast: the peer is offline", { peer: formatAddress(node), port: stream.remotePort });
+    stream.onSettled = null;
+    settle(error);
+    stream.fail(error);
   }
 
   /**

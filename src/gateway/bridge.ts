@@ -115,8 +115,12 @@ function explain(error: GatewayError, label: string, name: string, port: number)
     case "connection_refused":
       return { reason: `nothing listens on Pilot port ${port} of ${label}`, hint: `start the service on that agent, or map the port it really serves: pilot gateway map ${name} --ports <port>` };
     case "unreachable":
-    case "timeout":
-      return { reason: `${label} did not answer (${error.message})`, hint: `its daemon may be offline; check with: pilot ping ${name}` };
+    case "timeout": {
+      // The daemon's fast failure names the reason: "<address> is offline: ..." (src/daemon/dial-watch.ts).
+      const offline = /^\S+ is offline: (.*)$/s.exec(error.message);
+      if (offline) return { reason: `${label} is offline: ${offline[1]}`, hint: `start its daemon, then retry; check with: pilot find ${name}` };
+      return { reason: `${label} did not answer (${error.message})`, hint: `its daemon may be offline; check with: pilot find ${name} and pilot ping ${name}` };
+    }
     case "not_running":
     case "closed":
       return { reason: "the local Pilot daemon is not running", hint: "start it with: pilot daemon start" };

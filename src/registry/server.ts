@@ -162,7 +162,10 @@ export class RegistryServer {
     const n = (this.perIp.get(conn.ip) ?? 1) - 1;
     if (n <= 0) this.perIp.delete(conn.ip);
     else this.perIp.set(conn.ip, n);
+    const node = conn.subscription?.nodeId;
     this.unsubscribe(conn);
+    // A daemon keeps its subscription open while it runs: once none is left, it is offline.
+    if (node !== undefined && !this.subscribers.has(node) && !this.closed) this.service.nodeDisconnected(node);
   }
 
   private unsubscribe(conn: Connection): void {
