@@ -214,7 +214,7 @@ export class Gateway {
         throw new GatewayError(
           "already_exists",
           `port${conflicts.length > 1 ? "s" : ""} ${list} of ${label(existing)} ${conflicts.length > 1 ? "are" : "is"} already mapped on ${existing.ip} ${secure ? "without" : "with"} --secure`,
-          `a port is either plain or secure; to change it, unmap the agent (pilot gateway unmap ${existing.ip}) and map its ports again, the secure ones with --secure`,
+          `a port is either plain or secure; to change it: pilot gateway unmap ${existing.hostname ?? existing.address} --ports ${list}, then map ${conflicts.length > 1 ? "them" : "it"} again${secure ? " with --secure" : " without --secure"}`,
         );
       }
       if (hostname && !existing.hostname) existing.hostname = hostname;

@@ -244,7 +244,7 @@ describe("gateway on a 127.x subnet", () => {
     expect(again.code).toBe(1);
     expect(again.json.code).toBe("already_exists");
     expect(again.json.message).toBe(`port ${SECURE} of vault (${c.daemon("vault").address}) is already mapped on ${ip} with --secure`);
-    expect(again.json.hint).toContain(`pilot gateway unmap ${ip}`);
+    expect(again.json.hint).toBe(`a port is either plain or secure; to change it: pilot gateway unmap vault --ports ${SECURE}, then map it again without --secure`);
     const same = await gw(env(), ["map", "vault", "--secure", "--ports", String(SECURE)]);
     expect(same.json.data).toMatchObject({ ports: [PORT, SECURE], secure_ports: [SECURE], created: false });
     expect((await curl(`http://${ip}:${SECURE}/api/status`)).status).toBe(200);
