@@ -61,11 +61,11 @@ function findBash(): string | null {
   return null;
 }
 
-/** Does `path` hold the marker: a launcher (in its first bytes) or a compiled pilot (anywhere)? */
+/** Does `path` (or the file a symlink there points to) hold the marker: a launcher or a compiled pilot? */
 export function isPilotFile(path: string): boolean {
   let st;
   try {
-    st = lstatSync(path);
+    st = statSync(path);
   } catch {
     return false;
   }
