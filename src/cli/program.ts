@@ -15,6 +15,7 @@ import { configCommand } from "./commands/config.ts";
 import { exposeCommand } from "./commands/expose.ts";
 import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
+import { installCommand, uninstallCommand } from "./commands/install.ts";
 import { PILOT_VERSION } from "./version.ts";
 
 export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }, gatewayGroup, a2aGroup];
@@ -61,6 +62,8 @@ export function buildProgram(name: string): Program {
     // setup
     configCommand,
     rendezvousCommand,
+    installCommand,
+    uninstallCommand,
     versionCommand,
   ];
   commands.push(contextCommand(() => commands));

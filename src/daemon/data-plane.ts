@@ -48,6 +48,7 @@ import { NodeError, type DatagramMessage, type PortBinding, type StreamHandle } 
 import { DEFAULT_PORT_LIMITS, PortTable, TokenBucket, type PortLimits } from "./port-table.ts";
 import { BufferBudget, DEFAULT_BUFFER_LIMITS, type BufferLimits } from "./buffer-budget.ts";
 import { DaemonStream, type StreamHost } from "./stream.ts";
+import { offlineCheckDelay, offlineDialError, PresenceCheck, type PeerPresence } from "./dial-watch.ts";
 
 export interface PeerInfo {
   readonly identityKey: Uint8Array;
@@ -80,6 +81,8 @@ export interface DataPlaneOptions {
    * `outbound`: we are about to contact it (rather than answer its handshake).
    */
   readonly lookupPeer: (node: Address, outbound: boolean) => Promise<PeerInfo>;
+  /** Whether the registry counts a node online: lets a dial to an offline peer fail fast (dial-watch.ts). */
+  readonly peerPresence?: (node: Address) => Promise<PeerPresence>;
   readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
   readonly log: Logger;
   readonly clock?: () => number;
@@ -211,6 +214,7 @@ export class DataPlane implements StreamHost {
   /** Each stream's progress (bytes acknowledged + read) at the last sweep. */
   private readonly progressAtSweep = new WeakMap<DaemonStream, number>();
   private readonly pings = new Map<string, PendingPing>();
+  private readonly presence: PresenceCheck | null;
   private nextStreamId = 1;
   private turnScheduled = false;
   private evictionAt = Infinity;
@@ -228,6 +232,7 @@ export class DataPlane implements StreamHost {
     this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
     this.log = options.log;
     this.ports = new PortTable(options.limits ?? DEFAULT_PORT_LIMITS);
+    this.presence = options.peerPresence ? new PresenceCheck(options.peerPresence, this.clock) : null;
     this.synStrangers = new TokenBucket(options.synRateTotal ?? 500, options.synRateTotal ?? 500, this.clock());
     this.buffers = new BufferBudget(options.bufferLimits ?? DEFAULT_BUFFER_LIMITS);
     this.router = new TunnelRouter<string>({
@@ -641,7 +646,10 @@ export class DataPlane implements StreamHost {
     this.scheduleHousekeeping(now);
     const settled = new Promise<NodeError | null>((resolve) => (stream.onSettled = resolve));
     this.markDirty(stream);
+    const rtt = this.paths.describe(target)?.rttMs ?? this.router.peer(target)?.handshakeRtt ?? null;
+    const watch = this.presence ? setTimeout(() => void this.failIfOffline(stream, target, now), offlineCheckDelay(rtt)) : null;
     const error = await settled;
+    if (watch) clearTimeout(watch);
     if (error) {
       const peer = this.router.peer(target);
       if (error.code === "timeout" && peer && !peer.isEstablished(this.clock())) {
@@ -651,6 +659,20 @@ export class DataPlane implements StreamHost {
     }
     stream.announced = true;
     return stream;
+  }
+
+  /** Fails a dial whose SYN is unanswered when nothing came from the peer since `since` and the registry says it is offline (dial-watch.ts). */
+  private async failIfOffline(stream: DaemonStream, node: Address, since: number): Promise<void> {
+    const heardSince = () => (this.router.peer(node)?.lastReceivedAt ?? -Infinity) >= since;
+    if (!stream.onSettled || this.closed || heardSince()) return;
+    const presence = await this.presence!.presence(node);
+    const settle = stream.onSettled;
+    if (!presence || presence.online || !settle || this.closed || heardSince()) return;
+    const error = offlineDialError(node, this.clock() - since, presence);
+    this.log.info("dial failed fast: the peer is offline", { peer: formatAddress(node), port: stream.remotePort });
+    stream.onSettled = null;
+    settle(error);
+    stream.fail(error);
   }
 
   /**

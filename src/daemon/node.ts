@@ -110,6 +110,8 @@ export class DaemonNode implements LocalNode {
         trusts: (node) => this.isTrustedAddress(node),
       },
       lookupPeer: (node, outbound) => this.lookupPeer(node, outbound),
+      // Asked when a dial's SYN goes unanswered (dial-watch.ts): is its daemon still running?
+      peerPresence: (node) => this.registry.resolve(nodeOf(node)).then((r) => ({ online: r.online, lastSeen: Number.isFinite(r.last_seen) ? r.last_seen : null })),
     });
     let persistFailing = false;
     this.trust.onPersistError = (e) => {

@@ -15,10 +15,16 @@
  *   client's first bytes are an HTTP/1 request, the client gets a
  *   `502 Bad Gateway` that says why (the Pilot code and hint) instead of a
  *   bare reset. Anything else is reset.
+ * - On a plain port, if the agent's first bytes are a secure-channel alert
+ *   (docs/PROTOCOL.md §5.1: it serves that port only with the secure channel
+ *   and refused the plain bytes) and the client spoke HTTP, the client gets a
+ *   502 that says to map the port with --secure, not the alert's raw bytes.
+ *   Only a first byte of 0x15 is held back to check (never the first byte of
+ *   an HTTP response), so normal traffic is not delayed.
  */
 import type net from "node:net";
 import type { Duplex } from "node:stream";
-import { asGatewayError, type GatewayError } from "./errors.ts";
+import { asGatewayError, GatewayError } from "./errors.ts";
 
 /** The Pilot side: a PilotSocket, or anything with the same surface. */
 export interface PilotStream extends Duplex {
@@ -34,6 +40,8 @@ export interface BridgeOptions {
   /** How commands in hints name it: its hostname, else its address. */
   name: string;
   port: number;
+  /** The port is mapped with --secure (the stream is a secure-channel socket). */
+  secure?: boolean;
   /** Called once when the connection is finished, with the failure if there was one. */
   onDone?(result: BridgeResult): void;
 }
@@ -53,6 +61,28 @@ const EARLY_LIMIT = 64 * 1024;
 const FIRST_BYTES_WAIT_MS = 1500;
 /** How long a client may keep sending after its 502 before the socket is closed anyway. */
 const LINGER_MS = 2000;
+/** How much of the client's first bytes is kept to tell whether it spoke HTTP. */
+const FIRST_UP_KEEP = 8192;
+
+/** A secure-channel Alert frame (docs/PROTOCOL.md §5.1): type 0x15, reserved 0, body length 1, code 1-5. */
+const ALERT_FRAME_TYPE = 0x15;
+const ALERT_FRAME_SIZE = 5;
+
+/**
+ * Are these an agent's first bytes on a plain port a secure-channel alert?
+ * "maybe" while fewer than 5 bytes are in and they could still be one.
+ */
+export function looksLikeSecureAlert(bytes: Buffer): HttpGuess {
+  if (bytes.length === 0) return "maybe";
+  if (bytes[0] !== ALERT_FRAME_TYPE) return "no";
+  const expected = [ALERT_FRAME_TYPE, 0, 0, 1];
+  for (let i = 1; i < Math.min(bytes.length, 4); i++) if (bytes[i] !== expected[i]) return "no";
+  if (bytes.length < ALERT_FRAME_SIZE) return "maybe";
+  return bytes[4]! >= 1 && bytes[4]! <= 5 ? "yes" : "no";
+}
+
+/** A secure-channel handshake failure that says the agent's port is not a secure listener. */
+const NOT_SECURE_LISTENER = new Set(["unexpected_message", "bad_frame", "unsupported_version"]);
 
 export type HttpGuess = "yes" | "no" | "maybe";
 
@@ -85,13 +115,27 @@ function explain(error: GatewayError, label: string, name: string, port: number)
     case "connection_refused":
       return { reason: `nothing listens on Pilot port ${port} of ${label}`, hint: `start the service on that agent, or map the port it really serves: pilot gateway map ${name} --ports <port>` };
     case "unreachable":
-    case "timeout":
-      return { reason: `${label} did not answer (${error.message})`, hint: `its daemon may be offline; check with: pilot ping ${name}` };
+    case "timeout": {
+      // The daemon's fast failure names the reason: "<address> is offline: ..." (src/daemon/dial-watch.ts).
+      const offline = /^\S+ is offline: (.*)$/s.exec(error.message);
+      if (offline) return { reason: `${label} is offline: ${offline[1]}`, hint: `start its daemon, then retry; check with: pilot find ${name}` };
+      return { reason: `${label} did not answer (${error.message})`, hint: `its daemon may be offline; check with: pilot find ${name} and pilot ping ${name}` };
+    }
     case "not_running":
     case "closed":
       return { reason: "the local Pilot daemon is not running", hint: "start it with: pilot daemon start" };
     case "connection_reset":
       return { reason: `${label} reset the connection before answering (${error.message})`, hint: error.hint };
+    case "secure_channel_required":
+      return {
+        reason: `${label} serves Pilot port ${port} only over the secure channel, and this port is mapped without --secure (the agent refused the plain request)`,
+        hint: `map the port with --secure: pilot gateway unmap ${name} --ports ${port} && pilot gateway map ${name} --ports ${port} --secure`,
+      };
+    case "secure_channel_unsupported":
+      return {
+        reason: `${label} does not speak the secure channel on Pilot port ${port}, which is mapped with --secure (${error.message})`,
+        hint: `map the port without --secure: pilot gateway unmap ${name} --ports ${port} && pilot gateway map ${name} --ports ${port}; or serve it with listenSecure / serveHttp(port, handler, { secure: true })`,
+      };
     default:
       return { reason: `the connection to ${label} port ${port} failed: ${error.message}`, hint: error.hint };
   }
@@ -107,9 +151,20 @@ export function badGatewayResponse(error: GatewayError, agent: { label: string; 
     "Content-Type: text/plain; charset=utf-8\r\n" +
     `Content-Length: ${length}\r\n` +
     `X-Pilot-Error: ${error.code}\r\n` +
+    (hint ? `X-Pilot-Hint: ${headerSafe(hint)}\r\n` : "") +
     "Cache-Control: no-store\r\n" +
     "Connection: close\r\n\r\n";
   return method === "HEAD" ? header : header + body;
+}
+
+/** A header value: printable ASCII only (no CR/LF can end the header early). */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, "?").slice(0, 1024);
+}
+
+/** The request method at the start of `bytes` ("" if none). */
+function methodOf(bytes: Buffer): string {
+  return bytes.toString("latin1", 0, 16).split(" ")[0] ?? "";
 }
 
 /** Bridges an accepted TCP socket (created with allowHalfOpen) to a Pilot stream. */
@@ -192,9 +247,8 @@ export function bridge(client: net.Socket, options: BridgeOptions): { reset(): v
     client.on("close", cleanup);
   };
 
-  const answer502 = (error: GatewayError) => {
+  const answer502 = (error: GatewayError, method = methodOf(firstBytes())) => {
     answered502 = true;
-    const method = firstBytes().toString("latin1", 0, 16).split(" ")[0] ?? "";
     client.removeListener("data", onEarlyData);
     early = [];
     earlyBytes = 0;
@@ -213,6 +267,11 @@ export function bridge(client: net.Socket, options: BridgeOptions): { reset(): v
     const held = firstBytes();
     early = [];
     earlyBytes = 0;
+    // The start of what the client sent, to tell later whether it spoke HTTP.
+    let firstUp = held.subarray(0, FIRST_UP_KEEP);
+    const keepFirstUp = (chunk: Buffer) => {
+      if (firstUp.length < FIRST_UP_KEEP) firstUp = Buffer.concat([firstUp, chunk.subarray(0, FIRST_UP_KEEP - firstUp.length)]);
+    };
 
     // client -> agent, starting with what arrived during the dial
     let ok = true;
@@ -223,6 +282,7 @@ export function bridge(client: net.Socket, options: BridgeOptions): { reset(): v
     if (clientEnded) stream.end();
     const up = (chunk: Buffer) => {
       bytesUp += chunk.length;
+      keepFirstUp(chunk);
       if (!stream.write(chunk)) client.pause();
     };
     const upEnd = () => stream.end();
@@ -231,28 +291,61 @@ export function bridge(client: net.Socket, options: BridgeOptions): { reset(): v
     client.on("end", upEnd);
     stream.on("drain", upResume);
 
-    // agent -> client
-    stream.on("data", (chunk: Buffer) => {
+    // agent -> client. On a plain port the first bytes are checked for a secure-channel
+    // alert (held back only while they start with its type byte 0x15).
+    let sniffed: Buffer | null = options.secure ? null : Buffer.alloc(0);
+    const down = (chunk: Buffer) => {
       bytesDown += chunk.length;
       if (!client.write(chunk)) stream.pause();
+    };
+    const flushSniffed = () => {
+      const bytes = sniffed;
+      sniffed = null;
+      if (bytes && bytes.length > 0) down(bytes);
+    };
+    stream.on("data", (chunk: Buffer) => {
+      if (answered502) return;
+      if (sniffed === null) return down(chunk);
+      sniffed = sniffed.length === 0 ? chunk : Buffer.concat([sniffed, chunk]);
+      const alert = looksLikeSecureAlert(sniffed);
+      if (alert === "maybe") return;
+      if (alert === "yes" && looksLikeHttp(firstUp) === "yes" && !client.destroyed) {
+        sniffed = null;
+        client.removeListener("data", up);
+        client.removeListener("end", upEnd);
+        pilotError = new GatewayError(
+          "secure_channel_required",
+          `the agent serves Pilot port ${options.port} only over the secure channel and refused the plain request`,
+        );
+        if (!stream.destroyed) stream.resetAndDestroy();
+        answer502(pilotError, methodOf(firstUp));
+        return;
+      }
+      flushSniffed();
     });
     client.on("drain", () => stream.resume());
     stream.on("end", () => {
+      if (answered502) return;
+      flushSniffed();
       if (!client.destroyed) client.end();
     });
 
     stream.on("error", (e: Error) => {
+      if (answered502) return;
       client.removeListener("data", up);
       client.removeListener("end", upEnd);
       const error = asGatewayError(pilotCodeOf(e));
-      if (bytesDown === 0 && !client.destroyed && looksLikeHttp(held) === "yes") {
+      // A Pilot failure (it carries a Pilot code) before the agent answered an HTTP client.
+      const pilotFailure = typeof (e as { pilotCode?: unknown }).pilotCode === "string" || e instanceof GatewayError;
+      if (pilotFailure && bytesDown === 0 && !client.destroyed && looksLikeHttp(firstUp) === "yes") {
         // The agent's side failed before it answered (e.g. trust revoked): still a readable error.
-        early = [held];
-        earlyBytes = held.length;
+        early = [firstUp];
+        earlyBytes = firstUp.length;
         client.on("data", onEarlyData);
         failClient(error);
         return;
       }
+      flushSniffed();
       pilotError = error;
       if (!client.destroyed) client.resetAndDestroy();
     });
@@ -274,7 +367,7 @@ export function bridge(client: net.Socket, options: BridgeOptions): { reset(): v
       }
       attach(stream);
     },
-    (e: unknown) => failClient(asGatewayError(e)),
+    (e: unknown) => failClient(dialError(e, options.secure === true)),
   );
 
   return {
@@ -283,6 +376,21 @@ export function bridge(client: net.Socket, options: BridgeOptions): { reset(): v
       if (!client.destroyed) client.resetAndDestroy();
     },
   };
+}
+
+/** A failed dial as a GatewayError; a secure handshake the agent's port does not speak says so. */
+function dialError(e: unknown, secure: boolean): GatewayError {
+  const secureCode = (e as { secureCode?: unknown } | null)?.secureCode;
+  if (secure && typeof secureCode === "string" && NOT_SECURE_LISTENER.has(secureCode)) {
+    return new GatewayError("secure_channel_unsupported", `its answer to the secure handshake was not the secure channel (${secureCode})`);
+  }
+  const error = asGatewayError(e instanceof Error ? pilotCodeOf(e) : e);
+  // The stream was accepted (a refused one is connection_refused), then reset before the agent's
+  // half of the handshake: what a plain service does with a ClientHello it cannot parse.
+  if (secure && error.code === "connection_reset" && secureCode === undefined) {
+    return new GatewayError("secure_channel_unsupported", "it reset the connection during the secure handshake");
+  }
+  return error;
 }
 
 /** A PilotSocketError carries the Pilot code in `pilotCode`; its `code` is errno-style. */

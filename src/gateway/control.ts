@@ -6,7 +6,13 @@
  *   -> {"id":1,"op":"map","target":"data-analyst","ports":[80]}
  *   <- {"id":1,"ok":true,"data":{...}}   or   {"id":1,"ok":false,"error":{"code","message","hint"}}
  *
- * Operations: `status`, `map {target, ports, ip?}`, `unmap {target}`, `stop`.
+ * Operations: `status`, `map {target, ports, ip?, secure?}`, `unmap {target, ports?}`, `stop`.
+ *
+ * Versions: replies to `status` and `map` carry `control_version`. Version 2
+ * (per-port secure) added `secure_ports` to each mapping and `ports` to
+ * `unmap`; a gateway without `control_version` is version 1, which would
+ * ignore `ports` and remove the whole mapping, so the CLI does not send it
+ * `unmap` with ports. Fields are only ever added.
  * Under sudo the directory and socket belong to the user who owns
  * PILOT_HOME, so `pilot gateway list|map|unmap|stop` work without sudo.
  */
@@ -17,6 +23,8 @@ import { MAX_SOCKET_PATH_BYTES } from "../ipc/paths.ts";
 import { GatewayError, asGatewayError } from "./errors.ts";
 
 export const CONTROL_SOCKET = "gateway.sock";
+/** The version of this protocol that this gateway speaks (see above). */
+export const CONTROL_VERSION = 2;
 export const LEDGER_FILE = "state.json";
 export const LOG_FILE = "gateway.log";
 

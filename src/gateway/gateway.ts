@@ -22,7 +22,12 @@ export interface MappingInfo {
   pilot_addr: string;
   hostname: string | null;
   ports: number[];
-  /** Each connection also runs the secure channel (src/driver/secure.ts) inside its Pilot stream. */
+  /**
+   * The ports whose connections also run the secure channel (src/driver/secure.ts)
+   * inside their Pilot stream: secure is a property of a mapped port.
+   */
+  secure_ports: number[];
+  /** True when every mapped port is secure (kept for clients that predate secure_ports). */
   secure: boolean;
   /** Bridged connections open now. */
   connections: number;
@@ -54,10 +59,11 @@ interface Mapping {
   address: string;
   hostname: string | null;
   ports: number[];
-  secure: boolean;
+  /** The ports mapped with --secure. */
+  securePorts: Set<number>;
   aliasAdded: boolean;
   servers: Map<number, net.Server>;
-  connections: Set<{ reset(): void }>;
+  connections: Set<{ reset(): void; port: number }>;
   total: number;
   failed: number;
   bytesUp: number;
@@ -83,16 +89,21 @@ export class Gateway {
 
   /**
    * Maps `target` (hostname, address or node id) on `ports`; `ip` picks the
-   * local address; `secure` wraps each connection in the secure channel.
-   * Idempotent per agent: mapping it again adds ports and keeps its IP.
+   * local address; `secure` wraps each connection to these ports in the
+   * secure channel. Idempotent per agent: mapping it again adds ports (plain
+   * or secure, each port its own) and keeps its IP; a port that is mapped
+   * already keeps its mode, and asking for the other mode is an error.
    */
   map(target: string, ports: readonly number[], options: { ip?: string; secure?: boolean } = {}): Promise<{ mapping: MappingInfo; created: boolean; added_ports: number[] }> {
     return this.serial(() => this.doMap(target, ports, options.ip, options.secure === true));
   }
 
-  /** Removes the mapping named by its local IP, hostname, address or node id. */
-  unmap(target: string): Promise<MappingInfo & { alias_removed: boolean }> {
-    return this.serial(() => this.doUnmap(target));
+  /**
+   * Removes the mapping named by its local IP, hostname, address or node id;
+   * with `ports`, only those ports (the whole mapping if that is all of them).
+   */
+  unmap(target: string, ports?: readonly number[]): Promise<MappingInfo & { alias_removed: boolean; removed_ports: number[]; remaining_ports: number[] }> {
+    return this.serial(() => this.doUnmap(target, ports));
   }
 
   list(): MappingInfo[] {
@@ -197,11 +208,13 @@ export class Gateway {
       if (ip !== undefined && ip !== existing.ip) {
         throw new GatewayError("already_exists", `${label(existing)} is already mapped to ${existing.ip}`, `unmap it first: pilot gateway unmap ${existing.ip}`);
       }
-      if (secure !== existing.secure) {
+      const conflicts = wanted.filter((port) => existing.servers.has(port) && existing.securePorts.has(port) !== secure);
+      if (conflicts.length > 0) {
+        const list = conflicts.join(",");
         throw new GatewayError(
           "already_exists",
-          `${label(existing)} is already mapped to ${existing.ip} ${existing.secure ? "with" : "without"} --secure`,
-          `unmap it first to change that: pilot gateway unmap ${existing.ip}`,
+          `port${conflicts.length > 1 ? "s" : ""} ${list} of ${label(existing)} ${conflicts.length > 1 ? "are" : "is"} already mapped on ${existing.ip} ${secure ? "without" : "with"} --secure`,
+          `a port is either plain or secure; to change it: pilot gateway unmap ${existing.hostname ?? existing.address} --ports ${list}, then map ${conflicts.length > 1 ? "them" : "it"} again${secure ? " with --secure" : " without --secure"}`,
         );
       }
       if (hostname && !existing.hostname) existing.hostname = hostname;
@@ -210,9 +223,10 @@ export class Gateway {
         if (existing.servers.has(port)) continue;
         existing.servers.set(port, await this.listen(existing, port));
         existing.ports = [...existing.ports, port].sort((a, b) => a - b);
+        if (secure) existing.securePorts.add(port);
         added.push(port);
       }
-      if (added.length > 0) this.options.log.info("ports added to mapping", { ip: existing.ip, address, ports: added });
+      if (added.length > 0) this.options.log.info("ports added to mapping", { ip: existing.ip, address, ports: added, secure });
       return { mapping: info(existing), created: false, added_ports: added };
     }
 
@@ -226,7 +240,7 @@ export class Gateway {
         address,
         hostname,
         ports: wanted,
-        secure,
+        securePorts: new Set(secure ? wanted : []),
         aliasAdded: false,
         servers: new Map(),
         connections: new Set(),
@@ -342,13 +356,15 @@ export class Gateway {
     }
     m.total++;
     const from = `${socket.remoteAddress}:${socket.remotePort}`;
+    const entry = { port, reset: () => handle.reset() };
     const handle = bridge(socket, {
-      dial: () => this.dial(m.address, port, m.secure),
+      dial: () => this.dial(m.address, port, m.securePorts.has(port)),
+      secure: m.securePorts.has(port),
       label: label(m),
       name: m.hostname ?? m.address,
       port,
       onDone: (r) => {
-        m.connections.delete(handle);
+        m.connections.delete(entry);
         m.bytesUp += r.bytesUp;
         m.bytesDown += r.bytesDown;
         if (r.error) {
@@ -359,14 +375,37 @@ export class Gateway {
         }
       },
     });
-    m.connections.add(handle);
+    m.connections.add(entry);
   }
 
-  private async doUnmap(target: string) {
+  private async doUnmap(target: string, ports?: readonly number[]) {
     const m = await this.find(target);
+    const only = ports && ports.length > 0 ? [...new Set(ports)].sort((a, b) => a - b) : null;
+    if (only && only.some((p) => !m.servers.has(p))) {
+      const missing = only.filter((p) => !m.servers.has(p));
+      throw new GatewayError("not_found", `${label(m)} is not mapped on port${missing.length > 1 ? "s" : ""} ${missing.join(",")} (its ports: ${m.ports.join(",")})`, "see the mappings with: pilot gateway list");
+    }
+    if (only && only.length < m.ports.length) {
+      // Some ports: their listeners and connections go; the mapping, its IP and its alias stay.
+      const before = info(m);
+      for (const port of only) {
+        m.servers.get(port)?.close();
+        m.servers.delete(port);
+        m.securePorts.delete(port);
+        for (const c of m.connections) {
+          if (c.port !== port) continue;
+          c.reset();
+          m.connections.delete(c);
+        }
+      }
+      m.ports = m.ports.filter((p) => !only.includes(p));
+      this.options.log.info("ports removed from mapping", { ip: m.ip, address: m.address, ports: only });
+      return { ...before, connections: m.connections.size, alias_removed: false, removed_ports: only, remaining_ports: [...m.ports] };
+    }
+    const removedPorts = [...m.ports];
     const r = await this.release(m);
     this.options.log.info("unmapped", { ip: m.ip, address: m.address, alias_removed: r.removed });
-    return { ...info(m), connections: 0, alias_removed: r.removed };
+    return { ...info(m), connections: 0, alias_removed: r.removed, removed_ports: removedPorts, remaining_ports: [] };
   }
 
   private async find(target: string): Promise<Mapping> {
@@ -412,7 +451,8 @@ function info(m: Mapping): MappingInfo {
     pilot_addr: m.address,
     hostname: m.hostname,
     ports: [...m.ports],
-    secure: m.secure,
+    secure_ports: m.ports.filter((p) => m.securePorts.has(p)),
+    secure: m.ports.length > 0 && m.ports.every((p) => m.securePorts.has(p)),
     connections: m.connections.size,
     total_connections: m.total,
     failed_connections: m.failed,

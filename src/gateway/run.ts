@@ -13,18 +13,28 @@
  * `gateway.log` (the background gateway's output). Run as root for a user's
  * PILOT_HOME (sudo), they belong to the owner of PILOT_HOME.
  */
-import { lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import type { Server } from "node:net";
 import { connect } from "../driver/index.ts";
-import { pilotPaths } from "../util/paths.ts";
+import { pilotHomeSource, pilotPaths, sudoInvoker } from "../util/paths.ts";
 import type { Logger } from "../util/log.ts";
 import { AliasLedger, chownQuietly, cleanupLeftovers, isRoot, needsAlias, notRootError } from "./aliases.ts";
-import { controlSocketPath, LEDGER_FILE, probe, serveControl } from "./control.ts";
+import { CONTROL_VERSION, controlSocketPath, LEDGER_FILE, probe, serveControl } from "./control.ts";
 import { GatewayError } from "./errors.ts";
 import { Gateway, type MappingInfo } from "./gateway.ts";
 import { formatIPv4, type Subnet } from "./subnet.ts";
 
+/** A control request's `ports`: the valid port numbers in it (1-65535). */
+function portsParam(value: unknown): number[] {
+  return Array.isArray(value) ? value.map(Number).filter((p) => Number.isInteger(p) && p >= 1 && p <= 65535) : [];
+}
+
 export interface GatewayDirs {
+  /** PILOT_HOME, and where it came from (the variable, the user behind sudo, or ~/.pilot). */
+  home: string;
+  homeFrom: "PILOT_HOME" | "sudo" | "home";
+  /** The user who ran sudo, when `homeFrom` is "sudo". */
+  sudoUser?: string;
   dir: string;
   socket: string;
   ledger: string;
@@ -34,9 +44,13 @@ export interface GatewayDirs {
 
 export function gatewayDirs(env: NodeJS.ProcessEnv = process.env): GatewayDirs {
   const paths = pilotPaths(env);
+  const source = pilotHomeSource(env);
   const dir = paths.gatewayDir;
   let owner: { uid: number; gid: number } | undefined;
-  if (isRoot()) {
+  const invoker = source.from === "sudo" ? sudoInvoker(env) : undefined;
+  if (invoker) {
+    owner = { uid: invoker.uid, gid: invoker.gid };
+  } else if (isRoot()) {
     try {
       const st = statSync(paths.home);
       if (st.uid !== 0) owner = { uid: st.uid, gid: st.gid };
@@ -44,15 +58,35 @@ export function gatewayDirs(env: NodeJS.ProcessEnv = process.env): GatewayDirs {
       // no PILOT_HOME yet: root's own files
     }
   }
-  return { dir, socket: controlSocketPath(dir), ledger: `${dir}/${LEDGER_FILE}`, ...(owner ? { owner } : {}) };
+  return {
+    home: paths.home,
+    homeFrom: source.from,
+    ...(source.user ? { sudoUser: source.user } : {}),
+    dir,
+    socket: controlSocketPath(dir),
+    ledger: `${dir}/${LEDGER_FILE}`,
+    ...(owner ? { owner } : {}),
+  };
+}
+
+/** "~alice/.pilot (alice ran sudo)": which PILOT_HOME a command uses and why. */
+export function describeHome(dirs: GatewayDirs): string {
+  if (dirs.homeFrom === "sudo") return `${dirs.home} (the home of ${dirs.sudoUser}, who ran sudo)`;
+  if (dirs.homeFrom === "PILOT_HOME") return `${dirs.home} (from PILOT_HOME)`;
+  return dirs.home;
 }
 
 /**
  * Creates the gateway directory (0700) and checks it is a real directory
  * owned by us or by the owner of PILOT_HOME, not a symlink somewhere else:
- * as root under sudo we write into a directory that user controls.
+ * as root under sudo we write into a directory that user controls. A
+ * PILOT_HOME that root has to create for that user is given to them.
  */
 export function prepareGatewayDir(dirs: GatewayDirs): void {
+  if (dirs.owner && !existsSync(dirs.home)) {
+    mkdirSync(dirs.home, { recursive: true, mode: 0o700 });
+    chownQuietly(dirs.home, dirs.owner);
+  }
   mkdirSync(dirs.dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dirs.dir);
   const me = typeof process.geteuid === "function" ? process.geteuid() : st.uid;
@@ -133,18 +167,21 @@ export async function runGateway(options: RunOptions): Promise<RunningGateway> {
   control = await serveControl(dirs.socket, async (op, params) => {
     switch (op) {
       case "status":
-        return { pid: process.pid, subnet: subnet.text, mappings: gateway.list() };
+        return { pid: process.pid, subnet: subnet.text, control_version: CONTROL_VERSION, mappings: gateway.list() };
       case "map": {
         const target = typeof params.target === "string" ? params.target : "";
         if (!target) throw new GatewayError("invalid_argument", "map needs a target");
-        const ports = Array.isArray(params.ports) ? params.ports.map(Number).filter((p) => Number.isInteger(p) && p >= 1 && p <= 65535) : [];
+        const ports = portsParam(params.ports);
         const ip = typeof params.ip === "string" && params.ip !== "" ? params.ip : undefined;
-        return { pid: process.pid, subnet: subnet.text, ...(await gateway.map(target, ports, { ip, secure: params.secure === true })) };
+        return { pid: process.pid, subnet: subnet.text, control_version: CONTROL_VERSION, ...(await gateway.map(target, ports, { ip, secure: params.secure === true })) };
       }
       case "unmap": {
         const target = typeof params.target === "string" ? params.target : "";
         if (!target) throw new GatewayError("invalid_argument", "unmap needs a local IP, hostname or address");
-        return gateway.unmap(target);
+        if (params.ports !== undefined && !Array.isArray(params.ports)) throw new GatewayError("invalid_argument", "unmap's ports must be a list of port numbers");
+        const ports = portsParam(params.ports);
+        if (Array.isArray(params.ports) && ports.length !== params.ports.length) throw new GatewayError("invalid_argument", "unmap's ports must be numbers 1-65535");
+        return gateway.unmap(target, ports.length > 0 ? ports : undefined);
       }
       case "stop": {
         const r = await stop("stop requested");

@@ -301,7 +301,10 @@ export class RegistryServer {
       if (mine && mine.size === 0) this.perNode.delete(conn.nodeId);
     }
     for (const suffix of ["", ":own", ":lookup", ":inbound"]) this.frames.forget(`c:${conn.id}${suffix}`);
+    const node = conn.subscription?.nodeId;
     this.unsubscribe(conn);
+    // A daemon keeps its subscription open while it runs: once none is left, it is offline.
+    if (node !== undefined && !this.subscribers.has(node) && !this.closed) this.service.nodeDisconnected(node);
   }
 
   /** `conn` sent a valid signed request of `nodeId`: it may stay (idle rules apply from now on). */

@@ -249,6 +249,11 @@ export class RegistryService {
   private lastNoncePrune = 0;
   /** "target:viewer" -> expiry: the viewer may see the target, which recently resolved it. */
   private readonly contactGrants = new Map<string, number>();
+  /**
+   * Nodes whose last subscribed connection closed (the daemon stopped, or died: the kernel
+   * closes its socket), and when, oldest first: offline until heard from again.
+   */
+  private readonly departed = new Map<number, number>();
 
   constructor(options: ServiceOptions) {
     this.store = options.store;
@@ -282,6 +287,25 @@ export class RegistryService {
   /** A node not seen for the reaping time: its name and tags no longer count. */
   private stale(n: NodeRow, now: number): boolean {
     return now - n.lastSeen > this.limits.reapAfterMs;
+  }
+
+  /**
+   * The last subscribed connection of `node` closed: it is offline at once (until its next
+   * heartbeat, register or subscribe), instead of for the rest of ONLINE_WINDOW_MS.
+   */
+  nodeDisconnected(node: number): void {
+    const now = this.clock();
+    this.departed.delete(node);
+    this.departed.set(node, now);
+    // Past the window, last_seen says offline anyway: older entries are not needed.
+    for (const [id, at] of this.departed) {
+      if (now - at <= ONLINE_WINDOW_MS) break;
+      this.departed.delete(id);
+    }
+  }
+
+  private isOnline(n: NodeRow, now: number): boolean {
+    return online(n, now) && !this.departed.has(n.id);
   }
 
   /** An error outcome for a frame that could not be read at all. */
@@ -426,8 +450,13 @@ export class RegistryService {
     now: number,
     events: PushEvent[],
   ): Record<string, unknown> {
-    if (type === "register") return this.register(m, signer.publicKey, ctx, now);
+    if (type === "register") {
+      const registered = this.register(m, signer.publicKey, ctx, now);
+      this.departed.delete(registered.node_id as number);
+      return registered;
+    }
     const self = signer.nodeId!;
+    if (type === "heartbeat" || type === "subscribe") this.departed.delete(self);
     switch (type) {
       case "heartbeat": {
         const endpoints = m.endpoints === undefined ? undefined : need(checkEndpoints(m.endpoints));
@@ -446,13 +475,13 @@ export class RegistryService {
         const node = this.visible(self, need(checkNodeId(m.target, "target")));
         if (m.contact !== undefined && typeof m.contact !== "boolean") fail("invalid_argument", "contact must be true or false");
         if (m.contact === true) this.grantContact(self, node.id, now);
-        return { node_id: node.id, address: addressText(node.id), public_key: node.publicKey, ...this.endpointView(node), online: online(node, now), last_seen: node.lastSeen };
+        return { node_id: node.id, address: addressText(node.id), public_key: node.publicKey, ...this.endpointView(node), online: this.isOnline(node, now), last_seen: node.lastSeen };
       }
       case "search": {
         const q = need(checkSearchQuery(m.query));
         const rows = this.store.search(self, q, SEARCH_RESULTS_MAX, now - this.limits.reapAfterMs);
         return {
-          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: online(n, now) })),
+          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: this.isOnline(n, now) })),
         };
       }
       case "set_hostname": {
@@ -798,7 +827,7 @@ export class RegistryService {
       hostname: n.hostname,
       tags: n.tags,
       public: n.public,
-      online: online(n, now),
+      online: this.isOnline(n, now),
       last_seen: n.lastSeen,
     };
   }

@@ -59,6 +59,8 @@ const ALL_COMMANDS = [
   "gateway stop",
   "expose",
   "a2a discover",
+  "install",
+  "uninstall",
 ];
 
 describe("without a daemon", () => {

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import net from "node:net";
-import { bridge, type PilotStream } from "../../src/gateway/bridge.ts";
+import { bridge, looksLikeSecureAlert, type PilotStream } from "../../src/gateway/bridge.ts";
 import { GatewayError } from "../../src/gateway/errors.ts";
 
 const servers: net.Server[] = [];
@@ -205,5 +205,89 @@ describe("bridge", () => {
     c.write("T /x HTTP/1.1\r\n\r\n");
     const text = (await reply).data.toString();
     expect(text).toContain("502 Bad Gateway: nothing listens on Pilot port 80 of agent (0:0000.0000.0007)");
+  });
+
+  test("looksLikeSecureAlert: only a complete secure-channel Alert frame (15 00 00 01, code 1-5)", () => {
+    const b = (...x: number[]) => Buffer.from(x);
+    expect(looksLikeSecureAlert(b())).toBe("maybe");
+    expect(looksLikeSecureAlert(b(0x15))).toBe("maybe");
+    expect(looksLikeSecureAlert(b(0x15, 0, 0))).toBe("maybe");
+    expect(looksLikeSecureAlert(b(0x15, 0, 0, 1, 3))).toBe("yes");
+    expect(looksLikeSecureAlert(b(0x15, 0, 0, 1, 1, 0x99))).toBe("yes");
+    expect(looksLikeSecureAlert(b(0x15, 0, 0, 1, 0))).toBe("no");
+    expect(looksLikeSecureAlert(b(0x15, 0, 0, 1, 6))).toBe("no");
+    expect(looksLikeSecureAlert(b(0x15, 1))).toBe("no");
+    expect(looksLikeSecureAlert(b(0x15, 0, 0, 2))).toBe("no");
+    expect(looksLikeSecureAlert(Buffer.from("HTTP/1.1 200 OK\r\n"))).toBe("no");
+  });
+
+  test("a plain port whose agent answers with a secure-channel alert: an HTTP client gets a 502 saying --secure", async () => {
+    // The agent's alert arrives in pieces, then its FIN.
+    const agent = await listen((s) => {
+      s.once("data", async () => {
+        s.write(Buffer.from([0x15, 0]));
+        await Bun.sleep(30);
+        s.write(Buffer.from([0, 1]));
+        await Bun.sleep(30);
+        s.end(Buffer.from([3]));
+      });
+    });
+    const done: any[] = [];
+    const port = await front(tcpTo(agent), (r) => done.push(r));
+    const c = await connectTo(port);
+    const reply = readAll(c);
+    c.write("GET /api/secrets HTTP/1.1\r\nHost: x\r\n\r\n");
+    const text = (await reply).data.toString();
+    expect(text).toStartWith("HTTP/1.1 502 Bad Gateway\r\n");
+    expect(text).toContain("X-Pilot-Error: secure_channel_required\r\n");
+    expect(text).toContain("X-Pilot-Hint: map the port with --secure: pilot gateway unmap agent --ports 80 && pilot gateway map agent --ports 80 --secure\r\n");
+    expect(text).toContain("agent (0:0000.0000.0007) serves Pilot port 80 only over the secure channel, and this port is mapped without --secure");
+    expect(text).not.toContain("\x15");
+    c.end();
+    for (let i = 0; i < 40 && done.length === 0; i++) await Bun.sleep(25);
+    expect(done[0]).toMatchObject({ answered502: true, error: { code: "secure_channel_required" }, bytesDown: 0 });
+
+    // A HEAD request gets the head only.
+    const h = await connectTo(port);
+    const head = readAll(h);
+    h.write("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const headText = (await head).data.toString();
+    expect(headText).toContain("X-Pilot-Error: secure_channel_required");
+    expect(headText.endsWith("\r\n\r\n")).toBe(true);
+  });
+
+  test("0x15 that is not an alert, or a client that is not HTTP: the agent's bytes pass unchanged", async () => {
+    const notAlert = Buffer.from([0x15, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const alert = Buffer.from([0x15, 0, 0, 1, 3]);
+    let answer = notAlert;
+    const agent = await listen((s) => s.once("data", () => s.end(answer)));
+    const port = await front(tcpTo(agent));
+
+    const c = await connectTo(port);
+    const reply = readAll(c);
+    c.write("GET / HTTP/1.1\r\n\r\n");
+    expect((await reply).data).toEqual(notAlert);
+
+    answer = alert;
+    const raw = await connectTo(port);
+    const rawReply = readAll(raw);
+    raw.write(Buffer.from([0x01, 0x00, 0x00, 0x21]));
+    expect((await rawReply).data).toEqual(alert);
+
+    // A lone 0x15 followed by the agent's FIN is delivered too.
+    answer = Buffer.from([0x15]);
+    const lone = await connectTo(port);
+    const loneReply = readAll(lone);
+    lone.write("GET / HTTP/1.1\r\n\r\n");
+    expect((await loneReply).data).toEqual(Buffer.from([0x15]));
+  });
+
+  test("an HTTP response is forwarded at once, not held for the alert check", async () => {
+    const agent = await listen((s) => s.once("data", () => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")));
+    const port = await front(tcpTo(agent));
+    const c = await connectTo(port);
+    const first = new Promise<Buffer>((r) => c.once("data", r));
+    c.write("GET / HTTP/1.1\r\n\r\n");
+    expect((await first).toString()).toStartWith("HTTP/1.1 200 OK");
   });
 });

@@ -85,9 +85,10 @@ beforeAll(async () => {
   });
   servers.push({ close: () => wc.close() });
 
-  // vault serves HTTP only over the secure channel.
+  // vault serves HTTP over the secure channel on SECURE, and plainly on PORT.
   vault = await connect({ home: c.daemon("vault").home });
   servers.push(await vault.serveHttp(SECURE, statusService(vault.address), { secure: true }));
+  servers.push(await vault.serveHttp(PORT, statusService(vault.address)));
 
   for (const [s, p] of mesh) await p.waitFor(new RegExp(`${s} service listening on pilot port 80`));
 }, 60_000);
@@ -113,7 +114,9 @@ describe("gateway on a 127.x subnet", () => {
       pid,
       subnet: net.cidr,
       started: true,
-      mappings: [{ local_ip: net.ip(1), pilot_addr: c.daemon("analyst").address, hostname: "data-analyst", ports: [PORT, SSE, BULK, WC].sort((a, b) => a - b), secure: false }],
+      pilot_home: c.daemon("client").home,
+      pilot_home_from: "PILOT_HOME",
+      mappings: [{ local_ip: net.ip(1), pilot_addr: c.daemon("analyst").address, hostname: "data-analyst", ports: [PORT, SSE, BULK, WC].sort((a, b) => a - b), secure_ports: [], secure: false }],
     });
     expect(alive(pid)).toBe(true);
 
@@ -218,28 +221,77 @@ describe("gateway on a 127.x subnet", () => {
     }
   });
 
-  test("--secure: each connection also runs the secure channel to the agent", async () => {
-    const r = await gw(env(), ["map", "vault", "--secure", "--ports", String(SECURE)]);
-    expect(r.code).toBe(0);
-    expect(r.json.data).toMatchObject({ hostname: "vault", ports: [SECURE], secure: true, created: true });
-    const ip = r.json.data.local_ip;
-    const res = await curl(`http://${ip}:${SECURE}/api/status`);
-    expect(res.status).toBe(200);
-    expect(JSON.parse(res.body).agent).toBe(c.daemon("vault").address);
+  test("--secure is per port: the same agent plain on one port and secure on another, at one IP", async () => {
+    const plain = await gw(env(), ["map", "vault", "--ports", String(PORT)]);
+    expect(plain.json.data).toMatchObject({ hostname: "vault", ports: [PORT], secure_ports: [], secure: false, created: true });
+    const ip = plain.json.data.local_ip;
+    const secure = await gw(env(), ["map", "vault", "--secure", "--ports", String(SECURE)]);
+    expect(secure.code).toBe(0);
+    expect(secure.json.data).toMatchObject({ local_ip: ip, ports: [PORT, SECURE], secure_ports: [SECURE], secure: false, created: false });
+
+    for (const port of [PORT, SECURE]) {
+      const res = await curl(`http://${ip}:${port}/api/status`);
+      expect({ port, status: res.status }).toEqual({ port, status: 200 });
+      expect(JSON.parse(res.body).agent).toBe(c.daemon("vault").address);
+    }
     const list = await gw(env(), ["list"], { json: false });
-    expect(list.stdout).toMatch(new RegExp(`${ip.replace(/\./g, "\\.")}\\s+${SECURE} \\(secure\\)\\s+vault`));
+    expect(list.stdout).toMatch(new RegExp(`${ip.replace(/\./g, "\\.")}\\s+${PORT},${SECURE} \\(secure: ${SECURE}\\)\\s+vault`));
+    const json = (await gw(env(), ["list"])).json.data.mappings.find((m: any) => m.hostname === "vault");
+    expect(json).toMatchObject({ local_ip: ip, ports: [PORT, SECURE], secure_ports: [SECURE], secure: false });
 
-    // The same agent without --secure is a different mapping: refused until unmapped.
-    const plain = await gw(env(), ["map", "vault", "--ports", String(SECURE)]);
-    expect(plain.json).toMatchObject({ code: "already_exists" });
-    expect(plain.json.message).toContain("with --secure");
-    expect((await gw(env(), ["unmap", "vault"])).code).toBe(0);
+    // Mapping a port again in the other mode: an error that says how to change it; nothing changes.
+    const again = await gw(env(), ["map", "vault", "--ports", String(SECURE)]);
+    expect(again.code).toBe(1);
+    expect(again.json.code).toBe("already_exists");
+    expect(again.json.message).toBe(`port ${SECURE} of vault (${c.daemon("vault").address}) is already mapped on ${ip} with --secure`);
+    expect(again.json.hint).toBe(`a port is either plain or secure; to change it: pilot gateway unmap vault --ports ${SECURE}, then map it again without --secure`);
+    const same = await gw(env(), ["map", "vault", "--secure", "--ports", String(SECURE)]);
+    expect(same.json.data).toMatchObject({ ports: [PORT, SECURE], secure_ports: [SECURE], created: false });
+    expect((await curl(`http://${ip}:${SECURE}/api/status`)).status).toBe(200);
 
-    // Plain bytes to a secure-only port fail, and an HTTP client is told so.
+    // unmap --ports removes one port; the agent keeps its IP and its other port.
+    const un = await gw(env(), ["unmap", "vault", "--ports", String(SECURE)]);
+    expect(un.json.data).toMatchObject({ local_ip: ip, removed_ports: [SECURE], remaining_ports: [PORT], alias_removed: false });
+    expect((await curl(`http://${ip}:${SECURE}/api/status`)).code).toBe(7);
+    expect((await curl(`http://${ip}:${PORT}/api/status`)).status).toBe(200);
+    const text = await gw(env(), ["unmap", "vault", "--ports", String(SECURE)], { json: false });
+    expect(text.code).toBe(1);
+    expect(text.stderr).toContain(`vault (${c.daemon("vault").address}) is not mapped on port ${SECURE}`);
+  }, 30_000);
+
+  test("a plain port on a secure-only service: 502 that says to map it with --secure, at once", async () => {
     const wrong = await gw(env(), ["map", "vault", "--ports", String(SECURE)]);
-    const bad = await curl(`http://${wrong.json.data.local_ip}:${SECURE}/api/status`);
-    expect(bad.status === 502 || bad.code !== 0).toBe(true);
-    expect((await gw(env(), ["unmap", "vault"])).code).toBe(0);
+    expect(wrong.json.data).toMatchObject({ ports: [PORT, SECURE], secure_ports: [] });
+    const ip = wrong.json.data.local_ip;
+    const t = performance.now();
+    const bad = await curl(`http://${ip}:${SECURE}/api/status`);
+    expect(performance.now() - t).toBeLessThan(1500);
+    expect(bad.status).toBe(502);
+    expect(bad.headers).toContain("X-Pilot-Error: secure_channel_required");
+    expect(bad.headers).toContain(`X-Pilot-Hint: map the port with --secure: pilot gateway unmap vault --ports ${SECURE} && pilot gateway map vault --ports ${SECURE} --secure`);
+    expect(bad.body).toContain(`502 Bad Gateway: vault (${c.daemon("vault").address}) serves Pilot port ${SECURE} only over the secure channel, and this port is mapped without --secure`);
+    expect(bad.body).toContain(`hint: map the port with --secure: pilot gateway unmap vault --ports ${SECURE} && pilot gateway map vault --ports ${SECURE} --secure`);
+    // A client that is not HTTP gets the agent's bytes as they are (the gateway is a TCP bridge).
+    const s = await tcp(ip, SECURE);
+    const raw = readAll(s);
+    s.write(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]));
+    const r = await raw;
+    expect(r.data.length === 0 || r.data[0] === 0x15).toBe(true);
+    s.destroy();
+    // The hint's commands fix it.
+    expect((await gw(env(), ["unmap", "vault", "--ports", String(SECURE)])).code).toBe(0);
+    expect((await gw(env(), ["map", "vault", "--ports", String(SECURE), "--secure"])).code).toBe(0);
+    expect((await curl(`http://${ip}:${SECURE}/api/status`)).status).toBe(200);
+
+    // The other way round: --secure on a plain service is a 502 that says so too.
+    expect((await gw(env(), ["unmap", "vault", "--ports", String(PORT)])).code).toBe(0);
+    expect((await gw(env(), ["map", "vault", "--ports", String(PORT), "--secure"])).json.data).toMatchObject({ ports: [PORT, SECURE], secure_ports: [PORT, SECURE], secure: true });
+    const other = await curl(`http://${ip}:${PORT}/api/status`);
+    expect(other.status).toBe(502);
+    expect(other.headers).toContain("X-Pilot-Error: secure_channel_unsupported");
+    expect(other.body).toContain(`vault (${c.daemon("vault").address}) does not speak the secure channel on Pilot port ${PORT}, which is mapped with --secure`);
+    expect(other.body).toContain(`hint: map the port without --secure: pilot gateway unmap vault --ports ${PORT} && pilot gateway map vault --ports ${PORT}`);
+    expect((await gw(env(), ["unmap", "vault"])).json.data).toMatchObject({ removed_ports: [PORT, SECURE], remaining_ports: [] });
   }, 30_000);
 
   test("half-close: the client's FIN reaches the agent, whose answer still comes back", async () => {

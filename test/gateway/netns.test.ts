@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { connect, type Driver } from "../../src/driver/index.ts";
 import { pilotCommand, ROOT } from "../support/cluster.ts";
 import { alive, IS_ROOT } from "./support.ts";
 
@@ -122,6 +123,7 @@ async function trust(a: string, b: string): Promise<void> {
 }
 
 const addresses = new Map<string, string>();
+let analystDriver: Driver | null = null;
 const gatewayPids = new Set<number>();
 const client = "client";
 
@@ -140,10 +142,22 @@ beforeAll(async () => {
   for (const s of ["analyst", "users", "orders", "inventory"]) await trust(s, client);
   await spawnInNs([process.execPath, "examples/http-server.ts"], { PILOT_HOME: homes.get("analyst")! }, /listening on pilot port 80/);
   for (const s of ["users", "orders", "inventory"]) await spawnInNs([process.execPath, `examples/mesh/${s}.ts`], { PILOT_HOME: homes.get(s)! }, new RegExp(`${s} service listening`));
+  // The seed's secure service on the analyst's port 443 (its IPC socket is a file: reachable from here).
+  analystDriver = await connect({ home: homes.get("analyst")! });
+  const agent = analystDriver.address;
+  await analystDriver.serveHttp(
+    443,
+    (_req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ message: "This payload is double-encrypted", tunnel: "AES-256-GCM (shared tunnel key)", conn: "AES-256-GCM (per-connection X25519 key)", agent }));
+    },
+    { secure: true },
+  );
 }, 90_000);
 
 afterAll(async () => {
   if (skipReason && !existsSync(`/run/netns/${NS}`)) return;
+  await analystDriver?.close().catch(() => {});
   for (const pid of [...gatewayPids, ...pids]) {
     try {
       process.kill(pid, "SIGTERM");
@@ -186,6 +200,37 @@ describe.skipIf(skipReason !== null)(`gateway as root in network namespace ${NS}
     expect(aliases()).toEqual([]);
     expect((await curl("http://10.4.0.1/api/status")).code).not.toBe(0);
   }, 30_000);
+
+  test("the seed's port 443: the agent stays mapped on 80 and gets --secure 443 at the same IP; a plain 443 says to use --secure", async () => {
+    const first = await inNs([...pilotCommand(), "gateway", "start", "--ports", "80", "data-analyst"], { PILOT_HOME: homes.get(client)! });
+    expect({ code: first.code, stderr: first.code === 0 ? "" : first.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(first.stdout.trim()).toBe(`Gateway active: ${addresses.get("analyst")} -> 10.4.0.1:80`);
+    const second = await inNs([...pilotCommand(), "gateway", "start", "--ports", "443", "--secure", "data-analyst"], { PILOT_HOME: homes.get(client)! });
+    expect({ code: second.code, stderr: second.code === 0 ? "" : second.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(second.stdout.trim()).toBe(`Gateway active: ${addresses.get("analyst")} -> 10.4.0.1:80,443 (secure channel on 443)`);
+    const list = await pilot(client, ["gateway", "list"]);
+    gatewayPids.add(list.json.data.pid);
+    expect(list.json.data.mappings).toMatchObject([{ local_ip: "10.4.0.1", ports: [80, 443], secure_ports: [443], secure: false }]);
+    expect(aliases()).toEqual(["10.4.0.1/32"]);
+
+    expect(body(await curl("http://10.4.0.1/api/status")).json.status).toBe("healthy");
+    expect(body(await curl("http://10.4.0.1:443/api/secrets"))).toEqual({
+      status: 200,
+      json: { message: "This payload is double-encrypted", tunnel: "AES-256-GCM (shared tunnel key)", conn: "AES-256-GCM (per-connection X25519 key)", agent: addresses.get("analyst") },
+    });
+
+    // 443 mapped without --secure (as a reader who skipped the flag would): a 502 that says so.
+    expect((await pilot(client, ["gateway", "unmap", "data-analyst", "--ports", "443"])).json.data.remaining_ports).toEqual([80]);
+    expect((await pilot(client, ["gateway", "map", "data-analyst", "--ports", "443"])).code).toBe(0);
+    const plain = await inNs(["curl", "-sS", "-i", "--max-time", "10", "http://10.4.0.1:443/api/secrets"]);
+    expect(plain.stdout).toStartWith("HTTP/1.1 502 Bad Gateway");
+    expect(plain.stdout).toContain("X-Pilot-Error: secure_channel_required");
+    expect(plain.stdout).toContain("pilot gateway map data-analyst --ports 443 --secure");
+
+    const stop = await pilot(client, ["gateway", "stop"]);
+    expect(stop.json.data.removed_aliases).toEqual(["10.4.0.1"]);
+    expect(aliases()).toEqual([]);
+  }, 60_000);
 
   test("the REST mesh: start three times -> 10.4.0.1-3, the seed's curls, list, unmap", async () => {
     const out: string[] = [];

@@ -31,6 +31,8 @@ let c: Cluster;
 let agent: Driver;
 let home = "";
 let nobodyDaemon = 0;
+/** Gateways started as nobody (stopGateways only knows root's). */
+const nobodyGateways = new Set<number>();
 
 interface Run {
   code: number;
@@ -86,7 +88,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (skip) return;
   await stopGateways();
-  for (const pid of [nobodyDaemon]) {
+  for (const pid of [...nobodyGateways, nobodyDaemon]) {
     if (!pid) continue;
     try {
       process.kill(pid, "SIGTERM");
@@ -106,8 +108,9 @@ describe.skipIf(skip)("gateway without root, and with sudo for a user", () => {
     const r = await asNobody(["gateway", "start", "--subnet", net.cidr, "--ports", String(PORT), "agent-u"]);
     expect({ code: r.code, stderr: r.code === 0 ? "" : r.stderr }).toEqual({ code: 0, stderr: "" });
     const pid = r.json.data.pid;
+    nobodyGateways.add(pid); // stopped in afterAll if this test fails before it stops it
     expect(uidOf(pid)).toBe(NOBODY);
-    expect(r.json.data.mappings[0]).toEqual({ local_ip: net.ip(1), pilot_addr: agent.address, hostname: "agent-u", ports: [PORT], secure: false });
+    expect(r.json.data.mappings[0]).toEqual({ local_ip: net.ip(1), pilot_addr: agent.address, hostname: "agent-u", ports: [PORT], secure_ports: [], secure: false });
     const res = await curl(`http://${net.ip(1)}:${PORT}/api/status`);
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).agent).toBe(agent.address);

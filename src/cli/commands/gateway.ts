@@ -21,7 +21,7 @@ import { AliasLedger, chownQuietly, cleanupLeftovers, isGatewayProcess, isRoot, 
 import { controlRequest, LOG_FILE, notRunningError, probe } from "../../gateway/control.ts";
 import { GatewayError } from "../../gateway/errors.ts";
 import type { MappingInfo } from "../../gateway/gateway.ts";
-import { gatewayDirs, prepareGatewayDir, runGateway, subnetNeedsRoot } from "../../gateway/run.ts";
+import { describeHome, gatewayDirs, prepareGatewayDir, runGateway, subnetNeedsRoot, type GatewayDirs } from "../../gateway/run.ts";
 import { formatIPv4, parseSubnet, type Subnet } from "../../gateway/subnet.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { notRootError } from "../../gateway/aliases.ts";
@@ -52,13 +52,26 @@ async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** What `start` and `map` report per mapping. */
-function brief(m: MappingInfo): { local_ip: string; pilot_addr: string; hostname: string | null; ports: number[]; secure: boolean } {
-  return { local_ip: m.local_ip, pilot_addr: m.pilot_addr, hostname: m.hostname, ports: m.ports, secure: m.secure };
+/** The secure ports of a mapping as any gateway reports it (one from before secure_ports: all or none). */
+function securePortsOf(m: { ports: number[]; secure?: boolean; secure_ports?: number[] }): number[] {
+  return Array.isArray(m.secure_ports) ? m.secure_ports : m.secure ? [...m.ports] : [];
 }
 
-function activeLine(m: { local_ip: string; pilot_addr: string; ports: number[]; secure?: boolean }): string {
-  return `Gateway active: ${m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}${m.secure ? " (secure channel)" : ""}`;
+/** What `start` and `map` report per mapping. */
+function brief(m: MappingInfo): { local_ip: string; pilot_addr: string; hostname: string | null; ports: number[]; secure_ports: number[]; secure: boolean } {
+  const secure_ports = securePortsOf(m);
+  return { local_ip: m.local_ip, pilot_addr: m.pilot_addr, hostname: m.hostname, ports: m.ports, secure_ports, secure: m.ports.length > 0 && secure_ports.length === m.ports.length };
+}
+
+/** " (secure channel)" when every port is secure, " (secure channel on 443)" when some are. */
+function secureSuffix(m: { ports: number[]; secure_ports: number[] }, words: [string, string]): string {
+  if (m.secure_ports.length === 0) return "";
+  if (m.secure_ports.length === m.ports.length) return ` (${words[0]})`;
+  return ` (${words[1]} ${m.secure_ports.join(",")})`;
+}
+
+function activeLine(m: { local_ip: string; pilot_addr: string; ports: number[]; secure_ports: number[] }): string {
+  return `Gateway active: ${m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}${secureSuffix(m, ["secure channel", "secure channel on"])}`;
 }
 
 /** Re-runs this executable (compiled) or this script (from source) with `args`. */
@@ -66,6 +79,11 @@ function selfCommand(args: string[]): string[] {
   const script = process.argv[1] ?? "";
   const compiled = script.startsWith("/$bunfs/") || script === process.execPath;
   return compiled ? [process.execPath, ...args] : [process.execPath, script, ...args];
+}
+
+/** Which PILOT_HOME a gateway command uses, for --json: the path and where it came from. */
+function homeFields(dirs: GatewayDirs): { pilot_home: string; pilot_home_from: string; sudo_user?: string } {
+  return { pilot_home: dirs.home, pilot_home_from: dirs.homeFrom, ...(dirs.sudoUser ? { sudo_user: dirs.sudoUser } : {}) };
 }
 
 function tail(path: string, from: number): string {
@@ -138,6 +156,8 @@ async function spawnGateway(subnet: Subnet, logLevel: string, out: Output): Prom
 async function startForeground(out: Output, subnet: Subnet, targets: string[], ports: number[], secure: boolean, logLevel: string): Promise<void> {
   const level = parseLogLevel(logLevel);
   const log = createLogger("gateway", { level });
+  const dirs = gatewayDirs();
+  out.progress(`using PILOT_HOME ${describeHome(dirs)}`);
   const running = await guarded(() => runGateway({ subnet, targets, ports, secure, log }));
   // A bug must not leave aliases behind: clean up, then exit non-zero.
   const fail = (e: unknown) => {
@@ -148,7 +168,7 @@ async function startForeground(out: Output, subnet: Subnet, targets: string[], p
   process.on("uncaughtException", fail);
   process.on("unhandledRejection", fail);
   out.result(
-    { pid: running.pid, subnet: subnet.text, mappings: running.initial.map(brief), foreground: true },
+    { pid: running.pid, subnet: subnet.text, mappings: running.initial.map(brief), foreground: true, ...homeFields(dirs) },
     (d: any) =>
       [...d.mappings.map(activeLine), `Gateway running in the foreground (pid ${d.pid}, subnet ${d.subnet}); stop it with Ctrl-C or: pilot gateway stop`].join("\n"),
   );
@@ -167,7 +187,7 @@ export const gatewayStart: CommandSpec = {
   options: [
     { flags: "--subnet <cidr>", description: `local IPs come from this IPv4 subnet (default ${DEFAULT_SUBNET}, which needs root for its loopback aliases; a subnet inside 127.0.0.0/8, e.g. 127.77.0.0/16, needs no alias and no root on Linux)` },
     { flags: "--ports <list>", description: `comma-separated TCP ports to forward, each to the same Pilot port of the agent (default ${DEFAULT_PORTS.join(",")}; ports below 1024 need root)` },
-    { flags: "--secure", description: "also encrypt each connection end to end with the secure channel (the agent serves with listenSecure / serveHttp(port, h, { secure: true }), usually on port 443)" },
+    { flags: "--secure", description: "also encrypt each connection to these ports end to end with the secure channel (the agent serves with listenSecure / serveHttp(port, h, { secure: true }), usually on port 443); the same agent's other ports can stay plain" },
     { flags: "--foreground", description: "run the gateway in this process (for systemd, containers and tests); stop it with Ctrl-C, SIGTERM or: pilot gateway stop" },
     { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
   ],
@@ -175,12 +195,16 @@ export const gatewayStart: CommandSpec = {
     "pilot gateway start --ports 80 data-analyst          # as root (sudo): curl http://10.4.0.1/",
     "pilot gateway start --ports 80 code-reviewer         # added to the running gateway: 10.4.0.2",
     "pilot gateway start --subnet 127.77.0.0/16 --ports 8080 agent-b   # no root needed: 127.77.0.1:8080",
+    "pilot gateway start --ports 443 --secure data-analyst # the same agent's port 443 over the secure channel, next to plain 80",
   ],
   returns: {
     pid: "the gateway's process id",
     subnet: "the subnet its local IPs come from",
     started: "true if this command started the gateway, false if it added to a running one",
-    mappings: "one {local_ip, pilot_addr, hostname, ports, secure} per target",
+    mappings: "one {local_ip, pilot_addr, hostname, ports, secure_ports, secure} per target",
+    pilot_home: "the PILOT_HOME it uses (whose daemon it dials through, where its files are)",
+    pilot_home_from: '"PILOT_HOME" (the variable), "sudo" (the home of the user who ran sudo: SUDO_USER) or "home" (~/.pilot)',
+    sudo_user: "the user who ran sudo, when pilot_home_from is sudo",
   },
   errors: ["not_running", "not_found", "unauthorized", "port_in_use", "already_exists", "invalid_argument", "limit_exceeded", "timeout", "registry_unavailable"],
   async run({ out }, rawTargets, o) {
@@ -193,6 +217,7 @@ export const gatewayStart: CommandSpec = {
     if (o.foreground) return startForeground(out, subnet, targets, ports, secure, logLevel);
 
     const dirs = gatewayDirs();
+    out.progress(`using PILOT_HOME ${describeHome(dirs)}`);
     let status = await guarded(() => probe(dirs.socket));
     let spawned = false;
     if (status) {
@@ -201,7 +226,13 @@ export const gatewayStart: CommandSpec = {
       }
     } else {
       if (subnetNeedsRoot(subnet)) throw cliError(notRootError(formatIPv4(subnet.network + 1)));
-      await withDaemon((d) => d.info(), { timeoutMs: 3000 });
+      await withDaemon((d) => d.info(), { timeoutMs: 3000 }).catch((e: unknown) => {
+        if (e instanceof CliError && e.code === "not_running" && dirs.homeFrom === "sudo") {
+          // Say where we looked: under sudo that is the invoking user's home, not root's.
+          throw new CliError("not_running", `the Pilot daemon is not running (looked in ${describeHome(dirs)})`, e.hint);
+        }
+        throw e;
+      });
       const r = await spawnGateway(subnet, logLevel, out);
       spawned = r.spawned;
       status = r;
@@ -215,7 +246,7 @@ export const gatewayStart: CommandSpec = {
       if (spawned) await controlRequest(dirs.socket, "stop").catch(() => {});
       throw e;
     }
-    out.result({ pid: status.pid, subnet: status.subnet, started: spawned, mappings: results.map((r) => brief(r.mapping)) }, (d: any) => {
+    out.result({ pid: status.pid, subnet: status.subnet, started: spawned, mappings: results.map((r) => brief(r.mapping)), ...homeFields(dirs) }, (d: any) => {
       const lines: string[] = d.mappings.map(activeLine);
       if (lines.length === 0) lines.push(`Gateway ${spawned ? "started" : "running"} (pid ${d.pid}, subnet ${d.subnet}), no mappings yet; add one with: pilot gateway map <agent>`);
       return lines.join("\n");
@@ -234,10 +265,18 @@ export const gatewayMap: CommandSpec = {
   options: [
     { flags: "--ports <list>", description: `comma-separated TCP ports to forward (default ${DEFAULT_PORTS.join(",")}); added to an existing mapping's ports` },
     { flags: "--ip <address>", description: "use this local IP (inside the gateway's subnet) instead of the next free one" },
-    { flags: "--secure", description: "also encrypt each connection with the secure channel (see gateway start --help)" },
+    { flags: "--secure", description: "also encrypt each connection to these ports with the secure channel (see gateway start --help); other ports of the same agent can stay plain" },
   ],
   examples: ["pilot gateway map data-analyst                  # prints 10.4.0.2", "curl http://$(pilot gateway map data-analyst)/.well-known/agent-card.json"],
-  returns: { local_ip: "the local IP", pilot_addr: "the agent's Pilot address", hostname: "its hostname, if it has one", ports: "forwarded ports", secure: "true with --secure", created: "false if it was mapped already" },
+  returns: {
+    local_ip: "the local IP",
+    pilot_addr: "the agent's Pilot address",
+    hostname: "its hostname, if it has one",
+    ports: "all its forwarded ports",
+    secure_ports: "those of them that run the secure channel (mapped with --secure)",
+    secure: "true when every port is secure",
+    created: "false if it was mapped already",
+  },
   errors: ["not_running", "not_found", "unauthorized", "port_in_use", "already_exists", "invalid_argument", "limit_exceeded", "registry_unavailable"],
   async run({ out }, [text], o) {
     const target = targetArg(text);
@@ -245,7 +284,7 @@ export const gatewayMap: CommandSpec = {
     const ip = ipv4Option(o.ip);
     const r = await guarded(() => controlRequest(gatewayDirs().socket, "map", { target, ports, secure: o.secure === true, ...(ip ? { ip } : {}) }));
     const m = brief(r.mapping);
-    out.progress(`${r.created ? "mapped" : "already mapped"}: ${m.hostname ? `${m.hostname} (${m.pilot_addr})` : m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}`);
+    out.progress(`${r.created ? "mapped" : "already mapped"}: ${m.hostname ? `${m.hostname} (${m.pilot_addr})` : m.pilot_addr} -> ${m.local_ip}:${m.ports.join(",")}${secureSuffix(m, ["secure channel", "secure channel on"])}`);
     out.result({ ...m, created: r.created }, (d: any) => d.local_ip);
   },
 };
@@ -254,16 +293,40 @@ export const gatewayUnmap: CommandSpec = {
   group: "gateway",
   name: "unmap",
   args: "<target>",
-  description: "Remove a mapping, named by its local IP, hostname or address: its listeners and open connections close and its loopback alias goes",
-  examples: ["pilot gateway unmap 10.4.0.2", "pilot gateway unmap data-analyst"],
-  returns: { local_ip: "the local IP it had", pilot_addr: "the agent's address", hostname: "its hostname", ports: "the ports it forwarded", alias_removed: "true if the gateway removed its loopback alias" },
+  description:
+    "Remove a mapping, named by its local IP, hostname or address: its listeners and open connections close and its loopback alias goes; with --ports, only those ports (the agent keeps its IP)",
+  options: [{ flags: "--ports <list>", description: "remove only these ports of the mapping (e.g. to map one again with or without --secure)" }],
+  examples: ["pilot gateway unmap 10.4.0.2", "pilot gateway unmap data-analyst", "pilot gateway unmap data-analyst --ports 443"],
+  returns: {
+    local_ip: "the local IP it had",
+    pilot_addr: "the agent's address",
+    hostname: "its hostname",
+    ports: "the ports it forwarded before this command",
+    removed_ports: "the ports removed",
+    remaining_ports: "the ports still mapped ([] when the mapping is gone)",
+    alias_removed: "true if the gateway removed its loopback alias",
+  },
   errors: ["not_running", "not_found", "invalid_argument"],
-  async run({ out }, [text]) {
+  async run({ out }, [text], o) {
     if (!text) throw new CliError("usage", "name the mapping to remove: its local IP, hostname or address", "see them with: pilot gateway list");
-    const r = await guarded(() => controlRequest(gatewayDirs().socket, "unmap", { target: text.trim() }));
+    const ports = portsOption(o);
+    const socket = gatewayDirs().socket;
+    if (ports) {
+      // A gateway from before per-port mappings would ignore `ports` and remove the whole mapping.
+      const status = await guarded(() => controlRequest(socket, "status"));
+      if (!(Number(status.control_version) >= 2)) {
+        throw new CliError("invalid_argument", `the running gateway (pid ${status.pid}) is older than this pilot and cannot remove single ports`, "restart it (pilot gateway stop, then start), or unmap the whole agent");
+      }
+    }
+    const r = await guarded(() => controlRequest(socket, "unmap", { target: text.trim(), ...(ports ? { ports } : {}) }));
+    const removed: number[] = Array.isArray(r.removed_ports) ? r.removed_ports : r.ports;
+    const remaining: number[] = Array.isArray(r.remaining_ports) ? r.remaining_ports : [];
     out.result(
-      { local_ip: r.local_ip, pilot_addr: r.pilot_addr, hostname: r.hostname, ports: r.ports, alias_removed: r.alias_removed },
-      (d: any) => `unmapped ${d.local_ip} (${d.hostname ? `${d.hostname}, ` : ""}${d.pilot_addr})`,
+      { local_ip: r.local_ip, pilot_addr: r.pilot_addr, hostname: r.hostname, ports: r.ports, removed_ports: removed, remaining_ports: remaining, alias_removed: r.alias_removed },
+      (d: any) =>
+        d.remaining_ports.length > 0
+          ? `unmapped port${d.removed_ports.length > 1 ? "s" : ""} ${d.removed_ports.join(",")} of ${d.local_ip} (${d.hostname ? `${d.hostname}, ` : ""}${d.pilot_addr}); still mapped: ${d.remaining_ports.join(",")}`
+          : `unmapped ${d.local_ip} (${d.hostname ? `${d.hostname}, ` : ""}${d.pilot_addr})`,
     );
   },
 };
@@ -276,18 +339,18 @@ export const gatewayList: CommandSpec = {
   returns: {
     pid: "the gateway's process id",
     subnet: "its subnet",
-    mappings: "one {local_ip, pilot_addr, hostname, ports, secure, connections, total_connections, failed_connections, bytes_up, bytes_down, mapped_at} per agent",
+    mappings: "one {local_ip, pilot_addr, hostname, ports, secure_ports, secure, connections, total_connections, failed_connections, bytes_up, bytes_down, mapped_at} per agent",
     total: "number of mappings",
   },
   errors: ["not_running"],
   async run({ out }) {
     const s = await guarded(() => controlRequest(gatewayDirs().socket, "status"));
-    const mappings = s.mappings as MappingInfo[];
+    const mappings = (s.mappings as MappingInfo[]).map((m) => ({ ...m, ...brief(m) }));
     out.result({ pid: s.pid, subnet: s.subnet, mappings, total: mappings.length }, (d: any) => {
       if (d.total === 0) return `no mappings (gateway pid ${d.pid}, subnet ${d.subnet}); add one with: pilot gateway map <agent>`;
       return table(
         ["ADDRESS", "LOCAL IP", "PORTS", "HOSTNAME", "CONNS"],
-        d.mappings.map((m: MappingInfo) => [m.pilot_addr, m.local_ip, m.ports.join(",") + (m.secure ? " (secure)" : ""), m.hostname, m.connections]),
+        d.mappings.map((m: MappingInfo) => [m.pilot_addr, m.local_ip, m.ports.join(",") + secureSuffix(m, ["secure", "secure:"]), m.hostname, m.connections]),
       );
     });
   },
