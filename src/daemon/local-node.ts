@@ -10,6 +10,7 @@
  * and the remote sender stops: no other stream or client is affected.
  */
 import type { Address } from "../protocol/address.ts";
+import type { EventFeed } from "../shared/events.ts";
 
 /** Stable error codes shared by the daemon, the IPC protocol, the driver and the CLI. */
 export type NodeErrorCode =
@@ -92,6 +93,8 @@ export interface PortBinding {
 export interface LocalNode {
   readonly address: Address;
   readonly hostname: string | undefined;
+  /** The local event feed the IPC server pushes to apps (`events_*` methods); none: those methods fail. */
+  readonly events?: EventFeed;
 
   /** Binds a virtual port for stream connections. Errors: port_in_use, invalid_argument. */
   listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding;
