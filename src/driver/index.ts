@@ -70,3 +70,5 @@ export { PilotAgent, serveHttp, pilotFetch, type PilotAgentOptions, type PilotHt
 export { SecureSocket, SecureServer, SecureSocketError, SECURE_PORT, type SecureSocketOptions, type SecureIdentity } from "./secure.ts";
 export { NodeError, PilotSocketError, type NodeErrorCode } from "./errors.ts";
 export { parseTarget, urlHostOf, type Target } from "./target.ts";
+export { EventStream, type EventsOptions, type LocalEvent, type CoreEvent, type CoreEventData, type CoreEventType } from "./events.ts";
+export type { HandshakeResult, ApproveResult, RejectResult, UntrustResult, PendingResult, PendingRequest, OutgoingRequest, TrustedResult, TrustedPeer, SetTagsResult, SetHostnameResult, SetVisibilityResult, RecentEventsResult, PublishEventResult } from "../shared/control.ts";
