@@ -29,6 +29,7 @@ import { StreamConnection } from "../transport/connection.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { ResetReason, resetFor, toPacket, type Segment } from "../transport/segment.ts";
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
+import type { PeerEvent } from "../tunnel/peer.ts";
 import type { BeaconClient } from "../beacon/client.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
 import { TunnelMessage } from "../protocol/tunnel-frame.ts";
@@ -95,6 +96,8 @@ export interface DataPlaneOptions {
   /** Is "ip:port" one of this node's own addresses (the beacon then sees us without a NAT)? */
   readonly isLocalEndpoint?: (endpoint: string) => boolean;
   readonly pathTimers?: Partial<PathTimers>;
+  /** Every tunnel event of a peer (established, handshake_failed, ...), after the paths saw it: peer presence listens here. */
+  readonly onPeerEvent?: (node: Address, event: PeerEvent<string>) => void;
 }
 
 interface Listener {
@@ -281,6 +284,7 @@ export class DataPlane implements StreamHost {
       else if (event.type === "handshake_failed") this.log.info("tunnel handshake gave up", { peer: formatAddress(address), dropped: event.droppedPackets });
       else if (event.type === "endpoint_changed") this.log.info("peer endpoint changed", { peer: formatAddress(address), endpoint: event.endpoint });
       this.paths.onEvent(address, event, now);
+      this.options.onPeerEvent?.(address, event);
     }
     for (const u of this.router.takeUnknownInitiators()) void this.introduce(u);
   }

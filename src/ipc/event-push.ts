@@ -9,8 +9,9 @@
  *
  * Isolation: an event goes straight into the client's frame writer while the
  * writer holds at most its high-water mark; otherwise it waits in the
- * subscription's queue (at most `queueEvents` events and `queueBytes` bytes).
- * When that is full the oldest queued event is dropped and counted, and the
+ * subscription's queue (at most `queueEvents` events; `queueBytes` bytes for
+ * all the client's queues together). When that is full the oldest queued
+ * event is dropped (from the longest queue when the bytes overflow) and counted, and the
  * client gets one `events.gap` event saying which seqs it missed before the
  * next event it does get. So a client that never reads costs the daemon one
  * writer's high-water mark plus its queues, and nobody else waits for it.
@@ -35,11 +36,11 @@ export interface EventPushLimits {
   readonly maxSubscriptions: number;
   /** Events one subscription may queue while its client does not read. */
   readonly queueEvents: number;
-  /** Bytes (event JSON) one subscription may queue. */
+  /** Bytes (event JSON) one client may have queued, over all its subscriptions. */
   readonly queueBytes: number;
 }
 
-export const DEFAULT_EVENT_PUSH_LIMITS: EventPushLimits = { maxSubscriptions: 16, queueEvents: 512, queueBytes: 128 * 1024 };
+export const DEFAULT_EVENT_PUSH_LIMITS: EventPushLimits = { maxSubscriptions: 16, queueEvents: 1000, queueBytes: 1024 * 1024 };
 
 /** An `events_recent` answer stays below this many bytes of events (the newest are kept). */
 const RECENT_MAX_BYTES = 192 * 1024;
@@ -87,6 +88,8 @@ export class ClientEvents {
   private nextId = 1;
   private stopFeed: (() => void) | null = null;
   private closed = false;
+  /** Bytes queued over all subscriptions. */
+  private queuedBytes = 0;
   /** Events dropped for this client so far, over all its subscriptions. */
   dropped = 0;
   /** Called when this client first loses events (the server logs it once). */
@@ -167,6 +170,7 @@ export class ClientEvents {
         const item = sub.queue.shift();
         if (!item) break;
         sub.queuedBytes -= item.json.length;
+        this.queuedBytes -= item.json.length;
         this.send(sub.id, item.json);
       }
       if (sub.queue.length === 0 && sub.gap === null) this.waiting.delete(sub);
@@ -182,9 +186,11 @@ export class ClientEvents {
     this.subs.clear();
     this.waiting.clear();
     this.pendingReplay.clear();
+    this.queuedBytes = 0;
   }
 
   private remove(sub: Subscription): void {
+    this.queuedBytes -= sub.queuedBytes;
     this.subs.delete(sub.id);
     this.waiting.delete(sub);
     this.pendingReplay.delete(sub.id);
@@ -208,17 +214,28 @@ export class ClientEvents {
     }
     sub.queue.push({ seq: event.seq, json });
     sub.queuedBytes += json.length;
+    this.queuedBytes += json.length;
     this.waiting.add(sub);
-    while (sub.queue.length > this.limits.queueEvents || sub.queuedBytes > this.limits.queueBytes) {
-      const old = sub.queue.shift()!;
-      sub.queuedBytes -= old.json.length;
-      if (sub.gap) {
-        sub.gap.last = old.seq;
-        sub.gap.dropped++;
-      } else sub.gap = { first: old.seq, last: old.seq, dropped: 1 };
-      sub.dropped++;
-      if (this.dropped++ === 0) this.onFirstDrop?.();
-    }
+    while (sub.queue.length > this.limits.queueEvents) this.dropOldest(sub);
+    while (this.queuedBytes > this.limits.queueBytes) this.dropOldest(this.longestQueue());
+  }
+
+  private longestQueue(): Subscription {
+    let longest: Subscription | null = null;
+    for (const s of this.waiting) if (!longest || s.queuedBytes > longest.queuedBytes) longest = s;
+    return longest!;
+  }
+
+  private dropOldest(sub: Subscription): void {
+    const old = sub.queue.shift()!;
+    sub.queuedBytes -= old.json.length;
+    this.queuedBytes -= old.json.length;
+    if (sub.gap) {
+      sub.gap.last = old.seq;
+      sub.gap.dropped++;
+    } else sub.gap = { first: old.seq, last: old.seq, dropped: 1 };
+    sub.dropped++;
+    if (this.dropped++ === 0) this.onFirstDrop?.();
   }
 
   private gapJson(gap: Gap, reason: "slow_client" | "not_kept"): Uint8Array {

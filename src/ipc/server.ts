@@ -626,7 +626,7 @@ class ClientSession {
       if (!session.events) continue;
       clients.push({ client: session.id, ...session.events.stats(), backlog: session.writer.backlog });
     }
-    return { last_seq: feed.lastSeq, oldest_seq: kept.length > 0 ? kept[0]!.seq : null, kept: kept.length, boot: feed.boot, limits: { subscriptions: this.eventLimits.maxSubscriptions, queue_events: this.eventLimits.queueEvents, queue_bytes: this.eventLimits.queueBytes, client_high_water: this.writer.highWater }, clients };
+    return { last_seq: feed.lastSeq, oldest_seq: kept.length > 0 ? kept[0]!.seq : null, kept: kept.length, boot: feed.boot, limits: { subscriptions: this.eventLimits.maxSubscriptions, queue_events: this.eventLimits.queueEvents, queue_bytes: this.eventLimits.queueBytes, client_high_water: this.writer.highWater }, clients, webhook: null };
   }
 
   private async dial(id: number, params: Record<string, unknown>): Promise<void> {

@@ -3,7 +3,8 @@
  * answers them over IPC (src/daemon/node.ts) and the SDK returns them
  * (src/driver/driver.ts: `handshake`, `approve`, `pending`, ...). Field names
  * are the wire's (snake_case), the same the CLI's `--json` prints. Addresses
- * are `N:NNNN.HHHH.LLLL` strings; times are ISO 8601 strings.
+ * are `N:NNNN.HHHH.LLLL` strings; times are milliseconds since the epoch (the
+ * CLI prints them as ISO 8601).
  */
 
 /** `handshake`: asked `address` for trust. `trusted` when it had already asked us (mutual requests approve themselves). */
@@ -42,7 +43,8 @@ export interface PendingRequest {
   readonly address: string;
   readonly hostname: string | null;
   readonly reason: string;
-  readonly received_at: string;
+  /** When the request reached the registry (ms since the epoch). */
+  readonly received_at: number;
 }
 
 /** A request this node sent that is not answered yet. */
@@ -50,7 +52,8 @@ export interface OutgoingRequest {
   readonly node_id: number;
   readonly address: string;
   readonly reason: string;
-  readonly sent_at: string;
+  /** ms since the epoch. */
+  readonly sent_at: number;
 }
 
 /** `pending`: requests waiting for us (`pending`, counted by `total`) and ours waiting for others (`outgoing`). */
@@ -64,7 +67,8 @@ export interface TrustedPeer {
   readonly node_id: number;
   readonly address: string;
   readonly hostname: string | null;
-  readonly since: string;
+  /** When trust was established (ms since the epoch). */
+  readonly since: number;
   /** A tunnel session with it is up right now. */
   readonly connected: boolean;
 }

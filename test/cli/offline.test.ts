@@ -41,6 +41,8 @@ const DAEMON_COMMANDS: string[][] = [
   ["reject", "5"],
   ["trust"],
   ["untrust", "5"],
+  ["events"],
+  ["events", "--follow", "--count", "1"],
 ];
 
 const ALL_COMMANDS = [
@@ -114,6 +116,11 @@ describe("usage errors and malformed values exit 2", () => {
     [["bench", "5", "-3"], /./],
     [["bench", "5", "lots"], /size_mb/],
     [["disconnect", "abc"], /not a connection id/],
+    [["events", "--type", "Trust Request"], /--type/],
+    [["events", "--since", "-1"], /./],
+    [["events", "--since", "x"], /--since/],
+    [["events", "--count", "1"], /with --follow/],
+    [["events", "--follow", "--limit", "5"], /without --follow/],
   ];
   for (const [args, message] of invalid) {
     test(`invalid_argument: pilot ${args.join(" ")}`, async () => {
