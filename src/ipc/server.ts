@@ -47,6 +47,8 @@ export interface IpcServerOptions {
   clientHighWater?: number;
   /** Bounds on each client's event subscriptions (docs/IPC.md "Events"). */
   eventLimits?: Partial<EventPushLimits>;
+  /** The webhook's delivery counters for `events_status` (null: no webhook configured). */
+  webhookStatus?: () => unknown;
 }
 
 export interface IpcServer {
@@ -241,6 +243,7 @@ class ClientSession {
   private readonly logger: Logger | undefined;
   private readonly maxInflight: number;
   private readonly eventLimits: EventPushLimits;
+  private readonly webhookStatus: (() => unknown) | undefined;
   droppedDatagrams = 0;
   /** The IPC protocol agreed in `hello` (1 until then: no EVENT frames). */
   protocol = 1;
@@ -258,6 +261,7 @@ class ClientSession {
     this.logger = options.logger;
     this.maxInflight = options.maxInflightRequests ?? DEFAULT_MAX_INFLIGHT;
     this.eventLimits = { ...DEFAULT_EVENT_PUSH_LIMITS, ...options.eventLimits };
+    this.webhookStatus = options.webhookStatus;
     this.writer = new FrameWriter(socket, options.clientHighWater ?? 1024 * 1024);
     this.writer.beforeFlush = () => this.flushCredits();
     this.writer.onWritable = () => {
@@ -626,7 +630,7 @@ class ClientSession {
       if (!session.events) continue;
       clients.push({ client: session.id, ...session.events.stats(), backlog: session.writer.backlog });
     }
-    return { last_seq: feed.lastSeq, oldest_seq: kept.length > 0 ? kept[0]!.seq : null, kept: kept.length, boot: feed.boot, limits: { subscriptions: this.eventLimits.maxSubscriptions, queue_events: this.eventLimits.queueEvents, queue_bytes: this.eventLimits.queueBytes, client_high_water: this.writer.highWater }, clients, webhook: null };
+    return { last_seq: feed.lastSeq, oldest_seq: kept.length > 0 ? kept[0]!.seq : null, kept: kept.length, boot: feed.boot, limits: { subscriptions: this.eventLimits.maxSubscriptions, queue_events: this.eventLimits.queueEvents, queue_bytes: this.eventLimits.queueBytes, client_high_water: this.writer.highWater }, clients, webhook: this.webhookStatus?.() ?? null };
   }
 
   private async dial(id: number, params: Record<string, unknown>): Promise<void> {
