@@ -23,6 +23,8 @@ import type { IpcClient } from "../ipc/client.ts";
 import { isEventFilter, type LocalEvent } from "../shared/events.ts";
 
 export type { CoreEvent, CoreEventData, CoreEventType, LocalEvent } from "../shared/events.ts";
+/** For webhook receivers written with the SDK: checks X-Pilot-Signature against the raw body. */
+export { verifyWebhookSignature, type SignatureCheck } from "../shared/webhook-signature.ts";
 
 export interface EventsOptions {
   /** Event types or prefixes to receive (default: all). */
