@@ -9,7 +9,7 @@
  * stream nobody reads holds at most one window here, and never slows another.
  */
 import type { Socket } from "bun";
-import { NodeError } from "../daemon/local-node.ts";
+import { NodeError } from "../shared/errors.ts";
 import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
 import type { LocalEvent } from "../shared/events.ts";
 import { daemonGoneError, driverClosedError, fromWireError, notRunningError } from "./errors.ts";

@@ -16,7 +16,7 @@
  * next event it does get. So a client that never reads costs the daemon one
  * writer's high-water mark plus its queues, and nobody else waits for it.
  */
-import { NodeError } from "../daemon/local-node.ts";
+import { NodeError } from "../shared/errors.ts";
 import {
   APP_EVENT_PREFIX,
   eventJson,
