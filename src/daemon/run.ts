@@ -29,7 +29,6 @@ import type { StreamConfig } from "../transport/config.ts";
 import { bufferLimitsFor } from "./buffer-budget.ts";
 import type { ServiceSettings } from "./services/service.ts";
 import { secretFileIsOpen, WebhookSender, webhookSecret } from "./webhooks.ts";
-import { PILOT_VERSION } from "../cli/version.ts";
 
 export interface DaemonOptions {
   /** PILOT_HOME; defaults to the environment's. */
@@ -51,7 +50,7 @@ export interface DaemonOptions {
   /** Agent services switched off, and those open to strangers. */
   readonly services?: ServiceSettings;
   /** POST every local event to this http(s) URL, signed with `secret` (default: `$PILOT_HOME/webhook_secret`, created if missing). */
-  readonly webhook?: { readonly url: string; readonly secret?: string };
+  readonly webhook?: { readonly url: string; readonly secret?: string; readonly userAgent?: string };
 }
 
 export interface HostPort {
@@ -278,7 +277,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       node: formatAddress(address.value),
       boot: daemonNode.events.boot,
       log: log.child("webhook"),
-      userAgent: `pilot/${PILOT_VERSION}`,
+      userAgent: options.webhook.userAgent,
       ...(envMs("PILOT_WEBHOOK_BACKOFF_MS") ? { backoffMs: envMs("PILOT_WEBHOOK_BACKOFF_MS")! } : {}),
       ...(envMs("PILOT_WEBHOOK_TIMEOUT_MS") ? { timeoutMs: envMs("PILOT_WEBHOOK_TIMEOUT_MS")! } : {}),
     });

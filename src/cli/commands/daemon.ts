@@ -14,6 +14,7 @@ import { pilotPaths } from "../../util/paths.ts";
 import { parseLogLevel } from "../../util/log.ts";
 import { usageError } from "../errors.ts";
 import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.ts";
+import { PILOT_VERSION } from "../version.ts";
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -204,7 +205,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       bufferBudget: s.bufferBudget,
       services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")) },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
-      webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret } : undefined,
+      webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
     });
   } catch (e) {
     if (e instanceof DaemonStartError) throw new CliError(START_ERROR_CODES[e.code] ?? "internal", e.message, e.hint);
