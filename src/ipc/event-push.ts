@@ -61,6 +61,7 @@ interface Subscription {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 /** Each event is turned into JSON once, however many clients get it. */
 const jsonCache = new WeakMap<LocalEvent, Uint8Array>();
 
@@ -284,7 +285,7 @@ export function recentEvents(feed: EventFeed, params: Record<string, unknown>): 
       break;
     }
     bytes += json.length;
-    out.push(JSON.parse(new TextDecoder().decode(json)));
+    out.push(JSON.parse(decoder.decode(json)));
   }
   out.reverse();
   const kept = feed.recent();
