@@ -13,6 +13,7 @@ import { listenCommand, sendCommand } from "./commands/datagrams.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { configCommand } from "./commands/config.ts";
 import { exposeCommand } from "./commands/expose.ts";
+import { eventsCommand } from "./commands/events.ts";
 import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
 import { installCommand, uninstallCommand } from "./commands/install.ts";
@@ -51,6 +52,7 @@ export function buildProgram(name: string): Program {
     sendCommand,
     listenCommand,
     exposeCommand,
+    eventsCommand,
     // diagnostics
     pingCommand,
     tracerouteCommand,

@@ -37,6 +37,7 @@ import { ResetReason, resetFor, toPacket, type Segment } from "../transport/segm
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
 import type { HandshakeLimits } from "../tunnel/handshake-guard.ts";
 import { introductionKey, Introductions, TRUSTED_INTRODUCTION_LIMITS, type IntroductionLimits } from "./introductions.ts";
+import type { PeerEvent } from "../tunnel/peer.ts";
 import type { BeaconClient } from "../beacon/client.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
 import { TunnelMessage } from "../protocol/tunnel-frame.ts";
@@ -111,6 +112,8 @@ export interface DataPlaneOptions {
   /** Budgets for the registry lookups strangers' handshakes cause (introductions.ts). */
   readonly introductionLimits?: Partial<IntroductionLimits>;
   readonly peerLimits?: Partial<PeerLimits>;
+  /** Every tunnel event of a peer (established, handshake_failed, ...), after the paths saw it: peer presence listens here. */
+  readonly onPeerEvent?: (node: Address, event: PeerEvent<string>) => void;
 }
 
 /** Untrusted peers with no open stream are forgotten when idle, and the least recently active beyond a cap. */
@@ -321,6 +324,7 @@ export class DataPlane implements StreamHost {
       else if (event.type === "handshake_failed") this.log.info("tunnel handshake gave up", { peer: formatAddress(address), dropped: event.droppedPackets });
       else if (event.type === "endpoint_changed") this.log.info("peer endpoint changed", { peer: formatAddress(address), endpoint: event.endpoint });
       this.paths.onEvent(address, event, now);
+      this.options.onPeerEvent?.(address, event);
     }
     for (const u of this.router.takeUnknownInitiators()) void this.introduce(u);
   }

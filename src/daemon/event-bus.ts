@@ -10,17 +10,15 @@
  *
  * Subscribers must not block: one that needs to queue bounds its own queue.
  */
-export interface LocalEvent {
-  /** Increases by one per event, from 1, for the daemon's lifetime. */
-  readonly seq: number;
-  /** Milliseconds since the epoch. */
-  readonly time: number;
-  /** Dot-separated, e.g. "trust.request", "message.received", "file.received", "peer.offline". */
-  readonly type: string;
-  readonly data: Readonly<Record<string, unknown>>;
-}
+import { randomBytes } from "node:crypto";
+import type { EventFeed, LocalEvent } from "../shared/events.ts";
 
-export class EventBus {
+/** The event shape lives in src/shared/events.ts (the SDK and the IPC layer read it too). */
+export type { LocalEvent };
+
+export class EventBus implements EventFeed {
+  /** Random per daemon run: a `seq` means nothing across runs. */
+  readonly boot = randomBytes(8).toString("hex");
   private seq = 0;
   private readonly kept: LocalEvent[] = [];
   private readonly subscribers = new Set<(event: LocalEvent) => void>();

@@ -10,37 +10,11 @@
  * and the remote sender stops: no other stream or client is affected.
  */
 import type { Address } from "../protocol/address.ts";
+import type { EventFeed } from "../shared/events.ts";
 
-/** Stable error codes shared by the daemon, the IPC protocol, the driver and the CLI. */
-export type NodeErrorCode =
-  | "invalid_argument"
-  | "not_found"
-  | "already_exists"
-  | "port_in_use"
-  | "connection_refused"
-  | "connection_reset"
-  | "unreachable"
-  | "not_trusted"
-  | "timeout"
-  | "limit_exceeded"
-  | "unauthorized"
-  | "rate_limited"
-  | "registry_unavailable"
-  | "closed"
-  /** The local daemon is not running, or went away (raised by the driver, never by a LocalNode). */
-  | "not_running"
-  | "internal";
-
-export class NodeError extends Error {
-  constructor(
-    readonly code: NodeErrorCode,
-    message: string,
-    readonly hint?: string,
-  ) {
-    super(message);
-    this.name = "NodeError";
-  }
-}
+/** NodeError and its codes live in src/shared/errors.ts (the SDK throws them too, and must not import the daemon). */
+import { NodeError, type NodeErrorCode } from "../shared/errors.ts";
+export { NodeError, type NodeErrorCode };
 
 export type StreamEvent =
   /** New bytes can be read. */
@@ -92,6 +66,8 @@ export interface PortBinding {
 export interface LocalNode {
   readonly address: Address;
   readonly hostname: string | undefined;
+  /** The local event feed the IPC server pushes to apps (`events_*` methods); none: those methods fail. */
+  readonly events?: EventFeed;
 
   /** Binds a virtual port for stream connections. Errors: port_in_use, invalid_argument. */
   listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding;

@@ -17,6 +17,7 @@ import { TrustStore, type TrustSnapshot } from "./trust-store.ts";
 import { echoStream } from "./echo.ts";
 import { ExposeManager } from "./expose.ts";
 import { EventBus } from "./event-bus.ts";
+import { PeerPresence } from "./peer-presence.ts";
 import { SERVICE_FACTORIES } from "./services/index.ts";
 import { DEFAULT_SERVICE_SETTINGS, SERVICE_NAMES, type DaemonService, type ServiceSettings } from "./services/service.ts";
 import type { TaskReceipt } from "../protocol/receipt.ts";
@@ -83,6 +84,8 @@ export class DaemonNode implements LocalNode {
   readonly events = new EventBus();
   /** Agent services (messages, files, pub/sub), each a module of its own. */
   readonly services: DaemonService[] = [];
+  /** Trusted peers online, published as peer.online / peer.offline. */
+  private readonly presence: PeerPresence;
 
   constructor(private readonly options: DaemonNodeOptions) {
     this.address = options.address;
@@ -92,6 +95,11 @@ export class DaemonNode implements LocalNode {
     this.log = options.log;
     this.registry = options.registry;
     this.trust = options.trust;
+    this.presence = new PeerPresence({
+      trusts: (node) => this.isTrustedAddress(node),
+      describe: (node) => ({ hostname: this.trust.trustedNode(nodeOf(node))?.hostname ?? null, ...this.pathOf(node) }),
+      publish: (type, data) => this.events.publish(type, data),
+    });
     this.plane = new DataPlane({
       address: options.address,
       identity: options.identity,
@@ -112,6 +120,7 @@ export class DaemonNode implements LocalNode {
       lookupPeer: (node, outbound) => this.lookupPeer(node, outbound),
       // Asked when a dial's SYN goes unanswered (dial-watch.ts): is its daemon still running?
       peerPresence: (node) => this.registry.resolve(nodeOf(node)).then((r) => ({ online: r.online, lastSeen: Number.isFinite(r.last_seen) ? r.last_seen : null })),
+      onPeerEvent: (node, event) => this.presence.onTunnelEvent(node, event),
     });
     let persistFailing = false;
     this.trust.onPersistError = (e) => {
@@ -276,19 +285,19 @@ export class DaemonNode implements LocalNode {
     switch (event.event) {
       case "trust_request":
         this.log.info("trust request received", { from: event.address, reason: event.reason });
-        this.events.publish("trust.request", { address: event.address, reason: event.reason });
+        this.events.publish("trust.request", { address: formatAddress(addressOf(0, event.from)), node_id: event.from, reason: event.reason });
         break;
       case "trust_approved":
         this.log.info("trust established", { peer: event.address });
-        this.events.publish("trust.approved", { address: event.address });
+        this.events.publish("trust.approved", { address: formatAddress(addressOf(0, event.peer)), node_id: event.peer });
         break;
       case "trust_rejected":
         this.log.info("trust request rejected", { peer: event.address });
-        this.events.publish("trust.rejected", { address: event.address });
+        this.events.publish("trust.rejected", { address: formatAddress(addressOf(0, event.peer)), node_id: event.peer, ...(event.reason ? { reason: event.reason } : {}) });
         break;
       case "trust_revoked":
         this.log.info("trust revoked by the peer", { peer: event.address });
-        this.events.publish("trust.revoked", { address: event.address });
+        this.events.publish("trust.revoked", { address: formatAddress(addressOf(0, event.peer)), node_id: event.peer });
         // Cut at once; the sync below makes the mirror match the registry.
         if (this.trust.isTrusted(event.peer)) this.trust.revoke(event.peer);
         this.cutPeer(event.peer, "trust revoked by the peer");
@@ -301,6 +310,7 @@ export class DaemonNode implements LocalNode {
     const address = addressOf(0, nodeId);
     for (const [name, entry] of this.names) if (entry.address === address) this.names.delete(name);
     const n = this.plane.dropPeer(address, new NodeError("not_trusted", `connection closed: ${why} (${formatAddress(address)})`));
+    this.presence.untrusted(address);
     this.log.info("peer cut off", { peer: formatAddress(address), reason: why, connections_reset: n });
   }
 

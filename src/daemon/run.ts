@@ -28,6 +28,7 @@ import type { PathTimers } from "./paths.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { bufferLimitsFor } from "./buffer-budget.ts";
 import type { ServiceSettings } from "./services/service.ts";
+import { secretFileIsOpen, WebhookSender, webhookSecret } from "./webhooks.ts";
 
 export interface DaemonOptions {
   /** PILOT_HOME; defaults to the environment's. */
@@ -48,6 +49,8 @@ export interface DaemonOptions {
   readonly bufferBudget?: number;
   /** Agent services switched off, and those open to strangers. */
   readonly services?: ServiceSettings;
+  /** POST every local event to this http(s) URL, signed with `secret` (default: `$PILOT_HOME/webhook_secret`, created if missing). */
+  readonly webhook?: { readonly url: string; readonly secret?: string; readonly userAgent?: string };
 }
 
 export interface HostPort {
@@ -262,9 +265,36 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }, heartbeatMs);
   cleanups.push(() => clearInterval(heartbeat));
 
+  // Webhooks: every local event, POSTed in the background (src/daemon/webhooks.ts).
+  let webhook: WebhookSender | null = null;
+  if (options.webhook) {
+    const s = webhookSecret(paths.home, options.webhook.secret);
+    if (s.created) log.info("webhook secret created", { file: s.file! });
+    else if (s.file && secretFileIsOpen(s.file)) log.warn("the webhook secret file is readable by others; chmod 600 it", { file: s.file });
+    const sender = new WebhookSender({
+      url: options.webhook.url,
+      secret: s.secret,
+      node: formatAddress(address.value),
+      boot: daemonNode.events.boot,
+      log: log.child("webhook"),
+      userAgent: options.webhook.userAgent,
+      ...(envMs("PILOT_WEBHOOK_BACKOFF_MS") ? { backoffMs: envMs("PILOT_WEBHOOK_BACKOFF_MS")! } : {}),
+      ...(envMs("PILOT_WEBHOOK_TIMEOUT_MS") ? { timeoutMs: envMs("PILOT_WEBHOOK_TIMEOUT_MS")! } : {}),
+    });
+    // What happened during start-up first, then everything after.
+    for (const event of daemonNode.events.recent()) sender.enqueue(event);
+    const unsubscribe = daemonNode.events.subscribe((event) => sender.enqueue(event));
+    cleanups.push(() => {
+      unsubscribe();
+      sender.stop();
+    });
+    webhook = sender;
+    log.info("webhook on", { url: sender.stats().url });
+  }
+
   let ipc: IpcServer;
   try {
-    ipc = await startIpcServer({ node, socketPath, logger: log.child("ipc") });
+    ipc = await startIpcServer({ node, socketPath, logger: log.child("ipc"), webhookStatus: () => webhook?.stats() ?? null });
   } catch (e) {
     const err = e as NodeError;
     if (err.code === "already_exists") {

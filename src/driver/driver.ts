@@ -3,8 +3,23 @@ import { EventEmitter } from "node:events";
 import { IpcClient, type IpcStream } from "../ipc/client.ts";
 import { resolveSocketPath } from "../ipc/paths.ts";
 import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
+import type { CoreEvent, CoreEventType, LocalEvent } from "../shared/events.ts";
+import type {
+  ApproveResult,
+  HandshakeResult,
+  PendingResult,
+  PublishEventResult,
+  RecentEventsResult,
+  RejectResult,
+  SetHostnameResult,
+  SetTagsResult,
+  SetVisibilityResult,
+  TrustedResult,
+  UntrustResult,
+} from "../shared/control.ts";
 import { DatagramSocket, type DatagramSocketOptions } from "./datagram.ts";
 import { NodeError } from "./errors.ts";
+import { checkFilters, emitterNames, EventStream, isLocalEventName, type EventsOptions } from "./events.ts";
 import { PilotAgent, pilotFetch, serveHttp, type HttpHandlerOrServer, type PilotAgentOptions, type PilotHttpServer, type ServeHttpOptions } from "./http.ts";
 import { daemonIdentity, SECURE_PORT, SecureServer, SecureSocket, whenSecure, type SecureSocketOptions } from "./secure.ts";
 import { PilotServer } from "./server.ts";
@@ -40,12 +55,31 @@ export async function connect(options: ConnectOptions = {}): Promise<Driver> {
   return new Driver(client, hello.address, hello.hostname ?? undefined);
 }
 
+/** Typed listeners: the daemon's core events by type, and the Driver's own 'close'. */
+export interface Driver {
+  on<K extends CoreEventType>(type: K, listener: (event: CoreEvent<K>) => void): this;
+  on(type: "close", listener: (error?: NodeError) => void): this;
+  on(type: string, listener: (event: LocalEvent) => void): this;
+  on(type: string | symbol, listener: (...args: any[]) => void): this;
+  once<K extends CoreEventType>(type: K, listener: (event: CoreEvent<K>) => void): this;
+  once(type: "close", listener: (error?: NodeError) => void): this;
+  once(type: string, listener: (event: LocalEvent) => void): this;
+  once(type: string | symbol, listener: (...args: any[]) => void): this;
+}
+
 /**
  * A connection to the local Pilot daemon. Events: `'close' (error?: NodeError)`
  * when the connection to the daemon ends (with an error unless `close()` ended it).
  *
+ * Local events (trust requests, messages, files, peers going offline: see
+ * `events()`) are EventEmitter events too: `on("trust.request", fn)` gets that
+ * type, `on("trust", fn)` (or `"trust.*"`) every `trust.` type, `on("*", fn)`
+ * all of them. The first such listener subscribes, removing the last one
+ * unsubscribes; while one is attached it keeps the process alive.
+ *
  * An idle Driver does not keep the process alive; open sockets, listening
- * servers, bound datagram sockets and calls in flight do (see their `unref()`).
+ * servers, bound datagram sockets, event subscriptions and calls in flight do
+ * (see their `unref()`).
  */
 export class Driver extends EventEmitter {
   /** This node's Pilot address, `N:NNNN.HHHH.LLLL`. */
@@ -56,6 +90,9 @@ export class Driver extends EventEmitter {
   private readonly datagramSockets = new Set<DatagramSocket>();
   private agent: PilotAgent | null = null;
   private secureAgent: PilotAgent | null = null;
+  private readonly eventStreams = new Set<EventStream>();
+  /** The subscription behind `on(type, …)` listeners, while any is attached. */
+  private emitterFeed: EventStream | null = null;
 
   /** @internal Use `connect()`. */
   constructor(
@@ -69,12 +106,19 @@ export class Driver extends EventEmitter {
     client.onClose = (error) => {
       for (const server of this.servers) server.lost(error);
       for (const socket of this.datagramSockets) socket.lost(error);
+      for (const stream of [...this.eventStreams]) stream.lost(error);
       this.servers.clear();
       this.datagramSockets.clear();
       this.agent?.destroy();
       this.secureAgent?.destroy();
       this.emit("close", error);
     };
+    this.on("newListener", (name: string | symbol) => {
+      if (isLocalEventName(name)) this.startEmitterFeed();
+    });
+    this.on("removeListener", (name: string | symbol) => {
+      if (isLocalEventName(name)) this.stopEmitterFeedIfUnused();
+    });
   }
 
   /** The IPC socket this driver is connected to. */
@@ -235,6 +279,141 @@ export class Driver extends EventEmitter {
     return this.client.request(method, params);
   }
 
+  // ---- local events ----------------------------------------------------------
+
+  /**
+   * The daemon's local events as an async iterator, from now on (or from
+   * `since`): `for await (const e of pilot.events({ types: ["trust.request"] }))`.
+   * Leaving the loop unsubscribes. Errors (NodeError): `invalid_argument`
+   * (a bad filter or `since`; a daemon too old for events), `limit_exceeded`
+   * (more than 16 subscriptions on one driver), `not_running`.
+   */
+  events(options: EventsOptions = {}): EventStream {
+    const stream = new EventStream(this.client, options, (s) => this.eventStreams.delete(s));
+    this.eventStreams.add(stream);
+    return stream;
+  }
+
+  /** The events the daemon keeps (its last 1000), oldest first; `limit` keeps the newest. */
+  async recentEvents(options: { types?: readonly string[]; since?: number; limit?: number } = {}): Promise<RecentEventsResult<LocalEvent>> {
+    checkFilters(options.types);
+    const params: Record<string, unknown> = {};
+    if (options.types !== undefined) params.types = [...options.types];
+    if (options.since !== undefined) params.since = options.since;
+    if (options.limit !== undefined) params.limit = options.limit;
+    return (await this.call("events_recent", params)) as RecentEventsResult<LocalEvent>;
+  }
+
+  /**
+   * Publishes this app's own event into the node's feed (other apps, `pilot
+   * events` and the webhook see it). Its type must start with `app.`
+   * (`app.task.done`); `data` is a JSON object of at most 63 KiB.
+   */
+  async publishEvent(type: string, data: Record<string, unknown> = {}): Promise<PublishEventResult> {
+    return (await this.call("events_publish", { type, data })) as PublishEventResult;
+  }
+
+  private startEmitterFeed(): void {
+    if (this.emitterFeed || this.client.closed) return;
+    const feed = this.events();
+    this.emitterFeed = feed;
+    void (async () => {
+      try {
+        for await (const event of feed) {
+          for (const name of emitterNames(event.type)) {
+            try {
+              this.emit(name, event);
+            } catch (error) {
+              // A listener's bug is the app's, as with any EventEmitter; it must not break the feed.
+              process.nextTick(() => {
+                throw error;
+              });
+            }
+          }
+        }
+      } catch (error) {
+        if (this.listenerCount("error") > 0) this.emit("error", error);
+        else if (!(error instanceof NodeError && error.code === "not_running")) process.emitWarning(`pilot: local event listeners stopped: ${(error as Error).message}`);
+      } finally {
+        if (this.emitterFeed === feed) this.emitterFeed = null;
+      }
+    })();
+  }
+
+  private stopEmitterFeedIfUnused(): void {
+    if (!this.emitterFeed) return;
+    if (this.eventNames().some((name) => isLocalEventName(name) && this.listenerCount(name) > 0)) return;
+    const feed = this.emitterFeed;
+    this.emitterFeed = null;
+    void feed.close();
+  }
+
+  // ---- trust (mutual: both nodes must agree) ----------------------------------
+
+  /**
+   * Asks `target` (address, node id or hostname) for trust, with a reason its
+   * operator sees. `status` is `trusted` at once when it had asked us too.
+   * Errors: `not_found`, `already_exists` (already trusted or asked), `registry_unavailable`.
+   */
+  handshake(target: string, reason = ""): Promise<HandshakeResult> {
+    return this.typedCall("handshake", { target: requireTarget(target), reason });
+  }
+
+  /** Approves a pending request from `target` (address, node id, or the hostname shown by `pending()`). Errors: `not_found`. */
+  approve(target: string): Promise<ApproveResult> {
+    return this.typedCall("approve", { target: requireTarget(target) });
+  }
+
+  /** Rejects a pending request from `target`, optionally saying why. Errors: `not_found`. */
+  reject(target: string, reason?: string): Promise<RejectResult> {
+    return this.typedCall("reject", reason === undefined ? { target: requireTarget(target) } : { target: requireTarget(target), reason });
+  }
+
+  /** Trust requests waiting for this node (`pending`) and this node's unanswered ones (`outgoing`). */
+  pending(): Promise<PendingResult> {
+    return this.typedCall("pending", {});
+  }
+
+  /** The nodes this node trusts. */
+  trusted(): Promise<TrustedResult> {
+    return this.typedCall("trusted", {});
+  }
+
+  /**
+   * Ends trust with `target` (or withdraws our request): its connections are
+   * reset at once, on both sides. Errors: `not_found` (it was not trusted).
+   */
+  untrust(target: string): Promise<UntrustResult> {
+    return this.typedCall("untrust", { target: requireTarget(target) });
+  }
+
+  // ---- this node in the registry ------------------------------------------------
+
+  /** Replaces this node's tags (`[]` clears them). Errors: `invalid_argument` (a bad tag). */
+  setTags(tags: readonly string[]): Promise<SetTagsResult> {
+    if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string")) throw new NodeError("invalid_argument", "tags must be an array of strings");
+    return this.typedCall("set_tags", { tags: [...tags] });
+  }
+
+  /** Claims a hostname (`""` or null releases it); refreshes `hostname`. Errors: `already_exists`, `invalid_argument`. */
+  async setHostname(name: string | null): Promise<SetHostnameResult> {
+    const r = await this.typedCall<SetHostnameResult>("set_hostname", { hostname: name ?? "" });
+    this.hostname = r.hostname ?? undefined;
+    return r;
+  }
+
+  /** Public nodes are visible to everyone; private ones (the default) only to the nodes they trust. */
+  setVisibility(isPublic: boolean): Promise<SetVisibilityResult> {
+    if (typeof isPublic !== "boolean") throw new NodeError("invalid_argument", "setVisibility takes true (public) or false (private)");
+    return this.typedCall("set_visibility", { public: isPublic });
+  }
+
+  private async typedCall<T>(method: string, params: Record<string, unknown>): Promise<T> {
+    const result = await this.call(method, params);
+    if (typeof result !== "object" || result === null) throw new NodeError("internal", `the daemon's answer to ${method} is malformed`);
+    return result as T;
+  }
+
   /** The daemon's `info` (address, hostname, peers, ...); refreshes `hostname`. */
   async info(): Promise<Record<string, unknown>> {
     const info = (await this.call("info")) as Record<string, unknown>;
@@ -269,8 +448,9 @@ export class Driver extends EventEmitter {
     return pilotFetch(this.agent, input, init);
   }
 
-  /** Disconnects from the daemon: its streams close and its ports are unbound. */
+  /** Disconnects from the daemon: its streams close, its ports are unbound, its event iterators end. */
   async close(): Promise<void> {
+    for (const stream of [...this.eventStreams]) stream.lost(undefined);
     this.agent?.destroy();
     this.secureAgent?.destroy();
     this.client.close();
@@ -294,6 +474,11 @@ export class Driver extends EventEmitter {
 /** The options of the Pilot stream under a secure socket: it always allows half-open (the secure layer has its own end). */
 function innerOptions(options: PilotSocketOptions): PilotSocketOptions {
   return { highWaterMark: options.highWaterMark, allowHalfOpen: true };
+}
+
+function requireTarget(target: string): string {
+  if (typeof target !== "string" || target.trim() === "") throw new NodeError("invalid_argument", "a target is required", "name a node by address (0:0000.0000.002A), node id (42) or hostname");
+  return target.trim();
 }
 
 function checkPort(port: number): void {

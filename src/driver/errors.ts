@@ -5,7 +5,7 @@
  * `net.Socket` users and HTTP stacks test for (ECONNRESET, ECONNREFUSED, ...)
  * and whose `pilotCode` is the NodeError code.
  */
-import { NodeError, type NodeErrorCode } from "../daemon/local-node.ts";
+import { NodeError, type NodeErrorCode } from "../shared/errors.ts";
 
 export { NodeError, type NodeErrorCode };
 

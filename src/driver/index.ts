@@ -45,6 +45,17 @@
  * SecureSocketError with `secureCode` on sockets and a server's
  * 'handshakeError'). There is no TLS and no certificate in any of this.
  *
+ * ## Local events
+ *
+ * What happens on this node (trust requests, messages, files, peers coming
+ * and going) as EventEmitter events or an async iterator; see events.ts.
+ *
+ * ```ts
+ * pilot.on("trust.request", (e) => console.log(e.data.address, e.data.reason));
+ * for await (const e of pilot.events({ types: ["message", "peer.offline"] })) { ... }
+ * await pilot.approve("agent-b");                 // typed trust operations
+ * ```
+ *
  * Naming peers: a full address `N:NNNN.HHHH.LLLL`, a bare node id (`42`,
  * network 0), or a hostname the registry knows. In URLs, where ":" means a
  * port, write an address with dashes: `http://0-0000-0000-0004/`
@@ -70,3 +81,5 @@ export { PilotAgent, serveHttp, pilotFetch, type PilotAgentOptions, type PilotHt
 export { SecureSocket, SecureServer, SecureSocketError, SECURE_PORT, type SecureSocketOptions, type SecureIdentity } from "./secure.ts";
 export { NodeError, PilotSocketError, type NodeErrorCode } from "./errors.ts";
 export { parseTarget, urlHostOf, type Target } from "./target.ts";
+export { EventStream, verifyWebhookSignature, type EventsOptions, type LocalEvent, type CoreEvent, type CoreEventData, type CoreEventType, type SignatureCheck } from "./events.ts";
+export type { HandshakeResult, ApproveResult, RejectResult, UntrustResult, PendingResult, PendingRequest, OutgoingRequest, TrustedResult, TrustedPeer, SetTagsResult, SetHostnameResult, SetVisibilityResult, RecentEventsResult, PublishEventResult } from "../shared/control.ts";

@@ -9,14 +9,16 @@
  * stream nobody reads holds at most one window here, and never slows another.
  */
 import type { Socket } from "bun";
-import { NodeError } from "../daemon/local-node.ts";
+import { NodeError } from "../shared/errors.ts";
 import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
+import type { LocalEvent } from "../shared/events.ts";
 import { daemonGoneError, driverClosedError, fromWireError, notRunningError } from "./errors.ts";
 import {
   decodeFrame,
   encodeFrame,
   FrameReader,
   FrameType,
+  IPC_MIN_PROTOCOL_VERSION,
   IPC_PROTOCOL_VERSION,
   MAX_FRAME_LENGTH,
   STREAM_WINDOW,
@@ -211,6 +213,7 @@ export interface IpcClientOptions {
 }
 
 export interface HelloResult {
+  /** The protocol agreed with the daemon: 2 with event subscriptions, 1 with a daemon from before them. */
   readonly protocol: number;
   readonly address: string;
   readonly hostname: string | null;
@@ -224,6 +227,9 @@ export class IpcClient {
   private readonly streams = new Map<number, IpcStream>();
   private readonly listeners = new Map<number, (stream: IpcStream) => void>();
   private readonly bindings = new Map<number, (datagram: DatagramEvent) => void>();
+  private readonly subscriptions = new Map<number, (event: LocalEvent) => void>();
+  /** The protocol agreed in `hello`. */
+  protocol = 1;
   private readonly dirty = new Set<IpcStream>();
   private nextRequestId = 1;
   private refs = 0;
@@ -275,14 +281,27 @@ export class IpcClient {
       ]);
       client = new IpcClient(socket, socketPath);
       socket.data = client;
-      const hello = (await Promise.race([client.request("hello", { protocol: IPC_PROTOCOL_VERSION }), timeout])) as Record<string, unknown>;
+      const c = client;
+      const hello = (await Promise.race([
+        c.request("hello", { protocol: IPC_PROTOCOL_VERSION, min_protocol: IPC_MIN_PROTOCOL_VERSION }).catch((error: unknown) => {
+          // A daemon from before protocol 2 refuses anything but 1 (and knows no min_protocol): speak 1 with it.
+          if (error instanceof NodeError && error.code === "invalid_argument" && IPC_MIN_PROTOCOL_VERSION === 1) return c.request("hello", { protocol: 1 });
+          throw error;
+        }),
+        timeout,
+      ])) as Record<string, unknown>;
       if (typeof hello !== "object" || hello === null || typeof hello.address !== "string" || !parseAddress(hello.address).ok) {
         throw new NodeError("internal", "the daemon's hello answer is malformed");
       }
+      const protocol = hello.protocol === undefined ? 1 : hello.protocol;
+      if (typeof protocol !== "number" || protocol < IPC_MIN_PROTOCOL_VERSION || protocol > IPC_PROTOCOL_VERSION) {
+        throw new NodeError("internal", `the daemon answered hello with protocol ${String(hello.protocol)}, which this driver does not speak`, "use a driver and daemon from the same Pilot release");
+      }
+      client.protocol = protocol;
       return {
         client,
         hello: {
-          protocol: Number(hello.protocol),
+          protocol,
           address: hello.address,
           hostname: typeof hello.hostname === "string" ? hello.hostname : null,
         },
@@ -362,6 +381,32 @@ export class IpcClient {
       this.retain();
       this.writer.append(frame.value);
     });
+  }
+
+  /**
+   * Subscribes to the daemon's local events (protocol 2): `onEvent` runs
+   * synchronously for every EVENT frame of this subscription, from the first
+   * one on (it is attached before any can arrive).
+   */
+  async subscribeEvents(params: { types?: readonly string[]; since?: number }, onEvent: (event: LocalEvent) => void): Promise<{ subscription: number; lastSeq: number; boot: string }> {
+    if (this.protocol < 2) {
+      throw new NodeError("invalid_argument", "the daemon is too old for event subscriptions (it speaks IPC protocol 1)", "restart it from this Pilot release: pilot daemon stop && pilot daemon start");
+    }
+    const body: Record<string, unknown> = {};
+    if (params.types !== undefined) body.types = [...params.types];
+    if (params.since !== undefined) body.since = params.since;
+    return (await this.request("events_subscribe", body, (result) => {
+      const r = result as Record<string, unknown>;
+      if (!isU32(r?.subscription) || typeof r?.last_seq !== "number" || typeof r?.boot !== "string") throw new NodeError("internal", "the daemon's events_subscribe answer is malformed");
+      this.subscriptions.set(r.subscription as number, onEvent);
+      return { subscription: r.subscription as number, lastSeq: r.last_seq, boot: r.boot };
+    })) as { subscription: number; lastSeq: number; boot: string };
+  }
+
+  /** Ends a subscription: no EVENT frame of it is delivered after this call. */
+  async unsubscribeEvents(subscription: number): Promise<void> {
+    if (!this.subscriptions.delete(subscription) || this.closedError) return;
+    await this.request("events_unsubscribe", { subscription });
   }
 
   /** Keeps the process alive while held (pending requests hold it automatically). */
@@ -468,6 +513,9 @@ export class IpcClient {
         if (!stream) return;
         return stream.receiveClosed(fromWireError({ code: frame.code, message: frame.message }));
       }
+      case FrameType.Event:
+        // A subscription this side has already ended: the frame raced the unsubscribe.
+        return this.subscriptions.get(frame.subscription)?.(frame.event);
       case FrameType.Datagram:
         return this.bindings.get(frame.binding)?.({
           srcAddress: frame.srcAddress,
@@ -501,6 +549,7 @@ export class IpcClient {
     for (const stream of streams) stream.receiveClosed(error);
     this.listeners.clear();
     this.bindings.clear();
+    this.subscriptions.clear();
     this.socket.unref();
     this.onClose?.(reported);
   }

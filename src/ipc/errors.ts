@@ -1,5 +1,5 @@
 /** Turning errors into wire errors and back, without trusting either side's strings. */
-import { NodeError, type NodeErrorCode } from "../daemon/local-node.ts";
+import { NodeError, type NodeErrorCode } from "../shared/errors.ts";
 import type { WireError } from "./frames.ts";
 
 /** Every NodeErrorCode, checked by the compiler to be complete. */

@@ -6,15 +6,22 @@
  *
  * Control is JSON (REQUEST/RESPONSE, matched by request id, never by order);
  * the data path is binary (DATA, CREDIT, FIN, CLOSE, RESET, ACCEPT,
- * DATAGRAM). All integers are big-endian. Decoders take untrusted bytes and
+ * DATAGRAM); local events are pushed as EVENT frames (protocol 2). All integers are big-endian. Decoders take untrusted bytes and
  * return a Result; they never throw. Encoders never throw either: a value
  * that cannot be sent (too large, not JSON) comes back as a failed Result.
  */
 import { ADDRESS_SIZE, readAddress, writeAddress, type Address } from "../protocol/address.ts";
 import { fail, ok, type Result } from "../protocol/result.ts";
+import { parseEvent, type LocalEvent } from "../shared/events.ts";
 
-/** Bumped on any incompatible change; checked by the `hello` request. */
-export const IPC_PROTOCOL_VERSION = 1;
+/**
+ * The newest protocol this build speaks, negotiated by the `hello` request.
+ * 2 added EVENT frames and the `events_*` methods; a client that says 1 is
+ * served as before and never gets an EVENT frame.
+ */
+export const IPC_PROTOCOL_VERSION = 2;
+/** The oldest protocol this build still serves. */
+export const IPC_MIN_PROTOCOL_VERSION = 1;
 /** u32 length + u8 type. */
 export const FRAME_HEADER_SIZE = 5;
 /** Hard limit on a frame's length field (type byte + payload). A peer that declares more is dropped. */
@@ -49,6 +56,8 @@ export const FrameType = {
   Datagram: 0x0a,
   /** client→daemon: u32 stream id | u8 option | u8 value. Fire and forget. */
   StreamOption: 0x0b,
+  /** daemon→client (protocol 2): u32 subscription id | JSON event {seq, time, type, data} */
+  Event: 0x0c,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
@@ -96,7 +105,8 @@ export type Frame =
       readonly dstPort: number;
       readonly data: Uint8Array;
     }
-  | { readonly type: typeof FrameType.StreamOption; readonly stream: number; readonly option: number; readonly value: number };
+  | { readonly type: typeof FrameType.StreamOption; readonly stream: number; readonly option: number; readonly value: number }
+  | { readonly type: typeof FrameType.Event; readonly subscription: number; readonly event: LocalEvent };
 
 const CLIENT_SENDS: ReadonlySet<number> = new Set([
   FrameType.Request,
@@ -117,6 +127,7 @@ const DAEMON_SENDS: ReadonlySet<number> = new Set([
   FrameType.Close,
   FrameType.Reset,
   FrameType.Datagram,
+  FrameType.Event,
 ]);
 
 /** Method names: lower-case words joined by "_" (e.g. "set_hostname"). */
@@ -263,9 +274,24 @@ export function encodeFrame(frame: Frame): Result<Uint8Array> {
       bytes[10] = frame.value;
       return ok(bytes);
     }
+    case FrameType.Event:
+      return jsonFrame(frame.type, frame.subscription, frame.event);
     default:
       return fail("unknown_type", "unknown frame type");
   }
+}
+
+/**
+ * An EVENT frame around an event's JSON, already encoded once for every
+ * subscriber (`eventJson` in src/shared/events.ts keeps it below MAX_JSON_LENGTH).
+ */
+export function encodeEventFrame(subscription: number, json: Uint8Array): Result<Uint8Array> {
+  if (!isU32(subscription)) return fail("invalid_field", "subscription id out of range");
+  if (json.length > MAX_JSON_LENGTH) return fail("too_large", "event JSON too large for one frame");
+  const { bytes, view } = frameBuffer(FrameType.Event, 4 + json.length);
+  view.setUint32(5, subscription);
+  bytes.set(json, 9);
+  return ok(bytes);
 }
 
 // ---------------------------------------------------------------------------
@@ -396,6 +422,14 @@ export function decodeFrame(type: number, payload: Uint8Array, from: Sender): Re
     case FrameType.StreamOption:
       if (n !== 6) return exact("STREAM_OPTION", 6, n);
       return ok({ type, stream: view.getUint32(0), option: payload[4]!, value: payload[5]! });
+    case FrameType.Event: {
+      if (n < 5) return short("EVENT", 5, n);
+      const body = parseJson(payload.subarray(4));
+      if (!body.ok) return body;
+      const event = parseEvent(body.value);
+      if (!event) return fail("invalid_event", "EVENT body must be {seq, time, type, data}");
+      return ok({ type, subscription: view.getUint32(0), event });
+    }
     default:
       return fail("unexpected_type", "unknown frame type");
   }

@@ -16,6 +16,7 @@ import { dirname } from "node:path";
 import type { Socket, UnixSocketListener } from "bun";
 import { NodeError, type LocalNode, type PortBinding, type StreamEvent, type StreamHandle } from "../daemon/local-node.ts";
 import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
+import type { EventFeed } from "../shared/events.ts";
 import type { Logger } from "../util/log.ts";
 import { toWireError } from "./errors.ts";
 import {
@@ -23,6 +24,7 @@ import {
   encodeFrame,
   FrameReader,
   FrameType,
+  IPC_MIN_PROTOCOL_VERSION,
   IPC_PROTOCOL_VERSION,
   MAX_DATA_CHUNK,
   MAX_FRAME_LENGTH,
@@ -30,6 +32,7 @@ import {
   StreamOptionCode,
   type Frame,
 } from "./frames.ts";
+import { ClientEvents, DEFAULT_EVENT_PUSH_LIMITS, publishAppEvent, recentEvents, type EventPushLimits } from "./event-push.ts";
 import { MAX_SOCKET_PATH_BYTES } from "./paths.ts";
 import { FrameWriter } from "./writer.ts";
 
@@ -40,8 +43,12 @@ export interface IpcServerOptions {
   logger?: Logger;
   /** Most requests one client may have in flight; more are answered with `limit_exceeded`. */
   maxInflightRequests?: number;
-  /** Above this many unsent bytes to one client, its streams pause and datagrams to it are dropped. */
+  /** Above this many unsent bytes to one client, its streams pause, datagrams to it are dropped and its events queue. */
   clientHighWater?: number;
+  /** Bounds on each client's event subscriptions (docs/IPC.md "Events"). */
+  eventLimits?: Partial<EventPushLimits>;
+  /** The webhook's delivery counters for `events_status` (null: no webhook configured). */
+  webhookStatus?: () => unknown;
 }
 
 export interface IpcServer {
@@ -53,7 +60,19 @@ export interface IpcServer {
 }
 
 /** IPC methods the server answers itself; every other method goes to `LocalNode.call`. */
-export const IPC_METHODS = ["hello", "dial", "listen", "unlisten", "bind_datagrams", "unbind_datagrams"] as const;
+export const IPC_METHODS = [
+  "hello",
+  "dial",
+  "listen",
+  "unlisten",
+  "bind_datagrams",
+  "unbind_datagrams",
+  "events_subscribe",
+  "events_unsubscribe",
+  "events_recent",
+  "events_publish",
+  "events_status",
+] as const;
 
 const DEFAULT_MAX_INFLIGHT = 1024;
 const PROBE_TIMEOUT_MS = 1000;
@@ -86,7 +105,7 @@ export async function startIpcServer(options: IpcServerOptions): Promise<IpcServ
       unix: socketPath,
       socket: {
         open(socket) {
-          const session = new ClientSession(nextClientId++, socket, options, () => sessions.delete(session));
+          const session = new ClientSession(nextClientId++, socket, options, () => sessions.delete(session), () => sessions);
           sessions.add(session);
           socket.data = session;
         },
@@ -223,20 +242,32 @@ class ClientSession {
   private readonly node: LocalNode;
   private readonly logger: Logger | undefined;
   private readonly maxInflight: number;
+  private readonly eventLimits: EventPushLimits;
+  private readonly webhookStatus: (() => unknown) | undefined;
   droppedDatagrams = 0;
+  /** The IPC protocol agreed in `hello` (1 until then: no EVENT frames). */
+  protocol = 1;
+  /** This client's event subscriptions, once it has made one. */
+  events: ClientEvents | null = null;
 
   constructor(
     readonly id: number,
     private readonly socket: ClientSocket,
     options: IpcServerOptions,
     private readonly onGone: () => void,
+    private readonly allSessions: () => Iterable<ClientSession>,
   ) {
     this.node = options.node;
     this.logger = options.logger;
     this.maxInflight = options.maxInflightRequests ?? DEFAULT_MAX_INFLIGHT;
+    this.eventLimits = { ...DEFAULT_EVENT_PUSH_LIMITS, ...options.eventLimits };
+    this.webhookStatus = options.webhookStatus;
     this.writer = new FrameWriter(socket, options.clientHighWater ?? 1024 * 1024);
     this.writer.beforeFlush = () => this.flushCredits();
-    this.writer.onWritable = () => this.resumePaused();
+    this.writer.onWritable = () => {
+      this.resumePaused();
+      this.events?.pump();
+    };
     this.writer.onDead = () => this.shutdown("socket closed");
   }
 
@@ -259,6 +290,7 @@ class ClientSession {
     this.closed = true;
     this.writer.discard();
     this.socket.end();
+    this.events?.close();
     for (const binding of this.listeners.values()) binding.close();
     for (const binding of this.datagramBindings.values()) binding.close();
     this.listeners.clear();
@@ -505,6 +537,20 @@ class ClientSession {
           return this.respond(id, this.bindDatagrams(params));
         case "unbind_datagrams":
           return this.respond(id, this.unbind(this.datagramBindings, params.binding, "binding"));
+        case "events_subscribe": {
+          const events = this.clientEvents();
+          const r = events.subscribe(params);
+          this.respond(id, r);
+          return events.start(r.subscription);
+        }
+        case "events_unsubscribe":
+          return this.respond(id, this.clientEvents().unsubscribe(params));
+        case "events_recent":
+          return this.respond(id, recentEvents(this.feed(), params));
+        case "events_publish":
+          return this.respond(id, publishAppEvent(this.feed(), params));
+        case "events_status":
+          return this.respond(id, this.eventsStatus());
         default: {
           const result = await this.node.call(method, params);
           return this.respond(id, result);
@@ -532,21 +578,59 @@ class ClientSession {
     if (frame.ok) this.writer.append(frame.value);
   }
 
+  /**
+   * Protocol negotiation: the client says the newest version it speaks
+   * (`protocol`) and optionally the oldest (`min_protocol`, default: the
+   * same); the answer is the newest both speak. No `protocol`: version 1.
+   */
   private hello(params: Record<string, unknown>): unknown {
-    if (params.protocol !== undefined && params.protocol !== IPC_PROTOCOL_VERSION) {
+    const asked = params.protocol === undefined ? 1 : params.protocol;
+    const min = params.min_protocol === undefined ? asked : params.min_protocol;
+    const version = typeof asked === "number" && Number.isSafeInteger(asked) ? Math.min(asked, IPC_PROTOCOL_VERSION) : NaN;
+    if (!(typeof min === "number" && version >= min && version >= IPC_MIN_PROTOCOL_VERSION)) {
       throw new NodeError(
         "invalid_argument",
-        `IPC protocol ${String(params.protocol)} is not supported; this daemon speaks ${IPC_PROTOCOL_VERSION}`,
+        `IPC protocol ${String(asked)}${min !== asked ? ` (down to ${String(min)})` : ""} is not supported; this daemon speaks ${IPC_MIN_PROTOCOL_VERSION} to ${IPC_PROTOCOL_VERSION}`,
         "use a driver and daemon from the same Pilot release",
       );
     }
+    this.protocol = version;
     return {
-      protocol: IPC_PROTOCOL_VERSION,
+      protocol: version,
       address: formatAddress(this.node.address),
       hostname: this.node.hostname ?? null,
       window: STREAM_WINDOW,
       max_frame: MAX_FRAME_LENGTH,
     };
+  }
+
+  private feed(): EventFeed {
+    const feed = this.node.events;
+    if (!feed) throw new NodeError("invalid_argument", "this daemon has no local event feed");
+    return feed;
+  }
+
+  private clientEvents(): ClientEvents {
+    if (this.protocol < 2) {
+      throw new NodeError("invalid_argument", `event subscriptions need IPC protocol 2; this connection speaks ${this.protocol}`, "say hello with {protocol: 2} (a driver from this release does)");
+    }
+    if (!this.events) {
+      this.events = new ClientEvents(this.feed(), this.writer, this.eventLimits);
+      this.events.onFirstDrop = () => this.logger?.warn("an ipc client does not read its events; dropping its oldest queued events", { client: this.id });
+    }
+    return this.events;
+  }
+
+  /** The feed and every client's subscriptions: what each holds queued and what it lost. */
+  private eventsStatus(): unknown {
+    const feed = this.feed();
+    const kept = feed.recent();
+    const clients = [];
+    for (const session of this.allSessions()) {
+      if (!session.events) continue;
+      clients.push({ client: session.id, ...session.events.stats(), backlog: session.writer.backlog });
+    }
+    return { last_seq: feed.lastSeq, oldest_seq: kept.length > 0 ? kept[0]!.seq : null, kept: kept.length, boot: feed.boot, limits: { subscriptions: this.eventLimits.maxSubscriptions, queue_events: this.eventLimits.queueEvents, queue_bytes: this.eventLimits.queueBytes, client_high_water: this.writer.highWater }, clients, webhook: this.webhookStatus?.() ?? null };
   }
 
   private async dial(id: number, params: Record<string, unknown>): Promise<void> {

@@ -41,6 +41,8 @@ const DAEMON_COMMANDS: string[][] = [
   ["reject", "5"],
   ["trust"],
   ["untrust", "5"],
+  ["events"],
+  ["events", "--follow", "--count", "1"],
 ];
 
 const ALL_COMMANDS = [
@@ -116,6 +118,11 @@ describe("usage errors and malformed values exit 2", () => {
     [["bench", "5", "-3"], /./],
     [["bench", "5", "lots"], /size_mb/],
     [["disconnect", "abc"], /not a connection id/],
+    [["events", "--type", "Trust Request"], /--type/],
+    [["events", "--since", "-1"], /./],
+    [["events", "--since", "x"], /--since/],
+    [["events", "--count", "1"], /with --follow/],
+    [["events", "--follow", "--limit", "5"], /without --follow/],
   ];
   for (const [args, message] of invalid) {
     test(`invalid_argument: pilot ${args.join(" ")}`, async () => {
@@ -174,7 +181,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "webhook", "webhook_secret"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);
@@ -206,6 +213,9 @@ describe("config", () => {
     ["tags=UPPER", /tag/],
     ["colour=blue", /unknown config key "colour"/],
     ["registry", /not key=value/],
+    ["webhook=ftp://example.com/hook", /http:\/\/ or https:\/\//],
+    ["webhook=not a url", /not a URL/],
+    ["webhook_secret=short", /16 to 256/],
   ];
   for (const [item, message] of bad) {
     test(`config --set ${item} is refused and changes nothing`, async () => {

@@ -41,6 +41,7 @@ function sender(frame: Frame): Sender {
     case FrameType.Response:
     case FrameType.Accept:
     case FrameType.Datagram:
+    case FrameType.Event:
       return "daemon";
     default:
       return "client";
@@ -67,6 +68,8 @@ function sampleFrames(): Frame[] {
     { type: FrameType.SendDatagram, id: 4, srcPort: 0, dstAddress: addressOf(0, 11), dstPort: 1000, data: randomBytes(rand, 40) },
     { type: FrameType.Datagram, binding: 1, srcAddress: addressOf(0, 10), srcPort: 49200, dstPort: 1000, data: new Uint8Array(0) },
     { type: FrameType.StreamOption, stream: 3, option: 1, value: 1 },
+    { type: FrameType.Event, subscription: 1, event: { seq: 12, time: 1_700_000_000_000, type: "trust.request", data: { address: "0:0000.0000.0009", node_id: 9, reason: "hi ✓" } } },
+    { type: FrameType.Event, subscription: 0xffff_ffff, event: { seq: 0, time: 0, type: "events.gap", data: { dropped: 3, first_seq: 1, last_seq: 3, reason: "slow_client" } } },
   ];
 }
 
@@ -89,6 +92,31 @@ describe("encodeFrame / decodeFrame", () => {
     const unknown = new Uint8Array([0, 0, 0, 1, 0x7f]);
     expect(dec(unknown, "client").ok).toBe(false);
     expect(dec(unknown, "daemon").ok).toBe(false);
+  });
+
+  test("EVENT frames come only from the daemon and carry {seq, time, type, data}", () => {
+    const event = sampleFrames().find((f) => f.type === FrameType.Event)!;
+    expect(dec(enc(event), "client")).toMatchObject({ ok: false, error: { code: "unexpected_type" } });
+    const json = (text: string) => {
+      const body = new TextEncoder().encode(text);
+      const payload = new Uint8Array(4 + body.length);
+      payload.set(body, 4);
+      return decodeFrame(FrameType.Event, payload, "daemon");
+    };
+    expect(json(`{"seq":1,"time":2,"type":"peer.offline","data":{}}`)).toMatchObject({ ok: true, value: { subscription: 0, event: { seq: 1, type: "peer.offline" } } });
+    for (const bad of [
+      `{"seq":-1,"time":2,"type":"peer.offline","data":{}}`,
+      `{"seq":1.5,"time":2,"type":"peer.offline","data":{}}`,
+      `{"seq":1,"time":"now","type":"peer.offline","data":{}}`,
+      `{"seq":1,"time":2,"type":"offline","data":{}}`,
+      `{"seq":1,"time":2,"type":"Peer.Offline","data":{}}`,
+      `{"seq":1,"time":2,"type":"peer.offline","data":[]}`,
+      `{"seq":1,"time":2,"type":"peer.offline"}`,
+      `[1]`,
+    ]) {
+      expect(json(bad)).toMatchObject({ ok: false, error: { code: "invalid_event" } });
+    }
+    expect(decodeFrame(FrameType.Event, new Uint8Array(4), "daemon")).toMatchObject({ ok: false, error: { code: "truncated" } });
   });
 
   test("requests need an object with a method name; params default to {}", () => {

@@ -150,7 +150,7 @@ describe("requests", () => {
   test("hello gives the node's address and hostname", async () => {
     const { client, hello } = await IpcClient.connect(socketPath);
     clients.push(client);
-    expect(hello).toEqual({ protocol: 1, address: "0:0000.0000.000A", hostname: "alpha" });
+    expect(hello).toEqual({ protocol: 2, address: "0:0000.0000.000A", hostname: "alpha" });
   });
 
   test("unknown methods pass through to LocalNode.call, errors keep code and hint", async () => {

@@ -65,7 +65,32 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       durationOption(value, "zero_window_timeout");
       return value;
     }
+    case "webhook": {
+      const { checkWebhookUrl } = await import("../../daemon/webhooks.ts");
+      const c = checkWebhookUrl(value);
+      if (!c.ok) throw new CliError("invalid_argument", c.message, "for example: pilot config --set webhook=https://hooks.example.com/pilot");
+      return c.url;
+    }
+    case "webhook_secret":
+      if (!/^[\x21-\x7e]{16,256}$/.test(value)) {
+        throw new CliError("invalid_argument", "webhook_secret must be 16 to 256 printable characters without spaces", "or unset it and use the generated one: pilot config --unset webhook_secret");
+      }
+      return value;
   }
+}
+
+/** The config as printed: the webhook secret is never shown. */
+function shown(config: Config): Config {
+  return config.webhook_secret === undefined ? config : { ...config, webhook_secret: "(hidden)" };
+}
+
+/** With a webhook and no webhook_secret: the generated secret's file (created now if missing). */
+async function webhookSecretNote(config: Config): Promise<{ file: string; text: string } | null> {
+  if (config.webhook === undefined || config.webhook_secret !== undefined) return null;
+  const { webhookSecret } = await import("../../daemon/webhooks.ts");
+  const { pilotPaths } = await import("../../util/paths.ts");
+  const s = webhookSecret(pilotPaths().home);
+  return { file: s.file!, text: `webhook requests are signed with the secret in ${s.file} (read it with: cat ${s.file}); receivers check X-Pilot-Signature with it` };
 }
 
 function keyOf(text: string): ConfigKey {
@@ -85,13 +110,14 @@ export const configCommand: CommandSpec = {
     { flags: "--set <key=value>", description: `set a key (repeatable); keys: ${KEY_LIST}` },
     { flags: "--unset <key>", description: "remove a key, back to the built-in default (repeatable)" },
   ],
-  examples: ["pilot config", "pilot config --set registry=203.0.113.5:9000 --set hostname=agent-a", "pilot config --unset tags"],
+  examples: ["pilot config", "pilot config --set registry=203.0.113.5:9000 --set hostname=agent-a", "pilot config --unset tags", "pilot config --set webhook=https://hooks.example.com/pilot"],
   returns: {
     config_path: "the config file",
     config: "the keys that are set, as strings (after the change)",
     keys: "every valid key and what it means",
     set: "the keys this call set (with --set)",
     unset: "the keys this call removed (with --unset)",
+    webhook_secret_file: "where the generated webhook signing secret is (when a webhook is set without webhook_secret)",
   },
   errors: ["invalid_argument"],
   async run({ out }, _args, o) {
@@ -109,20 +135,30 @@ export const configCommand: CommandSpec = {
     for (const key of removed) delete config[key];
     if (sets.length > 0 || removed.length > 0) {
       writeConfig(config);
-      const data = { config_path: configPath(), ...(sets.length ? { set: changed } : {}), ...(removed.length ? { unset: removed } : {}), config, keys: CONFIG_KEYS };
+      const secret = "webhook" in changed || "webhook_secret" in changed || removed.includes("webhook_secret") ? await webhookSecretNote(config) : null;
+      const data = {
+        config_path: configPath(),
+        ...(sets.length ? { set: shown(changed) } : {}),
+        ...(removed.length ? { unset: removed } : {}),
+        config: shown(config),
+        keys: CONFIG_KEYS,
+        ...(secret ? { webhook_secret_file: secret.file } : {}),
+      };
       out.result(data, () =>
         [
-          ...Object.entries(changed).map(([k, v]) => `${k} = ${v}`),
+          ...Object.entries(shown(changed)).map(([k, v]) => `${k} = ${v}`),
           ...removed.map((k) => `${k} unset (built-in default)`),
+          ...(secret ? [secret.text] : []),
           `saved in ${configPath()}; it takes effect at the next: pilot daemon start`,
         ].join("\n"),
       );
       return;
     }
-    out.result({ config_path: configPath(), config, keys: CONFIG_KEYS }, (d) =>
+    const visible = shown(config);
+    out.result({ config_path: configPath(), config: visible, keys: CONFIG_KEYS }, (d) =>
       [
         `config: ${d.config_path}`,
-        table(["KEY", "VALUE", "MEANING"], Object.entries(CONFIG_KEYS).map(([k, meaning]) => [k, config[k as ConfigKey] ?? "(default)", meaning]), "  "),
+        table(["KEY", "VALUE", "MEANING"], Object.entries(CONFIG_KEYS).map(([k, meaning]) => [k, visible[k as ConfigKey] ?? "(default)", meaning]), "  "),
         "change with: pilot config --set key=value   (takes effect at the next daemon start)",
       ].join("\n"),
     );

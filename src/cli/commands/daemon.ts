@@ -14,6 +14,7 @@ import { pilotPaths } from "../../util/paths.ts";
 import { parseLogLevel } from "../../util/log.ts";
 import { usageError } from "../errors.ts";
 import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.ts";
+import { PILOT_VERSION } from "../version.ts";
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -30,6 +31,8 @@ interface StartSettings {
   zeroWindowTimeoutMs?: number;
   disabledServices: string[];
   openServices: string[];
+  /** POST local events here (--webhook, config 'webhook'); its secret is read from the config by the daemon itself, never passed on a command line. */
+  webhook?: string;
 }
 
 /** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
@@ -72,6 +75,14 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
+  const webhookText = textOption(o, "webhook") ?? config.webhook;
+  let webhook: string | undefined;
+  if (webhookText !== undefined && webhookText !== "") {
+    const { checkWebhookUrl } = await import("../../daemon/webhooks.ts");
+    const c = checkWebhookUrl(webhookText);
+    if (!c.ok) throw badValue(`${textOption(o, "webhook") !== undefined ? "--webhook" : "webhook (config)"}: ${c.message}`, "for example: --webhook https://hooks.example.com/pilot");
+    webhook = c.url;
+  }
   return {
     registry,
     beacon,
@@ -85,6 +96,7 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
     ...(zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeoutMs } : {}),
     disabledServices,
     openServices,
+    ...(webhook ? { webhook } : {}),
   };
 }
 
@@ -193,6 +205,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       bufferBudget: s.bufferBudget,
       services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")) },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
+      webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
     });
   } catch (e) {
     if (e instanceof DaemonStartError) throw new CliError(START_ERROR_CODES[e.code] ?? "internal", e.message, e.hint);
@@ -232,6 +245,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--open-services <list>", description: "services that also accept untrusted nodes (default none), e.g. pubsub" },
     { flags: "--buffer-budget <size>", description: "memory for all stream buffers together (default 64MiB; one trusted peer gets at most a quarter, strangers together a quarter)" },
     { flags: "--zero-window-timeout <duration>", description: "close a stream whose peer stops reading our data for this long (default 120s)" },
+    { flags: "--webhook <url>", description: "POST every local event as signed JSON to this http(s) URL (config 'webhook'; secret: config 'webhook_secret' or $PILOT_HOME/webhook_secret)" },
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],
   returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs" },
@@ -261,6 +275,8 @@ export const daemonStart: CommandSpec = {
     for (const name of s.disabledServices) args.push(`--no-${name}`);
     if (s.openServices.length > 0) args.push("--open-services", s.openServices.join(","));
     if (s.zeroWindowTimeoutMs !== undefined) args.push("--zero-window-timeout", `${s.zeroWindowTimeoutMs}ms`);
+    // Only a URL given as a flag goes on the child's command line; one from the config the child reads itself.
+    if (textOption(o, "webhook") !== undefined && s.webhook) args.push("--webhook", s.webhook);
     const [cmd, ...cmdArgs] = selfCommand(args);
     const child = spawn(cmd!, cmdArgs, { detached: true, stdio: ["ignore", logFd, logFd], env: { ...process.env, PILOT_HOME: paths.home } });
     closeSync(logFd);
