@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { pilotPaths } from "../util/paths.ts";
 import { fileError } from "./errors.ts";
+import { EXCHANGE_LIMIT_KEYS } from "../daemon/services/exchange/limits.ts";
 
 export const CONFIG_KEYS = {
   registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
@@ -20,6 +21,11 @@ export const CONFIG_KEYS = {
   zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
   disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub (default: none)",
   open_services: "agent services that also accept untrusted nodes, comma-separated (default: none; trusted peers only)",
+  message_max_size: EXCHANGE_LIMIT_KEYS.message_max_size.description,
+  messages_quota: EXCHANGE_LIMIT_KEYS.messages_quota.description,
+  messages_quota_total: EXCHANGE_LIMIT_KEYS.messages_quota_total.description,
+  files_quota: EXCHANGE_LIMIT_KEYS.files_quota.description,
+  files_quota_total: EXCHANGE_LIMIT_KEYS.files_quota_total.description,
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

@@ -13,6 +13,8 @@ import { listenCommand, sendCommand } from "./commands/datagrams.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { configCommand } from "./commands/config.ts";
 import { exposeCommand } from "./commands/expose.ts";
+import { inboxCommand, outboxCommand, sendMessageCommand } from "./commands/messages.ts";
+import { receivedCommand, sendFileCommand } from "./commands/files.ts";
 import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
 import { PILOT_VERSION } from "./version.ts";
@@ -50,6 +52,12 @@ export function buildProgram(name: string): Program {
     sendCommand,
     listenCommand,
     exposeCommand,
+    // messages and files
+    sendMessageCommand,
+    inboxCommand,
+    outboxCommand,
+    sendFileCommand,
+    receivedCommand,
     // diagnostics
     pingCommand,
     tracerouteCommand,
