@@ -32,6 +32,12 @@ function messageId(text: string | undefined, what: string): string {
   return idToText(id);
 }
 
+/** A lone "-" on the command line (the option parser drops it, so it is looked for here). */
+function stdinDash(argv: readonly string[] = process.argv.slice(2)): boolean {
+  const end = argv.indexOf("--");
+  return (end < 0 ? argv : argv.slice(0, end)).includes("-");
+}
+
 async function readStdin(): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let n = 0;
@@ -144,7 +150,7 @@ export const sendMessageCommand: CommandSpec = {
     const waitMs = durationOption(o.wait, "--wait", { maxMs: 24 * 3_600_000 });
     const timeoutMs = durationOption(o.timeout, "--timeout", { allowZero: true, maxMs: 3_600_000 });
     const replyTo = o.replyTo !== undefined ? messageId(optionText(o.replyTo, "--reply-to"), "--reply-to") : undefined;
-    const { data, type } = await messageData(o, dashText === "-");
+    const { data, type } = await messageData(o, dashText === "-" || stdinDash());
     const r = await withDaemon(async (d) => {
       const sent: MessageSendResult = await d.sendMessage(target, data, { type, ...(replyTo ? { replyTo } : {}), ...(timeoutMs !== undefined ? { waitMs: timeoutMs } : {}) });
       if (waitMs === undefined) return { sent };
