@@ -191,13 +191,21 @@ export class FilesService implements DaemonService {
     const sender = formatAddress(connection.remote);
     const transfer = Buffer.from(first.transfer).toString("hex");
     const k = key(sender, transfer);
-    if (this.incoming.has(k)) return connection.refuse(ExchangeError.Busy, "this transfer is already under way on another stream", first.transfer);
+    // The same sender offering the same transfer again (it restarted, or lost the stream): the new stream wins.
+    const previous = this.incoming.get(k);
     const t = new IncomingTransfer(this, this.context, connection, sender, transfer, first);
     this.incoming.set(k, t);
     connection.onceClosed(() => {
       if (this.incoming.get(k) === t) this.incoming.delete(k);
     });
-    void t.begin();
+    connection.pause();
+    void (async () => {
+      if (previous) {
+        previous.abort();
+        await previous.settled;
+      }
+      await t.begin();
+    })();
   }
 
   // ---- sending ----------------------------------------------------------------
@@ -301,6 +309,10 @@ class IncomingTransfer {
   private closing = false;
   private failed = false;
   private idleWaiters: (() => void)[] = [];
+  private beginning = false;
+  /** Resolves once this transfer is over and its file closed (finished, or kept for a resume). */
+  readonly settled: Promise<void>;
+  private settle!: () => void;
 
   constructor(
     private readonly service: FilesService,
@@ -309,7 +321,9 @@ class IncomingTransfer {
     private readonly sender: string,
     private readonly transfer: string,
     private readonly offer: FileOfferFrame,
-  ) {}
+  ) {
+    this.settled = new Promise((resolve) => (this.settle = resolve));
+  }
 
   private get db(): FileStore {
     return this.service.db;
@@ -326,6 +340,17 @@ class IncomingTransfer {
   }
 
   async begin(): Promise<void> {
+    this.beginning = true;
+    try {
+      await this.prepare();
+    } finally {
+      this.beginning = false;
+    }
+    // The stream closed while it was being prepared: wind down now.
+    if (this.connection.isClosed) await this.closed();
+  }
+
+  private async prepare(): Promise<void> {
     const { connection, offer, sender, transfer } = this;
     connection.pause();
     connection.handler = { onFrame: (f) => this.onFrame(f), onEnd: () => {}, onClose: () => void this.closed() };
@@ -530,14 +555,15 @@ class IncomingTransfer {
     const fh = this.fh;
     this.fh = null;
     if (fh) await fh.close().catch(() => {});
+    this.settle();
   }
 
   /** The stream ended without file_done: write what arrived, fsync it and record it for a resume. */
   private async closed(): Promise<void> {
-    if (this.finishing || this.closing) return;
+    if (this.finishing || this.closing || this.beginning) return;
     this.closing = true;
     this.base = null;
-    if (!this.fh) return;
+    if (!this.fh) return this.settle();
     try {
       await this.whenIdle();
       while (this.syncing) await this.syncing;
