@@ -5,6 +5,7 @@
  * strangers and with --no-files, and resumed after a kill -9 of either side.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -170,11 +171,38 @@ describe("files", () => {
     const resumed = await c.pilot("a", ["send-file", "file-b", f.path]);
     expect(resumed.code).toBe(0);
     expect(resumed.json.data.sha256).toBe(f.sha256);
-    expect(resumed.json.data.resumed_from).toBeGreaterThan(0);
-    expect(resumed.json.data.resumed_from).toBeLessThanOrEqual(atKill);
+    // The machine did not restart, so everything the killed daemon had written counts (see files.ts).
+    expect(resumed.json.data.resumed_from).toBeGreaterThanOrEqual(atKill);
+    expect(resumed.json.data.resumed_from).toBeLessThan(size);
     expect(sha256Of(join(receivedDir("b"), "big.bin"))).toBe(f.sha256);
     // Nothing of the partial transfer is left behind.
     expect(readdirSync(partialDir)).toEqual([]);
+    await c.pilot("b", ["received", "--clear"]);
+  });
+
+  test("after a machine restart (another boot id) only the fsynced part of a partial file counts", async () => {
+    const size = 64 * 1024 * 1024;
+    const f = makeFile("boot.bin", size);
+    const partialDir = join(c.daemon("b").home, "files", "partial");
+    const sending = c.pilot("a", ["send-file", "file-b", f.path, "--timeout", "2s"]);
+    await waitFor("half the file at b", () => {
+      const parts = existsSync(partialDir) ? readdirSync(partialDir) : [];
+      return parts.length > 0 && statSync(join(partialDir, parts[0]!)).size >= size / 2;
+    }, 60_000);
+    const b = c.daemon("b");
+    process.kill(b.pid, "SIGKILL");
+    await waitFor("b to die", () => isDead(b.pid));
+    await sending;
+    // Pretend the machine rebooted: the partial file was written during another boot.
+    const db = new Database(join(c.daemon("b").home, "files", "files.db"));
+    db.query("UPDATE partial SET boot = 'an-earlier-boot'").run();
+    const { durable } = db.query("SELECT durable FROM partial").get() as { durable: number };
+    db.close();
+    expect(durable).toBeGreaterThan(0);
+    await c.startDaemon({ name: "b", hostname: "file-b", public: true });
+    const resumed = await c.pilot("a", ["send-file", "file-b", f.path]);
+    expect(resumed.json.data).toMatchObject({ sha256: f.sha256, resumed_from: durable });
+    expect(sha256Of(join(receivedDir("b"), "boot.bin"))).toBe(f.sha256);
     await c.pilot("b", ["received", "--clear"]);
   });
 

@@ -22,6 +22,8 @@ export interface PartialRow {
   readonly name: string;
   readonly size: number;
   readonly durable: number;
+  /** The kernel's boot id when the partial file was last written (null: unknown). */
+  readonly boot: string | null;
   readonly created_at: number;
   readonly updated_at: number;
 }
@@ -44,6 +46,7 @@ const SCHEMA = [
      name TEXT NOT NULL,
      size INTEGER NOT NULL,
      durable INTEGER NOT NULL DEFAULT 0,
+     boot TEXT,
      created_at INTEGER NOT NULL,
      updated_at INTEGER NOT NULL,
      PRIMARY KEY (sender, transfer)) WITHOUT ROWID`,
@@ -104,13 +107,15 @@ export class FileStore {
     return (sender === undefined ? this.db.query("SELECT * FROM partial ORDER BY updated_at").all() : this.db.query("SELECT * FROM partial WHERE sender = ? ORDER BY updated_at").all(sender)) as PartialRow[];
   }
 
-  addPartial(p: { sender: string; transfer: string; file: string; name: string; size: number; now: number }): void {
-    this.db.query("INSERT INTO partial (sender, transfer, file, name, size, durable, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)").run(p.sender, p.transfer, p.file, p.name, p.size, p.now, p.now);
+  addPartial(p: { sender: string; transfer: string; file: string; name: string; size: number; boot: string | null; now: number }): void {
+    this.db
+      .query("INSERT INTO partial (sender, transfer, file, name, size, durable, boot, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)")
+      .run(p.sender, p.transfer, p.file, p.name, p.size, p.boot, p.now, p.now);
   }
 
-  /** Records that the first `durable` bytes of the partial file are on disk (fsynced). */
-  setDurable(sender: string, transfer: string, durable: number, now: number): void {
-    this.db.query("UPDATE partial SET durable = ?, updated_at = ? WHERE sender = ? AND transfer = ?").run(durable, now, sender, transfer);
+  /** Records that the first `durable` bytes of the partial file are on disk (fsynced), written during boot `boot`. */
+  setDurable(sender: string, transfer: string, durable: number, boot: string | null, now: number): void {
+    this.db.query("UPDATE partial SET durable = ?, boot = ?, updated_at = ? WHERE sender = ? AND transfer = ?").run(durable, boot, now, sender, transfer);
   }
 
   removePartial(sender: string, transfer: string): void {

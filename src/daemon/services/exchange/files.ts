@@ -21,7 +21,7 @@
  * Daemon calls: file_send, file_transfers, files_received, files_clear.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, type Stats } from "node:fs";
+import { closeSync, existsSync, fsyncSync, linkSync, readFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, type Stats } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, isAbsolute, join } from "node:path";
@@ -44,7 +44,7 @@ const CHECKPOINT_BYTES = 4 * 1024 * 1024;
 /** ...or this often. */
 const CHECKPOINT_MS = 1_000;
 /** The stream pauses while more than this waits for the disk, and resumes under half of it. */
-const WRITE_BACKLOG = 8 * 1024 * 1024;
+const WRITE_BACKLOG = 4 * 1024 * 1024;
 /** Partial files idle for this long may be evicted to make room for another peer. */
 const PARTIAL_IDLE_EVICT_MS = 3_600_000;
 /** Partial files untouched for this long are removed. */
@@ -54,6 +54,15 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DONE_TIMEOUT_MS = 300_000;
 
 const key = (sender: string, transfer: string) => `${sender}/${transfer}`;
+
+/** This boot of the machine (Linux); a partial file written during the same boot survived whatever killed the daemon. */
+const BOOT_ID: string | null = (() => {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || null;
+  } catch {
+    return null;
+  }
+})();
 
 export class FilesService implements DaemonService {
   readonly name = "files";
@@ -372,7 +381,7 @@ class IncomingTransfer {
       if (refusal) return this.refuse(refusal.code, refusal.message);
       if (!row) {
         const file = createHash("sha256").update(`${sender}\n${transfer}`).digest("hex").slice(0, 40) + ".part";
-        db.addPartial({ sender, transfer, file, name: offer.name, size: offer.size, now: Date.now() });
+        db.addPartial({ sender, transfer, file, name: offer.name, size: offer.size, boot: BOOT_ID, now: Date.now() });
         row = db.partial(sender, transfer)!;
       }
       this.row = row;
@@ -386,8 +395,10 @@ class IncomingTransfer {
       this.fh = fh;
       await fh.chmod(0o600);
       const size = (await fh.stat()).size;
-      // Only what was fsynced (and recorded) counts; anything after it is written again.
-      const durable = Math.min(row.durable, size, offer.size);
+      // What counts: everything in the file if the machine has not restarted since it was written (a
+      // killed process loses nothing the kernel already took); after a reboot only what was fsynced.
+      const kept = row.boot !== null && row.boot === BOOT_ID ? size : row.durable;
+      const durable = Math.min(kept, size, offer.size);
       if (size !== durable) await fh.truncate(durable);
       await this.hashPrefix(durable);
       if (this.failed || connection.isClosed) return await this.closeFile();
@@ -495,7 +506,7 @@ class IncomingTransfer {
 
   private store(durable: number): void {
     try {
-      this.db.setDurable(this.sender, this.transfer, durable, Date.now());
+      this.db.setDurable(this.sender, this.transfer, durable, BOOT_ID, Date.now());
     } catch {
       // the service is stopping: the next resume starts from the last recorded offset
     }
