@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster, type Cluster } from "../../support/cluster.ts";
+import { connect } from "../../../src/driver/index.ts";
 import { idFromText, idToText } from "../../../src/protocol/exchange.ts";
 import { configure, isDead, rawExchange, waitFor } from "./support.ts";
 
@@ -143,6 +144,15 @@ describe("messages", () => {
     expect(third.json.data.stored).toBe(true);
     const list = await inbox("b");
     expect(list.messages.map((m: any) => m.id)).toEqual([third.json.data.id]);
+    // A re-delivery of a stored message (its ack was lost) is acknowledged as a duplicate even though the quota is full now.
+    const data = new Uint8Array(600 * 1024).fill(0x78);
+    const id = idFromText(third.json.data.id)!;
+    const again = await rawExchange(c.daemon("a").home, B, [
+      { kind: "message", id, type: "text", replyTo: null, total: data.length, data: data.subarray(0, 200 * 1024) },
+      { kind: "message_more", data: data.subarray(200 * 1024, 400 * 1024) },
+      { kind: "message_more", data: data.subarray(400 * 1024) },
+    ], 1);
+    expect(again[0]).toMatchObject({ kind: "message_ack", duplicate: true });
 
     const big = join(c.dir, "800k.txt");
     writeFileSync(big, "y".repeat(800 * 1024));
@@ -169,10 +179,56 @@ describe("messages", () => {
       ["inbox", "--limit", "0"],
       ["inbox", "read", "../../etc/passwd"],
       ["inbox", "shred"],
+      ["config", "--set", "messages_quota=lots"],
+      ["config", "--set", "files_quota=1KiB"],
     ]) {
       const r = await c.pilot("a", args);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(["invalid_argument", "usage"]).toContain(r.json.code);
+    }
+  });
+
+  test("the SDK: sendMessage (json, large), inbox.list/read/clear, waitForReply, sendFile with progress, received", async () => {
+    const a = await connect({ home: c.daemon("a").home });
+    const b = await connect({ home: c.daemon("b").home });
+    try {
+      const sent = await a.sendMessage("msg-b", { task: "summarize", items: [1, 2, 3] });
+      expect(sent).toMatchObject({ target: B, type: "json", stored: true, state: "delivered" });
+      const big = new Uint8Array(300 * 1024).map((_, i) => i % 251);
+      const bigSent = await a.sendMessage("msg-b", big); // more than one IPC frame: staged, then read back in chunks
+      expect(bigSent).toMatchObject({ type: "binary", bytes: big.length, stored: true });
+
+      const list = await b.inbox.list({ from: "msg-a", unread: true });
+      expect(list.messages.map((m) => m.id)).toEqual([bigSent.id, sent.id]);
+      const m = await b.inbox.read(sent.id);
+      expect(m.from).toBe(A);
+      expect(m.json()).toEqual({ task: "summarize", items: [1, 2, 3] });
+      expect((await b.inbox.read(bigSent.id)).data).toEqual(big);
+
+      const replying = a.inbox.waitForReply("msg-b", sent.id, 20_000);
+      await b.sendMessage("msg-a", "done", { replyTo: sent.id });
+      const reply = await replying;
+      expect(reply).toMatchObject({ from: B, reply_to: sent.id, type: "text" });
+      expect(reply.text()).toBe("done");
+      await expect(a.inbox.waitForReply("msg-b", bigSent.id, 300)).rejects.toMatchObject({ code: "timeout" });
+      expect((await a.inbox.outbox()).messages.find((x) => x.id === sent.id)?.state).toBe("delivered");
+
+      const path = join(c.dir, "sdk.bin");
+      writeFileSync(path, new Uint8Array(8 * 1024 * 1024).fill(3));
+      const progress: number[] = [];
+      const file = await a.sendFile("msg-b", path, { name: "sdk-file.bin", onProgress: (p) => progress.push(p.bytes) });
+      expect(file).toMatchObject({ target: B, name: "sdk-file.bin", bytes: 8 * 1024 * 1024, resumed_from: 0 });
+      expect(progress[progress.length - 1]).toBe(8 * 1024 * 1024);
+      const received = await b.received();
+      expect(received.files[0]).toMatchObject({ name: "sdk-file.bin", from: A, sha256: file.sha256 });
+      expect(await b.clearReceived()).toMatchObject({ cleared: 1 });
+      await expect(a.sendMessage("msg-b", "x", { type: "json" })).rejects.toMatchObject({ code: "invalid_argument" });
+
+      expect((await b.inbox.clear({ from: "msg-a" })).cleared).toBe(2);
+      await a.inbox.clear();
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 

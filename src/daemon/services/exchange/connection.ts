@@ -7,7 +7,7 @@
  * services), else they queue for `receive()` (the sending side, which waits
  * for an answer at a time; the queue is bounded).
  */
-import type { Address } from "../../../protocol/address.ts";
+import { formatAddress, type Address } from "../../../protocol/address.ts";
 import { decodeExchangeFrame, encodeExchangeFrame, errorFrame, EXCHANGE_MAX_FRAME, ExchangeError, ZERO_REF, type ExchangeFrame } from "../../../protocol/exchange.ts";
 import { NodeError, type StreamHandle } from "../../local-node.ts";
 import { FramedStream } from "../framed-stream.ts";
@@ -92,7 +92,7 @@ export class ExchangeConnection {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting = null;
-        reject(new NodeError("timeout", `no answer from ${"the peer"} within ${Math.round(timeoutMs / 1000)} s`));
+        reject(new NodeError("timeout", `no answer from ${formatAddress(this.remote)} within ${Math.round(timeoutMs / 1000)} s`));
       }, timeoutMs);
       this.waiting = { resolve, reject, timer };
     });

@@ -208,13 +208,7 @@ export class FilesService implements DaemonService {
       if (this.incoming.get(k) === t) this.incoming.delete(k);
     });
     connection.pause();
-    void (async () => {
-      if (previous) {
-        previous.abort();
-        await previous.settled;
-      }
-      await t.begin();
-    })();
+    void t.begin(previous);
   }
 
   // ---- sending ----------------------------------------------------------------
@@ -318,7 +312,8 @@ class IncomingTransfer {
   private closing = false;
   private failed = false;
   private idleWaiters: (() => void)[] = [];
-  private beginning = false;
+  /** Until begin() is done, a close is handled there (so `settled` never comes before it). */
+  private beginning = true;
   /** Resolves once this transfer is over and its file closed (finished, or kept for a resume). */
   readonly settled: Promise<void>;
   private settle!: () => void;
@@ -348,10 +343,14 @@ class IncomingTransfer {
     this.connection.refuse(code, message, this.offer.transfer);
   }
 
-  async begin(): Promise<void> {
-    this.beginning = true;
+  /** Starts once `previous` (a stale stream of the same transfer) is wound down. */
+  async begin(previous?: IncomingTransfer): Promise<void> {
     try {
-      await this.prepare();
+      if (previous) {
+        previous.abort();
+        await previous.settled;
+      }
+      if (!this.connection.isClosed) await this.prepare();
     } finally {
       this.beginning = false;
     }
@@ -362,7 +361,8 @@ class IncomingTransfer {
   private async prepare(): Promise<void> {
     const { connection, offer, sender, transfer } = this;
     connection.pause();
-    connection.handler = { onFrame: (f) => this.onFrame(f), onEnd: () => {}, onClose: () => void this.closed() };
+    // A sender that half-closes before file_end will not finish this transfer: keep what arrived for a resume.
+    connection.handler = { onFrame: (f) => this.onFrame(f), onEnd: () => this.endSha || connection.close(), onClose: () => void this.closed() };
     try {
       const db = this.db;
       // Finished before (its file_done was lost): answer at once.

@@ -73,8 +73,10 @@ interface Incoming {
   readonly frame: MessageFrame;
   readonly parts: Uint8Array[];
   have: number;
-  /** Refused already: its remaining data is read and dropped. */
+  /** Refused already, or a duplicate: its remaining data is read and dropped. */
   readonly discard: boolean;
+  /** Stored before (the sender did not get the ack): acknowledged as a duplicate once its data is read. */
+  readonly duplicate?: boolean;
 }
 
 export class MessagesService implements DaemonService {
@@ -166,7 +168,8 @@ export class MessagesService implements DaemonService {
         const done = incoming;
         unreserve();
         incoming = null;
-        if (!done.discard) this.finish(connection, sender, done);
+        if (done.duplicate) connection.send({ kind: "message_ack", id: done.frame.id, duplicate: true });
+        else if (!done.discard) this.finish(connection, sender, done);
       }
     };
     connection.handler = {
@@ -195,6 +198,8 @@ export class MessagesService implements DaemonService {
     };
     const db = this.store;
     if (!db) return refuse(ExchangeError.Internal, "the messages service is stopping");
+    // A re-delivery is acknowledged whatever the quota says now: it is stored already.
+    if (db.has(sender, idToText(frame.id))) return { frame, parts: [], have: frame.data.length, discard: true, duplicate: true };
     if (frame.total > this.limits.messageMaxSize) return refuse(ExchangeError.TooLarge, `a message of ${frame.total} bytes is larger than this node accepts (${this.limits.messageMaxSize})`);
     const peerFree = this.limits.messagesQuota - (db.inboxBytes(sender) - db.evictable(sender)) - (this.reserved.get(sender) ?? 0);
     if (frame.total > peerFree) return refuse(ExchangeError.QuotaExceeded, `your share of this node's inbox is full (${this.limits.messagesQuota} bytes of unread messages); the receiver must read or clear messages first`);

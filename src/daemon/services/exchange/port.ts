@@ -87,11 +87,6 @@ export class ExchangePort {
     };
   }
 
-  /** Streams open from `node` now. */
-  openFrom(node: Address): number {
-    return this.open.get(node)?.size ?? 0;
-  }
-
   private count(reason: string): void {
     this.refused.set(reason, (this.refused.get(reason) ?? 0) + 1);
   }
