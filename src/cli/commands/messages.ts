@@ -171,9 +171,9 @@ export const sendMessageCommand: CommandSpec = {
 
 function renderList(d: InboxListResult): string {
   if (d.messages.length === 0) return d.total === 0 ? "no messages" : "no messages match";
-  const rows = d.messages.map((m: InboxEntry) => [m.id, m.from, m.type, size(m.bytes), ago(m.received_at), m.read ? "" : "new", m.preview ?? (m.type === "binary" ? "(binary)" : "")]);
+  const rows = d.messages.map((m: InboxEntry) => [m.id, m.from, m.type, size(m.bytes), ago(m.received_at), m.read ? "read" : "new", m.preview ?? (m.type === "binary" ? "(binary)" : "")]);
   const more = d.total > d.messages.length ? `\n${d.total - d.messages.length} more (raise --limit)` : "";
-  return `${table(["ID", "FROM", "TYPE", "SIZE", "RECEIVED", "", "PREVIEW"], rows)}${more}\n${d.unread} unread; read one with: pilot inbox read ID`;
+  return `${table(["ID", "FROM", "TYPE", "SIZE", "RECEIVED", "STATE", "PREVIEW"], rows)}${more}\n${d.unread} unread; read one with: pilot inbox read ID`;
 }
 
 export const inboxCommand: CommandSpec = {

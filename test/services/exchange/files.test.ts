@@ -71,10 +71,16 @@ describe("files", () => {
     expect(sha256Of(stored)).toBe(f.sha256);
     expect(sha256Of(join(receivedDir("b"), "report-1.bin"))).toBe(g.sha256);
 
+    // An empty file is a file too.
+    const empty = makeFile("empty.txt", 0);
+    const e = await c.pilot("a", ["send-file", "file-b", empty.path]);
+    expect(e.json.data).toMatchObject({ name: "empty.txt", bytes: 0, sha256: empty.sha256 });
+    expect(statSync(join(receivedDir("b"), "empty.txt")).size).toBe(0);
+
     const human = await c.pilot("b", ["received"], { json: false });
     expect(human.stdout).toContain("report-1.bin");
     const cleared = await c.pilot("b", ["received", "--clear"]);
-    expect(cleared.json.data.cleared).toBe(2);
+    expect(cleared.json.data.cleared).toBe(3);
     expect(readdirSync(receivedDir("b"))).toEqual([]);
   });
 
