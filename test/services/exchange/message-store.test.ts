@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MessageStore } from "../../../src/daemon/services/exchange/message-store.ts";
+import { MESSAGE_OVERHEAD as O, MessageStore } from "../../../src/daemon/services/exchange/message-store.ts";
 
 const A = "0:0000.0000.000A";
 const B = "0:0000.0000.000B";
@@ -11,7 +11,7 @@ const msg = (sender: string, id: string, n: number, now = 1000) => ({ sender, id
 
 test("a re-delivery of (sender, id) is a duplicate, also after the message was cleared; another sender may reuse the id", () => {
   const s = MessageStore.open(null);
-  const q = { peer: 1000, total: 10_000 };
+  const q = { peer: 100_000, total: 1_000_000 };
   expect(s.storeInbound(msg(A, "m1", 10), q)).toEqual({ stored: true, evicted: 0 });
   expect(s.storeInbound(msg(A, "m1", 10), q)).toEqual({ stored: false, duplicate: true });
   expect(s.storeInbound(msg(B, "m1", 10), q)).toEqual({ stored: true, evicted: 0 });
@@ -25,7 +25,8 @@ test("a re-delivery of (sender, id) is a duplicate, also after the message was c
 
 test("over its quota a sender is refused; read messages are evicted oldest first to make room, unread never", () => {
   const s = MessageStore.open(null);
-  const q = { peer: 100, total: 150 };
+  // Each message costs its data plus O bytes: four of 25 bytes fill A's share exactly.
+  const q = { peer: 4 * (25 + O), total: 4 * (25 + O) + 1000 };
   for (let i = 0; i < 4; i++) expect(s.storeInbound(msg(A, `a${i}`, 25, i), q).stored).toBe(true);
   expect(s.storeInbound(msg(A, "a4", 1), q)).toEqual({ stored: false, duplicate: false, scope: "peer" });
   // Read the two oldest: now they may go.
@@ -48,7 +49,7 @@ test("the outbox keeps queued messages until delivered or failed, and survives r
     s.close();
     s = MessageStore.open(join(dir, "m.db"));
     expect(s.queuedTargets()).toEqual([B]);
-    expect(s.outboxBytes(B)).toBe(12);
+    expect(s.outboxCost(B)).toBe(12 + 2 * O);
     expect(s.due(B, 200, 10).map((r) => r.id)).toEqual(["o1", "o2"]);
     s.attemptFailed("o1", { code: "unreachable", message: "offline" }, 5000);
     expect(s.due(B, 200, 10).map((r) => r.id)).toEqual(["o2"]);
@@ -64,4 +65,11 @@ test("the outbox keeps queued messages until delivered or failed, and survives r
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("empty messages cost something: a peer cannot fill the store with rows", () => {
+  const s = MessageStore.open(null);
+  const q = { peer: 10 * O, total: 100 * O };
+  for (let i = 0; i < 10; i++) expect(s.storeInbound(msg(A, `e${i}`, 0), q).stored).toBe(true);
+  expect(s.storeInbound(msg(A, "e10", 0), q)).toEqual({ stored: false, duplicate: false, scope: "peer" });
 });

@@ -11,8 +11,10 @@
  *   (delivered rows keep their metadata, not their data, for 7 days).
  *
  * Quotas: the inbox holds at most `peer` bytes from one sender and `total`
- * bytes in all. To make room, messages already read are evicted oldest first;
- * unread messages are never evicted: the sender is told `quota_exceeded`.
+ * bytes in all, each message counting MESSAGE_OVERHEAD bytes more than its
+ * data (so the number of messages is bounded too). To make room, messages
+ * already read are evicted oldest first; unread messages are never evicted:
+ * the sender is told `quota_exceeded`.
  * Time is an argument everywhere (epoch ms).
  */
 import { Database } from "bun:sqlite";
@@ -60,6 +62,9 @@ export interface InboxFilter {
   readonly unread?: boolean;
   readonly limit?: number;
 }
+
+/** What a message costs against a quota beyond its data: bounds how many empty messages a peer can leave. */
+export const MESSAGE_OVERHEAD = 1024;
 
 const SEEN_KEEP_MS = 30 * 24 * 3_600_000;
 const OUTBOX_DONE_KEEP_MS = 7 * 24 * 3_600_000;
@@ -133,6 +138,15 @@ export class MessageStore {
 
   // ---- inbox ----------------------------------------------------------------
 
+  /** What the inbox holds against the quotas (data plus MESSAGE_OVERHEAD each): from `sender`, or in all. */
+  inboxCost(sender?: string): number {
+    const row =
+      sender === undefined
+        ? this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox`).get()
+        : this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox WHERE sender = ?`).get(sender);
+    return (row as { n: number }).n;
+  }
+
   inboxBytes(sender?: string): number {
     const row = sender === undefined ? this.db.query("SELECT COALESCE(SUM(bytes), 0) AS n FROM inbox").get() : this.db.query("SELECT COALESCE(SUM(bytes), 0) AS n FROM inbox WHERE sender = ?").get(sender);
     return (row as { n: number }).n;
@@ -143,19 +157,19 @@ export class MessageStore {
     return this.db.query("SELECT 1 FROM inbox WHERE sender = ?1 AND id = ?2 UNION ALL SELECT 1 FROM seen WHERE sender = ?1 AND id = ?2 LIMIT 1").get(sender, id) !== null;
   }
 
-  /** Bytes that evicting every read message would free: from `sender`, or from anyone. */
+  /** The cost that evicting every read message would free: from `sender`, or from anyone. */
   evictable(sender?: string): number {
     const row =
       sender === undefined
-        ? this.db.query("SELECT COALESCE(SUM(bytes), 0) AS n FROM inbox WHERE read_at IS NOT NULL").get()
-        : this.db.query("SELECT COALESCE(SUM(bytes), 0) AS n FROM inbox WHERE read_at IS NOT NULL AND sender = ?").get(sender);
+        ? this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox WHERE read_at IS NOT NULL`).get()
+        : this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox WHERE read_at IS NOT NULL AND sender = ?`).get(sender);
     return (row as { n: number }).n;
   }
 
   /**
    * Stores one message durably (one committed transaction), unless it is a
    * duplicate or does not fit even after evicting read messages (`reserved`:
-   * bytes of messages still arriving, from this sender and in all).
+   * the cost of messages still arriving, from this sender and in all).
    */
   storeInbound(
     m: { sender: string; id: string; type: MessageType; replyTo: string | null; data: Uint8Array; now: number },
@@ -165,13 +179,14 @@ export class MessageStore {
     return this.db.transaction((): StoreOutcome => {
       if (this.has(m.sender, m.id)) return { stored: false, duplicate: true };
       const bytes = m.data.length;
+      const cost = bytes + MESSAGE_OVERHEAD;
       let evicted = 0;
-      const peerOver = this.inboxBytes(m.sender) + reserved.peer + bytes - quota.peer;
+      const peerOver = this.inboxCost(m.sender) + reserved.peer + cost - quota.peer;
       if (peerOver > 0) {
         if (this.evictable(m.sender) < peerOver) return { stored: false, duplicate: false, scope: "peer" };
         evicted += this.evict(peerOver, m.sender, m.now);
       }
-      const totalOver = this.inboxBytes() + reserved.total + bytes - quota.total;
+      const totalOver = this.inboxCost() + reserved.total + cost - quota.total;
       if (totalOver > 0) {
         if (this.evictable() < totalOver) return { stored: false, duplicate: false, scope: "total" };
         evicted += this.evict(totalOver, undefined, m.now);
@@ -181,7 +196,7 @@ export class MessageStore {
     })();
   }
 
-  /** Deletes read messages, oldest first, until `bytes` are freed; returns how many. */
+  /** Deletes read messages, oldest first, until their cost reaches `bytes`; returns how many. */
   private evict(bytes: number, sender: string | undefined, now: number): number {
     const rows = (
       sender === undefined
@@ -193,7 +208,7 @@ export class MessageStore {
     for (const r of rows) {
       if (freed >= bytes) break;
       this.forget(r.seq, r.sender, r.id, now);
-      freed += r.bytes;
+      freed += r.bytes + MESSAGE_OVERHEAD;
       count++;
     }
     return count;
@@ -274,12 +289,12 @@ export class MessageStore {
 
   // ---- outbox ---------------------------------------------------------------
 
-  /** Bytes queued (not yet delivered or failed): for `target`, or in all. */
-  outboxBytes(target?: string): number {
+  /** The cost of what is queued (data plus MESSAGE_OVERHEAD each, not yet delivered or failed): for `target`, or in all. */
+  outboxCost(target?: string): number {
     const row =
       target === undefined
-        ? this.db.query("SELECT COALESCE(SUM(bytes), 0) AS n FROM outbox WHERE state = 'queued'").get()
-        : this.db.query("SELECT COALESCE(SUM(bytes), 0) AS n FROM outbox WHERE state = 'queued' AND target = ?").get(target);
+        ? this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM outbox WHERE state = 'queued'`).get()
+        : this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM outbox WHERE state = 'queued' AND target = ?`).get(target);
     return (row as { n: number }).n;
   }
 

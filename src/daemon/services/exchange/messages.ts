@@ -49,7 +49,7 @@ import type { DaemonService, ServiceContext } from "../service.ts";
 import type { ExchangeConnection } from "./connection.ts";
 import { Couriers, type Settlement } from "./courier.ts";
 import { exchangeLimits, type ExchangeLimits } from "./limits.ts";
-import { MessageStore, type InboxRow, type OutboxRow } from "./message-store.ts";
+import { MESSAGE_OVERHEAD, MessageStore, type InboxRow, type OutboxRow } from "./message-store.ts";
 import { ExchangePort } from "./port.ts";
 
 type Params = Record<string, unknown>;
@@ -150,7 +150,7 @@ export class MessagesService implements DaemonService {
     const sender = formatAddress(connection.remote);
     let incoming: Incoming | null = null;
     const unreserve = () => {
-      if (incoming && !incoming.discard) this.reserve(sender, -incoming.frame.total);
+      if (incoming && !incoming.discard) this.reserve(sender, -(incoming.frame.total + MESSAGE_OVERHEAD));
     };
     const onFrame = (frame: ExchangeFrame): void => {
       if (frame.kind === "message") {
@@ -201,11 +201,12 @@ export class MessagesService implements DaemonService {
     // A re-delivery is acknowledged whatever the quota says now: it is stored already.
     if (db.has(sender, idToText(frame.id))) return { frame, parts: [], have: frame.data.length, discard: true, duplicate: true };
     if (frame.total > this.limits.messageMaxSize) return refuse(ExchangeError.TooLarge, `a message of ${frame.total} bytes is larger than this node accepts (${this.limits.messageMaxSize})`);
-    const peerFree = this.limits.messagesQuota - (db.inboxBytes(sender) - db.evictable(sender)) - (this.reserved.get(sender) ?? 0);
-    if (frame.total > peerFree) return refuse(ExchangeError.QuotaExceeded, `your share of this node's inbox is full (${this.limits.messagesQuota} bytes of unread messages); the receiver must read or clear messages first`);
-    const totalFree = this.limits.messagesQuotaTotal - (db.inboxBytes() - db.evictable()) - this.reservedTotal;
-    if (frame.total > totalFree) return refuse(ExchangeError.QuotaExceeded, "this node's inbox is full; the receiver must read or clear messages first");
-    this.reserve(sender, frame.total);
+    const cost = frame.total + MESSAGE_OVERHEAD;
+    const peerFree = this.limits.messagesQuota - (db.inboxCost(sender) - db.evictable(sender)) - (this.reserved.get(sender) ?? 0);
+    if (cost > peerFree) return refuse(ExchangeError.QuotaExceeded, `your share of this node's inbox is full (${this.limits.messagesQuota} bytes of unread messages); the receiver must read or clear messages first`);
+    const totalFree = this.limits.messagesQuotaTotal - (db.inboxCost() - db.evictable()) - this.reservedTotal;
+    if (cost > totalFree) return refuse(ExchangeError.QuotaExceeded, "this node's inbox is full; the receiver must read or clear messages first");
+    this.reserve(sender, cost);
     return { frame, parts: [frame.data], have: frame.data.length, discard: false };
   }
 
@@ -310,11 +311,12 @@ export class MessagesService implements DaemonService {
     const waitMs = p.wait_ms === undefined ? 15_000 : int(p, "wait_ms", 0, 3_600_000);
     const address = await this.context.resolveTarget(str(p, "target"));
     const target = formatAddress(address);
-    if (db.outboxBytes(target) + data.length > this.limits.messagesQuota) {
-      throw new NodeError("quota_exceeded", `the outbox for ${target} holds ${db.outboxBytes(target)} bytes not yet delivered (limit messages_quota ${this.limits.messagesQuota})`, "see it with: pilot outbox");
+    const cost = data.length + MESSAGE_OVERHEAD;
+    if (db.outboxCost(target) + cost > this.limits.messagesQuota) {
+      throw new NodeError("quota_exceeded", `the outbox for ${target} is full of messages not yet delivered (limit messages_quota ${this.limits.messagesQuota} bytes)`, "see it with: pilot outbox");
     }
-    if (db.outboxBytes() + data.length > this.limits.messagesQuotaTotal) {
-      throw new NodeError("quota_exceeded", `the outbox holds ${db.outboxBytes()} bytes not yet delivered (limit messages_quota_total ${this.limits.messagesQuotaTotal})`, "see it with: pilot outbox");
+    if (db.outboxCost() + cost > this.limits.messagesQuotaTotal) {
+      throw new NodeError("quota_exceeded", `the outbox is full of messages not yet delivered (limit messages_quota_total ${this.limits.messagesQuotaTotal} bytes)`, "see it with: pilot outbox");
     }
     const id = Bun.randomUUIDv7();
     const settled = waitMs > 0 ? this.whenSettled(id, waitMs) : Promise.resolve(null);
