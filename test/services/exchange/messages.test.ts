@@ -232,6 +232,40 @@ describe("messages", () => {
     }
   });
 
+  test("hostile daemon-call parameters get invalid_argument (or not_found), never a crash", async () => {
+    const a = await connect({ home: c.daemon("a").home });
+    try {
+      const calls: [string, Record<string, unknown>][] = [
+        ["message_send", {}],
+        ["message_send", { target: 5, data: "aGk=" }],
+        ["message_send", { target: "msg-b", data: "not base64!" }],
+        ["message_send", { target: "msg-b", data: "aGk=", type: "xml" }],
+        ["message_send", { target: "msg-b", data: "aGk=", reply_to: "../../x" }],
+        ["message_send", { target: "msg-b", data: "aGk=", wait_ms: -1 }],
+        ["message_send", { target: "msg-b", stage: "no-such-stage" }],
+        ["message_stage", { data: "x".repeat(300_000) }],
+        ["message_wait", { from: "msg-b", reply_to: "nope", timeout_ms: 10 }],
+        ["inbox_list", { limit: 0 }],
+        ["inbox_list", { since_ms: "yesterday" }],
+        ["inbox_read", { id: { $ne: 1 } }],
+        ["inbox_read", { id: "0190f4c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d" }],
+        ["inbox_clear", { before_ms: 1.5 }],
+        ["outbox_list", { limit: 1e9 }],
+        ["file_send", { target: "msg-b", path: "relative/path" }],
+        ["file_send", { target: "msg-b", path: "/" }],
+        ["file_send", { target: "msg-b", path: "/etc/hostname", name: "x".repeat(2000) }],
+        ["file_send", { target: "msg-b", path: "/etc/hostname", timeout_ms: 0 }],
+      ];
+      for (const [method, params] of calls) {
+        const e = await a.call(method, params).then(() => null, (err) => err);
+        expect({ method, params, code: e?.code }).toEqual({ method, params, code: expect.stringMatching(/^(invalid_argument|not_found)$/) });
+      }
+      expect((await a.info()).address).toBe(A);
+    } finally {
+      await a.close();
+    }
+  });
+
   test("nothing is lost across kill -9: the sender's outbox survives it, and an acknowledged message survives the receiver's", async () => {
     await c.stopDaemon("b");
     const queued = await c.pilot("a", ["send-message", "msg-b", "--data", "while you were out", "--timeout", "3s"]);
