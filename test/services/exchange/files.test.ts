@@ -153,6 +153,10 @@ describe("files", () => {
     await c.pilot("q", ["received", "--clear"]);
     expect((await c.pilot("a", ["send-file", "file-q", again.path])).json.data.sha256).toBe(again.sha256);
     await c.pilot("q", ["received", "--clear"]);
+    // A file as large as the quota fits an empty quota.
+    const four = makeFile("four.bin", 4 * 1024 * 1024);
+    expect((await c.pilot("a", ["send-file", "file-q", four.path])).json.data.sha256).toBe(four.sha256);
+    await c.pilot("q", ["received", "--clear"]);
   });
 
   test("kill -9 of the receiving daemon at ~50 %: sending again resumes from what it stored, and the SHA-256 matches", async () => {

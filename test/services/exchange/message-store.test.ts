@@ -25,19 +25,25 @@ test("a re-delivery of (sender, id) is a duplicate, also after the message was c
 
 test("over its quota a sender is refused; read messages are evicted oldest first to make room, unread never", () => {
   const s = MessageStore.open(null);
-  // Each message costs its data plus O bytes: four of 25 bytes fill A's share exactly.
-  const q = { peer: 4 * (25 + O), total: 4 * (25 + O) + 1000 };
+  // Each message costs at least O bytes: four small ones fill A's share exactly.
+  const q = { peer: 4 * O, total: 5 * O };
   for (let i = 0; i < 4; i++) expect(s.storeInbound(msg(A, `a${i}`, 25, i), q).stored).toBe(true);
   expect(s.storeInbound(msg(A, "a4", 1), q)).toEqual({ stored: false, duplicate: false, scope: "peer" });
   // Read the two oldest: now they may go.
   for (const r of s.list({ from: A, limit: 10 }).rows.filter((r) => r.id === "a0" || r.id === "a1")) s.markRead(r.seq, 10);
-  expect(s.storeInbound(msg(A, "a4", 30), q)).toEqual({ stored: true, evicted: 2 });
+  expect(s.storeInbound(msg(A, "a4", 1500), q)).toEqual({ stored: true, evicted: 2 });
   expect(s.list({ from: A }).rows.map((r) => r.id).sort()).toEqual(["a2", "a3", "a4"]);
   // The total: B fits in what is left, then not.
   expect(s.storeInbound(msg(B, "b0", 70), q)).toEqual({ stored: true, evicted: 0 });
   expect(s.storeInbound(msg(B, "b1", 1), q)).toEqual({ stored: false, duplicate: false, scope: "total" });
-  // Reservations (messages still arriving) count too.
-  expect(s.storeInbound(msg(A, "a5", 0), q, { peer: 0, total: 1 })).toEqual({ stored: false, duplicate: false, scope: "total" });
+});
+
+test("messages still arriving (reservations) count against the quota", () => {
+  const s = MessageStore.open(null);
+  const q = { peer: 2 * O, total: 10 * O };
+  expect(s.storeInbound(msg(A, "r0", 10), q).stored).toBe(true);
+  expect(s.storeInbound(msg(A, "r1", 10), q, { peer: O, total: O })).toEqual({ stored: false, duplicate: false, scope: "peer" });
+  expect(s.storeInbound(msg(A, "r1", 10), q).stored).toBe(true);
 });
 
 test("the outbox keeps queued messages until delivered or failed, and survives reopening", () => {
@@ -49,7 +55,7 @@ test("the outbox keeps queued messages until delivered or failed, and survives r
     s.close();
     s = MessageStore.open(join(dir, "m.db"));
     expect(s.queuedTargets()).toEqual([B]);
-    expect(s.outboxCost(B)).toBe(12 + 2 * O);
+    expect(s.outboxCost(B)).toBe(2 * O);
     expect(s.due(B, 200, 10).map((r) => r.id)).toEqual(["o1", "o2"]);
     s.attemptFailed("o1", { code: "unreachable", message: "offline" }, 5000);
     expect(s.due(B, 200, 10).map((r) => r.id)).toEqual(["o2"]);

@@ -11,8 +11,8 @@
  *   answered at once instead of stored twice.
  *
  * Usage per sender counts the received files still present and the announced
- * size of its partial transfers, each FILE_OVERHEAD bytes more (so the number
- * of files is bounded too). Time is an argument (epoch ms).
+ * size of its partial transfers, each at least FILE_OVERHEAD bytes (so the
+ * number of files is bounded too). Time is an argument (epoch ms).
  */
 import { Database } from "bun:sqlite";
 
@@ -39,7 +39,7 @@ export interface ReceivedRow {
   readonly received_at: number;
 }
 
-/** What a file costs against a quota beyond its size: bounds how many empty files a peer can leave. */
+/** The least a file costs against a quota: bounds how many small files a peer can leave. */
 export const FILE_OVERHEAD = 64 * 1024;
 
 const SCHEMA = [
@@ -94,13 +94,13 @@ export class FileStore {
     this.db.close();
   }
 
-  /** What `sender` (or everyone) holds against the quotas: received files plus the announced size of partial ones, FILE_OVERHEAD more each. */
+  /** What `sender` (or everyone) holds against the quotas: received files plus the announced size of partial ones, each at least FILE_OVERHEAD. */
   usage(sender?: string): number {
     const O = FILE_OVERHEAD;
     const q =
       sender === undefined
-        ? this.db.query(`SELECT (SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${O} FROM received) + (SELECT COALESCE(SUM(size), 0) + COUNT(*) * ${O} FROM partial) AS n`).get()
-        : this.db.query(`SELECT (SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${O} FROM received WHERE sender = ?1) + (SELECT COALESCE(SUM(size), 0) + COUNT(*) * ${O} FROM partial WHERE sender = ?1) AS n`).get(sender);
+        ? this.db.query(`SELECT (SELECT COALESCE(SUM(MAX(bytes, ${O})), 0) FROM received) + (SELECT COALESCE(SUM(MAX(size, ${O})), 0) FROM partial) AS n`).get()
+        : this.db.query(`SELECT (SELECT COALESCE(SUM(MAX(bytes, ${O})), 0) FROM received WHERE sender = ?1) + (SELECT COALESCE(SUM(MAX(size, ${O})), 0) FROM partial WHERE sender = ?1) AS n`).get(sender);
     return (q as { n: number }).n;
   }
 

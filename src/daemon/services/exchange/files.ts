@@ -169,7 +169,7 @@ export class FilesService implements DaemonService {
   /** Makes room for `need` more bytes from `sender` by evicting partial transfers; the refusal if that is not enough. */
   makeRoom(sender: string, transfer: string, size: number, need: number): { code: string; message: string } | null {
     const db = this.db;
-    if (size + FILE_OVERHEAD > Math.min(this.limits.filesQuota, this.limits.filesQuotaTotal)) {
+    if (size > Math.min(this.limits.filesQuota, this.limits.filesQuotaTotal)) {
       return { code: ExchangeError.TooLarge, message: `a file of ${size} bytes is larger than this node accepts (${Math.min(this.limits.filesQuota, this.limits.filesQuotaTotal)} bytes)` };
     }
     this.pruneReceived();
@@ -377,7 +377,7 @@ class IncomingTransfer {
         this.service.dropPartial(row);
         row = null;
       }
-      const refusal = this.service.makeRoom(sender, transfer, offer.size, offer.size + FILE_OVERHEAD - (row ? row.size + FILE_OVERHEAD : 0));
+      const refusal = this.service.makeRoom(sender, transfer, offer.size, Math.max(offer.size, FILE_OVERHEAD) - (row ? Math.max(row.size, FILE_OVERHEAD) : 0));
       if (refusal) return this.refuse(refusal.code, refusal.message);
       if (!row) {
         const file = createHash("sha256").update(`${sender}\n${transfer}`).digest("hex").slice(0, 40) + ".part";

@@ -11,8 +11,8 @@
  *   (delivered rows keep their metadata, not their data, for 7 days).
  *
  * Quotas: the inbox holds at most `peer` bytes from one sender and `total`
- * bytes in all, each message counting MESSAGE_OVERHEAD bytes more than its
- * data (so the number of messages is bounded too). To make room, messages
+ * bytes in all, each message counting at least MESSAGE_OVERHEAD bytes (so
+ * the number of messages is bounded too). To make room, messages
  * already read are evicted oldest first; unread messages are never evicted:
  * the sender is told `quota_exceeded`.
  * Time is an argument everywhere (epoch ms).
@@ -63,7 +63,7 @@ export interface InboxFilter {
   readonly limit?: number;
 }
 
-/** What a message costs against a quota beyond its data: bounds how many empty messages a peer can leave. */
+/** The least a message costs against a quota: bounds how many small messages a peer can leave. */
 export const MESSAGE_OVERHEAD = 1024;
 
 const SEEN_KEEP_MS = 30 * 24 * 3_600_000;
@@ -138,12 +138,12 @@ export class MessageStore {
 
   // ---- inbox ----------------------------------------------------------------
 
-  /** What the inbox holds against the quotas (data plus MESSAGE_OVERHEAD each): from `sender`, or in all. */
+  /** What the inbox holds against the quotas (its size, at least MESSAGE_OVERHEAD, each): from `sender`, or in all. */
   inboxCost(sender?: string): number {
     const row =
       sender === undefined
-        ? this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox`).get()
-        : this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox WHERE sender = ?`).get(sender);
+        ? this.db.query(`SELECT COALESCE(SUM(MAX(bytes, ${MESSAGE_OVERHEAD})), 0) AS n FROM inbox`).get()
+        : this.db.query(`SELECT COALESCE(SUM(MAX(bytes, ${MESSAGE_OVERHEAD})), 0) AS n FROM inbox WHERE sender = ?`).get(sender);
     return (row as { n: number }).n;
   }
 
@@ -161,8 +161,8 @@ export class MessageStore {
   evictable(sender?: string): number {
     const row =
       sender === undefined
-        ? this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox WHERE read_at IS NOT NULL`).get()
-        : this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM inbox WHERE read_at IS NOT NULL AND sender = ?`).get(sender);
+        ? this.db.query(`SELECT COALESCE(SUM(MAX(bytes, ${MESSAGE_OVERHEAD})), 0) AS n FROM inbox WHERE read_at IS NOT NULL`).get()
+        : this.db.query(`SELECT COALESCE(SUM(MAX(bytes, ${MESSAGE_OVERHEAD})), 0) AS n FROM inbox WHERE read_at IS NOT NULL AND sender = ?`).get(sender);
     return (row as { n: number }).n;
   }
 
@@ -179,7 +179,7 @@ export class MessageStore {
     return this.db.transaction((): StoreOutcome => {
       if (this.has(m.sender, m.id)) return { stored: false, duplicate: true };
       const bytes = m.data.length;
-      const cost = bytes + MESSAGE_OVERHEAD;
+      const cost = Math.max(bytes, MESSAGE_OVERHEAD);
       let evicted = 0;
       const peerOver = this.inboxCost(m.sender) + reserved.peer + cost - quota.peer;
       if (peerOver > 0) {
@@ -208,7 +208,7 @@ export class MessageStore {
     for (const r of rows) {
       if (freed >= bytes) break;
       this.forget(r.seq, r.sender, r.id, now);
-      freed += r.bytes + MESSAGE_OVERHEAD;
+      freed += Math.max(r.bytes, MESSAGE_OVERHEAD);
       count++;
     }
     return count;
@@ -289,12 +289,12 @@ export class MessageStore {
 
   // ---- outbox ---------------------------------------------------------------
 
-  /** The cost of what is queued (data plus MESSAGE_OVERHEAD each, not yet delivered or failed): for `target`, or in all. */
+  /** The cost of what is queued (at least MESSAGE_OVERHEAD each, not yet delivered or failed): for `target`, or in all. */
   outboxCost(target?: string): number {
     const row =
       target === undefined
-        ? this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM outbox WHERE state = 'queued'`).get()
-        : this.db.query(`SELECT COALESCE(SUM(bytes), 0) + COUNT(*) * ${MESSAGE_OVERHEAD} AS n FROM outbox WHERE state = 'queued' AND target = ?`).get(target);
+        ? this.db.query(`SELECT COALESCE(SUM(MAX(bytes, ${MESSAGE_OVERHEAD})), 0) AS n FROM outbox WHERE state = 'queued'`).get()
+        : this.db.query(`SELECT COALESCE(SUM(MAX(bytes, ${MESSAGE_OVERHEAD})), 0) AS n FROM outbox WHERE state = 'queued' AND target = ?`).get(target);
     return (row as { n: number }).n;
   }
 

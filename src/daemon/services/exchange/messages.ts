@@ -150,7 +150,7 @@ export class MessagesService implements DaemonService {
     const sender = formatAddress(connection.remote);
     let incoming: Incoming | null = null;
     const unreserve = () => {
-      if (incoming && !incoming.discard) this.reserve(sender, -(incoming.frame.total + MESSAGE_OVERHEAD));
+      if (incoming && !incoming.discard) this.reserve(sender, -Math.max(incoming.frame.total, MESSAGE_OVERHEAD));
     };
     const onFrame = (frame: ExchangeFrame): void => {
       if (frame.kind === "message") {
@@ -201,7 +201,7 @@ export class MessagesService implements DaemonService {
     // A re-delivery is acknowledged whatever the quota says now: it is stored already.
     if (db.has(sender, idToText(frame.id))) return { frame, parts: [], have: frame.data.length, discard: true, duplicate: true };
     if (frame.total > this.limits.messageMaxSize) return refuse(ExchangeError.TooLarge, `a message of ${frame.total} bytes is larger than this node accepts (${this.limits.messageMaxSize})`);
-    const cost = frame.total + MESSAGE_OVERHEAD;
+    const cost = Math.max(frame.total, MESSAGE_OVERHEAD);
     const peerFree = this.limits.messagesQuota - (db.inboxCost(sender) - db.evictable(sender)) - (this.reserved.get(sender) ?? 0);
     if (cost > peerFree) return refuse(ExchangeError.QuotaExceeded, `your share of this node's inbox is full (${this.limits.messagesQuota} bytes of unread messages); the receiver must read or clear messages first`);
     const totalFree = this.limits.messagesQuotaTotal - (db.inboxCost() - db.evictable()) - this.reservedTotal;
@@ -311,7 +311,7 @@ export class MessagesService implements DaemonService {
     const waitMs = p.wait_ms === undefined ? 15_000 : int(p, "wait_ms", 0, 3_600_000);
     const address = await this.context.resolveTarget(str(p, "target"));
     const target = formatAddress(address);
-    const cost = data.length + MESSAGE_OVERHEAD;
+    const cost = Math.max(data.length, MESSAGE_OVERHEAD);
     if (db.outboxCost(target) + cost > this.limits.messagesQuota) {
       throw new NodeError("quota_exceeded", `the outbox for ${target} is full of messages not yet delivered (limit messages_quota ${this.limits.messagesQuota} bytes)`, "see it with: pilot outbox");
     }
