@@ -191,13 +191,19 @@ describe("files", () => {
   });
 
   test("after a machine restart (another boot id) only the fsynced part of a partial file counts", async () => {
-    const size = 64 * 1024 * 1024;
+    // Large enough that the receiver records a checkpoint (every 64 MiB or 5 s) before the kill.
+    const size = 160 * 1024 * 1024;
     const f = makeFile("boot.bin", size);
-    const partialDir = join(c.daemon("b").home, "files", "partial");
+    const dbPath = join(c.daemon("b").home, "files", "files.db");
     const sending = c.pilot("a", ["send-file", "file-b", f.path, "--timeout", "2s"]);
-    await waitFor("half the file at b", () => {
-      const parts = existsSync(partialDir) ? readdirSync(partialDir) : [];
-      return parts.length > 0 && statSync(join(partialDir, parts[0]!)).size >= size / 2;
+    await waitFor("a checkpoint at b", () => {
+      const db = new Database(dbPath, { readonly: true });
+      try {
+        const row = db.query("SELECT durable FROM partial").get() as { durable: number } | null;
+        return (row?.durable ?? 0) > 0;
+      } finally {
+        db.close();
+      }
     }, 60_000);
     const b = c.daemon("b");
     process.kill(b.pid, "SIGKILL");

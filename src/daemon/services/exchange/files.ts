@@ -39,10 +39,14 @@ import { ExchangePort } from "./port.ts";
 
 type Params = Record<string, unknown>;
 
-/** The receiver fsyncs and records its offset at least every this many bytes... */
-const CHECKPOINT_BYTES = 4 * 1024 * 1024;
-/** ...or this often. */
-const CHECKPOINT_MS = 1_000;
+/**
+ * The receiver fsyncs and records its offset at least every this many bytes,
+ * or this often. Only a resume after a machine restart depends on it (within
+ * one boot the whole partial file counts), so it is sparse: frequent fsyncs
+ * cut the disk path to a quarter (4 MiB: ~580 MB/s, 64 MiB: ~2.4 GB/s here).
+ */
+const CHECKPOINT_BYTES = 64 * 1024 * 1024;
+const CHECKPOINT_MS = 5_000;
 /** The stream pauses while more than this waits for the disk, and resumes under half of it. */
 const WRITE_BACKLOG = 4 * 1024 * 1024;
 /** Partial files idle for this long may be evicted to make room for another peer. */
@@ -306,6 +310,7 @@ class IncomingTransfer {
   private writing = false;
   private syncing: Promise<void> | null = null;
   private lastCheckpoint = Date.now();
+  private readonly startedAt = Date.now();
   private paused = false;
   private endSha: Uint8Array | null = null;
   private finishing = false;
@@ -524,8 +529,10 @@ class IncomingTransfer {
         connection.refuse(ExchangeError.ChecksumMismatch, "the file's SHA-256 does not match what arrived (did it change while it was sent?); send it again", offer.transfer);
         return;
       }
+      const syncStart = Date.now();
       while (this.syncing) await this.syncing;
       await this.fh!.datasync();
+      const fsyncMs = Date.now() - syncStart;
       await this.closeFile();
       const name = this.link();
       fsyncDir(this.service.receivedDir);
@@ -535,7 +542,7 @@ class IncomingTransfer {
       this.base = null;
       const path = join(this.service.receivedDir, name);
       this.context.events.publish("file.received", { from: this.sender, name, bytes: offer.size, sha256: shaHex, path });
-      this.context.log.info("file received", { from: this.sender, name, bytes: offer.size, resumed_from: this.resumedFrom });
+      this.context.log.info("file received", { from: this.sender, name, bytes: offer.size, resumed_from: this.resumedFrom, fsync_ms: fsyncMs, seconds: (Date.now() - this.startedAt) / 1000 });
       connection.send({ kind: "file_done", transfer: offer.transfer, sha256: sha, size: offer.size, name });
       connection.end();
     } catch (e) {
