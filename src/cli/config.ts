@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { pilotPaths } from "../util/paths.ts";
 import { fileError } from "./errors.ts";
+import { EXCHANGE_LIMIT_KEYS } from "../daemon/services/exchange/limits.ts";
 
 export const CONFIG_KEYS = {
   registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
@@ -22,6 +23,11 @@ export const CONFIG_KEYS = {
   open_services: "agent services that also accept untrusted nodes, comma-separated (default: none; trusted peers only)",
   webhook: "POST every local event (pilot events) as signed JSON to this http(s) URL",
   webhook_secret: "the webhook's HMAC-SHA256 key (default: generated into $PILOT_HOME/webhook_secret)",
+  message_max_size: EXCHANGE_LIMIT_KEYS.message_max_size.description,
+  messages_quota: EXCHANGE_LIMIT_KEYS.messages_quota.description,
+  messages_quota_total: EXCHANGE_LIMIT_KEYS.messages_quota_total.description,
+  files_quota: EXCHANGE_LIMIT_KEYS.files_quota.description,
+  files_quota_total: EXCHANGE_LIMIT_KEYS.files_quota_total.description,
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

@@ -24,6 +24,8 @@ export const ErrorCode = {
   LimitExceeded: "limit_exceeded",
   RegistryUnavailable: "registry_unavailable",
   Closed: "closed",
+  QuotaExceeded: "quota_exceeded",
+  TooLarge: "too_large",
 } as const;
 export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -36,6 +38,8 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
   limit_exceeded: "a connection or request limit was reached",
   registry_unavailable: "the registry could not be reached",
   closed: "the connection or daemon closed",
+  quota_exceeded: "the receiver's storage for you (or in all) is full: it must read, clear or remove what it holds",
+  too_large: "the message or file is larger than the receiver (or this node) accepts",
   invalid_argument: "an argument or option value is malformed or out of range: a usage mistake (exit 2)",
   usage: "the command line does not match the command's usage (exit 2)",
   not_found: "the named node, hostname, port or object does not exist or is not visible to you",

@@ -14,6 +14,8 @@ import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustC
 import { configCommand } from "./commands/config.ts";
 import { exposeCommand } from "./commands/expose.ts";
 import { eventsCommand } from "./commands/events.ts";
+import { inboxCommand, outboxCommand, sendMessageCommand } from "./commands/messages.ts";
+import { receivedCommand, sendFileCommand } from "./commands/files.ts";
 import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
 import { installCommand, uninstallCommand } from "./commands/install.ts";
@@ -53,6 +55,12 @@ export function buildProgram(name: string): Program {
     listenCommand,
     exposeCommand,
     eventsCommand,
+    // messages and files
+    sendMessageCommand,
+    inboxCommand,
+    outboxCommand,
+    sendFileCommand,
+    receivedCommand,
     // diagnostics
     pingCommand,
     tracerouteCommand,

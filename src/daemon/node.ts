@@ -173,6 +173,7 @@ export class DaemonNode implements LocalNode {
         log: this.log.child(name),
         events: this.events,
         dir: home ? join(home, name) : null,
+        limits: settings.limits ?? {},
         listen: (port, onAccept) => this.plane.listen(port, onAccept),
         dial: (target, port, o) => this.plane.dial(target, port, o?.timeoutMs),
         resolveTarget: (text) => this.resolveTarget(text),

@@ -24,6 +24,8 @@ const ERRNO: Record<NodeErrorCode, string> = {
   rate_limited: "EAGAIN",
   registry_unavailable: "EAI_AGAIN",
   closed: "ECONNRESET",
+  quota_exceeded: "EDQUOT",
+  too_large: "EFBIG",
   not_running: "ECONNRESET",
   internal: "EIO",
 };

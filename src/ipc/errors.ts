@@ -18,6 +18,8 @@ const KNOWN: Record<NodeErrorCode, true> = {
   rate_limited: true,
   registry_unavailable: true,
   closed: true,
+  quota_exceeded: true,
+  too_large: true,
   not_running: true,
   internal: true,
 };

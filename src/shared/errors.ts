@@ -19,6 +19,10 @@ export type NodeErrorCode =
   | "rate_limited"
   | "registry_unavailable"
   | "closed"
+  /** A peer's share of a service's storage (or the node's total) is used up. */
+  | "quota_exceeded"
+  /** Larger than the service accepts at all. */
+  | "too_large"
   /** The local daemon is not running, or went away (raised by the driver, never by a LocalNode). */
   | "not_running"
   | "internal";

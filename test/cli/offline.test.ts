@@ -43,6 +43,13 @@ const DAEMON_COMMANDS: string[][] = [
   ["untrust", "5"],
   ["events"],
   ["events", "--follow", "--count", "1"],
+  ["send-message", "5", "--data", "hi"],
+  ["inbox"],
+  ["inbox", "read", "0190f4c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d"],
+  ["inbox", "clear"],
+  ["outbox"],
+  ["send-file", "5", "./some-file"],
+  ["received"],
 ];
 
 const ALL_COMMANDS = [
@@ -181,7 +188,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "webhook", "webhook_secret"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "webhook", "webhook_secret", "message_max_size", "messages_quota", "messages_quota_total", "files_quota", "files_quota_total"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);

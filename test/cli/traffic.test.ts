@@ -154,12 +154,12 @@ describe("streams: connect and recv", () => {
   });
 
   test("recv without --count prints one envelope per message as it arrives", async () => {
-    const recv = startPilot(c, "a", ["recv", "1001", "--json"]);
-    await waitForListener(c, "a", 1001);
+    const recv = startPilot(c, "a", ["recv", "2101", "--json"]);
+    await waitForListener(c, "a", 2101);
     for (const text of ["first", "second"]) {
-      expect((await c.pilot("b", ["connect", "traffic-a", "1001", "--message", text])).code).toBe(0);
+      expect((await c.pilot("b", ["connect", "traffic-a", "2101", "--message", text])).code).toBe(0);
       const line = JSON.parse(await recv.nextLine());
-      expect(line).toEqual({ status: "ok", data: { seq: expect.any(Number), port: 1001, src_addr: c.daemon("b").address, src_port: expect.any(Number), data: text, bytes: text.length } });
+      expect(line).toEqual({ status: "ok", data: { seq: expect.any(Number), port: 2101, src_addr: c.daemon("b").address, src_port: expect.any(Number), data: text, bytes: text.length } });
     }
     recv.proc.kill("SIGINT");
     await recv.exited();

@@ -60,6 +60,16 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
         throw new CliError("invalid_argument", (e as Error).message, `for example: pilot config --set ${key}=files`);
       }
     }
+    case "message_max_size":
+    case "messages_quota":
+    case "messages_quota_total":
+    case "files_quota":
+    case "files_quota_total": {
+      const { byteSizeOption } = await import("../args.ts");
+      const { EXCHANGE_LIMIT_KEYS } = await import("../../daemon/services/exchange/limits.ts");
+      byteSizeOption(value, key, EXCHANGE_LIMIT_KEYS[key]);
+      return value;
+    }
     case "zero_window_timeout": {
       const { durationOption } = await import("../args.ts");
       durationOption(value, "zero_window_timeout");

@@ -33,6 +33,8 @@ interface StartSettings {
   openServices: string[];
   /** POST local events here (--webhook, config 'webhook'); its secret is read from the config by the daemon itself, never passed on a command line. */
   webhook?: string;
+  /** Service limits from config keys (messages_quota, ...), in bytes. */
+  serviceLimits: Record<string, number>;
 }
 
 /** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
@@ -74,6 +76,7 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   const logFormat = choiceOption(o.logFormat, "--log-format", ["text", "json"] as const) ?? "text";
   const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
+  const serviceLimits = await serviceLimitsFrom(config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
   const webhookText = textOption(o, "webhook") ?? config.webhook;
   let webhook: string | undefined;
@@ -97,7 +100,19 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
     disabledServices,
     openServices,
     ...(webhook ? { webhook } : {}),
+    serviceLimits,
   };
+}
+
+/** The services' size limits set in the config file (checked like `pilot config --set` checks them). */
+async function serviceLimitsFrom(config: Record<string, string | undefined>): Promise<Record<string, number>> {
+  const { EXCHANGE_LIMIT_KEYS } = await import("../../daemon/services/exchange/limits.ts");
+  const out: Record<string, number> = {};
+  for (const [key, spec] of Object.entries(EXCHANGE_LIMIT_KEYS)) {
+    const v = byteSizeOption(config[key], key, spec);
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
 }
 
 /** --no-<service> flags and --open-services over the config's disabled_services / open_services. */
@@ -203,7 +218,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       logLevel: parseLogLevel(s.logLevel),
       logFormat: s.logFormat,
       bufferBudget: s.bufferBudget,
-      services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")) },
+      services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), limits: s.serviceLimits },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
       webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
     });

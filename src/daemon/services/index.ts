@@ -3,5 +3,10 @@
  * from its context; a service switched off is never built.
  */
 import type { ServiceFactory, ServiceName } from "./service.ts";
+import { messagesService } from "./exchange/messages.ts";
+import { filesService } from "./exchange/files.ts";
 
-export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {};
+export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {
+  messages: messagesService,
+  files: filesService,
+};

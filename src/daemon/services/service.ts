@@ -30,6 +30,8 @@ export interface ServiceSettings {
   readonly disabled: ReadonlySet<ServiceName>;
   /** Services that also admit untrusted nodes (`--open-services`, config `open_services`). */
   readonly open: ReadonlySet<ServiceName>;
+  /** Sizes from config keys (`messages_quota`, `files_quota`, ...), in bytes; each service reads its own and defaults the rest. */
+  readonly limits?: Readonly<Record<string, number>>;
 }
 
 export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = Object.freeze({ disabled: new Set<ServiceName>(), open: new Set<ServiceName>() });
@@ -41,6 +43,8 @@ export interface ServiceContext {
   readonly events: EventBus;
   /** This service's own directory under PILOT_HOME (created 0700); null: keep everything in memory (tests). */
   readonly dir: string | null;
+  /** Sizes the operator configured (ServiceSettings.limits); absent keys take the service's defaults. */
+  readonly limits: Readonly<Record<string, number>>;
   /** Binds a Pilot port; the data plane's trust rules apply before the service sees a stream. */
   listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding;
   dial(target: Address, port: number, options?: { timeoutMs?: number }): Promise<StreamHandle>;

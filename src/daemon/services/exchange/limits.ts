@@ -1,0 +1,50 @@
+/**
+ * How much the messages and files services keep, and for whom: config keys
+ * (`pilot config --set messages_quota=128MiB`), their bounds and defaults.
+ * Per peer first, then in total; the CLI checks values against the same table.
+ */
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const TiB = 1024 * GiB;
+
+export interface LimitSpec {
+  readonly default: number;
+  readonly min: number;
+  readonly max: number;
+  readonly description: string;
+}
+
+export const EXCHANGE_LIMIT_KEYS = {
+  message_max_size: { default: 1 * MiB, min: 1 * KiB, max: 64 * MiB, description: "largest message this node accepts or sends, e.g. 1MiB (default 1MiB)" },
+  messages_quota: { default: 64 * MiB, min: 1 * MiB, max: 1 * TiB, description: "inbox bytes one peer may fill (and outbox bytes queued for one peer), e.g. 64MiB (default 64MiB)" },
+  messages_quota_total: { default: 256 * MiB, min: 1 * MiB, max: 1 * TiB, description: "inbox bytes from all peers together (and outbox bytes in all), e.g. 256MiB (default 256MiB)" },
+  files_quota: { default: 1 * GiB, min: 1 * MiB, max: 64 * TiB, description: "bytes of received and partial files one peer may hold, e.g. 1GiB (default 1GiB)" },
+  files_quota_total: { default: 4 * GiB, min: 1 * MiB, max: 64 * TiB, description: "bytes of received and partial files from all peers together, e.g. 4GiB (default 4GiB)" },
+} as const satisfies Record<string, LimitSpec>;
+
+export type ExchangeLimitKey = keyof typeof EXCHANGE_LIMIT_KEYS;
+
+export interface ExchangeLimits {
+  readonly messageMaxSize: number;
+  readonly messagesQuota: number;
+  readonly messagesQuotaTotal: number;
+  readonly filesQuota: number;
+  readonly filesQuotaTotal: number;
+}
+
+/** The limits in force: configured values within their bounds, defaults for the rest. */
+export function exchangeLimits(configured: Readonly<Record<string, number>>): ExchangeLimits {
+  const pick = (key: ExchangeLimitKey) => {
+    const spec: LimitSpec = EXCHANGE_LIMIT_KEYS[key];
+    const v = configured[key];
+    return typeof v === "number" && Number.isSafeInteger(v) && v >= spec.min && v <= spec.max ? v : spec.default;
+  };
+  return {
+    messageMaxSize: pick("message_max_size"),
+    messagesQuota: pick("messages_quota"),
+    messagesQuotaTotal: pick("messages_quota_total"),
+    filesQuota: pick("files_quota"),
+    filesQuotaTotal: pick("files_quota_total"),
+  };
+}
