@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { pilotPaths } from "../util/paths.ts";
 import { fileError } from "./errors.ts";
+import { PUBSUB_CONFIG_KEYS } from "../daemon/services/pubsub/limits.ts";
 
 export const CONFIG_KEYS = {
   registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
@@ -20,6 +21,7 @@ export const CONFIG_KEYS = {
   zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
   disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub (default: none)",
   open_services: "agent services that also accept untrusted nodes, comma-separated (default: none; trusted peers only)",
+  ...PUBSUB_CONFIG_KEYS,
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

@@ -164,6 +164,7 @@ export class DaemonNode implements LocalNode {
         resolveTarget: (text) => this.resolveTarget(text),
         admits: (node) => this.isTrustedAddress(node) || settings.open.has(name),
         trusts: (node) => this.isTrustedAddress(node),
+        settings: settings.settings?.[name] ?? {},
       });
       this.services.push(service);
       Object.assign(this.methods, service.methods());

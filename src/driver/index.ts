@@ -70,3 +70,4 @@ export { PilotAgent, serveHttp, pilotFetch, type PilotAgentOptions, type PilotHt
 export { SecureSocket, SecureServer, SecureSocketError, SECURE_PORT, type SecureSocketOptions, type SecureIdentity } from "./secure.ts";
 export { NodeError, PilotSocketError, type NodeErrorCode } from "./errors.ts";
 export { parseTarget, urlHostOf, type Target } from "./target.ts";
+export { Publisher, PubsubError, PubsubEvent, Subscription, type BrokerOptions, type PublishResult, type SubscribeOptions } from "./pubsub.ts";

@@ -41,6 +41,9 @@ const DAEMON_COMMANDS: string[][] = [
   ["reject", "5"],
   ["trust"],
   ["untrust", "5"],
+  ["publish", "5", "sensors.temp", "--data", "21.5"],
+  ["subscribe", "5", "sensors.>", "--count", "1"],
+  ["topics"],
 ];
 
 const ALL_COMMANDS = [
@@ -172,7 +175,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "pubsub_max_event", "pubsub_queue", "pubsub_queue_total", "pubsub_rate", "pubsub_rate_total", "pubsub_subscriptions"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);

@@ -65,6 +65,15 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       durationOption(value, "zero_window_timeout");
       return value;
     }
+    default: {
+      const { parsePubsubSetting } = await import("../../daemon/services/pubsub/limits.ts");
+      try {
+        parsePubsubSetting(key.slice("pubsub_".length), value);
+      } catch (e) {
+        throw new CliError("invalid_argument", (e as Error).message, `for example: pilot config --set ${key}=${key.endsWith("rate") || key.endsWith("rate_total") || key.endsWith("subscriptions") ? "1000" : "4MiB"}`);
+      }
+      return value.trim();
+    }
   }
 }
 

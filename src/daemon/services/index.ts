@@ -3,5 +3,8 @@
  * from its context; a service switched off is never built.
  */
 import type { ServiceFactory, ServiceName } from "./service.ts";
+import { createPubsubService } from "./pubsub/service.ts";
 
-export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {};
+export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {
+  pubsub: (context) => createPubsubService(context),
+};

@@ -29,6 +29,8 @@ export interface ServiceSettings {
   readonly disabled: ReadonlySet<ServiceName>;
   /** Services that also admit untrusted nodes (`--open-services`, config `open_services`). */
   readonly open: ReadonlySet<ServiceName>;
+  /** Each service's own settings: config keys `<service>_<name>` as `{name: text}` (the service parses and checks them). */
+  readonly settings?: Readonly<Partial<Record<ServiceName, Readonly<Record<string, string>>>>>;
 }
 
 export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = Object.freeze({ disabled: new Set<ServiceName>(), open: new Set<ServiceName>() });
@@ -49,6 +51,8 @@ export interface ServiceContext {
   admits(node: Address): boolean;
   /** Is `node` trusted by this node right now? */
   trusts(node: Address): boolean;
+  /** This service's settings from config keys `<service>_<name>`, as `{name: text}` (none: defaults). */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 export interface DaemonService {
