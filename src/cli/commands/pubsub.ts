@@ -114,11 +114,14 @@ export const publishCommand: CommandSpec = {
     seq: "the broker's number for the event",
   },
   errors: ["not_found", "not_trusted", "connection_refused", "limit_exceeded", "rate_limited", "unreachable", "timeout", "closed", "invalid_argument", "usage", "not_running", "registry_unavailable"],
-  async run({ out }, [text, topicText, dash], o) {
+  async run({ out }, [text, topicText, extra], o) {
     const target = targetArg(text);
     const topic = topicArg(topicText, false);
     const dataText = textOption(o, "data");
-    if (dash !== undefined && dash !== "-") throw usageError(`unexpected argument "${dash}"`, `give the data with --data TEXT, or - to read it from stdin: pilot publish ${text} ${topic} -`);
+    if (extra !== undefined && extra !== "-") throw usageError(`unexpected argument "${extra}"`, `give the data with --data TEXT, or - to read it from stdin: pilot publish ${text} ${topic} -`);
+    // The option parser does not hand "-" over as an argument: look for it as typed.
+    const end = process.argv.indexOf("--");
+    const dash = (end < 0 ? process.argv : process.argv.slice(0, end)).slice(2).includes("-") ? "-" : undefined;
     if (dash === "-" && dataText !== undefined) throw usageError("give the data with --data or on stdin (-), not both", `for example: pilot publish ${text} ${topic} --data "hello"`);
     if (dash === undefined && dataText === undefined) throw usageError("the event's data is required", `for example: pilot publish ${text} ${topic} --data "hello"   (or - to read stdin)`);
     const data = dataText !== undefined ? new TextEncoder().encode(dataText) : await readStdin(MAX_EVENT_LIMIT);
