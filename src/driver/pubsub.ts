@@ -24,7 +24,7 @@
  *
  * A subscriber that does not read falls behind: the iterator buffers up to
  * `maxBuffered` events, then stops reading, so the broker's queue for it
- * grows, and past the broker's bound (default 1 MiB) the broker cuts it: the
+ * grows, and past the broker's bound (default 4 MiB) the broker cuts it: the
  * iterator then throws a PubsubError with reason `slow_consumer` (code
  * `limit_exceeded`) after the events that reached it.
  *

@@ -4,7 +4,7 @@
  * opened, a sender that cannot be forged, a stalled subscriber cut while the
  * others get everything, --no-pubsub, and the broker's limits.
  *
- *   a  broker (private), trusted by b and c         default limits
+ *   a  broker (private), trusted by b and c         a 512KiB queue per subscriber
  *   p  public broker, not opened to strangers       max_event 1KiB, 2 subscriptions per node, 5 publishes/s; trusted by b
  *   o  public broker opened with --open-services pubsub
  *   n  public node started with --no-pubsub
@@ -47,6 +47,7 @@ function subscriptions(name: string, n: number) {
 
 beforeAll(async () => {
   c = await startCluster();
+  writeConfig("a", { pubsub_queue: "512KiB" });
   writeConfig("p", { pubsub_max_event: "1KiB", pubsub_subscriptions: "2", pubsub_rate: "5" });
   for (const spec of [
     { name: "a", hostname: "ps-broker" },

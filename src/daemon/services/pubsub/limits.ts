@@ -33,8 +33,8 @@ const MiB = 1024 * 1024;
 
 export const DEFAULT_PUBSUB_LIMITS: PubsubLimits = Object.freeze({
   maxEvent: DEFAULT_MAX_EVENT,
-  queueBytes: 1 * MiB,
-  queueEvents: 16_384,
+  queueBytes: 4 * MiB,
+  queueEvents: 65_536,
   queueTotal: 64 * MiB,
   publishRate: 10_000,
   publishBytesRate: 16 * MiB,
@@ -49,7 +49,7 @@ export const DEFAULT_PUBSUB_LIMITS: PubsubLimits = Object.freeze({
 /** The config keys (without their `pubsub_` prefix), what they mean, and how each is read. */
 export const PUBSUB_SETTINGS = {
   max_event: { meaning: "largest event a broker accepts, e.g. 64KiB (default 64KiB, at most 1MiB)", kind: "size", min: 1 * KiB, max: MAX_EVENT_LIMIT, field: "maxEvent" },
-  queue: { meaning: "bytes waiting for one subscriber before the broker cuts it as a slow consumer (default 1MiB)", kind: "size", min: 64 * KiB, max: 256 * MiB, field: "queueBytes" },
+  queue: { meaning: "bytes waiting for one subscriber before the broker cuts it as a slow consumer (default 4MiB)", kind: "size", min: 64 * KiB, max: 256 * MiB, field: "queueBytes" },
   queue_total: { meaning: "bytes waiting for all subscribers together (default 64MiB); over it the furthest behind is cut", kind: "size", min: 1 * MiB, max: 4096 * MiB, field: "queueTotal" },
   rate: { meaning: "publishes per second from one peer (default 10000)", kind: "count", min: 1, max: 1_000_000, field: "publishRate" },
   rate_total: { meaning: "publishes per second from all peers together (default 50000)", kind: "count", min: 1, max: 10_000_000, field: "publishRateTotal" },
