@@ -136,6 +136,8 @@ export class PubsubService implements DaemonService {
   private accept(stream: StreamHandle): void {
     if (this.stopped) return stream.abort();
     const peer = stream.remoteAddress;
+    // Events go out once per turn as one batch per subscriber: no reason to hold a partial segment back (Nagle).
+    stream.setNoDelay(true);
     const session: Session = { conn: null as unknown as PubsubConnection, client: null, linger: null };
     session.conn = new PubsubConnection(stream, this.maxFrame, {
       onFrame: (body) => this.onFrame(session, body),
