@@ -316,6 +316,19 @@ export class Publisher {
       throw new PubsubError("limit_exceeded", PubsubErrorCode.TooLarge, `an event of ${bytes.length} bytes is larger than the broker's limit of ${this.maxEvent}`, CODES[PubsubErrorCode.TooLarge]!.hint);
     }
     while (this.conn.inFlight >= this.maxInFlight && !this.conn.closed) await new Promise<void>((resolve) => this.slots.push(resolve));
+    // Do not pile data up in the socket faster than the daemon takes it.
+    const socket = this.conn.socket;
+    if (socket.writableNeedDrain && !this.conn.closed) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          socket.off("drain", done);
+          socket.off("close", done);
+          resolve();
+        };
+        socket.on("drain", done);
+        socket.on("close", done);
+      });
+    }
     if (this.idleUnref) this.conn.socket.ref();
     try {
       const ack = await this.conn.request({ type: "publish", topic, data: bytes });

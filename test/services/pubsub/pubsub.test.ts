@@ -242,6 +242,23 @@ describe("the SDK", () => {
     await expect(cd.publish("ps-broker", "a.>", "x")).rejects.toMatchObject({ code: "invalid_argument" });
   }, 60_000);
 
+  test("a script that publishes and never closes its driver still exits (the shared connection does not hold the process)", async () => {
+    const script = join(c.dir, "publish-once.ts");
+    writeFileSync(
+      script,
+      `import { connect } from ${JSON.stringify(join(import.meta.dir, "../../../src/driver/index.ts"))};
+const pilot = await connect();
+const ack = await pilot.publish("ps-broker", "script.done", "bye");
+console.log(JSON.stringify(ack));
+`,
+    );
+    const proc = Bun.spawn([process.execPath, script], { env: { ...process.env, ...c.daemon("b").env }, stdout: "pipe", stderr: "pipe" });
+    const code = await Promise.race([proc.exited, Bun.sleep(15_000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(0);
+    expect(JSON.parse(await new Response(proc.stdout).text())).toMatchObject({ topic: "script.done", bytes: 3 });
+  }, 30_000);
+
   test("a stalled subscriber is told and cut (slow_consumer); the subscribers that keep up get every event", async () => {
     const TOTAL = 4000;
     const b = await driver("b");
