@@ -158,9 +158,9 @@ export class Broker {
     return this.clients.size;
   }
 
-  /** True when `flush` has events to write. */
-  get hasPending(): boolean {
-    return this.turn.length > 0;
+  /** Events published since the last `flush`. */
+  get pendingEvents(): number {
+    return this.turn.length;
   }
 
   open(peer: Address, outlet: BrokerOutlet, now: number): BrokerClient | Refusal {

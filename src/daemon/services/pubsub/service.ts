@@ -44,6 +44,7 @@ export interface PubsubServiceOptions {
 /** A connection's unread acks above which the broker stops reading its publishes until they drain. */
 const ACK_HIGH_WATER = 256 * 1024;
 const DEFAULT_LINGER_MS = 5000;
+const FLUSH_EVENTS = 256;
 
 interface Session {
   conn: PubsubConnection;
@@ -197,7 +198,10 @@ export class PubsubService implements DaemonService {
         if ("refused" in r) this.reply(session, frame.id, r, 0, 0);
         else {
           this.reply(session, frame.id, null, r.count, r.seq);
-          if (this.broker.hasPending) this.scheduleFlush();
+          // One batch per turn, but a burst is written out every FLUSH_EVENTS events so what a turn holds stays small.
+          const pending = this.broker.pendingEvents;
+          if (pending >= FLUSH_EVENTS) this.flush();
+          else if (pending > 0) this.scheduleFlush();
         }
         break;
       }
