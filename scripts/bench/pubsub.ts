@@ -288,6 +288,7 @@ async function main() {
         errors: errors.slice(0, 3),
         delivered_per_s: Math.round(delivered / Math.max(wall, phaseSeconds)),
         per_subscriber_per_s: Math.round(Math.min(...counts) / Math.max(wall, phaseSeconds)),
+        latency_p50_by_daemon_ms: reports.map((r) => Math.round(r.latency_p50_ms)),
         latency_p50_ms: Math.max(...reports.map((r) => r.latency_p50_ms)),
         latency_p99_ms: Math.max(...reports.map((r) => r.latency_p99_ms)),
         ack_p50_ms: p.ack_p50_ms,
