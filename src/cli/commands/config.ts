@@ -66,6 +66,7 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       return value;
     }
     default: {
+      if (!key.startsWith("pubsub_")) return value;
       const { parsePubsubSetting } = await import("../../daemon/services/pubsub/limits.ts");
       try {
         parsePubsubSetting(key.slice("pubsub_".length), value);
