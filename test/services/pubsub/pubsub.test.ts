@@ -134,6 +134,12 @@ describe("the CLI", () => {
     const text = await c.pilot("c", ["publish", "ps-broker", "notes.daily", "--data", "x"], { json: false });
     expect(text.stdout.trim()).toMatch(/^published 1 bytes on notes\.daily to the broker on ps-broker: no subscriber had it \(events are not stored\) \(seq \d+\)$/);
 
+    await subscriptions("a", 0);
+    const topics = await c.pilot("a", ["topics"], { json: false });
+    expect(topics.code).toBe(0);
+    expect(topics.stdout).toMatch(/^pub\/sub broker on port 1002: \d+ connections?, 0 subscriptions\n  no subscriptions\npublished \d+, delivered \d+, subscribers cut \d+/);
+    expect(topics.stdout).toContain("limits: events up to 65.5 kB, 524.3 kB queued per subscriber, 10000 publishes/s per node");
+
     const late = await c.pilot("b", ["subscribe", "ps-broker", "quiet.topic", "--count", "2", "--timeout", "1s"]);
     expect(late.code).toBe(1);
     expect(late.json).toMatchObject({ status: "error", code: "timeout", message: "timed out after 1000 ms: 0 of 2 events received" });
