@@ -8,6 +8,7 @@ import { writeFileAtomic } from "../util/atomic-file.ts";
 import { pilotPaths } from "../util/paths.ts";
 import { fileError } from "./errors.ts";
 import { EXCHANGE_LIMIT_KEYS } from "../daemon/services/exchange/limits.ts";
+import { PUBSUB_CONFIG_KEYS } from "../daemon/services/pubsub/limits.ts";
 
 export const CONFIG_KEYS = {
   registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
@@ -28,6 +29,7 @@ export const CONFIG_KEYS = {
   messages_quota_total: EXCHANGE_LIMIT_KEYS.messages_quota_total.description,
   files_quota: EXCHANGE_LIMIT_KEYS.files_quota.description,
   files_quota_total: EXCHANGE_LIMIT_KEYS.files_quota_total.description,
+  ...PUBSUB_CONFIG_KEYS,
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

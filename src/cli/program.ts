@@ -10,6 +10,7 @@ import { connectionsCommand, disconnectCommand, findCommand, peersCommand } from
 import { benchCommand, pingCommand, tracerouteCommand } from "./commands/diagnose.ts";
 import { connectCommand, recvCommand } from "./commands/streams.ts";
 import { listenCommand, sendCommand } from "./commands/datagrams.ts";
+import { publishCommand, subscribeCommand, topicsCommand } from "./commands/pubsub.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { configCommand } from "./commands/config.ts";
 import { exposeCommand } from "./commands/expose.ts";
@@ -61,6 +62,10 @@ export function buildProgram(name: string): Program {
     outboxCommand,
     sendFileCommand,
     receivedCommand,
+    // events through a broker (port 1002)
+    publishCommand,
+    subscribeCommand,
+    topicsCommand,
     // diagnostics
     pingCommand,
     tracerouteCommand,

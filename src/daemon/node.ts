@@ -182,6 +182,7 @@ export class DaemonNode implements LocalNode {
         signTaskStatement: (statement) => this.signTaskStatement(statement),
         peerKey: (node) => this.identityKeyOf(node),
         submitReceipt: (receipt) => this.submitReceipt(receipt),
+        settings: settings.settings?.[name] ?? {},
       });
       this.services.push(service);
       Object.assign(this.methods, service.methods());

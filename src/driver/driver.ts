@@ -23,6 +23,7 @@ import { checkFilters, emitterNames, EventStream, isLocalEventName, type EventsO
 import { PilotAgent, pilotFetch, serveHttp, type HttpHandlerOrServer, type PilotAgentOptions, type PilotHttpServer, type ServeHttpOptions } from "./http.ts";
 import { daemonIdentity, SECURE_PORT, SecureServer, SecureSocket, whenSecure, type SecureSocketOptions } from "./secure.ts";
 import { PilotServer } from "./server.ts";
+import { openPublisher, publish, subscribe, type BrokerOptions, type Publisher, type PublishResult, type SubscribeOptions, type Subscription } from "./pubsub.ts";
 import { PilotSocket, type PilotSocketOptions } from "./socket.ts";
 import { parseTarget } from "./target.ts";
 
@@ -446,6 +447,26 @@ export class Driver extends EventEmitter {
     }
     this.agent ??= new PilotAgent(this);
     return pilotFetch(this.agent, input, init);
+  }
+
+  /**
+   * Subscribes to topics on a broker (a node running the pub/sub service,
+   * port 1002): `for await (const event of pilot.subscribe("agent-a", "sensors.>"))`.
+   * Patterns may use `*` (one segment) and `>` or `#` (the rest). `break`
+   * closes the subscription; `await sub.ready` waits until the broker has it.
+   */
+  subscribe(hostOrAddr: string, topics: string | readonly string[], options?: SubscribeOptions): Subscription {
+    return subscribe(this, hostOrAddr, topics, options);
+  }
+
+  /** Publishes one event on a broker; resolves on the broker's ack (`delivered`: subscribers reached). */
+  publish(hostOrAddr: string, topic: string, data: Uint8Array | string, options?: BrokerOptions): Promise<PublishResult> {
+    return publish(this, hostOrAddr, topic, data, options);
+  }
+
+  /** A dedicated publishing connection to a broker, for many events (close it when done). */
+  publisher(hostOrAddr: string, options?: BrokerOptions): Promise<Publisher> {
+    return openPublisher(this, hostOrAddr, options);
   }
 
   /** Disconnects from the daemon: its streams close, its ports are unbound, its event iterators end. */

@@ -84,3 +84,4 @@ export { parseTarget, urlHostOf, type Target } from "./target.ts";
 export { EventStream, verifyWebhookSignature, type EventsOptions, type LocalEvent, type CoreEvent, type CoreEventData, type CoreEventType, type SignatureCheck } from "./events.ts";
 export type { HandshakeResult, ApproveResult, RejectResult, UntrustResult, PendingResult, PendingRequest, OutgoingRequest, TrustedResult, TrustedPeer, SetTagsResult, SetHostnameResult, SetVisibilityResult, RecentEventsResult, PublishEventResult } from "../shared/control.ts";
 export { Inbox, sendMessage, sendFile, type InboxMessage, type InboxListOptions, type SendMessageOptions, type SendFileOptions, type MessageSendResult, type InboxEntry, type InboxListResult, type FileSendResult, type ReceivedListResult, type OutboxListResult } from "./exchange.ts";
+export { Publisher, PubsubError, PubsubEvent, Subscription, type BrokerOptions, type PublishResult, type SubscribeOptions } from "./pubsub.ts";

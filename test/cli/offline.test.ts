@@ -50,6 +50,9 @@ const DAEMON_COMMANDS: string[][] = [
   ["outbox"],
   ["send-file", "5", "./some-file"],
   ["received"],
+  ["publish", "5", "sensors.temp", "--data", "21.5"],
+  ["subscribe", "5", "sensors.>", "--count", "1"],
+  ["topics"],
 ];
 
 const ALL_COMMANDS = [
@@ -188,7 +191,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "webhook", "webhook_secret", "message_max_size", "messages_quota", "messages_quota_total", "files_quota", "files_quota_total"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "webhook", "webhook_secret", "message_max_size", "messages_quota", "messages_quota_total", "files_quota", "files_quota_total", "pubsub_max_event", "pubsub_queue", "pubsub_queue_total", "pubsub_rate", "pubsub_rate_total", "pubsub_subscriptions"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);

@@ -166,9 +166,9 @@ describe("streams: connect and recv", () => {
   });
 
   test("recv --timeout ends the wait and says so", async () => {
-    const r = await c.pilot("a", ["recv", "1002", "--count", "1", "--timeout", "200ms"]);
+    const r = await c.pilot("a", ["recv", "2102", "--count", "1", "--timeout", "200ms"]);
     expect(r.code).toBe(0);
-    expect(r.json.data).toEqual({ port: 1002, messages: [], timeout: true });
+    expect(r.json.data).toEqual({ port: 2102, messages: [], timeout: true });
   });
 
   test("connect --json without --message sends stdin as the message", async () => {

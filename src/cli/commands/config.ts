@@ -86,6 +86,16 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
         throw new CliError("invalid_argument", "webhook_secret must be 16 to 256 printable characters without spaces", "or unset it and use the generated one: pilot config --unset webhook_secret");
       }
       return value;
+    default: {
+      if (!key.startsWith("pubsub_")) return value;
+      const { parsePubsubSetting } = await import("../../daemon/services/pubsub/limits.ts");
+      try {
+        parsePubsubSetting(key.slice("pubsub_".length), value);
+      } catch (e) {
+        throw new CliError("invalid_argument", (e as Error).message, `for example: pilot config --set ${key}=${key.endsWith("rate") || key.endsWith("rate_total") || key.endsWith("subscriptions") ? "1000" : "4MiB"}`);
+      }
+      return value.trim();
+    }
   }
 }
 

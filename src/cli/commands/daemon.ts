@@ -12,7 +12,7 @@ import { badValue, byteSizeOption, choiceOption, durationOption, logLevelOption,
 import { toCliError, withDaemon } from "../daemon-client.ts";
 import { pilotPaths } from "../../util/paths.ts";
 import { parseLogLevel } from "../../util/log.ts";
-import { usageError } from "../errors.ts";
+import { fileError, usageError } from "../errors.ts";
 import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.ts";
 import { PILOT_VERSION } from "../version.ts";
 
@@ -35,6 +35,8 @@ interface StartSettings {
   webhook?: string;
   /** Service limits from config keys (messages_quota, ...), in bytes. */
   serviceLimits: Record<string, number>;
+  /** Config keys `<service>_<name>`, per service (read again by the foreground daemon from the same config). */
+  serviceSettings: Record<string, Record<string, string>>;
 }
 
 /** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
@@ -77,6 +79,7 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
   const serviceLimits = await serviceLimitsFrom(config);
+  const serviceSettings = await serviceConfigFrom(config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
   const webhookText = textOption(o, "webhook") ?? config.webhook;
   let webhook: string | undefined;
@@ -101,6 +104,7 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
     openServices,
     ...(webhook ? { webhook } : {}),
     serviceLimits,
+    serviceSettings,
   };
 }
 
@@ -111,6 +115,24 @@ async function serviceLimitsFrom(config: Record<string, string | undefined>): Pr
   for (const [key, spec] of Object.entries(EXCHANGE_LIMIT_KEYS)) {
     const v = byteSizeOption(config[key], key, spec);
     if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
+
+/** The config's `<service>_<name>` keys as `{service: {name: text}}`, checked by the service's own parser. */
+async function serviceConfigFrom(config: Record<string, string | undefined>): Promise<Record<string, Record<string, string>>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const service = SERVICE_NAMES.find((name) => key.startsWith(`${name}_`));
+    if (service && value !== undefined) (out[service] ??= {})[key.slice(service.length + 1)] = value;
+  }
+  if (out.pubsub) {
+    const { pubsubLimitsFrom } = await import("../../daemon/services/pubsub/limits.ts");
+    try {
+      pubsubLimitsFrom(out.pubsub);
+    } catch (e) {
+      throw fileError(`config: ${(e as Error).message}`, "fix it with: pilot config --set KEY=VALUE (or --unset KEY)");
+    }
   }
   return out;
 }
@@ -218,7 +240,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       logLevel: parseLogLevel(s.logLevel),
       logFormat: s.logFormat,
       bufferBudget: s.bufferBudget,
-      services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), limits: s.serviceLimits },
+      services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), limits: s.serviceLimits, settings: s.serviceSettings },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
       webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
     });

@@ -5,8 +5,10 @@
 import type { ServiceFactory, ServiceName } from "./service.ts";
 import { messagesService } from "./exchange/messages.ts";
 import { filesService } from "./exchange/files.ts";
+import { createPubsubService } from "./pubsub/service.ts";
 
 export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {
   messages: messagesService,
   files: filesService,
+  pubsub: (context) => createPubsubService(context),
 };

@@ -32,6 +32,8 @@ export interface ServiceSettings {
   readonly open: ReadonlySet<ServiceName>;
   /** Sizes from config keys (`messages_quota`, `files_quota`, ...), in bytes; each service reads its own and defaults the rest. */
   readonly limits?: Readonly<Record<string, number>>;
+  /** Each service's own settings: config keys `<service>_<name>` as `{name: text}` (the service parses and checks them). */
+  readonly settings?: Readonly<Partial<Record<ServiceName, Readonly<Record<string, string>>>>>;
 }
 
 export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = Object.freeze({ disabled: new Set<ServiceName>(), open: new Set<ServiceName>() });
@@ -64,6 +66,8 @@ export interface ServiceContext {
   peerKey(node: Address): Promise<Uint8Array>;
   /** Hands a receipt signed by both parties to the registry, which stores it once (idempotent). */
   submitReceipt(receipt: TaskReceipt): Promise<void>;
+  /** This service's settings from config keys `<service>_<name>`, as `{name: text}` (none: defaults). */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 export interface DaemonService {
