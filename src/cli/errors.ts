@@ -24,6 +24,8 @@ export const ErrorCode = {
   LimitExceeded: "limit_exceeded",
   RegistryUnavailable: "registry_unavailable",
   Closed: "closed",
+  InvalidState: "invalid_state",
+  TaskFailed: "task_failed",
 } as const;
 export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -36,6 +38,8 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
   limit_exceeded: "a connection or request limit was reached",
   registry_unavailable: "the registry could not be reached",
   closed: "the connection or daemon closed",
+  invalid_state: "the object is not in a state that allows this (e.g. a task that is already running or finished)",
+  task_failed: "the task ended without success (failed, declined, cancelled or expired); the message says which",
   invalid_argument: "an argument or option value is malformed or out of range: a usage mistake (exit 2)",
   usage: "the command line does not match the command's usage (exit 2)",
   not_found: "the named node, hostname, port or object does not exist or is not visible to you",

@@ -27,6 +27,8 @@ export type NodeErrorCode =
   | "rate_limited"
   | "registry_unavailable"
   | "closed"
+  /** The object is not in a state that allows this (a task already running, a result already judged). */
+  | "invalid_state"
   /** The local daemon is not running, or went away (raised by the driver, never by a LocalNode). */
   | "not_running"
   | "internal";

@@ -24,6 +24,7 @@ const ERRNO: Record<NodeErrorCode, string> = {
   rate_limited: "EAGAIN",
   registry_unavailable: "EAI_AGAIN",
   closed: "ECONNRESET",
+  invalid_state: "EPERM",
   not_running: "ECONNRESET",
   internal: "EIO",
 };

@@ -18,6 +18,7 @@ const KNOWN: Record<NodeErrorCode, true> = {
   rate_limited: true,
   registry_unavailable: true,
   closed: true,
+  invalid_state: true,
   not_running: true,
   internal: true,
 };

@@ -3,5 +3,8 @@
  * from its context; a service switched off is never built.
  */
 import type { ServiceFactory, ServiceName } from "./service.ts";
+import { createTasksService } from "./tasks/tasks-service.ts";
 
-export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {};
+export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {
+  tasks: (context) => createTasksService(context),
+};

@@ -60,6 +60,12 @@ export interface ServiceContext {
   peerKey(node: Address): Promise<Uint8Array>;
   /** Hands a receipt signed by both parties to the registry, which stores it once (idempotent). */
   submitReceipt(receipt: TaskReceipt): Promise<void>;
+  /**
+   * A node's reputation (polo score) as the registry computes it, when the
+   * daemon can read scores (the reputation work wires it); absent: unknown.
+   * The task service uses it for `tasks_min_score`.
+   */
+  reputationOf?(node: Address): Promise<number>;
 }
 
 export interface DaemonService {
