@@ -184,10 +184,21 @@ export class Courier {
     if (s.running || this.stopped) return;
     s.running = true;
     let item: OutboxItem | null = null;
+    let staleRetried = false;
     try {
       while (!this.stopped && (item = this.host.next(peer)) !== null) {
+        const reused = this.openLink(s) !== null;
         const link = await this.link(peer, s);
-        const outcome = await this.host.deliver(link, item);
+        let outcome: "done" | "retry";
+        try {
+          outcome = await this.host.deliver(link, item);
+        } catch (e) {
+          // A link that was already open may have died unnoticed (the peer restarted): one fresh try at once.
+          if (!reused || staleRetried || !link.isClosed) throw e;
+          staleRetried = true;
+          s.links.delete(link);
+          continue;
+        }
         s.lastContact = this.now();
         if (outcome === "retry") {
           this.backoff(peer, s, new Error("the peer is busy"), null);
