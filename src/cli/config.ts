@@ -20,6 +20,9 @@ export const CONFIG_KEYS = {
   zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
   disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub, tasks (default: none)",
   open_services: "agent services that also accept untrusted nodes, comma-separated (default: none; trusted peers only)",
+  tasks_max_per_peer: "unfinished tasks one submitter may have on this node (default 16; read live by the task service)",
+  tasks_max_total: "unfinished tasks this node holds in all (default 256; untrusted submitters together a quarter)",
+  tasks_min_score: "polo score an untrusted submitter needs to give this node a task (default 0: none)",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

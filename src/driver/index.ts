@@ -70,3 +70,4 @@ export { PilotAgent, serveHttp, pilotFetch, type PilotAgentOptions, type PilotHt
 export { SecureSocket, SecureServer, SecureSocketError, SECURE_PORT, type SecureSocketOptions, type SecureIdentity } from "./secure.ts";
 export { NodeError, PilotSocketError, type NodeErrorCode } from "./errors.ts";
 export { parseTarget, urlHostOf, type Target } from "./target.ts";
+export { TaskClient, taskClient, submitTask, TASK_STATES, TASK_LIMITS, type TaskInfo, type TaskState, type SubmitTaskOptions, type TaskResultOptions, type TaskList, type TaskQueue } from "./tasks.ts";

@@ -41,10 +41,17 @@ const DAEMON_COMMANDS: string[][] = [
   ["reject", "5"],
   ["trust"],
   ["untrust", "5"],
+  ["task", "submit", "5", "--task", "x"],
+  ["task", "list"],
+  ["task", "show", "0123456789"],
+  ["task", "queue"],
+  ["task", "start"],
+  ["set-tasks", "on"],
 ];
 
 const ALL_COMMANDS = [
-  ...new Set(DAEMON_COMMANDS.map((c) => c[0]!)),
+  ...new Set(DAEMON_COMMANDS.filter((c) => c[0] !== "task").map((c) => c[0]!)),
+  ...["submit", "list", "show", "accept", "decline", "start", "result", "cancel", "approve", "reject", "queue"].map((c) => `task ${c}`),
   "config",
   "context",
   "version",
@@ -172,7 +179,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "tasks_max_per_peer", "tasks_max_total", "tasks_min_score"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);

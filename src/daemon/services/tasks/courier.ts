@@ -55,6 +55,8 @@ interface PeerSlot {
   retryAt: number;
   lastContact: number;
   dialing: Promise<TaskLink> | null;
+  /** Callers waiting on a dial, told at once when the peer opens a link itself. */
+  waiters: ((link: TaskLink) => void)[];
 }
 
 export class Courier {
@@ -72,7 +74,7 @@ export class Courier {
   private slot(peer: number): PeerSlot {
     let s = this.slots.get(peer);
     if (!s) {
-      s = { links: new Set(), running: false, failures: 0, retryAt: 0, lastContact: 0, dialing: null };
+      s = { links: new Set(), running: false, failures: 0, retryAt: 0, lastContact: 0, dialing: null, waiters: [] };
       this.slots.set(peer, s);
     }
     return s;
@@ -96,6 +98,7 @@ export class Courier {
     s.lastContact = this.now();
     s.failures = 0;
     s.retryAt = 0;
+    for (const w of s.waiters.splice(0)) w(link);
     this.kick(nodeOf(link.peer));
   }
 
@@ -165,9 +168,14 @@ export class Courier {
     const open = this.openLink(s);
     if (open) return open;
     if (!s.dialing) {
-      s.dialing = this.host.dial(peer).finally(() => (s.dialing = null));
+      s.dialing = this.host.dial(peer).finally(() => {
+        s.dialing = null;
+        s.waiters.length = 0;
+      });
     }
-    return s.dialing;
+    // A dial to a peer that just came back may hang until its timeout; a link the peer opens meanwhile wins.
+    const opened = new Promise<TaskLink>((resolve) => s.waiters.push(resolve));
+    return Promise.race([s.dialing, opened]);
   }
 
   private async poll(peer: number, s: PeerSlot): Promise<void> {
