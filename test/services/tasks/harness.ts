@@ -56,7 +56,7 @@ export interface TaskHarness {
 }
 
 export const FAST: TasksServiceOptions = {
-  timers: { tickMs: 50, backoffMinMs: 50, backoffMaxMs: 200, pollMs: 300, dialedIdleMs: 200, submitWaitMs: 1000, receiptRetryMinMs: 50, receiptRetryMaxMs: 200, graceMs: 500 },
+  timers: { tickMs: 50, backoffMinMs: 50, backoffMaxMs: 200, pollMs: 300, dialedIdleMs: 200, submitWaitMs: 1000, receiptRetryMinMs: 50, receiptRetryMaxMs: 200, graceMs: 500, stallMs: 1000 },
 };
 
 export function startTaskHarness(): TaskHarness {

@@ -365,6 +365,33 @@ describe("who may say what", () => {
     expect(await strangers[2]!.call("task_submit", { target: "work", task: "z" }).catch((e) => e.message)).toContain("unfinished tasks, its limit");
   });
 
+  test("streams and uploads in progress are bounded per peer", async () => {
+    w.open = true;
+    const links: Awaited<ReturnType<typeof rawLink>>[] = [];
+    for (let i = 0; i < 5; i++) links.push(await rawLink(m, w));
+    await until(() => links.filter((l) => l.closed).length === 1, 2000, "the fifth stream to be refused");
+    expect(links[4]!.closed).toBe(true);
+    // Two uploads at once from one peer; the third is told to come back later.
+    const submit = (l: (typeof links)[number], n: number) =>
+      l.send({ type: "submit", taskId: n.toString(16).padStart(32, "0"), acceptWithinMs: 60_000, deadlineMs: 60_000, inputSize: 10, inputSha256: "00".repeat(32), inputName: "", description: `upload ${n}` });
+    submit(links[0]!, 1);
+    expect(await links[0]!.next()).toMatchObject({ code: ReplyCode.Ready });
+    submit(links[1]!, 2);
+    expect(await links[1]!.next()).toMatchObject({ code: ReplyCode.Ready });
+    submit(links[2]!, 3);
+    expect(await links[2]!.next()).toMatchObject({ code: ReplyCode.Busy });
+    // An upload whose stream dies is forgotten: its slot and its partial file go.
+    links[0]!.close();
+    await until(async () => {
+      submit(links[3]!, 4);
+      const r = await links[3]!.next();
+      return r && (r as any).code === ReplyCode.Ready;
+    }, 3000, "the slot to free");
+    expect(readdirSync(join(w.dir!, "blobs")).filter((f) => !f.endsWith(".part"))).toEqual([]);
+    // An upload that stops moving is cut after the stall time (1 s here).
+    await until(() => links[1]!.closed, 4000, "the stalled upload to be cut");
+  });
+
   test("ids are validated before use; nothing the peer sends names a file", async () => {
     for (const bad of ["../../etc/passwd", "abc", "g".repeat(32), "a".repeat(33), 42]) {
       await expect(w.call("task_show", { id: bad })).rejects.toMatchObject({ code: "invalid_argument" });

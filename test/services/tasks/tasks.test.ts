@@ -136,6 +136,59 @@ describe("two daemons, the whole lifecycle", () => {
   }, 120_000);
 });
 
+describe("three daemons", () => {
+  test("a gives b a task; b hands part of it to c; results flow back up, and verdicts down", async () => {
+    const top = (await ok("a", ["task", "submit", "task-b", "--task", "write the report"])).task.id;
+    await ok("b", ["task", "accept", top]);
+    await ok("b", ["task", "start", top]);
+    const sub = (await ok("b", ["task", "submit", "task-c", "--task", "draft section 2"])).task.id;
+    await ok("c", ["task", "accept", sub]);
+    await ok("c", ["task", "result", sub, "--text", "section 2: draft"]);
+    const part = await stateIs("b", sub, "succeeded");
+    await ok("b", ["task", "approve", sub]);
+    await ok("b", ["task", "result", top, "--text", `report with ${part.result.text}`]);
+    const done = await stateIs("a", top, "succeeded");
+    expect(done.result.text).toBe("report with section 2: draft");
+    await ok("a", ["task", "reject", top, "--reason", "section 1 missing"]);
+    await until(async () => (await show("b", top)).verdict?.outcome === "rejected", 20_000, "b to learn a's verdict");
+    await until(async () => (await show("c", sub)).verdict?.outcome === "accepted", 20_000, "c to learn b's verdict");
+    // Each node sees only its own side of each task.
+    await expect(show("c", top)).rejects.toThrow(/no task/);
+    await expect(show("a", sub)).rejects.toThrow(/no task/);
+  }, 90_000);
+
+  test("the SDK: submit, wait, read the result, approve", async () => {
+    const { TaskClient } = await import("../../../src/driver/index.ts");
+    const submitter = await connect({ home: c.daemon("a").home });
+    const worker = await connect({ home: c.daemon("c").home });
+    try {
+      const sa = new TaskClient(submitter);
+      const sc = new TaskClient(worker);
+      const big = Buffer.alloc(300 * 1024, "x"); // over the inline IPC size: goes through a private temp file
+      const t = await sa.submit("task-c", { task: "count the x", input: big, inputName: "xs.txt", deadlineMs: 600_000 });
+      expect(t).toMatchObject({ delivered: true, input: { size: big.length, name: "xs.txt" } });
+      const waiting = sa.wait(t.id, { timeoutMs: 30_000 });
+      const q = await sc.queue();
+      expect(q.queue.find((x) => x.id === t.id)?.state).toBe("queued");
+      await sc.accept(t.id);
+      const job = await sc.start();
+      expect(job.id).toBe(t.id);
+      const input = await sc.read(t.id, "input");
+      expect(input.length).toBe(big.length);
+      await sc.result(t.id, { data: new TextEncoder().encode(String(input.filter((b) => b === 120).length)), name: "count.txt" });
+      const done = await waiting;
+      expect(done.state).toBe("succeeded");
+      expect(new TextDecoder().decode(await sa.read(t.id, "result"))).toBe(String(big.length));
+      const judged = await sa.approve(t.id);
+      expect(judged.verdict?.outcome).toBe("accepted");
+      await expect(sa.accept(t.id)).rejects.toMatchObject({ code: "invalid_state" });
+    } finally {
+      await submitter.close();
+      await worker.close();
+    }
+  }, 60_000);
+});
+
 describe("peers come and go", () => {
   test("an offline submitter learns the result when it returns", async () => {
     const id = (await ok("a", ["task", "submit", "task-b", "--task", "work while I am away"])).task.id;

@@ -38,6 +38,8 @@ export interface CourierTimers {
   readonly dialedIdleMs: number;
   /** A link the peer dialed closes after this long with nothing to do. */
   readonly acceptedIdleMs: number;
+  /** A link with a request or payload in flight and no traffic for this long is aborted. */
+  readonly stallMs: number;
 }
 
 export const DEFAULT_COURIER_TIMERS: CourierTimers = {
@@ -46,6 +48,7 @@ export const DEFAULT_COURIER_TIMERS: CourierTimers = {
   pollMs: 30_000,
   dialedIdleMs: 2000,
   acceptedIdleMs: 60_000,
+  stallMs: 60_000,
 };
 
 interface PeerSlot {
@@ -145,6 +148,10 @@ export class Courier {
       for (const link of s.links) {
         if (link.isClosed) {
           s.links.delete(link);
+          continue;
+        }
+        if (link.stalled(now, this.timers.stallMs)) {
+          link.abort(`nothing moved for ${Math.round(this.timers.stallMs / 1000)} s with a request in flight`);
           continue;
         }
         const limit = link.origin === "dialed" ? this.timers.dialedIdleMs : this.timers.acceptedIdleMs;

@@ -86,6 +86,7 @@ export class TaskLink {
       onEnd: () => {
         // The peer has nothing more to ask; answer what it asked, then end our side too.
         this.peerEnded = true;
+        if (this.incoming === "receiving") return this.abort("the stream ended in the middle of a payload");
         if (this.incoming === "idle") this.framed.end();
       },
       onClose: () => this.onClose(),
@@ -105,6 +106,11 @@ export class TaskLink {
   /** Nothing in flight either way. */
   get idle(): boolean {
     return this.outgoing === 0 && this.incoming === "idle";
+  }
+
+  /** Something is in flight and nothing moved for `ms`: the peer stopped answering or sending. */
+  stalled(now: number, ms: number): boolean {
+    return !this.idle && !this.closed && now - this.lastActivity >= ms;
   }
 
   /** Sends one request and waits for its final reply; a payload goes after a `ready`. */

@@ -75,6 +75,9 @@ const INLINE_TEXT = 64 * 1024;
 const READ_MAX = 128 * 1024;
 /** Inline payloads through IPC (base64). */
 const IPC_PAYLOAD_MAX = 160 * 1024;
+/** Without --accept-within / --deadline: an hour to accept (never past the deadline), a day to finish. */
+const DEFAULT_ACCEPT_WITHIN_MS = 3_600_000;
+const DEFAULT_DEADLINE_MS = 24 * 3_600_000;
 /** A submitter does not expire a task it sent in its first seconds up: the worker gets a chance to report. */
 const STARTUP_QUIET_MS = 30_000;
 
@@ -840,9 +843,10 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
   private async submit(p: Params): Promise<unknown> {
     const description = text(p, "task", TASK_LIMITS.description, true, true);
     const target = text(p, "target", 300, false, true);
-    const acceptWithinMs = duration(p, "accept_within_ms", 3_600_000);
-    const deadlineMs = duration(p, "deadline_ms", Math.max(24 * 3_600_000, acceptWithinMs));
-    if (acceptWithinMs > deadlineMs) throw new NodeError("invalid_argument", "--accept-within is longer than --deadline", "the worker must accept before the deadline");
+    const explicitDeadline = p.deadline_ms === undefined || p.deadline_ms === null ? null : duration(p, "deadline_ms", 0);
+    const acceptWithinMs = duration(p, "accept_within_ms", Math.min(DEFAULT_ACCEPT_WITHIN_MS, explicitDeadline ?? Infinity));
+    const deadlineMs = explicitDeadline ?? Math.max(DEFAULT_DEADLINE_MS, acceptWithinMs);
+    if (acceptWithinMs > deadlineMs) throw new NodeError("invalid_argument", "the time to accept (--accept-within) is longer than the deadline (--deadline)", "the worker must accept before the deadline");
     const input = loadPayload(p, "input");
     const name = optionalText(p, "input_name", TASK_LIMITS.name, false) ?? input?.name ?? "";
     const waitMs = p.wait_ms === undefined ? this.timers.submitWaitMs : int(p, "wait_ms", 0, 60_000);
