@@ -219,7 +219,7 @@ describe("offline peers and restarts", () => {
       return x.state === "succeeded" ? x : null;
     }, 5000);
     expect(got.result.text).toBe("finished while you were away");
-    expect((await show(w, id)).undelivered).toBe(0);
+    await until(async () => (await show(w, id)).undelivered === 0, 3000, "the worker to see the acknowledgement");
   });
 
   test("a private submitter the worker cannot dial still gets its result: it polls", async () => {
