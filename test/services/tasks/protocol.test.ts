@@ -41,7 +41,9 @@ async function rawLink(from: TestNode, to: TestNode) {
   const stream = await from.node.dial(to.address, 1003);
   const replies: TaskMessage[] = [];
   let closed = false;
+  let ended = false;
   const framed = new FramedStream(stream, {
+    onEnd: () => (ended = true),
     maxFrame: 70_000,
     onFrame: (b) => {
       const r = decodeTaskMessage(b);
@@ -55,6 +57,10 @@ async function rawLink(from: TestNode, to: TestNode) {
     replies,
     get closed() {
       return closed;
+    },
+    /** The other end finished its side (or the stream is gone). */
+    get ended() {
+      return ended || closed;
     },
     next: async () => {
       const n = replies.length;
@@ -262,6 +268,14 @@ describe("offline peers and restarts", () => {
 describe("who may say what", () => {
   test("a result, an update or a verdict from a third node is refused as unknown", async () => {
     const id = await submitAndRun();
+    // A stranger with no task here gets one answer, and the stream ends.
+    const door = await rawLink(m, s);
+    door.send({ type: "update", taskId: id, seq: 99, state: "declined", at: Date.now(), reason: "forged" });
+    expect(await door.next()).toMatchObject({ type: "reply", code: ReplyCode.UnknownTask });
+    await until(() => door.ended, 2000, "the stranger's stream to end");
+    // A node the submitter trusts (so its stream is taken) still cannot speak for the worker.
+    s.trusted.add(m.id);
+    w.trusted.add(m.id);
     const link = await rawLink(m, s);
     const sig = m.identity.sign(resultStatementBytes({ taskId: id, submitter: s.id, worker: m.id, resultSha256: EMPTY_SHA256, deliveredAt: Date.now() }));
     link.send({ type: "result", taskId: id, seq: 99, outcome: "succeeded", deliveredAt: Date.now(), size: 0, sha256: EMPTY_SHA256, signature: sig, kind: "text", name: "" });
@@ -304,6 +318,7 @@ describe("who may say what", () => {
   });
 
   test("protocol violations close the stream; nothing throws", async () => {
+    w.open = true;
     const link = await rawLink(m, w);
     link.sendRaw(new Uint8Array([1, 0x42, 0, 0]));
     await until(() => link.closed, 2000, "the stream to close");

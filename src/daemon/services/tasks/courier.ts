@@ -88,9 +88,10 @@ export class Courier {
     return this.slots.get(peer)?.links.size ?? 0;
   }
 
-  get totalLinks(): number {
+  /** Links open in all, or with the peers `counted` picks. */
+  totalLinks(counted: (peer: number) => boolean = () => true): number {
     let n = 0;
-    for (const s of this.slots.values()) n += s.links.size;
+    for (const [peer, s] of this.slots) if (counted(peer)) n += s.links.size;
     return n;
   }
 
@@ -154,7 +155,7 @@ export class Courier {
           link.abort(`nothing moved for ${Math.round(this.timers.stallMs / 1000)} s with a request in flight`);
           continue;
         }
-        const limit = link.origin === "dialed" ? this.timers.dialedIdleMs : this.timers.acceptedIdleMs;
+        const limit = link.origin === "dialed" || link.shortLived ? this.timers.dialedIdleMs : this.timers.acceptedIdleMs;
         if (link.idle && !s.running && now - link.lastActivity >= limit && (link.origin === "accepted" || this.host.next(peer) === null)) link.end();
       }
     }

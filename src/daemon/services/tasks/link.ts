@@ -68,6 +68,8 @@ export class TaskLink {
   private received = 0;
   private closed = false;
   private peerEnded = false;
+  /** A stream from a node with no business here: answer its first request (a refusal, as a rule), then end. */
+  private endAfterReply = false;
   lastActivity: number;
   /** Requests we sent that are not answered yet (0 or 1). */
   private outgoing = 0;
@@ -128,18 +130,34 @@ export class TaskLink {
         throw new NodeError("closed", "the peer broke the task protocol");
       }
       const final = this.expectReply();
-      for (let offset = 0; offset < payload.size; ) {
-        const chunk = payload.read(offset, Math.min(TASK_LIMITS.chunk, payload.size - offset));
-        if (chunk.length === 0) throw new Error("the stored payload is shorter than announced");
-        offset += chunk.length;
-        if (!this.write({ type: "data", bytes: chunk })) await this.drained();
-        if (this.closed) break;
+      try {
+        for (let offset = 0; offset < payload.size; ) {
+          const chunk = payload.read(offset, Math.min(TASK_LIMITS.chunk, payload.size - offset));
+          if (chunk.length === 0) throw new Error("the stored payload is shorter than announced");
+          offset += chunk.length;
+          if (!this.write({ type: "data", bytes: chunk })) await this.drained();
+          if (this.closed) break;
+        }
+      } catch (e) {
+        // The peer waits for bytes we cannot give: end the stream rather than leave it hanging.
+        final.catch(() => {});
+        this.framed.abort();
+        throw e;
       }
       answer = await final;
       return answer;
     } finally {
       this.outgoing--;
     }
+  }
+
+  /** This stream serves one request only (the node has no business here): it ends after the reply. */
+  markShortLived(): void {
+    this.endAfterReply = true;
+  }
+
+  get shortLived(): boolean {
+    return this.endAfterReply;
   }
 
   /** Half-closes once everything queued is written. */
@@ -230,7 +248,7 @@ export class TaskLink {
     if ("reply" in decision) {
       this.incoming = "idle";
       this.write(decision.reply);
-      if (this.peerEnded) this.framed.end();
+      if (this.peerEnded || this.endAfterReply) this.framed.end();
       return;
     }
     this.sink = decision.accept;
@@ -252,7 +270,7 @@ export class TaskLink {
     this.sink = null;
     this.incoming = "idle";
     if (!this.closed) this.write(answer);
-    if (this.peerEnded) this.framed.end();
+    if (this.peerEnded || this.endAfterReply) this.framed.end();
   }
 
   private onClose(): void {

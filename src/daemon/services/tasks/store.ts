@@ -209,6 +209,11 @@ export class TaskStore {
     return this.db.query(`SELECT * FROM tasks WHERE state IN ${ACTIVE_STATES_SQL}`).all() as TaskRow[];
   }
 
+  /** Does this node have any task with `peer`, in either role? */
+  hasTasksWith(peer: number): boolean {
+    return this.db.query("SELECT 1 FROM tasks WHERE peer = ? LIMIT 1").get(peer) !== null;
+  }
+
   /** Received tasks not yet final: from one peer, from every peer, and the input bytes they hold. */
   activeReceived(peer: number): { fromPeer: number; total: number; bytesFromPeer: number } {
     const r = this.db

@@ -188,12 +188,24 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
   private accept(stream: StreamHandle): void {
     const peer = stream.remoteAddress;
     const limits = this.limits.get();
-    if (networkOf(peer) !== 0 || this.courier.linkCount(nodeOf(peer)) >= limits.maxLinksPerPeer || this.courier.totalLinks >= limits.maxLinksTotal) {
+    const node = nodeOf(peer);
+    const stranger = !this.context.trusts(peer);
+    if (
+      networkOf(peer) !== 0 ||
+      node === this.self ||
+      this.courier.linkCount(node) >= limits.maxLinksPerPeer ||
+      this.courier.totalLinks() >= limits.maxLinksTotal ||
+      (stranger && this.courier.totalLinks((p) => !this.context.trusts(addressOf(0, p))) >= Math.max(1, Math.floor(limits.maxLinksTotal / 4)))
+    ) {
       this.counters.refused++;
       stream.abort();
       return;
     }
-    this.courier.addLink(new TaskLink(stream, peer, "accepted", this, this.now));
+    const link = new TaskLink(stream, peer, "accepted", this, this.now);
+    // A node that may not give us tasks and shares none with us (a worker we chose may be a stranger)
+    // gets its one answer, a refusal, and the stream ends.
+    if (!this.context.admits(peer) && !this.db.hasTasksWith(node)) link.markShortLived();
+    this.courier.addLink(link);
   }
 
   async dial(peer: number): Promise<TaskLink> {
