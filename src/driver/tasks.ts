@@ -57,7 +57,7 @@ export interface SubmitTaskOptions {
   acceptWithinMs?: number;
   /** The task must be finished within this long (default 24 h). */
   deadlineMs?: number;
-  /** How long the call waits for the worker to take the submission before it answers "queued, not delivered yet" (default 8 s). */
+  /** How long the call waits for the worker to take the submission before it answers "queued, not delivered yet" (default 5 s). */
   waitMs?: number;
 }
 

@@ -336,6 +336,20 @@ describe("time and cancel", () => {
   }, 60_000);
 });
 
+describe("a node without the task service (--no-tasks)", () => {
+  test("refuses to advertise tasks, and a submission to it fails at once", async () => {
+    await c.startDaemon({ name: "x", hostname: "task-x", public: true, extraArgs: ["--no-tasks"] });
+    const on = await c.pilot("x", ["set-tasks", "on"]);
+    expect(on.code).toBe(2);
+    expect(on.json.message).toContain("task service is off");
+    const r = await c.pilot("a", ["task", "submit", "task-x", "--task", "anyone home?"]);
+    expect(r.code).toBe(1);
+    expect(r.json.code).toBe("connection_refused");
+    expect(r.json.hint).toContain("--no-tasks");
+    expect((await ok("a", ["task", "list", "--status", "queued"])).tasks.some((t: any) => t.description === "anyone home?")).toBe(false);
+  }, 60_000);
+});
+
 describe("finding executors", () => {
   test("set-tasks on advertises the tag; peers --search TAG --tasks finds it", async () => {
     const on = await ok("b", ["set-tasks", "on"]);

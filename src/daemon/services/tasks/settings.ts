@@ -67,7 +67,7 @@ export const DEFAULT_TASK_TIMERS: TaskTimers = {
   ...DEFAULT_COURIER_TIMERS,
   tickMs: 1000,
   graceMs: 2 * 60_000,
-  submitWaitMs: 8000,
+  submitWaitMs: 5000,
   dialTimeoutMs: 8000,
   receiptRetryMinMs: 5000,
   receiptRetryMaxMs: 10 * 60_000,

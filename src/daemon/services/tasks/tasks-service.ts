@@ -1017,7 +1017,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
       current,
       {
         state: outcome,
-        reason: outcome === "failed" ? (hasText ? "" : "failed") : "",
+        reason: "",
         finished_at: now,
         result_outcome: outcome,
         result_kind: kind,
