@@ -52,6 +52,11 @@ function payloadFile(text: string, flag: string): string {
   return path;
 }
 
+/** Whether the peer has heard of the change yet. */
+function told(t: TaskInfo): string {
+  return t.undelivered === 0 ? `${t.peer} is told` : `${t.peer} is told as soon as it is reachable${t.delivery_error ? ` (${oneLine(t.delivery_error, 100)})` : ""}`;
+}
+
 function short(id: string): string {
   return id.slice(0, 8);
 }
@@ -79,7 +84,7 @@ function renderTask(t: TaskInfo): string {
     `Task ${t.id}`,
     `  ${t.role === "submitted" ? "Worker:   " : "Submitter:"} ${t.peer}`,
     `  State:     ${stateText(t)}${t.reason ? ` (${oneLine(t.reason, 200)})` : ""}`,
-    `  Task:      ${t.description.includes("\n") ? "\n" + t.description.split("\n").map((l) => "    " + l).join("\n") : t.description}`,
+    `  Task:      ${t.description.split("\n").join("\n             ")}`,
   ];
   if (t.input) lines.push(`  Input:     ${t.input.name || "(unnamed)"}, ${bytes(t.input.size)}${t.input.file ? `  ${t.input.file}` : t.input.size > 0 ? "  (no longer kept)" : ""}`);
   if (!FINAL_TASK_STATES.has(t.state)) {
@@ -96,7 +101,8 @@ function renderTask(t: TaskInfo): string {
     const receipt = t.verdict.receipt === "pending" ? `receipt waiting for the registry${t.verdict.receipt_error ? ` (${oneLine(t.verdict.receipt_error, 120)})` : ""}` : t.verdict.receipt === "submitted" ? "receipt taken by the registry" : `receipt refused by the registry: ${t.verdict.receipt_error ?? ""}`;
     lines.push(`  Verdict:   ${t.verdict.outcome}${t.verdict.reason ? ` (${oneLine(t.verdict.reason, 200)})` : ""}; ${receipt}`);
   }
-  if (t.undelivered > 0) lines.push(`  Pending:   ${t.undelivered} message${t.undelivered === 1 ? "" : "s"} for ${t.peer} not delivered yet${t.delivery_error ? ` (${oneLine(t.delivery_error, 160)})` : ""}; retried until it answers`);
+  if (t.undelivered > 0 && t.delivery_error) lines.push(`  Pending:   ${t.undelivered} message${t.undelivered === 1 ? "" : "s"} for ${t.peer} not delivered yet (${oneLine(t.delivery_error, 160)}); retried until it answers`);
+  else if (t.undelivered > 0) lines.push(`  Pending:   ${t.undelivered} message${t.undelivered === 1 ? "" : "s"} for ${t.peer} on the way`);
   else if (t.delivery_error) lines.push(`  Problem:   ${oneLine(t.delivery_error, 200)}`);
   const next = nextStep(t);
   if (next) lines.push(next);
@@ -271,7 +277,7 @@ function decisionCommand(kind: "accept" | "decline"): CommandSpec {
       const id = idArg(text);
       const reason = reasonOf(o);
       const t = await withDaemon((d) => (kind === "accept" ? new TaskClient(d).accept(id, reason) : new TaskClient(d).decline(id, reason)));
-      out.result({ task: jsonTask(t) }, () => `task ${short(t.id)} ${t.state}; ${t.peer} is told${kind === "accept" ? `\nnext: pilot task start ${short(t.id)}` : ""}`);
+      out.result({ task: jsonTask(t) }, () => `task ${short(t.id)} ${t.state}; ${told(t)}${kind === "accept" ? `\nnext: pilot task start ${short(t.id)}` : ""}`);
     },
   };
 }
@@ -317,7 +323,7 @@ export const taskResultCommand: CommandSpec = {
     if (resultText !== undefined && Buffer.byteLength(resultText) > TASK_LIMITS.payload) throw badValue("--text is larger than 4 MiB", "send it as --file, or with pilot send-file for more");
     const file = hasFile ? payloadFile(textOption(o, "file") ?? "", "--file") : undefined;
     const t = await withDaemon((d) => new TaskClient(d).result(id, { ...(resultText !== undefined ? { text: resultText } : { file: file! }), ...(o.failed ? { failed: true } : {}) }));
-    out.result({ task: jsonTask(t) }, () => `task ${short(t.id)} ${t.state}: result ${t.undelivered > 0 ? `queued for ${t.peer} (delivered as soon as it is reachable)` : `delivered to ${t.peer}`}`);
+    out.result({ task: jsonTask(t) }, () => `task ${short(t.id)} ${t.state}: result ${t.undelivered > 0 ? `queued for ${t.peer} (delivered as soon as it is reachable${t.delivery_error ? `; ${oneLine(t.delivery_error, 100)}` : ""})` : `delivered to ${t.peer}`}`);
   },
 };
 
@@ -333,7 +339,11 @@ export const taskCancelCommand: CommandSpec = {
   async run({ out }, [text], o) {
     const id = idArg(text);
     const t = await withDaemon((d) => new TaskClient(d).cancel(id, reasonOf(o)));
-    out.result({ task: jsonTask(t) }, () => `task ${short(t.id)} cancelled${t.provisional ? `; ${t.peer} is told (if it finished first, its result stands)` : ""}`);
+    out.result({ task: jsonTask(t) }, () =>
+      t.state !== "cancelled"
+        ? `task ${short(t.id)}: ${t.peer} had already finished it (${t.state}); its end stands`
+        : `task ${short(t.id)} cancelled${t.delivered || t.provisional || t.undelivered > 0 ? `; ${told(t)}${t.provisional ? " (if it finished first, its result stands)" : ""}` : " before it reached the worker"}`,
+    );
   },
 };
 
@@ -354,7 +364,7 @@ function verdictCommand(kind: "approve" | "reject"): CommandSpec {
       const id = idArg(text);
       const reason = reasonOf(o);
       const t = await withDaemon((d) => (kind === "approve" ? new TaskClient(d).approve(id, reason) : new TaskClient(d).reject(id, reason)));
-      out.result({ task: jsonTask(t) }, () => `task ${short(t.id)}: result ${t.verdict!.outcome}; the worker is told and the receipt goes to the registry (${t.verdict!.receipt === "submitted" ? "taken" : "retried until it takes it"})`);
+      out.result({ task: jsonTask(t) }, () => `task ${short(t.id)}: result ${t.verdict!.outcome}; ${told(t)}; the receipt goes to the registry (${t.verdict!.receipt === "submitted" ? "taken" : "retried until it takes it"})`);
     },
   };
 }

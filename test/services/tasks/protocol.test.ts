@@ -455,8 +455,13 @@ describe("time, cancel and duplicates", () => {
 
   test("cancel: the worker stops and both agree; a task never sent is cancelled on the spot", async () => {
     const id = await submitAndRun();
+    // The answer waits (briefly) for the worker's acknowledgement: confirmed on the spot.
     const c = await s.call("task_cancel", { id, reason: "no longer needed" });
-    expect(c).toMatchObject({ state: "cancelled", provisional: true });
+    expect(c).toMatchObject({ state: "cancelled", provisional: false, undelivered: 0 });
+    // Without waiting, the cancel is provisional until the worker confirms it.
+    const id2 = await submitAndRun();
+    expect(await s.call("task_cancel", { id: id2, wait_ms: 0 })).toMatchObject({ state: "cancelled", provisional: true });
+    await until(async () => (await show(s, id2)).provisional === false);
     await until(async () => (await show(w, id)).state === "cancelled");
     expect((await show(w, id)).reason).toBe("no longer needed");
     await until(async () => (await show(s, id)).provisional === false);

@@ -75,6 +75,8 @@ const INLINE_TEXT = 64 * 1024;
 const READ_MAX = 128 * 1024;
 /** Inline payloads through IPC (base64). */
 const IPC_PAYLOAD_MAX = 160 * 1024;
+/** How long a local change waits for its peer's acknowledgement before answering. */
+const DELIVERY_WAIT_MS = 2000;
 /** Without --accept-within / --deadline: an hour to accept (never past the deadline), a day to finish. */
 const DEFAULT_ACCEPT_WITHIN_MS = 3_600_000;
 const DEFAULT_DEADLINE_MS = 24 * 3_600_000;
@@ -153,14 +155,14 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
       task_submit: (p) => this.submit(p),
       task_list: (p) => this.list(p),
       task_show: (p) => this.show(p),
-      task_accept: (p) => this.decide(p, "accept"),
-      task_decline: (p) => this.decide(p, "decline"),
-      task_start: (p) => this.startTask(p),
-      task_result: (p) => this.result(p),
-      task_cancel: (p) => this.cancel(p),
+      task_accept: (p) => this.delivered(p, this.decide(p, "accept")),
+      task_decline: (p) => this.delivered(p, this.decide(p, "decline")),
+      task_start: (p) => this.delivered(p, this.startTask(p)),
+      task_result: (p) => this.delivered(p, this.result(p)),
+      task_cancel: (p) => this.delivered(p, this.cancel(p)),
       task_queue: () => this.queue(),
-      task_approve: (p) => this.judge(p, "accepted"),
-      task_reject: (p) => this.judge(p, "rejected"),
+      task_approve: (p) => this.delivered(p, this.judge(p, "accepted")),
+      task_reject: (p) => this.delivered(p, this.judge(p, "rejected")),
       task_read: (p) => this.read(p),
       task_policy: () => this.policy(),
     };
@@ -919,6 +921,22 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     return { ...this.view(row), target: formatAddress(address) };
   }
 
+  /**
+   * The answer to a local change, once the peer has it or after `wait_ms`
+   * (default 2 s) when it is slow or away: the change stands either way,
+   * the answer just says whether it arrived (`undelivered`).
+   */
+  private async delivered(p: Params, view: TaskInfo): Promise<TaskInfo> {
+    const waitMs = p.wait_ms === undefined ? DELIVERY_WAIT_MS : int(p, "wait_ms", 0, 60_000);
+    const deadline = this.now() + waitMs;
+    while (this.store && this.db.outboxCount(view.id) > 0 && this.now() < deadline) {
+      if (this.courier.state(view.peer_node_id).failures > 0) break;
+      await Bun.sleep(10);
+    }
+    const row = this.store ? this.db.get(view.id) : null;
+    return row ? this.view(row) : view;
+  }
+
   private awaitSubmit(id: string, worker: number, ms: number): Promise<SubmitOutcome | null> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -948,7 +966,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     return this.view(this.find(p), true);
   }
 
-  private decide(p: Params, kind: "accept" | "decline"): unknown {
+  private decide(p: Params, kind: "accept" | "decline"): TaskInfo {
     const row = this.find(p);
     if (row.role !== "received") throw new NodeError("invalid_state", `task ${row.id} is one you submitted; its worker ${kind}s it`);
     const reason = optionalText(p, "reason", TASK_LIMITS.reason, true) ?? "";
@@ -960,7 +978,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     return this.view(next);
   }
 
-  private startTask(p: Params): unknown {
+  private startTask(p: Params): TaskInfo {
     let row: TaskRow;
     if (p.id === undefined || p.id === null || p.id === "") {
       const oldest = this.db.oldestAccepted();
@@ -974,7 +992,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     return this.view(next, true);
   }
 
-  private result(p: Params): unknown {
+  private result(p: Params): TaskInfo {
     let row = this.find(p);
     if (row.role !== "received") throw new NodeError("invalid_state", `task ${row.id} is one you submitted; its worker delivers the result`);
     const outcome: TaskOutcome = p.failed === true ? "failed" : "succeeded";
@@ -1038,7 +1056,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     return this.view(next);
   }
 
-  private cancel(p: Params): unknown {
+  private cancel(p: Params): TaskInfo {
     const row = this.find(p);
     if (row.role !== "submitted") throw new NodeError("invalid_state", `task ${row.id} was given to you; decline it or deliver a failed result instead`, "pilot task decline ID, or pilot task result ID --failed --text why");
     const reason = optionalText(p, "reason", TASK_LIMITS.reason, true) ?? "";
@@ -1068,7 +1086,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     };
   }
 
-  private judge(p: Params, outcome: TaskVerdict): unknown {
+  private judge(p: Params, outcome: TaskVerdict): TaskInfo {
     const row = this.find(p);
     const reason = optionalText(p, "reason", TASK_LIMITS.reason, true) ?? "";
     const problem = verdictAllowed(position(row), row.result_sha256 !== null && row.worker_sig !== null && row.delivered_at !== null, row.verdict);
