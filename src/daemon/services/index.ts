@@ -4,7 +4,8 @@
  */
 import type { ServiceFactory, ServiceName } from "./service.ts";
 import { createTasksService } from "./tasks/tasks-service.ts";
+import { timersFromEnv } from "./tasks/settings.ts";
 
 export const SERVICE_FACTORIES: Partial<Record<ServiceName, ServiceFactory>> = {
-  tasks: (context) => createTasksService(context),
+  tasks: (context) => createTasksService(context, { timers: timersFromEnv() }),
 };

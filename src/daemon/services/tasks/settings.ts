@@ -135,3 +135,9 @@ export class LimitsSource {
     return this.cached;
   }
 }
+
+/** Timers from the environment (tests and operators): PILOT_TASKS_POLL_MS, how often a submitter checks on its workers. */
+export function timersFromEnv(env: Record<string, string | undefined> = process.env): Partial<TaskTimers> {
+  const poll = Number(env.PILOT_TASKS_POLL_MS);
+  return Number.isInteger(poll) && poll >= 100 ? { pollMs: poll } : {};
+}
