@@ -195,6 +195,24 @@ describe("the task lifecycle between two nodes", () => {
   });
 });
 
+describe("without a directory (in memory)", () => {
+  test("the whole lifecycle works with the store and payloads in memory", async () => {
+    const ms = h.add("mem-s", 20, { persistent: false });
+    const mw = h.add("mem-w", 21, { persistent: false });
+    h.trust("mem-s", "mem-w");
+    const t = await ms.call("task_submit", { target: "mem-w", task: "in memory", input_base64: Buffer.from("abc").toString("base64") });
+    await mw.call("task_accept", { id: t.id });
+    expect(Buffer.from((await mw.call("task_read", { id: t.id, part: "input" })).data, "base64").toString()).toBe("abc");
+    expect((await mw.call("task_show", { id: t.id })).input.file).toBeNull();
+    await mw.call("task_result", { id: t.id, text: "def" });
+    const done = await until(async () => {
+      const x = await ms.call("task_show", { id: t.id });
+      return x.state === "succeeded" ? x : null;
+    });
+    expect(done.result).toMatchObject({ text: "def", file: null });
+  });
+});
+
 describe("offline peers and restarts", () => {
   test("a worker that is offline gets the task when it comes back; both restart from disk", async () => {
     w.offline = true;
@@ -378,6 +396,27 @@ describe("who may say what", () => {
     await strangers[1]!.call("task_submit", { target: "work", task: "y" });
     // 4 unfinished in all now (2 trusted + 2 strangers): the daemon-wide bound.
     expect(await strangers[2]!.call("task_submit", { target: "work", task: "z" }).catch((e) => e.message)).toContain("unfinished tasks, its limit");
+  });
+
+  test("random and mutated frames from a peer never hurt the service", async () => {
+    const { mutate, randomBytes, seededRandom } = await import("../../support/fuzz.ts");
+    const rand = seededRandom(5);
+    const id = await submitAndRun();
+    const seeds = [
+      encodeTaskMessage({ type: "update", taskId: id, seq: 50, state: "cancelled", at: 1, reason: "x" }),
+      encodeTaskMessage({ type: "submit", taskId: "ab".repeat(16), acceptWithinMs: 1000, deadlineMs: 2000, inputSize: 3, inputSha256: "00".repeat(32), inputName: "n", description: "d" }),
+      encodeTaskMessage({ type: "data", bytes: new Uint8Array([1, 2, 3]) }),
+    ];
+    for (let round = 0; round < 30; round++) {
+      const link = await rawLink(s, w);
+      for (let i = 0; i < 10 && !link.closed; i++) link.sendRaw(rand() < 0.7 ? mutate(rand, seeds[Math.floor(rand() * seeds.length)]!) : randomBytes(rand, Math.floor(rand() * 80)));
+      await Bun.sleep(5);
+      link.close();
+    }
+    // Still serving, with the task as the rules allow it to be.
+    expect(["running", "cancelled"]).toContain((await show(w, id)).state);
+    const t = await s.call("task_submit", { target: "work", task: "after the noise" });
+    expect(t.delivered).toBe(true);
   });
 
   test("streams and uploads in progress are bounded per peer", async () => {
