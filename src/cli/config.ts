@@ -30,6 +30,9 @@ export const CONFIG_KEYS = {
   files_quota: EXCHANGE_LIMIT_KEYS.files_quota.description,
   files_quota_total: EXCHANGE_LIMIT_KEYS.files_quota_total.description,
   ...PUBSUB_CONFIG_KEYS,
+  tasks_max_per_peer: "unfinished tasks one submitter may have on this node (default 16; read live by the task service)",
+  tasks_max_total: "unfinished tasks this node holds in all (default 256; untrusted submitters together a quarter)",
+  tasks_min_score: "polo score an untrusted submitter needs to give this node a task (default 0: none)",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

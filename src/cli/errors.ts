@@ -26,6 +26,8 @@ export const ErrorCode = {
   Closed: "closed",
   QuotaExceeded: "quota_exceeded",
   TooLarge: "too_large",
+  InvalidState: "invalid_state",
+  TaskFailed: "task_failed",
 } as const;
 export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -40,6 +42,8 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCodeName, string> = {
   closed: "the connection or daemon closed",
   quota_exceeded: "the receiver's storage for you (or in all) is full: it must read, clear or remove what it holds",
   too_large: "the message or file is larger than the receiver (or this node) accepts",
+  invalid_state: "the object is not in a state that allows this (e.g. a task that is already running or finished)",
+  task_failed: "the task ended without success (failed, declined, cancelled or expired); the message says which",
   invalid_argument: "an argument or option value is malformed or out of range: a usage mistake (exit 2)",
   usage: "the command line does not match the command's usage (exit 2)",
   not_found: "the named node, hostname, port or object does not exist or is not visible to you",

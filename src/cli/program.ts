@@ -20,9 +20,10 @@ import { receivedCommand, sendFileCommand } from "./commands/files.ts";
 import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
 import { installCommand, uninstallCommand } from "./commands/install.ts";
+import { setTasksCommand, taskCommands, taskGroup } from "./commands/tasks.ts";
 import { PILOT_VERSION } from "./version.ts";
 
-export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }, gatewayGroup, a2aGroup];
+export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }, gatewayGroup, a2aGroup, taskGroup];
 
 export function buildProgram(name: string): Program {
   const commands: CommandSpec[] = [
@@ -74,6 +75,9 @@ export function buildProgram(name: string): Program {
     ...gatewayCommands,
     // A2A agents
     a2aDiscoverCommand,
+    // tasks between agents
+    ...taskCommands,
+    setTasksCommand,
     // setup
     configCommand,
     rendezvousCommand,

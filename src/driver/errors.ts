@@ -26,6 +26,7 @@ const ERRNO: Record<NodeErrorCode, string> = {
   closed: "ECONNRESET",
   quota_exceeded: "EDQUOT",
   too_large: "EFBIG",
+  invalid_state: "EPERM",
   not_running: "ECONNRESET",
   internal: "EIO",
 };

@@ -20,6 +20,7 @@ const KNOWN: Record<NodeErrorCode, true> = {
   closed: true,
   quota_exceeded: true,
   too_large: true,
+  invalid_state: true,
   not_running: true,
   internal: true,
 };

@@ -23,6 +23,8 @@ export type NodeErrorCode =
   | "quota_exceeded"
   /** Larger than the service accepts at all. */
   | "too_large"
+  /** The object is not in a state that allows this (a task already running, a result already judged). */
+  | "invalid_state"
   /** The local daemon is not running, or went away (raised by the driver, never by a LocalNode). */
   | "not_running"
   | "internal";

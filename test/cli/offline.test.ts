@@ -53,10 +53,17 @@ const DAEMON_COMMANDS: string[][] = [
   ["publish", "5", "sensors.temp", "--data", "21.5"],
   ["subscribe", "5", "sensors.>", "--count", "1"],
   ["topics"],
+  ["task", "submit", "5", "--task", "x"],
+  ["task", "list"],
+  ["task", "show", "0123456789"],
+  ["task", "queue"],
+  ["task", "start"],
+  ["set-tasks", "on"],
 ];
 
 const ALL_COMMANDS = [
-  ...new Set(DAEMON_COMMANDS.map((c) => c[0]!)),
+  ...new Set(DAEMON_COMMANDS.filter((c) => c[0] !== "task").map((c) => c[0]!)),
+  ...["submit", "list", "show", "accept", "decline", "start", "result", "cancel", "approve", "reject", "queue"].map((c) => `task ${c}`),
   "config",
   "context",
   "version",
@@ -191,7 +198,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "webhook", "webhook_secret", "message_max_size", "messages_quota", "messages_quota_total", "files_quota", "files_quota_total", "pubsub_max_event", "pubsub_queue", "pubsub_queue_total", "pubsub_rate", "pubsub_rate_total", "pubsub_subscriptions"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "webhook", "webhook_secret", "message_max_size", "messages_quota", "messages_quota_total", "files_quota", "files_quota_total", "pubsub_max_event", "pubsub_queue", "pubsub_queue_total", "pubsub_rate", "pubsub_rate_total", "pubsub_subscriptions", "tasks_max_per_peer", "tasks_max_total", "tasks_min_score"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);

@@ -228,9 +228,9 @@ describe("streams: connect and recv", () => {
   });
 
   test("recv on a port in use: port_in_use", async () => {
-    const recv = startPilot(c, "a", ["recv", "1003"]);
-    await waitForListener(c, "a", 1003);
-    const r = await c.pilot("a", ["recv", "1003", "--count", "1"]);
+    const recv = startPilot(c, "a", ["recv", "2003"]);
+    await waitForListener(c, "a", 2003);
+    const r = await c.pilot("a", ["recv", "2003", "--count", "1"]);
     expect(r.code).toBe(1);
     expect(r.json.code).toBe("port_in_use");
     recv.proc.kill("SIGINT");

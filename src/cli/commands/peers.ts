@@ -7,6 +7,7 @@ import { CliError, usageError } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
 import { targetArg, textOption } from "../args.ts";
 import { ago, bytes, isoTime, ms, table } from "../format.ts";
+import { TASKS_TAG } from "./tasks.ts";
 
 /** What polo_score is today. */
 const POLO_SCORE_NOTE = "reputation not yet computed; always 0 until the reputation service lands";
@@ -61,8 +62,9 @@ export const peersCommand: CommandSpec = {
       flags: "--search <query>",
       description: `find visible nodes whose hostname contains QUERY or that have the tag QUERY; each with its polo_score (${POLO_SCORE_NOTE})`,
     },
+    { flags: "--tasks", description: "only nodes that take tasks (pilot set-tasks on: the tag tasks); alone, every such node" },
   ],
-  examples: ["pilot peers", "pilot peers --search nlp      # public nodes and nodes that trust you, tagged nlp or named *nlp*", "pilot --json peers --search nlp   # as the A2A tutorial's discovery script reads it (polo_score on each)"],
+  examples: ["pilot peers", "pilot peers --search nlp --tasks   # nlp nodes that take tasks", "pilot peers --search nlp      # public nodes and nodes that trust you, tagged nlp or named *nlp*", "pilot --json peers --search nlp   # as the A2A tutorial's discovery script reads it (polo_score on each)"],
   returns: {
     peers:
       "without --search: [{node_id, address, hostname, path ('direct': straight to the peer's address | 'punched': straight, through NATs on both sides opened by hole punching | 'relay': through the beacon), endpoint (where the UDP datagrams go: the peer, or the beacon when relayed), rtt_ms (round trip of the last path probe, or null), path_changes, established, encrypted, authenticated, trusted, bytes_sent, bytes_recv, handshakes}]; with --search: [{node_id, address, hostname, tags, public, online, polo_score (its reputation, a number: " +
@@ -74,8 +76,10 @@ export const peersCommand: CommandSpec = {
   errors: ["invalid_argument", "not_running", "registry_unavailable"],
   async run({ out }, _args, o) {
     if (o.search === true || o.search === "") throw usageError("--search needs a query", "for example: pilot peers --search nlp");
-    const search = o.search === undefined ? undefined : textOption(o, "search"); // as typed: "007" stays "007"
+    const search = o.search === undefined ? (o.tasks ? TASKS_TAG : undefined) : textOption(o, "search"); // as typed: "007" stays "007"
     const r = (await withDaemon((d) => d.call("peers", search ? { search } : {}))) as { peers: any[]; total: number; query?: string };
+    if (search && o.tasks) r.peers = r.peers.filter((p) => Array.isArray(p.tags) && p.tags.includes(TASKS_TAG));
+    if (search && o.tasks) r.total = r.peers.length;
     if (search) {
       const data = {
         query: search,

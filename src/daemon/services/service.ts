@@ -46,7 +46,7 @@ export interface ServiceContext {
   /** This service's own directory under PILOT_HOME (created 0700); null: keep everything in memory (tests). */
   readonly dir: string | null;
   /** Sizes the operator configured (ServiceSettings.limits); absent keys take the service's defaults. */
-  readonly limits: Readonly<Record<string, number>>;
+  readonly limits?: Readonly<Record<string, number>>;
   /** Binds a Pilot port; the data plane's trust rules apply before the service sees a stream. */
   listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding;
   dial(target: Address, port: number, options?: { timeoutMs?: number }): Promise<StreamHandle>;
@@ -68,6 +68,12 @@ export interface ServiceContext {
   submitReceipt(receipt: TaskReceipt): Promise<void>;
   /** This service's settings from config keys `<service>_<name>`, as `{name: text}` (none: defaults). */
   readonly settings?: Readonly<Record<string, string>>;
+  /**
+   * A node's reputation (polo score) as the registry computes it, when the
+   * daemon can read scores (the reputation work wires it); absent: unknown.
+   * The task service uses it for `tasks_min_score`.
+   */
+  reputationOf?(node: Address): Promise<number>;
 }
 
 export interface DaemonService {

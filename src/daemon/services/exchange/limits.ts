@@ -34,7 +34,7 @@ export interface ExchangeLimits {
 }
 
 /** The limits in force: configured values within their bounds, defaults for the rest. */
-export function exchangeLimits(configured: Readonly<Record<string, number>>): ExchangeLimits {
+export function exchangeLimits(configured: Readonly<Record<string, number>> = {}): ExchangeLimits {
   const pick = (key: ExchangeLimitKey) => {
     const spec: LimitSpec = EXCHANGE_LIMIT_KEYS[key];
     const v = configured[key];
