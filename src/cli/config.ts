@@ -20,6 +20,7 @@ export const CONFIG_KEYS = {
   zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
   disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub, tasks (default: none)",
   open_services: "agent services that also accept untrusted nodes, comma-separated (default: none; trusted peers only)",
+  tasks_min_score: "take tasks only from nodes whose polo score is at least N, 0-100 (default 0: no minimum)",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

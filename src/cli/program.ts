@@ -12,6 +12,7 @@ import { connectCommand, recvCommand } from "./commands/streams.ts";
 import { listenCommand, sendCommand } from "./commands/datagrams.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { configCommand } from "./commands/config.ts";
+import { reputationCommand } from "./commands/reputation.ts";
 import { exposeCommand } from "./commands/expose.ts";
 import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
@@ -35,6 +36,7 @@ export function buildProgram(name: string): Program {
     // other nodes
     findCommand,
     peersCommand,
+    reputationCommand,
     connectionsCommand,
     disconnectCommand,
     // trust

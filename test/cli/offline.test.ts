@@ -26,6 +26,7 @@ const DAEMON_COMMANDS: string[][] = [
   ["clear-tags"],
   ["peers"],
   ["peers", "--search", "nlp"],
+  ["reputation", "agent-x"],
   ["connections"],
   ["disconnect", "1"],
   ["ping", "5"],
@@ -90,6 +91,7 @@ describe("usage errors and malformed values exit 2", () => {
     ["find", "a", "b"], // extra argument
     ["bogus-command"],
     ["peers", "--search"],
+    ["reputation"],
   ];
   for (const args of usage) {
     test(`usage: pilot ${args.join(" ")}`, async () => {
@@ -172,7 +174,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "tasks_min_score"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);
@@ -187,6 +189,8 @@ describe("config", () => {
 
     r = await pilot(["config", "--set", "listen=0.0.0.0:0", "--set", "log_level=debug", "--set", "hostname=agent-x"]);
     expect(r.code).toBe(0);
+    r = await pilot(["config", "--set", "tasks_min_score=12.5"]);
+    expect(r.json.data.set).toEqual({ tasks_min_score: "12.5" });
 
     r = await pilot(["config"], false);
     expect(r.stdout).toMatch(/registry\s+127\.0\.0\.1:9100/);
@@ -202,6 +206,8 @@ describe("config", () => {
     ["hostname=Not_Valid", /hostname/],
     ["hostname=12345", /all digits/],
     ["tags=UPPER", /tag/],
+    ["tasks_min_score=101", /not a polo score/],
+    ["tasks_min_score=-1", /not a polo score/],
     ["colour=blue", /unknown config key "colour"/],
     ["registry", /not key=value/],
   ];

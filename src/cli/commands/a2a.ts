@@ -34,6 +34,8 @@ interface Hit {
   tags: string[];
   public: boolean;
   online: boolean;
+  /** Its reputation as a worker, 0-100 (null if the registry does not show it). */
+  polo_score: number | null;
 }
 
 export interface CardSkill {
@@ -229,7 +231,7 @@ function renderText(d: any): string {
   if (d.total === 0) return `no visible node is tagged ${tag} (private nodes show up only once they trust you)`;
   const blocks: string[] = [];
   for (const a of d.agents) {
-    const head = `${a.hostname ?? a.address}  ${a.address}  ${a.tags.map((t: string) => `#${t}`).join(" ")}`;
+    const head = `${a.hostname ?? a.address}  ${a.address}  ${a.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof a.polo_score === "number" ? a.polo_score.toFixed(1) : "-"}`;
     const lines = [
       `card:    ${a.name}${a.version ? ` ${a.version}` : ""}${a.description ? `: ${a.description}` : ""}`,
       `url:     ${describeInterfaces(a)}`,
@@ -240,7 +242,7 @@ function renderText(d: any): string {
     blocks.push([head, ...indent(lines)].join("\n"));
   }
   for (const f of d.failed) {
-    blocks.push(`${f.hostname ?? f.address}  ${f.address}  ${f.tags.map((t: string) => `#${t}`).join(" ")}\n  not listed: ${f.reason} (${f.code})`);
+    blocks.push(`${f.hostname ?? f.address}  ${f.address}  ${f.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof f.polo_score === "number" ? f.polo_score.toFixed(1) : "-"}\n  not listed: ${f.reason} (${f.code})`);
   }
   const n = d.agents.length;
   blocks.push(`${n} A2A agent${n === 1 ? "" : "s"} among ${d.total} visible node${d.total === 1 ? "" : "s"} tagged ${tag}`);
@@ -266,8 +268,8 @@ export const a2aDiscoverCommand: CommandSpec = {
     tag: "the tag searched for",
     port: "the Pilot port the cards were fetched from",
     agents:
-      "nodes with the tag that serve an Agent Card: [{node_id, address, hostname, tags, public, online, card_url, name, description, version, url (the endpoint the card names), interfaces [{url, binding, version}], streaming, skills [{id, name, description, tags}], local_ip and local_url (its mapping in the running gateway, or null), map_error (with --map, if mapping failed)}]",
-    failed: "nodes with the tag whose card could not be read: [{node_id, address, hostname, tags, public, online, code (not_trusted, connection_refused, unreachable, timeout, not_a2a, ...), reason}]",
+      "nodes with the tag that serve an Agent Card: [{node_id, address, hostname, tags, public, online, polo_score (its reputation as a worker, 0-100), card_url, name, description, version, url (the endpoint the card names), interfaces [{url, binding, version}], streaming, skills [{id, name, description, tags}], local_ip and local_url (its mapping in the running gateway, or null), map_error (with --map, if mapping failed)}]",
+    failed: "nodes with the tag whose card could not be read: [{node_id, address, hostname, tags, public, online, polo_score, code (not_trusted, connection_refused, unreachable, timeout, not_a2a, ...), reason}]",
     total: "number of visible nodes with the tag (this node excluded)",
     gateway: "true if a gateway runs for this PILOT_HOME",
   },
@@ -287,7 +289,7 @@ export const a2aDiscoverCommand: CommandSpec = {
       // The search also matches hostnames containing the word: keep the nodes that carry the tag.
       const hits: Hit[] = r.peers
         .filter((p) => Array.isArray(p.tags) && p.tags.includes(tag) && p.address !== d.address)
-        .map((p) => ({ node_id: p.node_id, address: p.address, hostname: p.hostname || null, tags: p.tags, public: p.public === true, online: p.online === true }));
+        .map((p) => ({ node_id: p.node_id, address: p.address, hostname: p.hostname || null, tags: p.tags, public: p.public === true, online: p.online === true, polo_score: typeof p.polo_score === "number" ? p.polo_score : null }));
       if (hits.length) out.progress(`reading the Agent Cards of ${hits.length} node${hits.length === 1 ? "" : "s"} tagged #${tag} over Pilot port ${port}...`);
       const results = await Promise.all(hits.map((h) => fetchCard(d, urlHostFor(h), port, timeoutMs)));
       const agents: Record<string, unknown>[] = [];

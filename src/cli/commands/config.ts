@@ -60,6 +60,14 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
         throw new CliError("invalid_argument", (e as Error).message, `for example: pilot config --set ${key}=files`);
       }
     }
+    case "tasks_min_score": {
+      const { parseScoreThreshold } = await import("../../registry/reputation.ts");
+      try {
+        return String(parseScoreThreshold(value));
+      } catch (e) {
+        throw new CliError("invalid_argument", `tasks_min_score: ${(e as Error).message}`, "for example: pilot config --set tasks_min_score=20");
+      }
+    }
     case "zero_window_timeout": {
       const { durationOption } = await import("../args.ts");
       durationOption(value, "zero_window_timeout");
