@@ -81,7 +81,7 @@ export interface NodeInfo {
   public: boolean;
   online: boolean;
   last_seen: number;
-  /** Its reputation as a worker, 0-100 (docs/REGISTRY.md §15). */
+  /** Its reputation as a worker, a whole number 0-100 (docs/REGISTRY.md §15). */
   polo_score: number;
 }
 
@@ -432,9 +432,23 @@ export class RegistryClient {
     return this.call("submit_receipt", { receipt: receiptToWire(receipt) }) as Promise<any>;
   }
 
-  /** A node's polo score and how it was computed; `not_found` for a node this one cannot see. */
-  reputation(nodeId: number): Promise<ReputationInfo> {
-    return this.call("reputation", { target: nodeId }) as Promise<any>;
+  /**
+   * A node's polo score and how it was computed; `not_found` for a node this
+   * one cannot see. The wire carries fractions as integer thousandths
+   * (`*_milli`); they come back here as plain numbers.
+   */
+  async reputation(nodeId: number): Promise<ReputationInfo> {
+    const r = (await this.call("reputation", { target: nodeId })) as any;
+    const frac = (o: any, key: string) => (typeof o?.[`${key}_milli`] === "number" ? o[`${key}_milli`] / 1000 : null);
+    const { positive_milli: _p, negative_milli: _n, ...evidence } = r.evidence ?? {};
+    const { age_factor_milli: _a, standing_milli: _s, weight_milli: _w, ...asSubmitter } = r.as_submitter ?? {};
+    const { newcomer_cap_milli: _c, ...method } = r.method ?? {};
+    return {
+      ...r,
+      evidence: { ...evidence, positive: frac(r.evidence, "positive"), negative: frac(r.evidence, "negative") },
+      as_submitter: { ...asSubmitter, age_factor: frac(r.as_submitter, "age_factor"), standing: frac(r.as_submitter, "standing"), weight: frac(r.as_submitter, "weight") },
+      method: { ...method, newcomer_cap: frac(r.method, "newcomer_cap") },
+    };
   }
 
   /** The scores of up to 100 nodes; nodes this one cannot see are left out. */

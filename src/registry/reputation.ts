@@ -26,7 +26,7 @@
  *     one network's evidence is capped at PER_NETWORK_CAP. Newcomers (younger
  *     than 30 days) together, from every network, are capped at NEWCOMER_CAP.
  *  5. With P and N the positive and negative evidence left:
- *       score = 100 x P / (P + 2 x N + 5), rounded to one decimal.
+ *       score = 100 x P / (P + 2 x N + 5), rounded to a whole number.
  *
  * Every step keeps the monotonicity the registry promises: a receipt that
  * accepts a result never lowers its worker's score, one that rejects never
@@ -82,7 +82,7 @@ export interface Rater {
 }
 
 export interface ScoreBreakdown {
-  /** 0-100, one decimal. */
+  /** 0-100, a whole number (the registry's signed answers carry integers only). */
   readonly score: number;
   /** The score before rounding. */
   readonly raw: number;
@@ -212,7 +212,7 @@ export function scoreWorker(groups: Iterable<VoteGroup>, raterOf: (submitter: nu
 
   const raw = (100 * positive) / (positive + REPUTATION.rejectionWeight * negative + REPUTATION.prior);
   return {
-    score: Math.round(raw * 10) / 10,
+    score: Math.round(raw),
     raw,
     positive,
     negative,
@@ -268,12 +268,12 @@ export function originNetworkOf(ip: string | null | undefined): string | null {
 }
 
 /**
- * A minimum score as an operator writes it (`tasks_min_score`): a number from
- * 0 to 100, at most one decimal. Throws RangeError saying what is wrong.
+ * A minimum score as an operator writes it (`tasks_min_score`): a whole
+ * number from 0 to 100. Throws RangeError saying what is wrong.
  */
 export function parseScoreThreshold(text: string): number {
   const t = text.trim();
-  const n = /^[0-9]{1,3}(\.[0-9])?$/.test(t) ? Number(t) : NaN;
-  if (!(n >= 0 && n <= 100)) throw new RangeError(`"${text.slice(0, 20)}" is not a polo score (a number from 0 to 100, at most one decimal)`);
+  const n = /^[0-9]{1,3}$/.test(t) ? Number(t) : NaN;
+  if (!(n >= 0 && n <= 100)) throw new RangeError(`"${text.slice(0, 20)}" is not a polo score (a whole number from 0 to 100)`);
   return n;
 }

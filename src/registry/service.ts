@@ -810,7 +810,8 @@ export class RegistryService {
     const rep = this.book.reputation(n.id, now);
     const rater = this.book.asRater({ id: n.id, registeredAt: n.registeredAt }, now);
     const counts = this.store.receiptCounts(n.id);
-    const round3 = (x: number) => Math.round(x * 1000) / 1000;
+    // Signed answers carry integers only: fractions go as thousandths (the client turns them back).
+    const milli = (x: number) => Math.round(x * 1000);
     return {
       node_id: n.id,
       address: addressText(n.id),
@@ -818,14 +819,14 @@ export class RegistryService {
       polo_score: rep.score,
       receipts: { accepted: rep.accepted, rejected: rep.rejected, counted_votes: rep.votes, as_worker: counts.asWorker, as_submitter: counts.asSubmitter },
       counterparties: { total: rep.counterparties, established: rep.established, newcomers: rep.newcomers, networks: rep.networks },
-      evidence: { positive: round3(rep.positive), negative: round3(rep.negative) },
+      evidence: { positive_milli: milli(rep.positive), negative_milli: milli(rep.negative) },
       capped: rep.capped,
       as_submitter: {
         registered_at: n.registeredAt,
         established: rater.established,
-        age_factor: round3(rater.ageFactor),
-        standing: round3(rater.standing),
-        weight: round3(rater.weight),
+        age_factor_milli: milli(rater.ageFactor),
+        standing_milli: milli(rater.standing),
+        weight_milli: milli(rater.weight),
       },
       method: {
         formula: `100 * P / (P + ${REPUTATION.rejectionWeight} * N + ${REPUTATION.prior})`,
@@ -833,7 +834,7 @@ export class RegistryService {
         horizon_weeks: REPUTATION.horizonWeeks,
         per_submitter_cap: REPUTATION.perSubmitterCap,
         per_network_cap: REPUTATION.perNetworkCap,
-        newcomer_cap: REPUTATION.newcomerCap,
+        newcomer_cap_milli: milli(REPUTATION.newcomerCap),
         established_after_days: REPUTATION.matureAfterMs / 86_400_000,
       },
       computed_at: rep.computedAt,

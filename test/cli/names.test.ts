@@ -98,7 +98,7 @@ describe("tags and search", () => {
     expect(r.json.data.peers.map((p: any) => p.hostname)).toEqual(["names-a"]); // b is private
     const text = await c.pilot("c", ["peers", "--search", "nlp"], { json: false });
     expect(text.stdout).toMatch(/^NODE\s+ADDRESS\s+HOSTNAME\s+TAGS\s+VISIBILITY\s+ONLINE\s+POLO\n/);
-    expect(text.stdout).toMatch(/\s+yes\s+0\.0\npolo: reputation as a worker, 0-100, from task receipts both parties signed; explain one with: pilot reputation NODE\n$/);
+    expect(text.stdout).toMatch(/\s+yes\s+0\npolo: reputation as a worker, 0-100, from task receipts both parties signed; explain one with: pilot reputation NODE\n$/);
     expect(text.stdout).toContain("#nlp #summarizer");
     // Private again: gone.
     expect((await c.pilot("a", ["set-private"])).json.data.public).toBe(false);

@@ -189,8 +189,8 @@ describe("config", () => {
 
     r = await pilot(["config", "--set", "listen=0.0.0.0:0", "--set", "log_level=debug", "--set", "hostname=agent-x"]);
     expect(r.code).toBe(0);
-    r = await pilot(["config", "--set", "tasks_min_score=12.5"]);
-    expect(r.json.data.set).toEqual({ tasks_min_score: "12.5" });
+    r = await pilot(["config", "--set", "tasks_min_score=20"]);
+    expect(r.json.data.set).toEqual({ tasks_min_score: "20" });
 
     r = await pilot(["config"], false);
     expect(r.stdout).toMatch(/registry\s+127\.0\.0\.1:9100/);
@@ -208,6 +208,7 @@ describe("config", () => {
     ["tags=UPPER", /tag/],
     ["tasks_min_score=101", /not a polo score/],
     ["tasks_min_score=-1", /not a polo score/],
+    ["tasks_min_score=12.5", /whole number/],
     ["colour=blue", /unknown config key "colour"/],
     ["registry", /not key=value/],
   ];

@@ -169,26 +169,26 @@ describe("scores", () => {
     expect(h.submit(submitters[0]!, signedReceipt(submitters[0]!, worker, { at: h.clock.now, outcome: "rejected" })).recorded).toBe(true);
     const viewer = h.node();
     // Three established submitters at standing 0.5; the first one's week is 1 accepted + 1 rejected.
-    // P = 0.25 + 0.5 + 0.5 = 1.25, N = 0.25: 100 * 1.25 / (1.25 + 0.5 + 5) = 18.5
-    expect(viewer.call({ type: "lookup", target: worker.id }).polo_score).toBe(18.5);
-    expect(viewer.call({ type: "find", hostname: "scored" }).polo_score).toBe(18.5);
-    expect(viewer.call({ type: "search", query: "nlp" }).results).toEqual([expect.objectContaining({ node_id: worker.id, polo_score: 18.5 })]);
-    expect(viewer.call({ type: "scores", targets: [worker.id, worker.id] }).scores).toEqual([{ node_id: worker.id, polo_score: 18.5 }]);
+    // P = 0.25 + 0.5 + 0.5 = 1.25, N = 0.25: 100 * 1.25 / (1.25 + 0.5 + 5) = 18.5, shown as 19
+    expect(viewer.call({ type: "lookup", target: worker.id }).polo_score).toBe(19);
+    expect(viewer.call({ type: "find", hostname: "scored" }).polo_score).toBe(19);
+    expect(viewer.call({ type: "search", query: "nlp" }).results).toEqual([expect.objectContaining({ node_id: worker.id, polo_score: 19 })]);
+    expect(viewer.call({ type: "scores", targets: [worker.id, worker.id] }).scores).toEqual([{ node_id: worker.id, polo_score: 19 }]);
     const rep = viewer.call({ type: "reputation", target: worker.id });
     expect(rep).toMatchObject({
       ok: true,
       node_id: worker.id,
       hostname: "scored",
-      polo_score: 18.5,
+      polo_score: 19,
       receipts: { accepted: 3, rejected: 1, counted_votes: 3, as_worker: 4, as_submitter: 0 },
       counterparties: { total: 3, established: 3, newcomers: 0, networks: 3 },
-      evidence: { positive: 1.25, negative: 0.25 },
+      evidence: { positive_milli: 1250, negative_milli: 250 },
       capped: { submitters: 0, networks: 0, newcomers: false },
-      method: { formula: "100 * P / (P + 2 * N + 5)", week_days: 7, horizon_weeks: 52, per_submitter_cap: 2, per_network_cap: 2, newcomer_cap: 0.5, established_after_days: 30 },
+      method: { formula: "100 * P / (P + 2 * N + 5)", week_days: 7, horizon_weeks: 52, per_submitter_cap: 2, per_network_cap: 2, newcomer_cap_milli: 500, established_after_days: 30 },
     });
     // A submitter's own weight: established, standing 0.5 (it never worked for anyone).
     expect(viewer.call({ type: "reputation", target: submitters[1]!.id }).error.code).toBe("not_found"); // private
-    expect(submitters[1]!.call({ type: "reputation", target: submitters[1]!.id }).as_submitter).toMatchObject({ established: true, age_factor: 1, standing: 0.5, weight: 0.5 });
+    expect(submitters[1]!.call({ type: "reputation", target: submitters[1]!.id }).as_submitter).toMatchObject({ established: true, age_factor_milli: 1000, standing_milli: 500, weight_milli: 500 });
   });
 
   test("a private node's score is visible only to those who may see it; strangers get the same not_found as for no node", () => {
@@ -238,9 +238,9 @@ describe("scores", () => {
     for (const s of lan) h.submit(s, signedReceipt(s, worker2, { at: h.clock.now }));
     const viewer = h.node();
     // 8 x 0.5 = 4, capped at 2 for one network: 100 * 2 / 7
-    expect(viewer.call({ type: "reputation", target: worker.id })).toMatchObject({ polo_score: 28.6, counterparties: { networks: 1 }, capped: { networks: 1 } });
+    expect(viewer.call({ type: "reputation", target: worker.id })).toMatchObject({ polo_score: 29, counterparties: { networks: 1 }, capped: { networks: 1 } });
     // 8 x 0.5 = 4 from eight networks of their own: 100 * 4 / 9
-    expect(viewer.call({ type: "reputation", target: worker2.id })).toMatchObject({ polo_score: 44.4, counterparties: { networks: 8 } });
+    expect(viewer.call({ type: "reputation", target: worker2.id })).toMatchObject({ polo_score: 44, counterparties: { networks: 8 } });
   });
 
   test("a ring of 20 fresh sybils rating each other ends below an honest worker with five genuine receipts (clock injected)", () => {
@@ -258,9 +258,9 @@ describe("scores", () => {
     const viewer = h.node();
     const honestScore = viewer.call({ type: "lookup", target: honest.id }).polo_score;
     const ringScores = ring.map((n) => viewer.call({ type: "lookup", target: n.id }).polo_score);
-    expect(honestScore).toBe(33.3);
+    expect(honestScore).toBe(33);
     // Three weeks old by the end, the ring is still made of newcomers: together they count 0.5 at most.
-    expect(Math.max(...ringScores)).toBeLessThanOrEqual(9.1);
+    expect(Math.max(...ringScores)).toBeLessThanOrEqual(9);
     expect(Math.max(...ringScores)).toBeLessThan(honestScore);
   });
 });

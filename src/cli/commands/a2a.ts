@@ -231,7 +231,7 @@ function renderText(d: any): string {
   if (d.total === 0) return `no visible node is tagged ${tag} (private nodes show up only once they trust you)`;
   const blocks: string[] = [];
   for (const a of d.agents) {
-    const head = `${a.hostname ?? a.address}  ${a.address}  ${a.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof a.polo_score === "number" ? a.polo_score.toFixed(1) : "-"}`;
+    const head = `${a.hostname ?? a.address}  ${a.address}  ${a.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof a.polo_score === "number" ? a.polo_score : "-"}`;
     const lines = [
       `card:    ${a.name}${a.version ? ` ${a.version}` : ""}${a.description ? `: ${a.description}` : ""}`,
       `url:     ${describeInterfaces(a)}`,
@@ -242,7 +242,7 @@ function renderText(d: any): string {
     blocks.push([head, ...indent(lines)].join("\n"));
   }
   for (const f of d.failed) {
-    blocks.push(`${f.hostname ?? f.address}  ${f.address}  ${f.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof f.polo_score === "number" ? f.polo_score.toFixed(1) : "-"}\n  not listed: ${f.reason} (${f.code})`);
+    blocks.push(`${f.hostname ?? f.address}  ${f.address}  ${f.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof f.polo_score === "number" ? f.polo_score : "-"}\n  not listed: ${f.reason} (${f.code})`);
   }
   const n = d.agents.length;
   blocks.push(`${n} A2A agent${n === 1 ? "" : "s"} among ${d.total} visible node${d.total === 1 ? "" : "s"} tagged ${tag}`);

@@ -11,8 +11,8 @@ import { ago, bytes, isoTime, ms, table } from "../format.ts";
 /** What polo_score is. */
 const POLO_SCORE_NOTE = "reputation as a worker, 0-100, from task receipts both parties signed; explain one with: pilot reputation NODE";
 
-/** A score as the tables show it: one decimal, or "-" when the registry does not show it to us. */
-const polo = (score: unknown) => (typeof score === "number" ? score.toFixed(1) : "-");
+/** A score as the tables show it, or "-" when the registry does not show it to us. */
+const polo = (score: unknown) => (typeof score === "number" ? String(score) : "-");
 
 export const findCommand: CommandSpec = {
   name: "find",

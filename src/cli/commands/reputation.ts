@@ -21,10 +21,10 @@ function render(d: any): string {
   const s = d.as_submitter;
   return [
     `${d.hostname ?? "(no hostname)"}  ${d.address}  (node ${d.node_id})`,
-    `  Polo score:    ${d.polo_score.toFixed(1)}  (0-100)`,
+    `  Polo score:    ${d.polo_score}  (0-100)`,
     `  Receipts:      ${d.receipts.accepted} accepted, ${d.receipts.rejected} rejected in the last ${d.method.horizon_weeks} weeks: ${plural(d.receipts.counted_votes, "vote")} (a submitter counts once per week)`,
     `  Submitters:    ${c.total} (${c.established} established, ${plural(c.newcomers, "newcomer")}), the established from ${plural(c.networks, "network")}`,
-    `  Evidence:      P = ${num(d.evidence.positive)}, N = ${num(d.evidence.negative)};  ${d.method.formula} = ${d.polo_score.toFixed(1)}`,
+    `  Evidence:      P = ${num(d.evidence.positive)}, N = ${num(d.evidence.negative)};  ${d.method.formula} = ${d.polo_score}`,
     `  Caps applied:  ${capped.length ? capped.join("; ") : "none"}`,
     `  As submitter:  its verdicts weigh ${num(s.weight)} (age ${num(s.age_factor)}${s.established ? ", established" : ", a newcomer"}, registered ${ago(s.registered_at)}; standing ${num(s.standing)})`,
     "how the score is made: docs/REGISTRY.md, section 15 (Reputation)",
@@ -40,7 +40,7 @@ export const reputationCommand: CommandSpec = {
     node_id: "the node's id",
     address: "its Pilot address",
     hostname: "its hostname, or null",
-    polo_score: "its reputation as a worker, 0-100 with one decimal",
+    polo_score: "its reputation as a worker, a whole number from 0 to 100",
     receipts: "{accepted, rejected} within the horizon, counted_votes (one per submitter per week), as_worker and as_submitter (all receipts stored)",
     counterparties: "{total, established, newcomers, networks}: the distinct submitters counted, and the networks the established ones registered from",
     evidence: "{positive, negative}: P and N in the formula, after weights and caps",
