@@ -442,12 +442,12 @@ export class RegistryClient {
     const frac = (o: any, key: string) => (typeof o?.[`${key}_milli`] === "number" ? o[`${key}_milli`] / 1000 : null);
     const { positive_milli: _p, negative_milli: _n, ...evidence } = r.evidence ?? {};
     const { age_factor_milli: _a, standing_milli: _s, weight_milli: _w, ...asSubmitter } = r.as_submitter ?? {};
-    const { newcomer_cap_milli: _c, ...method } = r.method ?? {};
+    const { newcomer_cap_milli: _c, per_submitter_cap_milli: _sc, per_network_cap_milli: _nc, ...method } = r.method ?? {};
     return {
       ...r,
       evidence: { ...evidence, positive: frac(r.evidence, "positive"), negative: frac(r.evidence, "negative") },
       as_submitter: { ...asSubmitter, age_factor: frac(r.as_submitter, "age_factor"), standing: frac(r.as_submitter, "standing"), weight: frac(r.as_submitter, "weight") },
-      method: { ...method, newcomer_cap: frac(r.method, "newcomer_cap") },
+      method: { ...method, per_submitter_cap: frac(r.method, "per_submitter_cap"), per_network_cap: frac(r.method, "per_network_cap"), newcomer_cap: frac(r.method, "newcomer_cap") },
     };
   }
 

@@ -12,9 +12,9 @@
  *     number of receipts in it, worth `accepted / (accepted + rejected)`
  *     positive and the rest negative. A submitter counts at most once per
  *     worker per week.
- *  2. One submitter's votes together are capped at PER_SUBMITTER_CAP (a
- *     regular customer counts for at most two weeks' worth), keeping their
- *     positive:negative ratio.
+ *  2. One submitter's votes together are capped at 1.5 (a regular customer
+ *     counts for a week and a half's worth), keeping their positive:negative
+ *     ratio.
  *  3. Each submitter's evidence is weighted by `age x standing`:
  *       age      = 0.1 + 0.9 x min(1, time since it registered / 30 days)
  *       standing = 0.5 + 0.5 x min(1, its own base score / 50)
@@ -23,8 +23,8 @@
  *  4. Submitters registered at least 30 days ago ("established") are grouped
  *     by the network they registered from (IPv4 /24, IPv6 /56; a node that
  *     registered from a private or loopback address is a network of its own):
- *     one network's evidence is capped at PER_NETWORK_CAP. Newcomers (younger
- *     than 30 days) together, from every network, are capped at NEWCOMER_CAP.
+ *     one network's evidence is capped at 1.5. Newcomers (younger than 30
+ *     days) together, from every network, are capped at 0.5.
  *  5. With P and N the positive and negative evidence left:
  *       score = 100 x P / (P + 2 x N + 5), rounded to a whole number.
  *
@@ -48,9 +48,9 @@ export const REPUTATION = Object.freeze({
   /** The age factor of a key registered just now. */
   ageFloor: 0.1,
   /** One submitter's votes for one worker, all weeks together. */
-  perSubmitterCap: 2,
+  perSubmitterCap: 1.5,
   /** Established submitters from one network, together, for one worker. */
-  perNetworkCap: 2,
+  perNetworkCap: 1.5,
   /** All newcomers together, for one worker. */
   newcomerCap: 0.5,
   /** Standing of a submitter that never did accepted work itself. */

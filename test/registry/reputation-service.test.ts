@@ -184,7 +184,7 @@ describe("scores", () => {
       counterparties: { total: 3, established: 3, newcomers: 0, networks: 3 },
       evidence: { positive_milli: 1250, negative_milli: 250 },
       capped: { submitters: 0, networks: 0, newcomers: false },
-      method: { formula: "100 * P / (P + 2 * N + 5)", week_days: 7, horizon_weeks: 52, per_submitter_cap: 2, per_network_cap: 2, newcomer_cap_milli: 500, established_after_days: 30 },
+      method: { formula: "100 * P / (P + 2 * N + 5)", week_days: 7, horizon_weeks: 52, per_submitter_cap_milli: 1500, per_network_cap_milli: 1500, newcomer_cap_milli: 500, established_after_days: 30 },
     });
     // A submitter's own weight: established, standing 0.5 (it never worked for anyone).
     expect(viewer.call({ type: "reputation", target: submitters[1]!.id }).error.code).toBe("not_found"); // private
@@ -237,8 +237,8 @@ describe("scores", () => {
     for (const s of sameNet) h.submit(s, signedReceipt(s, worker, { at: h.clock.now }));
     for (const s of lan) h.submit(s, signedReceipt(s, worker2, { at: h.clock.now }));
     const viewer = h.node();
-    // 8 x 0.5 = 4, capped at 2 for one network: 100 * 2 / 7
-    expect(viewer.call({ type: "reputation", target: worker.id })).toMatchObject({ polo_score: 29, counterparties: { networks: 1 }, capped: { networks: 1 } });
+    // 8 x 0.5 = 4, capped at 1.5 for one network: 100 * 1.5 / 6.5
+    expect(viewer.call({ type: "reputation", target: worker.id })).toMatchObject({ polo_score: 23, counterparties: { networks: 1 }, capped: { networks: 1 } });
     // 8 x 0.5 = 4 from eight networks of their own: 100 * 4 / 9
     expect(viewer.call({ type: "reputation", target: worker2.id })).toMatchObject({ polo_score: 44, counterparties: { networks: 8 } });
   });

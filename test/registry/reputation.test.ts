@@ -58,19 +58,23 @@ describe("values", () => {
     expect(score([{ submitter: 10, week: WEEK, accepted: 3, rejected: 1 }], r)).toMatchObject({ votes: 1, positive: 0.375, negative: 0.125 });
   });
 
-  test("a submitter counts once per worker per week, and two weeks' worth at most", () => {
+  test("a submitter counts once per worker per week, and a week and a half's worth at most", () => {
     const r = raters([10], 1);
     expect(score([accept(10, WEEK, 16)], r).positive).toBe(1);
-    expect(score([accept(10, WEEK - 1), accept(10, WEEK)], r).positive).toBe(2);
+    expect(score([accept(10, WEEK - 1), accept(10, WEEK)], r).positive).toBe(1.5);
     const many = score([0, 1, 2, 3, 4, 5].map((k) => accept(10, WEEK - k)), r);
-    expect(many).toMatchObject({ positive: 2, votes: 6, capped: { submitters: 1, networks: 0, newcomers: false } });
+    expect(many).toMatchObject({ positive: 1.5, votes: 6, capped: { submitters: 1, networks: 0, newcomers: false } });
+    // Accepted in one week, rejected in three others: capped with its ratio, 1/4 : 3/4.
+    const mixed = score([accept(10, WEEK), reject(10, WEEK - 1), reject(10, WEEK - 2), reject(10, WEEK - 3)], r);
+    expect(mixed.positive).toBeCloseTo(0.375, 12);
+    expect(mixed.negative).toBeCloseTo(1.125, 12);
   });
 
-  test("established submitters from one network count as one: capped at 2", () => {
+  test("established submitters from one network count as one: capped at 1.5", () => {
     const ids = Array.from({ length: 50 }, (_, i) => 100 + i);
     const b = score(ids.map((s) => accept(s)), raters(ids, 1, OLD, () => "203.0.113.0/24"));
-    expect(b).toMatchObject({ positive: 2, networks: 1, established: 50, capped: { submitters: 0, networks: 1, newcomers: false } });
-    expect(b.score).toBe(29);
+    expect(b).toMatchObject({ positive: 1.5, networks: 1, established: 50, capped: { submitters: 0, networks: 1, newcomers: false } });
+    expect(b.score).toBe(23);
     // Private and loopback origins are networks of their own.
     expect(score(ids.map((s) => accept(s)), raters(ids, 1, OLD, () => null)).networks).toBe(50);
   });
@@ -167,7 +171,7 @@ describe("sybils (the pure function; the registry's own test is test/reputation/
     expect(best).toBeLessThan(scores.get(honest)!);
   });
 
-  test("a ring aged past 30 days but registered from one network stays below it too", () => {
+  test("a ring aged past 30 days but registered from one network stays below it too, even with fresh helpers", () => {
     const nodes = new Map<number, { registeredAt: number; network: string | null }>();
     const edges: { s: number; w: number; week?: number }[] = [];
     for (let i = 0; i < 5; i++) {
@@ -177,8 +181,12 @@ describe("sybils (the pure function; the registry's own test is test/reputation/
     nodes.set(1, { registeredAt: OLD, network: null });
     const ring = Array.from({ length: 20 }, (_, i) => 100 + i);
     for (const id of ring) nodes.set(id, { registeredAt: OLD, network: "203.0.113.0/24" });
-    for (const s of ring) for (const w of ring) if (s !== w) for (let k = 0; k < 3; k++) edges.push({ s, w, week: WEEK - k });
+    // And 100 fresh identities from 100 other networks rating every ring member too.
+    const fresh = Array.from({ length: 100 }, (_, i) => 1000 + i);
+    for (const id of fresh) nodes.set(id, { registeredAt: NOW - DAY, network: `100.${id % 64}.0.0/24` });
+    for (const s of [...ring, ...fresh]) for (const w of ring) if (s !== w) for (let k = 0; k < 3; k++) edges.push({ s, w, week: WEEK - k });
     const scores = scoresOf(edges, nodes);
+    // 1.5 from the ring's network, 0.5 from all newcomers: 100 * 2 / 7.
     expect(Math.max(...ring.map((id) => scores.get(id)!))).toBe(29);
     expect(scores.get(1)).toBe(33);
   });

@@ -26,7 +26,7 @@ async function registryClient(identity: Identity, nodeId?: number): Promise<Regi
   return client;
 }
 
-function party(name: string): Party {
+function party(name: string): Party & { identity: Identity } {
   const d = c.daemon(name);
   return { id: d.nodeId, identity: loadOrCreateIdentity(join(d.home, "identity.json")).identity };
 }
@@ -53,7 +53,7 @@ beforeAll(async () => {
     expect((await client.register()).node_id).toBe(ids[i]!);
     expect((await client.submitReceipt(signedReceipt({ id: ids[i]!, identity }, worker))).recorded).toBe(true);
   }
-  // The client did one task for the hidden node... the other way round: hidden worked for the client.
+  // The hidden node did one task for the client, which accepted the result.
   const client = party("client");
   const rc = await registryClient(client.identity, client.id);
   expect((await rc.submitReceipt(signedReceipt(client, party("hidden")))).recorded).toBe(true);
@@ -94,15 +94,13 @@ describe("polo_score", () => {
     expect(text.stdout).toMatch(/\s33\n/);
   });
 
-  test("a2a discover: each node with its score (here none serves a card)", async () => {
+  test("a2a discover: each node with its score (here none serves a card; test/a2a has agents)", async () => {
     const r = await c.pilot("friend", ["a2a", "discover", "--tag", "nlp", "--timeout", "3s"]);
     expect(r.code).toBe(0);
     expect(r.json.data.failed.map((f: any) => [f.hostname, f.polo_score]).sort()).toEqual([
       ["rep-hidden", 1],
       ["rep-worker", 33],
     ]);
-    const text = await c.pilot("friend", ["a2a", "discover", "--tag", "nlp", "--timeout", "3s"], { json: false });
-    expect(text.stdout).toContain("#nlp  polo 33\n");
   });
 });
 
@@ -118,7 +116,7 @@ describe("pilot reputation", () => {
       counterparties: { total: 5, established: 5, newcomers: 0, networks: 5 },
       evidence: { positive: 2.5, negative: 0 },
       capped: { submitters: 0, networks: 0, newcomers: false },
-      method: { formula: "100 * P / (P + 2 * N + 5)", newcomer_cap: 0.5 },
+      method: { formula: "100 * P / (P + 2 * N + 5)", per_submitter_cap: 1.5, per_network_cap: 1.5, newcomer_cap: 0.5 },
     });
     const text = await c.pilot("client", ["reputation", "rep-worker"], { json: false });
     expect(text.stdout).toContain("  Polo score:    33  (0-100)\n");

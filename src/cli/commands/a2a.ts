@@ -231,10 +231,11 @@ function renderText(d: any): string {
   if (d.total === 0) return `no visible node is tagged ${tag} (private nodes show up only once they trust you)`;
   const blocks: string[] = [];
   for (const a of d.agents) {
-    const head = `${a.hostname ?? a.address}  ${a.address}  ${a.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof a.polo_score === "number" ? a.polo_score : "-"}`;
+    const head = `${a.hostname ?? a.address}  ${a.address}  ${a.tags.map((t: string) => `#${t}`).join(" ")}`;
     const lines = [
       `card:    ${a.name}${a.version ? ` ${a.version}` : ""}${a.description ? `: ${a.description}` : ""}`,
       `url:     ${describeInterfaces(a)}`,
+      `polo:    ${typeof a.polo_score === "number" ? a.polo_score : "-"}  (its reputation as a worker, 0-100; pilot reputation ${a.hostname ?? a.address})`,
       ...(a.local_url ? [`gateway: ${a.local_url}  (any HTTP or A2A client, e.g. ${a.local_url}/.well-known/agent-card.json)`] : a.map_error ? [`gateway: not mapped: ${a.map_error}`] : []),
       `skills:${a.skills.length ? "" : "  none listed"}`,
       ...a.skills.map((s: CardSkill) => `  - ${s.name}${s.id && s.id !== s.name ? ` (${s.id})` : ""}${s.description ? `: ${s.description}` : ""}`),
@@ -242,7 +243,7 @@ function renderText(d: any): string {
     blocks.push([head, ...indent(lines)].join("\n"));
   }
   for (const f of d.failed) {
-    blocks.push(`${f.hostname ?? f.address}  ${f.address}  ${f.tags.map((t: string) => `#${t}`).join(" ")}  polo ${typeof f.polo_score === "number" ? f.polo_score : "-"}\n  not listed: ${f.reason} (${f.code})`);
+    blocks.push(`${f.hostname ?? f.address}  ${f.address}  ${f.tags.map((t: string) => `#${t}`).join(" ")}\n  not listed: ${f.reason} (${f.code})`);
   }
   const n = d.agents.length;
   blocks.push(`${n} A2A agent${n === 1 ? "" : "s"} among ${d.total} visible node${d.total === 1 ? "" : "s"} tagged ${tag}`);
