@@ -4,22 +4,27 @@
  *
  * A node's score needs its vote groups (one indexed range read) and, for each
  * of its submitters, that submitter's base score (its own vote groups, every
- * standing taken as 1). Both are cached for CACHE_TTL_MS (ages move slowly:
- * a minute changes an age factor by 2e-5), and dropped at once when a receipt
- * changes them: a new receipt for W drops W's base and score, and the scores
- * of every worker W has rated (W's standing as their submitter may have moved).
+ * standing taken as 1). Scores are cached for SCORE_TTL_MS and bases for
+ * BASE_TTL_MS (only time moves them between receipts, and slowly: an hour
+ * changes an age factor by 0.00125), and both are dropped at once when a
+ * receipt changes them: a new receipt for W drops W's base and score, and the
+ * scores of every worker W has rated (W's standing as their submitter may
+ * have moved).
  *
  * Work per computation is bounded: at most MAX_GROUPS vote groups are read for
  * a score and MAX_BASE_GROUPS for a base (the newest; with the per-submitter
- * and per-network caps a node with that many has long reached its plateau).
+ * and per-network caps a node with that many has long reached its plateau,
+ * and standing is full from a base of 50). scripts/bench/reputation.ts
+ * measures a busy worker.
  */
 import type { RegistryStore } from "./store.ts";
 import { ageFactor, isEstablished, REPUTATION, scoreWorker, standingFrom, weekOf, type Rater, type ScoreBreakdown } from "./reputation.ts";
 
-export const CACHE_TTL_MS = 60_000;
+export const SCORE_TTL_MS = 60_000;
+export const BASE_TTL_MS = 3_600_000;
 const CACHE_MAX = 50_000;
 const MAX_GROUPS = 4096;
-const MAX_BASE_GROUPS = 1024;
+const MAX_BASE_GROUPS = 256;
 /** Beyond this many workers rated by one node, a new receipt for it clears every cached score. */
 const CASCADE_MAX = 10_000;
 
@@ -31,10 +36,12 @@ interface Cached<T> {
 class TtlCache<T> {
   private readonly map = new Map<number, Cached<T>>();
 
+  constructor(private readonly ttlMs: number) {}
+
   get(key: number, now: number): T | undefined {
     const c = this.map.get(key);
     if (!c) return undefined;
-    if (now - c.at >= CACHE_TTL_MS || now < c.at) {
+    if (now - c.at >= this.ttlMs || now < c.at) {
       this.map.delete(key);
       return undefined;
     }
@@ -62,8 +69,8 @@ export interface Reputation extends ScoreBreakdown {
 }
 
 export class ReputationBook {
-  private readonly scores = new TtlCache<Reputation>();
-  private readonly bases = new TtlCache<number>();
+  private readonly scores = new TtlCache<Reputation>(SCORE_TTL_MS);
+  private readonly bases = new TtlCache<number>(BASE_TTL_MS);
 
   constructor(private readonly store: RegistryStore) {}
 

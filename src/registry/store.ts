@@ -90,7 +90,7 @@ const MIGRATIONS: readonly Migration[] = [
       week          INTEGER NOT NULL,
       PRIMARY KEY (task_id, submitter, worker)
     ) WITHOUT ROWID;
-    CREATE INDEX receipts_by_worker ON receipts (worker, week, submitter);
+    CREATE INDEX receipts_by_worker ON receipts (worker, week, submitter, outcome);
     CREATE INDEX receipts_by_submitter ON receipts (submitter, worker);
     CREATE INDEX receipts_recorded ON receipts (recorded_at);
     `,
