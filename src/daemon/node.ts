@@ -690,7 +690,8 @@ export class DaemonNode implements LocalNode {
 
   /**
    * A node's polo score as the registry shows it to us, or null when we may
-   * not see the node (or the registry does not answer). Cached for a minute.
+   * not see the node, or the registry does not answer or refuses for now
+   * (rate_limited). Cached for a minute.
    */
   async reputationOf(node: Address): Promise<number | null> {
     if (networkOf(node) !== 0) return null;
@@ -701,7 +702,7 @@ export class DaemonNode implements LocalNode {
     try {
       score = (await this.registry.scores([id]))[0]?.polo_score ?? null;
     } catch (e) {
-      if (e instanceof RegistryError && REGISTRY_CODES[e.code] === "registry_unavailable") return null;
+      if (e instanceof RegistryError && (REGISTRY_CODES[e.code] === "registry_unavailable" || e.code === "rate_limited")) return null;
       throw asNodeError(e);
     }
     if (this.scores.size >= 1024) this.scores.clear();
@@ -728,7 +729,9 @@ export class DaemonNode implements LocalNode {
         }),
       );
     }
-    await Promise.race([Promise.allSettled(asks), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.allSettled(asks), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+    clearTimeout(timer);
     return out;
   }
 

@@ -60,7 +60,7 @@ export interface ServiceContext {
   peerKey(node: Address): Promise<Uint8Array>;
   /** Hands a receipt signed by both parties to the registry, which stores it once (idempotent). */
   submitReceipt(receipt: TaskReceipt): Promise<void>;
-  /** A node's polo score (0-100) as the registry shows it to this node; null if it may not see the node or the registry is away. Cached a minute. */
+  /** A node's polo score (0-100) as the registry shows it to this node; null if it may not see the node, or the registry is away or refuses for now. Cached a minute. */
   reputationOf(node: Address): Promise<number | null>;
 }
 
