@@ -282,6 +282,25 @@ describe("receipts", () => {
     expect(receiptFromWire([wire]).ok).toBe(false);
   });
 
+  test("hostile wire forms never throw: 5000 mutated receipts are parsed or refused with a reason", () => {
+    const rng = new Prng(0xbad);
+    const wire = receiptToWire(signedReceipt(submitter, worker, { at: NOW }));
+    const values: unknown[] = [null, true, -1, 0, 1.5, 2 ** 53, "", "x".repeat(300), [], {}, [1, 2], { a: 1 }, "AAAA", "0".repeat(32), Number.NaN];
+    for (let i = 0; i < 5000; i++) {
+      const m: Record<string, unknown> = { ...wire };
+      for (let k = rng.int(1, 3); k > 0; k--) {
+        const keys = Object.keys(m);
+        const roll = rng.next();
+        if (roll < 0.6 && keys.length) m[keys[rng.int(0, keys.length - 1)]!] = values[rng.int(0, values.length - 1)];
+        else if (roll < 0.8 && keys.length) delete m[keys[rng.int(0, keys.length - 1)]!];
+        else m[`f${rng.int(0, 9)}`] = values[rng.int(0, values.length - 1)];
+      }
+      const r = receiptFromWire(m);
+      if (!r.ok) expect(typeof r.message).toBe("string");
+      else expect(receiptSignaturesValid(r.value, worker.identity.publicKey, submitter.identity.publicKey)).toBe(JSON.stringify(m) === JSON.stringify(wire));
+    }
+  });
+
   test("both signatures must verify, each by its own party, over the fields as received", () => {
     const r = signedReceipt(submitter, worker, { at: NOW });
     expect(receiptSignaturesValid(r, worker.identity.publicKey, submitter.identity.publicKey)).toBe(true);
