@@ -13,6 +13,7 @@ import { listenCommand, sendCommand } from "./commands/datagrams.ts";
 import { publishCommand, subscribeCommand, topicsCommand } from "./commands/pubsub.ts";
 import { approveCommand, handshakeCommand, pendingCommand, rejectCommand, trustCommand, untrustCommand } from "./commands/trust.ts";
 import { configCommand } from "./commands/config.ts";
+import { reputationCommand } from "./commands/reputation.ts";
 import { exposeCommand } from "./commands/expose.ts";
 import { eventsCommand } from "./commands/events.ts";
 import { inboxCommand, outboxCommand, sendMessageCommand } from "./commands/messages.ts";
@@ -41,6 +42,7 @@ export function buildProgram(name: string): Program {
     // other nodes
     findCommand,
     peersCommand,
+    reputationCommand,
     connectionsCommand,
     disconnectCommand,
     // trust

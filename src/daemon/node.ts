@@ -77,6 +77,8 @@ export class DaemonNode implements LocalNode {
   private resyncWanted = false;
   /** Pending requests to this node in all, as the registry last said (the mirror holds a window of them). */
   private inboundTotal = 0;
+  /** node id -> its polo score as last fetched (reputationOf). */
+  private readonly scores = new Map<number, { score: number | null; expires: number }>();
   private readonly methods: Record<string, (p: Params) => Promise<unknown> | unknown>;
   /** Exposed ports (`pilot expose`): Pilot streams bridged to local TCP services. */
   readonly exposes: ExposeManager;
@@ -159,6 +161,7 @@ export class DaemonNode implements LocalNode {
       ...this.exposes.methods(),
       secure_sign: (p) => this.secureSign(p),
       peer_key: (p) => this.peerKey(p),
+      reputation: (p) => this.reputation(p),
     };
     this.buildServices(options.services ?? DEFAULT_SERVICE_SETTINGS);
   }
@@ -183,6 +186,7 @@ export class DaemonNode implements LocalNode {
         peerKey: (node) => this.identityKeyOf(node),
         submitReceipt: (receipt) => this.submitReceipt(receipt),
         settings: settings.settings?.[name] ?? {},
+        reputationOf: (node) => this.reputationOf(node),
       });
       this.services.push(service);
       Object.assign(this.methods, service.methods());
@@ -474,12 +478,13 @@ export class DaemonNode implements LocalNode {
 
   private async peers(p: Params) {
     if (typeof p.search === "string" && p.search !== "") {
-      // polo_score: reputation is not computed yet; always 0 until the reputation service lands.
-      const hits = (await this.registry.search(p.search)).map((hit) => ({ ...hit, polo_score: 0 }));
+      const hits = await this.registry.search(p.search);
       return { query: p.search, peers: hits, total: hits.length };
     }
     const now = performance.now();
-    const peers = [...this.plane.router.allPeers()].map((peer) => ({
+    const all = [...this.plane.router.allPeers()];
+    const scores = all.length ? await this.peerScores(all.map((peer) => nodeOf(peer.remoteAddress))) : new Map<number, number>();
+    const peers = all.map((peer) => ({
       node_id: nodeOf(peer.remoteAddress),
       address: formatAddress(peer.remoteAddress),
       hostname: this.trust.trustedNode(nodeOf(peer.remoteAddress))?.hostname ?? null,
@@ -491,6 +496,7 @@ export class DaemonNode implements LocalNode {
       bytes_sent: peer.stats.bytesSent,
       bytes_recv: peer.stats.bytesReceived,
       handshakes: peer.stats.handshakesCompleted,
+      polo_score: scores.get(nodeOf(peer.remoteAddress)) ?? null,
     }));
     return { peers, total: peers.length };
   }
@@ -682,9 +688,65 @@ export class DaemonNode implements LocalNode {
     return peer ? peer.remote.identityKey : (await this.lookupPeer(address, false)).identityKey;
   }
 
-  /** Hands a task receipt to the registry. */
-  private async submitReceipt(_receipt: TaskReceipt): Promise<void> {
-    throw new NodeError("registry_unavailable", "the registry does not take task receipts yet", "reputation (issue 11) lands with the registry's receipt store");
+  /**
+   * Hands a task receipt signed by both parties to the registry. Idempotent: a
+   * receipt the registry already holds is fine (the caller may resend after
+   * registry_unavailable). Another verdict for the same task is already_exists.
+   */
+  async submitReceipt(receipt: TaskReceipt): Promise<void> {
+    try {
+      await this.registry.submitReceipt(receipt);
+    } catch (e) {
+      throw asNodeError(e);
+    }
+    this.scores.delete(receipt.worker);
+  }
+
+  /**
+   * A node's polo score as the registry shows it to us, or null when we may
+   * not see the node, or the registry does not answer or refuses for now
+   * (rate_limited). Cached for a minute.
+   */
+  async reputationOf(node: Address): Promise<number | null> {
+    if (networkOf(node) !== 0) return null;
+    const id = nodeOf(node);
+    const cached = this.scores.get(id);
+    if (cached && cached.expires > Date.now()) return cached.score;
+    let score: number | null;
+    try {
+      score = (await this.registry.scores([id]))[0]?.polo_score ?? null;
+    } catch (e) {
+      if (e instanceof RegistryError && (REGISTRY_CODES[e.code] === "registry_unavailable" || e.code === "rate_limited")) return null;
+      throw asNodeError(e);
+    }
+    if (this.scores.size >= 1024) this.scores.clear();
+    this.scores.set(id, { score, expires: Date.now() + SCORE_CACHE_MS });
+    return score;
+  }
+
+  private async reputation(p: Params) {
+    const address = await this.resolveTarget(str(p, "target"));
+    if (networkOf(address) !== 0) throw new NodeError("not_found", "no such node", notFoundHint(formatAddress(address)));
+    return this.registry.reputation(nodeOf(address)).catch((e) => {
+      throw asNodeError(e, notFoundHint(formatAddress(address)));
+    });
+  }
+
+  /** Scores of tunnel peers for `peers`: null for those we may not see, or all when the registry does not answer in a second. */
+  private async peerScores(ids: number[]): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    const asks: Promise<void>[] = [];
+    for (let i = 0; i < ids.length; i += 100) {
+      asks.push(
+        this.registry.scores(ids.slice(i, i + 100)).then((list) => {
+          for (const s of list) out.set(s.node_id, s.polo_score);
+        }),
+      );
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.allSettled(asks), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+    clearTimeout(timer);
+    return out;
   }
 
   private async peerKey(p: Params) {
@@ -720,6 +782,8 @@ const CONNECTIONS_LISTED = 500;
 
 /** How long a hostname's address is remembered (a renamed node is found again after this). */
 const NAME_CACHE_MS = 60_000;
+/** How long reputationOf keeps a node's score. */
+const SCORE_CACHE_MS = 60_000;
 
 function snapshotOf(state: TrustState): TrustSnapshot {
   return {

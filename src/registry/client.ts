@@ -27,6 +27,8 @@
 import { randomBytes } from "node:crypto";
 import { connect as tcpConnect, type Socket } from "node:net";
 import { POW_CHALLENGE_SIZE, solvePowSlice } from "./pow.ts";
+import type { TaskReceipt } from "../protocol/receipt.ts";
+import { receiptToWire } from "./receipts.ts";
 import type { Signer } from "./signer.ts";
 import { verifyEd25519 } from "./signer.ts";
 import {
@@ -79,6 +81,8 @@ export interface NodeInfo {
   public: boolean;
   online: boolean;
   last_seen: number;
+  /** Its reputation as a worker, a whole number 0-100 (docs/REGISTRY.md §15). */
+  polo_score: number;
 }
 
 export interface RegisterResult {
@@ -116,6 +120,34 @@ export interface SearchHit {
   tags: string[];
   public: boolean;
   online: boolean;
+  polo_score: number;
+}
+
+/** The answer to submit_receipt: `recorded: false` when the registry already had this receipt. */
+export interface ReceiptAck {
+  task_id: string;
+  submitter: number;
+  worker: number;
+  outcome: "accepted" | "rejected";
+  recorded: boolean;
+}
+
+/** A node's polo score and how it was computed (docs/REGISTRY.md §15). */
+export interface ReputationInfo {
+  node_id: number;
+  address: string;
+  hostname: string | null;
+  polo_score: number;
+  /** Receipts within the horizon (accepted, rejected) and the (submitter, week) votes they make; all stored receipts as worker and as submitter. */
+  receipts: { accepted: number; rejected: number; counted_votes: number; as_worker: number; as_submitter: number };
+  counterparties: { total: number; established: number; newcomers: number; networks: number };
+  /** Weighted, capped evidence: P and N of the formula. */
+  evidence: { positive: number; negative: number };
+  capped: { submitters: number; networks: number; newcomers: boolean };
+  /** What this node's own verdicts weigh now. */
+  as_submitter: { registered_at: number; established: boolean; age_factor: number; standing: number; weight: number };
+  method: Record<string, unknown> & { formula: string };
+  computed_at: number;
 }
 
 export interface TrustedPeer {
@@ -389,6 +421,39 @@ export class RegistryClient {
     const link = await this.ensureLink();
     if (link.subscription) return;
     await this.subscribeOn(link);
+  }
+
+  /**
+   * Hands a task receipt signed by both parties to the registry. Idempotent:
+   * the same receipt again answers `recorded: false`, so it may be resent
+   * after `connection_lost`.
+   */
+  submitReceipt(receipt: TaskReceipt): Promise<ReceiptAck> {
+    return this.call("submit_receipt", { receipt: receiptToWire(receipt) }) as Promise<any>;
+  }
+
+  /**
+   * A node's polo score and how it was computed; `not_found` for a node this
+   * one cannot see. The wire carries fractions as integer thousandths
+   * (`*_milli`); they come back here as plain numbers.
+   */
+  async reputation(nodeId: number): Promise<ReputationInfo> {
+    const r = (await this.call("reputation", { target: nodeId })) as any;
+    const frac = (o: any, key: string) => (typeof o?.[`${key}_milli`] === "number" ? o[`${key}_milli`] / 1000 : null);
+    const { positive_milli: _p, negative_milli: _n, ...evidence } = r.evidence ?? {};
+    const { age_factor_milli: _a, standing_milli: _s, weight_milli: _w, ...asSubmitter } = r.as_submitter ?? {};
+    const { newcomer_cap_milli: _c, per_submitter_cap_milli: _sc, per_network_cap_milli: _nc, ...method } = r.method ?? {};
+    return {
+      ...r,
+      evidence: { ...evidence, positive: frac(r.evidence, "positive"), negative: frac(r.evidence, "negative") },
+      as_submitter: { ...asSubmitter, age_factor: frac(r.as_submitter, "age_factor"), standing: frac(r.as_submitter, "standing"), weight: frac(r.as_submitter, "weight") },
+      method: { ...method, per_submitter_cap: frac(r.method, "per_submitter_cap"), per_network_cap: frac(r.method, "per_network_cap"), newcomer_cap: frac(r.method, "newcomer_cap") },
+    };
+  }
+
+  /** The scores of up to 100 nodes; nodes this one cannot see are left out. */
+  async scores(nodeIds: number[]): Promise<{ node_id: number; polo_score: number }[]> {
+    return ((await this.call("scores", { targets: nodeIds })) as { scores: { node_id: number; polo_score: number }[] }).scores;
   }
 
   async deregister(): Promise<{ node_id: number; deregistered: true }> {

@@ -16,6 +16,8 @@ export {
   type InboxPage,
   type NodeInfo,
   type OutboundRequest,
+  type ReceiptAck,
+  type ReputationInfo,
   type RegisterResult,
   type RegistryClientOptions,
   type RegistryEvent,
@@ -28,5 +30,6 @@ export { startRendezvous, type Rendezvous, type RendezvousOptions } from "./rend
 export type { Signer } from "./signer.ts";
 export { PROTOCOL_VERSION, RegistryErrorCode, type ServerErrorCode } from "./wire.ts";
 export { ONLINE_WINDOW_MS } from "./service.ts";
+export { REPUTATION } from "./reputation.ts";
 export { HOSTNAME_MAX, MAX_TAGS, REASON_MAX, checkHostname, checkTag, checkTags } from "./rules.ts";
 export { createDiscover, discoverEndpoint, verifyDiscoverReply, type DiscoverOptions, type ObservedEndpoint } from "../beacon/discover.ts";

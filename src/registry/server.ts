@@ -386,8 +386,17 @@ export class RegistryServer {
   }
 
   private respond(conn: Connection, outcome: Outcome): void {
-    const response: Record<string, unknown> = { type: "response", id: outcome.id, ...outcome.body };
-    response.sig = toBase64(this.options.signer.sign(responseSigningBytes(response, outcome.nonce)));
+    let response: Record<string, unknown> = { type: "response", id: outcome.id, ...outcome.body };
+    let signed: Uint8Array;
+    try {
+      signed = responseSigningBytes(response, outcome.nonce);
+    } catch (e) {
+      // A result that is not canonical JSON (a bug): answer internal rather than take the process down.
+      this.log.error("response not signable", { error: String(e) });
+      response = { type: "response", id: outcome.id, ok: false, error: { code: "internal", message: "internal error" } };
+      signed = responseSigningBytes(response, outcome.nonce);
+    }
+    response.sig = toBase64(this.options.signer.sign(signed));
     this.send(conn, response);
   }
 

@@ -44,6 +44,9 @@ import {
 } from "./rules.ts";
 import { verifyEd25519 } from "./signer.ts";
 import type { NodeRow, RegistryStore, TrustRequestRow } from "./store.ts";
+import { receiptFreshness, receiptFromWire, receiptSignaturesValid, RECEIPTS_PER_PAIR_PER_WEEK, sameReceipt } from "./receipts.ts";
+import { ReputationBook } from "./reputation-book.ts";
+import { REPUTATION, weekOf } from "./reputation.ts";
 import {
   fromBase64,
   NONCE_SIZE,
@@ -87,6 +90,11 @@ export interface ServiceLimits {
   readonly trustRequestsPerNode: BucketConfig;
   /** Pending trust requests to one node id (whether or not it exists). Default 1000. */
   readonly inboundPendingMax: number;
+  /**
+   * Task receipts submitted per node (besides its own-call budget). Default
+   * 30 per minute, burst 60: storage grows by at most that per node.
+   */
+  readonly receiptsPerNode: BucketConfig;
   /** Proof of work for new keys (pow.ts). */
   readonly pow: PowConfig;
   /** A node not seen for this long loses its hostname and tags. Default 30 days. */
@@ -101,6 +109,7 @@ export const DEFAULT_SERVICE_LIMITS: ServiceLimits = {
   inboundLookupsPerNode: { rate: 10, burst: 50 },
   trustRequestsPerNode: { rate: 30 / 60, burst: 30 },
   inboundPendingMax: 1000,
+  receiptsPerNode: { rate: 30 / 60, burst: 60 },
   pow: DEFAULT_POW,
   reapAfterMs: 30 * 24 * 3_600_000,
 };
@@ -178,6 +187,9 @@ const FIELDS: Record<RequestType, readonly string[]> = {
   trust_inbox: ["offset?", "limit?"],
   subscribe: [],
   deregister: [],
+  submit_receipt: ["receipt"],
+  reputation: ["target"],
+  scores: ["targets"],
 };
 
 const UNAUTHORIZED =
@@ -202,6 +214,7 @@ const STATE_CHANGING: ReadonlySet<RequestType> = new Set([
   "trust_reject",
   "trust_revoke",
   "deregister",
+  "submit_receipt",
 ]);
 
 export type Budget = "own" | "lookup" | "inbound";
@@ -214,12 +227,16 @@ export type Budget = "own" | "lookup" | "inbound";
  */
 export function budgetOf(m: Record<string, unknown>): Budget {
   if (m.type === "resolve") return m.contact === true ? "lookup" : "inbound";
-  if (m.type === "lookup" || m.type === "find" || m.type === "search") return "lookup";
+  if (m.type === "lookup" || m.type === "find" || m.type === "search" || m.type === "reputation" || m.type === "scores") return "lookup";
   return "own";
 }
 
 /** How often stale nonces are pruned from the store. */
 const NONCE_PRUNE_MS = 60_000;
+/** How often receipts past the reputation horizon are pruned. */
+const RECEIPT_PRUNE_MS = 3_600_000;
+/** `scores` names at most this many nodes. */
+export const SCORES_MAX = 100;
 
 export interface ServiceOptions {
   readonly store: RegistryStore;
@@ -245,8 +262,11 @@ export class RegistryService {
   private readonly prefixRegistrations: TokenBuckets;
   private readonly budgets: Record<Budget, TokenBuckets>;
   private readonly trustRequests: TokenBuckets;
+  private readonly receipts: TokenBuckets;
   private readonly pow: PowGate;
+  private readonly book: ReputationBook;
   private lastNoncePrune = 0;
+  private lastReceiptPrune = 0;
   /** "target:viewer" -> expiry: the viewer may see the target, which recently resolved it. */
   private readonly contactGrants = new Map<string, number>();
   /**
@@ -268,6 +288,8 @@ export class RegistryService {
       inbound: new TokenBuckets(limits.inboundLookupsPerNode),
     };
     this.trustRequests = new TokenBuckets(limits.trustRequestsPerNode);
+    this.receipts = new TokenBuckets(limits.receiptsPerNode);
+    this.book = new ReputationBook(this.store);
     this.pow = new PowGate(limits.pow, options.random ?? ((n) => new Uint8Array(randomBytes(n))), this.clock());
   }
 
@@ -364,6 +386,12 @@ export class RegistryService {
     if (now - this.lastNoncePrune < NONCE_PRUNE_MS) return;
     this.lastNoncePrune = now;
     this.store.transaction(() => this.store.pruneNonces(now));
+    if (now - this.lastReceiptPrune >= RECEIPT_PRUNE_MS) {
+      this.lastReceiptPrune = now;
+      // Receipts recorded before the first week that still counts no longer move any score.
+      const cutoff = (weekOf(now) - REPUTATION.horizonWeeks + 1) * REPUTATION.weekMs;
+      if (this.store.transaction(() => this.store.pruneReceipts(cutoff)) > 0) this.book.clear();
+    }
   }
 
   // -- authentication ------------------------------------------------------
@@ -481,7 +509,7 @@ export class RegistryService {
         const q = need(checkSearchQuery(m.query));
         const rows = this.store.search(self, q, SEARCH_RESULTS_MAX, now - this.limits.reapAfterMs);
         return {
-          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: this.isOnline(n, now) })),
+          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: this.isOnline(n, now), polo_score: this.book.score(n.id, now) })),
         };
       }
       case "set_hostname": {
@@ -522,6 +550,12 @@ export class RegistryService {
         return { subscribed: true, subscribe: self };
       case "deregister":
         return this.deregister(self, events);
+      case "submit_receipt":
+        return this.submitReceipt(self, m.receipt, now);
+      case "reputation":
+        return this.reputation(this.visible(self, need(checkNodeId(m.target, "target"))), now);
+      case "scores":
+        return this.scores(self, m.targets, now);
     }
     return fail("invalid_argument", "unknown request type");
   }
@@ -761,6 +795,93 @@ export class RegistryService {
     return { inbound, total, offset, next_offset: next < total ? next : null };
   }
 
+  // -- reputation --------------------------------------------------------------
+
+  /**
+   * Stores a task receipt signed by both parties (the caller must be one of
+   * them). A receipt already stored is answered again with `recorded: false`
+   * (a resubmission after a lost answer, or by the other party); another
+   * verdict for the same task is `already_exists`.
+   */
+  private submitReceipt(self: number, value: unknown, now: number): Record<string, unknown> {
+    const r = need(receiptFromWire(value));
+    if (self !== r.submitter && self !== r.worker) fail("unauthorized", "only the submitter or the worker of a task may submit its receipt");
+    if (!this.receipts.take(`n:${self}`, now)) fail("rate_limited", "too many receipts from this node; retry later");
+    const stale = receiptFreshness(r, now);
+    if (stale) fail("invalid_argument", stale);
+    // Both keys as registered; an unknown or deregistered party verifies against a key nobody holds,
+    // so the answer is the same as for a forged signature.
+    const keyOf = (id: number) => {
+      const n = this.store.nodeById(id);
+      return n && n.active ? new Uint8Array(Buffer.from(n.publicKey, "base64")) : UNUSABLE_KEY;
+    };
+    if (!receiptSignaturesValid(r, keyOf(r.worker), keyOf(r.submitter))) {
+      fail("unauthorized", "the receipt is not signed by both parties' registered keys (the worker signs its result, the submitter its verdict)");
+    }
+    const stored = this.store.transaction(() => {
+      const existing = this.store.receipt(r.taskId, r.submitter, r.worker);
+      if (existing) {
+        if (!sameReceipt(existing, r)) fail("already_exists", `task ${r.taskId} already has a receipt between these nodes, with another verdict`);
+        return false;
+      }
+      if (this.store.pairReceiptsInWeek(r.submitter, r.worker, weekOf(now)) >= RECEIPTS_PER_PAIR_PER_WEEK) {
+        fail("rate_limited", `${RECEIPTS_PER_PAIR_PER_WEEK} receipts between these nodes this week already (they count as one vote); retry next week`);
+      }
+      this.store.addReceipt(r, now);
+      return true;
+    });
+    if (stored) this.book.recorded(r.worker);
+    return { task_id: r.taskId, submitter: r.submitter, worker: r.worker, outcome: r.outcome, recorded: stored };
+  }
+
+  /** A visible node's score and how it was reached. */
+  private reputation(n: NodeRow, now: number): Record<string, unknown> {
+    const rep = this.book.reputation(n.id, now);
+    const rater = this.book.asRater({ id: n.id, registeredAt: n.registeredAt }, now);
+    const counts = this.store.receiptCounts(n.id);
+    // Signed answers carry integers only: fractions go as thousandths (the client turns them back).
+    const milli = (x: number) => Math.round(x * 1000);
+    return {
+      node_id: n.id,
+      address: addressText(n.id),
+      hostname: n.hostname,
+      polo_score: rep.score,
+      receipts: { accepted: rep.accepted, rejected: rep.rejected, counted_votes: rep.votes, as_worker: counts.asWorker, as_submitter: counts.asSubmitter },
+      counterparties: { total: rep.counterparties, established: rep.established, newcomers: rep.newcomers, networks: rep.networks },
+      evidence: { positive_milli: milli(rep.positive), negative_milli: milli(rep.negative) },
+      capped: rep.capped,
+      as_submitter: {
+        registered_at: n.registeredAt,
+        established: rater.established,
+        age_factor_milli: milli(rater.ageFactor),
+        standing_milli: milli(rater.standing),
+        weight_milli: milli(rater.weight),
+      },
+      method: {
+        formula: `100 * P / (P + ${REPUTATION.rejectionWeight} * N + ${REPUTATION.prior})`,
+        week_days: REPUTATION.weekMs / 86_400_000,
+        horizon_weeks: REPUTATION.horizonWeeks,
+        per_submitter_cap_milli: milli(REPUTATION.perSubmitterCap),
+        per_network_cap_milli: milli(REPUTATION.perNetworkCap),
+        newcomer_cap_milli: milli(REPUTATION.newcomerCap),
+        established_after_days: REPUTATION.matureAfterMs / 86_400_000,
+      },
+      computed_at: rep.computedAt,
+    };
+  }
+
+  /** Scores of the named nodes the caller can see (the others are left out, as search does). */
+  private scores(self: number, targets: unknown, now: number): Record<string, unknown> {
+    if (!Array.isArray(targets) || targets.length === 0 || targets.length > SCORES_MAX) fail("invalid_argument", `targets must be 1-${SCORES_MAX} node ids`);
+    const ids = [...new Set((targets as unknown[]).map((t) => need(checkNodeId(t, "targets"))))];
+    const scores: { node_id: number; polo_score: number }[] = [];
+    for (const id of ids) {
+      const n = this.store.nodeById(id);
+      if (n && this.canSee(self, n) && n.active) scores.push({ node_id: id, polo_score: this.book.score(id, now) });
+    }
+    return { scores };
+  }
+
   private deregister(self: number, events: PushEvent[]): Record<string, unknown> {
     const peers = this.store.transaction(() => {
       const peers = this.store.forgetTrust(self);
@@ -829,6 +950,7 @@ export class RegistryService {
       public: n.public,
       online: this.isOnline(n, now),
       last_seen: n.lastSeen,
+      polo_score: this.book.score(n.id, now),
     };
   }
 

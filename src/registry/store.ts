@@ -15,11 +15,16 @@ import { Database } from "bun:sqlite";
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { FIRST_ASSIGNABLE_NODE } from "../protocol/address.ts";
+import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
+import { originNetworkOf, weekOf, type VoteGroup } from "./reputation.ts";
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
 
-const MIGRATIONS: readonly string[] = [
+/** A migration is SQL, or SQL and then code (run in the same transaction). */
+type Migration = string | { sql: string; then(db: Database): void };
+
+const MIGRATIONS: readonly Migration[] = [
   // 1: initial schema.
   `
   CREATE TABLE nodes (
@@ -66,6 +71,35 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX seen_nonces_expires ON seen_nonces (expires);
   CREATE INDEX nodes_last_seen ON nodes (last_seen) WHERE hostname IS NOT NULL OR tags <> '[]';
   `,
+  // 3: task receipts (reputation.ts), and the network each key registered from (the score groups
+  //    submitters by it). Existing nodes get the network of the address they were last seen at.
+  {
+    sql: `
+    ALTER TABLE nodes ADD COLUMN origin_net TEXT;
+    CREATE TABLE receipts (
+      task_id       TEXT    NOT NULL,
+      submitter     INTEGER NOT NULL,
+      worker        INTEGER NOT NULL,
+      result_sha256 TEXT    NOT NULL,
+      delivered_at  INTEGER NOT NULL,
+      outcome       INTEGER NOT NULL CHECK (outcome IN (0, 1)),
+      decided_at    INTEGER NOT NULL,
+      worker_sig    TEXT    NOT NULL,
+      submitter_sig TEXT    NOT NULL,
+      recorded_at   INTEGER NOT NULL,
+      week          INTEGER NOT NULL,
+      PRIMARY KEY (task_id, submitter, worker)
+    ) WITHOUT ROWID;
+    CREATE INDEX receipts_by_worker ON receipts (worker, week, submitter, outcome);
+    CREATE INDEX receipts_by_submitter ON receipts (submitter, worker);
+    CREATE INDEX receipts_recorded ON receipts (recorded_at);
+    `,
+    then(db) {
+      const rows = db.query("SELECT id, observed_ip FROM nodes WHERE observed_ip IS NOT NULL").all() as { id: number; observed_ip: string }[];
+      const set = db.query("UPDATE nodes SET origin_net = ? WHERE id = ?");
+      for (const r of rows) set.run(originNetworkOf(r.observed_ip), r.id);
+    },
+  },
 ];
 
 export interface NodeRow {
@@ -79,6 +113,8 @@ export interface NodeRow {
   readonly registeredAt: number;
   readonly lastSeen: number;
   readonly active: boolean;
+  /** The network its key registered from (reputation.ts originNetworkOf); null: a network of its own. */
+  readonly originNet: string | null;
 }
 
 export interface TrustRequestRow {
@@ -99,9 +135,10 @@ interface RawNode {
   registered_at: number;
   last_seen: number;
   active: number;
+  origin_net: string | null;
 }
 
-const NODE_COLUMNS = "id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active";
+const NODE_COLUMNS = "id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active, origin_net";
 
 function toNode(raw: RawNode | null): NodeRow | undefined {
   if (!raw) return undefined;
@@ -116,6 +153,7 @@ function toNode(raw: RawNode | null): NodeRow | undefined {
     registeredAt: raw.registered_at,
     lastSeen: raw.last_seen,
     active: raw.active === 1,
+    originNet: raw.origin_net,
   };
 }
 
@@ -144,7 +182,9 @@ export class RegistryStore {
       }
       for (let v = version; v < SCHEMA_VERSION; v++) {
         db.transaction(() => {
-          db.exec(MIGRATIONS[v]!);
+          const m = MIGRATIONS[v]!;
+          db.exec(typeof m === "string" ? m : m.sql);
+          if (typeof m !== "string") m.then(db);
           db.exec(`PRAGMA user_version = ${v + 1}`);
         })();
       }
@@ -188,8 +228,8 @@ export class RegistryStore {
     const id = Math.max(FIRST_ASSIGNABLE_NODE, (max ?? 0) + 1);
     if (id > LAST_ASSIGNABLE_NODE) throw new Error("the node id space is exhausted");
     this.db
-      .query("INSERT INTO nodes (id, public_key, observed_ip, registered_at, last_seen) VALUES (?, ?, ?, ?, ?)")
-      .run(id, publicKey, observedIp, now, now);
+      .query("INSERT INTO nodes (id, public_key, observed_ip, registered_at, last_seen, origin_net) VALUES (?, ?, ?, ?, ?, ?)")
+      .run(id, publicKey, observedIp, now, now, originNetworkOf(observedIp));
     return this.nodeById(id)!;
   }
 
@@ -367,6 +407,90 @@ export class RegistryStore {
     this.db.query("DELETE FROM trust WHERE a = ?1 OR b = ?1").run(id);
     this.db.query("DELETE FROM trust_requests WHERE from_id = ?1").run(id);
     return peers;
+  }
+
+  // -- task receipts (reputation) ------------------------------------------------
+
+  receipt(taskId: string, submitter: number, worker: number): TaskReceipt | undefined {
+    const row = this.db
+      .query("SELECT result_sha256, delivered_at, outcome, decided_at, worker_sig, submitter_sig FROM receipts WHERE task_id = ? AND submitter = ? AND worker = ?")
+      .get(taskId, submitter, worker) as
+      | { result_sha256: string; delivered_at: number; outcome: number; decided_at: number; worker_sig: string; submitter_sig: string }
+      | null;
+    if (!row) return undefined;
+    return {
+      taskId,
+      submitter,
+      worker,
+      resultSha256: row.result_sha256,
+      deliveredAt: row.delivered_at,
+      outcome: (row.outcome === 1 ? "accepted" : "rejected") as ReceiptOutcome,
+      decidedAt: row.decided_at,
+      workerSignature: new Uint8Array(Buffer.from(row.worker_sig, "base64")),
+      submitterSignature: new Uint8Array(Buffer.from(row.submitter_sig, "base64")),
+    };
+  }
+
+  /** Stores a verified receipt, recorded at `now` (the registry's clock). */
+  addReceipt(r: TaskReceipt, now: number): void {
+    this.db
+      .query(
+        `INSERT INTO receipts (task_id, submitter, worker, result_sha256, delivered_at, outcome, decided_at, worker_sig, submitter_sig, recorded_at, week)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        r.taskId,
+        r.submitter,
+        r.worker,
+        r.resultSha256,
+        r.deliveredAt,
+        r.outcome === "accepted" ? 1 : 0,
+        r.decidedAt,
+        Buffer.from(r.workerSignature).toString("base64"),
+        Buffer.from(r.submitterSignature).toString("base64"),
+        now,
+        weekOf(now),
+      );
+  }
+
+  /** Receipts stored for one (submitter, worker) pair in one week. */
+  pairReceiptsInWeek(submitter: number, worker: number, week: number): number {
+    return (this.db.query("SELECT COUNT(*) AS n FROM receipts WHERE submitter = ? AND worker = ? AND week = ?").get(submitter, worker, week) as { n: number }).n;
+  }
+
+  /**
+   * A worker's receipts from `firstWeek` on, as vote groups, with what the
+   * score needs of each submitter; the newest `limit` groups.
+   */
+  voteGroups(worker: number, firstWeek: number, limit: number): (VoteGroup & { registeredAt: number; originNet: string | null })[] {
+    const rows = this.db
+      .query(
+        `SELECT g.submitter, g.week, g.accepted, g.rejected, n.registered_at, n.origin_net FROM
+           (SELECT submitter, week, SUM(outcome) AS accepted, COUNT(*) - SUM(outcome) AS rejected
+              FROM receipts WHERE worker = ?1 AND week >= ?2 GROUP BY week, submitter ORDER BY week DESC, submitter LIMIT ?3) g
+         JOIN nodes n ON n.id = g.submitter`,
+      )
+      .all(worker, firstWeek, limit) as { submitter: number; week: number; accepted: number; rejected: number; registered_at: number; origin_net: string | null }[];
+    return rows.map((r) => ({ submitter: r.submitter, week: r.week, accepted: r.accepted, rejected: r.rejected, registeredAt: r.registered_at, originNet: r.origin_net }));
+  }
+
+  /** Workers `submitter` has receipts for (their scores depend on its standing); at most `limit`. */
+  workersRatedBy(submitter: number, limit: number): number[] {
+    return (this.db.query("SELECT DISTINCT worker FROM receipts WHERE submitter = ? LIMIT ?").all(submitter, limit) as { worker: number }[]).map((r) => r.worker);
+  }
+
+  /** Receipts a node signed as submitter and as worker (all stored, whatever their age). */
+  receiptCounts(node: number): { asSubmitter: number; asWorker: number } {
+    const one = (sql: string) => (this.db.query(sql).get(node) as { n: number }).n;
+    return {
+      asSubmitter: one("SELECT COUNT(*) AS n FROM receipts WHERE submitter = ?"),
+      asWorker: one("SELECT COUNT(*) AS n FROM receipts WHERE worker = ?"),
+    };
+  }
+
+  /** Drops receipts recorded before `cutoff`: past the horizon they no longer count. */
+  pruneReceipts(cutoff: number): number {
+    return this.db.query("DELETE FROM receipts WHERE recorded_at < ?").run(cutoff).changes;
   }
 
   counts(): { nodes: number; active: number; trust: number; requests: number } {

@@ -208,6 +208,9 @@ export const REQUEST_TYPES = [
   "trust_inbox",
   "subscribe",
   "deregister",
+  "submit_receipt",
+  "reputation",
+  "scores",
 ] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
 

@@ -452,6 +452,7 @@ describe("pilot a2a discover", () => {
         version: "1.0.0",
         url: "http://data-analyst/a2a",
         streaming: true,
+        polo_score: 0,
         local_ip: null, // no gateway runs here (test/a2a/gateway.test.ts has one)
         local_url: null,
       });
@@ -470,6 +471,7 @@ describe("pilot a2a discover", () => {
       expect(t.stdout).toContain(`data-analyst  ${c.daemon("agent").address}  #nlp #analysis\n`);
       expect(t.stdout).toContain("  card:    data-analyst 1.0.0: Analyzes datasets and produces structured reports\n");
       expect(t.stdout).toContain("  url:     http://data-analyst/a2a  (JSONRPC; A2A 1.0, 0.3; streaming)\n");
+      expect(t.stdout).toContain("  polo:    0  (its reputation as a worker, 0-100; pilot reputation data-analyst)\n");
       expect(t.stdout).toContain("    - Sentiment Analysis (sentiment-analysis): Analyze sentiment of text data and produce reports\n");
       expect(t.stdout).toContain("    - Data Summarization (data-summary): Produce statistical summaries of tabular data\n");
       expect(t.stdout).toMatch(/nlp-web {2}\S+ {2}#nlp\n {2}not listed: no Agent Card on port 80 \(.*\) \(not_a2a\)/);

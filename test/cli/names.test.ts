@@ -98,7 +98,7 @@ describe("tags and search", () => {
     expect(r.json.data.peers.map((p: any) => p.hostname)).toEqual(["names-a"]); // b is private
     const text = await c.pilot("c", ["peers", "--search", "nlp"], { json: false });
     expect(text.stdout).toMatch(/^NODE\s+ADDRESS\s+HOSTNAME\s+TAGS\s+VISIBILITY\s+ONLINE\s+POLO\n/);
-    expect(text.stdout).toMatch(/\s+yes\s+0\npolo: reputation not yet computed; always 0 until the reputation service lands\n$/);
+    expect(text.stdout).toMatch(/\s+yes\s+0\npolo: reputation as a worker, 0-100, from task receipts both parties signed; explain one with: pilot reputation NODE\n$/);
     expect(text.stdout).toContain("#nlp #summarizer");
     // Private again: gone.
     expect((await c.pilot("a", ["set-private"])).json.data.public).toBe(false);
@@ -131,7 +131,7 @@ describe("privacy and target forms", () => {
       const b = c.daemon("b");
       const r = await c.pilot("c", ["find", "names-b"]);
       expect(r.code).toBe(0);
-      expect(r.json.data).toEqual({ node_id: b.nodeId, address: b.address, hostname: "names-b", public: true, tags: [], online: true, last_seen: expect.any(String), public_key: expect.any(String) });
+      expect(r.json.data).toEqual({ node_id: b.nodeId, address: b.address, hostname: "names-b", public: true, tags: [], online: true, last_seen: expect.any(String), public_key: expect.any(String), polo_score: 0 });
       expect(new Date(r.json.data.last_seen).getTime()).toBeGreaterThan(0);
     } finally {
       await c.pilot("b", ["set-private"]);

@@ -26,6 +26,7 @@ const DAEMON_COMMANDS: string[][] = [
   ["clear-tags"],
   ["peers"],
   ["peers", "--search", "nlp"],
+  ["reputation", "agent-x"],
   ["connections"],
   ["disconnect", "1"],
   ["ping", "5"],
@@ -111,6 +112,7 @@ describe("usage errors and malformed values exit 2", () => {
     ["find", "a", "b"], // extra argument
     ["bogus-command"],
     ["peers", "--search"],
+    ["reputation"],
   ];
   for (const args of usage) {
     test(`usage: pilot ${args.join(" ")}`, async () => {
@@ -213,6 +215,8 @@ describe("config", () => {
 
     r = await pilot(["config", "--set", "listen=0.0.0.0:0", "--set", "log_level=debug", "--set", "hostname=agent-x"]);
     expect(r.code).toBe(0);
+    r = await pilot(["config", "--set", "tasks_min_score=20"]);
+    expect(r.json.data.set).toEqual({ tasks_min_score: "20" });
 
     r = await pilot(["config"], false);
     expect(r.stdout).toMatch(/registry\s+127\.0\.0\.1:9100/);
@@ -228,6 +232,9 @@ describe("config", () => {
     ["hostname=Not_Valid", /hostname/],
     ["hostname=12345", /all digits/],
     ["tags=UPPER", /tag/],
+    ["tasks_min_score=101", /not a polo score/],
+    ["tasks_min_score=-1", /not a polo score/],
+    ["tasks_min_score=12.5", /whole number/],
     ["colour=blue", /unknown config key "colour"/],
     ["registry", /not key=value/],
     ["webhook=ftp://example.com/hook", /http:\/\/ or https:\/\//],

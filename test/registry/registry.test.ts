@@ -120,7 +120,7 @@ describe("tags and search", () => {
     const viewer = await newNode(r);
     const hits = await viewer.client.search(`#${tag}`);
     expect(hits.map((h) => h.node_id)).toEqual([pub.id]);
-    expect(hits[0]).toEqual({ node_id: pub.id, address: expect.any(String), hostname: expect.stringContaining("searchpub"), tags: [tag], public: true, online: true });
+    expect(hits[0]).toEqual({ node_id: pub.id, address: expect.any(String), hostname: expect.stringContaining("searchpub"), tags: [tag], public: true, online: true, polo_score: 0 });
     expect((await viewer.client.search("searchpriv")).length).toBe(0);
     // A node sees itself.
     expect((await priv.client.search(tag)).map((h) => h.node_id).sort()).toEqual([pub.id, priv.id].sort());

@@ -154,7 +154,7 @@ describe("store", () => {
       PRAGMA user_version = 1;`);
     db.close();
     const s = RegistryStore.open(path);
-    expect(s.schemaVersion()).toBe(2);
+    expect(s.schemaVersion()).toBe(SCHEMA_VERSION);
     expect(s.nodeById(4)?.hostname).toBe("old-name");
     expect(s.claimNonce("n1", 100)).toBe(true);
     expect(s.claimNonce("n1", 100)).toBe(false);

@@ -64,6 +64,8 @@ const dir = skipReason ? "" : mkdtempSync("/tmp/pilot-a2a-seed-");
 const binDir = skipReason ? "" : join(dir, "bin");
 const homes = new Map<string, string>();
 const addresses = new Map<string, string>();
+const nodeIds = new Map<string, number>();
+let registryAddr = "";
 const pids = new Set<number>(); // daemons, rendezvous, gateway
 const agents = new Map<string, Spawned>();
 
@@ -141,6 +143,7 @@ beforeAll(async () => {
   const rv = spawnIn(["ip", "netns", "exec", NS, ...pilotCommand(), "rendezvous", "--json", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0"], baseEnv({ PILOT_HOME: homes.get("rendezvous")! }));
   pids.add(rv.pid);
   const ready = JSON.parse((await rv.waitFor(/\{.*"registry".*\}/))[0]).data;
+  registryAddr = ready.registry;
 
   for (const { name, hostname, tags } of [...AGENTS, { name: "caller", hostname: "orchestrator", tags: "" }]) {
     homes.set(name, join(dir, name));
@@ -149,6 +152,7 @@ beforeAll(async () => {
     if (r.code !== 0) throw new Error(`daemon ${name} did not start: ${r.stderr}`);
     pids.add(r.json.data.pid);
     addresses.set(name, r.json.data.address);
+    nodeIds.set(name, r.json.data.node_id);
   }
   for (const { name, hostname } of AGENTS) {
     await trust(name, "caller");
@@ -279,12 +283,29 @@ describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace 
     expect(agents.get("report-writer")!.stdout).toMatch(new RegExp(`a2a-agent: POST /a2a tasks/send from ${caller}:\\d+ -> 200`));
   }, 60_000);
 
-  test("the seed's discover_a2a_agents('nlp') (pilotctl --json peers --search, gateway map) runs to the end, polo 0.0", async () => {
-    // What it reads: polo_score, a number, on each peer.
+  test("the seed's discover_a2a_agents('nlp') (pilotctl --json peers --search, gateway map) runs to the end and prints real polo scores", async () => {
+    // Receipts signed by both parties of a task (with the daemons' own keys, as the task service signs them):
+    // the caller accepted the analyst's and the reviewer's results and rejected the writer's; the
+    // reviewer and the writer each accepted work from the analyst. All are newcomers (registered
+    // minutes ago), so each receipt weighs little: the analyst 3, the reviewer 1, the writer 0.
+    const spec = (submitter: string, worker: string, outcome: string) => `${homes.get(submitter)}:${nodeIds.get(submitter)}:${homes.get(worker)}:${nodeIds.get(worker)}:${outcome}`;
+    const receipts = await inNs([
+      process.execPath,
+      join(SCRIPTS, "seed004_receipts.ts"),
+      registryAddr,
+      spec("caller", "analyst", "accepted"),
+      spec("caller", "reviewer", "accepted"),
+      spec("caller", "writer", "rejected"),
+      spec("reviewer", "analyst", "accepted"),
+      spec("writer", "analyst", "accepted"),
+    ]);
+    expect({ code: receipts.code, stderr: receipts.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(receipts.stdout.trim().split("\n").map((l) => JSON.parse(l).recorded)).toEqual([true, true, true, true, true]);
+    // What the script reads: polo_score, a number, on each peer.
     const peers = await pilotctl("caller", ["--json", "peers", "--search", "nlp"]);
     expect(peers.json.data.peers.map((p: any) => [p.hostname, p.polo_score])).toEqual([
-      ["data-analyst", 0],
-      ["code-reviewer", 0],
+      ["data-analyst", 3],
+      ["code-reviewer", 1],
       ["report-writer", 0],
     ]);
     // One agent unmapped first, so that the script's own `gateway map` has something to do.
@@ -294,10 +315,10 @@ describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace 
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
     expect(r.stdout).toBe(
       [
-        "data-analyst (polo: 0.0)",
+        "data-analyst (polo: 3.0)",
         " - Sentiment Analysis: Analyze sentiment of text data and produce reports",
         " - Data Summarization: Produce statistical summaries of tabular data",
-        "code-reviewer (polo: 0.0)",
+        "code-reviewer (polo: 1.0)",
         " - Code Review: Review source code and list the problems found",
         " - Security Audit: Look for injection, secrets and unsafe input handling",
         "report-writer (polo: 0.0)",

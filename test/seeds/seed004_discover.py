@@ -5,7 +5,8 @@
 # text lost and Python needs.
 #
 # It expects `pilotctl` on PATH, a running daemon (PILOT_HOME) and a running
-# gateway. polo_score is 0 for every node until the reputation service lands.
+# gateway. polo_score is each node's reputation (0-100) as the registry computes
+# it from task receipts; seed004-a2a.test.ts hands it a few first.
 # test/seeds/seed004-a2a.test.ts runs it, with python3 and python3-requests.
 import subprocess, json, requests
 

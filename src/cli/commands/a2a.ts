@@ -34,6 +34,8 @@ interface Hit {
   tags: string[];
   public: boolean;
   online: boolean;
+  /** Its reputation as a worker, 0-100 (null if the registry does not show it). */
+  polo_score: number | null;
 }
 
 export interface CardSkill {
@@ -233,6 +235,7 @@ function renderText(d: any): string {
     const lines = [
       `card:    ${a.name}${a.version ? ` ${a.version}` : ""}${a.description ? `: ${a.description}` : ""}`,
       `url:     ${describeInterfaces(a)}`,
+      `polo:    ${typeof a.polo_score === "number" ? a.polo_score : "-"}  (its reputation as a worker, 0-100; pilot reputation ${a.hostname ?? a.address})`,
       ...(a.local_url ? [`gateway: ${a.local_url}  (any HTTP or A2A client, e.g. ${a.local_url}/.well-known/agent-card.json)`] : a.map_error ? [`gateway: not mapped: ${a.map_error}`] : []),
       `skills:${a.skills.length ? "" : "  none listed"}`,
       ...a.skills.map((s: CardSkill) => `  - ${s.name}${s.id && s.id !== s.name ? ` (${s.id})` : ""}${s.description ? `: ${s.description}` : ""}`),
@@ -266,8 +269,8 @@ export const a2aDiscoverCommand: CommandSpec = {
     tag: "the tag searched for",
     port: "the Pilot port the cards were fetched from",
     agents:
-      "nodes with the tag that serve an Agent Card: [{node_id, address, hostname, tags, public, online, card_url, name, description, version, url (the endpoint the card names), interfaces [{url, binding, version}], streaming, skills [{id, name, description, tags}], local_ip and local_url (its mapping in the running gateway, or null), map_error (with --map, if mapping failed)}]",
-    failed: "nodes with the tag whose card could not be read: [{node_id, address, hostname, tags, public, online, code (not_trusted, connection_refused, unreachable, timeout, not_a2a, ...), reason}]",
+      "nodes with the tag that serve an Agent Card: [{node_id, address, hostname, tags, public, online, polo_score (its reputation as a worker, 0-100), card_url, name, description, version, url (the endpoint the card names), interfaces [{url, binding, version}], streaming, skills [{id, name, description, tags}], local_ip and local_url (its mapping in the running gateway, or null), map_error (with --map, if mapping failed)}]",
+    failed: "nodes with the tag whose card could not be read: [{node_id, address, hostname, tags, public, online, polo_score, code (not_trusted, connection_refused, unreachable, timeout, not_a2a, ...), reason}]",
     total: "number of visible nodes with the tag (this node excluded)",
     gateway: "true if a gateway runs for this PILOT_HOME",
   },
@@ -287,7 +290,7 @@ export const a2aDiscoverCommand: CommandSpec = {
       // The search also matches hostnames containing the word: keep the nodes that carry the tag.
       const hits: Hit[] = r.peers
         .filter((p) => Array.isArray(p.tags) && p.tags.includes(tag) && p.address !== d.address)
-        .map((p) => ({ node_id: p.node_id, address: p.address, hostname: p.hostname || null, tags: p.tags, public: p.public === true, online: p.online === true }));
+        .map((p) => ({ node_id: p.node_id, address: p.address, hostname: p.hostname || null, tags: p.tags, public: p.public === true, online: p.online === true, polo_score: typeof p.polo_score === "number" ? p.polo_score : null }));
       if (hits.length) out.progress(`reading the Agent Cards of ${hits.length} node${hits.length === 1 ? "" : "s"} tagged #${tag} over Pilot port ${port}...`);
       const results = await Promise.all(hits.map((h) => fetchCard(d, urlHostFor(h), port, timeoutMs)));
       const agents: Record<string, unknown>[] = [];

@@ -71,13 +71,20 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       return value;
     }
     case "tasks_max_per_peer":
-    case "tasks_max_total":
-    case "tasks_min_score": {
-      const max = key === "tasks_max_per_peer" ? 10_000 : key === "tasks_max_total" ? 100_000 : 1_000_000_000;
-      const min = key === "tasks_min_score" ? 0 : 1;
+    case "tasks_max_total": {
+      const max = key === "tasks_max_per_peer" ? 10_000 : 100_000;
+      const min = 1;
       const n = /^[0-9]{1,10}$/.test(value) ? Number(value) : NaN;
-      if (!(n >= min && n <= max)) throw new CliError("invalid_argument", `${key} must be a whole number from ${min} to ${max}, got "${value}"`, `for example: pilot config --set ${key}=${key === "tasks_min_score" ? 5 : 32}`);
+      if (!(n >= min && n <= max)) throw new CliError("invalid_argument", `${key} must be a whole number from ${min} to ${max}, got "${value}"`, `for example: pilot config --set ${key}=32`);
       return String(n);
+    }
+    case "tasks_min_score": {
+      const { parseScoreThreshold } = await import("../../registry/reputation.ts");
+      try {
+        return String(parseScoreThreshold(value));
+      } catch (e) {
+        throw new CliError("invalid_argument", `tasks_min_score: ${(e as Error).message}`, "for example: pilot config --set tasks_min_score=20");
+      }
     }
     case "zero_window_timeout": {
       const { durationOption } = await import("../args.ts");

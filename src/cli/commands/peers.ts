@@ -9,8 +9,11 @@ import { targetArg, textOption } from "../args.ts";
 import { ago, bytes, isoTime, ms, table } from "../format.ts";
 import { TASKS_TAG } from "./tasks.ts";
 
-/** What polo_score is today. */
-const POLO_SCORE_NOTE = "reputation not yet computed; always 0 until the reputation service lands";
+/** What polo_score is. */
+const POLO_SCORE_NOTE = "reputation as a worker, 0-100, from task receipts both parties signed; explain one with: pilot reputation NODE";
+
+/** A score as the tables show it, or "-" when the registry does not show it to us. */
+const polo = (score: unknown) => (typeof score === "number" ? String(score) : "-");
 
 export const findCommand: CommandSpec = {
   name: "find",
@@ -26,6 +29,7 @@ export const findCommand: CommandSpec = {
     online: "true if its daemon has been seen recently",
     last_seen: "ISO 8601 time of its last heartbeat, or null",
     public_key: "its Ed25519 public key (base64)",
+    polo_score: `its polo score (${POLO_SCORE_NOTE})`,
   },
   errors: ["not_found", "invalid_argument", "not_running", "registry_unavailable"],
   async run({ out }, [text]) {
@@ -41,6 +45,7 @@ export const findCommand: CommandSpec = {
       online: r.online,
       last_seen: isoTime(r.last_seen),
       public_key: r.public_key,
+      polo_score: typeof r.polo_score === "number" ? r.polo_score : null,
     };
     out.result(data, (d) =>
       [
@@ -48,6 +53,7 @@ export const findCommand: CommandSpec = {
         `  Visibility:  ${d.public ? "public" : d.address === self ? "private (this node)" : "private (it trusts you)"}`,
         `  Online:      ${d.online ? "yes" : "no"}${d.last_seen ? ` (last seen ${ago(d.last_seen)})` : ""}`,
         `  Tags:        ${d.tags.length ? d.tags.map((t: string) => `#${t}`).join(" ") : "-"}`,
+        `  Polo score:  ${polo(d.polo_score)}  (pilot reputation ${d.hostname ?? d.address})`,
         ...(d.address === self ? [] : [`reach it with: pilot ping ${d.hostname ?? d.address}`]),
       ].join("\n"),
     );
@@ -67,7 +73,7 @@ export const peersCommand: CommandSpec = {
   examples: ["pilot peers", "pilot peers --search nlp --tasks   # nlp nodes that take tasks", "pilot peers --search nlp      # public nodes and nodes that trust you, tagged nlp or named *nlp*", "pilot --json peers --search nlp   # as the A2A tutorial's discovery script reads it (polo_score on each)"],
   returns: {
     peers:
-      "without --search: [{node_id, address, hostname, path ('direct': straight to the peer's address | 'punched': straight, through NATs on both sides opened by hole punching | 'relay': through the beacon), endpoint (where the UDP datagrams go: the peer, or the beacon when relayed), rtt_ms (round trip of the last path probe, or null), path_changes, established, encrypted, authenticated, trusted, bytes_sent, bytes_recv, handshakes}]; with --search: [{node_id, address, hostname, tags, public, online, polo_score (its reputation, a number: " +
+      "without --search: [{node_id, address, hostname, path ('direct': straight to the peer's address | 'punched': straight, through NATs on both sides opened by hole punching | 'relay': through the beacon), endpoint (where the UDP datagrams go: the peer, or the beacon when relayed), rtt_ms (round trip of the last path probe, or null), path_changes, established, encrypted, authenticated, trusted, bytes_sent, bytes_recv, handshakes, polo_score (null when the registry does not show the peer to you, or does not answer)}]; with --search: [{node_id, address, hostname, tags, public, online, polo_score (its reputation, a number: " +
       POLO_SCORE_NOTE +
       ")}]",
     total: "number of peers listed",
@@ -90,7 +96,7 @@ export const peersCommand: CommandSpec = {
           tags: p.tags ?? [],
           public: p.public,
           online: p.online,
-          polo_score: typeof p.polo_score === "number" ? p.polo_score : 0,
+          polo_score: typeof p.polo_score === "number" ? p.polo_score : null,
         })),
         total: r.total,
       };
@@ -99,7 +105,7 @@ export const peersCommand: CommandSpec = {
           ? `no visible node matches "${search}" (private nodes show up only once they trust you)`
           : table(
               ["NODE", "ADDRESS", "HOSTNAME", "TAGS", "VISIBILITY", "ONLINE", "POLO"],
-              d.peers.map((p: any) => [p.node_id, p.address, p.hostname, p.tags.map((t: string) => `#${t}`).join(" "), p.public ? "public" : "private", p.online ? "yes" : "no", p.polo_score]),
+              d.peers.map((p: any) => [p.node_id, p.address, p.hostname, p.tags.map((t: string) => `#${t}`).join(" "), p.public ? "public" : "private", p.online ? "yes" : "no", polo(p.polo_score)]),
             ) + `\npolo: ${POLO_SCORE_NOTE}`,
       );
       return;
@@ -108,7 +114,7 @@ export const peersCommand: CommandSpec = {
       d.total === 0
         ? "no tunnel peers yet: a tunnel opens when you ping or connect to a node (pilot ping NODE)"
         : table(
-            ["NODE", "ADDRESS", "HOSTNAME", "PATH", "ENDPOINT", "RTT", "SESSION", "SECURITY", "TRUSTED", "SENT", "RECEIVED"],
+            ["NODE", "ADDRESS", "HOSTNAME", "PATH", "ENDPOINT", "RTT", "SESSION", "SECURITY", "TRUSTED", "SENT", "RECEIVED", "POLO"],
             d.peers.map((p: any) => [
               p.node_id,
               p.address,
@@ -121,6 +127,7 @@ export const peersCommand: CommandSpec = {
               p.trusted ? "yes" : "no",
               bytes(p.bytes_sent),
               bytes(p.bytes_recv),
+              polo(p.polo_score),
             ]),
           ),
     );

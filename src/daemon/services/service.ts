@@ -68,12 +68,8 @@ export interface ServiceContext {
   submitReceipt(receipt: TaskReceipt): Promise<void>;
   /** This service's settings from config keys `<service>_<name>`, as `{name: text}` (none: defaults). */
   readonly settings?: Readonly<Record<string, string>>;
-  /**
-   * A node's reputation (polo score) as the registry computes it, when the
-   * daemon can read scores (the reputation work wires it); absent: unknown.
-   * The task service uses it for `tasks_min_score`.
-   */
-  reputationOf?(node: Address): Promise<number>;
+  /** A node's polo score (0-100) as the registry shows it to this node; null if it may not see the node, or the registry is away or refuses for now. Cached a minute. */
+  reputationOf?(node: Address): Promise<number | null>;
 }
 
 export interface DaemonService {

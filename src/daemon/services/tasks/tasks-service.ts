@@ -270,7 +270,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
       if (!this.context.reputationOf) return this.refuse(ReplyCode.LowScore, null, `this node requires a score of ${limits.minScore} from untrusted submitters and cannot read scores`);
       let score: number;
       try {
-        score = await this.context.reputationOf(address);
+        score = (await this.context.reputationOf(address)) ?? 0; // a score this node may not see, or cannot read now, counts as 0
       } catch (e) {
         return this.refuse(ReplyCode.Busy, null, `could not read your score: ${(e as Error).message}`.slice(0, 300));
       }

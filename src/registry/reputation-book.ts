@@ -1,0 +1,133 @@
+/**
+ * The registry's scores: reputation.ts's pure computation fed from the store,
+ * with a cache so that a search of 50 nodes costs 50 map reads.
+ *
+ * A node's score needs its vote groups (one indexed range read) and, for each
+ * of its submitters, that submitter's base score (its own vote groups, every
+ * standing taken as 1). Scores are cached for SCORE_TTL_MS and bases for
+ * BASE_TTL_MS (only time moves them between receipts, and slowly: an hour
+ * changes an age factor by 0.00125), and both are dropped at once when a
+ * receipt changes them: a new receipt for W drops W's base and score, and the
+ * scores of every worker W has rated (W's standing as their submitter may
+ * have moved).
+ *
+ * Work per computation is bounded: at most MAX_GROUPS vote groups are read for
+ * a score and MAX_BASE_GROUPS for a base (the newest; with the per-submitter
+ * and per-network caps a node with that many has long reached its plateau,
+ * and standing is full from a base of 50). scripts/bench/reputation.ts
+ * measures a busy worker.
+ */
+import type { RegistryStore } from "./store.ts";
+import { ageFactor, isEstablished, REPUTATION, scoreWorker, standingFrom, weekOf, type Rater, type ScoreBreakdown } from "./reputation.ts";
+
+export const SCORE_TTL_MS = 60_000;
+export const BASE_TTL_MS = 3_600_000;
+const CACHE_MAX = 50_000;
+const MAX_GROUPS = 4096;
+const MAX_BASE_GROUPS = 256;
+/** Beyond this many workers rated by one node, a new receipt for it clears every cached score. */
+const CASCADE_MAX = 10_000;
+
+interface Cached<T> {
+  readonly at: number;
+  readonly value: T;
+}
+
+class TtlCache<T> {
+  private readonly map = new Map<number, Cached<T>>();
+
+  constructor(private readonly ttlMs: number) {}
+
+  get(key: number, now: number): T | undefined {
+    const c = this.map.get(key);
+    if (!c) return undefined;
+    if (now - c.at >= this.ttlMs || now < c.at) {
+      this.map.delete(key);
+      return undefined;
+    }
+    return c.value;
+  }
+
+  set(key: number, value: T, now: number): void {
+    this.map.delete(key);
+    this.map.set(key, { at: now, value });
+    if (this.map.size > CACHE_MAX) this.map.delete(this.map.keys().next().value!);
+  }
+
+  delete(key: number): void {
+    this.map.delete(key);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
+
+/** A score with what `reputation` explains about it. */
+export interface Reputation extends ScoreBreakdown {
+  readonly computedAt: number;
+}
+
+export class ReputationBook {
+  private readonly scores = new TtlCache<Reputation>(SCORE_TTL_MS);
+  private readonly bases = new TtlCache<number>(BASE_TTL_MS);
+
+  constructor(private readonly store: RegistryStore) {}
+
+  /** The node's polo score (0-100, one decimal). */
+  score(node: number, now: number): number {
+    return this.reputation(node, now).score;
+  }
+
+  /** The node's score and its breakdown. */
+  reputation(node: number, now: number): Reputation {
+    const hit = this.scores.get(node, now);
+    if (hit) return hit;
+    const rows = this.store.voteGroups(node, this.firstWeek(now), MAX_GROUPS);
+    const raters = new Map<number, Rater>();
+    for (const r of rows) {
+      if (!raters.has(r.submitter)) raters.set(r.submitter, { registeredAt: r.registeredAt, network: r.originNet, standing: standingFrom(this.base(r.submitter, now)) });
+    }
+    const value = { ...scoreWorker(rows, (s) => raters.get(s), now), computedAt: now };
+    this.scores.set(node, value, now);
+    return value;
+  }
+
+  /** What a node's own verdicts weigh now, as a submitter. */
+  asRater(node: { id: number; registeredAt: number }, now: number): { ageFactor: number; established: boolean; standing: number; weight: number } {
+    const age = ageFactor(node.registeredAt, now);
+    const standing = standingFrom(this.base(node.id, now));
+    return { ageFactor: age, established: isEstablished(node.registeredAt, now), standing, weight: age * standing };
+  }
+
+  /** A new receipt for `worker` was stored: drop every cached value it changes. */
+  recorded(worker: number): void {
+    this.bases.delete(worker);
+    this.scores.delete(worker);
+    const rated = this.store.workersRatedBy(worker, CASCADE_MAX + 1);
+    if (rated.length > CASCADE_MAX) this.scores.clear();
+    else for (const w of rated) this.scores.delete(w);
+  }
+
+  /** Everything may have changed (receipts pruned). */
+  clear(): void {
+    this.scores.clear();
+    this.bases.clear();
+  }
+
+  /** The node's score as a worker with every submitter's standing taken as 1 (what standing is made of). */
+  private base(node: number, now: number): number {
+    const hit = this.bases.get(node, now);
+    if (hit !== undefined) return hit;
+    const rows = this.store.voteGroups(node, this.firstWeek(now), MAX_BASE_GROUPS);
+    const raters = new Map<number, Rater>();
+    for (const r of rows) raters.set(r.submitter, { registeredAt: r.registeredAt, network: r.originNet, standing: 1 });
+    const value = scoreWorker(rows, (s) => raters.get(s), now).raw;
+    this.bases.set(node, value, now);
+    return value;
+  }
+
+  private firstWeek(now: number): number {
+    return weekOf(now) - REPUTATION.horizonWeeks + 1;
+  }
+}
