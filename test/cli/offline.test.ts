@@ -52,6 +52,7 @@ const ALL_COMMANDS = [
   "daemon start",
   "daemon stop",
   "daemon status",
+  "logs",
   "gateway start",
   "gateway map",
   "gateway unmap",
@@ -172,7 +173,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "listen", "hostname", "public", "tags", "log_level", "log_max_size", "log_keep", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);
