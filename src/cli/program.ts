@@ -5,6 +5,7 @@ import { contextCommand } from "./commands/context.ts";
 import { rendezvousCommand } from "./commands/rendezvous.ts";
 import { versionCommand } from "./commands/version.ts";
 import { daemonStart, daemonStatus, daemonStop } from "./commands/daemon.ts";
+import { statusCommand } from "./commands/status.ts";
 import { logsCommand } from "./commands/logs.ts";
 import { clearHostnameCommand, clearTagsCommand, infoCommand, setHostnameCommand, setPrivateCommand, setPublicCommand, setTagsCommand } from "./commands/node.ts";
 import { connectionsCommand, disconnectCommand, findCommand, peersCommand } from "./commands/peers.ts";
@@ -25,6 +26,7 @@ export function buildProgram(name: string): Program {
     daemonStart,
     daemonStop,
     daemonStatus,
+    statusCommand,
     logsCommand,
     // this node
     infoCommand,

@@ -41,6 +41,7 @@ const DAEMON_COMMANDS: string[][] = [
   ["reject", "5"],
   ["trust"],
   ["untrust", "5"],
+  ["status"],
 ];
 
 const ALL_COMMANDS = [
