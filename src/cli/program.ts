@@ -5,6 +5,7 @@ import { contextCommand } from "./commands/context.ts";
 import { rendezvousCommand } from "./commands/rendezvous.ts";
 import { versionCommand } from "./commands/version.ts";
 import { daemonStart, daemonStatus, daemonStop } from "./commands/daemon.ts";
+import { daemonInstall, daemonUninstall } from "./commands/service.ts";
 import { statusCommand } from "./commands/status.ts";
 import { logsCommand } from "./commands/logs.ts";
 import { clearHostnameCommand, clearTagsCommand, infoCommand, setHostnameCommand, setPrivateCommand, setPublicCommand, setTagsCommand } from "./commands/node.ts";
@@ -26,6 +27,8 @@ export function buildProgram(name: string): Program {
     daemonStart,
     daemonStop,
     daemonStatus,
+    daemonInstall,
+    daemonUninstall,
     statusCommand,
     logsCommand,
     // this node

@@ -53,6 +53,8 @@ const ALL_COMMANDS = [
   "daemon start",
   "daemon stop",
   "daemon status",
+  "daemon install",
+  "daemon uninstall",
   "logs",
   "gateway start",
   "gateway map",
