@@ -113,6 +113,21 @@ describe("reading the log", () => {
     expect(r.stdout).toBe("oldest\nolder\nnewest\n");
   });
 
+  test("a log this user cannot read: unauthorized, not an empty answer", async () => {
+    if (process.getuid?.() !== 0) return; // needs a second user: root drops to nobody below
+    const env = home("private", { "pilot.log": SAMPLE + "\n" });
+    const { chmodSync } = await import("node:fs");
+    chmodSync(join(env.PILOT_HOME!, "pilot.log"), 0o600);
+    chmodSync(dir, 0o755);
+    chmodSync(env.PILOT_HOME!, 0o755);
+    const [cmd, ...base] = pilotCommand();
+    const p = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", `PILOT_HOME=${env.PILOT_HOME}`, "HOME=/tmp", cmd!, ...base, "logs", "--json"], { cwd: "/", stderr: "pipe", stdout: "pipe" });
+    expect(p.exitCode).toBe(1);
+    const e = JSON.parse(p.stderr.toString().trim().split("\n").pop()!);
+    expect(e.code).toBe("unauthorized");
+    expect(e.message).toContain("permission denied");
+  });
+
   const bad: [string[], string, RegExp][] = [
     [["logs", "-n", "abc"], "invalid_argument", /--lines must be a whole number/],
     [["logs", "--lines", "2000000"], "invalid_argument", /--lines/],

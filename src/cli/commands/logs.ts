@@ -5,7 +5,7 @@
  * Also the log's rotation settings (config log_max_size, log_keep) and the
  * one line a failed start-up leaves in the log when stderr is elsewhere.
  */
-import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync, statSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import type { CommandSpec } from "../command.ts";
 import { CliError } from "../errors.ts";
 import { badValue, byteSizeOption, intOption, logLevelOption } from "../args.ts";
@@ -248,9 +248,22 @@ function lineData(p: ParsedLogLine): Record<string, unknown> {
   return { line: p.line };
 }
 
+/** stdout's reader went away (`pilot logs -f | head`): stop following. */
+class ReaderGone extends Error {}
+
+/** One line on stdout, as Output writes it, but saying when the reader has gone (EPIPE) instead of swallowing it. */
 function show(out: Output, p: ParsedLogLine): void {
-  if (out.json) out.result(lineData(p));
-  else out.line(p.line);
+  const bytes = Buffer.from((out.json ? JSON.stringify({ status: "ok", data: lineData(p) }) : p.line) + "\n");
+  let off = 0;
+  while (off < bytes.length) {
+    try {
+      off += writeSync(1, bytes, off);
+    } catch (e: any) {
+      if (e?.code === "EAGAIN") continue;
+      if (e?.code === "EPIPE") throw new ReaderGone();
+      throw e;
+    }
+  }
 }
 
 export const logsCommand: CommandSpec = {
@@ -270,7 +283,7 @@ export const logsCommand: CommandSpec = {
   returns: {
     "(one envelope per line)": "a JSON-format record: its own fields (time, level, component, msg, ...); a text record: {time, level, component, msg, line}; any other line (start-up envelopes, a crash's output): {line}",
   },
-  errors: ["not_found", "invalid_argument"],
+  errors: ["not_found", "unauthorized", "invalid_argument"],
   async run({ out }, _args, o) {
     const n = intOption(o.lines, "--lines", 0, 1_000_000, 50) ?? 50;
     const min: LogLevel | undefined = logLevelOption(o.level, "--level");
@@ -279,7 +292,19 @@ export const logsCommand: CommandSpec = {
     if (!existsSync(path) && !o.follow) {
       throw new CliError("not_found", `no daemon log at ${path}`, "the daemon writes it once started with: pilot daemon start (a --foreground daemon logs to stderr unless --log-to file)");
     }
-    for (const p of lastLines(path, n, accept)) show(out, p);
+    if (existsSync(path)) {
+      try {
+        closeSync(openSync(path, "r"));
+      } catch (e: any) {
+        throw new CliError("unauthorized", `cannot read ${path}: ${e?.code === "EACCES" ? "permission denied" : e?.message}`, "the log belongs to the daemon's user: run this as that user (or with sudo)");
+      }
+    }
+    try {
+      for (const p of lastLines(path, n, accept)) show(out, p);
+    } catch (e) {
+      if (e instanceof ReaderGone) return;
+      throw e;
+    }
     if (!o.follow) return;
     if (!existsSync(path)) out.progress(`waiting for ${path} to appear...`);
     const stop = new AbortController();
@@ -291,7 +316,13 @@ export const logsCommand: CommandSpec = {
         path,
         (line) => {
           const p = parseLogLine(line);
-          if (accept(p)) show(out, p);
+          if (!accept(p) || stop.signal.aborted) return;
+          try {
+            show(out, p);
+          } catch (e) {
+            if (e instanceof ReaderGone) stop.abort();
+            else throw e;
+          }
         },
         stop.signal,
       );
