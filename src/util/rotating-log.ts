@@ -11,11 +11,14 @@
  * daemon is one thread, so nothing is written between the copy and the
  * truncation: no line is lost.
  *
+ * If someone else moves the file away (logrotate without copytruncate) or
+ * deletes it, the next write after a second reopens the path.
+ *
  * Writing never throws: a full disk or a vanished directory must not take the
  * daemon down. A rotation that fails still truncates (the bound holds) and
  * says so in the fresh file.
  */
-import { closeSync, copyFileSync, fstatSync, ftruncateSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, fstatSync, ftruncateSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 
 export interface RotationPolicy {
   /** Rotate before a write would take the file past this many bytes. */
@@ -36,6 +39,7 @@ export function rotatedPaths(path: string, keep: number): string[] {
 export class RotatingLogFile {
   private fd: number | null;
   private size: number;
+  private lastPathCheck = 0;
   /** Rotations done since open (tests, diagnostics). */
   rotations = 0;
 
@@ -43,19 +47,21 @@ export class RotatingLogFile {
     readonly path: string,
     readonly policy: RotationPolicy,
     fd: number,
+    private readonly reopenCheckMs: number,
   ) {
     this.fd = fd;
     this.size = fstatSync(fd).size;
   }
 
   /** Opens (creating, mode 0600) `path` for appending. Throws if it cannot be opened. */
-  static open(path: string, policy: RotationPolicy = DEFAULT_ROTATION): RotatingLogFile {
-    return new RotatingLogFile(path, policy, openSync(path, "a", 0o600));
+  static open(path: string, policy: RotationPolicy = DEFAULT_ROTATION, options: { reopenCheckMs?: number } = {}): RotatingLogFile {
+    return new RotatingLogFile(path, policy, openSync(path, "a", 0o600), options.reopenCheckMs ?? 1000);
   }
 
   /** Appends one line (a newline is added). */
   write(line: string): void {
     if (this.fd === null) return;
+    this.reopenIfMoved();
     const bytes = Buffer.from(line + "\n");
     // Others may append to the same file (our own stderr, a crash's output): count what is really there.
     this.size = this.currentSize();
@@ -110,6 +116,29 @@ export class RotatingLogFile {
       // already closed
     }
     this.fd = null;
+  }
+
+  /** The path names another file now (or none): write to the path again. */
+  private reopenIfMoved(): void {
+    const now = Date.now();
+    if (now - this.lastPathCheck < this.reopenCheckMs) return;
+    this.lastPathCheck = now;
+    let same = false;
+    try {
+      const a = fstatSync(this.fd!);
+      const b = statSync(this.path);
+      same = a.dev === b.dev && a.ino === b.ino;
+    } catch {
+      // the path is gone: reopen creates it
+    }
+    if (same) return;
+    try {
+      const fd = openSync(this.path, "a", 0o600);
+      closeSync(this.fd!);
+      this.fd = fd;
+    } catch {
+      // keep the old descriptor: lines still go somewhere
+    }
   }
 
   private currentSize(): number {

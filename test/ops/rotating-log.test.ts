@@ -70,6 +70,19 @@ describe("RotatingLogFile", () => {
     for (const f of [path, `${path}.1`, `${path}.2`]) expect(statSync(f).size).toBeLessThanOrEqual(2048 + 64);
   });
 
+  test("moved away or deleted by someone else: the path is written again", () => {
+    const path = mk(fresh());
+    const log = RotatingLogFile.open(path, { maxBytes: 1 << 20, keep: 3 }, { reopenCheckMs: 0 });
+    log.write("one");
+    renameSync(path, `${path}.moved`);
+    log.write("two");
+    rmSync(path);
+    log.write("three");
+    log.close();
+    expect(lines(`${path}.moved`)).toEqual(["one"]);
+    expect(lines(path)).toEqual(["three"]);
+  });
+
   test("a logger with the file as its sink writes records that read back", () => {
     const path = mk(fresh());
     const file = RotatingLogFile.open(path);
