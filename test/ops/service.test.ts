@@ -12,7 +12,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, pilotCommand, runPilot, startCluster } from "../support/cluster.ts";
-import { installCommands, launchdPlist, ServiceSpecError, systemdExecWord, systemdQuote, systemdUnit, uninstallCommands, type ServiceSpec } from "../../src/cli/service-units.ts";
+import { installCommands, launchdPlist, ServiceSpecError, shellLine, systemdExecWord, systemdQuote, systemdUnit, uninstallCommands, type ServiceSpec } from "../../src/cli/service-units.ts";
 
 const dir = mkdtempSync("/tmp/pilot-ops-service-");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -299,4 +299,72 @@ describe("the unit's command line", () => {
       await c.stop();
     }
   }, 60_000);
+});
+
+describe("where the service manager runs (a stand-in systemctl on PATH)", () => {
+  test("install enables, starts and waits for the daemon; a reinstall restarts it; a hand-started daemon is left alone; uninstall stops and removes", async () => {
+    const c = await startCluster();
+    const h = join(c.dir, "managed");
+    try {
+      const bin = join(c.dir, "bin");
+      const state = join(c.dir, "state");
+      const calls = join(c.dir, "systemctl.log");
+      mkdirSync(bin);
+      mkdirSync(state);
+      const pilot = shellLine(pilotCommand());
+      const start = `${pilot} daemon start --registry ${c.registry} --beacon ${c.beacon} --listen 127.0.0.1:0 >/dev/null`;
+      // Stands in for systemd: records its arguments, and starts and stops the daemon as the unit would.
+      writeFileSync(
+        join(bin, "systemctl"),
+        `#!/bin/sh
+echo "$*" >> ${calls}
+case "$*" in
+  *is-active*) [ -f ${state}/active ] && exit 0; exit 3 ;;
+  *"enable --now"*) touch ${state}/active; ${start} ;;
+  *restart*) ${pilot} daemon stop >/dev/null; ${start} ;;
+  *"disable --now"*) [ -f ${state}/active ] && ${pilot} daemon stop >/dev/null; rm -f ${state}/active ;;
+esac
+exit 0
+`,
+        { mode: 0o755 },
+      );
+      const env = { PILOT_HOME: h, XDG_CONFIG_HOME: join(c.dir, "xdg"), PATH: `${bin}:${process.env.PATH}`, PILOT_SERVICE_MANAGER: "running" };
+      const file = join(c.dir, "xdg", "systemd", "user", "pilot.service");
+      const took = () => (existsSync(calls) ? readFileSync(calls, "utf8").trim().split("\n") : []);
+      const reset = () => rmSync(calls, { force: true });
+
+      let r = await runPilot(["daemon", "install", "--user", "--hostname", "managed-a", "--json"], { env, timeoutMs: 60_000 });
+      expect(r.code).toBe(0);
+      expect(r.json.data).toMatchObject({ file, manager_running: true, started: true, running: true, next_steps: [] });
+      expect(r.json.data.address).toMatch(/^0:0000\.[0-9A-F]{4}\.[0-9A-F]{4}$/);
+      expect(took()).toEqual(["--user is-active --quiet pilot.service", "--user daemon-reload", "--user enable --now pilot.service"]);
+      expect(readFileSync(file, "utf8")).toContain("--hostname managed-a");
+
+      reset();
+      r = await runPilot(["daemon", "install", "--user", "--hostname", "managed-a", "--tags", "ops", "--json"], { env, timeoutMs: 60_000 });
+      expect(r.code).toBe(0);
+      expect(r.json.data).toMatchObject({ started: true, running: true });
+      expect(took()).toEqual(["--user is-active --quiet pilot.service", "--user daemon-reload", "--user enable pilot.service", "--user restart pilot.service"]);
+
+      reset();
+      r = await runPilot(["daemon", "uninstall", "--user", "--json"], { env });
+      expect(r.code).toBe(0);
+      expect(r.json.data).toMatchObject({ file, stopped: true, commands: ["systemctl --user disable --now pilot.service", "systemctl --user daemon-reload"] });
+      expect(existsSync(file)).toBe(false);
+      expect((await runPilot(["status", "--json"], { env })).json.code).toBe("not_running");
+
+      // A daemon started by hand for the same home: the service is enabled, not started on top of it.
+      expect((await runPilot(["daemon", "start", "--registry", c.registry, "--beacon", c.beacon, "--listen", "127.0.0.1:0"], { env })).code).toBe(0);
+      reset();
+      r = await runPilot(["daemon", "install", "--user", "--json"], { env, timeoutMs: 60_000 });
+      expect(r.code).toBe(0);
+      expect(r.json.data).toMatchObject({ started: false, running: false });
+      expect(r.json.data.note).toContain("a daemon started by hand runs for this PILOT_HOME");
+      expect(r.json.data.note).toContain("pilot daemon stop && systemctl --user enable --now pilot.service");
+      expect(took()).toEqual(["--user is-active --quiet pilot.service", "--user daemon-reload", "--user enable pilot.service"]);
+    } finally {
+      await runPilot(["daemon", "stop"], { env: { PILOT_HOME: h } });
+      await c.stop();
+    }
+  }, 120_000);
 });

@@ -113,8 +113,14 @@ function passThrough(o: Record<string, any>): string[] {
   return args;
 }
 
-/** Does the service manager run here (so it can be told about the service)? */
+/**
+ * Does the service manager run here (so it can be told about the service)?
+ * PILOT_SERVICE_MANAGER=running|absent overrides the guess (tests drive the
+ * manager path with a stand-in systemctl on PATH; unusual init systems).
+ */
 function managerRuns(manager: ServiceManager, scope: ServiceScope): boolean {
+  const forced = process.env.PILOT_SERVICE_MANAGER;
+  if (forced === "running" || forced === "absent") return forced === "running";
   if (manager === "launchd") return process.platform === "darwin";
   if (!existsSync("/run/systemd/system")) return false; // systemd is not PID 1
   if (scope === "system") return true;
