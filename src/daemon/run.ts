@@ -8,6 +8,8 @@
  * Start-up: state directory -> identity -> trust mirror -> UDP socket ->
  * registry (pinned key) -> register (endpoint, hostname, visibility) ->
  * data plane -> subscribe + trust sync -> exposed ports -> IPC socket -> pid file.
+ * With `logFile`, the daemon owns its log: opened (rotating) before anything
+ * else, closed once the daemon has stopped or failed to start.
  */
 import { existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -101,7 +103,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
   }
   try {
-    const daemon = await startLogging(options, logFile);
+    const daemon = await startDaemonWith(options, logFile);
     void daemon.stopped.then(() => logFile?.close());
     return daemon;
   } catch (e) {
@@ -110,7 +112,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
 }
 
-async function startLogging(options: DaemonOptions, logFile: RotatingLogFile | null): Promise<RunningDaemon> {
+async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile | null): Promise<RunningDaemon> {
   const env = options.home ? { ...process.env, PILOT_HOME: options.home } : process.env;
   const paths = pilotPaths(env);
   const socketPath = options.socketPath ?? paths.socket;
