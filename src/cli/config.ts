@@ -18,6 +18,8 @@ export const CONFIG_KEYS = {
   public: "true to make this node visible to everyone (default false: private)",
   tags: "comma-separated tags to set when the daemon starts",
   log_level: "daemon log level: debug, info, warn, error",
+  log_max_size: "rotate the daemon's log file ($PILOT_HOME/pilot.log) at this size, e.g. 10MiB (default 10MiB; 16KiB to 1GiB)",
+  log_keep: "rotated log files kept, pilot.log.1 .. pilot.log.N (default 3; 0 to 20)",
   buffer_budget: "memory for all stream buffers together, e.g. 64MiB (default 64MiB; a quarter per trusted peer)",
   zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
   disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub, tasks (default: none)",

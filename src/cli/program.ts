@@ -5,6 +5,9 @@ import { contextCommand } from "./commands/context.ts";
 import { rendezvousCommand } from "./commands/rendezvous.ts";
 import { versionCommand } from "./commands/version.ts";
 import { daemonStart, daemonStatus, daemonStop } from "./commands/daemon.ts";
+import { daemonInstall, daemonUninstall } from "./commands/service.ts";
+import { statusCommand } from "./commands/status.ts";
+import { logsCommand } from "./commands/logs.ts";
 import { clearHostnameCommand, clearTagsCommand, infoCommand, setHostnameCommand, setPrivateCommand, setPublicCommand, setTagsCommand } from "./commands/node.ts";
 import { connectionsCommand, disconnectCommand, findCommand, peersCommand } from "./commands/peers.ts";
 import { benchCommand, pingCommand, tracerouteCommand } from "./commands/diagnose.ts";
@@ -31,6 +34,10 @@ export function buildProgram(name: string): Program {
     daemonStart,
     daemonStop,
     daemonStatus,
+    daemonInstall,
+    daemonUninstall,
+    statusCommand,
+    logsCommand,
     // this node
     infoCommand,
     setHostnameCommand,

@@ -8,9 +8,11 @@
  * Start-up: state directory -> identity -> trust mirror -> UDP socket ->
  * registry (pinned key) -> register (endpoint, hostname, visibility) ->
  * data plane -> subscribe + trust sync -> exposed ports -> IPC socket -> pid file.
+ * With `logFile`, the daemon owns its log: opened (rotating) before anything
+ * else, closed once the daemon has stopped or failed to start.
  */
 import { existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { networkInterfaces } from "node:os";
 import { BeaconClient } from "../beacon/client.ts";
 import { IdentityError, loadOrCreateIdentity } from "../crypto/identity.ts";
@@ -20,6 +22,7 @@ import { RegistryClient, RegistryError } from "../registry/client.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { createLogger, type Logger, type LogLevel } from "../util/log.ts";
 import { pilotPaths, type PilotPaths } from "../util/paths.ts";
+import { RotatingLogFile, type RotationPolicy } from "../util/rotating-log.ts";
 import { NodeError } from "./local-node.ts";
 import { DaemonNode } from "./node.ts";
 import { TrustStore, TrustStoreError } from "./trust-store.ts";
@@ -43,6 +46,8 @@ export interface DaemonOptions {
   readonly tags?: string[];
   readonly logLevel?: LogLevel;
   readonly logFormat?: "text" | "json";
+  /** Log to this file, rotated at a bounded size (the daemon owns it); default: stderr. */
+  readonly logFile?: { readonly path: string; readonly rotation?: RotationPolicy };
   readonly heartbeatMs?: number;
   readonly streamConfig?: Partial<StreamConfig>;
   /** Bytes for all stream buffers together (the per-peer limits scale with it); default 64 MiB. */
@@ -91,10 +96,30 @@ function formatHostPort(h: HostPort): string {
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  let logFile: RotatingLogFile | null = null;
+  if (options.logFile) {
+    try {
+      mkdirSync(dirname(options.logFile.path), { recursive: true, mode: 0o700 });
+      logFile = RotatingLogFile.open(options.logFile.path, options.logFile.rotation);
+    } catch (e) {
+      throw new DaemonStartError("log_file", `cannot open the log file ${options.logFile.path}: ${(e as Error).message}`, "check its directory's permissions");
+    }
+  }
+  try {
+    const daemon = await startDaemonWith(options, logFile);
+    void daemon.stopped.then(() => logFile?.close());
+    return daemon;
+  } catch (e) {
+    logFile?.close();
+    throw e;
+  }
+}
+
+async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile | null): Promise<RunningDaemon> {
   const env = options.home ? { ...process.env, PILOT_HOME: options.home } : process.env;
   const paths = pilotPaths(env);
   const socketPath = options.socketPath ?? paths.socket;
-  const log = createLogger("daemon", { level: options.logLevel ?? "info", format: options.logFormat ?? "text" });
+  const log = createLogger("daemon", { level: options.logLevel ?? "info", format: options.logFormat ?? "text", ...(logFile ? { sink: (line: string) => logFile.write(line) } : {}) });
   mkdirSync(paths.home, { recursive: true, mode: 0o700 });
 
   let identity;

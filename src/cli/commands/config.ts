@@ -34,6 +34,12 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
     case "log_level":
       if (!["debug", "info", "warn", "error"].includes(value)) throw new CliError("invalid_argument", `log_level must be debug, info, warn or error, got "${value}"`);
       return value;
+    case "log_max_size":
+    case "log_keep": {
+      const { logRotationFrom } = await import("./logs.ts");
+      logRotationFrom({ [key]: value });
+      return value;
+    }
     case "hostname": {
       const { checkHostname } = await import("../../registry/rules.ts");
       const c = checkHostname(value);

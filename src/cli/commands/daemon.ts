@@ -15,6 +15,8 @@ import { parseLogLevel } from "../../util/log.ts";
 import { fileError, usageError } from "../errors.ts";
 import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.ts";
 import { PILOT_VERSION } from "../version.ts";
+import type { RotationPolicy } from "../../util/rotating-log.ts";
+import { appendStartupError, logRotationFrom } from "./logs.ts";
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -27,6 +29,9 @@ interface StartSettings {
   tags?: string[];
   logLevel: string;
   logFormat: "text" | "json";
+  /** Where the log goes: the home's pilot.log (rotated), or stderr. */
+  logTo: "file" | "stderr";
+  rotation: RotationPolicy;
   bufferBudget?: number;
   zeroWindowTimeoutMs?: number;
   disabledServices: string[];
@@ -51,7 +56,7 @@ async function hostPortOption(text: string, flag: string): Promise<string> {
   return text;
 }
 
-async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
+export async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   const config = readConfig();
   const { checkHostname, checkTags } = await import("../../registry/rules.ts");
   const registry = await hostPortOption(String(textOption(o, "registry") ?? (process.env.PILOT_REGISTRY || undefined) ?? config.registry ?? DEFAULT_REGISTRY), "--registry");
@@ -76,6 +81,8 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   }
   const logLevel = logLevelOption(o.logLevel) ?? parseLogLevel(config.log_level) ?? "info";
   const logFormat = choiceOption(o.logFormat, "--log-format", ["text", "json"] as const) ?? "text";
+  const logTo = choiceOption(o.logTo, "--log-to", ["file", "stderr"] as const) ?? (o.foreground ? "stderr" : "file");
+  const rotation = logRotationFrom(config);
   const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
   const serviceLimits = await serviceLimitsFrom(config);
@@ -98,6 +105,8 @@ async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
     ...(tags?.length ? { tags } : {}),
     logLevel,
     logFormat,
+    logTo,
+    rotation,
     ...(bufferBudget !== undefined ? { bufferBudget } : {}),
     ...(zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeoutMs } : {}),
     disabledServices,
@@ -183,7 +192,7 @@ async function homeDaemonPid(pidFile: string): Promise<{ pid: number; answering:
 }
 
 /** Re-runs this executable (compiled) or this script (from source) with `args`. */
-function selfCommand(args: string[]): string[] {
+export function selfCommand(args: string[]): string[] {
   const script = process.argv[1] ?? "";
   const compiled = script.startsWith("/$bunfs/") || script === process.execPath;
   return compiled ? [process.execPath, ...args] : [process.execPath, script, ...args];
@@ -239,6 +248,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       tags: s.tags,
       logLevel: parseLogLevel(s.logLevel),
       logFormat: s.logFormat,
+      ...(s.logTo === "file" ? { logFile: { path: pilotPaths().logFile, rotation: s.rotation } } : {}),
       bufferBudget: s.bufferBudget,
       services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), limits: s.serviceLimits, settings: s.serviceSettings },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
@@ -275,6 +285,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--foreground", description: "run in this process (for systemd, containers and tests); stop with Ctrl-C or SIGTERM" },
     { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
     { flags: "--log-format <format>", description: "text or json (default text)" },
+    { flags: "--log-to <where>", description: "file ($PILOT_HOME/pilot.log, rotated at 10MiB, 3 old files kept: config log_max_size, log_keep) or stderr; default: file, and stderr with --foreground" },
     { flags: "--no-messages", description: "do not run the message service (port 1001; pilot send-message, inbox)" },
     { flags: "--no-files", description: "do not accept files (port 1001; pilot send-file, received)" },
     { flags: "--no-pubsub", description: "do not run the pub/sub broker (port 1002; pilot publish, subscribe)" },
@@ -288,8 +299,16 @@ export const daemonStart: CommandSpec = {
   returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs" },
   errors: ["already_exists", "registry_unavailable", "rate_limited", "unauthorized", "timeout", "invalid_argument"],
   async run({ out }, _args, o) {
+    if (o.foreground) {
+      try {
+        return await runForeground(await settingsFrom(o), out);
+      } catch (e) {
+        // With --log-to file (a service), a start-up failure belongs in the log as well as on stderr.
+        if (o.logTo === "file") appendStartupError(pilotPaths().logFile, e, o.logFormat === "json" ? "json" : "text");
+        throw e;
+      }
+    }
     const s = await settingsFrom(o);
-    if (o.foreground) return runForeground(s, out);
     const paths = pilotPaths();
     const running = await homeDaemonPid(paths.pidFile);
     if (running) {
@@ -304,7 +323,7 @@ export const daemonStart: CommandSpec = {
     const logFd = openSync(paths.logFile, "a", 0o600);
     const logStart = statSync(paths.logFile).size;
     // --json: a start-up failure reaches the log as one envelope, which is read back below.
-    const args = ["daemon", "start", "--foreground", "--json", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat];
+    const args = ["daemon", "start", "--foreground", "--json", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat, "--log-to", s.logTo];
     if (s.hostname) args.push("--hostname", s.hostname);
     if (s.public) args.push("--public");
     if (s.tags) args.push("--tags", s.tags.join(","));
@@ -334,13 +353,19 @@ export const daemonStart: CommandSpec = {
   },
 };
 
+/** What the log gained since it was `start` bytes long (all of it, if it was rotated meanwhile). */
+function logSince(logFile: string, start: number): string {
+  const text = readFileSync(logFile);
+  return (text.length >= start ? text.subarray(start) : text).toString("utf8");
+}
+
 /** Waits until the detached daemon `pid` answers on its socket; throws what it said if it exits first. */
 async function waitForStart(pid: number, exited: Promise<number>, logFile: string, logStart: number) {
   let exitCode: number | null = null;
   void exited.then((code) => (exitCode = code));
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (exitCode !== null) throw startFailure(readFileSync(logFile, "utf8").slice(logStart), exitCode, logFile);
+    if (exitCode !== null) throw startFailure(logSince(logFile, logStart), exitCode, logFile);
     try {
       const info = await withDaemon((d) => d.info(), { timeoutMs: 500 });
       if (info.pid === pid) return info;
