@@ -46,7 +46,8 @@ import { isRelayEndpoint, PathManager, relayEndpoint, type PathTimers } from "./
 import type { Logger } from "../util/log.ts";
 import { DeadlineQueue } from "./deadline-queue.ts";
 import { NodeError, type DatagramMessage, type PortBinding, type StreamHandle } from "./local-node.ts";
-import { DEFAULT_PORT_LIMITS, PortTable, TokenBucket, type PortLimits } from "./port-table.ts";
+import { DEFAULT_PORT_LIMITS, PortTable, type PortLimits } from "./port-table.ts";
+import { TokenBucket } from "../util/token-bucket.ts";
 import { BufferBudget, DEFAULT_BUFFER_LIMITS, type BufferLimits } from "./buffer-budget.ts";
 import { DaemonStream, type StreamHost } from "./stream.ts";
 import { offlineCheckDelay, offlineDialError, PresenceCheck, type PeerPresence } from "./dial-watch.ts";

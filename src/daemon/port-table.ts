@@ -250,30 +250,3 @@ function bump(counts: Map<number, number>, key: number, by: number): void {
   if (n <= 0) counts.delete(key);
   else counts.set(key, n);
 }
-
-/** A token bucket: `rate` tokens per second, at most `burst` saved. Time in ms. */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-    now: number,
-  ) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  take(now: number): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-
-  idleSince(now: number): number {
-    return now - this.last;
-  }
-}

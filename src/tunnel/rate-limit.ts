@@ -9,25 +9,7 @@
  *   const t = new BucketTable(ratePerSecond, burst, maxKeys)
  *   t.take(key, now): boolean        t.size
  */
-export class TokenBucket {
-  private tokens: number;
-  private at = -Infinity;
-
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
-  }
-
-  take(now: number): boolean {
-    if (this.at !== -Infinity) this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, now - this.at) / 1000) * this.rate);
-    this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
+export { TokenBucket } from "../util/token-bucket.ts";
 
 interface Entry {
   tokens: number;

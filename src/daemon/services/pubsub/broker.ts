@@ -22,6 +22,8 @@
  * behind are cut. Nobody waits for a slow subscriber, and it cannot make the
  * broker hold more than its bound.
  */
+import { TokenBucket } from "../../../util/token-bucket.ts";
+import { concatBytes } from "../../../crypto/bytes.ts";
 import { formatAddress, type Address } from "../../../protocol/address.ts";
 import { encodeEventFrame, PubsubErrorCode } from "../../../protocol/pubsub.ts";
 import { formatPattern, parsePattern, parseTopic, TopicTree } from "../../../protocol/topic.ts";
@@ -77,41 +79,11 @@ export class BrokerClient {
   }
 }
 
-/** A token bucket that can take several tokens at once. Time in ms. */
-class Bucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-    now: number,
-  ) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  has(n: number, now: number): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, now - this.last) / 1000) * this.rate);
-    this.last = now;
-    return this.tokens >= n;
-  }
-
-  take(n: number): void {
-    this.tokens -= n;
-  }
-
-  /** Full again by `now` (so forgetting it gives nothing away). */
-  full(now: number): boolean {
-    return this.tokens + (Math.max(0, now - this.last) / 1000) * this.rate >= this.burst;
-  }
-}
-
 interface PeerState {
   connections: number;
   subscriptions: number;
-  readonly events: Bucket;
-  readonly bytes: Bucket;
+  readonly events: TokenBucket;
+  readonly bytes: TokenBucket;
 }
 
 export interface BrokerStats {
@@ -139,7 +111,7 @@ export class Broker {
   private subscriptionCount = 0;
   /** Topic -> the clients it reaches; cleared whenever a subscription changes. */
   private readonly matchCache = new Map<string, BrokerClient[]>();
-  private readonly total: Bucket;
+  private readonly total: TokenBucket;
   private seq = 0;
   /** This turn's event frames, and who gets them. */
   private turn: Uint8Array[] = [];
@@ -151,7 +123,7 @@ export class Broker {
     readonly limits: PubsubLimits,
     now: number,
   ) {
-    this.total = new Bucket(limits.publishRateTotal, limits.publishRateTotal, now);
+    this.total = new TokenBucket(limits.publishRateTotal, limits.publishRateTotal, now);
   }
 
   get connectionCount(): number {
@@ -234,9 +206,9 @@ export class Broker {
     const state = this.peers.get(client.peer)!;
     if (!state.events.has(1, now) || !state.bytes.has(data.length, now)) return this.count(refuse(PubsubErrorCode.RateLimited, `this node publishes faster than the broker allows (${this.limits.publishRate} events/s, ${this.limits.publishBytesRate} bytes/s per node)`));
     if (!this.total.has(1, now)) return this.count(refuse(PubsubErrorCode.RateLimited, `the broker is at its total publish rate (${this.limits.publishRateTotal} events/s)`));
-    state.events.take(1);
-    state.bytes.take(data.length);
-    this.total.take(1);
+    state.events.spend(1);
+    state.bytes.spend(data.length);
+    this.total.spend(1);
     const seq = ++this.seq;
     client.published++;
     this.stats.published++;
@@ -268,9 +240,9 @@ export class Broker {
         client.pending = [];
         if (client.gone || indices.length === 0) continue;
         let batch: Uint8Array;
-        if (indices.length === turn.length) batch = shared ??= concat(turn, this.turnBytes);
+        if (indices.length === turn.length) batch = shared ??= concatBytes(...turn);
         else if (indices.length === 1) batch = turn[indices[0]!]!;
-        else batch = concat(indices.map((i) => turn[i]!));
+        else batch = concatBytes(...indices.map((i) => turn[i]!));
         const { outlet } = client;
         if (outlet.backlog + batch.length > this.limits.queueBytes || outlet.backlogEvents + indices.length > this.limits.queueEvents) {
           cuts.push(this.cut(client, `this subscriber fell behind: ${outlet.backlog + batch.length} bytes (${outlet.backlogEvents + indices.length} events) would be waiting for it, more than the broker's limit of ${this.limits.queueBytes} bytes (${this.limits.queueEvents} events)`));
@@ -349,7 +321,7 @@ export class Broker {
     let state = this.peers.get(peer);
     if (!state) {
       const { publishRate, publishBytesRate } = this.limits;
-      state = { connections: 0, subscriptions: 0, events: new Bucket(publishRate, publishRate, now), bytes: new Bucket(publishBytesRate, publishBytesRate, now) };
+      state = { connections: 0, subscriptions: 0, events: new TokenBucket(publishRate, publishRate, now), bytes: new TokenBucket(publishBytesRate, publishBytesRate, now) };
       this.peers.set(peer, state);
     }
     return state;
@@ -358,7 +330,7 @@ export class Broker {
   /** Forgets peers with no connection whose buckets are full again (reconnecting gains nothing). */
   private sweepPeers(now: number): void {
     if (this.peers.size < 64) return;
-    for (const [peer, s] of this.peers) if (s.connections === 0 && s.events.full(now) && s.bytes.full(now)) this.peers.delete(peer);
+    for (const [peer, s] of this.peers) if (s.connections === 0 && s.events.isFull(now) && s.bytes.isFull(now)) this.peers.delete(peer);
   }
 
   private count(r: Refusal): Refusal {
@@ -367,12 +339,3 @@ export class Broker {
   }
 }
 
-function concat(parts: Uint8Array[], length = parts.reduce((n, p) => n + p.length, 0)): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
