@@ -15,6 +15,7 @@
  * number of files is bounded too). Time is an argument (epoch ms).
  */
 import { Database } from "bun:sqlite";
+import { openDurableDatabase } from "../../../util/durable-db.ts";
 
 export interface PartialRow {
   readonly sender: string;
@@ -69,24 +70,7 @@ export class FileStore {
   private constructor(private readonly db: Database) {}
 
   static open(path: string | null): FileStore {
-    const db = new Database(path ?? ":memory:", { create: true });
-    try {
-      if (path) db.exec("PRAGMA journal_mode = WAL");
-      db.exec("PRAGMA synchronous = FULL");
-      db.exec("PRAGMA busy_timeout = 5000");
-      const version = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
-      if (version === 0) {
-        db.transaction(() => {
-          for (const statement of SCHEMA) db.exec(statement);
-          db.exec("PRAGMA user_version = 1");
-        })();
-      } else if (version !== 1) {
-        throw new Error(`files.db has schema version ${version}; this pilot knows version 1`);
-      }
-    } catch (e) {
-      db.close();
-      throw e;
-    }
+    const db = openDurableDatabase(path, { name: "files.db", schema: SCHEMA });
     return new FileStore(db);
   }
 

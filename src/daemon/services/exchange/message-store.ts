@@ -18,6 +18,7 @@
  * Time is an argument everywhere (epoch ms).
  */
 import { Database } from "bun:sqlite";
+import { openDurableDatabase } from "../../../util/durable-db.ts";
 import type { MessageType } from "../../../protocol/exchange.ts";
 import type { OutboxState } from "../../../protocol/exchange-calls.ts";
 
@@ -111,24 +112,7 @@ export class MessageStore {
 
   /** Opens (creating) the store at `path`, or in memory for null. */
   static open(path: string | null): MessageStore {
-    const db = new Database(path ?? ":memory:", { create: true });
-    try {
-      if (path) db.exec("PRAGMA journal_mode = WAL");
-      db.exec("PRAGMA synchronous = FULL");
-      db.exec("PRAGMA busy_timeout = 5000");
-      const version = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
-      if (version === 0) {
-        db.transaction(() => {
-          for (const statement of SCHEMA) db.exec(statement);
-          db.exec("PRAGMA user_version = 1");
-        })();
-      } else if (version !== 1) {
-        throw new Error(`messages.db has schema version ${version}; this pilot knows version 1`);
-      }
-    } catch (e) {
-      db.close();
-      throw e;
-    }
+    const db = openDurableDatabase(path, { name: "messages.db", schema: SCHEMA });
     return new MessageStore(db);
   }
 

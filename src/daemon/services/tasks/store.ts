@@ -10,6 +10,7 @@
  * fsynced and renamed into place before the row that names it commits.
  */
 import { Database } from "bun:sqlite";
+import { openDurableDatabase } from "../../../util/durable-db.ts";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -120,20 +121,7 @@ export class TaskStore {
 
   constructor(dir: string | null) {
     if (dir) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.db = new Database(dir ? join(dir, "tasks.db") : ":memory:", { create: true, strict: true });
-    this.db.exec("PRAGMA journal_mode = WAL");
-    // An acknowledgement means the change is on disk.
-    this.db.exec("PRAGMA synchronous = FULL");
-    this.db.exec("PRAGMA busy_timeout = 5000");
-    const version = (this.db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
-    if (version === 0) {
-      this.db.transaction(() => {
-        for (const sql of SCHEMA) this.db.exec(sql);
-        this.db.exec("PRAGMA user_version = 1");
-      })();
-    } else if (version !== 1) {
-      throw new Error(`tasks.db has schema version ${version}, newer than this pilot understands (1)`);
-    }
+    this.db = openDurableDatabase(dir ? join(dir, "tasks.db") : null, { name: "tasks.db", schema: SCHEMA, strict: true });
     this.blobs = dir ? new FileBlobStore(join(dir, "blobs")) : new MemoryBlobStore();
   }
 
