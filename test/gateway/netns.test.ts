@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type Driver } from "../../src/driver/index.ts";
-import { pilotCommand, ROOT } from "../support/cluster.ts";
+import { pilotCommand, ROOT, runCommand } from "../support/cluster.ts";
 import { alive, IS_ROOT } from "./support.ts";
 
 const NS = `pilot-gw-${process.pid}`;
@@ -45,18 +45,8 @@ interface Run {
 }
 
 /** Runs argv inside the namespace. */
-async function inNs(argv: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
-  const proc = Bun.spawn(["ip", "netns", "exec", NS, ...argv], { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  let json: any;
-  try {
-    json = JSON.parse((code === 0 ? stdout : stderr).trim().split("\n").pop() ?? "");
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
+function inNs(argv: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
+  return runCommand(["ip", "netns", "exec", NS, ...argv], { env: { ...process.env, ...env }, timeoutMs });
 }
 
 /** `pilot ARGS --json` as the user of `name`, inside the namespace. */

@@ -20,7 +20,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { join } from "node:path";
 import { connect, type Driver } from "../../src/driver/index.ts";
 import { statusService } from "../../examples/http-server.ts";
-import { pilotCommand, ROOT, startCluster, type Cluster } from "../support/cluster.ts";
+import { pilotCommand, ROOT, runCommand, startCluster, type Cluster } from "../support/cluster.ts";
 import { alive, IS_ROOT } from "./support.ts";
 
 const NS = `pilot-gws-${process.pid}`;
@@ -61,18 +61,8 @@ interface Run {
  * agent's HTTP service is served from here, so a synchronous spawn would
  * stall every request the command makes through the gateway.
  */
-async function exec(argv: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
-  const proc = Bun.spawn(argv, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  let json: any;
-  try {
-    json = JSON.parse((code === 0 ? stdout : stderr).trim().split("\n").pop() ?? "");
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
+function exec(argv: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
+  return runCommand(argv, { cwd: options.cwd, env: options.env });
 }
 
 /** What `sudo CMD` runs: root, in the namespace, with sudo's reset environment. */

@@ -17,7 +17,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, sta
 import { dirname, join } from "node:path";
 import { connect, type Driver } from "../../src/driver/index.ts";
 import { statusService } from "../../examples/http-server.ts";
-import { pilotCommand, ROOT, runPilot, startCluster, type Cluster } from "../support/cluster.ts";
+import { pilotCommand, ROOT, runCommand, runPilot, startCluster, type Cluster } from "../support/cluster.ts";
 import { alive, curl, gw, IS_ROOT, privateSubnet, stopGateways } from "./support.ts";
 
 const NOBODY = 65534;
@@ -42,21 +42,8 @@ interface Run {
 }
 
 /** `pilot ARGS --json` as nobody, with nobody's PILOT_HOME. */
-async function asNobody(args: string[]): Promise<Run> {
-  const proc = Bun.spawn(["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", ...pilotCommand(), ...args, "--json"], {
-    cwd: ROOT,
-    env: { ...process.env, PILOT_HOME: home, HOME: home },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  let json: any;
-  try {
-    json = JSON.parse((code === 0 ? stdout : stderr).trim().split("\n").pop() ?? "");
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
+function asNobody(args: string[]): Promise<Run> {
+  return runCommand(["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", ...pilotCommand(), ...args, "--json"], { env: { ...process.env, PILOT_HOME: home, HOME: home } });
 }
 
 function uidOf(pid: number): number {

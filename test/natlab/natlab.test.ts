@@ -14,8 +14,10 @@
  * its NAT turns into a cone. Time to first byte and throughput per tier are
  * printed at the end.
  *
- * Needs root, iproute2 and nftables (CI has them). Elsewhere the suite fails
- * and says why, unless PILOT_SKIP_NATLAB=1 skips it explicitly.
+ * Needs root, iproute2 and nftables (CI has them). Run by a normal user it is
+ * skipped, loudly (namespaces need root, as `sudo` would for anyone). Run as
+ * root without the tools it fails and says why, so that a root CI never skips
+ * it silently; PILOT_SKIP_NATLAB=1 skips it explicitly.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { labUnavailable, NatLab, type Host, type NatType } from "./lab.ts";
@@ -23,11 +25,13 @@ import { LabPilot, transfer, type LabDaemon } from "./support.ts";
 import { runPilot } from "../support/cluster.ts";
 
 const skip = process.env.PILOT_SKIP_NATLAB === "1";
-const unavailable = skip ? null : labUnavailable();
+const notRoot = typeof process.getuid === "function" && process.getuid() !== 0;
+const unavailable = skip || notRoot ? null : labUnavailable();
 
-if (skip) {
-  console.warn("\n*** NAT lab SKIPPED (PILOT_SKIP_NATLAB=1): direct, punched and relay paths are NOT being tested ***\n");
-  test.skip("NAT lab (skipped by PILOT_SKIP_NATLAB=1)", () => {});
+if (skip || notRoot) {
+  const why = skip ? "PILOT_SKIP_NATLAB=1" : "not root: network namespaces and NATs need root (run the suite with sudo, or as CI does, to include it)";
+  console.warn(`\n*** NAT lab SKIPPED (${why}): direct, punched and relay paths are NOT being tested ***\n`);
+  test.skip(`NAT lab (skipped: ${why})`, () => {});
 } else if (unavailable) {
   console.error(`\n*** NAT lab cannot run here: ${unavailable} ***\n*** It needs root, iproute2 (ip) and nftables (nft). Set PILOT_SKIP_NATLAB=1 to skip it explicitly. ***\n`);
   test("NAT lab prerequisites", () => {

@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { pilotCommand, ROOT } from "../support/cluster.ts";
+import { pilotCommand, ROOT, runCommand } from "../support/cluster.ts";
 import { spawnIn, stopAll, type Spawned } from "../examples/support.ts";
 import { alive, IS_ROOT } from "../gateway/support.ts";
 import { SENTIMENT_REPORT } from "../../examples/a2a-agent/skills.ts";
@@ -84,18 +84,8 @@ interface Run {
 }
 
 /** Runs argv inside the namespace, to completion. */
-async function inNs(argv: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
-  const proc = Bun.spawn(["ip", "netns", "exec", NS, ...argv], { cwd: ROOT, env: baseEnv(env), stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  let json: any;
-  try {
-    json = JSON.parse((code === 0 ? stdout : stderr).trim().split("\n").pop() ?? "");
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
+function inNs(argv: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
+  return runCommand(["ip", "netns", "exec", NS, ...argv], { env: baseEnv(env), timeoutMs });
 }
 
 /** `pilotctl ARGS` (the wrapper on PATH) as the user of `name`, inside the namespace. */

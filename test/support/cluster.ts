@@ -36,11 +36,14 @@ export interface RunOptions {
   input?: string;
 }
 
-export async function runPilot(args: string[], options: RunOptions = {}): Promise<RunResult> {
-  const [cmd, ...base] = pilotCommand();
-  const proc = Bun.spawn([cmd!, ...base, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...options.env },
+/**
+ * Runs `argv` to the end (killed after `timeoutMs`) and collects its output; `json` is
+ * the last line of stdout (exit 0) or stderr (otherwise) when it parses as JSON.
+ */
+export async function runCommand(argv: string[], options: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+  const proc = Bun.spawn(argv, {
+    cwd: options.cwd ?? ROOT,
+    env: options.env ?? process.env,
     stdin: options.input !== undefined ? new TextEncoder().encode(options.input) : "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -49,7 +52,7 @@ export async function runPilot(args: string[], options: RunOptions = {}): Promis
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
   let json: any;
-  const line = (args.includes("--json") ? (code === 0 ? stdout : stderr) : "").trim().split("\n").pop();
+  const line = (code === 0 ? stdout : stderr).trim().split("\n").pop();
   if (line) {
     try {
       json = JSON.parse(line);
@@ -58,6 +61,12 @@ export async function runPilot(args: string[], options: RunOptions = {}): Promis
     }
   }
   return { code, stdout, stderr, json };
+}
+
+export async function runPilot(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const r = await runCommand([...pilotCommand(), ...args], { env: { ...process.env, ...options.env }, timeoutMs: options.timeoutMs, input: options.input });
+  // Only a --json run's last line is its envelope.
+  return args.includes("--json") ? r : { ...r, json: undefined };
 }
 
 export interface DaemonSpec {
