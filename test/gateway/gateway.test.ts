@@ -182,20 +182,21 @@ describe("gateway on a 127.x subnet", () => {
   });
 
   test("map prints the local IP; the same agent keeps its IP; errors say what to do", async () => {
-    const again = await gw(env(), ["map", "data-analyst"], { json: false });
+    // (The ports are named: without root, the default port 80 could not be bound.)
+    const again = await gw(env(), ["map", "data-analyst", "--ports", String(PORT)], { json: false });
     expect(again.code).toBe(0);
     expect(again.stdout).toBe(`${net.ip(1)}\n`);
-    const byAddress = await gw(env(), ["map", c.daemon("analyst").address]);
+    const byAddress = await gw(env(), ["map", c.daemon("analyst").address, "--ports", String(PORT)]);
     expect(byAddress.json.data).toMatchObject({ local_ip: net.ip(1), created: false });
-    const byId = await gw(env(), ["map", String(c.daemon("analyst").nodeId)]);
+    const byId = await gw(env(), ["map", String(c.daemon("analyst").nodeId), "--ports", String(PORT)]);
     expect(byId.json.data.local_ip).toBe(net.ip(1));
 
-    const unknown = await gw(env(), ["map", "nobody-here"]);
+    const unknown = await gw(env(), ["map", "nobody-here", "--ports", String(PORT)]);
     expect(unknown.code).toBe(1);
     expect(unknown.json.code).toBe("not_found");
     expect(unknown.json.hint).toContain('pilot handshake nobody-here "why"');
 
-    const outside = await gw(env(), ["map", "data-analyst", "--ip", "10.1.2.3"]);
+    const outside = await gw(env(), ["map", "data-analyst", "--ip", "10.1.2.3", "--ports", String(PORT)]);
     expect(outside.json.code).toBe("already_exists"); // mapped already, at another address
     const badPorts = await gw(env(), ["map", "data-analyst", "--ports", "80,x"]);
     expect(badPorts.json.code).toBe("invalid_argument");
@@ -438,7 +439,7 @@ describe("gateway on a 127.x subnet", () => {
   }, 30_000);
 
   test("a start whose target is not visible starts nothing", async () => {
-    const r = await gw(env(), ["start", "--subnet", net.cidr, "data-analyst", "nobody-here"]);
+    const r = await gw(env(), ["start", "--subnet", net.cidr, "--ports", String(PORT), "data-analyst", "nobody-here"]);
     expect(r.code).toBe(1);
     expect(r.json.code).toBe("not_found");
     expect(r.json.hint).toContain("pilot handshake nobody-here");
