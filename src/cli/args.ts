@@ -8,6 +8,7 @@
  * Numbers are read from the text as typed, not from the option parser's
  * value: it would turn "1e3" into 1000, "0x10" into 16 and "" into 0.
  */
+import { formatByteSize, parseByteSize } from "../util/byte-size.ts";
 import { formatAddress } from "../protocol/address.ts";
 import { parseTarget } from "../driver/target.ts";
 import { NodeError } from "../daemon/local-node.ts";
@@ -170,18 +171,14 @@ export function requireText(options: Record<string, any>, name: string, example:
   return text;
 }
 
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1 << 20, mb: 1 << 20, mib: 1 << 20, g: 1 << 30, gb: 1 << 30, gib: 1 << 30 };
 
 /** A size in bytes from "64MiB", "512k", "1G" or a bare number of bytes; undefined when absent. Bad values are usage errors. */
 export function byteSizeOption(value: unknown, flag: string, bounds: { min: number; max: number }): number | undefined {
   if (value === undefined) return undefined;
   const text = String(value).trim();
-  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)$/.exec(text);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  const n = m && unit !== undefined ? Math.round(Number(m[1]) * unit) : NaN;
-  const show = (b: number) => (b % (1 << 20) === 0 ? `${b / (1 << 20)}MiB` : `${Math.round(b / 1024)}KiB`);
+  const n = parseByteSize(text);
   if (!(n >= bounds.min && n <= bounds.max)) {
-    throw usageError(`${flag} must be a size from ${show(bounds.min)} to ${show(bounds.max)} (such as 64MiB or 512KiB), got "${text}"`, `for example: ${flag} 64MiB`);
+    throw usageError(`${flag} must be a size from ${formatByteSize(bounds.min)} to ${formatByteSize(bounds.max)} (such as 64MiB or 512KiB), got "${text}"`, `for example: ${flag} 64MiB`);
   }
   return n;
 }

@@ -176,7 +176,7 @@ export class DaemonNode implements LocalNode {
         log: this.log.child(name),
         events: this.events,
         dir: home ? join(home, name) : null,
-        limits: settings.limits ?? {},
+        config: settings.config ?? {},
         listen: (port, onAccept) => this.plane.listen(port, onAccept),
         dial: (target, port, o) => this.plane.dial(target, port, o?.timeoutMs),
         resolveTarget: (text) => this.resolveTarget(text),
@@ -185,7 +185,6 @@ export class DaemonNode implements LocalNode {
         signTaskStatement: (statement) => this.signTaskStatement(statement),
         peerKey: (node) => this.identityKeyOf(node),
         submitReceipt: (receipt) => this.submitReceipt(receipt),
-        settings: settings.settings?.[name] ?? {},
         reputationOf: (node) => this.reputationOf(node),
       });
       this.services.push(service);

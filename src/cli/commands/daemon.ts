@@ -38,10 +38,8 @@ interface StartSettings {
   openServices: string[];
   /** POST local events here (--webhook, config 'webhook'); its secret is read from the config by the daemon itself, never passed on a command line. */
   webhook?: string;
-  /** Service limits from config keys (messages_quota, ...), in bytes. */
-  serviceLimits: Record<string, number>;
-  /** Config keys `<service>_<name>`, per service (read again by the foreground daemon from the same config). */
-  serviceSettings: Record<string, Record<string, string>>;
+  /** The config's text, for the services (each reads its own keys; the foreground daemon reads the same config again). */
+  serviceConfig: Record<string, string>;
 }
 
 /** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
@@ -85,8 +83,7 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
   const rotation = logRotationFrom(config);
   const bufferBudget = byteSizeOption(o.bufferBudget ?? config.buffer_budget, "--buffer-budget", { min: 1 << 20, max: 64 * 2 ** 30 });
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
-  const serviceLimits = await serviceLimitsFrom(config);
-  const serviceSettings = await serviceConfigFrom(config);
+  const serviceConfig = await serviceConfigFrom(config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
   const webhookText = textOption(o, "webhook") ?? config.webhook;
   let webhook: string | undefined;
@@ -112,36 +109,24 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     disabledServices,
     openServices,
     ...(webhook ? { webhook } : {}),
-    serviceLimits,
-    serviceSettings,
+    serviceConfig,
   };
 }
 
-/** The services' size limits set in the config file (checked like `pilot config --set` checks them). */
-async function serviceLimitsFrom(config: Record<string, string | undefined>): Promise<Record<string, number>> {
-  const { EXCHANGE_LIMIT_KEYS } = await import("../../daemon/services/exchange/limits.ts");
-  const out: Record<string, number> = {};
-  for (const [key, spec] of Object.entries(EXCHANGE_LIMIT_KEYS)) {
-    const v = byteSizeOption(config[key], key, spec);
-    if (v !== undefined) out[key] = v;
-  }
-  return out;
-}
-
-/** The config's `<service>_<name>` keys as `{service: {name: text}}`, checked by the service's own parser. */
-async function serviceConfigFrom(config: Record<string, string | undefined>): Promise<Record<string, Record<string, string>>> {
-  const out: Record<string, Record<string, string>> = {};
-  for (const [key, value] of Object.entries(config)) {
-    const service = SERVICE_NAMES.find((name) => key.startsWith(`${name}_`));
-    if (service && value !== undefined) (out[service] ??= {})[key.slice(service.length + 1)] = value;
-  }
-  if (out.pubsub) {
-    const { pubsubLimitsFrom } = await import("../../daemon/services/pubsub/limits.ts");
-    try {
-      pubsubLimitsFrom(out.pubsub);
-    } catch (e) {
-      throw fileError(`config: ${(e as Error).message}`, "fix it with: pilot config --set KEY=VALUE (or --unset KEY)");
-    }
+/**
+ * The config's text for the services (each reads its own keys), checked here with
+ * the services' own parsers so that a bad value stops `daemon start` at once.
+ */
+async function serviceConfigFrom(config: Record<string, string | undefined>): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(config)) if (value !== undefined) out[key] = value;
+  const { exchangeLimits } = await import("../../daemon/services/exchange/limits.ts");
+  const { pubsubLimitsFrom, pubsubSettingsOf } = await import("../../daemon/services/pubsub/limits.ts");
+  try {
+    exchangeLimits(out);
+    pubsubLimitsFrom(pubsubSettingsOf(out));
+  } catch (e) {
+    throw fileError(`config: ${(e as Error).message}`, "fix it with: pilot config --set KEY=VALUE (or --unset KEY)");
   }
   return out;
 }
@@ -250,7 +235,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       logFormat: s.logFormat,
       ...(s.logTo === "file" ? { logFile: { path: pilotPaths().logFile, rotation: s.rotation } } : {}),
       bufferBudget: s.bufferBudget,
-      services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), limits: s.serviceLimits, settings: s.serviceSettings },
+      services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), config: s.serviceConfig },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
       webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
     });

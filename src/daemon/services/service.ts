@@ -30,10 +30,11 @@ export interface ServiceSettings {
   readonly disabled: ReadonlySet<ServiceName>;
   /** Services that also admit untrusted nodes (`--open-services`, config `open_services`). */
   readonly open: ReadonlySet<ServiceName>;
-  /** Sizes from config keys (`messages_quota`, `files_quota`, ...), in bytes; each service reads its own and defaults the rest. */
-  readonly limits?: Readonly<Record<string, number>>;
-  /** Each service's own settings: config keys `<service>_<name>` as `{name: text}` (the service parses and checks them). */
-  readonly settings?: Readonly<Partial<Record<ServiceName, Readonly<Record<string, string>>>>>;
+  /**
+   * The config file's keys as text (`messages_quota`, `pubsub_queue`, ...): each
+   * service reads and checks its own, and takes its defaults for the rest.
+   */
+  readonly config?: Readonly<Record<string, string>>;
 }
 
 export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = Object.freeze({ disabled: new Set<ServiceName>(), open: new Set<ServiceName>() });
@@ -45,8 +46,8 @@ export interface ServiceContext {
   readonly events: EventBus;
   /** This service's own directory under PILOT_HOME (created 0700); null: keep everything in memory (tests). */
   readonly dir: string | null;
-  /** Sizes the operator configured (ServiceSettings.limits); absent keys take the service's defaults. */
-  readonly limits?: Readonly<Record<string, number>>;
+  /** The config file's keys as text (ServiceSettings.config); a service reads its own, absent keys take its defaults. */
+  readonly config?: Readonly<Record<string, string>>;
   /** Binds a Pilot port; the data plane's trust rules apply before the service sees a stream. */
   listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding;
   dial(target: Address, port: number, options?: { timeoutMs?: number }): Promise<StreamHandle>;
@@ -66,8 +67,6 @@ export interface ServiceContext {
   peerKey(node: Address): Promise<Uint8Array>;
   /** Hands a receipt signed by both parties to the registry, which stores it once (idempotent). */
   submitReceipt(receipt: TaskReceipt): Promise<void>;
-  /** This service's settings from config keys `<service>_<name>`, as `{name: text}` (none: defaults). */
-  readonly settings?: Readonly<Record<string, string>>;
   /** A node's polo score (0-100) as the registry shows it to this node; null if it may not see the node, or the registry is away or refuses for now. Cached a minute. */
   reputationOf?(node: Address): Promise<number | null>;
 }

@@ -93,7 +93,7 @@ function setup(options: { limits?: Partial<PubsubLimits>; open?: boolean; linger
     resolveTarget: async () => brokerNode.address,
     admits: (node) => trusted.has(node) || options.open === true,
     trusts: (node) => trusted.has(node),
-    limits: {},
+    config: {},
     signTaskStatement: () => {
       throw new Error("not used by pub/sub");
     },

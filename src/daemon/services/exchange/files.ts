@@ -83,7 +83,7 @@ export class FilesService implements DaemonService {
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(private readonly context: ServiceContext) {
-    this.limits = exchangeLimits(context.limits);
+    this.limits = exchangeLimits(context.config);
   }
 
   start(): void {

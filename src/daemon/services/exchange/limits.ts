@@ -3,6 +3,8 @@
  * (`pilot config --set messages_quota=128MiB`), their bounds and defaults.
  * Per peer first, then in total; the CLI checks values against the same table.
  */
+import { formatByteSize, parseByteSize } from "../../../util/byte-size.ts";
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
@@ -33,12 +35,18 @@ export interface ExchangeLimits {
   readonly filesQuotaTotal: number;
 }
 
-/** The limits in force: configured values within their bounds, defaults for the rest. */
-export function exchangeLimits(configured: Readonly<Record<string, number>> = {}): ExchangeLimits {
+/**
+ * The limits in force from the config's text (`{messages_quota: "128MiB"}`): configured
+ * values, defaults for the rest. Throws RangeError on a value that is not a size within its bounds.
+ */
+export function exchangeLimits(config: Readonly<Record<string, string>> = {}): ExchangeLimits {
   const pick = (key: ExchangeLimitKey) => {
     const spec: LimitSpec = EXCHANGE_LIMIT_KEYS[key];
-    const v = configured[key];
-    return typeof v === "number" && Number.isSafeInteger(v) && v >= spec.min && v <= spec.max ? v : spec.default;
+    const text = config[key];
+    if (text === undefined) return spec.default;
+    const v = parseByteSize(text);
+    if (!(v >= spec.min && v <= spec.max)) throw new RangeError(`${key} must be a size from ${formatByteSize(spec.min)} to ${formatByteSize(spec.max)}, got "${text}"`);
+    return v;
   };
   return {
     messageMaxSize: pick("message_max_size"),

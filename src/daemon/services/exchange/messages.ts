@@ -94,7 +94,7 @@ export class MessagesService implements DaemonService {
   private readonly settleWaiters = new Map<string, Set<(s: Settlement) => void>>();
 
   constructor(private readonly context: ServiceContext) {
-    this.limits = exchangeLimits(context.limits);
+    this.limits = exchangeLimits(context.config);
   }
 
   start(): void {

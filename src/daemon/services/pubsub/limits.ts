@@ -3,6 +3,7 @@
  * that change them (`pilot config --set pubsub_queue=4MiB`). Every resource a
  * peer can make the broker hold is bounded per peer first, then in total.
  */
+import { formatByteSize, parseByteSize } from "../../../util/byte-size.ts";
 import { DEFAULT_MAX_EVENT, MAX_EVENT_LIMIT } from "../../../protocol/pubsub.ts";
 
 export interface PubsubLimits {
@@ -63,11 +64,7 @@ export const PUBSUB_CONFIG_KEYS = Object.fromEntries(Object.entries(PUBSUB_SETTI
   readonly [K in PubsubSettingName as `pubsub_${K}`]: string;
 };
 
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: KiB, kb: KiB, kib: KiB, m: MiB, mb: MiB, mib: MiB, g: 1024 * MiB, gb: 1024 * MiB, gib: 1024 * MiB };
-
-function show(bytes: number): string {
-  return bytes % MiB === 0 ? `${bytes / MiB}MiB` : bytes % KiB === 0 ? `${bytes / KiB}KiB` : `${bytes} bytes`;
-}
+const show = formatByteSize;
 
 /** Reads one setting's text; throws RangeError with a sentence that says what a good value looks like. */
 export function parsePubsubSetting(name: string, text: string): number {
@@ -76,9 +73,7 @@ export function parsePubsubSetting(name: string, text: string): number {
   const t = text.trim();
   let n = NaN;
   if (spec.kind === "size") {
-    const m = /^([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*([a-zA-Z]*)$/.exec(t);
-    const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-    if (m && unit !== undefined) n = Math.round(Number(m[1]) * unit);
+    n = parseByteSize(t);
     if (!(n >= spec.min && n <= spec.max)) throw new RangeError(`pubsub_${name} must be a size from ${show(spec.min)} to ${show(spec.max)} (such as ${show(Math.max(spec.min, Math.min(spec.max, 4 * MiB)))}), got "${t}"`);
   } else {
     if (/^[0-9]{1,12}$/.test(t)) n = Number(t);
@@ -102,4 +97,11 @@ export function pubsubLimitsFrom(settings: Readonly<Record<string, string>> = {}
   out.queueTotal = Math.max(out.queueTotal!, out.queueBytes!);
   out.publishBytesRate = Math.max(out.publishBytesRate!, out.maxEvent!);
   return Object.freeze(out as unknown as PubsubLimits);
+}
+
+/** The `pubsub_*` keys of a config, without the prefix (what `pubsubLimitsFrom` reads). */
+export function pubsubSettingsOf(config: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(config)) if (key.startsWith("pubsub_")) out[key.slice("pubsub_".length)] = value;
+  return out;
 }

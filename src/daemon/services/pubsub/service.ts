@@ -30,7 +30,7 @@ import { NodeError, type PortBinding, type StreamHandle } from "../../local-node
 import type { DaemonService, ServiceContext } from "../service.ts";
 import { Broker, type BrokerClient, type Cut } from "./broker.ts";
 import { PubsubConnection } from "./connection.ts";
-import { pubsubLimitsFrom, type PubsubLimits } from "./limits.ts";
+import { pubsubLimitsFrom, pubsubSettingsOf, type PubsubLimits } from "./limits.ts";
 
 export interface PubsubServiceOptions {
   /** Overrides the limits from the context's settings (tests). */
@@ -77,7 +77,7 @@ export class PubsubService implements DaemonService {
   ) {
     let limits: PubsubLimits;
     try {
-      limits = pubsubLimitsFrom(context.settings ?? {});
+      limits = pubsubLimitsFrom(pubsubSettingsOf(context.config ?? {}));
     } catch (e) {
       throw new NodeError("invalid_argument", `config: ${(e as Error).message}`, "fix it with: pilot config --set (or --unset) and start the daemon again");
     }
