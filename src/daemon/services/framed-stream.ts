@@ -4,7 +4,8 @@
  * codec (src/protocol/). Reading never buffers more than one frame of at most
  * `maxFrame` bytes (a larger length aborts the stream before its body is read);
  * writing queues what the stream's send buffer does not take and says when the
- * queue passes `highWater`, so a service can wait for `onDrain`.
+ * queue passes `highWater`, so a service can wait for `onDrain`. Nagle is off
+ * on the stream: each frame is a message that goes out at the end of the turn.
  *
  *   new FramedStream(stream, { maxFrame, onFrame, onEnd?, onClose?, onViolation? })
  *   send(body): boolean        false once more than highWater bytes wait: stop and wait for onDrain
@@ -54,6 +55,9 @@ export class FramedStream {
     private readonly options: FramedStreamOptions,
   ) {
     this.highWater = options.highWater ?? 256 * 1024;
+    // Every send is a whole message that someone waits for: Nagle would hold a small
+    // one back for the peer's delayed ACK (tens of ms per request and reply).
+    stream.setNoDelay(true);
     stream.onEvent = (e) => {
       switch (e.type) {
         case "readable":

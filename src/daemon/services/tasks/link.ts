@@ -82,8 +82,6 @@ export class TaskLink {
     private readonly now: () => number,
   ) {
     this.lastActivity = now();
-    // Small requests and replies, one at a time: Nagle would hold each behind the previous ACK.
-    stream.setNoDelay(true);
     this.framed = new FramedStream(stream, {
       maxFrame: TASK_MAX_FRAME,
       onFrame: (body) => this.onFrame(body),
