@@ -900,6 +900,9 @@ export class StreamConnection {
 
   private establish(now: number): void {
     this.progressTime = now;
+    // The handshake's timeouts end here: data starts with an un-backed-off timer (in the
+    // spirit of RFC 6298 5.7), not with the 8 s that three lost SYNs had doubled it to.
+    this.rtt.progressed();
     this.st = this.finQueued ? "fin-wait-1" : "established";
     this.emit(EV_CONNECTED);
   }
@@ -948,6 +951,7 @@ export class StreamConnection {
       this.sendBuf.release(dataAcked);
       board.onCumulativeAck(ackPos);
       this.progressTime = now;
+      this.rtt.progressed();
       this.dupAcks = 0;
       this.tlpOutstanding = false;
       if (this.sndUna === this.sndNxt) this.rtoDeadline = Number.POSITIVE_INFINITY;

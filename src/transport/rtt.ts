@@ -8,6 +8,7 @@
  *   sample(r)     feed one unambiguous RTT measurement (Karn: never a retransmitted segment)
  *   rto           current timeout, including exponential backoff
  *   backOff()     double after a timeout (RFC 6298 5.5); a new sample clears the backoff
+ *   progressed()  new data was acknowledged: the backoff ends too (see below)
  *   srtt/rttvar   smoothed RTT and variance (0 before the first sample)
  */
 
@@ -65,5 +66,19 @@ export class RttEstimator {
 
   backOff(): void {
     this.backoff++;
+  }
+
+  /**
+   * An acknowledgement of new data: the path delivers, so the backoff ends
+   * even without a sample (QUIC resets its PTO backoff on any acknowledgement
+   * the same way, RFC 9002 §6.2.1). Karn's rule alone is not enough under
+   * heavy loss: after a timeout every ACK covers a retransmitted segment and
+   * yields no sample, so the timer kept doubling towards a minute while data
+   * was still flowing, and the retransmission limit then killed a live
+   * connection. The base timeout keeps its last sampled value; if the path
+   * really slowed down, the first clean segment's sample corrects it.
+   */
+  progressed(): void {
+    this.backoff = 0;
   }
 }

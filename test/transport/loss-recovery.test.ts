@@ -89,3 +89,39 @@ describe("loss recovery", () => {
     expect(pair.cb.stats().outOfOrderSegmentsReceived).toBeGreaterThan(0);
   });
 });
+
+describe("heavy loss: the retransmission timer backs off only while nothing gets through", () => {
+  // Found in the NAT lab (10 % loss on both routers, ~19 % each way): after a timeout every
+  // ACK covers a retransmitted segment, so Karn's rule takes no sample; the backoff was only
+  // cleared by a sample, so it kept doubling while data flowed (a 64 KiB transfer sat 40 s
+  // waiting on a 28 s timer), and a SYN lost three times made the first data timeout 8 s.
+  test("64 KiB at 19 % loss each way finishes within 15 s on every one of 400 seeded links", () => {
+    const slow: string[] = [];
+    for (let seed = 1; seed <= 400; seed++) {
+      const pair = new StreamPair({ seed, link: { loss: 0.19, delay: 2 } });
+      pair.a.apps.push(new Source(testData(64 << 10, seed)));
+      const sink = new Sink();
+      pair.b.apps.push(sink);
+      const done = pair.run(() => sink.bytes >= 64 << 10, 60_000);
+      if (!done || pair.now > 15_000) slow.push(`seed ${seed}: ${done ? `${Math.round(pair.now)} ms` : "not done after 60 s"}, ${pair.ca.stats().timeouts} timeouts`);
+    }
+    expect(slow).toEqual([]);
+  });
+
+  test("an acknowledgement of new data clears the backoff, even when it yields no RTT sample", () => {
+    const pair = new StreamPair({ seed: 7, link: { delay: 5 } });
+    pair.a.apps.push(new Source(testData(256 << 10, 7)));
+    pair.b.apps.push(new Sink());
+    expect(pair.run(() => pair.ca.stats().bytesAcked > 32 << 10, 10_000)).toBe(true);
+    const rtt = (pair.ca as unknown as { rtt: { backoff: number; rto: number } }).rtt;
+    // Three flights lost whole: the timer doubles each time.
+    pair.b.deaf = true;
+    expect(pair.run(() => pair.ca.stats().timeouts >= 3, 30_000)).toBe(true);
+    expect(rtt.backoff).toBeGreaterThanOrEqual(3);
+    const acked = pair.ca.stats().bytesAcked;
+    // The path heals: the next ACK covers only retransmitted data (no sample), yet ends the backoff.
+    pair.b.deaf = false;
+    expect(pair.run(() => pair.ca.stats().bytesAcked > acked, 30_000)).toBe(true);
+    expect(rtt.backoff).toBe(0);
+  });
+});
