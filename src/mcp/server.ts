@@ -1,0 +1,80 @@
+/**
+ * `pilot mcp`: the network as tools for an LLM agent, over the Model Context
+ * Protocol on stdio (the official @modelcontextprotocol/sdk). Every tool is
+ * a call on the local daemon through the driver SDK, so the agent acts as
+ * this node: its address, its trust, its inbox. See docs/MCP.md.
+ *
+ * stdout carries the protocol and nothing else; anything else goes to stderr.
+ */
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { readConfig } from "../cli/config.ts";
+import { DaemonLink } from "./daemon-link.ts";
+import { register, type PilotTool, type ToolContext } from "./tool.ts";
+import { findAgents } from "./tools/agents.ts";
+import { sendFile } from "./tools/files.ts";
+import { httpRequest } from "./tools/http.ts";
+import { listInbox, readMessage, sendMessage } from "./tools/messages.ts";
+import { listPeers, showSelf } from "./tools/node.ts";
+import { submitTask, taskStatus } from "./tools/tasks.ts";
+import { approveTrust, listTrustRequests, requestTrust } from "./tools/trust.ts";
+
+/** Every tool, in the order clients list them. */
+export const TOOLS: readonly PilotTool<any, any>[] = [
+  showSelf,
+  listPeers,
+  findAgents,
+  requestTrust,
+  listTrustRequests,
+  approveTrust,
+  sendMessage,
+  listInbox,
+  readMessage,
+  sendFile,
+  submitTask,
+  taskStatus,
+  httpRequest,
+];
+
+const INSTRUCTIONS = [
+  "Pilot is an encrypted overlay network for AI agents; these tools act as this machine's Pilot node (its local daemon).",
+  "Nodes are named by address (0:0000.0000.002A), node id or hostname. Private nodes talk only to nodes they trust, and trust is mutual: request_trust, then the other side approves.",
+  "Failed calls return a JSON error with a stable code and a hint saying what to do next (e.g. not_running: the user must run 'pilot daemon start').",
+].join(" ");
+
+export function createMcpServer(link: DaemonLink, version: string): McpServer {
+  const server = new McpServer({ name: "pilot", title: "Pilot network", version }, { instructions: INSTRUCTIONS });
+  const ctx: ToolContext = { daemon: () => link.get(), config: () => readConfig() };
+  for (const tool of TOOLS) register(server, tool, ctx);
+  return server;
+}
+
+/** Serves MCP on stdin/stdout until stdin ends (the client went away) or a signal; resolves then. */
+export async function runStdioServer(version: string): Promise<void> {
+  // The protocol owns stdout: route console output a dependency might make to stderr.
+  for (const method of ["log", "info", "debug", "warn"] as const) console[method] = console.error;
+  const link = new DaemonLink();
+  const server = createMcpServer(link, version);
+  const transport = new StdioServerTransport();
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  let closing = false;
+  const shutdown = async () => {
+    if (closing) return;
+    closing = true;
+    await server.close().catch(() => {});
+    await link.close().catch(() => {});
+    finish();
+  };
+  transport.onclose = () => void shutdown();
+  process.stdin.once("end", () => void shutdown());
+  process.stdin.once("close", () => void shutdown());
+  const onSignal = () => void shutdown();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  await server.connect(transport);
+  process.stderr.write(`pilot mcp: serving ${TOOLS.length} tools on stdio (MCP); the daemon of ${process.env.PILOT_SOCKET ?? process.env.PILOT_HOME ?? "~/.pilot"}\n`);
+  await finished;
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+}
