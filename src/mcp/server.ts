@@ -9,7 +9,9 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { readConfig } from "../cli/config.ts";
+import { CliError } from "../cli/errors.ts";
 import { DaemonLink } from "./daemon-link.ts";
+import { errorResult } from "./errors.ts";
 import { register, type PilotTool, type ToolContext } from "./tool.ts";
 import { findAgents } from "./tools/agents.ts";
 import { sendFile } from "./tools/files.ts";
@@ -46,7 +48,27 @@ export function createMcpServer(link: DaemonLink, version: string): McpServer {
   const server = new McpServer({ name: "pilot", title: "Pilot network", version }, { instructions: INSTRUCTIONS });
   const ctx: ToolContext = { daemon: () => link.get(), config: () => readConfig() };
   for (const tool of TOOLS) register(server, tool, ctx);
+  envelopeSdkErrors(server);
   return server;
+}
+
+/**
+ * What the SDK itself reports as a tool error (arguments that fail the input
+ * schema, an unknown tool) gets the same envelope as ours: invalid_argument
+ * with a hint. The SDK builds those results in its private `createToolError`
+ * (pinned version; test/mcp checks the shape), so it is replaced here.
+ */
+function envelopeSdkErrors(server: McpServer): void {
+  const target = server as unknown as { createToolError?: (message: string) => unknown };
+  if (typeof target.createToolError !== "function") return;
+  target.createToolError = (message: string) => {
+    const internal = /output validation/i.test(message);
+    return errorResult(
+      internal
+        ? new CliError("internal", message, "this is a bug in pilot mcp; please report it with the tool call")
+        : new CliError("invalid_argument", message.replace(/^MCP error -?\d+: /, ""), "check the arguments against the tool's input schema (tools/list)"),
+    );
+  };
 }
 
 /** Serves MCP on stdin/stdout until stdin ends (the client went away) or a signal; resolves then. */
