@@ -246,10 +246,17 @@ describe("pilot mcp", () => {
     expect((await fails(a, "no_such_tool")).code).toBe("invalid_argument");
   });
 
-  test("without a daemon the server still starts, and calls say not_running with the hint", async () => {
-    const lonely = await mcpClient(mkdtempSync(join(c.dir, "nodaemon-")));
+  test("without a daemon the server still starts and calls say not_running with the hint; it connects once one runs, and again after a restart", async () => {
+    const lonely = await mcpClient(join(c.dir, "late")); // the home startDaemon({ name: "late" }) uses
     expect((await lonely.listTools()).tools.length).toBe(TOOL_NAMES.length);
     expect(await fails(lonely, "show_self")).toEqual({ status: "error", code: "not_running", message: "the Pilot daemon is not running", hint: "start it with: pilot daemon start" });
     expect((await fails(lonely, "list_inbox")).code).toBe("not_running");
-  });
+
+    const late = await c.startDaemon({ name: "late", hostname: "agent-late" });
+    expect((await ok(lonely, "show_self")).address).toBe(late.address);
+    await c.stopDaemon("late");
+    expect((await fails(lonely, "show_self")).code).toBe("not_running");
+    await c.startDaemon({ name: "late", hostname: "agent-late" });
+    expect((await ok(lonely, "show_self")).hostname).toBe("agent-late");
+  }, 30_000);
 });
