@@ -44,10 +44,13 @@ const INSTRUCTIONS = [
   "Failed calls return a JSON error with a stable code and a hint saying what to do next (e.g. not_running: the user must run 'pilot daemon start').",
 ].join(" ");
 
-export function createMcpServer(link: DaemonLink, version: string): McpServer {
+/** How long a shutdown waits for tool calls in progress to answer. */
+const DRAIN_MS = 5000;
+
+export function createMcpServer(link: DaemonLink, version: string, inflight = new Set<Promise<unknown>>()): McpServer {
   const server = new McpServer({ name: "pilot", title: "Pilot network", version }, { instructions: INSTRUCTIONS });
   const ctx: ToolContext = { daemon: () => link.get(), config: () => readConfig() };
-  for (const tool of TOOLS) register(server, tool, ctx);
+  for (const tool of TOOLS) register(server, tool, ctx, inflight);
   envelopeSdkErrors(server);
   return server;
 }
@@ -76,22 +79,30 @@ export async function runStdioServer(version: string): Promise<void> {
   // The protocol owns stdout: route console output a dependency might make to stderr.
   for (const method of ["log", "info", "debug", "warn"] as const) console[method] = console.error;
   const link = new DaemonLink();
-  const server = createMcpServer(link, version);
+  const inflight = new Set<Promise<unknown>>();
+  const server = createMcpServer(link, version, inflight);
   const transport = new StdioServerTransport();
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
   let closing = false;
-  const shutdown = async () => {
+  const shutdown = async (drain: boolean) => {
     if (closing) return;
     closing = true;
+    // stdin ended: the calls already asked still answer (a client may write its requests and close).
+    if (drain && inflight.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => (timer = setTimeout(r, DRAIN_MS)))]);
+      clearTimeout(timer);
+      await new Promise((r) => setImmediate(r)); // let the transport write the last answers
+    }
     await server.close().catch(() => {});
     await link.close().catch(() => {});
     finish();
   };
-  transport.onclose = () => void shutdown();
-  process.stdin.once("end", () => void shutdown());
-  process.stdin.once("close", () => void shutdown());
-  const onSignal = () => void shutdown();
+  transport.onclose = () => void shutdown(false);
+  process.stdin.once("end", () => void shutdown(true));
+  process.stdin.once("close", () => void shutdown(true));
+  const onSignal = () => void shutdown(false);
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   await server.connect(transport);

@@ -34,16 +34,23 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(too
   return tool;
 }
 
-export function register(server: McpServer, tool: PilotTool<any, any>, ctx: ToolContext): void {
+/** Registers `tool`; its calls in progress are kept in `inflight` (so a shutdown can let them answer). */
+export function register(server: McpServer, tool: PilotTool<any, any>, ctx: ToolContext, inflight: Set<Promise<unknown>>): void {
+  const handle = async (args: Record<string, unknown>) => {
+    try {
+      return okResult((await tool.run(args, ctx)) as Record<string, unknown>);
+    } catch (e) {
+      return errorResult(e);
+    }
+  };
   server.registerTool(
     tool.name,
     { title: tool.title, description: tool.description, inputSchema: tool.input, outputSchema: tool.output, annotations: { title: tool.title, ...tool.annotations } },
-    (async (args: Record<string, unknown>) => {
-      try {
-        return okResult((await tool.run(args, ctx)) as Record<string, unknown>);
-      } catch (e) {
-        return errorResult(e);
-      }
+    ((args: Record<string, unknown>) => {
+      const call = handle(args);
+      inflight.add(call);
+      void call.finally(() => inflight.delete(call));
+      return call;
     }) as any,
   );
 }

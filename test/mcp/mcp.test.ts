@@ -14,13 +14,14 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { connect, type Driver, type PilotHttpServer } from "../../src/driver/index.ts";
-import { pilotCommand, ROOT, startCluster, type Cluster } from "../support/cluster.ts";
+import { pilotCommand, ROOT, runCommand, startCluster, type Cluster } from "../support/cluster.ts";
 
 const TOOL_NAMES = ["show_self", "list_peers", "find_agents", "request_trust", "list_trust_requests", "approve_trust", "send_message", "list_inbox", "read_message", "send_file", "submit_task", "task_status", "http_request"];
 
 let c: Cluster;
 let b: Driver;
 let server: PilotHttpServer;
+let secureServer: PilotHttpServer;
 const clients: Client[] = [];
 const stderrs = new Map<Client, string>();
 
@@ -92,17 +93,20 @@ beforeAll(async () => {
     req.on("data", (d: Buffer) => chunks.push(d));
     req.on("end", () => {
       if (req.url === "/.well-known/agent-card.json") return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(CARD));
+      if (req.url === "/hang") return; // never answers
       if (req.url === "/big") return res.writeHead(200, { "content-type": "application/octet-stream" }).end(Buffer.alloc(1024 * 1024 + 4096, 7));
       res.writeHead(200, { "content-type": "application/json", "x-served-by": "agent-b" });
       res.end(JSON.stringify({ method: req.method, url: req.url, test: req.headers["x-test"] ?? null, body: Buffer.concat(chunks).toString() }));
     });
   });
+  secureServer = await b.serveHttp(443, (req, res) => res.writeHead(200, { "content-type": "text/plain" }).end(`secret for ${req.headers["x-pilot-remote"] ?? "you"}`), { secure: true });
   a = await mcpClient(c.daemon("a").home);
 }, 60_000);
 
 afterAll(async () => {
   await Promise.all(clients.map((client) => client.close().catch(() => {})));
   await server?.close();
+  await secureServer?.close();
   await b?.close();
   await c?.stop();
 });
@@ -208,6 +212,13 @@ describe("pilot mcp", () => {
     const big = await ok(a, "http_request", { target: String(c.daemon("b").nodeId), path: "/big" });
     expect(big).toMatchObject({ status: 200, body_encoding: "base64", truncated: true, bytes: 1024 * 1024 });
 
+    const secure = await ok(a, "http_request", { target: "agent-b", secure: true, path: "/vault" });
+    expect(secure).toMatchObject({ status: 200, body_encoding: "utf8", url: "https://agent-b:443/vault" });
+    expect(secure.body).toStartWith("secret for ");
+
+    const slow = await fails(a, "http_request", { target: "agent-b", path: "/hang", timeout_ms: 500 });
+    expect(slow).toMatchObject({ code: "timeout", message: "no complete answer from http://agent-b:80/hang within 500 ms" });
+
     const refused = await fails(a, "http_request", { target: c.daemon("b").address, port: 81, timeout_ms: 5000 });
     expect(refused.code).toBe("connection_refused");
     expect((await fails(a, "http_request", { target: "agent-b", path: "no-slash" })).message).toMatch(/path/i);
@@ -259,4 +270,27 @@ describe("pilot mcp", () => {
     await c.startDaemon({ name: "late", hostname: "agent-late" });
     expect((await ok(lonely, "show_self")).hostname).toBe("agent-late");
   }, 30_000);
+
+  test("stdout carries only JSON-RPC; requests written before stdin closes are all answered, then it exits 0", async () => {
+    const requests = [
+      { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } },
+      { jsonrpc: "2.0", method: "notifications/initialized" },
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "show_self", arguments: {} } },
+      { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "http_request", arguments: { target: 5 } } },
+      { jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "http_request", arguments: { target: "agent-b", path: "/hang", timeout_ms: 1000 } } }, // answers after stdin closed
+    ];
+    const r = await runCommand([...pilotCommand(), "mcp"], { env: { ...process.env, PILOT_HOME: c.daemon("a").home }, input: requests.map((m) => JSON.stringify(m) + "\n").join(""), timeoutMs: 20_000 });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n").filter((l) => l !== "");
+    const answers = lines.map((l) => JSON.parse(l));
+    expect(answers.every((m) => m.jsonrpc === "2.0")).toBe(true);
+    expect(answers.map((m) => m.id).sort()).toEqual([1, 2, 3, 4, 5]);
+    const byId = new Map(answers.map((m) => [m.id, m]));
+    expect(byId.get(2).result.tools).toHaveLength(TOOL_NAMES.length);
+    expect(byId.get(3).result.structuredContent.address).toBe(c.daemon("a").address);
+    expect(JSON.parse(byId.get(4).result.content[0].text).code).toBe("invalid_argument");
+    expect(JSON.parse(byId.get(5).result.content[0].text).code).toBe("timeout");
+    expect(r.stderr).toContain("pilot mcp: serving");
+  });
 });
