@@ -233,6 +233,7 @@ describe("config", () => {
     ["registry=127.0.0.1:0", /HOST:PORT/],
     ["listen=1.2.3.4:99999", /HOST:PORT/],
     ["public=yes", /true or false/],
+    ["mcp_allow_trust_approval=yes", /mcp_allow_trust_approval must be true or false/],
     ["log_level=loud", /debug, info, warn or error/],
     ["hostname=Not_Valid", /hostname/],
     ["hostname=12345", /all digits/],

@@ -192,7 +192,9 @@ export const configCommand: CommandSpec = {
           ...Object.entries(shown(changed)).map(([k, v]) => `${k} = ${v}`),
           ...removed.map((k) => `${k} unset (built-in default)`),
           ...(secret ? [secret.text] : []),
-          `saved in ${configPath()}; it takes effect at the next: pilot daemon start`,
+          [...Object.keys(changed), ...removed].every((k) => k === "mcp_allow_trust_approval")
+            ? `saved in ${configPath()}; pilot mcp reads it at each call (no restart)`
+            : `saved in ${configPath()}; it takes effect at the next: pilot daemon start`,
         ].join("\n"),
       );
       return;
