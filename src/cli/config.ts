@@ -35,6 +35,7 @@ export const CONFIG_KEYS = {
   tasks_max_per_peer: "unfinished tasks one submitter may have on this node (default 16; read live by the task service)",
   tasks_max_total: "unfinished tasks this node holds in all (default 256; untrusted submitters together a quarter)",
   tasks_min_score: "take tasks only from nodes whose polo score is at least N, 0-100 (default 0: no minimum)",
+  mcp_allow_trust_approval: "true to let an LLM agent approve trust requests through pilot mcp (default false; read at each call)",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 export type Config = Partial<Record<ConfigKey, string>>;

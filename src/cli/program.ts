@@ -25,6 +25,7 @@ import { a2aDiscoverCommand, a2aGroup } from "./commands/a2a.ts";
 import { gatewayCommands, gatewayGroup } from "./commands/gateway.ts";
 import { installCommand, uninstallCommand } from "./commands/install.ts";
 import { setTasksCommand, taskCommands, taskGroup } from "./commands/tasks.ts";
+import { mcpCommand } from "./commands/mcp.ts";
 import { PILOT_VERSION } from "./version.ts";
 
 export const GROUPS: readonly GroupSpec[] = [{ name: "daemon", description: "start, stop and inspect the local daemon" }, gatewayGroup, a2aGroup, taskGroup];
@@ -87,6 +88,8 @@ export function buildProgram(name: string): Program {
     // tasks between agents
     ...taskCommands,
     setTasksCommand,
+    // LLM agents (MCP on stdio)
+    mcpCommand,
     // setup
     configCommand,
     rendezvousCommand,

@@ -29,7 +29,8 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
     case "listen":
       return hostPort(value, key, true);
     case "public":
-      if (value !== "true" && value !== "false") throw new CliError("invalid_argument", `public must be true or false, got "${value}"`, "for example: pilot config --set public=true");
+    case "mcp_allow_trust_approval":
+      if (value !== "true" && value !== "false") throw new CliError("invalid_argument", `${key} must be true or false, got "${value}"`, `for example: pilot config --set ${key}=true`);
       return value;
     case "log_level":
       if (!["debug", "info", "warn", "error"].includes(value)) throw new CliError("invalid_argument", `log_level must be debug, info, warn or error, got "${value}"`);
@@ -191,7 +192,9 @@ export const configCommand: CommandSpec = {
           ...Object.entries(shown(changed)).map(([k, v]) => `${k} = ${v}`),
           ...removed.map((k) => `${k} unset (built-in default)`),
           ...(secret ? [secret.text] : []),
-          `saved in ${configPath()}; it takes effect at the next: pilot daemon start`,
+          [...Object.keys(changed), ...removed].every((k) => k === "mcp_allow_trust_approval")
+            ? `saved in ${configPath()}; pilot mcp reads it at each call (no restart)`
+            : `saved in ${configPath()}; it takes effect at the next: pilot daemon start`,
         ].join("\n"),
       );
       return;
