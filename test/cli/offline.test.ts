@@ -96,7 +96,7 @@ describe("without a daemon", () => {
       expect(r.stdout).toBe("");
       expect(r.json).toEqual({ status: "error", code: "not_running", message: "the Pilot daemon is not running", hint: "start it with: pilot daemon start" });
     });
-  });
+  }, 30_000); // dozens of CLI processes at once: on a loaded 2-core machine this takes more than the default 5 s
 
   test("text mode says what went wrong and what to do", async () => {
     const r = await pilot(["info"], false);
@@ -169,7 +169,7 @@ describe("help", () => {
       expect(r.stdout).toContain("Usage:");
       if (!name.startsWith("daemon") && name !== "context" && name !== "version") expect({ name, examples: r.stdout.includes("Examples:\n  pilot ") }).toEqual({ name, examples: true });
     });
-  });
+  }, 30_000); // dozens of CLI processes at once: on a loaded 2-core machine this takes more than the default 5 s
 
   test("the top-level help lists every command", async () => {
     const r = await runPilot(["--help"], { env });
