@@ -12,11 +12,16 @@
  *   const p = startProgress({ enabled: progressWanted(out.json), label: "sending" });
  *   p.update(bytesDone, totalBytes);   // as often as you like; drawn on a timer
  *   p.finish();                        // erases the line, stops the timer
+ *
+ * With `bytes: false` it only shows the label and the time so far (a command
+ * waiting for an acknowledgement or a reply), after about a second.
  */
 import { bytes as size, duration } from "./format.ts";
 
 export interface Progress {
   update(done: number, total?: number): void;
+  /** Changes the word before the numbers (a new phase: "waiting for the reply"). */
+  relabel(label: string): void;
   finish(): void;
 }
 
@@ -25,6 +30,8 @@ export interface ProgressOptions {
   /** A word before the numbers ("sending", "echoed"). */
   readonly label?: string;
   readonly total?: number;
+  /** false: no bytes to count, only the label and the time so far (a command waiting for an answer). */
+  readonly bytes?: boolean;
   /** Where the line goes (default: process.stderr). */
   readonly write?: (text: string) => void;
   /** Before the first line (default 300 ms) and between lines (default 200 ms). */
@@ -42,9 +49,10 @@ export function progressWanted(json: boolean, stream: { isTTY?: boolean } = proc
 const RATE_WINDOW_MS = 3000;
 
 /** The line's text (without the carriage return): `label  42%  8.4 MB of 20.0 MB  3.1 MB/s  ETA 4s`. Pure. */
-export function formatProgress(p: { label?: string; done: number; total?: number; rate: number | null; elapsedMs: number }): string {
+export function formatProgress(p: { label?: string; done: number; total?: number; rate: number | null; elapsedMs: number; bytes?: boolean }): string {
   const parts: string[] = [];
   if (p.label) parts.push(p.label);
+  if (p.bytes === false) return [...parts, duration(Math.floor(p.elapsedMs / 1000))].join("  ");
   const known = p.total !== undefined && p.total > 0;
   if (known) parts.push(`${String(Math.min(100, Math.floor((p.done / p.total!) * 100))).padStart(3)}%`, `${size(p.done)} of ${size(p.total!)}`);
   else parts.push(size(p.done));
@@ -55,7 +63,8 @@ export function formatProgress(p: { label?: string; done: number; total?: number
 }
 
 export function startProgress(options: ProgressOptions): Progress {
-  if (!options.enabled) return { update() {}, finish() {} };
+  if (!options.enabled) return { update() {}, relabel() {}, finish() {} };
+  let label = options.label;
   const write = options.write ?? ((t: string) => void process.stderr.write(t));
   const clock = options.clock ?? (() => performance.now());
   const started = clock();
@@ -70,7 +79,7 @@ export function startProgress(options: ProgressOptions): Progress {
     while (samples.length > 2 && now - samples[1]!.at >= RATE_WINDOW_MS) samples.shift();
     const first = samples[0]!;
     const rate = now - first.at >= 250 ? ((done - first.done) * 1000) / (now - first.at) : null;
-    write(`\r${formatProgress({ label: options.label, done, total, rate, elapsedMs: now - started })}\x1b[K`);
+    write(`\r${formatProgress({ label, done, total, rate, elapsedMs: now - started, bytes: options.bytes })}\x1b[K`);
     shown = true;
   };
   let interval: ReturnType<typeof setInterval> | null = null;
@@ -87,6 +96,9 @@ export function startProgress(options: ProgressOptions): Progress {
       updated = true;
       done = d;
       if (t !== undefined) total = t;
+    },
+    relabel(l) {
+      label = l;
     },
     finish() {
       clearTimeout(first);

@@ -56,6 +56,12 @@ describe("on a terminal", () => {
     expect(r.output).toContain("every byte verified");
   }, 120_000);
 
+  test("send-message --wait shows what it waits for and for how long", async () => {
+    const r = await onTerminal(["send-message", "progress-b", "--data", "anyone there?", "--wait", "2500ms"]);
+    expect(r.code).toBe(1); // nobody answers: timeout
+    expect(frames(r.output).some((f) => /^waiting for progress-b's reply\s+\d+s$/.test(f))).toBe(true);
+  }, 60_000);
+
   test("--json prints no progress even on a terminal", async () => {
     const r = await onTerminal(["send-file", "progress-b", file, "--name", "json.bin", "--json"]);
     expect(r.code).toBe(0);
@@ -94,6 +100,7 @@ describe("the renderer", () => {
   test("formats bytes, percentage, rate and ETA", () => {
     expect(formatProgress({ label: "sending", done: 5_000_000, total: 20_000_000, rate: 2_500_000, elapsedMs: 2000 })).toBe("sending   25%  5.0 MB of 20.0 MB  2.5 MB/s  ETA 6s");
     expect(formatProgress({ done: 1500, rate: null, elapsedMs: 3500 })).toBe("1.5 kB  3s");
+    expect(formatProgress({ label: "waiting", done: 0, rate: null, elapsedMs: 12_000, bytes: false })).toBe("waiting  12s");
   });
 
   test("draws on a timer after its delay and erases its line at the end", async () => {
