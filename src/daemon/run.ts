@@ -341,7 +341,8 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
       cleanups.push(() => m.close());
       metricsUrl = m.url;
     } catch (e) {
-      return fail(new DaemonStartError("listen_failed", `cannot serve metrics on ${formatHostPort(options.metrics)}: ${(e as Error).message}`, "pick another --metrics address or port"));
+      const code = (e as { code?: string }).code === "EADDRINUSE" ? "already_exists" : "invalid_argument";
+      return fail(new DaemonStartError(code, `cannot serve metrics on ${formatHostPort(options.metrics)}: ${(e as Error).message}`, "pick another --metrics address (one of this machine's) or port"));
     }
   }
 

@@ -191,6 +191,9 @@ describe("bad values", () => {
     const rv = await runPilot(["rendezvous", "--metrics", "0.0.0.0", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--json"], { env: { PILOT_HOME: join(cluster.dir, "bad-rv") } });
     expect(rv.code).toBe(2);
     expect(JSON.parse(rv.stderr).code).toBe("invalid_argument");
+    const taken = await runPilot(["daemon", "start", "--registry", cluster.registry, "--beacon", "off", "--listen", "127.0.0.1:0", "--metrics", rvUrl.replace(/^http:\/\/|\/metrics$/g, ""), "--json"], { env: { PILOT_HOME: join(cluster.dir, "taken") } });
+    expect(taken.code).toBe(1);
+    expect(JSON.parse(taken.stderr.trim().split("\n").pop()!).code).toBe("already_exists");
     const cfg = await runPilot(["config", "--set", "metrics=anywhere", "--json"], { env: { PILOT_HOME: join(cluster.dir, "bad-cfg") } });
     expect(cfg.code).toBe(2);
     expect(JSON.parse(cfg.stderr).hint).toContain("metrics=127.0.0.1:9100");

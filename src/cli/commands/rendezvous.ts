@@ -116,7 +116,7 @@ export const rendezvousCommand: CommandSpec = {
       });
     } catch (e: any) {
       if (e?.code === "EADDRINUSE") {
-        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr");
+        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr / --metrics");
       }
       if (e?.code === "EADDRNOTAVAIL" || e?.code === "EACCES") {
         throw new CliError(ErrorCode.InvalidArgument, `cannot listen: ${e.message}`, "use an address of this machine and a port you may bind");
