@@ -175,14 +175,19 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     return value;
   };
 
-  /** A service's status call, or null when the service is off. */
-  const serviceStatus = async (method: string): Promise<Record<string, any> | null> => {
-    try {
-      return (await node.call(method, {})) as Record<string, any>;
-    } catch {
-      return null;
-    }
+  /** A daemon call's answer, shared by the metrics collected in one scrape; null when it fails (a service switched off). */
+  const answers = new Map<string, { at: number; value: Promise<Record<string, any> | null> }>();
+  const answer = (method: string): Promise<Record<string, any> | null> => {
+    const now = performance.now();
+    const kept = answers.get(method);
+    if (kept && now - kept.at < 50) return kept.value;
+    const value = Promise.resolve()
+      .then(() => node.call(method, {}) as Promise<Record<string, any>>)
+      .catch(() => null);
+    answers.set(method, { at: now, value });
+    return value;
   };
+  const serviceStatus = answer;
 
   const counter = (name: string, help: string, labelNames: string[], reading: () => Reading | Promise<Reading>) =>
     new Counter({
@@ -211,7 +216,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
       },
     });
 
-  const info = () => node.call("info", {}) as Promise<Record<string, any>>;
+  const info = async () => (await answer("info")) ?? {};
   const startedAt = Date.now();
 
   gauge("pilot_info", "Always 1; labels: this daemon's version and address", ["version", "address"], async () => [[{ version: String((await info()).version ?? ""), address: formatAddress(node.address) }, 1]]);
