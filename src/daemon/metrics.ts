@@ -93,6 +93,11 @@ function emptyPeerTotals(): PeerTotals {
   return { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, handshakesCompleted: 0, handshakesFailed: 0, initiationsSent: 0, keepalivesSent: 0, drops: {} };
 }
 
+/** A reading as a metric value: a count that is missing or not a number reads 0 (never throws in a scrape). */
+function sane(v: number): number {
+  return Number.isFinite(v) && v >= 0 ? v : 0;
+}
+
 /** snake_case of a camelCase counter name (the way `pilot info` shows it). */
 function snake(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -198,8 +203,8 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
       async collect() {
         const r = await reading();
         this.reset();
-        if (typeof r === "number") this.inc(r);
-        else for (const [labels, v] of r) this.inc(labels, v);
+        if (typeof r === "number") this.inc(sane(r));
+        else for (const [labels, v] of r) this.inc(labels, sane(v));
       },
     });
   const gauge = (name: string, help: string, labelNames: string[], reading: () => Reading | Promise<Reading>) =>
@@ -211,8 +216,8 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
       async collect() {
         const r = await reading();
         this.reset();
-        if (typeof r === "number") this.set(r);
-        else for (const [labels, v] of r) this.set(labels, v);
+        if (typeof r === "number") this.set(sane(r));
+        else for (const [labels, v] of r) this.set(labels, sane(v));
       },
     });
 

@@ -54,6 +54,13 @@ export class RendezvousMetrics implements RegistryObserver {
     this.refusals = new Counter({ name: "pilot_rendezvous_refusals_total", help: "Rate-limit and connection-limit refusals: connection (too many connections), frames (a connection's frame budget), request (a node's request budget or registration rate)", labelNames: ["scope"], registers });
     for (const scope of ["connection", "frames", "request"]) this.refusals.inc({ scope }, 0);
     const read = () => this.sources;
+    // The store's counts once per scrape (they are COUNT(*) queries), shared by the gauges that show them.
+    let counts: { at: number; value: Promise<{ nodes: number; active: number; trust: number; requests: number }> } | null = null;
+    const storeCounts = (s: RendezvousSources) => {
+      const now = performance.now();
+      if (!counts || now - counts.at > 50) counts = { at: now, value: Promise.resolve().then(() => s.store.counts()) };
+      return counts.value;
+    };
     const gauge = (name: string, help: string, labelNames: string[], value: (s: RendezvousSources) => number | [Record<string, string>, number][] | Promise<[Record<string, string>, number][]>) =>
       new Gauge({
         name,
@@ -86,13 +93,13 @@ export class RendezvousMetrics implements RegistryObserver {
       });
     gauge("pilot_rendezvous_nodes_online", "Nodes with an authenticated registry connection now (a running daemon keeps one)", [], (s) => s.registry.connectionStats().authenticatedNodes);
     gauge("pilot_rendezvous_nodes", "Nodes in the store: registered (all keys ever registered and not reaped) and active (not deregistered)", ["state"], async (s) => {
-      const c = await s.store.counts();
+      const c = await storeCounts(s);
       return [
         [{ state: "registered" }, c.nodes],
         [{ state: "active" }, c.active],
       ];
     });
-    gauge("pilot_rendezvous_trust_pairs", "Trust pairs in the store", [], async (s) => [[{}, (await s.store.counts()).trust]]);
+    gauge("pilot_rendezvous_trust_pairs", "Trust pairs in the store", [], async (s) => [[{}, (await storeCounts(s)).trust]]);
     gauge("pilot_rendezvous_connections", "Registry TCP connections now, by state", ["state"], (s) => {
       const c = s.registry.connectionStats();
       return [

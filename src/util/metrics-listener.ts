@@ -62,6 +62,9 @@ export function startMetricsListener(options: MetricsListenerOptions): MetricsLi
     hostname: options.host,
     port: options.port,
     reusePort: false,
+    // Nothing is read from a request's body; idle connections do not linger.
+    maxRequestBodySize: 1024,
+    idleTimeout: 10,
     // Only the method and the path are read; never a header.
     async fetch(req) {
       const path = new URL(req.url).pathname;

@@ -144,6 +144,26 @@ describe("metrics while traffic runs", () => {
   });
 });
 
+describe("rendezvous refusals", () => {
+  test("connections over the per-IP limit are counted as connection refusals", async () => {
+    const before = value(parse((await scrape(rvUrl)).text), "pilot_rendezvous_refusals_total", { scope: "connection" })!;
+    const [host, port] = [cluster.registry.slice(0, cluster.registry.lastIndexOf(":")), Number(cluster.registry.slice(cluster.registry.lastIndexOf(":") + 1))];
+    const sockets: { end(): void }[] = [];
+    try {
+      // The default limit is 64 connections per source IP; the daemons hold a few already.
+      for (let i = 0; i < 70; i++) sockets.push(await Bun.connect({ hostname: host, port, socket: { data() {}, error() {} } }));
+      let after = before;
+      for (let i = 0; i < 50 && after <= before; i++) {
+        await Bun.sleep(50);
+        after = value(parse((await scrape(rvUrl)).text), "pilot_rendezvous_refusals_total", { scope: "connection" })!;
+      }
+      expect(after).toBeGreaterThan(before);
+    } finally {
+      for (const s of sockets) s.end();
+    }
+  }, 30_000);
+});
+
 describe("the listener", () => {
   test("serves the Prometheus text format at /metrics, 404 elsewhere, 405 to other methods", async () => {
     const ok = await scrape(aUrl);
