@@ -38,7 +38,10 @@ function frames(output: string): string[] {
   return [...output.matchAll(FRAME)].map((m) => m[1]!).filter((f) => f.trim() !== "");
 }
 
-describe("on a terminal", () => {
+/** util-linux `script` gives a command a pseudo-terminal (Debian: bsdutils, always installed). */
+const hasPty = process.platform === "linux" && Bun.which("script") !== null;
+
+describe.skipIf(!hasPty)("on a terminal", () => {
   test("send-file shows bytes, percentage and a rate while it runs, then erases the line", async () => {
     const r = await onTerminal(["send-file", "progress-b", file, "--name", "tty.bin"]);
     expect(r.code).toBe(0);
