@@ -46,7 +46,7 @@ export class RendezvousMetrics implements RegistryObserver {
     this.requests = new Counter({ name: "pilot_rendezvous_requests_total", help: "Registry requests by type and result (ok, or the error code answered)", labelNames: ["type", "result"], registers });
     this.latency = new Histogram({
       name: "pilot_rendezvous_request_duration_seconds",
-      help: "Time the registry took to handle a request (verify, store, answer), by type",
+      help: "Time from reading a registry request to its signed answer queued (verify, check, store, sign), by type",
       labelNames: ["type"],
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,

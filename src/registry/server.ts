@@ -376,7 +376,6 @@ export class RegistryServer {
         this.log.error("request failed", { error: String(e) });
         outcome = { ...RegistryService.malformed("internal error"), body: { ok: false, error: { code: "internal", message: "internal error" } } };
       }
-      this.options.observer?.request(frame.value.type, outcome.body, (performance.now() - started) / 1000);
       if (outcome.accepted && outcome.accepted.nodeId !== null) {
         // A node's valid request within its own budget: it does not count against the connection.
         // (A new key's register counts until it has made a node: keys cost nothing to make.)
@@ -393,6 +392,8 @@ export class RegistryServer {
         set.add(conn);
       }
       this.respond(conn, outcome);
+      // Handled and answered (signed, queued on the socket): what a request costs the registry.
+      this.options.observer?.request(frame.value.type, outcome.body, (performance.now() - started) / 1000);
       for (const e of outcome.events) this.push(e.to, e.event);
     }
   }
