@@ -79,7 +79,9 @@ export function startProgress(options: ProgressOptions): Progress {
     while (samples.length > 2 && now - samples[1]!.at >= RATE_WINDOW_MS) samples.shift();
     const first = samples[0]!;
     const rate = now - first.at >= 250 ? ((done - first.done) * 1000) / (now - first.at) : null;
-    write(`\r${formatProgress({ label, done, total, rate, elapsedMs: now - started, bytes: options.bytes })}\x1b[K`);
+    // Nothing counted yet (a transfer still starting): the label and the time, no "0 B/s".
+    const bytes = options.bytes === false || !updated ? false : undefined;
+    write(`\r${formatProgress({ label, done, total, rate, elapsedMs: now - started, bytes })}\x1b[K`);
     shown = true;
   };
   let interval: ReturnType<typeof setInterval> | null = null;

@@ -114,6 +114,11 @@ describe("the renderer", () => {
     p.finish();
     expect(text).toContain("\rx   50%  50 B of 100 B");
     expect(text.endsWith("\r\x1b[K")).toBe(true);
+    let early = "";
+    const e = startProgress({ enabled: true, label: "sending", delayMs: 5, intervalMs: 1000, write: (t) => (early += t) });
+    await Bun.sleep(40);
+    e.finish();
+    expect(early.startsWith("\rsending  0s\x1b[K")).toBe(true); // nothing counted yet: no "0 B/s"
     let quiet = "";
     const q = startProgress({ enabled: false, write: (t) => (quiet += t), delayMs: 1 });
     q.update(1, 2);
