@@ -21,6 +21,8 @@ export interface RegistryObserver {
   request(type: unknown, result: { ok: boolean; error?: { code?: unknown } }, seconds: number): void;
   /** Refused before any request was handled: `connection` (connection limits), `frames` (a connection's frame budget). */
   refused(scope: "connection" | "frames"): void;
+  /** A frame that could not be read as a request at all (bad length, not JSON). */
+  malformed(): void;
 }
 
 /** What is read on scrape. */
@@ -40,6 +42,7 @@ export class RendezvousMetrics implements RegistryObserver {
   private readonly requests: Counter<"type" | "result">;
   private readonly latency: Histogram<"type">;
   private readonly refusals: Counter<"scope">;
+  private readonly malformedFrames: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -53,6 +56,7 @@ export class RendezvousMetrics implements RegistryObserver {
     });
     this.refusals = new Counter({ name: "pilot_rendezvous_refusals_total", help: "Rate-limit and connection-limit refusals: connection (too many connections), frames (a connection's frame budget), request (a node's request budget or registration rate)", labelNames: ["scope"], registers });
     for (const scope of ["connection", "frames", "request"]) this.refusals.inc({ scope }, 0);
+    this.malformedFrames = new Counter({ name: "pilot_rendezvous_malformed_frames_total", help: "Registry frames that could not be read as a request (bad length, not JSON)", registers });
     const read = () => this.sources;
     // The store's counts once per scrape (they are COUNT(*) queries), shared by the gauges that show them.
     let counts: { at: number; value: Promise<{ nodes: number; active: number; trust: number; requests: number }> } | null = null;
@@ -144,6 +148,10 @@ export class RendezvousMetrics implements RegistryObserver {
 
   refused(scope: "connection" | "frames"): void {
     this.refusals.inc({ scope });
+  }
+
+  malformed(): void {
+    this.malformedFrames.inc();
   }
 
   async render(): Promise<{ contentType: string; text: string }> {

@@ -344,6 +344,7 @@ export class RegistryServer {
     if (conn.socket.destroyed) return;
     for (const frame of conn.reader.push(chunk)) {
       if (conn.socket.destroyed) return;
+      if (frame.kind === "fatal" || frame.kind === "malformed") this.options.observer?.malformed();
       if (frame.kind === "fatal") {
         this.respond(conn, RegistryService.malformed(frame.reason));
         conn.socket.end();

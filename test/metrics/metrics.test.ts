@@ -164,6 +164,37 @@ describe("rendezvous refusals", () => {
   }, 30_000);
 });
 
+describe("hostile registry input", () => {
+  test("frames that are not requests and requests of unknown types are counted, under fixed labels", async () => {
+    const before = parse((await scrape(rvUrl)).text);
+    const [host, port] = [cluster.registry.slice(0, cluster.registry.lastIndexOf(":")), Number(cluster.registry.slice(cluster.registry.lastIndexOf(":") + 1))];
+    const frame = (body: string) => {
+      const b = Buffer.from(body);
+      const h = Buffer.alloc(4);
+      h.writeUInt32BE(b.length);
+      return Buffer.concat([h, b]);
+    };
+    const socket = await Bun.connect({ hostname: host, port, socket: { data() {}, error() {} } });
+    try {
+      socket.write(frame("this is not json"));
+      socket.write(frame(JSON.stringify({ type: "drop_tables_<script>", id: 1 })));
+      let after = before;
+      for (let i = 0; i < 50; i++) {
+        await Bun.sleep(50);
+        after = parse((await scrape(rvUrl)).text);
+        if ((value(after, "pilot_rendezvous_requests_total", { type: "invalid" }) ?? 0) > (value(before, "pilot_rendezvous_requests_total", { type: "invalid" }) ?? 0)) break;
+      }
+      expect(value(after, "pilot_rendezvous_malformed_frames_total")!).toBeGreaterThan(value(before, "pilot_rendezvous_malformed_frames_total")!);
+      expect(value(after, "pilot_rendezvous_requests_total", { type: "invalid" })!).toBeGreaterThan(0);
+      const text = (await scrape(rvUrl)).text;
+      expect(text).not.toContain("drop_tables");
+      expect(text).not.toContain("<script>");
+    } finally {
+      socket.end();
+    }
+  }, 30_000);
+});
+
 describe("the listener", () => {
   test("serves the Prometheus text format at /metrics, 404 elsewhere, 405 to other methods", async () => {
     const ok = await scrape(aUrl);
