@@ -10,6 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runPilot, startCluster, type Cluster } from "../support/cluster.ts";
 import { isLoopback, parseMetricsAddress } from "../../src/util/metrics-listener.ts";
+import { connect } from "../../src/driver/index.ts";
 
 type Samples = Map<string, number>;
 
@@ -86,6 +87,8 @@ describe("metrics while traffic runs", () => {
     expect(sent.code).toBe(0);
     const bench = await cluster.pilot("a", ["bench", "metrics-b", "2", "--no-baseline"], { timeoutMs: 60_000 });
     expect(bench.code).toBe(0);
+    const published = await cluster.pilot("a", ["publish", "metrics-b", "metrics.test", "--data", "21.5"]);
+    expect(published.code).toBe(0);
 
     const a = parse((await scrape(aUrl)).text);
     const b = parse((await scrape(bUrl)).text);
@@ -115,6 +118,8 @@ describe("metrics while traffic runs", () => {
     expect(value(b, "pilot_events_total", { type: "file.received" })).toBe(1);
     expect(value(b, "pilot_tunnel_bytes_total", { direction: "in" })!).toBeGreaterThan(2_300_000);
     expect(value(b, "pilot_peers", { path: "direct" })).toBe(1);
+    expect(value(b, "pilot_pubsub_events_total", { direction: "in" })! - (value(before.b, "pilot_pubsub_events_total", { direction: "in" }) ?? 0)).toBe(1);
+    expect(value(b, "pilot_pubsub_bytes_total", { direction: "in" })! - (value(before.b, "pilot_pubsub_bytes_total", { direction: "in" }) ?? 0)).toBe(4);
 
     // Rendezvous: both registrations, the trust handshake, lookups; latency histograms; nodes online.
     expect(value(rv, "pilot_rendezvous_requests_total", { type: "register", result: "ok" })!).toBeGreaterThanOrEqual(2);
@@ -132,6 +137,21 @@ describe("metrics while traffic runs", () => {
     // More requests than before the traffic (the resolve/lookup of metrics-b at least).
     expect(value(rv, "pilot_rendezvous_requests_total")!).toBeGreaterThan(value(before.rv, "pilot_rendezvous_requests_total")!);
   }, 90_000);
+
+  test("IPC clients are counted while connected", async () => {
+    const d = await connect({ home: cluster.daemon("a").home });
+    try {
+      expect(value(parse((await scrape(aUrl)).text), "pilot_ipc_clients")!).toBeGreaterThanOrEqual(1);
+    } finally {
+      await d.close();
+    }
+    let n = 1;
+    for (let i = 0; i < 40 && n > 0; i++) {
+      await Bun.sleep(50);
+      n = value(parse((await scrape(aUrl)).text), "pilot_ipc_clients")!;
+    }
+    expect(n).toBe(0);
+  });
 
   test("the rendezvous exposes aggregate counts only: no address, hostname or node id", async () => {
     const { text } = await scrape(rvUrl);
