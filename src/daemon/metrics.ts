@@ -182,12 +182,12 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
 
   /** A daemon call's answer, shared by the metrics collected in one scrape; null when it fails (a service switched off). */
   const answers = new Map<string, { at: number; value: Promise<Record<string, any> | null> }>();
-  const answer = (method: string): Promise<Record<string, any> | null> => {
+  const answer = (method: string, params: Record<string, unknown> = {}): Promise<Record<string, any> | null> => {
     const now = performance.now();
     const kept = answers.get(method);
     if (kept && now - kept.at < 50) return kept.value;
     const value = Promise.resolve()
-      .then(() => node.call(method, {}) as Promise<Record<string, any>>)
+      .then(() => node.call(method, params) as Promise<Record<string, any>>)
       .catch(() => null);
     answers.set(method, { at: now, value });
     return value;
@@ -306,6 +306,24 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
   });
   gauge("pilot_pubsub_subscriptions", "Pub/sub subscriptions held by the broker", [], async () => Number((await serviceStatus("pubsub_status"))?.subscriptions ?? 0));
   gauge("pilot_pubsub_queued_bytes", "Bytes queued by the broker for slow subscribers", [], async () => Number((await serviceStatus("pubsub_status"))?.queued_bytes ?? 0));
+  gauge("pilot_messages_outbox", "Messages in this node's outbox: queued (delivery continues) and failed (given up)", ["state"], async () => {
+    const s = await answer("outbox_list", { limit: 1 });
+    return s
+      ? [
+          [{ state: "queued" }, Number(s.queued ?? 0)],
+          [{ state: "failed" }, Number(s.failed ?? 0)],
+        ]
+      : [];
+  });
+  gauge("pilot_file_transfers", "File transfers running now, sending (out) and receiving (in)", ["direction"], async () => {
+    const s = await answer("file_transfers");
+    const list = Array.isArray(s?.transfers) ? (s!.transfers as { direction?: string }[]) : null;
+    if (!list) return [];
+    return [
+      [{ direction: "out" }, list.filter((t) => t.direction === "out").length],
+      [{ direction: "in" }, list.filter((t) => t.direction === "in").length],
+    ];
+  });
   counter("pilot_tasks_total", "Task service: tasks received, results delivered, requests refused, duplicates, protocol violations", ["outcome"], async () => {
     const s = await serviceStatus("task_policy");
     const c = (s?.counters ?? {}) as Record<string, unknown>;

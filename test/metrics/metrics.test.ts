@@ -114,6 +114,8 @@ describe("metrics while traffic runs", () => {
     expect(value(a, "pilot_buffer_budget_bytes")).toBe(64 * 1024 * 1024);
     expect(value(a, "pilot_drops_total", { layer: "plane", cause: "not_trusted" })).toBe(0);
     expect(value(a, "pilot_process_resident_memory_bytes")!).toBeGreaterThan(1_000_000);
+    expect(value(a, "pilot_messages_outbox", { state: "queued" })).toBe(0); // delivered
+    expect(value(a, "pilot_file_transfers", { direction: "out" })).toBe(0); // finished
 
     // Daemon b: the message and the file arrived as events; it received the bytes.
     expect(value(b, "pilot_events_total", { type: "message.received" })).toBe(1);
