@@ -195,6 +195,8 @@ export class DataPlane implements StreamHost {
     peerLimit: 0,
   };
   readonly introductions: Introductions;
+  /** Told when a stream has closed, maybe more than once per stream (metrics keep finished streams' totals). */
+  onStreamClosed: ((s: DaemonStream) => void) | null = null;
   /** Trusted nodes' introductions: a budget of their own, per node (a stranger can claim a trusted id). */
   readonly trustedIntroductions = new Introductions(TRUSTED_INTRODUCTION_LIMITS);
   readonly peerLimits: PeerLimits;
@@ -804,6 +806,7 @@ export class DataPlane implements StreamHost {
     if (s.engine.state === "closed") {
       this.ports.removeConnection(s.remoteAddress, s.remotePort, s.localPort, s);
       this.deadlines.delete(s);
+      this.onStreamClosed?.(s);
     } else {
       if (s.engine.state === "time-wait") this.ports.markLingering(s.remoteAddress, s.remotePort, s.localPort, s);
       this.deadlines.set(s, s.engine.nextTimeout());

@@ -56,6 +56,8 @@ export interface DaemonOptions {
   readonly services?: ServiceSettings;
   /** POST every local event to this http(s) URL, signed with `secret` (default: `$PILOT_HOME/webhook_secret`, created if missing). */
   readonly webhook?: { readonly url: string; readonly secret?: string; readonly userAgent?: string };
+  /** Serve Prometheus metrics over HTTP at this address (`--metrics`, src/daemon/metrics.ts); none: no listener. */
+  readonly metrics?: HostPort;
 }
 
 export interface HostPort {
@@ -68,6 +70,8 @@ export interface RunningDaemon {
   readonly paths: PilotPaths;
   readonly socketPath: string;
   readonly endpoint: string;
+  /** http://HOST:PORT/metrics when --metrics is on (the port actually bound). */
+  readonly metricsUrl: string | null;
   stop(reason?: string): Promise<void>;
   /** Resolves when the daemon has stopped. */
   readonly stopped: Promise<void>;
@@ -329,6 +333,19 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   }
   cleanups.push(() => ipc.close());
 
+  let metricsUrl: string | null = null;
+  if (options.metrics) {
+    const { serveDaemonMetrics } = await import("./metrics.ts");
+    try {
+      const m = serveDaemonMetrics({ node, ipcClients: () => ipc.clientCount, address: options.metrics, log: log.child("metrics") });
+      cleanups.push(() => m.close());
+      metricsUrl = m.url;
+    } catch (e) {
+      const code = (e as { code?: string }).code === "EADDRINUSE" ? "already_exists" : "invalid_argument";
+      return fail(new DaemonStartError(code, `cannot serve metrics on ${formatHostPort(options.metrics)}: ${(e as Error).message}`, "pick another --metrics address (one of this machine's) or port"));
+    }
+  }
+
   writeFileAtomic(paths.pidFile, `${process.pid}\n`, 0o644);
   cleanups.push(() => removePidFile(paths.pidFile));
   log.info("daemon ready", {
@@ -359,7 +376,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     })();
     return stopping;
   };
-  return { node, paths, socketPath, endpoint, stop, stopped };
+  return { node, paths, socketPath, endpoint, metricsUrl, stop, stopped };
 }
 
 /** Short words for why a TCP connection to the registry failed. */

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from "../util/log.ts";
 import { RegistryServer, type ServerLimits } from "./server.ts";
 import { RegistryStore } from "./store.ts";
 import { toBase64 } from "./wire.ts";
+import type { MetricsListener } from "../util/metrics-listener.ts";
 
 export interface RendezvousOptions {
   readonly registry: { host: string; port: number };
@@ -20,6 +21,8 @@ export interface RendezvousOptions {
   /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
   readonly beaconLimits?: Partial<BeaconLimits>;
   readonly log?: Logger;
+  /** Serve Prometheus metrics over HTTP at this address (`--metrics`, src/registry/metrics.ts). */
+  readonly metrics?: { host: string; port: number };
 }
 
 export interface Rendezvous {
@@ -28,6 +31,8 @@ export interface Rendezvous {
   readonly publicKey: string;
   readonly storePath: string;
   readonly identityPath: string;
+  /** http://HOST:PORT/metrics when metrics are served (the port actually bound), else null. */
+  readonly metricsUrl: string | null;
   close(): Promise<void>;
 }
 
@@ -43,8 +48,11 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   const store = RegistryStore.open(options.storePath);
   let registry: RegistryServer | undefined;
   let beacon: BeaconServer | undefined;
+  let metrics: MetricsListener | undefined;
+  // prom-client is loaded only when metrics are asked for.
+  const observer = options.metrics ? new (await import("./metrics.ts")).RendezvousMetrics() : undefined;
   try {
-    registry = await RegistryServer.start({ ...options.registry, store, signer: identity, limits: options.limits, log: log.child("registry") });
+    registry = await RegistryServer.start({ ...options.registry, store, signer: identity, limits: options.limits, log: log.child("registry"), observer });
     beacon = await BeaconServer.start({
       ...options.beacon,
       signer: identity,
@@ -52,7 +60,12 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       limits: options.beaconLimits,
       log: log.child("beacon"),
     });
+    if (observer && options.metrics) {
+      observer.attach({ registry, store, beacon });
+      metrics = observer.serve(options.metrics, log.child("metrics"));
+    }
   } catch (e) {
+    beacon?.close();
     await registry?.close();
     store.close();
     throw e;
@@ -66,8 +79,10 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
     publicKey: toBase64(identity.publicKey),
     storePath: options.storePath,
     identityPath,
+    metricsUrl: metrics?.url ?? null,
     close() {
       closing ??= (async () => {
+        metrics?.close();
         beacon!.close();
         await registry!.close();
         store.close();

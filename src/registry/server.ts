@@ -26,6 +26,7 @@ import { createLogger, type Logger } from "../util/log.ts";
 import { budgetOf, DEFAULT_SERVICE_LIMITS, RegistryService, type Outcome, type ServiceLimits } from "./service.ts";
 import type { Signer } from "./signer.ts";
 import type { RegistryStore } from "./store.ts";
+import type { RegistryObserver } from "./metrics.ts";
 import { encodeFrame, eventSigningBytes, FrameReader, fromBase64, NONCE_SIZE, PROTOCOL_VERSION, responseSigningBytes, toBase64 } from "./wire.ts";
 
 export interface ServerLimits extends ServiceLimits {
@@ -78,6 +79,8 @@ export interface RegistryServerOptions {
   readonly clock?: () => number;
   readonly limits?: Partial<ServerLimits>;
   readonly log?: Logger;
+  /** Told of every handled request and every refusal (metrics, src/registry/metrics.ts). */
+  readonly observer?: RegistryObserver;
 }
 
 interface Connection {
@@ -186,6 +189,11 @@ export class RegistryServer {
     return this.connections.size;
   }
 
+  /** Aggregate connection counts (metrics): nodes with an authenticated connection, subscribed nodes, connections still to authenticate. */
+  connectionStats(): { authenticatedNodes: number; subscribed: number; unauthenticated: number } {
+    return { authenticatedNodes: this.perNode.size, subscribed: this.subscribers.size, unauthenticated: this.unauthenticated.size };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -209,6 +217,7 @@ export class RegistryServer {
             : undefined;
     if (refused) {
       this.log.warn("connection refused", { source_ip: ip, reason: refused });
+      this.options.observer?.refused("connection");
       socket.on("error", () => {});
       socket.end(this.refusal(refused));
       return;
@@ -335,6 +344,7 @@ export class RegistryServer {
     if (conn.socket.destroyed) return;
     for (const frame of conn.reader.push(chunk)) {
       if (conn.socket.destroyed) return;
+      if (frame.kind === "fatal" || frame.kind === "malformed") this.options.observer?.malformed();
       if (frame.kind === "fatal") {
         this.respond(conn, RegistryService.malformed(frame.reason));
         conn.socket.end();
@@ -356,9 +366,11 @@ export class RegistryServer {
         const id = typeof frame.value.id === "number" && Number.isSafeInteger(frame.value.id) && frame.value.id >= 0 ? frame.value.id : null;
         const nonce = (id !== null && fromBase64(frame.value.nonce, NONCE_SIZE)) || new Uint8Array(0);
         this.respond(conn, { id: nonce.length > 0 ? id : null, nonce, events: [], body: { ok: false, error: { code: "rate_limited", message: "too many requests on this connection; slow down" } } });
+        this.options.observer?.refused("frames");
         continue;
       }
       let outcome: Outcome;
+      const started = performance.now();
       try {
         outcome = this.service.handle(frame.value, { sourceIp: conn.ip });
       } catch (e) {
@@ -381,6 +393,8 @@ export class RegistryServer {
         set.add(conn);
       }
       this.respond(conn, outcome);
+      // Handled and answered (signed, queued on the socket): what a request costs the registry.
+      this.options.observer?.request(frame.value.type, outcome.body, (performance.now() - started) / 1000);
       for (const e of outcome.events) this.push(e.to, e.event);
     }
   }

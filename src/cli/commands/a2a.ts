@@ -9,6 +9,7 @@
  * script in one command.
  */
 import type { CommandSpec, GroupSpec } from "../command.ts";
+import { progressWanted, startProgress } from "../progress.ts";
 import type { Driver } from "../../driver/index.ts";
 import { urlHostOf } from "../../driver/target.ts";
 import { parseAddress } from "../../protocol/address.ts";
@@ -292,7 +293,17 @@ export const a2aDiscoverCommand: CommandSpec = {
         .filter((p) => Array.isArray(p.tags) && p.tags.includes(tag) && p.address !== d.address)
         .map((p) => ({ node_id: p.node_id, address: p.address, hostname: p.hostname || null, tags: p.tags, public: p.public === true, online: p.online === true, polo_score: typeof p.polo_score === "number" ? p.polo_score : null }));
       if (hits.length) out.progress(`reading the Agent Cards of ${hits.length} node${hits.length === 1 ? "" : "s"} tagged #${tag} over Pilot port ${port}...`);
-      const results = await Promise.all(hits.map((h) => fetchCard(d, urlHostFor(h), port, timeoutMs)));
+      // On a terminal: how many cards are in, while the slowest node takes up to --timeout.
+      let read = 0;
+      const progress = startProgress({ enabled: hits.length > 0 && progressWanted(out.json), label: `Agent Cards read: 0 of ${hits.length}`, bytes: false, delayMs: 1000, intervalMs: 250 });
+      const results = await Promise.all(
+        hits.map((h) =>
+          fetchCard(d, urlHostFor(h), port, timeoutMs).then((card) => {
+            progress.relabel(`Agent Cards read: ${++read} of ${hits.length}`);
+            return card;
+          }),
+        ),
+      ).finally(() => progress.finish());
       const agents: Record<string, unknown>[] = [];
       const failed: Record<string, unknown>[] = [];
       for (const [i, h] of hits.entries()) {

@@ -98,6 +98,16 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       durationOption(value, "zero_window_timeout");
       return value;
     }
+    case "metrics": {
+      if (value === "off") return value;
+      const { parseMetricsAddress, METRICS_EXAMPLE } = await import("../../util/metrics-listener.ts");
+      try {
+        parseMetricsAddress(value);
+      } catch (e) {
+        throw new CliError("invalid_argument", `metrics: ${(e as Error).message}`, `for example: pilot config --set metrics=${METRICS_EXAMPLE}`);
+      }
+      return value.trim();
+    }
     case "webhook": {
       const { checkWebhookUrl } = await import("../../daemon/webhooks.ts");
       const c = checkWebhookUrl(value);

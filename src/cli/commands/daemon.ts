@@ -17,6 +17,7 @@ import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.t
 import { PILOT_VERSION } from "../version.ts";
 import type { RotationPolicy } from "../../util/rotating-log.ts";
 import { appendStartupError, logRotationFrom } from "./logs.ts";
+import { METRICS_EXAMPLE, parseMetricsAddress } from "../../util/metrics-listener.ts";
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -40,6 +41,8 @@ interface StartSettings {
   webhook?: string;
   /** The config's text, for the services (each reads its own keys; the foreground daemon reads the same config again). */
   serviceConfig: Record<string, string>;
+  /** Serve Prometheus metrics here (--metrics, config 'metrics'), IP:PORT as given. */
+  metrics?: string;
 }
 
 /** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
@@ -93,6 +96,7 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     if (!c.ok) throw badValue(`${textOption(o, "webhook") !== undefined ? "--webhook" : "webhook (config)"}: ${c.message}`, "for example: --webhook https://hooks.example.com/pilot");
     webhook = c.url;
   }
+  const metrics = metricsOption(textOption(o, "metrics"), config.metrics);
   return {
     registry,
     beacon,
@@ -110,7 +114,20 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     openServices,
     ...(webhook ? { webhook } : {}),
     serviceConfig,
+    ...(metrics ? { metrics } : {}),
   };
+}
+
+/** --metrics IP:PORT (or 'off', over the config's 'metrics'); undefined: no metrics listener. */
+function metricsOption(flag: string | undefined, configured: string | undefined): string | undefined {
+  const text = flag ?? configured;
+  if (text === undefined || text === "" || text === "off") return undefined;
+  try {
+    parseMetricsAddress(text);
+  } catch (e) {
+    throw badValue(`${flag !== undefined ? "--metrics" : "metrics (config)"}: ${(e as Error).message}`, `for example: --metrics ${METRICS_EXAMPLE} (loopback: only this machine can scrape)`);
+  }
+  return text.trim();
 }
 
 /**
@@ -238,6 +255,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), config: s.serviceConfig },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
       webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
+      metrics: s.metrics ? parseMetricsAddress(s.metrics) : undefined,
     });
   } catch (e) {
     if (e instanceof DaemonStartError) throw new CliError(START_ERROR_CODES[e.code] ?? "internal", e.message, e.hint);
@@ -245,8 +263,8 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
   }
   const info = (await daemon.node.call("info", {})) as Record<string, unknown>;
   out.result(
-    { pid: process.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: daemon.socketPath, endpoint: daemon.endpoint, foreground: true },
-    (d: any) => `Daemon running in the foreground (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Tunnel:   udp ${d.endpoint}`,
+    { pid: process.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: daemon.socketPath, endpoint: daemon.endpoint, metrics: daemon.metricsUrl, foreground: true },
+    (d: any) => `Daemon running in the foreground (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Tunnel:   udp ${d.endpoint}${d.metrics ? `\n  Metrics:  ${d.metrics}` : ""}`,
   );
   const stop = (signal: string) => void daemon.stop(signal);
   process.on("SIGTERM", () => stop("SIGTERM"));
@@ -278,10 +296,11 @@ export const daemonStart: CommandSpec = {
     { flags: "--open-services <list>", description: "services that also accept untrusted nodes (default none), e.g. pubsub" },
     { flags: "--buffer-budget <size>", description: "memory for all stream buffers together (default 64MiB; one trusted peer gets at most a quarter, strangers together a quarter)" },
     { flags: "--zero-window-timeout <duration>", description: "close a stream whose peer stops reading our data for this long (default 120s)" },
+    { flags: "--metrics <ip:port>", description: "serve Prometheus metrics at http://IP:PORT/metrics, e.g. 127.0.0.1:9100 (config 'metrics'; 'off' for none; default none)" },
     { flags: "--webhook <url>", description: "POST every local event as signed JSON to this http(s) URL (config 'webhook'; secret: config 'webhook_secret' or $PILOT_HOME/webhook_secret)" },
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],
-  returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs" },
+  returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs", metrics: "the --metrics address (IP:PORT), or null" },
   errors: ["already_exists", "registry_unavailable", "rate_limited", "unauthorized", "timeout", "invalid_argument"],
   async run({ out }, _args, o) {
     if (o.foreground) {
@@ -318,6 +337,7 @@ export const daemonStart: CommandSpec = {
     if (s.zeroWindowTimeoutMs !== undefined) args.push("--zero-window-timeout", `${s.zeroWindowTimeoutMs}ms`);
     // Only a URL given as a flag goes on the child's command line; one from the config the child reads itself.
     if (textOption(o, "webhook") !== undefined && s.webhook) args.push("--webhook", s.webhook);
+    args.push("--metrics", s.metrics ?? "off");
     const [cmd, ...cmdArgs] = selfCommand(args);
     const child = spawn(cmd!, cmdArgs, { detached: true, stdio: ["ignore", logFd, logFd], env: { ...process.env, PILOT_HOME: paths.home } });
     closeSync(logFd);
@@ -332,8 +352,8 @@ export const daemonStart: CommandSpec = {
       clearTimeout(slow);
     }
     out.result(
-      { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile },
-      (d: any) => `Daemon running (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Logs:     ${d.log_file}`,
+      { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile, metrics: s.metrics ?? null },
+      (d: any) => `Daemon running (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Logs:     ${d.log_file}${d.metrics ? `\n  Metrics:  http://${d.metrics}/metrics` : ""}`,
     );
   },
 };

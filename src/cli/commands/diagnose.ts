@@ -11,6 +11,7 @@ import { withDaemon } from "../daemon-client.ts";
 import { countOption, durationOption, sizeOption, targetArg } from "../args.ts";
 import { asCliError, deadline } from "../sockets.ts";
 import { ms, nodeLabel } from "../format.ts";
+import { progressWanted, startProgress } from "../progress.ts";
 
 const ECHO_PORT = 7;
 /** Failures that end a ping at once; anything else (timeout, unreachable) is one lost probe. */
@@ -243,7 +244,7 @@ interface BenchRun {
 }
 
 /** Pushes `size` bytes through the echo connection while checking every byte that comes back, until all are back. */
-function pump(socket: PilotSocket, size: number): Promise<BenchRun> {
+function pump(socket: PilotSocket, size: number, onEchoed: (bytes: number) => void = () => {}): Promise<BenchRun> {
   const pattern = benchPattern();
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -262,6 +263,7 @@ function pump(socket: PilotSocket, size: number): Promise<BenchRun> {
         }
       }
       received += chunk.length;
+      onEchoed(received);
       // Done when every byte is back (not at the echo's FIN: the measurement needs no close handshake).
       if (received >= size) resolve({ sent: size, received, sendMs, totalMs: performance.now() - started, mismatchAt });
     });
@@ -321,9 +323,11 @@ export const benchCommand: CommandSpec = {
       out.progress(`bench ${nodeLabel(node.address, target.includes(":") ? null : target)}: sending ${mb} MB through echo port ${ECHO_PORT}...`);
       const { socket, setupMs } = await dialTimed(d, node.address, Math.min(timeout, 30_000));
       let run: BenchRun;
+      const progress = startProgress({ enabled: progressWanted(out.json), label: "echoed", total: size });
       try {
-        run = await deadline(pump(socket, size), timeout, `bench did not finish within ${ms(timeout)}`, "try a smaller size, or a longer --timeout", () => socket.destroy());
+        run = await deadline(pump(socket, size, (n) => progress.update(n)), timeout, `bench did not finish within ${ms(timeout)}`, "try a smaller size, or a longer --timeout", () => socket.destroy());
       } finally {
+        progress.finish();
         socket.destroy();
       }
       if (run.mismatchAt !== null || run.received !== run.sent) {

@@ -15,27 +15,8 @@ import { usageError } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
 import { badValue, durationOption, optionText, targetArg } from "../args.ts";
 import { ago, bytes as size, table } from "../format.ts";
+import { progressWanted, startProgress } from "../progress.ts";
 import type { FileSendResult, ReceivedClearResult, ReceivedListResult } from "../../protocol/exchange-calls.ts";
-
-/** A progress line on a terminal (stderr), rewritten in place. */
-function progressLine(): { update(bytes: number, total: number): void; done(): void } {
-  const tty = process.stderr.isTTY === true;
-  const started = performance.now();
-  let shown = false;
-  return {
-    update(bytes, total) {
-      if (!tty) return;
-      const secs = (performance.now() - started) / 1000;
-      const pct = total > 0 ? Math.floor((bytes / total) * 100) : 100;
-      const rate = secs > 0 ? `${size(Math.round(bytes / secs))}/s` : "";
-      process.stderr.write(`\r  ${String(pct).padStart(3)}%  ${size(bytes)} of ${size(total)}  ${rate}\x1b[K`);
-      shown = true;
-    },
-    done() {
-      if (shown) process.stderr.write("\r\x1b[K");
-    },
-  };
-}
 
 export const sendFileCommand: CommandSpec = {
   name: "send-file",
@@ -62,18 +43,20 @@ export const sendFileCommand: CommandSpec = {
     const name = o.name !== undefined ? optionText(o.name, "--name") : undefined;
     if (name !== undefined && name.trim() === "") throw badValue("--name must not be empty", "for example: --name report.pdf");
     const timeoutMs = durationOption(o.timeout, "--timeout", { maxMs: 24 * 3_600_000 });
-    const progress = out.json ? null : progressLine();
+    const showProgress = progressWanted(out.json);
+    const progress = startProgress({ enabled: showProgress, label: "sending" });
     let r: FileSendResult;
     try {
       r = await withDaemon((d) =>
         d.sendFile(target, path, {
           ...(name !== undefined ? { name } : {}),
           ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-          ...(progress ? { onProgress: (p: { bytes: number; size: number }) => progress.update(p.bytes, p.size) } : {}),
+          // Progress polls the daemon: only when someone watches.
+          ...(showProgress ? { onProgress: (p: { bytes: number; size: number }) => progress.update(p.bytes, p.size) } : {}),
         }),
       );
     } finally {
-      progress?.done();
+      progress.finish();
     }
     out.result(r, (x: FileSendResult) => {
       const rate = x.seconds > 0 ? `, ${size(Math.round((x.bytes - x.resumed_from) / x.seconds))}/s` : "";

@@ -17,6 +17,7 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import type { CommandSpec } from "../command.ts";
 import { usageError } from "../errors.ts";
 import { withDaemon } from "../daemon-client.ts";
+import { progressWanted, startProgress } from "../progress.ts";
 import { badValue, choiceOption, countOption, durationOption, optionText, targetArg, textOption } from "../args.ts";
 import { ago, bytes as size, table } from "../format.ts";
 import type { InboxMessage } from "../../driver/index.ts";
@@ -151,12 +152,15 @@ export const sendMessageCommand: CommandSpec = {
     const timeoutMs = durationOption(o.timeout, "--timeout", { allowZero: true, maxMs: 3_600_000 });
     const replyTo = o.replyTo !== undefined ? messageId(optionText(o.replyTo, "--reply-to"), "--reply-to") : undefined;
     const { data, type } = await messageData(o, dashText === "-" || stdinDash());
+    // Waiting for the target's acknowledgement (up to --timeout) or its reply (--wait): say so on a terminal.
+    const progress = startProgress({ enabled: progressWanted(out.json), label: `delivering to ${target}`, bytes: false, delayMs: 1000, intervalMs: 500 });
     const r = await withDaemon(async (d) => {
       const sent: MessageSendResult = await d.sendMessage(target, data, { type, ...(replyTo ? { replyTo } : {}), ...(timeoutMs !== undefined ? { waitMs: timeoutMs } : {}) });
       if (waitMs === undefined) return { sent };
+      progress.relabel(`waiting for ${target}'s reply`);
       const reply = await d.inbox.waitForReply(sent.target, sent.id, waitMs);
       return { sent, reply };
-    });
+    }).finally(() => progress.finish());
     const data_ = { ...r.sent, ...(r.reply ? { reply: messageJson(r.reply) } : {}) };
     out.result(data_, () => {
       const s = r.sent;

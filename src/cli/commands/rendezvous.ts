@@ -48,6 +48,7 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--reap-after <duration>", description: "a node not seen for this long loses its hostname and leaves search", default: "30d" },
     { flags: "--log-format <format>", description: "text (key=value) or json (one object per line)", default: "text" },
     { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
+    { flags: "--metrics <ip:port>", description: "serve Prometheus metrics (aggregate counts only) at http://IP:PORT/metrics, e.g. 127.0.0.1:9101 (default: none)" },
   ],
   examples: ["pilot rendezvous", "pilot rendezvous --registry-addr 127.0.0.1:0 --beacon-addr 127.0.0.1:0 --store /tmp/r.db --json"],
   returns: {
@@ -55,6 +56,7 @@ export const rendezvousCommand: CommandSpec = {
     beacon: "HOST:PORT the beacon listens on (UDP)",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
     store: "path of the SQLite store",
+    metrics: "http://IP:PORT/metrics when --metrics is given, else null",
   },
   errors: ["invalid_argument", "already_exists", "internal"],
   async run({ out }, _args, options) {
@@ -72,6 +74,16 @@ export const rendezvousCommand: CommandSpec = {
     const powBits = intOption(options.powBits, "--pow-bits", 0, 28)!;
     const powFreeRate = rateOption(options.powFreeRate, "--pow-free-rate", 1_000_000)!;
     const reapAfterMs = durationOption(options.reapAfter, "--reap-after", { maxMs: 3650 * 86_400_000 })!;
+    const metricsText = optionText(options.metrics, "--metrics");
+    let metrics: { host: string; port: number } | undefined;
+    if (metricsText !== undefined) {
+      const { parseMetricsAddress } = await import("../../util/metrics-listener.ts");
+      try {
+        metrics = parseMetricsAddress(metricsText);
+      } catch (e) {
+        throw badValue(`--metrics: ${(e as Error).message}`, "for example: --metrics 127.0.0.1:9101 (loopback: only this machine can scrape)");
+      }
+    }
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -85,6 +97,7 @@ export const rendezvousCommand: CommandSpec = {
         beacon: beaconAddr,
         storePath,
         log,
+        metrics,
         limits: {
           ...DEFAULT_SERVER_LIMITS,
           registrationsPerIp: { rate: registrationRate / 60, burst: Math.max(1, Math.ceil(registrationRate)) },
@@ -103,7 +116,7 @@ export const rendezvousCommand: CommandSpec = {
       });
     } catch (e: any) {
       if (e?.code === "EADDRINUSE") {
-        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr");
+        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr / --metrics");
       }
       if (e?.code === "EADDRNOTAVAIL" || e?.code === "EACCES") {
         throw new CliError(ErrorCode.InvalidArgument, `cannot listen: ${e.message}`, "use an address of this machine and a port you may bind");
@@ -115,6 +128,7 @@ export const rendezvousCommand: CommandSpec = {
       beacon: formatHostPort(rendezvous.beacon),
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
+      metrics: rendezvous.metricsUrl,
     };
     // Handlers first, then "ready": whoever reacts to the ready line may signal at once.
     const stopSignal = new Promise<string>((resolve) => {
@@ -122,7 +136,7 @@ export const rendezvousCommand: CommandSpec = {
       process.once("SIGINT", () => resolve("SIGINT"));
     });
     log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.metrics ? [`  metrics     ${d.metrics}`] : [])].join("\n"));
     const signal = await stopSignal;
     log.info("stopping", { signal });
     await rendezvous.close();
