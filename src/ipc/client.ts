@@ -8,7 +8,6 @@
  * the daemon sends only what this side has granted with `consumed()`. So a
  * stream nobody reads holds at most one window here, and never slows another.
  */
-import type { Socket } from "bun";
 import { NodeError } from "../shared/errors.ts";
 import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
 import type { LocalEvent } from "../shared/events.ts";
@@ -26,6 +25,7 @@ import {
   type Frame,
 } from "./frames.ts";
 import { FrameWriter } from "./writer.ts";
+import { openIpcConnection, type IpcConnection, type IpcTransport } from "./connection.ts";
 
 export interface IpcStreamHandler {
   /** Bytes from the peer. Call `consumed(n)` when the app has taken them, to let more come. */
@@ -210,6 +210,8 @@ interface Pending {
 export interface IpcClientOptions {
   /** Milliseconds to wait for the socket connect and the hello exchange; default 5000. */
   connectTimeoutMs?: number;
+  /** @internal The socket implementation (default: the runtime's own, see connection.ts); for benchmarks and tests. */
+  transport?: IpcTransport;
 }
 
 export interface HelloResult {
@@ -238,7 +240,7 @@ export class IpcClient {
   onClose: ((error: NodeError | undefined) => void) | null = null;
 
   private constructor(
-    private readonly socket: Socket<IpcClient | undefined>,
+    private readonly socket: IpcConnection,
     readonly socketPath: string,
   ) {
     this.writer = new FrameWriter(socket);
@@ -257,31 +259,18 @@ export class IpcClient {
     let client: IpcClient | undefined;
     try {
       const socket = await Promise.race([
-        Bun.connect<IpcClient | undefined>({
-          unix: socketPath,
-          data: undefined,
-          socket: {
-            data(s, chunk) {
-              s.data?.receive(chunk);
-            },
-            drain(s) {
-              s.data?.writer.drain();
-            },
-            close(s) {
-              s.data?.fail(daemonGoneError(socketPath));
-            },
-            error(s) {
-              s.data?.fail(daemonGoneError(socketPath));
-            },
-          },
-        }).catch((error: NodeJS.ErrnoException) => {
+        openIpcConnection(socketPath, options.transport).catch((error: NodeJS.ErrnoException) => {
           throw connectError(socketPath, error);
         }),
         timeout,
       ]);
       client = new IpcClient(socket, socketPath);
-      socket.data = client;
       const c = client;
+      socket.handler = {
+        data: (chunk) => c.receive(chunk),
+        drain: () => c.writer.drain(),
+        closed: () => c.fail(daemonGoneError(socketPath)),
+      };
       const hello = (await Promise.race([
         c.request("hello", { protocol: IPC_PROTOCOL_VERSION, min_protocol: IPC_MIN_PROTOCOL_VERSION }).catch((error: unknown) => {
           // A daemon from before protocol 2 refuses anything but 1 (and knows no min_protocol): speak 1 with it.
