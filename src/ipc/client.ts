@@ -258,12 +258,12 @@ export class IpcClient {
     });
     let client: IpcClient | undefined;
     try {
-      const socket = await Promise.race([
-        openIpcConnection(socketPath, options.transport).catch((error: NodeJS.ErrnoException) => {
-          throw connectError(socketPath, error);
-        }),
-        timeout,
-      ]);
+      const opening = openIpcConnection(socketPath, options.transport).catch((error: NodeJS.ErrnoException) => {
+        throw connectError(socketPath, error);
+      });
+      // A connection that opens after the timeout won is closed, not left holding the process.
+      timeout.catch(() => opening.then((late) => late.end(), () => {}));
+      const socket = await Promise.race([opening, timeout]);
       client = new IpcClient(socket, socketPath);
       const c = client;
       socket.handler = {

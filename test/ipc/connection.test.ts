@@ -211,3 +211,26 @@ test("node:net adapter: takes everything until the socket asks for a drain, then
     server.close();
   }
 });
+
+test("a daemon that accepts but never answers hello: timeout, and the socket is closed, on both transports", async () => {
+  const { createServer } = await import("node:net");
+  const path = join(h.dir, "mute.sock");
+  let closedByClient = 0;
+  const server = createServer((s) => {
+    s.on("data", () => {});
+    s.on("close", () => closedByClient++);
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  try {
+    for (const transport of ["bun", "node"] as const) {
+      const started = performance.now();
+      const error = (await IpcClient.connect(path, { transport, connectTimeoutMs: 200 }).catch((e: unknown) => e)) as NodeError;
+      expect(error).toBeInstanceOf(NodeError);
+      expect(error.code).toBe("timeout");
+      expect(performance.now() - started).toBeLessThan(2000);
+    }
+    await until(() => closedByClient === 2, 2000, "both sockets closed");
+  } finally {
+    server.close();
+  }
+});
