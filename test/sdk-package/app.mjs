@@ -88,6 +88,22 @@ try {
   out.refused = { isNodeError: error instanceof NodeError, code: error.code };
 }
 
+// 7. Datagrams: B binds a port, A sends one, B answers to its source port.
+const dgB = await b.bindDatagrams(5000);
+dgB.on("message", (d) => void dgB.send(d.from, d.fromPort, `pong ${new TextDecoder().decode(d.data)}`));
+const dgA = await a.bindDatagrams(5001);
+const pong = new Promise((resolve) => dgA.once("message", (d) => resolve({ from: d.from, fromPort: d.fromPort, text: new TextDecoder().decode(d.data) })));
+await a.sendTo(peer, 5000, "ping", { fromPort: 5001 });
+out.datagram = await pong;
+await dgA.close();
+await dgB.close();
+
+// 8. A message, seen by B as a local event and in its inbox; typed trust calls.
+const seen = new Promise((resolve) => b.once("message.received", (e) => resolve({ type: e.type, from: e.data.from, kind: e.data.type })));
+const sent = await a.sendMessage(peer, { hello: out.runtime }, { waitMs: 10_000 });
+out.message = { state: sent.state, stored: sent.stored, event: await seen, text: (await b.inbox.read(sent.id)).json() };
+out.trusted = (await a.trusted()).trusted.map((t) => t.address);
+
 out.addresses = { a: a.address, b: b.address };
 await plain.close();
 await routes.close();

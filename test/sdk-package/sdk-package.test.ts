@@ -158,7 +158,7 @@ describe.skipIf(!HAVE_NODE)("the packed SDK", () => {
   ];
 
   for (const runtime of runtimes) {
-    test.skipIf(!!runtime.skip)(`the same app under ${runtime.name}: node:http via serveHttp, fetch through Pilot, express, the secure channel`, async () => {
+    test.skipIf(!!runtime.skip)(`the same app under ${runtime.name}: node:http via serveHttp, fetch through Pilot, express, the secure channel, datagrams, messages and events`, async () => {
       const r = await run(runtime.command());
       if (r.code !== 0) throw new Error(`app exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
       const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
@@ -175,6 +175,9 @@ describe.skipIf(!HAVE_NODE)("the packed SDK", () => {
       expect(out.upload.body).toEqual({ bytes: 1 << 20, sha256: out.upload.expected });
       expect(out.secure).toEqual({ status: 200, body: `secret for ${a}` });
       expect(out.refused).toEqual({ isNodeError: true, code: "connection_refused" });
+      expect(out.datagram).toEqual({ from: b, fromPort: 5000, text: "pong ping" });
+      expect(out.message).toEqual({ state: "delivered", stored: true, event: { type: "message.received", from: a, kind: "json" }, text: { hello: out.runtime } });
+      expect(out.trusted).toEqual([b]);
       console.log(`  ${runtime.name}: ${out.runtime} ${out.version} ok`);
     }, 45_000);
   }
