@@ -554,7 +554,10 @@ function connectError(socketPath: string, error: NodeJS.ErrnoException): NodeErr
     case "EPERM":
       return new NodeError("unauthorized", `permission denied on ${socketPath}`, "the daemon belongs to another user: run as that user, or start your own daemon with another PILOT_HOME");
     default:
-      return notRunningError(socketPath, error.message);
+      // An errno from the socket means nobody usable listens there; anything else is a bug
+      // (e.g. a runtime without what the connection needs), which must not read as "start the daemon".
+      if (typeof error.code === "string") return notRunningError(socketPath, error.message);
+      return new NodeError("internal", `cannot open the IPC socket ${socketPath}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 
