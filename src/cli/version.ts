@@ -1,3 +1,2 @@
-import pkg from "../../package.json" with { type: "json" };
-
-export const PILOT_VERSION: string = pkg.version;
+/** The CLI's view of the release version; defined in src/shared/version.ts, below the daemon and the CLI. */
+export { PILOT_VERSION } from "../shared/version.ts";

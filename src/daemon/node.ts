@@ -25,7 +25,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { signTranscriptHash, TRANSCRIPT_HASH_SIZE } from "../crypto/secure-channel.ts";
 import { fromBase64, toBase64 } from "../registry/wire.ts";
-import { PILOT_VERSION } from "../cli/version.ts";
+import { PILOT_VERSION } from "../shared/version.ts";
 
 export interface DaemonNodeOptions {
   readonly identity: Identity;

@@ -203,7 +203,7 @@ export async function sendFile(driver: Driver, target: string, path: string, opt
   let done = false;
   const poll = (async () => {
     while (!done) {
-      await Bun.sleep(250);
+      await new Promise((resolve) => setTimeout(resolve, 250));
       if (done) break;
       try {
         const r = (await driver.call("file_transfers")) as FileTransfersResult;

@@ -4,7 +4,7 @@
  * Talk to the Pilot network from TypeScript through your local daemon.
  *
  * ```ts
- * import { connect } from "pilot/driver";
+ * import { connect } from "pilot-sdk";       // from this repo: "./src/driver/index.ts"
  *
  * const pilot = await connect();              // the daemon of $PILOT_HOME (~/.pilot)
  * console.log(pilot.address, pilot.hostname); // "0:0000.0000.002A", "agent-a"

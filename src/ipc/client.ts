@@ -8,7 +8,6 @@
  * the daemon sends only what this side has granted with `consumed()`. So a
  * stream nobody reads holds at most one window here, and never slows another.
  */
-import type { Socket } from "bun";
 import { NodeError } from "../shared/errors.ts";
 import { formatAddress, parseAddress, type Address } from "../protocol/address.ts";
 import type { LocalEvent } from "../shared/events.ts";
@@ -26,6 +25,7 @@ import {
   type Frame,
 } from "./frames.ts";
 import { FrameWriter } from "./writer.ts";
+import { openIpcConnection, type IpcConnection, type IpcTransport } from "./connection.ts";
 
 export interface IpcStreamHandler {
   /** Bytes from the peer. Call `consumed(n)` when the app has taken them, to let more come. */
@@ -210,6 +210,8 @@ interface Pending {
 export interface IpcClientOptions {
   /** Milliseconds to wait for the socket connect and the hello exchange; default 5000. */
   connectTimeoutMs?: number;
+  /** @internal The socket implementation (default: the runtime's own, see connection.ts); for benchmarks and tests. */
+  transport?: IpcTransport;
 }
 
 export interface HelloResult {
@@ -238,7 +240,7 @@ export class IpcClient {
   onClose: ((error: NodeError | undefined) => void) | null = null;
 
   private constructor(
-    private readonly socket: Socket<IpcClient | undefined>,
+    private readonly socket: IpcConnection,
     readonly socketPath: string,
   ) {
     this.writer = new FrameWriter(socket);
@@ -256,32 +258,19 @@ export class IpcClient {
     });
     let client: IpcClient | undefined;
     try {
-      const socket = await Promise.race([
-        Bun.connect<IpcClient | undefined>({
-          unix: socketPath,
-          data: undefined,
-          socket: {
-            data(s, chunk) {
-              s.data?.receive(chunk);
-            },
-            drain(s) {
-              s.data?.writer.drain();
-            },
-            close(s) {
-              s.data?.fail(daemonGoneError(socketPath));
-            },
-            error(s) {
-              s.data?.fail(daemonGoneError(socketPath));
-            },
-          },
-        }).catch((error: NodeJS.ErrnoException) => {
-          throw connectError(socketPath, error);
-        }),
-        timeout,
-      ]);
+      const opening = openIpcConnection(socketPath, options.transport).catch((error: NodeJS.ErrnoException) => {
+        throw connectError(socketPath, error);
+      });
+      // A connection that opens after the timeout won is closed, not left holding the process.
+      timeout.catch(() => opening.then((late) => late.end(), () => {}));
+      const socket = await Promise.race([opening, timeout]);
       client = new IpcClient(socket, socketPath);
-      socket.data = client;
       const c = client;
+      socket.handler = {
+        data: (chunk) => c.receive(chunk),
+        drain: () => c.writer.drain(),
+        closed: () => c.fail(daemonGoneError(socketPath)),
+      };
       const hello = (await Promise.race([
         c.request("hello", { protocol: IPC_PROTOCOL_VERSION, min_protocol: IPC_MIN_PROTOCOL_VERSION }).catch((error: unknown) => {
           // A daemon from before protocol 2 refuses anything but 1 (and knows no min_protocol): speak 1 with it.
@@ -565,7 +554,10 @@ function connectError(socketPath: string, error: NodeJS.ErrnoException): NodeErr
     case "EPERM":
       return new NodeError("unauthorized", `permission denied on ${socketPath}`, "the daemon belongs to another user: run as that user, or start your own daemon with another PILOT_HOME");
     default:
-      return notRunningError(socketPath, error.message);
+      // An errno from the socket means nobody usable listens there; anything else is a bug
+      // (e.g. a runtime without what the connection needs), which must not read as "start the daemon".
+      if (typeof error.code === "string") return notRunningError(socketPath, error.message);
+      return new NodeError("internal", `cannot open the IPC socket ${socketPath}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 

@@ -1,10 +1,11 @@
 /**
  * Arrows point inward: the SDK (everything `src/driver/index.ts` reaches)
- * never imports the daemon or the CLI. What both need (errors, event types,
- * control results) lives in `src/shared/`.
+ * never imports the daemon or the CLI, and the daemon never imports the CLI.
+ * What they share (errors, event types, control results, the version) lives
+ * in `src/shared/`.
  */
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { ROOT } from "../support/cluster.ts";
 
@@ -26,4 +27,17 @@ test("the SDK's import graph stays out of src/daemon and src/cli", () => {
   expect(files).toContain("src/shared/events.ts");
   expect(files).toContain("src/shared/errors.ts");
   expect(files.filter((f) => f.startsWith("src/daemon/") || f.startsWith("src/cli/"))).toEqual([]);
+});
+
+test("the daemon's import graph stays out of src/cli", () => {
+  const daemonFiles = readdirSync(join(ROOT, "src/daemon"), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".ts"));
+  expect(daemonFiles.length).toBeGreaterThan(10);
+  const offending: string[] = [];
+  for (const f of daemonFiles) {
+    for (const r of reachable(join(ROOT, "src/daemon", f))) {
+      const rel = relative(ROOT, r);
+      if (rel.startsWith("src/cli/")) offending.push(`src/daemon/${f} -> ${rel}`);
+    }
+  }
+  expect(offending).toEqual([]);
 });
