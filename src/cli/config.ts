@@ -24,6 +24,7 @@ export const CONFIG_KEYS = {
   zero_window_timeout: "close a stream whose peer stops reading for this long, e.g. 120s (default 120s)",
   disabled_services: "agent services to switch off, comma-separated: messages, files, pubsub, tasks (default: none)",
   open_services: "agent services that also accept untrusted nodes, comma-separated (default: none; trusted peers only)",
+  dashboard: "the local dashboard's loopback HOST:PORT, or 'off' (default 127.0.0.1, any free port; pilot dashboard prints its URL)",
   webhook: "POST every local event (pilot events) as signed JSON to this http(s) URL",
   webhook_secret: "the webhook's HMAC-SHA256 key (default: generated into $PILOT_HOME/webhook_secret)",
   message_max_size: EXCHANGE_LIMIT_KEYS.message_max_size.description,

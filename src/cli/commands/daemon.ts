@@ -38,6 +38,8 @@ interface StartSettings {
   openServices: string[];
   /** POST local events here (--webhook, config 'webhook'); its secret is read from the config by the daemon itself, never passed on a command line. */
   webhook?: string;
+  /** The local dashboard: "off", or its loopback HOST:PORT (default: 127.0.0.1, any free port). */
+  dashboard?: string;
   /** The config's text, for the services (each reads its own keys; the foreground daemon reads the same config again). */
   serviceConfig: Record<string, string>;
 }
@@ -93,10 +95,12 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     if (!c.ok) throw badValue(`${textOption(o, "webhook") !== undefined ? "--webhook" : "webhook (config)"}: ${c.message}`, "for example: --webhook https://hooks.example.com/pilot");
     webhook = c.url;
   }
+  const dashboard = await dashboardOption(textOption(o, "dashboard") ?? config.dashboard);
   return {
     registry,
     beacon,
     listen,
+    ...(dashboard ? { dashboard } : {}),
     ...(hostname ? { hostname } : {}),
     ...(isPublic ? { public: true } : {}),
     ...(tags?.length ? { tags } : {}),
@@ -111,6 +115,17 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     ...(webhook ? { webhook } : {}),
     serviceConfig,
   };
+}
+
+/** --dashboard / config 'dashboard': "off", or a loopback HOST:PORT (checked here so a detached start fails at once). */
+async function dashboardOption(text: string | undefined): Promise<string | undefined> {
+  if (text === undefined || text === "") return undefined;
+  if (text === "off") return text;
+  const { parseHostPort } = await import("../../daemon/run.ts");
+  const { isLoopbackHost } = await import("../../util/web-page.ts");
+  await hostPortOption(text, "--dashboard");
+  if (!isLoopbackHost(parseHostPort(text, "--dashboard").host)) throw badValue(`--dashboard "${text}": the dashboard listens on loopback only`, "for example: --dashboard 127.0.0.1:8484, or --dashboard off");
+  return text;
 }
 
 /**
@@ -238,6 +253,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), config: s.serviceConfig },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
       webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
+      ...(s.dashboard ? { dashboard: s.dashboard === "off" ? null : parseHostPort(s.dashboard, "--dashboard") } : {}),
     });
   } catch (e) {
     if (e instanceof DaemonStartError) throw new CliError(START_ERROR_CODES[e.code] ?? "internal", e.message, e.hint);
@@ -278,6 +294,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--open-services <list>", description: "services that also accept untrusted nodes (default none), e.g. pubsub" },
     { flags: "--buffer-budget <size>", description: "memory for all stream buffers together (default 64MiB; one trusted peer gets at most a quarter, strangers together a quarter)" },
     { flags: "--zero-window-timeout <duration>", description: "close a stream whose peer stops reading our data for this long (default 120s)" },
+    { flags: "--dashboard <host:port>", description: "the local dashboard's loopback address (default 127.0.0.1, any free port; config 'dashboard'), or 'off'; pilot dashboard prints its URL" },
     { flags: "--webhook <url>", description: "POST every local event as signed JSON to this http(s) URL (config 'webhook'; secret: config 'webhook_secret' or $PILOT_HOME/webhook_secret)" },
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],
@@ -316,6 +333,7 @@ export const daemonStart: CommandSpec = {
     for (const name of s.disabledServices) args.push(`--no-${name}`);
     if (s.openServices.length > 0) args.push("--open-services", s.openServices.join(","));
     if (s.zeroWindowTimeoutMs !== undefined) args.push("--zero-window-timeout", `${s.zeroWindowTimeoutMs}ms`);
+    if (s.dashboard) args.push("--dashboard", s.dashboard);
     // Only a URL given as a flag goes on the child's command line; one from the config the child reads itself.
     if (textOption(o, "webhook") !== undefined && s.webhook) args.push("--webhook", s.webhook);
     const [cmd, ...cmdArgs] = selfCommand(args);

@@ -1,0 +1,165 @@
+/**
+ * The daemon's dashboard against real daemons: `pilot --json dashboard` gives
+ * the URL; fetch checks who may look (token, Host header, no CORS, CSP);
+ * headless Chromium loads the page, sees a peer's traffic counters rise as
+ * `pilot bench` runs between the daemons (without a reload), and takes a
+ * screenshot whose DOM shows this node's address and the peer's row.
+ *
+ * Chromium missing: the test fails when run as root (CI installs it, so it
+ * never skips silently there) and skips, loudly, for a normal user.
+ * PILOT_DASHBOARD_SCREENSHOT=docs/dashboard.png keeps the screenshot.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startCluster, type Cluster } from "../support/cluster.ts";
+import { chromiumPath, launchChromium, type Browser } from "./chromium.ts";
+
+const isRoot = process.getuid?.() === 0;
+const haveChromium = chromiumPath() !== null;
+if (!haveChromium && !isRoot) console.warn("SKIPPED: the dashboard's browser test needs chromium (apt-get install chromium)");
+
+let c: Cluster;
+let url: string;
+let address: string;
+let token: string;
+
+beforeAll(async () => {
+  c = await startCluster({ daemons: [{ name: "a", hostname: "dash-alpha", tags: ["dashboard"] }, { name: "b", hostname: "dash-beta" }] });
+  await c.trust("a", "b");
+  const r = await c.pilot("a", ["dashboard"]);
+  expect(r.code).toBe(0);
+  url = r.json.data.url;
+  address = r.json.data.address;
+  token = new URL(url).searchParams.get("token")!;
+}, 60_000);
+
+afterAll(async () => {
+  await c?.stop();
+});
+
+/** PNG width and height from its IHDR chunk. */
+function pngSize(png: Uint8Array): { width: number; height: number } {
+  const sig = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  if (!sig.every((b, i) => png[i] === b)) throw new Error("not a PNG");
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  return { width: view.getUint32(16), height: view.getUint32(20) };
+}
+
+describe("pilot dashboard", () => {
+  test("prints the loopback URL with a 32-byte token, kept 0600 in the state directory", async () => {
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{64}$/);
+    expect(address).toBe(url.slice(0, url.indexOf("?")));
+    const r = await c.pilot("a", ["dashboard"]);
+    expect(r.json.data.url).toBe(url);
+    const file = join(c.daemon("a").home, "dashboard_token");
+    expect(r.json.data.token_file).toBe(file);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const text = await c.pilot("a", ["dashboard"], { json: false });
+    expect(text.stdout).toContain(url);
+  });
+
+  test("the token is required: missing or wrong is 401; right as ?token=, cookie or bearer", async () => {
+    const state = new URL("/api/state", address).toString();
+    expect((await fetch(state)).status).toBe(401);
+    expect((await fetch(address)).status).toBe(401);
+    expect((await fetch(`${state}?token=${"0".repeat(64)}`, { redirect: "manual" })).status).toBe(401);
+    expect((await fetch(state, { headers: { authorization: `Bearer ${"1".repeat(64)}` } })).status).toBe(401);
+    expect((await fetch(state, { headers: { authorization: `Bearer ${token.slice(0, 63)}` } })).status).toBe(401);
+    expect((await fetch(state, { headers: { cookie: `pilot_dashboard_${new URL(address).port}=${token}x` } })).status).toBe(401);
+    // A forwarded header makes no one local or authorised.
+    expect((await fetch(state, { headers: { "x-forwarded-for": "127.0.0.1", "x-real-ip": "127.0.0.1", forwarded: "for=127.0.0.1" } })).status).toBe(401);
+
+    const first = await fetch(url, { redirect: "manual" });
+    expect(first.status).toBe(303);
+    expect(first.headers.get("location")).toBe("/");
+    const cookie = first.headers.get("set-cookie")!;
+    expect(cookie).toContain(`pilot_dashboard_${new URL(address).port}=${token}`);
+    expect(cookie).toContain("HttpOnly");
+    expect(cookie).toContain("SameSite=Strict");
+    const withCookie = await fetch(state, { headers: { cookie: cookie.split(";")[0]! } });
+    expect(withCookie.status).toBe(200);
+    const bearer = await fetch(state, { headers: { authorization: `Bearer ${token}` } });
+    expect(bearer.status).toBe(200);
+    const body = (await bearer.json()) as any;
+    expect(body.node.address).toBe(c.daemon("a").address);
+  });
+
+  test("a wrong Host header is 403 (DNS rebinding), even with the token; no CORS; a strict CSP", async () => {
+    const state = new URL("/api/state", address).toString();
+    const auth = { authorization: `Bearer ${token}` };
+    for (const host of ["evil.example", `evil.example:${new URL(address).port}`, "127.0.0.1:1", `127.0.0.2:${new URL(address).port}`]) {
+      expect((await fetch(state, { headers: { ...auth, host } })).status).toBe(403);
+    }
+    const local = await fetch(state, { headers: { ...auth, host: `localhost:${new URL(address).port}`, origin: "http://evil.example" } });
+    expect(local.status).toBe(200);
+    expect(local.headers.get("access-control-allow-origin")).toBeNull();
+    expect(local.headers.get("content-security-policy")).toContain("default-src 'none'");
+    expect(local.headers.get("content-security-policy")).toContain("script-src 'self'");
+    const preflight = await fetch(state, { method: "OPTIONS", headers: { origin: "http://evil.example", "access-control-request-method": "GET" } });
+    expect(preflight.status).toBe(405);
+    expect(preflight.headers.get("access-control-allow-origin")).toBeNull();
+    expect((await fetch(state, { method: "POST", headers: auth })).status).toBe(405);
+    const page = await fetch(address, { headers: auth });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    // No inline script or style: the CSP allows neither.
+    expect(html).not.toMatch(/<script>|<style|\sstyle=|\son[a-z]+=/i);
+  });
+
+  test.skipIf(!haveChromium && !isRoot)(
+    "in headless Chromium: live values change as traffic runs, and the screenshot shows the node and its peer",
+    async () => {
+      if (!haveChromium) throw new Error("chromium is not installed; CI (root) must have it: apt-get install chromium");
+      const b = c.daemon("b");
+      // A tunnel first, so the peer's row has counters from the start.
+      expect((await c.pilot("a", ["ping", b.address, "--count", "2", "--interval", "200ms"])).code).toBe(0);
+      let browser: Browser | undefined;
+      try {
+        browser = await launchChromium();
+        await browser.navigate(url);
+        // The ?token= visit became a cookie and a clean address.
+        expect(await browser.evaluate<string>("location.href")).toBe(address);
+        await browser.waitFor(`document.body.dataset.ready === "true" && document.querySelector('#peers tr[data-address="${b.address}"]') !== null`);
+        await browser.evaluate("window.__sameDocument = 1");
+        const read = () => browser!.evaluate<{ sent: number; recv: number; generatedAt: number; nodeSent: string }>(
+          `(() => { const tr = document.querySelector('#peers tr[data-address="${b.address}"]'); const l = document.getElementById("live");
+             return { sent: Number(tr.dataset.bytesSent), recv: Number(tr.dataset.bytesRecv), generatedAt: Number(l.dataset.generatedAt), nodeSent: document.getElementById("node-sent").textContent }; })()`,
+        );
+        const before = await read();
+        const bench = await c.pilot("a", ["bench", b.address, "1", "--no-baseline"], { timeoutMs: 60_000 });
+        expect(bench.code).toBe(0);
+        const after = await browser.waitFor<{ sent: number; recv: number; generatedAt: number }>(
+          `(() => { const tr = document.querySelector('#peers tr[data-address="${b.address}"]'); const s = Number(tr.dataset.bytesSent);
+             return s >= ${before.sent} + 1000000 ? { sent: s, recv: Number(tr.dataset.bytesRecv), generatedAt: Number(document.getElementById("live").dataset.generatedAt) } : null; })()`,
+          20_000,
+        );
+        expect(after.sent).toBeGreaterThan(before.sent + 1_000_000);
+        expect(after.recv).toBeGreaterThan(before.recv);
+        expect(after.generatedAt).toBeGreaterThan(before.generatedAt);
+        // Updated in place: the same document, no reload.
+        expect(await browser.evaluate<number>("window.__sameDocument")).toBe(1);
+        // The throughput plot has drawn (uPlot, served from the binary).
+        await browser.waitFor(`document.querySelectorAll("#plot-throughput canvas, #plot-rtt canvas").length >= 2`);
+        // An event about the peer is on the page (trust, or its tunnel coming up).
+        expect(await browser.evaluate<string>(`document.getElementById("events").textContent`)).toContain(b.address);
+
+        const png = await browser.screenshot();
+        const size = pngSize(png);
+        expect(size.width).toBeGreaterThanOrEqual(800);
+        expect(size.height).toBeGreaterThanOrEqual(600);
+        expect(png.length).toBeGreaterThan(20_000);
+        const dom = await browser.evaluate<string>("document.documentElement.outerHTML");
+        expect(dom).toContain(c.daemon("a").address);
+        expect(dom).toContain("dash-alpha");
+        expect(dom).toContain(`data-address="${b.address}"`);
+        expect(dom).toContain("dash-beta");
+        expect(dom).toContain("online");
+        if (process.env.PILOT_DASHBOARD_SCREENSHOT) writeFileSync(process.env.PILOT_DASHBOARD_SCREENSHOT, png);
+      } finally {
+        await browser?.close();
+      }
+    },
+    120_000,
+  );
+});
