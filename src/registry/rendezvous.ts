@@ -28,7 +28,17 @@ export interface Rendezvous {
   readonly publicKey: string;
   readonly storePath: string;
   readonly identityPath: string;
+  /** Aggregate counts for the operator page (src/registry/dashboard.ts): never a node, a name, a tag or a trust pair. */
+  stats(): Promise<RendezvousStats>;
   close(): Promise<void>;
+}
+
+export interface RendezvousStats {
+  /** Nodes with a registry connection now, registered (not deregistered), and ever stored. */
+  readonly nodes: { readonly online: number; readonly active: number; readonly total: number };
+  readonly registry: { readonly connections: number; readonly requests: number };
+  readonly beacon: { readonly registered: number; readonly registrations: number; readonly punches: number; readonly relayed_frames: number; readonly relayed_bytes: number; readonly relay_refused: number; readonly relay_rate_limited: number };
+  readonly uptime_secs: number;
 }
 
 export function identityPathFor(storePath: string): string {
@@ -60,12 +70,23 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   const counts = store.counts();
   log.info("store opened", { path: options.storePath, schema_version: store.schemaVersion(), nodes: counts.nodes, trust_pairs: counts.trust, pending_requests: counts.requests });
   let closing: Promise<void> | undefined;
+  const startedAt = Date.now();
   return {
     registry: registry.address,
     beacon: beacon.address,
     publicKey: toBase64(identity.publicKey),
     storePath: options.storePath,
     identityPath,
+    async stats() {
+      const c = await store.counts();
+      const b = beacon!.stats;
+      return {
+        nodes: { online: registry!.connectedNodeCount, active: c.active, total: c.nodes },
+        registry: { connections: registry!.connectionCount, requests: registry!.requestCount },
+        beacon: { registered: beacon!.registeredCount, registrations: b.registrations, punches: b.punches, relayed_frames: b.relayedFrames, relayed_bytes: b.relayedBytes, relay_refused: b.relayRefused, relay_rate_limited: b.relayRateLimited },
+        uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
+      };
+    },
     close() {
       closing ??= (async () => {
         beacon!.close();

@@ -118,6 +118,8 @@ export class RegistryServer {
   private readonly clock: () => number;
   private nextConnectionId = 1;
   private closed = false;
+  /** Requests answered since start (the operator page's aggregate counts). */
+  private requestsAnswered = 0;
 
   private constructor(
     private readonly server: Server,
@@ -184,6 +186,16 @@ export class RegistryServer {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Nodes with an authenticated connection now: online, as far as the registry's sockets tell. */
+  get connectedNodeCount(): number {
+    return this.perNode.size;
+  }
+
+  /** Requests answered since start (refusals included). */
+  get requestCount(): number {
+    return this.requestsAnswered;
   }
 
   async close(): Promise<void> {
@@ -348,6 +360,7 @@ export class RegistryServer {
       }
       const now = this.clock();
       conn.lastActive = now;
+      this.requestsAnswered++;
       // One frame budget until the connection is authenticated; then one per kind of request, like
       // the node's own budgets, so that lookups over budget never hold up the node's own calls.
       const budget = conn.nodeId === undefined ? `c:${conn.id}` : `c:${conn.id}:${budgetOf(frame.value)}`;

@@ -92,6 +92,8 @@ export interface Cluster {
   readonly registry: string;
   readonly beacon: string;
   readonly rendezvousPid: number;
+  /** The rendezvous's ready envelope's data (registry, beacon, public_key, store, dashboard). */
+  readonly rendezvousInfo: Record<string, any>;
   readonly daemons: Map<string, TestDaemon>;
   daemon(name: string): TestDaemon;
   /** Runs `pilot args --json` (unless `json: false`) as daemon `name`'s user. */
@@ -137,11 +139,12 @@ interface RendezvousProcess {
   child: ChildProcess;
   registry: string;
   beacon: string;
+  info: Record<string, any>;
 }
 
-async function launchRendezvous(home: string, registryAddr = "127.0.0.1:0", beaconAddr = "127.0.0.1:0"): Promise<RendezvousProcess> {
+async function launchRendezvous(home: string, registryAddr = "127.0.0.1:0", beaconAddr = "127.0.0.1:0", extraArgs: string[] = []): Promise<RendezvousProcess> {
   const [cmd, ...base] = pilotCommand();
-  const child = spawn(cmd!, [...base, "rendezvous", "--json", "--registry-addr", registryAddr, "--beacon-addr", beaconAddr], {
+  const child = spawn(cmd!, [...base, "rendezvous", "--json", "--registry-addr", registryAddr, "--beacon-addr", beaconAddr, ...extraArgs], {
     cwd: ROOT,
     env: { ...process.env, PILOT_HOME: home },
     stdio: ["ignore", "pipe", "pipe"],
@@ -166,13 +169,13 @@ async function launchRendezvous(home: string, registryAddr = "127.0.0.1:0", beac
     });
   });
   child.stdout!.resume();
-  return { child, registry: ready.data.registry, beacon: ready.data.beacon };
+  return { child, registry: ready.data.registry, beacon: ready.data.beacon, info: ready.data };
 }
 
-export async function startCluster(options: { daemons?: DaemonSpec[] } = {}): Promise<Cluster> {
+export async function startCluster(options: { daemons?: DaemonSpec[]; rendezvousArgs?: string[] } = {}): Promise<Cluster> {
   const dir = mkdtempSync("/tmp/pilot-test-");
   const rvHome = join(dir, "rendezvous");
-  let rv = await launchRendezvous(rvHome);
+  let rv = await launchRendezvous(rvHome, undefined, undefined, options.rendezvousArgs);
   const daemons = new Map<string, TestDaemon>();
 
   const cluster: Cluster = {
@@ -185,6 +188,9 @@ export async function startCluster(options: { daemons?: DaemonSpec[] } = {}): Pr
     },
     get rendezvousPid() {
       return rv.child.pid!;
+    },
+    get rendezvousInfo() {
+      return rv.info;
     },
     daemons,
     daemon(name) {
@@ -220,7 +226,7 @@ export async function startCluster(options: { daemons?: DaemonSpec[] } = {}): Pr
     async restartRendezvous() {
       const [registry, beacon] = [rv.registry, rv.beacon];
       await stopPid(rv.child.pid!);
-      rv = await launchRendezvous(rvHome, registry, beacon);
+      rv = await launchRendezvous(rvHome, registry, beacon, options.rendezvousArgs);
     },
     async trust(a, b) {
       const da = cluster.daemon(a);

@@ -46,6 +46,7 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--pow-bits <n>", description: "proof of work (leading zero bits) a new key shows at low registration rates; 0: none", default: 12 },
     { flags: "--pow-free-rate <n>", description: "new keys per minute, registry-wide, before the proof of work grows (2 bits per doubling)", default: 60 },
     { flags: "--reap-after <duration>", description: "a node not seen for this long loses its hostname and leaves search", default: "30d" },
+    { flags: "--dashboard <addr>", description: "serve the operator page (aggregate counts only: nodes online, requests, relay use, beacon) on this HOST:PORT; off by default" },
     { flags: "--log-format <format>", description: "text (key=value) or json (one object per line)", default: "text" },
     { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
   ],
@@ -55,6 +56,7 @@ export const rendezvousCommand: CommandSpec = {
     beacon: "HOST:PORT the beacon listens on (UDP)",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
     store: "path of the SQLite store",
+    dashboard: "with --dashboard: the operator page's URL",
   },
   errors: ["invalid_argument", "already_exists", "internal"],
   async run({ out }, _args, options) {
@@ -72,6 +74,7 @@ export const rendezvousCommand: CommandSpec = {
     const powBits = intOption(options.powBits, "--pow-bits", 0, 28)!;
     const powFreeRate = rateOption(options.powFreeRate, "--pow-free-rate", 1_000_000)!;
     const reapAfterMs = durationOption(options.reapAfter, "--reap-after", { maxMs: 3650 * 86_400_000 })!;
+    const dashboardAddr = options.dashboard === undefined ? undefined : parseListenAddress(optionText(options.dashboard, "--dashboard") ?? "", "--dashboard");
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -110,11 +113,22 @@ export const rendezvousCommand: CommandSpec = {
       }
       throw new CliError(ErrorCode.Internal, `cannot start the rendezvous: ${e?.message ?? e}`);
     }
+    let dashboard;
+    if (dashboardAddr) {
+      const { startRendezvousDashboard } = await import("../../registry/dashboard/server.ts");
+      try {
+        dashboard = startRendezvousDashboard({ ...dashboardAddr, stats: () => rendezvous.stats(), log: log.child("dashboard") });
+      } catch (e: any) {
+        await rendezvous.close();
+        throw new CliError(e?.code === "EADDRINUSE" ? ErrorCode.AlreadyExists : ErrorCode.InvalidArgument, `cannot serve the operator page on ${formatHostPort(dashboardAddr)}: ${e?.message ?? e}`, "choose another --dashboard address");
+      }
+    }
     const data = {
       registry: formatHostPort(rendezvous.registry),
       beacon: formatHostPort(rendezvous.beacon),
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
+      ...(dashboard ? { dashboard: `http://${formatHostPort(dashboard)}/` } : {}),
     };
     // Handlers first, then "ready": whoever reacts to the ready line may signal at once.
     const stopSignal = new Promise<string>((resolve) => {
@@ -122,9 +136,10 @@ export const rendezvousCommand: CommandSpec = {
       process.once("SIGINT", () => resolve("SIGINT"));
     });
     log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.dashboard ? [`  dashboard   ${d.dashboard}`] : [])].join("\n"));
     const signal = await stopSignal;
     log.info("stopping", { signal });
+    dashboard?.close();
     await rendezvous.close();
     log.info("stopped");
   },
