@@ -107,6 +107,34 @@ describe("pilot dashboard", () => {
     expect(html).not.toMatch(/<script>|<style|\sstyle=|\son[a-z]+=/i);
   });
 
+  test("--dashboard pins the address or turns it off; a non-loopback address is a usage error", async () => {
+    const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+    const port = probe.port!;
+    probe.stop(true);
+    await c.startDaemon({ name: "pinned", extraArgs: ["--dashboard", `127.0.0.1:${port}`] });
+    const pinned = await c.pilot("pinned", ["dashboard"]);
+    expect(pinned.json.data.address).toBe(`http://127.0.0.1:${port}/`);
+    expect((await fetch(pinned.json.data.address, { headers: { authorization: `Bearer ${new URL(pinned.json.data.url).searchParams.get("token")}` } })).status).toBe(200);
+    // Each home has its own token, kept across restarts.
+    expect(new URL(pinned.json.data.url).searchParams.get("token")).not.toBe(token);
+    await c.stopDaemon("pinned");
+    await c.startDaemon({ name: "pinned", extraArgs: ["--dashboard", `127.0.0.1:${port}`] });
+    expect((await c.pilot("pinned", ["dashboard"])).json.data.url).toBe(pinned.json.data.url);
+
+    await c.startDaemon({ name: "off", extraArgs: ["--dashboard", "off"] });
+    const off = await c.pilot("off", ["dashboard"]);
+    expect(off.code).toBe(1);
+    expect(off.json.code).toBe("not_found");
+    expect(off.json.hint).toContain("--dashboard");
+
+    for (const bad of ["0.0.0.0:8484", "192.0.2.1:80", "nope"]) {
+      const r = await c.pilot("off", ["daemon", "start", "--dashboard", bad]);
+      expect(r.code).toBe(2);
+      expect(r.json.code).toBe("invalid_argument");
+    }
+    expect((await c.pilot("off", ["config", "--set", "dashboard=0.0.0.0:1"])).code).toBe(2);
+  }, 60_000);
+
   test.skipIf(!haveChromium && !isRoot)(
     "in headless Chromium: live values change as traffic runs, and the screenshot shows the node and its peer",
     async () => {
