@@ -97,7 +97,11 @@
       const p = s.peers.find((x) => x.address === tr.dataset.address);
       if (p) { tr.dataset.bytesSent = String(p.bytes_sent); tr.dataset.bytesRecv = String(p.bytes_recv); }
     }
-    $("peers-note").textContent = s.other_tunnel_peers > 0 ? s.other_tunnel_peers + " untrusted tunnel peer(s) (see pilot peers)" : "Online: a tunnel session to the peer is up (pilot status asks the registry).";
+    const notes = [];
+    if (s.peers_total > s.peers.length) notes.push("Showing " + s.peers.length + " of " + s.peers_total + " trusted peers (those with a tunnel first): pilot status --json has all.");
+    if (s.other_tunnel_peers > 0) notes.push(s.other_tunnel_peers + " untrusted tunnel peer(s) (see pilot peers).");
+    notes.push("Online: a tunnel session to the peer is up (pilot status asks the registry).");
+    $("peers-note").textContent = notes.join(" ");
   }
 
   function renderTrust(s) {

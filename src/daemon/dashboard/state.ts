@@ -36,6 +36,8 @@ const WATCH_MS = 15_000;
 const IDLE_PEER_EVERY = 10;
 /** Watched, trust and services are refreshed every this many ms. */
 const SLOW_MS = 3_000;
+/** Trusted peers on the page (those with a tunnel first); `peers_total` counts all. */
+const PEERS_SHOWN = 200;
 /** Events on the page. */
 const EVENTS_SHOWN = 40;
 /** An event's data is shown as JSON cut to this many characters. */
@@ -57,6 +59,7 @@ export interface DashboardSnapshot {
   generated_at: number;
   node: Row | null;
   peers: Row[];
+  peers_total: number;
   other_tunnel_peers: number;
   pending: Row[];
   outgoing: Row[];
@@ -265,10 +268,13 @@ export class DashboardState {
       };
     });
     const trustedAddresses = new Set(trusted.map((t) => t.address));
+    // With a tunnel first, then by name: the ones that matter now fit on the page.
+    peers.sort((a, b) => Number(b.path !== "none") - Number(a.path !== "none") || String(a.hostname ?? a.address).localeCompare(String(b.hostname ?? b.address)));
     return {
       generated_at: now,
       node: this.info,
-      peers,
+      peers: peers.slice(0, PEERS_SHOWN),
+      peers_total: peers.length,
       other_tunnel_peers: this.peers.filter((p) => !trustedAddresses.has(p.address)).length,
       pending: Array.isArray(this.pendingR?.pending) ? this.pendingR.pending : [],
       outgoing: Array.isArray(this.pendingR?.outgoing) ? this.pendingR.outgoing : [],
