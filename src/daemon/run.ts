@@ -325,7 +325,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   if (options.dashboard !== null) {
     const at = options.dashboard ?? { host: "127.0.0.1", port: 0 };
     try {
-      dashboard = openLocalDashboard({ home: paths.home, host: at.host, port: at.port, source: daemonNode, log: log.child("dashboard") });
+      dashboard = openLocalDashboard({ home: paths.home, host: at.host, port: at.port, source: daemonNode, gatewayDir: paths.gatewayDir, log: log.child("dashboard") });
     } catch (e) {
       return fail(new DaemonStartError(e instanceof RangeError ? "invalid_argument" : "dashboard_failed", `cannot open the dashboard on ${formatHostPort(at)}: ${(e as Error).message}`, "pick another --dashboard 127.0.0.1:PORT, or --dashboard off"));
     }

@@ -14,6 +14,7 @@ import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster, type Cluster } from "../support/cluster.ts";
 import { chromiumPath, launchChromium, type Browser } from "./chromium.ts";
+import { gw, privateSubnet, stopGateways } from "../gateway/support.ts";
 
 const isRoot = process.getuid?.() === 0;
 const haveChromium = chromiumPath() !== null;
@@ -35,6 +36,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  await stopGateways();
   await c?.stop();
 });
 
@@ -135,6 +137,31 @@ describe("pilot dashboard", () => {
     expect((await c.pilot("off", ["config", "--set", "dashboard=0.0.0.0:1"])).code).toBe(2);
   }, 60_000);
 
+  test("the gateway's mappings (its own process, asked over its control socket) and exposed ports", async () => {
+    const auth = { authorization: `Bearer ${token}` };
+    const state = async () => (await (await fetch(new URL("/api/state", address), { headers: auth })).json()) as any;
+    expect((await state()).gateway).toBeNull();
+    const net = privateSubnet(81);
+    const port = 20_000 + (process.pid % 20_000);
+    const g = await gw(c.daemon("a").env, ["start", "--subnet", net.cidr, "--ports", String(port), "dash-beta"]);
+    expect({ code: g.code, stderr: g.code === 0 ? "" : g.stderr }).toEqual({ code: 0, stderr: "" });
+    const http = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+    try {
+      expect((await c.pilot("a", ["expose", "8080", "--to", `127.0.0.1:${http.port}`])).code).toBe(0);
+      let s: any;
+      for (let i = 0; i < 60; i++) {
+        s = await state();
+        if (s.gateway?.mappings?.length && s.exposes?.length) break;
+        await Bun.sleep(250);
+      }
+      expect(s.gateway).toMatchObject({ pid: g.json.data.pid, subnet: net.cidr, total: 1 });
+      expect(s.gateway.mappings[0]).toMatchObject({ local_ip: net.ip(1), pilot_addr: c.daemon("b").address, hostname: "dash-beta", ports: [port] });
+      expect(s.exposes[0]).toMatchObject({ port: 8080, target: `127.0.0.1:${http.port}`, active: true });
+    } finally {
+      http.stop(true);
+    }
+  }, 60_000);
+
   test.skipIf(!haveChromium && !isRoot)(
     "in headless Chromium: live values change as traffic runs, and the screenshot shows the node and its peer",
     async () => {
@@ -183,6 +210,8 @@ describe("pilot dashboard", () => {
         expect(dom).toContain(`data-address="${b.address}"`);
         expect(dom).toContain("dash-beta");
         expect(dom).toContain("online");
+        // The gateway's mapping of the peer, from the test before.
+        expect(await browser.evaluate<string>(`document.getElementById("gateway").textContent`)).toContain(b.address);
         if (process.env.PILOT_DASHBOARD_SCREENSHOT) writeFileSync(process.env.PILOT_DASHBOARD_SCREENSHOT, png);
       } finally {
         await browser?.close();

@@ -147,6 +147,16 @@ describe("DashboardState", () => {
     for (const r of h.rtt) expect(r.values.length).toBe(5);
   });
 
+  test("the gateway's status when one runs, cut to what the page shows; null when none does", async () => {
+    const d = new FakeDaemon();
+    let status: Record<string, unknown> | null = { pid: 77, subnet: "10.4.0.0/16", control_version: 2, mappings: [{ local_ip: "10.4.0.1", pilot_addr: "0:0000.0000.0005", hostname: "b", ports: [80, 443], secure_ports: [443], connections: 2, bytes_up: 10, bytes_down: 20, mapped_at: "x" }] };
+    const s = new DashboardState(Object.assign(d, { gateway: async () => status }));
+    expect((await s.snapshot()).gateway).toEqual({ pid: 77, subnet: "10.4.0.0/16", total: 1, mappings: [{ local_ip: "10.4.0.1", pilot_addr: "0:0000.0000.0005", hostname: "b", ports: [80, 443], secure_ports: [443], connections: 2, bytes_up: 10, bytes_down: 20 }] });
+    status = null;
+    const fresh = new DashboardState(Object.assign(new FakeDaemon(), { gateway: async () => status }));
+    expect((await fresh.snapshot()).gateway).toBeNull();
+  });
+
   test("events: newest first, their data cut to a line", async () => {
     const { d, s } = setup();
     d.events.publish("trust.request", { address: "0:0000.0000.0009", reason: "x".repeat(1000) });

@@ -123,6 +123,18 @@
     rows($("exposes").tBodies[0], list || [], (x) => [x.port, x.target, x.active ? "active" : "inactive" + (x.error ? ": " + x.error : ""), [x.connections, "num"], [bytes(x.bytes_in), "num"], [bytes(x.bytes_out), "num"]], list ? "No exposed ports (pilot expose PORT --to HOST:PORT)" : "unknown");
   }
 
+  function renderGateway(g) {
+    rows($("gateway").tBodies[0], g ? g.mappings : [], (m) => [
+      m.local_ip,
+      (m.hostname ? m.hostname + " " : "") + m.pilot_addr,
+      m.ports.map((p) => (m.secure_ports.includes(p) ? p + " (secure)" : String(p))).join(", "),
+      [m.connections, "num"],
+      [bytes(m.bytes_up), "num"],
+      [bytes(m.bytes_down), "num"],
+    ], g ? "No mappings (pilot gateway map AGENT)" : "No gateway running for this node (pilot gateway map AGENT starts one)", (m) => m.pilot_addr);
+    $("gateway-note").textContent = g ? "Gateway pid " + g.pid + ", subnet " + g.subnet + (g.total > g.mappings.length ? "; showing " + g.mappings.length + " of " + g.total + " (pilot gateway list)" : "") : "";
+  }
+
   function renderEvents(events) {
     const ol = $("events");
     ol.replaceChildren();
@@ -144,7 +156,7 @@
     if (typeof uPlot !== "function") return;
     const axes = (label, fmt) => [
       { stroke: "#8a96a3", grid: { stroke: "#2a323c" } },
-      { stroke: "#8a96a3", grid: { stroke: "#2a323c" }, label, size: 70, values: (u, vals) => vals.map(fmt) },
+      { stroke: "#8a96a3", grid: { stroke: "#2a323c" }, label, size: 90, values: (u, vals) => vals.map(fmt) },
     ];
     const tData = [h.t, h.tx, h.rx];
     if (!plots.throughput) {
@@ -175,6 +187,7 @@
     renderTrust(s);
     renderServices(s.services || {});
     renderExposes(s.exposes);
+    renderGateway(s.gateway);
     renderEvents(s.events || []);
     renderPlots(s.history);
     $("errors").textContent = (s.errors || []).join("; ");

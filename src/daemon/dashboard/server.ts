@@ -28,6 +28,7 @@ import { writeFileAtomic } from "../../util/atomic-file.ts";
 import type { Logger } from "../../util/log.ts";
 import { isLoopbackHost, jsonResponse, pageHeaders, secretsEqual, textResponse } from "../../util/web-page.ts";
 import { DashboardState, type DashboardSource } from "./state.ts";
+import { controlSocketPath, probe } from "../../gateway/control.ts";
 import pageHtmlText from "./page.html" with { type: "text" };
 import pageJs from "./page.js" with { type: "text" };
 import pageCss from "./page.css" with { type: "text" };
@@ -172,11 +173,16 @@ export interface LocalDashboard {
 }
 
 /** The daemon's dashboard: its token from `home`, its state from `source`, listening on loopback `host:port`. */
-export function openLocalDashboard(options: { home: string; host: string; port: number; source: DashboardSource; log?: Logger }): LocalDashboard {
+export function openLocalDashboard(options: { home: string; host: string; port: number; source: DashboardSource; gatewayDir?: string; log?: Logger }): LocalDashboard {
   if (!isLoopbackHost(options.host)) throw new RangeError(`the dashboard listens on loopback only (127.0.0.1 or ::1), not ${options.host}`);
   const { token, file, created } = dashboardToken(options.home);
   if (created) options.log?.info("dashboard token created", { file });
-  const state = new DashboardState(options.source);
+  const gatewayDir = options.gatewayDir;
+  // This home's gateway runs in its own process: its mappings come from its control socket (what `pilot gateway list` asks).
+  const source: DashboardSource = gatewayDir
+    ? { call: (m, p) => options.source.call(m, p), events: options.source.events, gateway: () => probe(controlSocketPath(gatewayDir), 1000) }
+    : options.source;
+  const state = new DashboardState(source);
   const server = startDashboardServer({ host: options.host, port: options.port, token, state, log: options.log });
   options.log?.info("dashboard listening", { url: server.url });
   return {

@@ -18,6 +18,8 @@ import type { EventFeed, LocalEvent } from "../../shared/events.ts";
 export interface DashboardSource {
   call(method: string, params: Record<string, unknown>): Promise<unknown>;
   readonly events: EventFeed;
+  /** The status of this home's gateway (`pilot gateway list`'s source), or null when none runs. */
+  gateway?(): Promise<Row | null>;
 }
 
 export interface DashboardStateOptions {
@@ -38,6 +40,8 @@ const IDLE_PEER_EVERY = 10;
 const SLOW_MS = 3_000;
 /** Trusted peers on the page (those with a tunnel first); `peers_total` counts all. */
 const PEERS_SHOWN = 200;
+/** Gateway mappings on the page; `gateway.total` counts all. */
+const MAPPINGS_SHOWN = 100;
 /** Events on the page. */
 const EVENTS_SHOWN = 40;
 /** An event's data is shown as JSON cut to this many characters. */
@@ -64,8 +68,8 @@ export interface DashboardSnapshot {
   pending: Row[];
   outgoing: Row[];
   exposes: Row[] | null;
-  /** The gateway runs as its own process; the daemon does not know its mappings. */
-  gateway: null;
+  /** This home's gateway (its own process, asked over its control socket), or null when none runs. */
+  gateway: { pid: number; subnet: string; mappings: Row[]; total: number } | null;
   services: Record<string, Row | null>;
   events: { seq: number; time: number; type: string; text: string }[];
   history: History;
@@ -87,6 +91,7 @@ export class DashboardState {
   private trusted: Row[] | null = null;
   private pendingR: Row | null = null;
   private exposes: Row[] | null = null;
+  private gatewayStatus: Row | null = null;
   private services: Record<string, Row | null> = {};
   private slowAt = -Infinity;
   private slowing: Promise<void> | null = null;
@@ -208,7 +213,7 @@ export class DashboardState {
     this.slowing ??= (async () => {
       try {
         this.slowAt = this.clock();
-        const [trusted, pending, exposes, inbox, outbox, received, transfers, tasks, pubsub] = await Promise.all([
+        const [trusted, pending, exposes, inbox, outbox, received, transfers, tasks, pubsub, gateway] = await Promise.all([
           this.ask("trusted", {}),
           this.ask("pending", {}),
           this.ask("expose_list", {}),
@@ -218,7 +223,9 @@ export class DashboardState {
           this.ask("file_transfers", {}, true),
           this.ask("task_queue", {}, true),
           this.ask("pubsub_status", {}, true),
+          this.source.gateway ? this.source.gateway().catch(() => null) : Promise.resolve(null),
         ]);
+        this.gatewayStatus = gateway;
         if (trusted && Array.isArray(trusted.trusted)) this.trusted = trusted.trusted;
         else this.trusted ??= [];
         if (pending) this.pendingR = pending;
@@ -279,7 +286,7 @@ export class DashboardState {
       pending: Array.isArray(this.pendingR?.pending) ? this.pendingR.pending : [],
       outgoing: Array.isArray(this.pendingR?.outgoing) ? this.pendingR.outgoing : [],
       exposes: this.exposes,
-      gateway: null,
+      gateway: gatewayView(this.gatewayStatus),
       services: this.services,
       events: this.source.events.recent({ limit: EVENTS_SHOWN }).map(eventLine).reverse(),
       history: {
@@ -291,6 +298,21 @@ export class DashboardState {
       errors: [...this.errors.values()],
     };
   }
+}
+
+function gatewayView(status: Row | null): DashboardSnapshot["gateway"] {
+  if (!status || !Array.isArray(status.mappings)) return null;
+  const mappings = status.mappings.slice(0, MAPPINGS_SHOWN).map((m: Row) => ({
+    local_ip: m.local_ip,
+    pilot_addr: m.pilot_addr,
+    hostname: m.hostname ?? null,
+    ports: Array.isArray(m.ports) ? m.ports : [],
+    secure_ports: Array.isArray(m.secure_ports) ? m.secure_ports : [],
+    connections: m.connections ?? 0,
+    bytes_up: m.bytes_up ?? 0,
+    bytes_down: m.bytes_down ?? 0,
+  }));
+  return { pid: Number(status.pid), subnet: String(status.subnet), mappings, total: status.mappings.length };
 }
 
 function eventLine(e: LocalEvent): { seq: number; time: number; type: string; text: string } {
