@@ -176,7 +176,7 @@ export interface LocalDashboard {
 export function openLocalDashboard(options: { home: string; host: string; port: number; source: DashboardSource; gatewayDir?: string; log?: Logger }): LocalDashboard {
   if (!isLoopbackHost(options.host)) throw new RangeError(`the dashboard listens on loopback only (127.0.0.1 or ::1), not ${options.host}`);
   const { token, file, created } = dashboardToken(options.home);
-  if (created) options.log?.info("dashboard token created", { file });
+  if (created) options.log?.debug("dashboard token created", { file });
   const gatewayDir = options.gatewayDir;
   // This home's gateway runs in its own process: its mappings come from its control socket (what `pilot gateway list` asks).
   const source: DashboardSource = gatewayDir
@@ -184,7 +184,7 @@ export function openLocalDashboard(options: { home: string; host: string; port: 
     : options.source;
   const state = new DashboardState(source);
   const server = startDashboardServer({ host: options.host, port: options.port, token, state, log: options.log });
-  options.log?.info("dashboard listening", { url: server.url });
+  options.log?.debug("dashboard listening", { url: server.url });
   return {
     server,
     tokenFile: file,
