@@ -66,8 +66,11 @@ export async function launchChromium(options: { width?: number; height?: number;
     if (closed) return;
     closed = true;
     kill();
+    // Once it is gone its group id may be reused: never signal it again.
+    process.off("exit", kill);
     rmSync(profile, { recursive: true, force: true });
   };
+  // A test run that dies before close() still takes its browser with it.
   process.once("exit", kill);
   try {
     const deadline = Date.now() + (options.timeoutMs ?? 20_000);
