@@ -53,12 +53,12 @@ export interface DaemonOptions {
   readonly streamConfig?: Partial<StreamConfig>;
   /** Bytes for all stream buffers together (the per-peer limits scale with it); default 64 MiB. */
   readonly bufferBudget?: number;
+  /** The local dashboard's loopback address (default 127.0.0.1, any free port); null: no dashboard. */
+  readonly dashboard?: HostPort | null;
   /** Agent services switched off, and those open to strangers. */
   readonly services?: ServiceSettings;
   /** POST every local event to this http(s) URL, signed with `secret` (default: `$PILOT_HOME/webhook_secret`, created if missing). */
   readonly webhook?: { readonly url: string; readonly secret?: string; readonly userAgent?: string };
-  /** The local dashboard's loopback address (default 127.0.0.1, any free port); null: no dashboard. */
-  readonly dashboard?: HostPort | null;
 }
 
 export interface HostPort {

@@ -26,19 +26,11 @@ export interface Rendezvous {
   readonly registry: { host: string; port: number };
   readonly beacon: { host: string; port: number };
   readonly publicKey: string;
+  /** Aggregate counts for the operator page (src/registry/dashboard/): never a node, a name, a tag or a trust pair. */
+  stats(): Promise<RendezvousStats>;
   readonly storePath: string;
   readonly identityPath: string;
-  /** Aggregate counts for the operator page (src/registry/dashboard.ts): never a node, a name, a tag or a trust pair. */
-  stats(): Promise<RendezvousStats>;
   close(): Promise<void>;
-}
-
-export interface RendezvousStats {
-  /** Nodes with a registry connection now, registered (not deregistered), and ever stored. */
-  readonly nodes: { readonly online: number; readonly active: number; readonly total: number };
-  readonly registry: { readonly connections: number; readonly requests: number };
-  readonly beacon: { readonly registered: number; readonly registrations: number; readonly punches: number; readonly relayed_frames: number; readonly relayed_bytes: number; readonly relay_refused: number; readonly relay_rate_limited: number };
-  readonly uptime_secs: number;
 }
 
 export function identityPathFor(storePath: string): string {
@@ -74,19 +66,19 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   return {
     registry: registry.address,
     beacon: beacon.address,
-    publicKey: toBase64(identity.publicKey),
-    storePath: options.storePath,
-    identityPath,
     async stats() {
       const c = await store.counts();
       const b = beacon!.stats;
       return {
-        nodes: { online: registry!.connectedNodeCount, active: c.active, total: c.nodes },
+        nodes: { online: registry!.connectionStats().authenticatedNodes, active: c.active, total: c.nodes },
         registry: { connections: registry!.connectionCount, requests: registry!.requestCount },
         beacon: { registered: beacon!.registeredCount, registrations: b.registrations, punches: b.punches, relayed_frames: b.relayedFrames, relayed_bytes: b.relayedBytes, relay_refused: b.relayRefused, relay_rate_limited: b.relayRateLimited },
         uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
       };
     },
+    publicKey: toBase64(identity.publicKey),
+    storePath: options.storePath,
+    identityPath,
     close() {
       closing ??= (async () => {
         beacon!.close();
@@ -96,4 +88,12 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       return closing;
     },
   };
+}
+
+export interface RendezvousStats {
+  /** Nodes with a registry connection now, registered (not deregistered), and ever stored. */
+  readonly nodes: { readonly online: number; readonly active: number; readonly total: number };
+  readonly registry: { readonly connections: number; readonly requests: number };
+  readonly beacon: { readonly registered: number; readonly registrations: number; readonly punches: number; readonly relayed_frames: number; readonly relayed_bytes: number; readonly relay_refused: number; readonly relay_rate_limited: number };
+  readonly uptime_secs: number;
 }

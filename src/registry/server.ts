@@ -118,7 +118,7 @@ export class RegistryServer {
   private readonly clock: () => number;
   private nextConnectionId = 1;
   private closed = false;
-  /** Requests answered since start (the operator page's aggregate counts). */
+  /** Requests answered since start (`requestCount`). */
   private requestsAnswered = 0;
 
   private constructor(
@@ -176,6 +176,11 @@ export class RegistryServer {
     return { host: a.address, port: a.port };
   }
 
+  /** Requests answered since start, refusals included (the operator page's aggregate counts). */
+  get requestCount(): number {
+    return this.requestsAnswered;
+  }
+
   /** What the beacon asks of the registry: node keys and the visibility rule. */
   get directory(): { nodeKey(node: number): Uint8Array | undefined; mayReach(from: number, to: number): boolean } {
     return {
@@ -188,14 +193,9 @@ export class RegistryServer {
     return this.connections.size;
   }
 
-  /** Nodes with an authenticated connection now: online, as far as the registry's sockets tell. */
-  get connectedNodeCount(): number {
-    return this.perNode.size;
-  }
-
-  /** Requests answered since start (refusals included). */
-  get requestCount(): number {
-    return this.requestsAnswered;
+  /** Aggregate connection counts (metrics): nodes with an authenticated connection, subscribed nodes, connections still to authenticate. */
+  connectionStats(): { authenticatedNodes: number; subscribed: number; unauthenticated: number } {
+    return { authenticatedNodes: this.perNode.size, subscribed: this.subscribers.size, unauthenticated: this.unauthenticated.size };
   }
 
   async close(): Promise<void> {

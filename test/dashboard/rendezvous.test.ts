@@ -26,7 +26,7 @@ beforeAll(async () => {
   });
   // A trust pair between the private nodes: part of the graph the page must not show.
   await c.trust("hidden", "hidden2");
-  page = c.rendezvousInfo.dashboard;
+  page = c.rendezvousReady.dashboard;
 }, 60_000);
 
 afterAll(async () => {

@@ -92,8 +92,8 @@ export interface Cluster {
   readonly registry: string;
   readonly beacon: string;
   readonly rendezvousPid: number;
-  /** The rendezvous's ready envelope's data (registry, beacon, public_key, store, dashboard). */
-  readonly rendezvousInfo: Record<string, any>;
+  /** The rendezvous's ready data (`metrics` with rendezvousArgs --metrics). */
+  readonly rendezvousReady: Record<string, any>;
   readonly daemons: Map<string, TestDaemon>;
   daemon(name: string): TestDaemon;
   /** Runs `pilot args --json` (unless `json: false`) as daemon `name`'s user. */
@@ -139,7 +139,8 @@ interface RendezvousProcess {
   child: ChildProcess;
   registry: string;
   beacon: string;
-  info: Record<string, any>;
+  /** Its ready envelope's data (metrics URL with --metrics, ...). */
+  ready: Record<string, any>;
 }
 
 async function launchRendezvous(home: string, registryAddr = "127.0.0.1:0", beaconAddr = "127.0.0.1:0", extraArgs: string[] = []): Promise<RendezvousProcess> {
@@ -169,7 +170,7 @@ async function launchRendezvous(home: string, registryAddr = "127.0.0.1:0", beac
     });
   });
   child.stdout!.resume();
-  return { child, registry: ready.data.registry, beacon: ready.data.beacon, info: ready.data };
+  return { child, registry: ready.data.registry, beacon: ready.data.beacon, ready: ready.data };
 }
 
 export async function startCluster(options: { daemons?: DaemonSpec[]; rendezvousArgs?: string[] } = {}): Promise<Cluster> {
@@ -189,8 +190,8 @@ export async function startCluster(options: { daemons?: DaemonSpec[]; rendezvous
     get rendezvousPid() {
       return rv.child.pid!;
     },
-    get rendezvousInfo() {
-      return rv.info;
+    get rendezvousReady() {
+      return rv.ready;
     },
     daemons,
     daemon(name) {

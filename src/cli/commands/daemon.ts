@@ -56,6 +56,17 @@ async function hostPortOption(text: string, flag: string): Promise<string> {
   return text;
 }
 
+/** --dashboard / config 'dashboard': "off", or a loopback HOST:PORT (checked here so a detached start fails at once). */
+async function dashboardOption(text: string | undefined): Promise<string | undefined> {
+  if (text === undefined || text === "") return undefined;
+  if (text === "off") return text;
+  const { parseHostPort } = await import("../../daemon/run.ts");
+  const { isLoopbackHost } = await import("../../util/web-page.ts");
+  await hostPortOption(text, "--dashboard");
+  if (!isLoopbackHost(parseHostPort(text, "--dashboard").host)) throw badValue(`--dashboard "${text}": the dashboard listens on loopback only`, "for example: --dashboard 127.0.0.1:8484, or --dashboard off");
+  return text;
+}
+
 export async function settingsFrom(o: Record<string, any>): Promise<StartSettings> {
   const config = readConfig();
   const { checkHostname, checkTags } = await import("../../registry/rules.ts");
@@ -87,6 +98,7 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
   const serviceConfig = await serviceConfigFrom(config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
+  const dashboard = await dashboardOption(textOption(o, "dashboard") ?? config.dashboard);
   const webhookText = textOption(o, "webhook") ?? config.webhook;
   let webhook: string | undefined;
   if (webhookText !== undefined && webhookText !== "") {
@@ -95,7 +107,6 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     if (!c.ok) throw badValue(`${textOption(o, "webhook") !== undefined ? "--webhook" : "webhook (config)"}: ${c.message}`, "for example: --webhook https://hooks.example.com/pilot");
     webhook = c.url;
   }
-  const dashboard = await dashboardOption(textOption(o, "dashboard") ?? config.dashboard);
   return {
     registry,
     beacon,
@@ -115,17 +126,6 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     ...(webhook ? { webhook } : {}),
     serviceConfig,
   };
-}
-
-/** --dashboard / config 'dashboard': "off", or a loopback HOST:PORT (checked here so a detached start fails at once). */
-async function dashboardOption(text: string | undefined): Promise<string | undefined> {
-  if (text === undefined || text === "") return undefined;
-  if (text === "off") return text;
-  const { parseHostPort } = await import("../../daemon/run.ts");
-  const { isLoopbackHost } = await import("../../util/web-page.ts");
-  await hostPortOption(text, "--dashboard");
-  if (!isLoopbackHost(parseHostPort(text, "--dashboard").host)) throw badValue(`--dashboard "${text}": the dashboard listens on loopback only`, "for example: --dashboard 127.0.0.1:8484, or --dashboard off");
-  return text;
 }
 
 /**
@@ -250,10 +250,10 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       logFormat: s.logFormat,
       ...(s.logTo === "file" ? { logFile: { path: pilotPaths().logFile, rotation: s.rotation } } : {}),
       bufferBudget: s.bufferBudget,
+      ...(s.dashboard ? { dashboard: s.dashboard === "off" ? null : parseHostPort(s.dashboard, "--dashboard") } : {}),
       services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), config: s.serviceConfig },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
       webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
-      ...(s.dashboard ? { dashboard: s.dashboard === "off" ? null : parseHostPort(s.dashboard, "--dashboard") } : {}),
     });
   } catch (e) {
     if (e instanceof DaemonStartError) throw new CliError(START_ERROR_CODES[e.code] ?? "internal", e.message, e.hint);
@@ -283,6 +283,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--hostname <name>", description: "claim this hostname (fails if another node has it)" },
     { flags: "--public", description: "make this node visible to everyone (default: private, visible only to trusted nodes)" },
     { flags: "--tags <list>", description: "comma-separated tags, e.g. nlp,analysis" },
+    { flags: "--dashboard <host:port>", description: "the local dashboard's loopback address (default 127.0.0.1, any free port; config 'dashboard'), or 'off'; pilot dashboard prints its URL" },
     { flags: "--foreground", description: "run in this process (for systemd, containers and tests); stop with Ctrl-C or SIGTERM" },
     { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
     { flags: "--log-format <format>", description: "text or json (default text)" },
@@ -294,7 +295,6 @@ export const daemonStart: CommandSpec = {
     { flags: "--open-services <list>", description: "services that also accept untrusted nodes (default none), e.g. pubsub" },
     { flags: "--buffer-budget <size>", description: "memory for all stream buffers together (default 64MiB; one trusted peer gets at most a quarter, strangers together a quarter)" },
     { flags: "--zero-window-timeout <duration>", description: "close a stream whose peer stops reading our data for this long (default 120s)" },
-    { flags: "--dashboard <host:port>", description: "the local dashboard's loopback address (default 127.0.0.1, any free port; config 'dashboard'), or 'off'; pilot dashboard prints its URL" },
     { flags: "--webhook <url>", description: "POST every local event as signed JSON to this http(s) URL (config 'webhook'; secret: config 'webhook_secret' or $PILOT_HOME/webhook_secret)" },
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],

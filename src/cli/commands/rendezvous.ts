@@ -55,13 +55,14 @@ export const rendezvousCommand: CommandSpec = {
     registry: "HOST:PORT the registry listens on (TCP)",
     beacon: "HOST:PORT the beacon listens on (UDP)",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
-    store: "path of the SQLite store",
     dashboard: "with --dashboard: the operator page's URL",
+    store: "path of the SQLite store",
   },
   errors: ["invalid_argument", "already_exists", "internal"],
   async run({ out }, _args, options) {
     const registryAddr = parseListenAddress(optionText(options.registryAddr, "--registry-addr") ?? "", "--registry-addr");
     const beaconAddr = parseListenAddress(optionText(options.beaconAddr, "--beacon-addr") ?? "", "--beacon-addr");
+    const dashboardAddr = options.dashboard === undefined ? undefined : parseListenAddress(optionText(options.dashboard, "--dashboard") ?? "", "--dashboard");
     const registrationRate = rateOption(options.registrationRate, "--registration-rate", 1_000_000)!;
     const requestRate = rateOption(options.requestRate, "--request-rate", 1_000_000)!;
     const maxConnectionsPerIp = intOption(options.maxConnectionsPerIp, "--max-connections-per-ip", 1, 1_000_000)!;
@@ -74,7 +75,6 @@ export const rendezvousCommand: CommandSpec = {
     const powBits = intOption(options.powBits, "--pow-bits", 0, 28)!;
     const powFreeRate = rateOption(options.powFreeRate, "--pow-free-rate", 1_000_000)!;
     const reapAfterMs = durationOption(options.reapAfter, "--reap-after", { maxMs: 3650 * 86_400_000 })!;
-    const dashboardAddr = options.dashboard === undefined ? undefined : parseListenAddress(optionText(options.dashboard, "--dashboard") ?? "", "--dashboard");
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -125,10 +125,10 @@ export const rendezvousCommand: CommandSpec = {
     }
     const data = {
       registry: formatHostPort(rendezvous.registry),
+      ...(dashboard ? { dashboard: `http://${formatHostPort(dashboard)}/` } : {}),
       beacon: formatHostPort(rendezvous.beacon),
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
-      ...(dashboard ? { dashboard: `http://${formatHostPort(dashboard)}/` } : {}),
     };
     // Handlers first, then "ready": whoever reacts to the ready line may signal at once.
     const stopSignal = new Promise<string>((resolve) => {
