@@ -169,6 +169,10 @@ describe("pilot dashboard", () => {
       const b = c.daemon("b");
       // A tunnel first, so the peer's row has counters from the start.
       expect((await c.pilot("a", ["ping", b.address, "--count", "2", "--interval", "200ms"])).code).toBe(0);
+      // A stranger's trust request whose reason is markup: the page must show it as text.
+      await c.startDaemon({ name: "stranger" });
+      const markup = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
+      expect((await c.pilot("stranger", ["handshake", String(c.daemon("a").nodeId), markup])).code).toBe(0);
       let browser: Browser | undefined;
       try {
         browser = await launchChromium();
@@ -194,6 +198,11 @@ describe("pilot dashboard", () => {
         expect(after.generatedAt).toBeGreaterThan(before.generatedAt);
         // Updated in place: the same document, no reload.
         expect(await browser.evaluate<number>("window.__sameDocument")).toBe(1);
+        // Remote text stays text: the request's reason is on the page, and nothing in it ran.
+        await browser.waitFor(`document.getElementById("pending").textContent.includes("onerror")`);
+        expect(await browser.evaluate<string>(`document.getElementById("pending").textContent`)).toContain(markup);
+        expect(await browser.evaluate<unknown>("window.__xss ?? null")).toBeNull();
+        expect(await browser.evaluate<number>(`document.querySelectorAll("#pending img, #pending script, #events img").length`)).toBe(0);
         // The throughput plot has drawn (uPlot, served from the binary).
         await browser.waitFor(`document.querySelectorAll("#plot-throughput canvas, #plot-rtt canvas").length >= 2`);
         // An event about the peer is on the page (trust, or its tunnel coming up).
