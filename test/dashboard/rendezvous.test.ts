@@ -93,3 +93,24 @@ describe("the rendezvous operator page", () => {
     }
   }, 60_000);
 });
+
+describe("the operator page's cost", () => {
+  test("a flood of stats requests counts the store once per 2 s", async () => {
+    const { startRendezvousDashboard } = await import("../../src/registry/dashboard/server.ts");
+    let calls = 0;
+    let now = 1_000_000;
+    const zero = { nodes: { online: 0, active: 0, total: 0 }, registry: { connections: 0, requests: 0 }, beacon: { registered: 0, registrations: 0, punches: 0, relayed_frames: 0, relayed_bytes: 0, relay_refused: 0, relay_rate_limited: 0 }, uptime_secs: 0 };
+    const page = startRendezvousDashboard({ host: "127.0.0.1", port: 0, clock: () => now, stats: async () => (calls++, zero) });
+    try {
+      const url = `http://127.0.0.1:${page.port}/api/stats`;
+      const answers = await Promise.all(Array.from({ length: 200 }, () => fetch(url).then((r) => r.status)));
+      expect(answers.every((s) => s === 200)).toBe(true);
+      expect(calls).toBe(1);
+      now += 2000;
+      await fetch(url);
+      expect(calls).toBe(2);
+    } finally {
+      page.close();
+    }
+  });
+});

@@ -7,6 +7,7 @@
  * page reads nothing but those numbers (test/dashboard/rendezvous.test.ts
  * checks that a private node's address, name and tags appear nowhere).
  *
+ * The stats are computed at most every 2 s, whoever asks how often.
  * It binds where it is told (an operator may put it behind their own proxy),
  * needs no token (there is nothing private on it), sends the same strict CSP
  * and no CORS header as the daemon's page, answers GET and HEAD only, and
@@ -34,7 +35,24 @@ export interface RendezvousDashboard {
   close(): void;
 }
 
-export function startRendezvousDashboard(options: { host: string; port: number; stats: () => Promise<RendezvousStats>; log?: Logger }): RendezvousDashboard {
+/** Stats are computed at most this often (counting nodes is a store query): any number of viewers, or a flood, costs the same. */
+const STATS_CACHE_MS = 2000;
+
+export function startRendezvousDashboard(options: { host: string; port: number; stats: () => Promise<RendezvousStats>; log?: Logger; clock?: () => number }): RendezvousDashboard {
+  const clock = options.clock ?? Date.now;
+  let cached: { at: number; stats: Promise<RendezvousStats> } | null = null;
+  const stats = (): Promise<RendezvousStats> => {
+    const now = clock();
+    if (!cached || now - cached.at >= STATS_CACHE_MS) {
+      const fresh = options.stats();
+      cached = { at: now, stats: fresh };
+      // A failure is not kept: the next request asks again.
+      fresh.catch(() => {
+        if (cached?.stats === fresh) cached = null;
+      });
+    }
+    return cached.stats;
+  };
   const server = Bun.serve({
     hostname: options.host,
     port: options.port,
@@ -42,7 +60,7 @@ export function startRendezvousDashboard(options: { host: string; port: number; 
     async fetch(request) {
       if (request.method !== "GET" && request.method !== "HEAD") return textResponse(405, "method not allowed", { Allow: "GET, HEAD" });
       const path = new URL(request.url).pathname;
-      if (path === "/api/stats") return jsonResponse(await options.stats());
+      if (path === "/api/stats") return jsonResponse(await stats());
       const asset = Object.hasOwn(ASSETS, path) ? ASSETS[path] : undefined;
       if (!asset) return textResponse(404, "not found");
       return new Response(request.method === "HEAD" ? null : asset.body, { headers: pageHeaders(asset.type) });
