@@ -8,7 +8,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
+/** Debian's chromium, or PILOT_TEST_CHROMIUM (a path; "none" acts as if it were not installed). */
 export function chromiumPath(): string | null {
+  if (process.env.PILOT_TEST_CHROMIUM === "none") return null;
   for (const p of [process.env.PILOT_TEST_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"]) if (p && existsSync(p)) return p;
   return null;
 }

@@ -11,6 +11,7 @@ import { chromiumPath, launchChromium, type Browser } from "./chromium.ts";
 
 const isRoot = process.getuid?.() === 0;
 const haveChromium = chromiumPath() !== null;
+if (!haveChromium && !isRoot) console.warn("SKIPPED: the operator page's browser test needs chromium (apt-get install chromium)");
 
 let c: Cluster;
 let page: string;
