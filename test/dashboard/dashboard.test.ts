@@ -81,6 +81,10 @@ describe("pilot dashboard", () => {
     expect(cookie).toContain("SameSite=Strict");
     const withCookie = await fetch(state, { headers: { cookie: cookie.split(";")[0]! } });
     expect(withCookie.status).toBe(200);
+    // A cookie of the same name planted by another local server (cookies ignore ports) does not lock the owner out.
+    const planted = `pilot_dashboard_${new URL(address).port}=${"f".repeat(64)}`;
+    expect((await fetch(state, { headers: { cookie: `${planted}; ${cookie.split(";")[0]!}` } })).status).toBe(200);
+    expect((await fetch(state, { headers: { cookie: planted } })).status).toBe(401);
     const bearer = await fetch(state, { headers: { authorization: `Bearer ${token}` } });
     expect(bearer.status).toBe(200);
     const body = (await bearer.json()) as any;

@@ -4,7 +4,7 @@
  * that the page polls every second (state.ts says what it holds).
  *
  * Who may look (docs/DASHBOARD.md):
- * - it listens on a loopback address only (127.0.0.0/8 or ::1; run.ts refuses
+ * - it listens on a loopback address only (127.0.0.0/8 or ::1; openLocalDashboard refuses
  *   anything else), on an ephemeral port unless told;
  * - every request needs the token: 32 random bytes, generated once and kept in
  *   `$PILOT_HOME/dashboard_token` (mode 0600). It is accepted as `?token=`
@@ -57,7 +57,7 @@ export function dashboardToken(home: string): { token: string; file: string; cre
 }
 
 export interface DashboardServerOptions {
-  /** A loopback address (run.ts checks). */
+  /** A loopback address (openLocalDashboard checks). */
   readonly host: string;
   /** 0: any free port. */
   readonly port: number;
@@ -112,8 +112,9 @@ export function startDashboardServer(options: DashboardServerOptions): Dashboard
         }),
       });
     }
-    const presented = bearerOf(request) ?? cookieOf(request, cookieName());
-    if (presented === null || !secretsEqual(presented, options.token)) return unauthorized();
+    // Any cookie of our name may be ours: another local server can set one under the same name (cookies ignore ports).
+    const presented = [...(bearerOf(request) !== null ? [bearerOf(request)!] : []), ...cookiesOf(request, cookieName())];
+    if (!presented.slice(0, 8).some((p) => secretsEqual(p, options.token))) return unauthorized();
 
     if (asset) return new Response(request.method === "HEAD" ? null : asset.body, { headers: pageHeaders(asset.type) });
     try {
@@ -156,12 +157,14 @@ function bearerOf(request: Request): string | null {
   return m ? m[1]! : null;
 }
 
-function cookieOf(request: Request, name: string): string | null {
+/** Every value of the cookie `name` in the request. */
+function cookiesOf(request: Request, name: string): string[] {
+  const out: string[] = [];
   for (const part of (request.headers.get("cookie") ?? "").split(";")) {
     const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq > 0 && part.slice(0, eq).trim() === name) out.push(part.slice(eq + 1).trim());
   }
-  return null;
+  return out;
 }
 
 export interface LocalDashboard {
