@@ -15,9 +15,10 @@ class FakeDaemon implements DashboardSource {
   peers: Record<string, unknown>[] = [];
   failing = new Set<string>();
   off = new Set<string>(["pubsub_status"]);
+  lookupAnswer: Record<string, unknown> | null = null;
 
-  async call(method: string): Promise<unknown> {
-    this.calls.push(method);
+  async call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    this.calls.push(method === "lookup" ? `lookup ${params.target}` : method);
     if (this.failing.has(method)) throw new Error("registry away");
     if (this.off.has(method)) throw new Error(`unknown method "${method}"`);
     switch (method) {
@@ -41,6 +42,9 @@ class FakeDaemon implements DashboardSource {
         return { transfers: [] };
       case "task_queue":
         return { queue: [], count: 0, queued: 0, accepted: 0, running: 0, limit: 256 };
+      case "lookup":
+        if (this.lookupAnswer) return this.lookupAnswer;
+        break;
     }
     throw new Error(`unexpected ${method}`);
   }
@@ -100,8 +104,9 @@ describe("DashboardState", () => {
     const snap = await s.snapshot();
     expect(snap.node?.address).toBe("0:0000.0000.0004");
     expect(snap.peers).toEqual([
-      { node_id: 5, address: "0:0000.0000.0005", hostname: "b", online: true, path: "punched", endpoint: "198.51.100.7:4000", rtt_ms: 12.5, bytes_sent: 100, bytes_recv: 200, since: 1 },
-      { node_id: 6, address: "0:0000.0000.0006", hostname: null, online: false, path: "none", endpoint: null, rtt_ms: null, bytes_sent: 0, bytes_recv: 0, since: null },
+      { node_id: 5, address: "0:0000.0000.0005", hostname: "b", online: true, session: true, last_seen: null, path: "punched", endpoint: "198.51.100.7:4000", rtt_ms: 12.5, bytes_sent: 100, bytes_recv: 200, since: 1 },
+      // No session, and the registry not asked yet (or not answering): unknown.
+      { node_id: 6, address: "0:0000.0000.0006", hostname: null, online: null, session: false, last_seen: null, path: "none", endpoint: null, rtt_ms: null, bytes_sent: 0, bytes_recv: 0, since: null },
     ]);
     expect(snap.peers_total).toBe(2);
     expect(snap.other_tunnel_peers).toBe(1);
@@ -119,6 +124,33 @@ describe("DashboardState", () => {
     expect(again.errors).toEqual(["peers: registry away"]);
     // The last good answer is still shown.
     expect(again.peers[0]!.online).toBe(true);
+  });
+
+  test("peers without a session: the registry's online state, asked for them only, every 30 s", async () => {
+    const { d, s, advance } = setup();
+    d.peers = [{ address: "0:0000.0000.0005", established: true, path: "direct" }];
+    d.lookupAnswer = { online: false, last_seen: 1234 };
+    await s.snapshot();
+    await Bun.sleep(0);
+    let snap = await s.snapshot();
+    expect(snap.peers.map((p) => [p.address, p.online, p.last_seen])).toEqual([
+      ["0:0000.0000.0005", true, null],
+      ["0:0000.0000.0006", false, 1234],
+    ]);
+    expect(d.calls.filter((m) => m.startsWith("lookup"))).toEqual(["lookup 0:0000.0000.0006"]);
+    for (let i = 0; i < 20; i++) {
+      advance(1000);
+      await s.snapshot();
+      await Bun.sleep(0);
+    }
+    expect(d.calls.filter((m) => m.startsWith("lookup")).length).toBe(1);
+    d.lookupAnswer = { online: true, last_seen: 5678 };
+    advance(12_000);
+    await s.snapshot();
+    await Bun.sleep(0);
+    snap = await s.snapshot();
+    expect(d.calls.filter((m) => m.startsWith("lookup")).length).toBe(2);
+    expect(snap.peers[1]).toMatchObject({ online: true, session: false, last_seen: 5678 });
   });
 
   test("rates from the byte counters, never negative; history and plotted peers are bounded", async () => {

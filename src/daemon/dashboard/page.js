@@ -86,7 +86,7 @@
     rows($("peers").tBodies[0], s.peers, (p) => [
       p.hostname || "node " + p.node_id,
       p.address,
-      [p.online ? "online" : "offline", p.online ? "state-online" : "state-offline"],
+      p.session ? ["online (connected)", "state-online"] : p.online === true ? ["online", "state-online"] : p.online === false ? ["offline" + (p.last_seen ? ", seen " + time(p.last_seen) : ""), "state-offline"] : ["unknown", "state-unknown"],
       p.path,
       p.endpoint || "-",
       [ms(p.rtt_ms), "num"],
@@ -100,7 +100,7 @@
     const notes = [];
     if (s.peers_total > s.peers.length) notes.push("Showing " + s.peers.length + " of " + s.peers_total + " trusted peers (those with a tunnel first): pilot status --json has all.");
     if (s.other_tunnel_peers > 0) notes.push(s.other_tunnel_peers + " untrusted tunnel peer(s) (see pilot peers).");
-    notes.push("Online: a tunnel session to the peer is up (pilot status asks the registry).");
+    notes.push("Connected: a tunnel session is up. Otherwise online/offline is the registry's (a heartbeat in the last 90 s), asked every 30 s for up to 20 peers.");
     $("peers-note").textContent = notes.join(" ");
   }
 

@@ -40,6 +40,15 @@ const IDLE_PEER_EVERY = 10;
 const SLOW_MS = 3_000;
 /** Trusted peers on the page (those with a tunnel first); `peers_total` counts all. */
 const PEERS_SHOWN = 200;
+/**
+ * Trusted peers without a tunnel session: their online state is the
+ * registry's (one `lookup` each, as `pilot status` does), for at most this
+ * many, every PRESENCE_MS while watched, PRESENCE_CONCURRENCY at a time.
+ */
+const PRESENCE_PEERS = 20;
+const PRESENCE_MS = 30_000;
+const PRESENCE_CONCURRENCY = 4;
+const PRESENCE_TIMEOUT_MS = 3000;
 /** Gateway mappings on the page; `gateway.total` counts all. */
 const MAPPINGS_SHOWN = 100;
 /** Events on the page. */
@@ -92,6 +101,9 @@ export class DashboardState {
   private pendingR: Row | null = null;
   private exposes: Row[] | null = null;
   private gatewayStatus: Row | null = null;
+  /** address -> the registry's answer (online, last seen) for trusted peers without a tunnel. */
+  private presence = new Map<string, { online: boolean | null; last_seen: number | null }>();
+  private presenceAt = -Infinity;
   private services: Record<string, Row | null> = {};
   private slowAt = -Infinity;
   private slowing: Promise<void> | null = null;
@@ -228,6 +240,10 @@ export class DashboardState {
         this.gatewayStatus = gateway;
         if (trusted && Array.isArray(trusted.trusted)) this.trusted = trusted.trusted;
         else this.trusted ??= [];
+        if (this.slowAt - this.presenceAt >= PRESENCE_MS) {
+          this.presenceAt = this.slowAt;
+          void this.refreshPresence();
+        }
         if (pending) this.pendingR = pending;
         this.exposes = exposes && Array.isArray(exposes.exposes) ? exposes.exposes : null;
         this.services = {
@@ -241,6 +257,30 @@ export class DashboardState {
       }
     })();
     return this.slowing;
+  }
+
+  /** The registry's online state of trusted peers that have no tunnel session (those with one are online: we hear them). */
+  private async refreshPresence(): Promise<void> {
+    const up = new Set(this.peers.filter((p) => p.established === true).map((p) => p.address));
+    const asked = (this.trusted ?? []).map((t) => String(t.address)).filter((a) => !up.has(a)).slice(0, PRESENCE_PEERS);
+    const found = new Map<string, { online: boolean | null; last_seen: number | null }>();
+    let next = 0;
+    const worker = async () => {
+      while (next < asked.length) {
+        const address = asked[next++]!;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        try {
+          const r = (await Promise.race([this.source.call("lookup", { target: address }), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), PRESENCE_TIMEOUT_MS)))])) as Row;
+          found.set(address, { online: typeof r?.online === "boolean" ? r.online : null, last_seen: typeof r?.last_seen === "number" ? r.last_seen : null });
+        } catch {
+          found.set(address, { online: null, last_seen: null });
+        } finally {
+          clearTimeout(timer);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PRESENCE_CONCURRENCY, asked.length) }, worker));
+    this.presence = found;
   }
 
   /** A daemon call's result, or null (its error kept for the page, unless `quiet`: a switched-off service). */
@@ -260,12 +300,16 @@ export class DashboardState {
     const trusted = this.trusted ?? [];
     const peers = trusted.map((t) => {
       const tunnel = tunnels.get(t.address);
+      const session = tunnel ? tunnel.established === true : t.connected === true;
+      const seen = this.presence.get(t.address);
       return {
         node_id: t.node_id,
         address: t.address,
         hostname: t.hostname || null,
-        // What this node sees: a tunnel session that is up. (The registry's view costs a lookup per peer: pilot status.)
-        online: tunnel ? tunnel.established === true : t.connected === true,
+        // A session that is up: online, we hear it. Otherwise the registry's word (null: not asked, or no answer).
+        online: session ? true : (seen?.online ?? null),
+        session,
+        last_seen: seen?.last_seen ?? null,
         path: tunnel ? tunnel.path : "none",
         endpoint: tunnel?.endpoint ?? null,
         rtt_ms: tunnel?.rtt_ms ?? null,
