@@ -141,6 +141,20 @@ describe("pilot dashboard", () => {
     expect((await c.pilot("off", ["config", "--set", "dashboard=0.0.0.0:1"])).code).toBe(2);
   }, 60_000);
 
+  test("a trusted peer never dialed has no session: online by the registry's word, asked as soon as it is trusted", async () => {
+    const auth = { authorization: `Bearer ${token}` };
+    const state = async () => (await (await fetch(new URL("/api/state", address), { headers: auth })).json()) as any;
+    const quiet = await c.startDaemon({ name: "quiet", hostname: "dash-quiet" });
+    await c.trust("a", "quiet");
+    let row: any;
+    for (let i = 0; i < 80 && !(row?.online === true); i++) {
+      row = (await state()).peers.find((p: any) => p.address === quiet.address);
+      await Bun.sleep(250);
+    }
+    expect(row).toMatchObject({ hostname: "dash-quiet", online: true, session: false, path: "none" });
+    expect(typeof row.last_seen).toBe("number");
+  }, 60_000);
+
   test("the gateway's mappings (its own process, asked over its control socket) and exposed ports", async () => {
     const auth = { authorization: `Bearer ${token}` };
     const state = async () => (await (await fetch(new URL("/api/state", address), { headers: auth })).json()) as any;

@@ -104,6 +104,7 @@ export class DashboardState {
   /** address -> the registry's answer (online, last seen) for trusted peers without a tunnel. */
   private presence = new Map<string, { online: boolean | null; last_seen: number | null }>();
   private presenceAt = -Infinity;
+  private presenceAsking = false;
   private services: Record<string, Row | null> = {};
   private slowAt = -Infinity;
   private slowing: Promise<void> | null = null;
@@ -240,7 +241,7 @@ export class DashboardState {
         this.gatewayStatus = gateway;
         if (trusted && Array.isArray(trusted.trusted)) this.trusted = trusted.trusted;
         else this.trusted ??= [];
-        if (this.slowAt - this.presenceAt >= PRESENCE_MS) {
+        if (!this.presenceAsking && (this.slowAt - this.presenceAt >= PRESENCE_MS || this.unaskedPeer())) {
           this.presenceAt = this.slowAt;
           void this.refreshPresence();
         }
@@ -257,6 +258,13 @@ export class DashboardState {
       }
     })();
     return this.slowing;
+  }
+
+  /** A peer newly trusted (no session, never asked about) while fewer than PRESENCE_PEERS are known: ask now, not in 30 s. */
+  private unaskedPeer(): boolean {
+    if (this.presence.size >= PRESENCE_PEERS) return false;
+    const up = new Set(this.peers.filter((p) => p.established === true).map((p) => p.address));
+    return (this.trusted ?? []).some((t) => !up.has(t.address) && !this.presence.has(t.address));
   }
 
   /** The registry's online state of trusted peers that have no tunnel session (those with one are online: we hear them). */
@@ -279,7 +287,12 @@ export class DashboardState {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(PRESENCE_CONCURRENCY, asked.length) }, worker));
+    this.presenceAsking = true;
+    try {
+      await Promise.all(Array.from({ length: Math.min(PRESENCE_CONCURRENCY, asked.length) }, worker));
+    } finally {
+      this.presenceAsking = false;
+    }
     this.presence = found;
   }
 
