@@ -469,6 +469,11 @@ export class BeaconServer {
     }
   }
 
+  /** Nodes registered now (each keeps one registration). */
+  get registeredCount(): number {
+    return this.bySource.size;
+  }
+
   /** Forgets expired registrations and stale per-node state. */
   private sweep(): void {
     const now = this.clock();

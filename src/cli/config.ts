@@ -27,6 +27,7 @@ export const CONFIG_KEYS = {
   metrics: "serve Prometheus metrics at http://IP:PORT/metrics, e.g. 127.0.0.1:9100 (default: none; 'off' for none)",
   webhook: "POST every local event (pilot events) as signed JSON to this http(s) URL",
   webhook_secret: "the webhook's HMAC-SHA256 key (default: generated into $PILOT_HOME/webhook_secret)",
+  dashboard: "the local dashboard's loopback HOST:PORT, or 'off' (default 127.0.0.1, any free port; pilot dashboard prints its URL)",
   message_max_size: EXCHANGE_LIMIT_KEYS.message_max_size.description,
   messages_quota: EXCHANGE_LIMIT_KEYS.messages_quota.description,
   messages_quota_total: EXCHANGE_LIMIT_KEYS.messages_quota_total.description,

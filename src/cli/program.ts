@@ -7,6 +7,7 @@ import { versionCommand } from "./commands/version.ts";
 import { daemonStart, daemonStatus, daemonStop } from "./commands/daemon.ts";
 import { daemonInstall, daemonUninstall } from "./commands/service.ts";
 import { statusCommand } from "./commands/status.ts";
+import { dashboardCommand } from "./commands/dashboard.ts";
 import { logsCommand } from "./commands/logs.ts";
 import { clearHostnameCommand, clearTagsCommand, infoCommand, setHostnameCommand, setPrivateCommand, setPublicCommand, setTagsCommand } from "./commands/node.ts";
 import { connectionsCommand, disconnectCommand, findCommand, peersCommand } from "./commands/peers.ts";
@@ -38,6 +39,7 @@ export function buildProgram(name: string): Program {
     daemonInstall,
     daemonUninstall,
     statusCommand,
+    dashboardCommand,
     logsCommand,
     // this node
     infoCommand,

@@ -32,6 +32,7 @@ import type { StreamConfig } from "../transport/config.ts";
 import { bufferLimitsFor } from "./buffer-budget.ts";
 import type { ServiceSettings } from "./services/service.ts";
 import { secretFileIsOpen, WebhookSender, webhookSecret } from "./webhooks.ts";
+import { openLocalDashboard, type LocalDashboard } from "./dashboard/server.ts";
 
 export interface DaemonOptions {
   /** PILOT_HOME; defaults to the environment's. */
@@ -52,6 +53,8 @@ export interface DaemonOptions {
   readonly streamConfig?: Partial<StreamConfig>;
   /** Bytes for all stream buffers together (the per-peer limits scale with it); default 64 MiB. */
   readonly bufferBudget?: number;
+  /** The local dashboard's loopback address (default 127.0.0.1, any free port); null: no dashboard. */
+  readonly dashboard?: HostPort | null;
   /** Agent services switched off, and those open to strangers. */
   readonly services?: ServiceSettings;
   /** POST every local event to this http(s) URL, signed with `secret` (default: `$PILOT_HOME/webhook_secret`, created if missing). */
@@ -321,9 +324,26 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     log.info("webhook on", { url: sender.stats().url });
   }
 
+  // The local dashboard (src/daemon/dashboard): a page on loopback showing what `status` shows.
+  let dashboard: LocalDashboard | null = null;
+  if (options.dashboard !== null) {
+    const at = options.dashboard ?? { host: "127.0.0.1", port: 0 };
+    try {
+      dashboard = openLocalDashboard({ home: paths.home, host: at.host, port: at.port, source: daemonNode, gatewayDir: paths.gatewayDir, log: log.child("dashboard") });
+    } catch (e) {
+      return fail(new DaemonStartError(e instanceof RangeError ? "invalid_argument" : "dashboard_failed", `cannot open the dashboard on ${formatHostPort(at)}: ${(e as Error).message}`, "pick another --dashboard 127.0.0.1:PORT, or --dashboard off"));
+    }
+    const opened = dashboard;
+    cleanups.push(() => opened.close());
+  }
+
   let ipc: IpcServer;
   try {
-    ipc = await startIpcServer({ node, socketPath, logger: log.child("ipc"), webhookStatus: () => webhook?.stats() ?? null });
+    const dashboardMethod = () => {
+      if (!dashboard) throw new NodeError("not_found", "this daemon runs without a dashboard", "start it with --dashboard 127.0.0.1:0 (or pilot config --unset dashboard)");
+      return dashboard.describe();
+    };
+    ipc = await startIpcServer({ node, socketPath, logger: log.child("ipc"), webhookStatus: () => webhook?.stats() ?? null, methods: { dashboard: dashboardMethod } });
   } catch (e) {
     const err = e as NodeError;
     if (err.code === "already_exists") {

@@ -49,6 +49,8 @@ export interface IpcServerOptions {
   eventLimits?: Partial<EventPushLimits>;
   /** The webhook's delivery counters for `events_status` (null: no webhook configured). */
   webhookStatus?: () => unknown;
+  /** Calls the daemon's shell answers rather than the node (`dashboard`: the local page's address). */
+  methods?: Readonly<Record<string, (params: Record<string, unknown>) => unknown>>;
 }
 
 export interface IpcServer {
@@ -244,6 +246,7 @@ class ClientSession {
   private readonly maxInflight: number;
   private readonly eventLimits: EventPushLimits;
   private readonly webhookStatus: (() => unknown) | undefined;
+  private readonly shellMethods: IpcServerOptions["methods"];
   droppedDatagrams = 0;
   /** The IPC protocol agreed in `hello` (1 until then: no EVENT frames). */
   protocol = 1;
@@ -262,6 +265,7 @@ class ClientSession {
     this.maxInflight = options.maxInflightRequests ?? DEFAULT_MAX_INFLIGHT;
     this.eventLimits = { ...DEFAULT_EVENT_PUSH_LIMITS, ...options.eventLimits };
     this.webhookStatus = options.webhookStatus;
+    this.shellMethods = options.methods;
     this.writer = new FrameWriter(socket, options.clientHighWater ?? 1024 * 1024);
     this.writer.beforeFlush = () => this.flushCredits();
     this.writer.onWritable = () => {
@@ -552,7 +556,8 @@ class ClientSession {
         case "events_status":
           return this.respond(id, this.eventsStatus());
         default: {
-          const result = await this.node.call(method, params);
+          const own = this.shellMethods && Object.hasOwn(this.shellMethods, method) ? this.shellMethods[method] : undefined;
+          const result = own ? await own(params) : await this.node.call(method, params);
           return this.respond(id, result);
         }
       }

@@ -29,6 +29,8 @@ export interface Rendezvous {
   readonly registry: { host: string; port: number };
   readonly beacon: { host: string; port: number };
   readonly publicKey: string;
+  /** Aggregate counts for the operator page (src/registry/dashboard/): never a node, a name, a tag or a trust pair. */
+  stats(): Promise<RendezvousStats>;
   readonly storePath: string;
   readonly identityPath: string;
   /** http://HOST:PORT/metrics when metrics are served (the port actually bound), else null. */
@@ -73,9 +75,20 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   const counts = store.counts();
   log.info("store opened", { path: options.storePath, schema_version: store.schemaVersion(), nodes: counts.nodes, trust_pairs: counts.trust, pending_requests: counts.requests });
   let closing: Promise<void> | undefined;
+  const startedAt = Date.now();
   return {
     registry: registry.address,
     beacon: beacon.address,
+    async stats() {
+      const c = await store.counts();
+      const b = beacon!.stats;
+      return {
+        nodes: { online: registry!.connectionStats().authenticatedNodes, active: c.active, total: c.nodes },
+        registry: { connections: registry!.connectionCount, requests: registry!.requestCount },
+        beacon: { registered: beacon!.registeredCount, registrations: b.registrations, punches: b.punches, relayed_frames: b.relayedFrames, relayed_bytes: b.relayedBytes, relay_refused: b.relayRefused, relay_rate_limited: b.relayRateLimited },
+        uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
+      };
+    },
     publicKey: toBase64(identity.publicKey),
     storePath: options.storePath,
     identityPath,
@@ -90,4 +103,12 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       return closing;
     },
   };
+}
+
+export interface RendezvousStats {
+  /** Nodes with a registry connection now, registered (not deregistered), and ever stored. */
+  readonly nodes: { readonly online: number; readonly active: number; readonly total: number };
+  readonly registry: { readonly connections: number; readonly requests: number };
+  readonly beacon: { readonly registered: number; readonly registrations: number; readonly punches: number; readonly relayed_frames: number; readonly relayed_bytes: number; readonly relay_refused: number; readonly relay_rate_limited: number };
+  readonly uptime_secs: number;
 }

@@ -121,6 +121,8 @@ export class RegistryServer {
   private readonly clock: () => number;
   private nextConnectionId = 1;
   private closed = false;
+  /** Requests answered since start (`requestCount`). */
+  private requestsAnswered = 0;
 
   private constructor(
     private readonly server: Server,
@@ -175,6 +177,11 @@ export class RegistryServer {
     const a = this.server.address();
     if (a === null || typeof a === "string") return { host: this.options.host, port: this.options.port };
     return { host: a.address, port: a.port };
+  }
+
+  /** Requests answered since start, refusals included (the operator page's aggregate counts). */
+  get requestCount(): number {
+    return this.requestsAnswered;
   }
 
   /** What the beacon asks of the registry: node keys and the visibility rule. */
@@ -358,6 +365,7 @@ export class RegistryServer {
       }
       const now = this.clock();
       conn.lastActive = now;
+      this.requestsAnswered++;
       // One frame budget until the connection is authenticated; then one per kind of request, like
       // the node's own budgets, so that lookups over budget never hold up the node's own calls.
       const budget = conn.nodeId === undefined ? `c:${conn.id}` : `c:${conn.id}:${budgetOf(frame.value)}`;

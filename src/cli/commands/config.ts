@@ -119,6 +119,14 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
         throw new CliError("invalid_argument", "webhook_secret must be 16 to 256 printable characters without spaces", "or unset it and use the generated one: pilot config --unset webhook_secret");
       }
       return value;
+    case "dashboard": {
+      if (value === "off") return value;
+      hostPort(value, key, true);
+      const { isLoopbackHost } = await import("../../util/web-page.ts");
+      const host = value.slice(0, value.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+      if (!isLoopbackHost(host === "localhost" ? "127.0.0.1" : host)) throw new CliError("invalid_argument", `dashboard "${value}": the dashboard listens on loopback only`, "for example: pilot config --set dashboard=127.0.0.1:8484 (or dashboard=off)");
+      return value;
+    }
     default: {
       if (!key.startsWith("pubsub_")) return value;
       const { parsePubsubSetting } = await import("../../daemon/services/pubsub/limits.ts");

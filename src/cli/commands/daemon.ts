@@ -39,6 +39,8 @@ interface StartSettings {
   openServices: string[];
   /** POST local events here (--webhook, config 'webhook'); its secret is read from the config by the daemon itself, never passed on a command line. */
   webhook?: string;
+  /** The local dashboard: "off", or its loopback HOST:PORT (default: 127.0.0.1, any free port). */
+  dashboard?: string;
   /** The config's text, for the services (each reads its own keys; the foreground daemon reads the same config again). */
   serviceConfig: Record<string, string>;
   /** Serve Prometheus metrics here (--metrics, config 'metrics'), IP:PORT as given. */
@@ -54,6 +56,17 @@ async function hostPortOption(text: string, flag: string): Promise<string> {
     if (e instanceof DaemonStartError) throw badValue(e.message, `for example: ${flag} ${flag === "--listen" ? "0.0.0.0:4000" : "127.0.0.1:9000"}`);
     throw e;
   }
+  return text;
+}
+
+/** --dashboard / config 'dashboard': "off", or a loopback HOST:PORT (checked here so a detached start fails at once). */
+async function dashboardOption(text: string | undefined): Promise<string | undefined> {
+  if (text === undefined || text === "") return undefined;
+  if (text === "off") return text;
+  const { parseHostPort } = await import("../../daemon/run.ts");
+  const { isLoopbackHost } = await import("../../util/web-page.ts");
+  await hostPortOption(text, "--dashboard");
+  if (!isLoopbackHost(parseHostPort(text, "--dashboard").host)) throw badValue(`--dashboard "${text}": the dashboard listens on loopback only`, "for example: --dashboard 127.0.0.1:8484, or --dashboard off");
   return text;
 }
 
@@ -88,6 +101,7 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
   const { disabledServices, openServices } = serviceSettingsFrom(o, config);
   const serviceConfig = await serviceConfigFrom(config);
   const zeroWindowTimeoutMs = durationOption(o.zeroWindowTimeout ?? config.zero_window_timeout, "--zero-window-timeout", { maxMs: 24 * 3_600_000 });
+  const dashboard = await dashboardOption(textOption(o, "dashboard") ?? config.dashboard);
   const webhookText = textOption(o, "webhook") ?? config.webhook;
   let webhook: string | undefined;
   if (webhookText !== undefined && webhookText !== "") {
@@ -101,6 +115,7 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
     registry,
     beacon,
     listen,
+    ...(dashboard ? { dashboard } : {}),
     ...(hostname ? { hostname } : {}),
     ...(isPublic ? { public: true } : {}),
     ...(tags?.length ? { tags } : {}),
@@ -252,6 +267,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
       logFormat: s.logFormat,
       ...(s.logTo === "file" ? { logFile: { path: pilotPaths().logFile, rotation: s.rotation } } : {}),
       bufferBudget: s.bufferBudget,
+      ...(s.dashboard ? { dashboard: s.dashboard === "off" ? null : parseHostPort(s.dashboard, "--dashboard") } : {}),
       services: { disabled: parseServiceList(s.disabledServices.join(",")), open: parseServiceList(s.openServices.join(",")), config: s.serviceConfig },
       streamConfig: s.zeroWindowTimeoutMs !== undefined ? { zeroWindowTimeout: s.zeroWindowTimeoutMs } : undefined,
       webhook: s.webhook ? { url: s.webhook, secret: readConfig().webhook_secret, userAgent: `pilot/${PILOT_VERSION}` } : undefined,
@@ -285,6 +301,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--hostname <name>", description: "claim this hostname (fails if another node has it)" },
     { flags: "--public", description: "make this node visible to everyone (default: private, visible only to trusted nodes)" },
     { flags: "--tags <list>", description: "comma-separated tags, e.g. nlp,analysis" },
+    { flags: "--dashboard <host:port>", description: "the local dashboard's loopback address (default 127.0.0.1, any free port; config 'dashboard'), or 'off'; pilot dashboard prints its URL" },
     { flags: "--foreground", description: "run in this process (for systemd, containers and tests); stop with Ctrl-C or SIGTERM" },
     { flags: "--log-level <level>", description: "debug, info, warn or error (default info)" },
     { flags: "--log-format <format>", description: "text or json (default text)" },
@@ -335,6 +352,7 @@ export const daemonStart: CommandSpec = {
     for (const name of s.disabledServices) args.push(`--no-${name}`);
     if (s.openServices.length > 0) args.push("--open-services", s.openServices.join(","));
     if (s.zeroWindowTimeoutMs !== undefined) args.push("--zero-window-timeout", `${s.zeroWindowTimeoutMs}ms`);
+    if (s.dashboard) args.push("--dashboard", s.dashboard);
     // Only a URL given as a flag goes on the child's command line; one from the config the child reads itself.
     if (textOption(o, "webhook") !== undefined && s.webhook) args.push("--webhook", s.webhook);
     args.push("--metrics", s.metrics ?? "off");

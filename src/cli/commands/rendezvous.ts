@@ -46,6 +46,7 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--pow-bits <n>", description: "proof of work (leading zero bits) a new key shows at low registration rates; 0: none", default: 12 },
     { flags: "--pow-free-rate <n>", description: "new keys per minute, registry-wide, before the proof of work grows (2 bits per doubling)", default: 60 },
     { flags: "--reap-after <duration>", description: "a node not seen for this long loses its hostname and leaves search", default: "30d" },
+    { flags: "--dashboard <addr>", description: "serve the operator page (aggregate counts only: nodes online, requests, relay use, beacon) on this HOST:PORT; off by default" },
     { flags: "--log-format <format>", description: "text (key=value) or json (one object per line)", default: "text" },
     { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
     { flags: "--metrics <ip:port>", description: "serve Prometheus metrics (aggregate counts only) at http://IP:PORT/metrics, e.g. 127.0.0.1:9101 (default: none)" },
@@ -55,6 +56,7 @@ export const rendezvousCommand: CommandSpec = {
     registry: "HOST:PORT the registry listens on (TCP)",
     beacon: "HOST:PORT the beacon listens on (UDP)",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
+    dashboard: "with --dashboard: the operator page's URL",
     store: "path of the SQLite store",
     metrics: "http://IP:PORT/metrics when --metrics is given, else null",
   },
@@ -62,6 +64,7 @@ export const rendezvousCommand: CommandSpec = {
   async run({ out }, _args, options) {
     const registryAddr = parseListenAddress(optionText(options.registryAddr, "--registry-addr") ?? "", "--registry-addr");
     const beaconAddr = parseListenAddress(optionText(options.beaconAddr, "--beacon-addr") ?? "", "--beacon-addr");
+    const dashboardAddr = options.dashboard === undefined ? undefined : parseListenAddress(optionText(options.dashboard, "--dashboard") ?? "", "--dashboard");
     const registrationRate = rateOption(options.registrationRate, "--registration-rate", 1_000_000)!;
     const requestRate = rateOption(options.requestRate, "--request-rate", 1_000_000)!;
     const maxConnectionsPerIp = intOption(options.maxConnectionsPerIp, "--max-connections-per-ip", 1, 1_000_000)!;
@@ -123,8 +126,19 @@ export const rendezvousCommand: CommandSpec = {
       }
       throw new CliError(ErrorCode.Internal, `cannot start the rendezvous: ${e?.message ?? e}`);
     }
+    let dashboard;
+    if (dashboardAddr) {
+      const { startRendezvousDashboard } = await import("../../registry/dashboard/server.ts");
+      try {
+        dashboard = startRendezvousDashboard({ ...dashboardAddr, stats: () => rendezvous.stats(), log: log.child("dashboard") });
+      } catch (e: any) {
+        await rendezvous.close();
+        throw new CliError(e?.code === "EADDRINUSE" ? ErrorCode.AlreadyExists : ErrorCode.InvalidArgument, `cannot serve the operator page on ${formatHostPort(dashboardAddr)}: ${e?.message ?? e}`, "choose another --dashboard address");
+      }
+    }
     const data = {
       registry: formatHostPort(rendezvous.registry),
+      ...(dashboard ? { dashboard: `http://${formatHostPort(dashboard)}/` } : {}),
       beacon: formatHostPort(rendezvous.beacon),
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
@@ -136,9 +150,10 @@ export const rendezvousCommand: CommandSpec = {
       process.once("SIGINT", () => resolve("SIGINT"));
     });
     log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.metrics ? [`  metrics     ${d.metrics}`] : [])].join("\n"));
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.metrics ? [`  metrics     ${d.metrics}`] : []), ...(d.dashboard ? [`  dashboard   ${d.dashboard}`] : [])].join("\n"));
     const signal = await stopSignal;
     log.info("stopping", { signal });
+    dashboard?.close();
     await rendezvous.close();
     log.info("stopped");
   },
