@@ -5,6 +5,7 @@
  */
 import { dirname, join } from "node:path";
 import { BeaconServer, type BeaconLimits } from "../beacon/server.ts";
+import { WsRelayServer } from "../beacon/ws-relay.ts";
 import { loadOrCreateIdentity } from "../crypto/identity.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { RegistryServer, type ServerLimits } from "./server.ts";
@@ -19,12 +20,16 @@ export interface RendezvousOptions {
   readonly limits?: Partial<ServerLimits>;
   /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
   readonly beaconLimits?: Partial<BeaconLimits>;
+  /** The beacon's relay over WebSocket on one TCP port (ws-relay.ts); TLS with the operator's PEM certificate and key. */
+  readonly wsRelay?: { host: string; port: number; tls?: { cert: string; key: string } };
   readonly log?: Logger;
 }
 
 export interface Rendezvous {
   readonly registry: { host: string; port: number };
   readonly beacon: { host: string; port: number };
+  /** The WebSocket relay, when one was asked for: its address and the URL daemons are given. */
+  readonly wsRelay: { host: string; port: number; url: string } | null;
   readonly publicKey: string;
   readonly storePath: string;
   readonly identityPath: string;
@@ -43,6 +48,7 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   const store = RegistryStore.open(options.storePath);
   let registry: RegistryServer | undefined;
   let beacon: BeaconServer | undefined;
+  let wsRelay: WsRelayServer | undefined;
   try {
     registry = await RegistryServer.start({ ...options.registry, store, signer: identity, limits: options.limits, log: log.child("registry") });
     beacon = await BeaconServer.start({
@@ -52,7 +58,9 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       limits: options.beaconLimits,
       log: log.child("beacon"),
     });
+    if (options.wsRelay) wsRelay = WsRelayServer.start({ ...options.wsRelay, beacon, log: log.child("ws-relay") });
   } catch (e) {
+    beacon?.close();
     await registry?.close();
     store.close();
     throw e;
@@ -63,11 +71,13 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   return {
     registry: registry.address,
     beacon: beacon.address,
+    wsRelay: wsRelay ? { ...wsRelay.address, url: wsRelay.url } : null,
     publicKey: toBase64(identity.publicKey),
     storePath: options.storePath,
     identityPath,
     close() {
       closing ??= (async () => {
+        wsRelay?.close();
         beacon!.close();
         await registry!.close();
         store.close();

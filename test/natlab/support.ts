@@ -23,6 +23,8 @@ const ROOT = resolve(import.meta.dir, "../..");
 const MAIN = join(ROOT, "src/cli/main.ts");
 export const REGISTRY = `${ADDRESSES.rdv}:9000`;
 export const BEACON = `${ADDRESSES.rdv}:9001`;
+/** The rendezvous's relay over WebSocket (plain ws in the lab; production runs wss on 443). */
+export const RELAY_WS = `ws://${ADDRESSES.rdv}:443`;
 
 export interface LabDaemon {
   readonly host: Host;
@@ -96,7 +98,7 @@ export class LabPilot {
     try {
       const home = join(pilot.dir, "rdv");
       mkdirSync(home, { recursive: true });
-      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON], { PILOT_HOME: home });
+      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`], { PILOT_HOME: home });
       pilot.rendezvous = p;
       await waitForJsonLine(p, "the rendezvous");
     } catch (e) {
@@ -122,13 +124,13 @@ export class LabPilot {
    * Starts a public daemon on `host` (its home is kept across restarts, so
    * it keeps its identity and node id) and connects a driver to it.
    */
-  async daemon(host: Host, env: Record<string, string> = {}): Promise<LabDaemon> {
+  async daemon(host: Host, env: Record<string, string> = {}, extraArgs: string[] = []): Promise<LabDaemon> {
     if (this.daemons.has(host)) throw new Error(`a daemon already runs on ${host}`);
     const home = join(this.dir, host);
     mkdirSync(home, { recursive: true });
     const p = this.spawn(
       host,
-      ["daemon", "start", "--foreground", "--json", "--registry", REGISTRY, "--beacon", BEACON, "--listen", "0.0.0.0:0", "--public", "--log-level", process.env.LAB_LOG_LEVEL ?? "info"],
+      ["daemon", "start", "--foreground", "--json", "--registry", REGISTRY, "--beacon", BEACON, "--listen", "0.0.0.0:0", "--public", "--log-level", process.env.LAB_LOG_LEVEL ?? "info", ...extraArgs],
       { PILOT_HOME: home, ...this.env, ...env },
     );
     const data = await waitForJsonLine(p, `the daemon on ${host}`);

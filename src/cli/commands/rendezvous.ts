@@ -35,6 +35,9 @@ export const rendezvousCommand: CommandSpec = {
   options: [
     { flags: "--registry-addr <addr>", description: "TCP address of the registry", default: "0.0.0.0:9000" },
     { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
+    { flags: "--ws-addr <addr>", description: "TCP address of the relay over WebSocket, for nodes whose network drops UDP (443 in production; off by default)" },
+    { flags: "--tls-cert <file>", description: "PEM certificate chain for --ws-addr (serves wss://); without it, plain ws:// (behind a TLS-terminating load balancer)" },
+    { flags: "--tls-key <file>", description: "PEM private key for --tls-cert" },
     { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
     { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
@@ -53,6 +56,7 @@ export const rendezvousCommand: CommandSpec = {
   returns: {
     registry: "HOST:PORT the registry listens on (TCP)",
     beacon: "HOST:PORT the beacon listens on (UDP)",
+    ws_relay: "ws(s)://HOST:PORT of the relay over WebSocket (TCP), or null without --ws-addr; daemons take it as --relay-ws",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
     store: "path of the SQLite store",
   },
@@ -72,6 +76,25 @@ export const rendezvousCommand: CommandSpec = {
     const powBits = intOption(options.powBits, "--pow-bits", 0, 28)!;
     const powFreeRate = rateOption(options.powFreeRate, "--pow-free-rate", 1_000_000)!;
     const reapAfterMs = durationOption(options.reapAfter, "--reap-after", { maxMs: 3650 * 86_400_000 })!;
+    const wsAddr = options.wsAddr === undefined ? undefined : parseListenAddress(optionText(options.wsAddr, "--ws-addr") ?? "", "--ws-addr");
+    const tlsCertPath = optionText(options.tlsCert, "--tls-cert");
+    const tlsKeyPath = optionText(options.tlsKey, "--tls-key");
+    if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) throw badValue("--tls-cert and --tls-key go together", "give both, e.g. --tls-cert /etc/pilot/cert.pem --tls-key /etc/pilot/key.pem");
+    if (tlsCertPath !== undefined && !wsAddr) throw badValue("--tls-cert serves the WebSocket relay: it needs --ws-addr", "for example: --ws-addr 0.0.0.0:443 --tls-cert cert.pem --tls-key key.pem");
+    let tls: { cert: string; key: string } | undefined;
+    if (tlsCertPath !== undefined && tlsKeyPath !== undefined) {
+      const { readFileSync } = await import("node:fs");
+      const read = (path: string, flag: string) => {
+        try {
+          return readFileSync(path, "utf8");
+        } catch (e) {
+          throw new CliError(ErrorCode.InvalidArgument, `${flag}: cannot read ${path}: ${(e as Error).message}`, "give a readable PEM file");
+        }
+      };
+      tls = { cert: read(tlsCertPath, "--tls-cert"), key: read(tlsKeyPath, "--tls-key") };
+      if (!/-----BEGIN [A-Z ]*CERTIFICATE-----/.test(tls.cert)) throw badValue(`--tls-cert ${tlsCertPath} is not a PEM certificate`, "give the PEM certificate chain (-----BEGIN CERTIFICATE-----)");
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(tls.key)) throw badValue(`--tls-key ${tlsKeyPath} is not a PEM private key`, "give the PEM private key (-----BEGIN PRIVATE KEY-----)");
+    }
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -83,6 +106,7 @@ export const rendezvousCommand: CommandSpec = {
       rendezvous = await startRendezvous({
         registry: registryAddr,
         beacon: beaconAddr,
+        ...(wsAddr ? { wsRelay: { ...wsAddr, ...(tls ? { tls } : {}) } } : {}),
         storePath,
         log,
         limits: {
@@ -103,7 +127,7 @@ export const rendezvousCommand: CommandSpec = {
       });
     } catch (e: any) {
       if (e?.code === "EADDRINUSE") {
-        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr");
+        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr / --ws-addr");
       }
       if (e?.code === "EADDRNOTAVAIL" || e?.code === "EACCES") {
         throw new CliError(ErrorCode.InvalidArgument, `cannot listen: ${e.message}`, "use an address of this machine and a port you may bind");
@@ -113,6 +137,7 @@ export const rendezvousCommand: CommandSpec = {
     const data = {
       registry: formatHostPort(rendezvous.registry),
       beacon: formatHostPort(rendezvous.beacon),
+      ws_relay: rendezvous.wsRelay?.url ?? null,
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
     };
@@ -122,7 +147,7 @@ export const rendezvousCommand: CommandSpec = {
       process.once("SIGINT", () => resolve("SIGINT"));
     });
     log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, ...(d.ws_relay ? [`  ws relay    tcp ${d.ws_relay}`] : []), `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
     const signal = await stopSignal;
     log.info("stopping", { signal });
     await rendezvous.close();
