@@ -259,29 +259,25 @@ export class NatLab {
 
   /**
    * A strict firewall on the router, for everything its LAN host sends or receives:
-   * "no-udp" drops every UDP packet; "tcp-only" passes only TCP to `allow` ("ip:port",
-   * e.g. an HTTP proxy on 443); "open" removes it.
+   * "no-udp" drops every UDP packet; "tcp-only" passes only TCP to the `allow`ed
+   * "ip:port"s (e.g. an HTTP proxy on 443); "open" removes it.
    */
-  setFirewall(router: Router, mode: "open" | "no-udp" | "tcp-only", allow?: string): void {
+  setFirewall(router: Router, mode: "open" | "no-udp" | "tcp-only", ...allow: string[]): void {
     this.exec(router, ["nft", "delete", "table", "inet", "pilotfw"]);
     if (mode === "open") return;
-    let rule: string;
-    if (mode === "no-udp") rule = "meta l4proto udp counter drop";
+    const rules: string[] = [];
+    if (mode === "no-udp") rules.push("meta l4proto udp counter drop");
     else {
-      const [ip, port] = (allow ?? "").split(":");
-      if (!ip || !port) throw new Error("setFirewall tcp-only needs allow ip:port");
-      rule = `ip daddr ${ip} tcp dport ${port} accept
-    ip saddr ${ip} tcp sport ${port} accept
-    counter drop`;
+      for (const a of allow) {
+        const [ip, port] = a.split(":");
+        if (!ip || !port) throw new Error("setFirewall tcp-only needs ip:port to allow");
+        rules.push(`ip daddr ${ip} tcp dport ${port} accept`, `ip saddr ${ip} tcp sport ${port} accept`);
+      }
+      rules.push("counter drop");
     }
-    const rules = `table inet pilotfw {
-  chain forward { type filter hook forward priority -200; policy accept;
-    ${rule}
-  }
-}
-`;
-    const r = this.exec(router, ["nft", "-f", "-"], rules);
-    if (r.code !== 0) throw new Error(`nft firewall on ${router}: ${r.stderr.trim()}`);
+    const table = ["table inet pilotfw {", "  chain forward { type filter hook forward priority -200; policy accept;", ...rules.map((r) => `    ${r}`), "  }", "}", ""].join("\n");
+    const r = this.exec(router, ["nft", "-f", "-"], table);
+    if (r.code !== 0) throw new Error(`nft firewall on ${router}: ${r.stderr.trim()}\n${table}`);
   }
 
   /** Packets the firewall dropped so far on a router. */

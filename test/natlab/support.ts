@@ -141,6 +141,37 @@ export class LabPilot {
     return d;
   }
 
+  /**
+   * Runs a helper script (e.g. test/support/connect-proxy.ts) with bun inside `host`'s namespace,
+   * waits for `ready` in its output, and returns its output so far and a stop function (by pid).
+   */
+  async helper(host: Host, script: string, args: string[], ready: string): Promise<{ output: () => string; stop: () => Promise<void> }> {
+    const [cmd, ...rest] = this.lab.wrap(host, [process.execPath, script, ...args]);
+    const child = spawn(cmd!, rest, { cwd: ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const p: Proc = { child, output: "" };
+    this.procs.push(p);
+    if (child.pid !== undefined) {
+      running.add(child.pid);
+      child.once("exit", () => running.delete(child.pid!));
+    }
+    await new Promise<void>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${script} did not start:\n${p.output}`)), 20_000);
+      const check = () => {
+        if (p.output.includes(ready)) {
+          clearTimeout(timer);
+          resolvePromise();
+        }
+      };
+      child.stdout!.on("data", (d) => ((p.output += d), check()));
+      child.stderr!.on("data", (d) => (p.output += d));
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${script} exited with ${code}:\n${p.output}`));
+      });
+    });
+    return { output: () => p.output, stop: () => stopProc(p) };
+  }
+
   async stopDaemon(host: Host): Promise<void> {
     const d = this.daemons.get(host);
     if (!d) return;
