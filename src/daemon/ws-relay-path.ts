@@ -38,6 +38,8 @@ export interface WsRelaySettings {
   readonly url: string;
   /** http://[user:password@]HOST:PORT of an HTTP CONNECT proxy; default: from the environment. */
   readonly proxy?: string | null;
+  /** Extra trusted CA certificates (PEM) for wss:// with a private CA; default: the system's. */
+  readonly ca?: string;
 }
 
 export interface RendezvousLinksOptions {
@@ -102,6 +104,7 @@ class WsRelayConnection {
   constructor(
     private readonly url: URL,
     private readonly proxy: string | null,
+    private readonly ca: string | undefined,
     private readonly options: RendezvousLinksOptions,
     private readonly events: BeaconEvents,
   ) {}
@@ -141,7 +144,7 @@ class WsRelayConnection {
     const log = this.options.log;
     let socket: WebSocket;
     try {
-      socket = new WebSocket(this.url.href, this.proxy ? ({ proxy: this.proxy } as any) : undefined);
+      socket = new WebSocket(this.url.href, { ...(this.proxy ? { proxy: this.proxy } : {}), ...(this.ca ? { tls: { ca: this.ca } } : {}) } as any);
     } catch (e) {
       log.warn("cannot open the relay over WebSocket", { url: displayUrl(this.url), error: (e as Error).message });
       return this.retry();
@@ -254,7 +257,7 @@ export class RendezvousLinks implements RendezvousLink {
     this.releaseAfterMs = options.releaseAfterMs ?? 10_000;
     this.wsUrl = options.ws ? relayWsUrl(options.ws.url) : null;
     const proxy = this.wsUrl ? (options.ws!.proxy !== undefined ? options.ws!.proxy : proxyFromEnv(this.wsUrl)) : null;
-    this.ws = this.wsUrl ? new WsRelayConnection(this.wsUrl, proxy, options, this.wsEvents()) : null;
+    this.ws = this.wsUrl ? new WsRelayConnection(this.wsUrl, proxy, options.ws!.ca, options, this.wsEvents()) : null;
     if (this.udp) this.udp.events = this.udpEvents();
   }
 

@@ -7,6 +7,8 @@
  * and HTTPS_PROXY (HTTP CONNECT with basic auth) is honoured.
  */
 import { afterEach, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { BeaconClient } from "../../src/beacon/client.ts";
 import { BeaconServer } from "../../src/beacon/server.ts";
 import { WS_RELAY_PATH, WsRelayServer, type WsRelayLimits } from "../../src/beacon/ws-relay.ts";
@@ -39,11 +41,11 @@ interface Rig {
   url: string;
 }
 
-async function rig(limits: Partial<WsRelayLimits> = {}): Promise<Rig> {
+async function rig(limits: Partial<WsRelayLimits> = {}, tls?: { cert: string; key: string }): Promise<Rig> {
   const rendezvous = generateIdentity();
   const keys = new Map<number, Uint8Array>();
   const beacon = await BeaconServer.start({ host: "127.0.0.1", port: 0, signer: rendezvous, directory: { nodeKey: (n) => keys.get(n), mayReach: (a, b) => keys.has(a) && keys.has(b) } });
-  const relay = WsRelayServer.start({ host: "127.0.0.1", port: 0, beacon, limits });
+  const relay = WsRelayServer.start({ host: "127.0.0.1", port: 0, beacon, limits, ...(tls ? { tls } : {}) });
   cleanups.push(() => {
     relay.close();
     beacon.close();
@@ -59,9 +61,9 @@ function node(r: Rig, n: number): { id: number; identity: Identity } {
 }
 
 /** A daemon's link with only the WebSocket (no UDP beacon): it connects at once. */
-function wsLink(r: Rig, n: { id: number; identity: Identity }, proxy: string | null = null) {
+function wsLink(r: Rig, n: { id: number; identity: Identity }, proxy: string | null = null, ca?: string) {
   const got: { source: number; frame: Uint8Array }[] = [];
-  const link = new RendezvousLinks({ udp: null, ws: { url: r.url, proxy }, nodeId: n.id, identity: n.identity, beaconKey: r.rendezvous.publicKey, log: quiet });
+  const link = new RendezvousLinks({ udp: null, ws: { url: r.url, proxy, ...(ca ? { ca } : {}) }, nodeId: n.id, identity: n.identity, beaconKey: r.rendezvous.publicKey, log: quiet });
   link.events = { registered() {}, lost() {}, punch() {}, relayed: (source, frame) => got.push({ source, frame: frame.slice() }) };
   link.start();
   cleanups.push(() => link.stop());
@@ -209,4 +211,23 @@ test("HTTPS_PROXY: the relay connection goes through an HTTP CONNECT proxy, with
   const bad = wsLink(r, c, `http://agent:wrong@127.0.0.1:${proxy.port}`);
   expect(await bad.link.waitRegistered(800)).toBe(false);
   expect(proxy.refused).toBeGreaterThan(0);
+});
+
+test("wss: the relay serves TLS with the operator's certificate; a client that does not trust it never registers", async () => {
+  const cert = readFileSync(join(import.meta.dir, "fixtures/relay-cert.pem"), "utf8");
+  const key = readFileSync(join(import.meta.dir, "fixtures/relay-key.pem"), "utf8");
+  const r = await rig({}, { cert, key });
+  expect(r.url).toStartWith("wss://127.0.0.1:");
+  const a = node(r, 1);
+  const b = node(r, 2);
+  const udp = await udpNode(r, b);
+  const ws = wsLink(r, a, null, cert);
+  expect(await ws.link.waitRegistered(5000)).toBe(true);
+  ws.link.relay(b.id, frame(0x55));
+  await until("relayed over wss", () => udp.got.length === 1);
+  expect(udp.got[0]!.source).toBe(a.id);
+  // Without the certificate's CA the TLS handshake fails: no registration, nothing relayed.
+  const c = node(r, 3);
+  const untrusting = wsLink(r, c);
+  expect(await untrusting.link.waitRegistered(800)).toBe(false);
 });

@@ -55,6 +55,8 @@ const BAD: [string[], RegExp][] = [
   [["daemon", "start", "--registry", "127.0.0.1:99999"], /--registry/],
   [["daemon", "start", "--beacon", "127.0.0.1"], /--beacon "127\.0\.0\.1" is not HOST:PORT/],
   [["daemon", "start", "--listen", "nope"], /--listen "nope" is not HOST:PORT/],
+  [["daemon", "start", "--relay-ws", "http://127.0.0.1:443"], /--relay-ws: .*is not a ws:\/\/ or wss:\/\/ URL/],
+  [["daemon", "start", "--relay-ws", "wss://user:pw@127.0.0.1"], /--relay-ws: .*carries no credentials/],
   [["daemon", "start", "--hostname", "Not_A_Name"], /hostname "Not_A_Name" must be lowercase/],
   [["daemon", "start", "--tags", "nlp,BAD TAG"], /tag "BAD TAG"/],
   [["daemon", "start", "--log-level", "loud"], /--log-level must be debug, info, warn or error, got "loud"/],
@@ -68,6 +70,9 @@ const BAD: [string[], RegExp][] = [
   [["rendezvous", "--max-connections-per-ip", "1.5"], /--max-connections-per-ip must be a whole number/],
   [["rendezvous", "--log-format", "xml"], /--log-format must be text or json/],
   [["rendezvous", "--log-level", "loud"], /--log-level must be/],
+  [["rendezvous", "--ws-addr", "nope"], /--ws-addr "nope" is not HOST:PORT/],
+  [["rendezvous", "--ws-addr", "127.0.0.1:0", "--tls-cert", "c.pem"], /--tls-cert and --tls-key go together/],
+  [["rendezvous", "--tls-cert", "c.pem", "--tls-key", "k.pem"], /needs --ws-addr/],
   // gateway
   [["gateway", "start", "--ports", "80,http", "agent-a"], /--ports entry "http"/],
   [["gateway", "start", "--ports", "", "agent-a"], /--ports needs at least one port/],
