@@ -57,7 +57,7 @@ export interface RendezvousLinksOptions {
   readonly udpRetryMs?: number;
   /** UDP works again: close the WebSocket this much later. Default 10 s. */
   readonly releaseAfterMs?: number;
-  /** Queued bytes on the WebSocket beyond which relayed frames are dropped (as a full UDP socket would). */
+  /** Queued bytes on the WebSocket beyond which relayed frames are dropped, as a full UDP socket would (default 256 KiB: a deeper queue only adds delay). */
   readonly maxBufferedBytes?: number;
 }
 
@@ -133,7 +133,7 @@ class WsRelayConnection {
 
   relay(dest: number, frame: Uint8Array): boolean {
     if (!this.available) return false;
-    if (this.socket!.bufferedAmount > (this.options.maxBufferedBytes ?? 4 * 1024 * 1024)) {
+    if (this.socket!.bufferedAmount > (this.options.maxBufferedBytes ?? 256 * 1024)) {
       this.dropped++;
       return false;
     }

@@ -71,6 +71,7 @@ const BAD: [string[], RegExp][] = [
   [["rendezvous", "--log-format", "xml"], /--log-format must be text or json/],
   [["rendezvous", "--log-level", "loud"], /--log-level must be/],
   [["rendezvous", "--ws-addr", "nope"], /--ws-addr "nope" is not HOST:PORT/],
+  [["rendezvous", "--relay-rate", "1KiB"], /--relay-rate must be a size from 64KiB/],
   [["rendezvous", "--ws-addr", "127.0.0.1:0", "--tls-cert", "c.pem"], /--tls-cert and --tls-key go together/],
   [["rendezvous", "--tls-cert", "c.pem", "--tls-key", "k.pem"], /needs --ws-addr/],
   // gateway

@@ -93,12 +93,12 @@ export class LabPilot {
   }
 
   /** Starts the rendezvous (registry :9000, beacon :9001) in `rdv`. `env` goes to every daemon. */
-  static async start(lab: NatLab, env: Record<string, string> = {}): Promise<LabPilot> {
+  static async start(lab: NatLab, env: Record<string, string> = {}, rendezvousArgs: string[] = []): Promise<LabPilot> {
     const pilot = new LabPilot(lab, env);
     try {
       const home = join(pilot.dir, "rdv");
       mkdirSync(home, { recursive: true });
-      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`], { PILOT_HOME: home });
+      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`, ...rendezvousArgs], { PILOT_HOME: home });
       pilot.rendezvous = p;
       await waitForJsonLine(p, "the rendezvous");
     } catch (e) {

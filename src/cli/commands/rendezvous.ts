@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pilotPaths } from "../../util/paths.ts";
 import type { CommandSpec } from "../command.ts";
 import { CliError, ErrorCode } from "../errors.ts";
-import { badValue, choiceOption, durationOption, intOption, logLevelOption, rateOption, optionText } from "../args.ts";
+import { badValue, byteSizeOption, choiceOption, durationOption, intOption, logLevelOption, rateOption, optionText } from "../args.ts";
 
 export function defaultStorePath(): string {
   return join(pilotPaths().rendezvousDir, "registry.db");
@@ -38,6 +38,7 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--ws-addr <addr>", description: "TCP address of the relay over WebSocket, for nodes whose network drops UDP (443 in production; off by default)" },
     { flags: "--tls-cert <file>", description: "PEM certificate chain for --ws-addr (serves wss://); without it, plain ws:// (behind a TLS-terminating load balancer)" },
     { flags: "--tls-key <file>", description: "PEM private key for --tls-cert" },
+    { flags: "--relay-rate <size>", description: "relay bandwidth per sending node, per second (UDP and WebSocket together; also its burst)", default: "4MiB" },
     { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
     { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
@@ -95,6 +96,12 @@ export const rendezvousCommand: CommandSpec = {
       if (!/-----BEGIN [A-Z ]*CERTIFICATE-----/.test(tls.cert)) throw badValue(`--tls-cert ${tlsCertPath} is not a PEM certificate`, "give the PEM certificate chain (-----BEGIN CERTIFICATE-----)");
       if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(tls.key)) throw badValue(`--tls-key ${tlsKeyPath} is not a PEM private key`, "give the PEM private key (-----BEGIN PRIVATE KEY-----)");
     }
+    let relayRate: number;
+    try {
+      relayRate = byteSizeOption(options.relayRate, "--relay-rate", { min: 64 * 1024, max: 1024 * 1024 * 1024 })!;
+    } catch (e) {
+      throw badValue((e as Error).message, "for example: --relay-rate 4MiB");
+    }
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -109,6 +116,7 @@ export const rendezvousCommand: CommandSpec = {
         ...(wsAddr ? { wsRelay: { ...wsAddr, ...(tls ? { tls } : {}) } } : {}),
         storePath,
         log,
+        beaconLimits: { relayBytesPerSecond: relayRate, relayBurstBytes: relayRate },
         limits: {
           ...DEFAULT_SERVER_LIMITS,
           registrationsPerIp: { rate: registrationRate / 60, burst: Math.max(1, Math.ceil(registrationRate)) },
