@@ -44,7 +44,7 @@ export interface WsRelayLimits {
 
 export const DEFAULT_WS_RELAY_LIMITS: WsRelayLimits = {
   maxConnections: 10_000,
-  maxConnectionsPerIp: 16,
+  maxConnectionsPerIp: 64,
   authTimeoutMs: 10_000,
   maxBufferedBytes: 4 * 1024 * 1024,
   idleTimeoutSec: 120,
