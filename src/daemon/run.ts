@@ -16,6 +16,7 @@ import { dirname, join } from "node:path";
 import { networkInterfaces } from "node:os";
 import { BeaconClient } from "../beacon/client.ts";
 import { RendezvousLinks } from "./ws-relay-path.ts";
+import { registryConnector } from "./ws-registry.ts";
 import { IdentityError, loadOrCreateIdentity } from "../crypto/identity.ts";
 import { startIpcServer, type IpcServer } from "../ipc/server.ts";
 import { formatAddress, nodeOf, parseAddress } from "../protocol/address.ts";
@@ -178,6 +179,8 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
       registryKey: known[registryAddress],
       connectTimeoutMs: 5000,
       reconnect: { attempts: 2, baseDelayMs: 250, maxDelayMs: 2000 },
+      // With a relay over WebSocket, the registry may be reached there too (TCP first, unless behind HTTPS_PROXY).
+      ...(options.relayWs ? { connect: registryConnector({ relayWs: options.relayWs, tcp: options.registry, log: log.child("registry-ws") }) } : {}),
     });
   } catch (e) {
     const err = e as RegistryError;

@@ -58,7 +58,7 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       limits: options.beaconLimits,
       log: log.child("beacon"),
     });
-    if (options.wsRelay) wsRelay = WsRelayServer.start({ ...options.wsRelay, beacon, log: log.child("ws-relay") });
+    if (options.wsRelay) wsRelay = WsRelayServer.start({ ...options.wsRelay, beacon, registry, log: log.child("ws-relay") });
   } catch (e) {
     beacon?.close();
     await registry?.close();
