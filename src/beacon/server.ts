@@ -121,6 +121,26 @@ export interface BeaconStats {
   hints: number;
 }
 
+/**
+ * A node's stream connection to the rendezvous (the WebSocket relay,
+ * `ws-relay.ts`): beacon messages arrive whole, one per WebSocket message.
+ * A node registers on it with the same signed `register` as over UDP, whose
+ * token is this connection's own random challenge (a receiver elsewhere never
+ * sees it); after that, relayed frames for the node go down this connection.
+ */
+export interface StreamLink {
+  /** The connection's TCP source IP. */
+  readonly ip: string;
+  /** The challenge token of this connection: a register on it must carry it. */
+  readonly token: Uint8Array;
+  /** Queues one message; false when it was dropped (backpressure, closed). */
+  send(message: Uint8Array): boolean;
+  /** Ends the connection (another connection registered the same node). */
+  close(): void;
+  /** The node registered on this connection, once one is. */
+  node: number | null;
+}
+
 interface Registration {
   readonly ip: string;
   /** The address string to send to (as the socket reported it). */
@@ -133,6 +153,8 @@ interface Registration {
 interface NodeState {
   readonly node: number;
   reg: Registration | null;
+  /** The node's stream connection (WebSocket relay), if it registered on one: preferred for delivery. */
+  stream: StreamLink | null;
   /** Greatest register timestamp accepted (replays and reordered old ones are refused). */
   lastTimestamp: number;
   relayTokens: number;
@@ -210,7 +232,7 @@ export class BeaconServer {
   get registered(): number {
     let n = 0;
     const now = this.clock();
-    for (const s of this.nodes.values()) if (s.reg && s.reg.expires > now) n++;
+    for (const s of this.nodes.values()) if (s.stream || (s.reg && s.reg.expires > now)) n++;
     return n;
   }
 
@@ -315,20 +337,8 @@ export class BeaconServer {
     if (!verifyEd25519(key, registerSignedBytes(this.options.signer.publicKey, signedBodyOf(data)), m.signature)) return refuse("bad signature");
     let state = this.nodes.get(m.node);
     if (state && m.timestamp <= state.lastTimestamp) return refuse("replayed or reordered");
-    if (!state) {
-      if (this.nodes.size >= this.limits.maxNodes) this.sweep();
-      if (this.nodes.size >= this.limits.maxNodes) return refuse("beacon full");
-      state = {
-        node: m.node,
-        reg: null,
-        lastTimestamp: 0,
-        relayTokens: this.limits.relayBurstBytes,
-        relayAt: now,
-        reach: new Map(),
-        replies: new Map(),
-      };
-      this.nodes.set(m.node, state);
-    }
+    state ??= this.newState(m.node, now);
+    if (!state) return refuse("beacon full");
     state.lastTimestamp = m.timestamp;
     const source = `${ip}:${port}`;
     const previous = state.reg;
@@ -341,6 +351,96 @@ export class BeaconServer {
     if (!previous || previous.source !== source) this.log.debug("node registered", { node: m.node, endpoint: source, moved: previous !== null });
     const body = encodeRegisterAckBody({ ip, port, node: m.node, ttlMs: this.limits.registrationTtlMs, nonce: m.nonce });
     this.send(appendSignature(body, this.options.signer.sign(registerAckSignedBytes(body))), port, address);
+  }
+
+  private newState(node: number, now: number): NodeState | undefined {
+    if (this.nodes.size >= this.limits.maxNodes) this.sweep();
+    if (this.nodes.size >= this.limits.maxNodes) return undefined;
+    const state: NodeState = {
+      node,
+      reg: null,
+      stream: null,
+      lastTimestamp: 0,
+      relayTokens: this.limits.relayBurstBytes,
+      relayAt: now,
+      reach: new Map(),
+      replies: new Map(),
+    };
+    this.nodes.set(node, state);
+    return state;
+  }
+
+  // ---- stream connections (the WebSocket relay) ------------------------------------
+
+  /**
+   * One message from a stream connection. Only `register` and `relay` are
+   * served there: a node behind a UDP-blocking firewall cannot punch.
+   */
+  streamReceive(link: StreamLink, data: Uint8Array): void {
+    const now = this.clock();
+    if (data[0] === BeaconType.Relay) {
+      const from = link.node !== null ? this.nodes.get(link.node) : undefined;
+      if (!from || from.stream !== link) {
+        this.stats.relayRefused++;
+        return;
+      }
+      return this.forward(from, data, now);
+    }
+    const message = decodeBeaconMessage(data);
+    if (!message.ok || message.value.type !== "register") {
+      this.stats.dropped++;
+      return;
+    }
+    this.registerStream(link, message.value, data, now);
+  }
+
+  /** The stream connection closed: relayed frames for its node go over UDP again (if registered there). */
+  streamClosed(link: StreamLink): void {
+    if (link.node === null) return;
+    const state = this.nodes.get(link.node);
+    if (state?.stream === link) state.stream = null;
+    link.node = null;
+  }
+
+  private registerStream(link: StreamLink, m: Register, data: Uint8Array, now: number): void {
+    const directory = this.options.directory;
+    if (!directory) {
+      this.stats.dropped++;
+      return;
+    }
+    if (!this.buckets.take(link.ip, now)) {
+      this.stats.rateLimited++;
+      return;
+    }
+    if (m.token.length !== link.token.length || !timingSafeEqual(m.token, link.token)) {
+      // The same proof as over UDP: sign a token that only this connection has seen.
+      if (link.send(encodeChallenge(m.nonce, link.token))) this.stats.challenges++;
+      return;
+    }
+    const refuse = (why: string) => {
+      this.stats.badRegistrations++;
+      this.log.debug("stream registration refused", { node: m.node, source_ip: link.ip, reason: why });
+    };
+    // The token is this connection's alone and never leaves it, so a replay would have to come
+    // through the connection itself; the timestamp window bounds how long a signature is good.
+    if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
+    if (link.node !== null && link.node !== m.node) return refuse("another node already registered on this connection");
+    const key = directory.nodeKey(m.node);
+    if (!key) return refuse("unknown node");
+    if (!verifyEd25519(key, registerSignedBytes(this.options.signer.publicKey, signedBodyOf(data)), m.signature)) return refuse("bad signature");
+    const state = this.nodes.get(m.node) ?? this.newState(m.node, now);
+    if (!state) return refuse("beacon full");
+    const previous = state.stream;
+    if (previous && previous !== link) {
+      previous.node = null;
+      previous.close();
+    }
+    if (previous !== link) this.log.debug("node registered on a stream", { node: m.node, source_ip: link.ip });
+    state.stream = link;
+    link.node = m.node;
+    this.stats.registrations++;
+    const body = encodeRegisterAckBody({ ip: link.ip, port: 0, node: m.node, ttlMs: this.limits.registrationTtlMs, nonce: m.nonce });
+    link.send(appendSignature(body, this.options.signer.sign(registerAckSignedBytes(body))));
   }
 
   /** The node registered at this source, if its registration is live. */
@@ -434,6 +534,16 @@ export class BeaconServer {
       this.stats.relayRefused++;
       return this.hint(ip, port, address, now);
     }
+    this.forward(from, data, now);
+  }
+
+  /** A relay message from a registered node (over UDP or a stream): to its destination, however that one is connected. */
+  private forward(from: NodeState, data: Uint8Array, now: number): void {
+    const frame = data.length - RELAY_HEADER_SIZE;
+    if (frame < RELAY_FRAME_MIN || frame > RELAY_FRAME_MAX || data[1] !== 0 || data[2] !== 0 || data[3] !== 0) {
+      this.stats.dropped++;
+      return;
+    }
     const type = data[RELAY_HEADER_SIZE];
     if (type !== 0x01 && type !== 0x02 && type !== 0x04) {
       this.stats.relayRefused++;
@@ -442,7 +552,8 @@ export class BeaconServer {
     const dest = ((data[4]! << 24) | (data[5]! << 16) | (data[6]! << 8) | data[7]!) >>> 0;
     const to = this.nodes.get(dest);
     const reg = to?.reg;
-    if (!to || !reg || reg.expires <= now || to === from || !this.mayReach(from, dest, now)) {
+    const udpLive = reg !== null && reg !== undefined && reg.expires > now;
+    if (!to || (!udpLive && !to.stream) || to === from || !this.mayReach(from, dest, now)) {
       this.stats.relayRefused++;
       return;
     }
@@ -463,7 +574,8 @@ export class BeaconServer {
     data[5] = (from.node >>> 16) & 0xff;
     data[6] = (from.node >>> 8) & 0xff;
     data[7] = from.node & 0xff;
-    if (this.send(data, reg.port, reg.sendAddress)) {
+    // A node on a stream chose it (its UDP does not work, or did not): deliver there first.
+    if (to.stream ? to.stream.send(data) : this.send(data, reg!.port, reg!.sendAddress)) {
       this.stats.relayedFrames++;
       this.stats.relayedBytes += frame;
     }
@@ -483,7 +595,7 @@ export class BeaconServer {
         s.reg = null;
       }
       // Keep the replay guard for a timestamp window after the registration ended.
-      if (!s.reg && now - s.lastTimestamp > this.limits.timestampWindowMs * 2) this.nodes.delete(node);
+      if (!s.reg && !s.stream && now - s.lastTimestamp > this.limits.timestampWindowMs * 2) this.nodes.delete(node);
     }
     for (const [k, until] of this.denied) if (until <= now) this.denied.delete(k);
   }

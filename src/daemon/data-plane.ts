@@ -39,6 +39,7 @@ import type { HandshakeLimits } from "../tunnel/handshake-guard.ts";
 import { introductionKey, Introductions, TRUSTED_INTRODUCTION_LIMITS, type IntroductionLimits } from "./introductions.ts";
 import type { PeerEvent } from "../tunnel/peer.ts";
 import type { BeaconClient } from "../beacon/client.ts";
+import type { RendezvousLinks } from "./ws-relay-path.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
 import { TunnelMessage } from "../protocol/tunnel-frame.ts";
 import { addressOf, nodeOf } from "../protocol/address.ts";
@@ -104,7 +105,7 @@ export interface DataPlaneOptions {
   readonly halfOpenTimeout?: number;
   readonly persistentKeepalive?: number;
   /** The beacon (registration, punching, relay); none: direct paths only. */
-  readonly rendezvous?: BeaconClient | null;
+  readonly rendezvous?: BeaconClient | RendezvousLinks | null;
   /** Is "ip:port" one of this node's own addresses (the beacon then sees us without a NAT)? */
   readonly isLocalEndpoint?: (endpoint: string) => boolean;
   readonly pathTimers?: Partial<PathTimers>;

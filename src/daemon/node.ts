@@ -11,6 +11,7 @@ import { RegistryError, type RegistryClient, type RegistryEvent, type TrustState
 import type { Logger } from "../util/log.ts";
 import { DataPlane, type PeerInfo } from "./data-plane.ts";
 import type { BeaconClient } from "../beacon/client.ts";
+import type { RendezvousLinks } from "./ws-relay-path.ts";
 import type { PathTimers } from "./paths.ts";
 import { NodeError, type DatagramMessage, type LocalNode, type NodeErrorCode, type PortBinding, type StreamHandle } from "./local-node.ts";
 import { TrustStore, type TrustSnapshot } from "./trust-store.ts";
@@ -43,7 +44,7 @@ export interface DaemonNodeOptions {
   readonly flush: () => void;
   readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
   /** The beacon client: endpoint discovery, hole punching and relay (none: direct paths only). */
-  readonly rendezvous?: BeaconClient | null;
+  readonly rendezvous?: BeaconClient | RendezvousLinks | null;
   /** Is "ip:port" one of this node's own addresses? */
   readonly isLocalEndpoint?: (endpoint: string) => boolean;
   readonly pathTimers?: Partial<PathTimers>;
@@ -362,7 +363,8 @@ export class DaemonNode implements LocalNode {
       uptime_secs: Math.floor((Date.now() - this.startedAt) / 1000),
       endpoint: this.options.endpoint,
       observed_endpoint: this.options.rendezvous?.observed ?? this.observedEndpoint,
-      beacon_registered: this.options.rendezvous?.available ?? false,
+      beacon_registered: (this.options.rendezvous && "udpAvailable" in this.options.rendezvous ? this.options.rendezvous.udpAvailable : this.options.rendezvous?.available) ?? false,
+      relay_tcp: this.options.rendezvous && "tcpRelay" in this.options.rendezvous ? this.options.rendezvous.tcpRelay : null,
       registry: this.options.registryAddress,
       registry_connected: this.registry.connected,
       encrypt: true,

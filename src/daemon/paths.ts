@@ -40,7 +40,8 @@ import { addressOf, formatAddress, nodeOf, type Address } from "../protocol/addr
 import type { Peer, PeerEvent } from "../tunnel/peer.ts";
 import type { Logger } from "../util/log.ts";
 
-export type PathKind = "direct" | "punched" | "relay";
+/** `relay-tcp`: the relay, reached over the rendezvous's WebSocket because UDP does not work here (ws-relay-path.ts). */
+export type PathKind = "direct" | "punched" | "relay" | "relay-tcp";
 
 export interface PathTimers {
   /** Probes go to every candidate this often while a probing round runs. */
@@ -81,6 +82,8 @@ export interface RendezvousLink {
   readonly observed: string | null;
   relay(dest: number, frame: Uint8Array): boolean;
   requestPunch(target: number): void;
+  /** How relayed frames travel now: "relay" (UDP, the default) or "relay-tcp" (the WebSocket relay). */
+  readonly relayKind?: PathKind;
 }
 
 export interface PathManagerOptions {
@@ -250,7 +253,7 @@ export class PathManager {
     state.unansweredSince = null;
     if (endpoint !== null && isRelayEndpoint(endpoint)) {
       state.mode = "relay";
-      state.kind = "relay";
+      state.kind = this.relayKind;
     } else {
       state.mode = "direct";
       if (endpoint !== null) state.endpoint = endpoint;
@@ -370,6 +373,27 @@ export class PathManager {
     for (const state of this.states.values()) {
       const peer = this.options.peer(state.node);
       if (!peer) continue;
+      if (this.relayAvailable && state.mode === "relay" && state.kind !== this.relayKind) {
+        // The relay itself moved (UDP <-> WebSocket): same endpoint, another way there.
+        this.log.info("path changed", { peer: formatAddress(state.node), from: state.kind, to: this.relayKind, endpoint: `relay via ${this.options.link?.endpoint ?? "beacon"}`, reason: "relay transport changed" });
+        state.kind = this.relayKind;
+        state.changes++;
+      }
+      if (this.relayAvailable && state.mode === "direct" && !state.confirmed && state.probeUntil === -Infinity) {
+        // A relay appeared while this peer had only unproven addresses (our UDP is blocked, say):
+        // relay now, and keep looking for a direct path.
+        state.mode = "relay";
+        this.setPeerEndpoint(state, peer, relayEndpoint(state.id), now, "relay available, no direct path proven");
+        state.nextUpgradeAt = now + state.upgradeDelay;
+        if (!observedChanged) continue;
+      }
+      if (state.mode === "direct" && state.confirmed && state.endpoint !== null && state.kind !== this.kindOf(state, state.endpoint)) {
+        // We learnt only now that we are behind a NAT (the beacon answered after the path was proven).
+        const kind = this.kindOf(state, state.endpoint);
+        this.log.info("path changed", { peer: formatAddress(state.node), from: state.kind, to: kind, endpoint: state.endpoint, reason: "our public address is known now" });
+        state.kind = kind;
+        state.changes++;
+      }
       if (!this.relayAvailable && state.mode === "relay") {
         // No relay any more: back to the best direct candidate, and look for one that answers.
         const target = state.endpoint ?? state.candidates[0];
@@ -616,8 +640,12 @@ export class PathManager {
     }
   }
 
+  private get relayKind(): PathKind {
+    return this.options.link?.relayKind ?? "relay";
+  }
+
   private kindOf(state: PathState, endpoint: string | null): PathKind {
-    if (endpoint !== null && isRelayEndpoint(endpoint)) return "relay";
+    if (endpoint !== null && isRelayEndpoint(endpoint)) return this.relayKind;
     // Punched: both ends are behind NATs, so the path exists only because both sides opened it.
     const peerNatted = endpoint !== null && state.hosts.size > 0 && !state.hosts.has(endpoint);
     return this.natted && peerNatted ? "punched" : "direct";
@@ -637,7 +665,7 @@ export class PathManager {
     if (!state || !peer) return null;
     const relay = peer.endpoint !== null && isRelayEndpoint(peer.endpoint);
     return {
-      path: relay ? "relay" : state.kind,
+      path: relay ? this.relayKind : state.kind,
       endpoint: relay ? (this.options.link?.endpoint ?? null) : peer.endpoint,
       confirmed: relay ? this.relayAvailable : state.confirmed,
       rttMs: relay ? state.relayRtt : state.directRtt,

@@ -15,6 +15,8 @@ import { existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { networkInterfaces } from "node:os";
 import { BeaconClient } from "../beacon/client.ts";
+import { RendezvousLinks } from "./ws-relay-path.ts";
+import { registryConnector } from "./ws-registry.ts";
 import { IdentityError, loadOrCreateIdentity } from "../crypto/identity.ts";
 import { startIpcServer, type IpcServer } from "../ipc/server.ts";
 import { formatAddress, nodeOf, parseAddress } from "../protocol/address.ts";
@@ -41,6 +43,8 @@ export interface DaemonOptions {
   readonly registry: HostPort;
   /** Beacon for endpoint discovery; null disables it. */
   readonly beacon: HostPort | null;
+  /** The rendezvous's relay over WebSocket (ws:// or wss://), used when UDP does not work here. */
+  readonly relayWs?: string | null;
   readonly listen: HostPort;
   readonly hostname?: string;
   readonly public?: boolean;
@@ -182,6 +186,8 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
       registryKey: known[registryAddress],
       connectTimeoutMs: 5000,
       reconnect: { attempts: 2, baseDelayMs: 250, maxDelayMs: 2000 },
+      // With a relay over WebSocket, the registry may be reached there too (TCP first, unless behind HTTPS_PROXY).
+      ...(options.relayWs ? { connect: registryConnector({ relayWs: options.relayWs, tcp: options.registry, log: log.child("registry-ws") }) } : {}),
     });
   } catch (e) {
     const err = e as RegistryError;
@@ -227,7 +233,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   // The beacon: registration (our public endpoint, and the NAT keepalive toward it), hole
   // punching and the relay. Timers can be shortened for tests (PILOT_NAT_KEEPALIVE_MS).
   const natKeepalive = envMs("PILOT_NAT_KEEPALIVE_MS");
-  const rendezvous = options.beacon
+  const udpBeacon = options.beacon
     ? new BeaconClient({
         nodeId: nodeOf(address.value),
         identity: identity.identity,
@@ -238,6 +244,19 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
         ...(natKeepalive ? { keepaliveMs: natKeepalive } : {}),
       })
     : null;
+  // With a relay over WebSocket, the beacon is wrapped: UDP first, the WebSocket when UDP is silent.
+  const rendezvous = options.relayWs
+    ? new RendezvousLinks({
+        udp: udpBeacon,
+        ws: { url: options.relayWs },
+        nodeId: nodeOf(address.value),
+        identity: identity.identity,
+        beaconKey: registry.registryKey,
+        log: log.child("relay-tcp"),
+        ...(natKeepalive ? { keepaliveMs: natKeepalive } : {}),
+        ...(envMs("PILOT_RELAY_TCP_AFTER_MS") ? { fallbackAfterMs: envMs("PILOT_RELAY_TCP_AFTER_MS")! } : {}),
+      })
+    : udpBeacon;
   const pathTimers: Partial<PathTimers> = {
     ...(natKeepalive ? { heartbeat: natKeepalive } : {}),
     ...(envMs("PILOT_PATH_UPGRADE_MS") ? { upgradeFirst: envMs("PILOT_PATH_UPGRADE_MS")! } : {}),
@@ -271,7 +290,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   if (rendezvous) {
     rendezvous.start();
     cleanups.push(() => rendezvous.stop());
-    beaconReady = rendezvous.waitRegistered(2000);
+    beaconReady = rendezvous.waitRegistered(options.relayWs ? 3000 : 2000);
   }
 
   try {
@@ -285,7 +304,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   await node.startServices();
 
   // The first beacon registration (relay and punching) is normally one round trip away.
-  if (rendezvous && !(await beaconReady)) log.warn("no answer from the beacon yet; relay and hole punching start once it answers", { beacon: formatHostPort(options.beacon!) });
+  if (rendezvous && !(await beaconReady)) log.warn("no answer from the beacon yet; relay and hole punching start once it answers", options.beacon ? { beacon: formatHostPort(options.beacon) } : { relay_ws: options.relayWs ?? "" });
 
   const heartbeatMs = options.heartbeatMs ?? 30_000;
   const heartbeat = setInterval(async () => {

@@ -208,6 +208,12 @@ export interface RegistryClientOptions {
   readonly port: number;
   /** Source IP for the TCP connection (default: chosen by the system). */
   readonly localAddress?: string;
+  /**
+   * Opens the byte stream to the registry in place of a TCP connection (the daemon's
+   * registry over WebSocket, src/daemon/ws-registry.ts). It must behave as a net.Socket
+   * for write, destroy and the data, error and close events.
+   */
+  readonly connect?: () => Socket;
   readonly signer: Signer;
   /** This node's id, when it registered before; register() sets it otherwise. */
   readonly nodeId?: number;
@@ -560,7 +566,7 @@ export class RegistryClient {
     const { host, port } = this.options;
     const timeoutMs = this.options.connectTimeoutMs ?? 5_000;
     return new Promise<Link>((resolve, reject) => {
-      const socket = tcpConnect({ host, port, noDelay: true, ...(this.options.localAddress ? { localAddress: this.options.localAddress } : {}) });
+      const socket = this.options.connect ? this.options.connect() : tcpConnect({ host, port, noDelay: true, ...(this.options.localAddress ? { localAddress: this.options.localAddress } : {}) });
       const link = new Link(socket);
       let greeted = false;
       const timer = setTimeout(() => {

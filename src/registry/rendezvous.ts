@@ -5,6 +5,7 @@
  */
 import { dirname, join } from "node:path";
 import { BeaconServer, type BeaconLimits } from "../beacon/server.ts";
+import { WsRelayServer } from "../beacon/ws-relay.ts";
 import { loadOrCreateIdentity } from "../crypto/identity.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { RegistryServer, type ServerLimits } from "./server.ts";
@@ -20,6 +21,8 @@ export interface RendezvousOptions {
   readonly limits?: Partial<ServerLimits>;
   /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
   readonly beaconLimits?: Partial<BeaconLimits>;
+  /** The beacon's relay over WebSocket on one TCP port (ws-relay.ts); TLS with the operator's PEM certificate and key. */
+  readonly wsRelay?: { host: string; port: number; tls?: { cert: string; key: string } };
   readonly log?: Logger;
   /** Serve Prometheus metrics over HTTP at this address (`--metrics`, src/registry/metrics.ts). */
   readonly metrics?: { host: string; port: number };
@@ -28,6 +31,8 @@ export interface RendezvousOptions {
 export interface Rendezvous {
   readonly registry: { host: string; port: number };
   readonly beacon: { host: string; port: number };
+  /** The WebSocket relay, when one was asked for: its address and the URL daemons are given. */
+  readonly wsRelay: { host: string; port: number; url: string } | null;
   readonly publicKey: string;
   /** Aggregate counts for the operator page (src/registry/dashboard/): never a node, a name, a tag or a trust pair. */
   stats(): Promise<RendezvousStats>;
@@ -53,6 +58,7 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   let metrics: MetricsListener | undefined;
   // prom-client is loaded only when metrics are asked for.
   const observer = options.metrics ? new (await import("./metrics.ts")).RendezvousMetrics() : undefined;
+  let wsRelay: WsRelayServer | undefined;
   try {
     registry = await RegistryServer.start({ ...options.registry, store, signer: identity, limits: options.limits, log: log.child("registry"), observer });
     beacon = await BeaconServer.start({
@@ -66,7 +72,9 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       observer.attach({ registry, store, beacon });
       metrics = observer.serve(options.metrics, log.child("metrics"));
     }
+    if (options.wsRelay) wsRelay = WsRelayServer.start({ ...options.wsRelay, beacon, registry, log: log.child("ws-relay") });
   } catch (e) {
+    metrics?.close();
     beacon?.close();
     await registry?.close();
     store.close();
@@ -89,6 +97,7 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
         uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
       };
     },
+    wsRelay: wsRelay ? { ...wsRelay.address, url: wsRelay.url } : null,
     publicKey: toBase64(identity.publicKey),
     storePath: options.storePath,
     identityPath,
@@ -96,6 +105,7 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
     close() {
       closing ??= (async () => {
         metrics?.close();
+        wsRelay?.close();
         beacon!.close();
         await registry!.close();
         store.close();

@@ -210,6 +210,11 @@ export class RegistryServer {
     await done;
   }
 
+  /** A connection that arrived another way (the registry over WebSocket, src/beacon/ws-relay.ts): served like a TCP one. */
+  acceptStream(socket: Socket): void {
+    this.accept(socket);
+  }
+
   private accept(socket: Socket): void {
     const ip = unmapIpv4(socket.remoteAddress ?? "");
     const prefix = addressPrefix(ip);

@@ -13,6 +13,7 @@ import { NodeError, type StreamEvent, type StreamHandle } from "../../src/daemon
 import type { PathTimers } from "../../src/daemon/paths.ts";
 import { UdpSocket } from "../../src/daemon/udp-socket.ts";
 import { createLogger } from "../../src/util/log.ts";
+import { RendezvousLinks } from "../../src/daemon/ws-relay-path.ts";
 
 export const FAST_PATHS: Partial<PathTimers> = { probeInterval: 50, probeWindow: 600, upgradeFirst: 400, upgradeMax: 2000, suspect: 300, dead: 500, heartbeat: 1000 };
 
@@ -36,8 +37,12 @@ export interface TestNode {
   readonly plane: DataPlane;
   readonly udp: UdpSocket;
   readonly beacon: BeaconClient;
+  /** With `relayWs`: the UDP beacon wrapped with the WebSocket relay as its fallback. */
+  readonly links: RendezvousLinks | null;
   /** Drop datagrams to or from other nodes' tunnel sockets (the beacon still works). */
   blockDirect: boolean;
+  /** Drop every datagram to or from the beacon (UDP to the rendezvous blocked). */
+  blockBeacon: boolean;
   /** Called on every datagram this node sends; return null to drop it. */
   onSend?: (datagram: Uint8Array, host: string, port: number) => Uint8Array | null;
   /** Called on every datagram this node receives; return null to drop it. */
@@ -66,6 +71,7 @@ export async function world(options: { limits?: Partial<BeaconLimits> } = {}): P
     blackHole,
     async close() {
       for (const n of nodes.splice(0)) {
+        n.links?.stop();
         n.beacon.stop();
         await n.plane.shutdown(50);
         n.udp.close();
@@ -91,6 +97,9 @@ export interface NodeOptions {
   keepaliveMs?: number;
   /** No beacon at all (direct paths only). */
   noBeacon?: boolean;
+  /** The WebSocket relay's URL: the node falls back to it when the UDP beacon is silent (fast timers). */
+  relayWs?: string;
+  blockBeacon?: boolean;
 }
 
 export async function addNode(w: World, n: number, options: NodeOptions = {}): Promise<TestNode> {
@@ -106,12 +115,14 @@ export async function addNode(w: World, n: number, options: NodeOptions = {}): P
     port: 0,
     onDatagram: (d, h, p) => {
       if (self.blockDirect && ports().has(p)) return;
+      if (self.blockBeacon && p === w.beacon.address.port) return;
       const data = self.onReceive ? self.onReceive(d, h, p) : d;
       if (data) plane.receiveDatagram(data, h, p);
     },
   });
   const send = (d: Uint8Array, h: string, p: number) => {
     if (self.blockDirect && ports().has(p)) return;
+    if (self.blockBeacon && p === w.beacon.address.port) return;
     const data = self.onSend ? self.onSend(d, h, p) : d;
     if (data) udp.send(data, h, p);
   };
@@ -123,6 +134,20 @@ export async function addNode(w: World, n: number, options: NodeOptions = {}): P
     send,
     keepaliveMs: options.keepaliveMs ?? 2000,
   });
+  const links = options.relayWs
+    ? new RendezvousLinks({
+        udp: beacon,
+        ws: { url: options.relayWs, proxy: null },
+        nodeId: id,
+        identity,
+        beaconKey: w.rendezvous.publicKey,
+        log: createLogger("test", { level: "error" }),
+        keepaliveMs: options.keepaliveMs ?? 2000,
+        fallbackAfterMs: 300,
+        udpRetryMs: 300,
+        releaseAfterMs: 1000,
+      })
+    : null;
   plane = new DataPlane({
     address,
     identity,
@@ -139,16 +164,21 @@ export async function addNode(w: World, n: number, options: NodeOptions = {}): P
     },
     log: createLogger("test", { level: "error" }),
     streamConfig: { timeWait: 50 },
-    rendezvous: options.noBeacon ? null : beacon,
+    rendezvous: options.noBeacon ? null : (links ?? beacon),
     pathTimers: { ...FAST_PATHS, ...options.timers },
   });
-  self = { id, address, identity, plane, udp, beacon, blockDirect: options.blockDirect ?? false };
+  self = { id, address, identity, plane, udp, beacon, links, blockDirect: options.blockDirect ?? false, blockBeacon: options.blockBeacon ?? false };
   w.keys.set(id, identity.publicKey);
   const real = `127.0.0.1:${udp.port}`;
   const candidates = options.candidates ?? [real];
   w.directory.set(address, { identityKey: identity.publicKey, endpoint: candidates[0]!, candidates, hostEndpoints: [real] });
   w.nodes.push(self);
   if (options.noBeacon) return self;
+  if (links) {
+    links.start();
+    if (!(await links.waitRegistered(3000))) throw new Error(`node ${n} did not register with the beacon or the WebSocket relay`);
+    return self;
+  }
   beacon.start();
   if (!(await beacon.waitRegistered(2000))) throw new Error(`node ${n} did not register with the beacon`);
   return self;

@@ -18,7 +18,8 @@
  * Every router drops unsolicited packets arriving on its WAN (a home router's
  * firewall), so a direct path into a LAN needs punching.
  *
- * Knobs: setNat (flushes conntrack), setLoss (nft numgen drop in forward,
+ * Knobs: setNat (flushes conntrack), setFirewall (a corporate firewall on the
+ * router's forward path: drop all UDP, or pass only TCP to one address:port), setLoss (nft numgen drop in forward,
  * both directions), setUdpTimeout (the router's conntrack UDP timeouts),
  * flushConntrack, remapPort (the NAT moves a host's mapping to a new public
  * port: a rebinding), conntrack (the table, for evidence).
@@ -254,6 +255,36 @@ export class NatLab {
     const rules = `table inet pilotloss {\n  chain forward { type filter hook forward priority -150; policy accept;\n    numgen random mod 100 < ${Math.round(percent)} counter drop\n  }\n}\n`;
     const r = this.exec(router, ["nft", "-f", "-"], rules);
     if (r.code !== 0) throw new Error(`nft loss on ${router}: ${r.stderr.trim()}`);
+  }
+
+  /**
+   * A strict firewall on the router, for everything its LAN host sends or receives:
+   * "no-udp" drops every UDP packet; "tcp-only" passes only TCP to the `allow`ed
+   * "ip:port"s (e.g. an HTTP proxy on 443); "open" removes it.
+   */
+  setFirewall(router: Router, mode: "open" | "no-udp" | "tcp-only", ...allow: string[]): void {
+    this.exec(router, ["nft", "delete", "table", "inet", "pilotfw"]);
+    if (mode === "open") return;
+    const rules: string[] = [];
+    if (mode === "no-udp") rules.push("meta l4proto udp counter drop");
+    else {
+      for (const a of allow) {
+        const [ip, port] = a.split(":");
+        if (!ip || !port) throw new Error("setFirewall tcp-only needs ip:port to allow");
+        rules.push(`ip daddr ${ip} tcp dport ${port} accept`, `ip saddr ${ip} tcp sport ${port} accept`);
+      }
+      rules.push("counter drop");
+    }
+    const table = ["table inet pilotfw {", "  chain forward { type filter hook forward priority -200; policy accept;", ...rules.map((r) => `    ${r}`), "  }", "}", ""].join("\n");
+    const r = this.exec(router, ["nft", "-f", "-"], table);
+    if (r.code !== 0) throw new Error(`nft firewall on ${router}: ${r.stderr.trim()}\n${table}`);
+  }
+
+  /** Packets the firewall dropped so far on a router. */
+  firewallDrops(router: Router): number {
+    const r = this.exec(router, ["nft", "list", "table", "inet", "pilotfw"]);
+    const m = /counter packets (\d+)/.exec(r.stdout);
+    return m ? Number(m[1]) : 0;
   }
 
   /** Packets the loss rule dropped so far on a router. */

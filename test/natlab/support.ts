@@ -23,6 +23,8 @@ const ROOT = resolve(import.meta.dir, "../..");
 const MAIN = join(ROOT, "src/cli/main.ts");
 export const REGISTRY = `${ADDRESSES.rdv}:9000`;
 export const BEACON = `${ADDRESSES.rdv}:9001`;
+/** The rendezvous's relay over WebSocket (plain ws in the lab; production runs wss on 443). */
+export const RELAY_WS = `ws://${ADDRESSES.rdv}:443`;
 
 export interface LabDaemon {
   readonly host: Host;
@@ -91,12 +93,12 @@ export class LabPilot {
   }
 
   /** Starts the rendezvous (registry :9000, beacon :9001) in `rdv`. `env` goes to every daemon. */
-  static async start(lab: NatLab, env: Record<string, string> = {}): Promise<LabPilot> {
+  static async start(lab: NatLab, env: Record<string, string> = {}, rendezvousArgs: string[] = []): Promise<LabPilot> {
     const pilot = new LabPilot(lab, env);
     try {
       const home = join(pilot.dir, "rdv");
       mkdirSync(home, { recursive: true });
-      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON], { PILOT_HOME: home });
+      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`, ...rendezvousArgs], { PILOT_HOME: home });
       pilot.rendezvous = p;
       await waitForJsonLine(p, "the rendezvous");
     } catch (e) {
@@ -122,13 +124,13 @@ export class LabPilot {
    * Starts a public daemon on `host` (its home is kept across restarts, so
    * it keeps its identity and node id) and connects a driver to it.
    */
-  async daemon(host: Host, env: Record<string, string> = {}): Promise<LabDaemon> {
+  async daemon(host: Host, env: Record<string, string> = {}, extraArgs: string[] = []): Promise<LabDaemon> {
     if (this.daemons.has(host)) throw new Error(`a daemon already runs on ${host}`);
     const home = join(this.dir, host);
     mkdirSync(home, { recursive: true });
     const p = this.spawn(
       host,
-      ["daemon", "start", "--foreground", "--json", "--registry", REGISTRY, "--beacon", BEACON, "--listen", "0.0.0.0:0", "--public", "--log-level", process.env.LAB_LOG_LEVEL ?? "info"],
+      ["daemon", "start", "--foreground", "--json", "--registry", REGISTRY, "--beacon", BEACON, "--listen", "0.0.0.0:0", "--public", "--log-level", process.env.LAB_LOG_LEVEL ?? "info", ...extraArgs],
       { PILOT_HOME: home, ...this.env, ...env },
     );
     const data = await waitForJsonLine(p, `the daemon on ${host}`);
@@ -137,6 +139,37 @@ export class LabPilot {
     const d = { host, home, pid: p.child.pid!, address: data.address as string, nodeId: data.node_id as number, driver, port, proc: p, log: () => p.output };
     this.daemons.set(host, d);
     return d;
+  }
+
+  /**
+   * Runs a helper script (e.g. test/support/connect-proxy.ts) with bun inside `host`'s namespace,
+   * waits for `ready` in its output, and returns its output so far and a stop function (by pid).
+   */
+  async helper(host: Host, script: string, args: string[], ready: string): Promise<{ output: () => string; stop: () => Promise<void> }> {
+    const [cmd, ...rest] = this.lab.wrap(host, [process.execPath, script, ...args]);
+    const child = spawn(cmd!, rest, { cwd: ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const p: Proc = { child, output: "" };
+    this.procs.push(p);
+    if (child.pid !== undefined) {
+      running.add(child.pid);
+      child.once("exit", () => running.delete(child.pid!));
+    }
+    await new Promise<void>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${script} did not start:\n${p.output}`)), 20_000);
+      const check = () => {
+        if (p.output.includes(ready)) {
+          clearTimeout(timer);
+          resolvePromise();
+        }
+      };
+      child.stdout!.on("data", (d) => ((p.output += d), check()));
+      child.stderr!.on("data", (d) => (p.output += d));
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${script} exited with ${code}:\n${p.output}`));
+      });
+    });
+    return { output: () => p.output, stop: () => stopProc(p) };
   }
 
   async stopDaemon(host: Host): Promise<void> {

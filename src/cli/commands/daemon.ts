@@ -24,6 +24,8 @@ const START_TIMEOUT_MS = 15_000;
 interface StartSettings {
   registry: string;
   beacon: string;
+  /** The rendezvous's relay over WebSocket, when UDP does not work here. */
+  relayWs?: string;
   listen: string;
   hostname?: string;
   public?: boolean;
@@ -77,6 +79,16 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
   const registryHost = registry.slice(0, registry.lastIndexOf(":")) || "127.0.0.1";
   const beaconText = String(textOption(o, "beacon") ?? (process.env.PILOT_BEACON || undefined) ?? config.beacon ?? `${registryHost}:9001`);
   const beacon = beaconText === "off" ? beaconText : await hostPortOption(beaconText, "--beacon");
+  const relayWsText = textOption(o, "relayWs") ?? (process.env.PILOT_RELAY_WS || undefined) ?? config.relay_ws;
+  let relayWs: string | undefined;
+  if (relayWsText !== undefined && relayWsText !== "" && relayWsText !== "off") {
+    const { relayWsUrl } = await import("../../daemon/ws-relay-path.ts");
+    try {
+      relayWs = relayWsUrl(relayWsText).href;
+    } catch (e) {
+      throw badValue(`--relay-ws: ${(e as Error).message}`, "for example: --relay-ws wss://rendezvous.example.com (or ws://HOST:PORT behind a TLS-terminating load balancer)");
+    }
+  }
   const listen = await hostPortOption(String(textOption(o, "listen") ?? config.listen ?? "0.0.0.0:0"), "--listen");
   const hostnameText = textOption(o, "hostname") ?? config.hostname;
   let hostname: string | undefined;
@@ -114,6 +126,7 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
   return {
     registry,
     beacon,
+    ...(relayWs ? { relayWs } : {}),
     listen,
     ...(dashboard ? { dashboard } : {}),
     ...(hostname ? { hostname } : {}),
@@ -259,6 +272,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
     daemon = await startDaemon({
       registry: parseHostPort(s.registry, "--registry"),
       beacon: s.beacon === "off" ? null : parseHostPort(s.beacon, "--beacon"),
+      relayWs: s.relayWs ?? null,
       listen: parseHostPort(s.listen, "--listen"),
       hostname: s.hostname,
       public: s.public,
@@ -297,6 +311,7 @@ export const daemonStart: CommandSpec = {
   options: [
     { flags: "--registry <host:port>", description: "registry to register with (env PILOT_REGISTRY, config 'registry'; default 127.0.0.1:9000)" },
     { flags: "--beacon <host:port>", description: "beacon for endpoint discovery, or 'off' (default: registry host, port 9001)" },
+    { flags: "--relay-ws <url>", description: "the rendezvous's relay over WebSocket (wss://HOST[:PORT]), used on its own when UDP does not work here (env PILOT_RELAY_WS, config 'relay_ws'; HTTPS_PROXY is honoured)" },
     { flags: "--listen <host:port>", description: "UDP address of the tunnel socket (default 0.0.0.0:0: any free port)" },
     { flags: "--hostname <name>", description: "claim this hostname (fails if another node has it)" },
     { flags: "--public", description: "make this node visible to everyone (default: private, visible only to trusted nodes)" },
@@ -345,6 +360,7 @@ export const daemonStart: CommandSpec = {
     const logStart = statSync(paths.logFile).size;
     // --json: a start-up failure reaches the log as one envelope, which is read back below.
     const args = ["daemon", "start", "--foreground", "--json", "--registry", s.registry, "--beacon", s.beacon, "--listen", s.listen, "--log-level", s.logLevel, "--log-format", s.logFormat, "--log-to", s.logTo];
+    if (s.relayWs) args.push("--relay-ws", s.relayWs);
     if (s.hostname) args.push("--hostname", s.hostname);
     if (s.public) args.push("--public");
     if (s.tags) args.push("--tags", s.tags.join(","));

@@ -51,7 +51,7 @@ export const pingCommand: CommandSpec = {
     target: "the node's address",
     node_id: "the node's id",
     results:
-      "[{seq, bytes, rtt_ms, path ('direct' | 'punched' | 'relay': the way the probe went; 'self' for this node's own address, which loops back without the tunnel), handshake (true on a probe that also set up the tunnel)} or {seq, error, message}]",
+      "[{seq, bytes, rtt_ms, path ('direct' | 'punched' | 'relay' | 'relay-tcp': the way the probe went; 'self' for this node's own address, which loops back without the tunnel), handshake (true on a probe that also set up the tunnel)} or {seq, error, message}]",
     sent: "probes sent (fewer than --count if interrupted with Ctrl-C)",
     received: "replies received",
     loss_pct: "percentage of probes without a reply",
@@ -176,7 +176,7 @@ export const tracerouteCommand: CommandSpec = {
   returns: {
     target: "the node's address",
     node_id: "the node's id",
-    hops: "[{hop, node_id, address, hostname, path ('direct' | 'punched' | 'relay'), endpoint (the UDP address packets go to: the peer, or the beacon when relayed)}]",
+    hops: "[{hop, node_id, address, hostname, path ('direct' | 'punched' | 'relay' | 'relay-tcp'), endpoint (the UDP address packets go to: the peer, or the beacon when relayed; the relay's URL for relay-tcp)}]",
     setup_ms: "time to open a stream to the echo port 7",
     handshake: "true if the set-up also established the tunnel (first contact)",
     rtt_samples: "[{rtt_ms, bytes}]",
@@ -208,7 +208,7 @@ export const tracerouteCommand: CommandSpec = {
             out.result(data, (r) =>
               [
                 `traceroute to ${nodeLabel(r.target, target.includes(":") ? null : target)} over the Pilot overlay`,
-                ...r.hops.map((h: any) => `  ${h.hop}  ${nodeLabel(h.address, h.hostname)}  ${h.path}${h.endpoint ? ` via udp ${h.endpoint}${h.path === "relay" ? " (the beacon's relay)" : ""}` : ""}`),
+                ...r.hops.map((h: any) => `  ${h.hop}  ${nodeLabel(h.address, h.hostname)}  ${h.path}${h.endpoint ? (h.path === "relay-tcp" ? ` via ${h.endpoint} (the beacon's relay over WebSocket)` : ` via udp ${h.endpoint}${h.path === "relay" ? " (the beacon's relay)" : ""}`) : ""}`),
                 `connection set-up to echo port ${ECHO_PORT}: ${ms(r.setup_ms)}${r.handshake ? " (includes the tunnel handshake)" : ""}`,
                 `round trips: ${r.rtt_samples.map((s: any) => ms(s.rtt_ms)).join("  ")}`,
               ].join("\n"),

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pilotPaths } from "../../util/paths.ts";
 import type { CommandSpec } from "../command.ts";
 import { CliError, ErrorCode } from "../errors.ts";
-import { badValue, choiceOption, durationOption, intOption, logLevelOption, rateOption, optionText } from "../args.ts";
+import { badValue, byteSizeOption, choiceOption, durationOption, intOption, logLevelOption, rateOption, optionText } from "../args.ts";
 
 export function defaultStorePath(): string {
   return join(pilotPaths().rendezvousDir, "registry.db");
@@ -35,6 +35,10 @@ export const rendezvousCommand: CommandSpec = {
   options: [
     { flags: "--registry-addr <addr>", description: "TCP address of the registry", default: "0.0.0.0:9000" },
     { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
+    { flags: "--ws-addr <addr>", description: "TCP address of the relay over WebSocket, for nodes whose network drops UDP (443 in production; off by default)" },
+    { flags: "--tls-cert <file>", description: "PEM certificate chain for --ws-addr (serves wss://); without it, plain ws:// (behind a TLS-terminating load balancer)" },
+    { flags: "--tls-key <file>", description: "PEM private key for --tls-cert" },
+    { flags: "--relay-rate <size>", description: "relay bandwidth per sending node, per second (UDP and WebSocket together; also its burst)", default: "4MiB" },
     { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
     { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
@@ -55,6 +59,7 @@ export const rendezvousCommand: CommandSpec = {
   returns: {
     registry: "HOST:PORT the registry listens on (TCP)",
     beacon: "HOST:PORT the beacon listens on (UDP)",
+    ws_relay: "ws(s)://HOST:PORT of the relay over WebSocket (TCP), or null without --ws-addr; daemons take it as --relay-ws",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
     dashboard: "with --dashboard: the operator page's URL",
     store: "path of the SQLite store",
@@ -87,6 +92,31 @@ export const rendezvousCommand: CommandSpec = {
         throw badValue(`--metrics: ${(e as Error).message}`, "for example: --metrics 127.0.0.1:9101 (loopback: only this machine can scrape)");
       }
     }
+    const wsAddr = options.wsAddr === undefined ? undefined : parseListenAddress(optionText(options.wsAddr, "--ws-addr") ?? "", "--ws-addr");
+    const tlsCertPath = optionText(options.tlsCert, "--tls-cert");
+    const tlsKeyPath = optionText(options.tlsKey, "--tls-key");
+    if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) throw badValue("--tls-cert and --tls-key go together", "give both, e.g. --tls-cert /etc/pilot/cert.pem --tls-key /etc/pilot/key.pem");
+    if (tlsCertPath !== undefined && !wsAddr) throw badValue("--tls-cert serves the WebSocket relay: it needs --ws-addr", "for example: --ws-addr 0.0.0.0:443 --tls-cert cert.pem --tls-key key.pem");
+    let tls: { cert: string; key: string } | undefined;
+    if (tlsCertPath !== undefined && tlsKeyPath !== undefined) {
+      const { readFileSync } = await import("node:fs");
+      const read = (path: string, flag: string) => {
+        try {
+          return readFileSync(path, "utf8");
+        } catch (e) {
+          throw new CliError(ErrorCode.InvalidArgument, `${flag}: cannot read ${path}: ${(e as Error).message}`, "give a readable PEM file");
+        }
+      };
+      tls = { cert: read(tlsCertPath, "--tls-cert"), key: read(tlsKeyPath, "--tls-key") };
+      if (!/-----BEGIN [A-Z ]*CERTIFICATE-----/.test(tls.cert)) throw badValue(`--tls-cert ${tlsCertPath} is not a PEM certificate`, "give the PEM certificate chain (-----BEGIN CERTIFICATE-----)");
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(tls.key)) throw badValue(`--tls-key ${tlsKeyPath} is not a PEM private key`, "give the PEM private key (-----BEGIN PRIVATE KEY-----)");
+    }
+    let relayRate: number;
+    try {
+      relayRate = byteSizeOption(options.relayRate, "--relay-rate", { min: 64 * 1024, max: 1024 * 1024 * 1024 })!;
+    } catch (e) {
+      throw badValue((e as Error).message, "for example: --relay-rate 4MiB");
+    }
     const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
@@ -98,9 +128,11 @@ export const rendezvousCommand: CommandSpec = {
       rendezvous = await startRendezvous({
         registry: registryAddr,
         beacon: beaconAddr,
+        ...(wsAddr ? { wsRelay: { ...wsAddr, ...(tls ? { tls } : {}) } } : {}),
         storePath,
         log,
         metrics,
+        beaconLimits: { relayBytesPerSecond: relayRate, relayBurstBytes: relayRate },
         limits: {
           ...DEFAULT_SERVER_LIMITS,
           registrationsPerIp: { rate: registrationRate / 60, burst: Math.max(1, Math.ceil(registrationRate)) },
@@ -119,7 +151,7 @@ export const rendezvousCommand: CommandSpec = {
       });
     } catch (e: any) {
       if (e?.code === "EADDRINUSE") {
-        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr / --metrics");
+        throw new CliError(ErrorCode.AlreadyExists, `an address is already in use: ${e.message}`, "another process listens there; choose another --registry-addr / --beacon-addr / --ws-addr / --metrics");
       }
       if (e?.code === "EADDRNOTAVAIL" || e?.code === "EACCES") {
         throw new CliError(ErrorCode.InvalidArgument, `cannot listen: ${e.message}`, "use an address of this machine and a port you may bind");
@@ -140,6 +172,7 @@ export const rendezvousCommand: CommandSpec = {
       registry: formatHostPort(rendezvous.registry),
       ...(dashboard ? { dashboard: `http://${formatHostPort(dashboard)}/` } : {}),
       beacon: formatHostPort(rendezvous.beacon),
+      ws_relay: rendezvous.wsRelay?.url ?? null,
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
       metrics: rendezvous.metricsUrl,
@@ -150,7 +183,7 @@ export const rendezvousCommand: CommandSpec = {
       process.once("SIGINT", () => resolve("SIGINT"));
     });
     log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.metrics ? [`  metrics     ${d.metrics}`] : []), ...(d.dashboard ? [`  dashboard   ${d.dashboard}`] : [])].join("\n"));
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, ...(d.ws_relay ? [`  ws relay    tcp ${d.ws_relay}`] : []), `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.metrics ? [`  metrics     ${d.metrics}`] : []), ...(d.dashboard ? [`  dashboard   ${d.dashboard}`] : [])].join("\n"));
     const signal = await stopSignal;
     log.info("stopping", { signal });
     dashboard?.close();

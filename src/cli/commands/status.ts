@@ -91,9 +91,9 @@ export const statusCommand: CommandSpec = {
   examples: ["pilot status", "pilot --json status   # the same, for scripts: .data.node, .data.peers, .data.pending"],
   returns: {
     node:
-      "this node: {node_id, address, hostname, public, tags, endpoint (tunnel UDP address), observed_endpoint (as the beacon sees it, or null), registry, registry_connected, beacon_registered, internet ('public': no NAT | 'cone': behind a NAT that hole punching gets through | 'nat': behind a NAT of unknown type | 'unknown': no word from the beacon), internet_detail, pid, uptime_secs}",
+      "this node: {node_id, address, hostname, public, tags, endpoint (tunnel UDP address), observed_endpoint (as the beacon sees it, or null), registry, registry_connected, beacon_registered, relay_tcp ({url, connected, in_use}: the relay over WebSocket, or null without --relay-ws), internet ('public': no NAT | 'cone': behind a NAT that hole punching gets through | 'nat': behind a NAT of unknown type | 'unknown': no word from the beacon), internet_detail, pid, uptime_secs}",
     peers:
-      "trusted peers: [{node_id, address, hostname, online (from the registry: true | false | null when unknown), last_seen (ISO 8601 of its last heartbeat at the registry, or null), path ('direct' | 'punched' | 'relay' | 'none': no tunnel), endpoint, rtt_ms (or null), session ('up' | 'idle' | null), bytes_sent, bytes_recv}]",
+      "trusted peers: [{node_id, address, hostname, online (from the registry: true | false | null when unknown), last_seen (ISO 8601 of its last heartbeat at the registry, or null), path ('direct' | 'punched' | 'relay' | 'relay-tcp': the relay over WebSocket | 'none': no tunnel), endpoint, rtt_ms (or null), session ('up' | 'idle' | null), bytes_sent, bytes_recv}]",
     pending: "trust requests waiting for your answer: [{node_id, address, hostname, reason, received_at (ISO 8601)}]",
     outgoing: "your unanswered trust requests: [{node_id, address, reason, sent_at}]",
     other_tunnel_peers: "tunnel peers that are not trusted (strangers talking to a public node)",
@@ -121,6 +121,7 @@ export const statusCommand: CommandSpec = {
           registry: info.registry,
           registry_connected: info.registry_connected,
           beacon_registered: info.beacon_registered ?? false,
+          relay_tcp: info.relay_tcp ?? null,
           internet,
           internet_detail: detail,
           pid: info.pid,
@@ -161,6 +162,7 @@ function renderStatus(d: any): string {
     `${n.hostname ?? "(no hostname)"}  ${n.address}  ${n.public ? "public" : "private"}  (node ${n.node_id}, pid ${n.pid}, up ${duration(n.uptime_secs)})`,
     `  Registry:  ${n.registry} ${n.registry_connected ? "connected" : "unreachable (retrying; online states unknown)"}`,
     `  Beacon:    ${n.beacon_registered ? "registered" : "not registered (off, or not answering)"}${n.observed_endpoint ? `, sees this node at ${n.observed_endpoint}` : ""}`,
+    ...(n.relay_tcp ? [`  Relay-TCP: ${n.relay_tcp.url} ${n.relay_tcp.in_use ? "in use (UDP does not work here; peers are reached over it)" : n.relay_tcp.connected ? "connected (UDP works again; closing soon)" : "standby (used only if UDP stops working)"}`] : []),
     `  Internet:  ${INTERNET_WORDS[n.internet as InternetPath]}: ${n.internet_detail}`,
     `  Tunnel:    udp ${n.endpoint}`,
     "",

@@ -74,7 +74,7 @@ const peer = z.object({
   hostname: nullableString,
   online: z.boolean().nullable().describe("from the registry; null when unknown"),
   last_seen: nullableString.describe("ISO 8601 of its last heartbeat at the registry"),
-  path: z.enum(["direct", "punched", "relay", "none"]).describe("how packets reach it: direct, punched (through NATs), relay (through the beacon), none (no tunnel now)"),
+  path: z.enum(["direct", "punched", "relay", "relay-tcp", "none"]).describe("how packets reach it: direct, punched (through NATs), relay (through the beacon), relay-tcp (through the beacon's relay over WebSocket), none (no tunnel now)"),
   rtt_ms: z.number().nullable(),
   trusted_since: nullableString,
 });
@@ -98,12 +98,12 @@ export const listPeers = defineTool({
     const tunnels = new Map(peersR.peers.map((p) => [String(p.address), p]));
     const trusted = [...trustedR.trusted].sort((a, b) => Number(tunnels.has(b.address)) - Number(tunnels.has(a.address)));
     const seen = await presence(d, trusted.slice(0, PRESENCE_MAX).map((t) => t.address));
-    const paths = new Set(["direct", "punched", "relay"]);
+    const paths = new Set(["direct", "punched", "relay", "relay-tcp"]);
     return {
       peers: trusted.map((t) => {
         const tunnel = tunnels.get(t.address);
         const p = seen.get(t.address) ?? { online: null, last_seen: null };
-        const path: "direct" | "punched" | "relay" | "none" = tunnel && paths.has(String(tunnel.path)) ? (String(tunnel.path) as "direct" | "punched" | "relay") : "none";
+        const path: "direct" | "punched" | "relay" | "relay-tcp" | "none" = tunnel && paths.has(String(tunnel.path)) ? (String(tunnel.path) as "direct" | "punched" | "relay" | "relay-tcp") : "none";
         return { node_id: t.node_id, address: t.address, hostname: str(t.hostname), online: p.online, last_seen: p.last_seen, path, rtt_ms: tunnel ? num(tunnel.rtt_ms) : null, trusted_since: iso(t.since) };
       }),
       total: trusted.length,
