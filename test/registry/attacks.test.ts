@@ -360,6 +360,7 @@ describe("rate limits", () => {
     const c = await RawConnection.open(fresh.port);
     await c.next();
     const key = keyBytes(fresh.publicKey);
+    const started = performance.now();
     for (let i = 0; i < 260; i++) {
       const throwaway = generateIdentity();
       c.send(signedRequest(throwaway, key, { type: "register", public_key: toBase64(throwaway.publicKey) }));
@@ -369,8 +370,13 @@ describe("rate limits", () => {
       const f = await c.next(10_000);
       answers.push(`${(f?.error as { code: string } | undefined)?.code}:${String((f?.error as { message: string } | undefined)?.message).includes("connection") ? "frames" : "request"}`);
     }
-    expect(answers.filter((a) => a === "pow_required:request").length).toBeLessThanOrEqual(205);
-    expect(answers.filter((a) => a === "rate_limited:frames").length).toBeGreaterThanOrEqual(50);
+    // The frame budget is a bucket of 200 refilled at 50/s: what refills while a loaded machine
+    // works through the 260 frames is answered too, so the bound follows the time they took.
+    const allowed = 205 + Math.ceil((50 * (performance.now() - started)) / 1000);
+    const answered = answers.filter((a) => a === "pow_required:request").length;
+    expect(answered).toBeLessThanOrEqual(allowed);
+    expect(answers.filter((a) => a === "rate_limited:frames").length).toBe(260 - answered);
+    expect(answered).toBeLessThan(260);
     c.close();
   });
 
