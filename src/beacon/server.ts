@@ -49,12 +49,15 @@ import { TokenBuckets, type BucketConfig } from "../registry/limits.ts";
 import { verifyEd25519, type Signer } from "../registry/signer.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 
-/** What the beacon needs from the registry: node keys and who may reach whom. */
+/**
+ * What the beacon needs from the registry: node keys and who may reach whom.
+ * A registry on SQLite answers at once; one on PostgreSQL answers with promises.
+ */
 export interface BeaconDirectory {
   /** The Ed25519 key of an active node; undefined for an unknown or deregistered id. */
-  nodeKey(node: number): Uint8Array | undefined;
+  nodeKey(node: number): Uint8Array | undefined | Promise<Uint8Array | undefined>;
   /** The registry's visibility rule: may `from` address `to` (punch, relay)? */
-  mayReach(from: number, to: number): boolean;
+  mayReach(from: number, to: number): boolean | Promise<boolean>;
 }
 
 export interface BeaconLimits {
@@ -310,8 +313,24 @@ export class BeaconServer {
       this.log.debug("registration refused", { node: m.node, source: `${ip}:${port}`, reason: why });
     };
     if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
-    const key = directory.nodeKey(m.node);
-    if (!key) return refuse("unknown node");
+    const found = directory.nodeKey(m.node);
+    if (found instanceof Promise) {
+      found.then(
+        (key) => (key ? this.admit(m, data, ip, port, address, key, this.clock()) : refuse("unknown node")),
+        (e) => this.log.warn("node key lookup failed", { error: String(e) }),
+      );
+      return;
+    }
+    if (!found) return refuse("unknown node");
+    this.admit(m, data, ip, port, address, found, now);
+  }
+
+  /** A registration with a valid token from a known node: checked against its key, then recorded. */
+  private admit(m: Register, data: Uint8Array, ip: string, port: number, address: string, key: Uint8Array, now: number): void {
+    const refuse = (why: string) => {
+      this.stats.badRegistrations++;
+      this.log.debug("registration refused", { node: m.node, source: `${ip}:${port}`, reason: why });
+    };
     if (!verifyEd25519(key, registerSignedBytes(this.options.signer.publicKey, signedBodyOf(data)), m.signature)) return refuse("bad signature");
     let state = this.nodes.get(m.node);
     if (state && m.timestamp <= state.lastTimestamp) return refuse("replayed or reordered");
@@ -354,7 +373,8 @@ export class BeaconServer {
     if (this.send(encodeNotRegistered(), port, address)) this.stats.hints++;
   }
 
-  private mayReach(from: NodeState, to: number, now: number): boolean {
+  /** A promise when the directory answers asynchronously (the answer is cached for the next ask). */
+  private mayReach(from: NodeState, to: number, now: number): boolean | Promise<boolean> {
     const until = from.reach.get(to);
     if (until !== undefined && until > now) return true;
     const deniedKey = `${from.node}>${to}`;
@@ -364,12 +384,26 @@ export class BeaconServer {
     let allowed = grant !== undefined && grant > now;
     if (!allowed) {
       try {
-        allowed = this.options.directory?.mayReach(from.node, to) ?? false;
+        const answer = this.options.directory?.mayReach(from.node, to) ?? false;
+        if (answer instanceof Promise) {
+          return answer.then(
+            (ok) => this.rememberReach(from, to, deniedKey, ok, this.clock()),
+            (e) => {
+              this.log.warn("visibility check failed", { error: String(e) });
+              return false;
+            },
+          );
+        }
+        allowed = answer;
       } catch (e) {
         this.log.warn("visibility check failed", { error: String(e) });
         allowed = false;
       }
     }
+    return this.rememberReach(from, to, deniedKey, allowed, now);
+  }
+
+  private rememberReach(from: NodeState, to: number, deniedKey: string, allowed: boolean, now: number): boolean {
     if (allowed) {
       if (from.reach.size > 4096) from.reach.clear();
       from.reach.set(to, now + REACH_CACHE_MS);
@@ -396,7 +430,17 @@ export class BeaconServer {
     };
     if (!to || !to.reg || to.reg.expires <= now || to === from) return refuse("target not registered");
     if (!this.punchBuckets.take(String(m.node), now)) return refuse("rate limited");
-    if (!this.mayReach(from, m.target, now)) return refuse("target not visible to the requester");
+    const may = this.mayReach(from, m.target, now);
+    if (may instanceof Promise) {
+      may.then((ok) => (ok ? this.punch(m, from, to, this.clock()) : refuse("target not visible to the requester")));
+      return;
+    }
+    if (!may) return refuse("target not visible to the requester");
+    this.punch(m, from, to, now);
+  }
+
+  private punch(m: PunchRequest, from: NodeState, to: NodeState, now: number): void {
+    if (!to.reg || !from.reg) return;
     // Each side learns where the other's datagrams come from, signed, and punches toward it.
     for (const [self, other] of [
       [to, from],
@@ -442,7 +486,9 @@ export class BeaconServer {
     const dest = ((data[4]! << 24) | (data[5]! << 16) | (data[6]! << 8) | data[7]!) >>> 0;
     const to = this.nodes.get(dest);
     const reg = to?.reg;
-    if (!to || !reg || reg.expires <= now || to === from || !this.mayReach(from, dest, now)) {
+    // An asynchronous directory's first answer comes too late for this frame (it is dropped; the
+    // answer is cached for the next one, and the tunnel's handshake is resent).
+    if (!to || !reg || reg.expires <= now || to === from || this.mayReach(from, dest, now) !== true) {
       this.stats.relayRefused++;
       return;
     }
