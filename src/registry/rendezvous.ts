@@ -7,15 +7,24 @@ import { dirname, join } from "node:path";
 import { BeaconServer, type BeaconLimits } from "../beacon/server.ts";
 import { loadOrCreateIdentity } from "../crypto/identity.ts";
 import { createLogger, type Logger } from "../util/log.ts";
+import { pilotPaths } from "../util/paths.ts";
 import { RegistryServer, type ServerLimits } from "./server.ts";
-import { RegistryStore } from "./store.ts";
+import { isPostgresUrl } from "./postgres-storage.ts";
+import { SqliteStorage } from "./sqlite-storage.ts";
+import type { RegistryStorage } from "./storage.ts";
 import { toBase64 } from "./wire.ts";
 
 export interface RendezvousOptions {
   readonly registry: { host: string; port: number };
   readonly beacon: { host: string; port: number };
-  /** SQLite file; the identity file lives beside it. */
+  /**
+   * A SQLite file (the identity file lives beside it by default), or a
+   * postgres://USER:PASS@HOST:PORT/DB URL: several registries may share one
+   * database (docs/DEPLOYMENT.md); they must share one identity too.
+   */
   readonly storePath: string;
+  /** The rendezvous identity; default: identity.json beside a SQLite store, or in $PILOT_HOME/rendezvous. */
+  readonly identityPath?: string;
   readonly limits?: Partial<ServerLimits>;
   /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
   readonly beaconLimits?: Partial<BeaconLimits>;
@@ -26,6 +35,7 @@ export interface Rendezvous {
   readonly registry: { host: string; port: number };
   readonly beacon: { host: string; port: number };
   readonly publicKey: string;
+  /** The store's path, or its URL without the password. */
   readonly storePath: string;
   readonly identityPath: string;
   close(): Promise<void>;
@@ -35,12 +45,21 @@ export function identityPathFor(storePath: string): string {
   return join(dirname(storePath), "identity.json");
 }
 
+/** Opens the store `location` names: a postgres:// URL, else a SQLite file. */
+export async function openStorage(location: string): Promise<RegistryStorage> {
+  if (isPostgresUrl(location)) {
+    const { PostgresStorage } = await import("./postgres-storage.ts");
+    return PostgresStorage.open(location);
+  }
+  return SqliteStorage.open(location);
+}
+
 export async function startRendezvous(options: RendezvousOptions): Promise<Rendezvous> {
   const log = options.log ?? createLogger("rendezvous", { sink: () => {} });
-  const identityPath = identityPathFor(options.storePath);
+  const identityPath = options.identityPath ?? (isPostgresUrl(options.storePath) ? join(pilotPaths().rendezvousDir, "identity.json") : identityPathFor(options.storePath));
   const { identity, created } = loadOrCreateIdentity(identityPath);
   if (created) log.info("created rendezvous identity", { path: identityPath });
-  const store = RegistryStore.open(options.storePath);
+  const store = await openStorage(options.storePath);
   let registry: RegistryServer | undefined;
   let beacon: BeaconServer | undefined;
   try {
@@ -54,23 +73,23 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
     });
   } catch (e) {
     await registry?.close();
-    store.close();
+    await store.close();
     throw e;
   }
-  const counts = store.counts();
-  log.info("store opened", { path: options.storePath, schema_version: store.schemaVersion(), nodes: counts.nodes, trust_pairs: counts.trust, pending_requests: counts.requests });
+  const counts = await store.counts();
+  log.info("store opened", { kind: store.kind, path: store.location, schema_version: await store.schemaVersion(), nodes: counts.nodes, trust_pairs: counts.trust, pending_requests: counts.requests });
   let closing: Promise<void> | undefined;
   return {
     registry: registry.address,
     beacon: beacon.address,
     publicKey: toBase64(identity.publicKey),
-    storePath: options.storePath,
+    storePath: store.location,
     identityPath,
     close() {
       closing ??= (async () => {
         beacon!.close();
         await registry!.close();
-        store.close();
+        await store.close();
       })();
       return closing;
     },

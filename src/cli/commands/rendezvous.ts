@@ -25,6 +25,23 @@ export function parseListenAddress(text: string, flag: string): { host: string; 
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
+/** --store, else $PILOT_STORE, else the default SQLite file. A postgres URL must parse. */
+export function storeOption(value: unknown): string {
+  const text = typeof value === "string" && value !== "" ? value : process.env.PILOT_STORE || defaultStorePath();
+  if (/^postgres(ql)?:/i.test(text)) {
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !url.hostname || url.pathname.length < 2) {
+      throw badValue("--store is not a usable PostgreSQL URL", "use postgres://USER:PASS@HOST:PORT/DB (or put it in PILOT_STORE, which keeps the password off the command line)");
+    }
+  }
+  return text;
+}
+
 function formatHostPort(a: { host: string; port: number }): string {
   return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
@@ -35,7 +52,8 @@ export const rendezvousCommand: CommandSpec = {
   options: [
     { flags: "--registry-addr <addr>", description: "TCP address of the registry", default: "0.0.0.0:9000" },
     { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
-    { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
+    { flags: "--store <path|url>", description: "SQLite file (default $PILOT_HOME/rendezvous/registry.db), or postgres://USER:PASS@HOST:PORT/DB shared by several registries; also $PILOT_STORE" },
+    { flags: "--identity <path>", description: "the rendezvous key file (default: beside a SQLite store, else $PILOT_HOME/rendezvous/identity.json); registries sharing a database share it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
     { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
     { flags: "--max-connections-per-ip <n>", description: "open registry connections allowed from one IP", default: 64 },
@@ -49,12 +67,16 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--log-format <format>", description: "text (key=value) or json (one object per line)", default: "text" },
     { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
   ],
-  examples: ["pilot rendezvous", "pilot rendezvous --registry-addr 127.0.0.1:0 --beacon-addr 127.0.0.1:0 --store /tmp/r.db --json"],
+  examples: [
+    "pilot rendezvous",
+    "pilot rendezvous --registry-addr 127.0.0.1:0 --beacon-addr 127.0.0.1:0 --store /tmp/r.db --json",
+    "PILOT_STORE=postgres://pilot:secret@db:5432/pilot pilot rendezvous --identity /etc/pilot/rendezvous-identity.json",
+  ],
   returns: {
     registry: "HOST:PORT the registry listens on (TCP)",
     beacon: "HOST:PORT the beacon listens on (UDP)",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
-    store: "path of the SQLite store",
+    store: "path of the SQLite store, or the PostgreSQL URL without its password",
   },
   errors: ["invalid_argument", "already_exists", "internal"],
   async run({ out }, _args, options) {
@@ -72,7 +94,8 @@ export const rendezvousCommand: CommandSpec = {
     const powBits = intOption(options.powBits, "--pow-bits", 0, 28)!;
     const powFreeRate = rateOption(options.powFreeRate, "--pow-free-rate", 1_000_000)!;
     const reapAfterMs = durationOption(options.reapAfter, "--reap-after", { maxMs: 3650 * 86_400_000 })!;
-    const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
+    const storePath = storeOption(options.store);
+    const identityPath = optionText(options.identity, "--identity") || undefined;
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
     const { startRendezvous } = await import("../../registry/rendezvous.ts");
@@ -84,6 +107,7 @@ export const rendezvousCommand: CommandSpec = {
         registry: registryAddr,
         beacon: beaconAddr,
         storePath,
+        identityPath,
         log,
         limits: {
           ...DEFAULT_SERVER_LIMITS,
