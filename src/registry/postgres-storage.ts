@@ -23,7 +23,7 @@ import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
 import { originNetworkOf, weekOf } from "./reputation.ts";
 import type { NodeRow, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
 
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
 /** Advisory lock keys ("pilot" and "pilotm" in ASCII): writes, and migrations. */
 const WRITE_LOCK = 0x70696c6f74;
@@ -92,6 +92,18 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX receipts_by_worker ON receipts (worker, week, submitter, outcome);
   CREATE INDEX receipts_by_submitter ON receipts (submitter, worker);
   CREATE INDEX receipts_recorded ON receipts (recorded_at);
+  `,
+  // 2: contact grants (service.ts canSee), shared by the registries: a node resolves a peer at one
+  //    registry and the peer looks it up at another. Short-lived, so UNLOGGED (lost only if the
+  //    database server crashes; they last 10 minutes anyway); pruned with the nonces.
+  `
+  CREATE UNLOGGED TABLE contact_grants (
+    initiator BIGINT NOT NULL,
+    target    BIGINT NOT NULL,
+    expires   BIGINT NOT NULL,
+    PRIMARY KEY (initiator, target)
+  );
+  CREATE INDEX contact_grants_expires ON contact_grants (expires);
   `,
 ];
 
@@ -311,7 +323,25 @@ export class PostgresStorage implements RegistryStorage {
   }
 
   async pruneNonces(now: number): Promise<number> {
+    await this.q("DELETE FROM contact_grants WHERE expires < $1", [now]);
     return (await this.q("DELETE FROM seen_nonces WHERE expires < $1 RETURNING 1 AS ok", [now])).length;
+  }
+
+  // -- contact grants ----------------------------------------------------------
+
+  async grantContact(initiator: number, target: number, expires: number): Promise<void> {
+    await this.q(
+      "INSERT INTO contact_grants (initiator, target, expires) VALUES ($1, $2, $3) ON CONFLICT (initiator, target) DO UPDATE SET expires = GREATEST(contact_grants.expires, EXCLUDED.expires)",
+      [initiator, target, expires],
+    );
+  }
+
+  async contactGranted(initiator: number, target: number, now: number): Promise<boolean> {
+    return (await this.q("SELECT 1 AS ok FROM contact_grants WHERE initiator = $1 AND target = $2 AND expires > $3", [initiator, target, now])).length > 0;
+  }
+
+  async endContact(x: number, y: number): Promise<void> {
+    await this.q("DELETE FROM contact_grants WHERE (initiator = $1 AND target = $2) OR (initiator = $2 AND target = $1)", [x, y]);
   }
 
   // -- trust ---------------------------------------------------------------

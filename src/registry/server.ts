@@ -19,6 +19,7 @@
  *   its least recently active): a flood from some networks never locks out
  *   the others.
  */
+import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import { unmapIpv4 } from "../protocol/beacon-message.ts";
 import { addressPrefix, CountIndex, TokenBuckets, type BucketConfig } from "./limits.ts";
@@ -128,6 +129,9 @@ export class RegistryServer {
   private readonly clock: () => number;
   private nextConnectionId = 1;
   private closed = false;
+  /** This process among the registries sharing a store: its own broadcast events are not pushed twice. */
+  private readonly instance = randomBytes(8).toString("hex");
+  private listening: { unlisten(): Promise<void> } | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -157,8 +161,43 @@ export class RegistryServer {
       });
     });
     server.on("error", (e) => registry.log.error("registry server error", { error: String(e) }));
+    try {
+      await registry.listenToPeers();
+    } catch (e) {
+      await registry.close();
+      throw e;
+    }
     registry.startReaper();
     return registry;
+  }
+
+  /**
+   * Registries sharing a store (PostgreSQL) hear each other's events: a trust
+   * request made at one reaches its target's daemon at another.
+   */
+  private async listenToPeers(): Promise<void> {
+    const store = this.service.storage;
+    if (!store.listen) return;
+    this.listening = await store.listen(
+      (payload) => this.peerEvent(payload),
+      () => this.log.debug("listening for other registries' events"),
+    );
+  }
+
+  /** An event another registry on the store sent (read as carefully as any input). */
+  private peerEvent(payload: string): void {
+    let m: unknown;
+    try {
+      m = JSON.parse(payload);
+    } catch {
+      return;
+    }
+    if (typeof m !== "object" || m === null) return;
+    const { origin, to, event } = m as Record<string, unknown>;
+    if (origin === this.instance || typeof origin !== "string") return;
+    if (typeof to !== "number" || !Number.isInteger(to) || to < 0 || to > 0xffff_ffff) return;
+    if (typeof event !== "object" || event === null || Array.isArray(event) || typeof (event as Record<string, unknown>).event !== "string") return;
+    this.push(to, event as Record<string, unknown>);
   }
 
   /** Reaps nodes not seen for the reaping time: once now, then periodically. */
@@ -197,6 +236,7 @@ export class RegistryServer {
     if (this.closed) return;
     this.closed = true;
     if (this.reaper) clearInterval(this.reaper);
+    await this.listening?.unlisten().catch(() => {});
     const done = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.connections) c.socket.destroy();
     await done;
@@ -414,9 +454,16 @@ export class RegistryServer {
     }
   }
 
-  /** Pushes a request's events to the subscribed connections of their nodes. */
+  /**
+   * Pushes a request's events to the subscribed connections of their nodes,
+   * here and, through the store, at the other registries sharing it.
+   */
   private publish(events: readonly PushEvent[]): void {
-    for (const e of events) this.push(e.to, e.event);
+    const store = this.service.storage;
+    for (const e of events) {
+      this.push(e.to, e.event);
+      store.notify?.(JSON.stringify({ origin: this.instance, to: e.to, event: e.event })).catch((err) => this.log.error("event not sent to the other registries", { error: String(err) }));
+    }
   }
 
   private respond(conn: Connection, outcome: Outcome): void {

@@ -259,7 +259,6 @@ export interface RegistryDirectory {
 
 /** How long a node that resolved another stays visible to it. */
 export const CONTACT_GRANT_MS = 10 * 60_000;
-const CONTACT_GRANTS_MAX = 100_000;
 
 export class RegistryService {
   private readonly store: RegistryStorage;
@@ -276,8 +275,6 @@ export class RegistryService {
   private readonly book: ReputationBook;
   private lastNoncePrune = 0;
   private lastReceiptPrune = 0;
-  /** "target:viewer" -> expiry: the viewer may see the target, which recently resolved it. */
-  private readonly contactGrants = new Map<string, number>();
   /**
    * Nodes whose last subscribed connection closed (the daemon stopped, or died: the kernel
    * closes its socket), and when, oldest first: offline until heard from again.
@@ -300,6 +297,11 @@ export class RegistryService {
     this.receipts = new TokenBuckets(limits.receiptsPerNode);
     this.book = new ReputationBook(this.store);
     this.pow = new PowGate(limits.pow, options.random ?? ((n) => new Uint8Array(randomBytes(n))), this.clock());
+  }
+
+  /** Where the registry's state lives. */
+  get storage(): RegistryStorage {
+    return this.store;
   }
 
   /** The proof of work a new key must show now. */
@@ -513,7 +515,7 @@ export class RegistryService {
       case "resolve": {
         const node = await this.visible(db, self, need(checkNodeId(m.target, "target")));
         if (m.contact !== undefined && typeof m.contact !== "boolean") fail("invalid_argument", "contact must be true or false");
-        if (m.contact === true) this.grantContact(self, node.id, now);
+        if (m.contact === true && self !== node.id) await db.grantContact(self, node.id, now + CONTACT_GRANT_MS);
         return { node_id: node.id, address: addressText(node.id), public_key: node.publicKey, ...this.endpointView(node), online: this.isOnline(node, now), last_seen: node.lastSeen };
       }
       case "search": {
@@ -551,8 +553,7 @@ export class RegistryService {
       case "trust_revoke": {
         const peer = need(checkNodeId(m.peer, "peer"));
         // Ending trust ends every reason either side had to see the other.
-        this.contactGrants.delete(`${self}:${peer}`);
-        this.contactGrants.delete(`${peer}:${self}`);
+        await db.endContact(self, peer);
         return this.trustRevoke(db, self, peer, events);
       }
       case "trust_state":
@@ -916,8 +917,9 @@ export class RegistryService {
    * the network answers with promises.
    */
   get directory(): RegistryDirectory {
-    const sync = this.store instanceof SqliteStorage ? this.store.db : undefined;
-    if (!sync) return { nodeKey: (id) => this.activeNodeKey(id), mayReach: (from, to) => this.mayReach(from, to) };
+    const storage = this.store instanceof SqliteStorage ? this.store : undefined;
+    const sync = storage?.db;
+    if (!storage || !sync) return { nodeKey: (id) => this.activeNodeKey(id), mayReach: (from, to) => this.mayReach(from, to) };
     return {
       nodeKey: (id) => {
         const node = sync.nodeById(id);
@@ -931,9 +933,9 @@ export class RegistryService {
         if (!target.active) return false;
         return (
           target.public ||
-          (this.contactGrants.get(`${target.id}:${from}`) ?? 0) > this.clock() ||
           sync.isTrusted(from, target.id) ||
-          sync.trustRequest(target.id, from) !== undefined
+          sync.trustRequest(target.id, from) !== undefined ||
+          storage.contactGrantedNow(target.id, from, this.clock())
         );
       },
     };
@@ -959,24 +961,10 @@ export class RegistryService {
     if (!target.active) return false;
     return (
       target.public ||
-      (this.contactGrants.get(`${target.id}:${viewer}`) ?? 0) > this.clock() ||
       (await db.isTrusted(viewer, target.id)) ||
-      (await db.trustRequest(target.id, viewer)) !== undefined
+      (await db.trustRequest(target.id, viewer)) !== undefined ||
+      (await db.contactGranted(target.id, viewer, this.clock()))
     );
-  }
-
-  /** `initiator` resolved `target`: let `target` see `initiator` for a while. */
-  private grantContact(initiator: number, target: number, now: number): void {
-    if (initiator === target) return;
-    const key = `${initiator}:${target}`;
-    this.contactGrants.delete(key); // re-insert: the Map stays in expiry order
-    this.contactGrants.set(key, now + CONTACT_GRANT_MS);
-    if (this.contactGrants.size > CONTACT_GRANTS_MAX) {
-      for (const [k, expires] of this.contactGrants) {
-        if (this.contactGrants.size <= CONTACT_GRANTS_MAX && expires > now) break;
-        this.contactGrants.delete(k);
-      }
-    }
   }
 
   private async visible(db: RegistryStorage, viewer: number, target: number): Promise<NodeRow> {

@@ -5,6 +5,9 @@
  * callback, one at a time (a lock queues the others), and a nested one is a
  * SAVEPOINT.
  *
+ * Contact grants (who resolved whom, service.ts) live in memory, as before
+ * there was a PostgreSQL store.
+ *
  * Reads outside a transaction run on the same connection: they could see a
  * transaction's uncommitted rows if they ran while its callback is suspended.
  * They cannot here: the callback awaits only calls that resolve at once, so a
@@ -14,6 +17,9 @@
 import type { TaskReceipt } from "../protocol/receipt.ts";
 import type { NodeRow, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
 import { RegistryStore } from "./store.ts";
+
+/** Contact grants live in memory only, at most this many ("initiator:target" -> expiry, oldest first). */
+const CONTACT_GRANTS_MAX = 100_000;
 
 export class SqliteStorage implements RegistryStorage {
   readonly kind = "sqlite" as const;
@@ -25,7 +31,34 @@ export class SqliteStorage implements RegistryStorage {
     readonly location: string,
     /** Set on a transaction's handle. */
     private readonly inTransaction = false,
+    private readonly grants = new Map<string, number>(),
   ) {}
+
+  async grantContact(initiator: number, target: number, expires: number): Promise<void> {
+    const key = `${initiator}:${target}`;
+    this.grants.delete(key); // re-insert: the Map stays in expiry order
+    this.grants.set(key, expires);
+    if (this.grants.size > CONTACT_GRANTS_MAX) {
+      for (const k of this.grants.keys()) {
+        if (this.grants.size <= CONTACT_GRANTS_MAX) break;
+        this.grants.delete(k);
+      }
+    }
+  }
+
+  async contactGranted(initiator: number, target: number, now: number): Promise<boolean> {
+    return this.contactGrantedNow(initiator, target, now);
+  }
+
+  /** The same, synchronously (the beacon's directory). */
+  contactGrantedNow(initiator: number, target: number, now: number): boolean {
+    return (this.grants.get(`${initiator}:${target}`) ?? 0) > now;
+  }
+
+  async endContact(x: number, y: number): Promise<void> {
+    this.grants.delete(`${x}:${y}`);
+    this.grants.delete(`${y}:${x}`);
+  }
 
   static open(path: string): SqliteStorage {
     return new SqliteStorage(RegistryStore.open(path), path);
@@ -57,7 +90,7 @@ export class SqliteStorage implements RegistryStorage {
     try {
       this.db.exec("BEGIN IMMEDIATE");
       try {
-        const value = await fn(new SqliteStorage(this.db, this.location, true));
+        const value = await fn(new SqliteStorage(this.db, this.location, true, this.grants));
         this.db.exec("COMMIT");
         return value;
       } catch (e) {

@@ -97,6 +97,18 @@ export interface RegistryStorage {
   /** Removes every pair of `id` and every request it made; the peers whose trust was removed. */
   forgetTrust(id: number): Promise<number[]>;
 
+  // contact grants (service.ts canSee): `initiator` resolved `target` with contact, so `target` may see it until `expires`
+  grantContact(initiator: number, target: number, expires: number): Promise<void>;
+  /** Did `initiator` resolve `target` with contact, and is the grant still running at `now`? */
+  contactGranted(initiator: number, target: number, now: number): Promise<boolean>;
+  /** Ends the grants between two nodes, both ways (a trust revocation). */
+  endContact(x: number, y: number): Promise<void>;
+
+  /** Registries sharing this store (PostgreSQL): send an event payload to all of them (this one too). Absent on SQLite. */
+  notify?(payload: string): Promise<void>;
+  /** Receives every payload `notify` sends, from any registry on the store. */
+  listen?(onPayload: (payload: string) => void, onListen?: () => void): Promise<{ unlisten(): Promise<void> }>;
+
   // receipts
   receipt(taskId: string, submitter: number, worker: number): Promise<TaskReceipt | undefined>;
   addReceipt(r: TaskReceipt, now: number): Promise<void>;

@@ -51,9 +51,9 @@ export const RELAXED = [
   "--max-connections-per-prefix", "100000",
 ];
 
-export async function startRendezvous(options: { dir?: string; args?: string[]; registryPort?: number } = {}): Promise<RendezvousProcess> {
+export async function startRendezvous(options: { dir?: string; args?: string[]; registryPort?: number; store?: string } = {}): Promise<RendezvousProcess> {
   const dir = options.dir ?? tempDir();
-  const storePath = join(dir, "registry.db");
+  const storePath = options.store ?? join(dir, "registry.db");
   const proc = Bun.spawn(
     [
       "bun",
