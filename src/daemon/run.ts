@@ -38,6 +38,8 @@ export interface DaemonOptions {
   readonly home?: string;
   readonly socketPath?: string;
   readonly registry: HostPort;
+  /** More registries of the same deployment (one database, one key): the client fails over to them. */
+  readonly registryAlternates?: readonly HostPort[];
   /** Beacon for endpoint discovery; null disables it. */
   readonly beacon: HostPort | null;
   readonly listen: HostPort;
@@ -89,6 +91,13 @@ export function parseHostPort(text: string, what: string): HostPort {
   if (!m || port > 65535) throw new DaemonStartError("invalid_argument", `${what} "${text}" is not HOST:PORT`, `for example 127.0.0.1:9000`);
   const host = m[1] ?? m[2] ?? "";
   return { host: host === "" || host === "localhost" ? (host === "localhost" ? "127.0.0.1" : "0.0.0.0") : host, port };
+}
+
+/** "HOST:PORT" or several of one deployment, "A:9000,B:9000" (at most 8): the daemon fails over between them. */
+export function parseRegistryList(text: string, what: string): HostPort[] {
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.length > 8) throw new DaemonStartError("invalid_argument", `${what} names ${parts.length} registries; at most 8`, "for example 10.0.0.1:9000,10.0.0.2:9000");
+  return parts.map((p) => parseHostPort(p, what));
 }
 
 function formatHostPort(h: HostPort): string {
@@ -171,6 +180,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     registry = await RegistryClient.connect({
       host: options.registry.host,
       port: options.registry.port,
+      alternates: options.registryAlternates,
       signer: identity.identity,
       registryKey: known[registryAddress],
       connectTimeoutMs: 5000,
