@@ -9,6 +9,7 @@ import { loadOrCreateIdentity } from "../crypto/identity.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { pilotPaths } from "../util/paths.ts";
 import { RegistryServer, type ServerLimits } from "./server.ts";
+import { startHealthServer, type HealthServer } from "./health.ts";
 import { isPostgresUrl } from "./postgres-storage.ts";
 import { SqliteStorage } from "./sqlite-storage.ts";
 import type { RegistryStorage } from "./storage.ts";
@@ -26,6 +27,8 @@ export interface RendezvousOptions {
   /** The rendezvous identity; default: identity.json beside a SQLite store, or in $PILOT_HOME/rendezvous. */
   readonly identityPath?: string;
   readonly limits?: Partial<ServerLimits>;
+  /** Serve GET /healthz here (health.ts); absent: no health endpoint. */
+  readonly health?: { host: string; port: number };
   /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
   readonly beaconLimits?: Partial<BeaconLimits>;
   readonly log?: Logger;
@@ -38,6 +41,8 @@ export interface Rendezvous {
   /** The store's path, or its URL without the password. */
   readonly storePath: string;
   readonly identityPath: string;
+  /** Where /healthz is served, when asked for. */
+  readonly health?: { host: string; port: number };
   close(): Promise<void>;
 }
 
@@ -62,6 +67,7 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
   const store = await openStorage(options.storePath);
   let registry: RegistryServer | undefined;
   let beacon: BeaconServer | undefined;
+  let health: HealthServer | undefined;
   try {
     registry = await RegistryServer.start({ ...options.registry, store, signer: identity, limits: options.limits, log: log.child("registry") });
     beacon = await BeaconServer.start({
@@ -71,7 +77,9 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       limits: options.beaconLimits,
       log: log.child("beacon"),
     });
+    if (options.health) health = await startHealthServer({ ...options.health, store });
   } catch (e) {
+    beacon?.close();
     await registry?.close();
     await store.close();
     throw e;
@@ -85,8 +93,10 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
     publicKey: toBase64(identity.publicKey),
     storePath: store.location,
     identityPath,
+    health: health?.address,
     close() {
       closing ??= (async () => {
+        await health?.close();
         beacon!.close();
         await registry!.close();
         await store.close();

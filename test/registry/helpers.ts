@@ -31,6 +31,8 @@ export interface RendezvousProcess {
   readonly publicKey: string;
   readonly dir: string;
   readonly storePath: string;
+  /** The /healthz URL, when started with --health-addr. */
+  readonly health?: string;
   /** SIGTERM, then wait; resolves with the exit code and stderr. */
   stop(signal?: "SIGTERM" | "SIGINT"): Promise<{ code: number | null; stderr: string }>;
 }
@@ -97,6 +99,7 @@ export async function startRendezvous(options: { dir?: string; args?: string[]; 
     port,
     beaconPort,
     publicKey: envelope.data.public_key,
+    health: envelope.data.health,
     dir,
     storePath,
     async stop(signal = "SIGTERM") {

@@ -53,6 +53,7 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--registry-addr <addr>", description: "TCP address of the registry", default: "0.0.0.0:9000" },
     { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
     { flags: "--store <path|url>", description: "SQLite file (default $PILOT_HOME/rendezvous/registry.db), or postgres://USER:PASS@HOST:PORT/DB shared by several registries; also $PILOT_STORE" },
+    { flags: "--health-addr <addr>", description: "serve GET /healthz (200 while the registry and its store answer, else 503) on this HOST:PORT; off by default" },
     { flags: "--identity <path>", description: "the rendezvous key file (default: beside a SQLite store, else $PILOT_HOME/rendezvous/identity.json); registries sharing a database share it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
     { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
@@ -77,6 +78,7 @@ export const rendezvousCommand: CommandSpec = {
     beacon: "HOST:PORT the beacon listens on (UDP)",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
     store: "path of the SQLite store, or the PostgreSQL URL without its password",
+    health: "URL of GET /healthz (only with --health-addr)",
   },
   errors: ["invalid_argument", "already_exists", "internal"],
   async run({ out }, _args, options) {
@@ -96,6 +98,8 @@ export const rendezvousCommand: CommandSpec = {
     const reapAfterMs = durationOption(options.reapAfter, "--reap-after", { maxMs: 3650 * 86_400_000 })!;
     const storePath = storeOption(options.store);
     const identityPath = optionText(options.identity, "--identity") || undefined;
+    const healthText = optionText(options.healthAddr, "--health-addr");
+    const health = healthText ? parseListenAddress(healthText, "--health-addr") : undefined;
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
     const { startRendezvous } = await import("../../registry/rendezvous.ts");
@@ -108,6 +112,7 @@ export const rendezvousCommand: CommandSpec = {
         beacon: beaconAddr,
         storePath,
         identityPath,
+        health,
         log,
         limits: {
           ...DEFAULT_SERVER_LIMITS,
@@ -139,6 +144,7 @@ export const rendezvousCommand: CommandSpec = {
       beacon: formatHostPort(rendezvous.beacon),
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
+      ...(rendezvous.health ? { health: `http://${formatHostPort(rendezvous.health)}/healthz` } : {}),
     };
     // Handlers first, then "ready": whoever reacts to the ready line may signal at once.
     const stopSignal = new Promise<string>((resolve) => {
@@ -146,7 +152,7 @@ export const rendezvousCommand: CommandSpec = {
       process.once("SIGINT", () => resolve("SIGINT"));
     });
     log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`].join("\n"));
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.health ? [`  health      ${d.health}`] : [])].join("\n"));
     const signal = await stopSignal;
     log.info("stopping", { signal });
     await rendezvous.close();
