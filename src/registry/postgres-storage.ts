@@ -8,7 +8,9 @@
  *
  * Writes: every top-level transaction first takes one transaction-scoped
  * advisory lock (WRITE_LOCK), so write transactions run one at a time across
- * every registry on the database, as BEGIN IMMEDIATE makes them on SQLite. The
+ * every registry on the database, as BEGIN IMMEDIATE makes them on SQLite.
+ * Heartbeats (a nonce and their own node's row, deciding nothing from what
+ * they read) take it shared: they run alongside each other. The
  * service's rules (a hostname free, ids in order, a mutual trust request
  * making a pair) are then decided on a consistent view without retry loops.
  * Reads take no lock; each statement sees what was committed before it.
@@ -192,7 +194,7 @@ export class PostgresStorage implements RegistryStorage {
     return this.sql.unsafe(text, values) as unknown as Promise<any[]>;
   }
 
-  async transaction<T>(fn: (tx: RegistryStorage) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: RegistryStorage) => Promise<T>, options: { shared?: boolean } = {}): Promise<T> {
     if (this.inTransaction) {
       const name = `sp${++this.savepoints}`;
       await this.q(`SAVEPOINT ${name}`);
@@ -207,7 +209,8 @@ export class PostgresStorage implements RegistryStorage {
       }
     }
     return (await this.sql.begin(async (tx) => {
-      await tx.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
+      // A shared transaction still waits while an exclusive one runs, but not for other shared ones.
+      await tx.unsafe(`SELECT ${options.shared ? "pg_advisory_xact_lock_shared" : "pg_advisory_xact_lock"}(${WRITE_LOCK})`);
       return fn(new PostgresStorage(tx as unknown as SQL, this.location, this.root, true));
     })) as T;
   }

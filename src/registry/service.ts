@@ -360,17 +360,21 @@ export class RegistryService {
       if (STATE_CHANGING.has(type)) {
         // The nonce is stored in the same transaction as the change: both survive a crash, or neither.
         // It is kept even when the request fails (its inner transaction rolls back on its own).
-        const r = await this.store.transaction(async (tx) => {
-          if (!(await tx.claimNonce(toBase64(nonce), (message.ts as number) + REQUEST_WINDOW_MS))) {
-            fail("replayed_request", "this request was already received (nonce seen)");
-          }
-          try {
-            return { value: await this.dispatch(tx, type, message, signer, ctx, now, events) };
-          } catch (e) {
-            if (e instanceof RequestError) return { error: e };
-            throw e;
-          }
-        });
+        const r = await this.store.transaction(
+          async (tx) => {
+            if (!(await tx.claimNonce(toBase64(nonce), (message.ts as number) + REQUEST_WINDOW_MS))) {
+              fail("replayed_request", "this request was already received (nonce seen)");
+            }
+            try {
+              return { value: await this.dispatch(tx, type, message, signer, ctx, now, events) };
+            } catch (e) {
+              if (e instanceof RequestError) return { error: e };
+              throw e;
+            }
+          },
+          // A heartbeat decides nothing from what it reads: it need not wait for other heartbeats.
+          { shared: type === "heartbeat" },
+        );
         if (r.error) throw r.error;
         result = r.value!;
       } else {

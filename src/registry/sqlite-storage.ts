@@ -69,7 +69,7 @@ export class SqliteStorage implements RegistryStorage {
     return new SqliteStorage(store, location);
   }
 
-  async transaction<T>(fn: (tx: RegistryStorage) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: RegistryStorage) => Promise<T>, _options?: { shared?: boolean }): Promise<T> {
     if (this.inTransaction) {
       const name = `sp${++this.savepoints}`;
       this.db.exec(`SAVEPOINT ${name}`);

@@ -52,8 +52,13 @@ export interface RegistryStorage {
   /** Where it is, without credentials (a path, or postgres://host:port/db). */
   readonly location: string;
 
-  /** Runs `fn` in one write transaction (a savepoint when called on a transaction's handle); a throw rolls it back. */
-  transaction<T>(fn: (tx: RegistryStorage) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in one write transaction (a savepoint when called on a transaction's handle); a throw
+   * rolls it back. `shared: true` says it decides nothing from what it reads (a heartbeat: a nonce
+   * and one row of its own node), so it need not wait for the other writers (PostgreSQL; SQLite
+   * serialises every write anyway).
+   */
+  transaction<T>(fn: (tx: RegistryStorage) => Promise<T>, options?: { shared?: boolean }): Promise<T>;
   close(): Promise<void>;
   schemaVersion(): Promise<number>;
   counts(): Promise<StoreCounts>;

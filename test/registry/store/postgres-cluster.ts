@@ -65,7 +65,8 @@ export interface PostgresCluster {
 
 let databases = 0;
 
-export async function startPostgres(): Promise<PostgresCluster> {
+/** `durable`: PostgreSQL's default durability (fsync, synchronous_commit); else both off, for fast tests. */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<PostgresCluster> {
   const bin = postgresBinDir();
   if (!bin) throw new Error("PostgreSQL is not installed");
   const dir = mkdtempSync(join(tmpdir(), "pilot-pg-"));
@@ -109,7 +110,8 @@ export async function startPostgres(): Promise<PostgresCluster> {
           "-t",
           "30",
           "-o",
-          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`,
+          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200` +
+            (options.durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"),
           "start",
         ]);
         started = true;
