@@ -19,7 +19,6 @@
  *   its least recently active): a flood from some networks never locks out
  *   the others.
  */
-import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import { unmapIpv4 } from "../protocol/beacon-message.ts";
 import { addressPrefix, CountIndex, TokenBuckets, type BucketConfig } from "./limits.ts";
@@ -129,8 +128,6 @@ export class RegistryServer {
   private readonly clock: () => number;
   private nextConnectionId = 1;
   private closed = false;
-  /** This process among the registries sharing a store: its own broadcast events are not pushed twice. */
-  private readonly instance = randomBytes(8).toString("hex");
   private listening: { unlisten(): Promise<void> } | undefined;
 
   private constructor(
@@ -194,7 +191,7 @@ export class RegistryServer {
     }
     if (typeof m !== "object" || m === null) return;
     const { origin, to, event } = m as Record<string, unknown>;
-    if (origin === this.instance || typeof origin !== "string") return;
+    if (origin === this.service.instance || typeof origin !== "string") return;
     if (typeof to !== "number" || !Number.isInteger(to) || to < 0 || to > 0xffff_ffff) return;
     if (typeof event !== "object" || event === null || Array.isArray(event) || typeof (event as Record<string, unknown>).event !== "string") return;
     this.push(to, event as Record<string, unknown>);
@@ -455,15 +452,12 @@ export class RegistryServer {
   }
 
   /**
-   * Pushes a request's events to the subscribed connections of their nodes,
-   * here and, through the store, at the other registries sharing it.
+   * Pushes a request's events to the subscribed connections of their nodes
+   * here. (The service sent them to the other registries sharing the store
+   * in the transaction that made them.)
    */
   private publish(events: readonly PushEvent[]): void {
-    const store = this.service.storage;
-    for (const e of events) {
-      this.push(e.to, e.event);
-      store.notify?.(JSON.stringify({ origin: this.instance, to: e.to, event: e.event })).catch((err) => this.log.error("event not sent to the other registries", { error: String(err) }));
-    }
+    for (const e of events) this.push(e.to, e.event);
   }
 
   private respond(conn: Connection, outcome: Outcome): void {

@@ -274,6 +274,8 @@ export class RegistryService {
   private readonly pow: PowGate;
   private readonly book: ReputationBook;
   private lastNoncePrune = 0;
+  /** This process among the registries sharing a store (its own broadcast events are not pushed twice). */
+  readonly instance = randomBytes(8).toString("hex");
   private lastReceiptPrune = 0;
   /**
    * Nodes whose last subscribed connection closed (the daemon stopped, or died: the kernel
@@ -366,7 +368,11 @@ export class RegistryService {
               fail("replayed_request", "this request was already received (nonce seen)");
             }
             try {
-              return { value: await this.dispatch(tx, type, message, signer, ctx, now, events) };
+              const value = await this.dispatch(tx, type, message, signer, ctx, now, events);
+              // Registries sharing the store hear of the events with the change itself: sent in
+              // this transaction, they are delivered when it commits, and never if it does not.
+              if (tx.notify) for (const e of events) await tx.notify(JSON.stringify({ origin: this.instance, to: e.to, event: e.event }));
+              return { value };
             } catch (e) {
               if (e instanceof RequestError) return { error: e };
               throw e;
