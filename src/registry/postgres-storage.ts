@@ -25,7 +25,7 @@ import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
 import { originNetworkOf, weekOf } from "./reputation.ts";
 import type { NodeRow, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
 
-export const PG_SCHEMA_VERSION = 2;
+export const PG_SCHEMA_VERSION = 3;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
 /** Advisory lock keys ("pilot" and "pilotm" in ASCII): writes, and migrations. */
 const WRITE_LOCK = 0x70696c6f74;
@@ -34,7 +34,10 @@ const MIGRATION_LOCK = 0x70696c6f746d;
 export const EVENT_CHANNEL = "pilot_registry_events";
 
 /** Schema 1 is SQLite's schema 3 (store.ts) in PostgreSQL's types: the same tables, keys and indexes. */
-const MIGRATIONS: readonly string[] = [
+/** A migration is SQL, or code given the migrating transaction. */
+type Migration = string | ((tx: SQL) => Promise<void>);
+
+const MIGRATIONS: readonly Migration[] = [
   `
   CREATE TABLE nodes (
     id            BIGINT  PRIMARY KEY,
@@ -107,6 +110,18 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX contact_grants_expires ON contact_grants (expires);
   `,
+  // 3: search by part of a hostname through a trigram index (pg_trgm, a trusted extension the
+  //    database's owner may create). Where the extension is not installed, search scans instead.
+  async (tx) => {
+    await tx.unsafe("SAVEPOINT trgm");
+    try {
+      await tx.unsafe("CREATE EXTENSION IF NOT EXISTS pg_trgm");
+      await tx.unsafe("CREATE INDEX nodes_hostname_trgm ON nodes USING gin (hostname gin_trgm_ops)");
+      await tx.unsafe("RELEASE SAVEPOINT trgm");
+    } catch {
+      await tx.unsafe("ROLLBACK TO SAVEPOINT trgm");
+    }
+  },
 ];
 
 interface RawNode {
@@ -306,15 +321,17 @@ export class PostgresStorage implements RegistryStorage {
   }
 
   async search(viewer: number, query: string, limit: number, seenSince = 0): Promise<NodeRow[]> {
+    // The candidates come from two indexes (the tag's rows; hostnames through the trigram index, a
+    // query being letters, digits and hyphens only, so it needs no LIKE escaping), then visibility.
     const rows = await this.q(
       `SELECT ${NODE_COLUMNS} FROM nodes n
-       WHERE n.active AND (n.last_seen >= $4 OR n.id = $2)
-         AND (strpos(n.hostname, $1) > 0 OR EXISTS (SELECT 1 FROM node_tags t WHERE t.tag = $1 AND t.node_id = n.id))
+       WHERE n.id IN (SELECT id FROM nodes WHERE hostname LIKE $5 UNION SELECT node_id FROM node_tags WHERE tag = $1)
+         AND n.active AND (n.last_seen >= $4 OR n.id = $2)
          AND (n.public OR n.id = $2
               OR EXISTS (SELECT 1 FROM trust WHERE (a = n.id AND b = $2) OR (a = $2 AND b = n.id))
               OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $2))
        ORDER BY n.id LIMIT $3`,
-      [query, viewer, limit, seenSince],
+      [query, viewer, limit, seenSince, `%${query}%`],
     );
     return rows.map((r) => toNode(r)!);
   }
@@ -507,7 +524,9 @@ async function migrate(sql: SQL): Promise<void> {
       throw new Error(`the database has schema version ${version}, newer than this pilot understands (${PG_SCHEMA_VERSION}); upgrade pilot`);
     }
     for (let v = version; v < PG_SCHEMA_VERSION; v++) {
-      await tx.unsafe(MIGRATIONS[v]!);
+      const m = MIGRATIONS[v]!;
+      if (typeof m === "string") await tx.unsafe(m);
+      else await m(tx as unknown as SQL);
       await tx.unsafe("INSERT INTO pilot_schema_migrations (version, applied_at) VALUES ($1, $2)", [v + 1, Date.now()]);
     }
   });
