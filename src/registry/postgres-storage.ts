@@ -503,6 +503,12 @@ export class PostgresStorage implements RegistryStorage {
     return (await this.q("SELECT DISTINCT worker FROM receipts WHERE submitter = $1 LIMIT $2", [submitter, limit])).map((r) => Number(r.worker));
   }
 
+  async workersWithReceipts(workers: number[], firstWeek: number): Promise<number[]> {
+    if (workers.length === 0) return [];
+    const marks = workers.map((_, i) => `$${i + 2}`).join(", ");
+    return (await this.q(`SELECT DISTINCT worker FROM receipts WHERE week >= $1 AND worker IN (${marks})`, [firstWeek, ...workers])).map((r) => Number(r.worker));
+  }
+
   async receiptCounts(node: number): Promise<{ asSubmitter: number; asWorker: number }> {
     const [r] = await this.q("SELECT (SELECT COUNT(*) FROM receipts WHERE submitter = $1) AS s, (SELECT COUNT(*) FROM receipts WHERE worker = $1) AS w", [node]);
     return { asSubmitter: Number(r.s), asWorker: Number(r.w) };

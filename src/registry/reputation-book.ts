@@ -79,6 +79,31 @@ export class ReputationBook {
     return (await this.reputation(node, now)).score;
   }
 
+  /**
+   * The scores of several nodes (a search's results): the ones with no receipts in the horizon,
+   * found with one query, score 0 without reading their vote groups.
+   */
+  async scoresOf(nodes: readonly number[], now: number): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    const missing: number[] = [];
+    for (const n of nodes) {
+      const hit = this.scores.get(n, now);
+      if (hit) out.set(n, hit.score);
+      else missing.push(n);
+    }
+    if (missing.length > 1) {
+      const rated = new Set(await this.store.workersWithReceipts(missing, this.firstWeek(now)));
+      for (const n of missing) {
+        if (rated.has(n)) continue;
+        const value = { ...scoreWorker([], () => undefined, now), computedAt: now };
+        this.scores.set(n, value, now);
+        out.set(n, value.score);
+      }
+    }
+    for (const n of missing) if (!out.has(n)) out.set(n, await this.score(n, now));
+    return out;
+  }
+
   /** The node's score and its breakdown. */
   async reputation(node: number, now: number): Promise<Reputation> {
     const hit = this.scores.get(node, now);

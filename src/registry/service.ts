@@ -531,11 +531,10 @@ export class RegistryService {
       case "search": {
         const q = need(checkSearchQuery(m.query));
         const rows = await db.search(self, q, SEARCH_RESULTS_MAX, now - this.limits.reapAfterMs);
-        const results = [];
-        for (const n of rows) {
-          results.push({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: this.isOnline(n, now), polo_score: await this.book.score(n.id, now) });
-        }
-        return { results };
+        const scores = await this.book.scoresOf(rows.map((n) => n.id), now);
+        return {
+          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: this.isOnline(n, now), polo_score: scores.get(n.id)! })),
+        };
       }
       case "set_hostname": {
         const hostname = m.hostname === "" ? null : need(checkHostname(m.hostname));

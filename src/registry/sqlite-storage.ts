@@ -214,6 +214,9 @@ export class SqliteStorage implements RegistryStorage {
   async workersRatedBy(submitter: number, limit: number): Promise<number[]> {
     return this.db.workersRatedBy(submitter, limit);
   }
+  async workersWithReceipts(workers: number[], firstWeek: number): Promise<number[]> {
+    return this.db.workersWithReceipts(workers, firstWeek);
+  }
   async receiptCounts(node: number): Promise<{ asSubmitter: number; asWorker: number }> {
     return this.db.receiptCounts(node);
   }

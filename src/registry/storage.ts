@@ -120,6 +120,8 @@ export interface RegistryStorage {
   pairReceiptsInWeek(submitter: number, worker: number, week: number): Promise<number>;
   voteGroups(worker: number, firstWeek: number, limit: number): Promise<VoteGroupRow[]>;
   workersRatedBy(submitter: number, limit: number): Promise<number[]>;
+  /** Which of `workers` (at most 100) have receipts from `firstWeek` on; the others score 0. */
+  workersWithReceipts(workers: number[], firstWeek: number): Promise<number[]>;
   receiptCounts(node: number): Promise<{ asSubmitter: number; asWorker: number }>;
   pruneReceipts(cutoff: number): Promise<number>;
 }

@@ -465,6 +465,13 @@ export class RegistryStore {
     return (this.db.query("SELECT DISTINCT worker FROM receipts WHERE submitter = ? LIMIT ?").all(submitter, limit) as { worker: number }[]).map((r) => r.worker);
   }
 
+  /** Which of `workers` have receipts from `firstWeek` on. */
+  workersWithReceipts(workers: number[], firstWeek: number): number[] {
+    if (workers.length === 0) return [];
+    const marks = workers.map(() => "?").join(", ");
+    return (this.db.query(`SELECT DISTINCT worker FROM receipts WHERE week >= ? AND worker IN (${marks})`).all(firstWeek, ...workers) as { worker: number }[]).map((r) => r.worker);
+  }
+
   /** Receipts a node signed as submitter and as worker (all stored, whatever their age). */
   receiptCounts(node: number): { asSubmitter: number; asWorker: number } {
     const one = (sql: string) => (this.db.query(sql).get(node) as { n: number }).n;

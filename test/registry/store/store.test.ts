@@ -185,6 +185,8 @@ describe.each(backends)("$name", (backend) => {
     expect(await s.pairReceiptsInWeek(sub, w, 10)).toBe(2);
     expect(await s.voteGroups(w, 0, 10)).toEqual([{ submitter: sub, week: 10, accepted: 1, rejected: 1, registeredAt: 2, originNet: "198.51.100.0/24" }]);
     expect(await s.workersRatedBy(sub, 10)).toEqual([w]);
+    expect(await s.workersWithReceipts([sub, w, 999], 10)).toEqual([w]);
+    expect(await s.workersWithReceipts([sub, w], 11)).toEqual([]);
     expect(await s.receiptCounts(w)).toEqual({ asSubmitter: 0, asWorker: 2 });
     expect(await s.transaction((tx) => tx.pruneReceipts(at + 1))).toBe(2);
   });
