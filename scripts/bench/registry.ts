@@ -21,6 +21,11 @@
  *
  *   bun run bench:registry                 # N = 10000
  *   bun run bench:registry -- --nodes 2000 --lookups 10000 --only sqlite/1
+ *   bun run bench:registry -- --bulk 1000000 --nodes 1000 --only sqlite/1,postgres/1
+ *
+ * `--bulk M` first loads M public nodes straight into each store (a tag each of
+ * 1 000, `bulk-<i>` hostnames; not through the registry), so lookups and tag
+ * searches run against a store of M + N nodes; lookups then target bulk nodes.
  *
  * Bounded: every phase stops at its count or after 60 s, whichever comes first.
  * Goals (issue 14, this 2-core machine): 10 000 registrations in <= 10 s;
@@ -55,6 +60,48 @@ const TRUST_PAIRS = arg("trust", 1_000);
 const CONNECTIONS = arg("connections", 16);
 const IN_FLIGHT = arg("in-flight", 8); // per connection
 const PHASE_LIMIT_MS = 60_000;
+const BULK = arg("bulk", 0);
+
+/** Loads BULK public nodes straight into a store, before any registry opens it. */
+async function bulkLoad(store: string): Promise<void> {
+  if (BULK <= 0) return;
+  const t = performance.now();
+  if (store.startsWith("postgres:")) {
+    const { PostgresStorage } = await import("../../src/registry/postgres-storage.ts");
+    await (await PostgresStorage.open(store)).close(); // the schema
+    const sql = new SQL({ url: store, max: 1 });
+    try {
+      await sql.unsafe(
+        `INSERT INTO nodes (id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active, origin_net)
+         SELECT g, 'bulk' || g, 'bulk-' || g, true, '["b' || (g % 1000) || '"]', '["0.0.0.0:4000"]', '198.51.100.7', 0, $1, true, NULL
+         FROM generate_series(4, $2::bigint + 3) g`,
+        [Date.now(), BULK],
+      );
+      await sql.unsafe(`INSERT INTO node_tags (tag, node_id) SELECT 'b' || (g % 1000), g FROM generate_series(4, $1::bigint + 3) g`, [BULK]);
+      await sql.unsafe("ANALYZE");
+    } finally {
+      await sql.close();
+    }
+  } else {
+    const { RegistryStore } = await import("../../src/registry/store.ts");
+    const s = RegistryStore.open(store);
+    s.close();
+    const { Database } = await import("bun:sqlite");
+    const db = new Database(store);
+    const now = Date.now();
+    const node = db.query("INSERT INTO nodes (id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active) VALUES (?, ?, ?, 1, ?, '[\"0.0.0.0:4000\"]', '198.51.100.7', 0, ?, 1)");
+    const tag = db.query("INSERT INTO node_tags (tag, node_id) VALUES (?, ?)");
+    db.transaction(() => {
+      for (let g = 4; g < BULK + 4; g++) {
+        node.run(g, `bulk${g}`, `bulk-${g}`, `["b${g % 1000}"]`, now);
+        tag.run(`b${g % 1000}`, g);
+      }
+    })();
+    db.exec("ANALYZE");
+    db.close();
+  }
+  console.log(`(${BULK} nodes bulk-loaded into ${store.startsWith("postgres:") ? "PostgreSQL" : "SQLite"} in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
+}
 
 // ---- a registry process --------------------------------------------------------------------
 
@@ -218,6 +265,7 @@ async function runSetup(setup: string, stores: string[], identities: Identity[],
   const registries: Registry[] = [];
   const conns: { conn: Conn; key: Uint8Array }[] = [];
   try {
+    await bulkLoad(stores[0]!);
     for (const [i, store] of stores.entries()) registries.push(await startRegistry(store, identityFile, join(dir, `${setup.replace("/", "-")}-${i}`)));
     for (let i = 0; i < CONNECTIONS; i++) {
       const r = registries[i % registries.length]!;
@@ -237,7 +285,8 @@ async function runSetup(setup: string, stores: string[], identities: Identity[],
       setup,
       await phase("lookup", LOOKUPS, conns, (i, c) => {
         const who = pick();
-        return c.conn.call(identities[who]!, c.key, { type: "lookup", node_id: ids[who], target: ids[pick()] });
+        const target = BULK > 0 ? 4 + Math.floor(Math.random() * BULK) : ids[pick()];
+        return c.conn.call(identities[who]!, c.key, { type: "lookup", node_id: ids[who], target });
       }),
     );
     report(
@@ -251,7 +300,7 @@ async function runSetup(setup: string, stores: string[], identities: Identity[],
       setup,
       await phase("search (tag)", SEARCHES, conns, (i, c) => {
         const who = pick();
-        return c.conn.call(identities[who]!, c.key, { type: "search", node_id: ids[who], query: `t${i % 100}` });
+        return c.conn.call(identities[who]!, c.key, { type: "search", node_id: ids[who], query: BULK > 0 ? `b${i % 1000}` : `t${i % 100}` });
       }),
     );
     // Trust: node 2k asks node 2k+1, which approves; a pair is two signed requests in order.
