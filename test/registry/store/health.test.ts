@@ -4,7 +4,8 @@
  * it does not (its PostgreSQL server stopped), 404 for anything else.
  */
 import { afterAll, expect, test } from "bun:test";
-import { startRendezvous, stopAll } from "../helpers.ts";
+import { join } from "node:path";
+import { startRendezvous, stopAll, tempDir } from "../helpers.ts";
 import { postgresAvailable, startPostgres, type PostgresCluster } from "./postgres-cluster.ts";
 
 const withPostgres = postgresAvailable();
@@ -16,7 +17,7 @@ afterAll(async () => {
 });
 
 test("SQLite: /healthz is 200 with the store's kind and nothing about nodes; other paths are 404", async () => {
-  const r = await startRendezvous({ args: ["--health-addr", "127.0.0.1:0"] });
+  const r = await startRendezvous({ store: join(tempDir(), "registry.db"), args: ["--health-addr", "127.0.0.1:0"] });
   expect(r.health).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/healthz$/);
   const ok = await fetch(r.health!);
   expect(ok.status).toBe(200);
