@@ -148,6 +148,8 @@ interface NodeState {
 
 /** How long a registry visibility answer is trusted. */
 const REACH_CACHE_MS = 5_000;
+/** Questions to an asynchronous directory under way at once; beyond, registrations and punches wait for a retry. */
+const MAX_DIRECTORY_ASKS = 1024;
 const NEGATIVE_REACH_MS = 1_000;
 
 export class BeaconServer {
@@ -177,6 +179,9 @@ export class BeaconServer {
   private readonly nodes = new Map<number, NodeState>();
   private readonly bySource = new Map<string, NodeState>();
   private readonly denied = new Map<string, number>();
+  /** Questions to an asynchronous directory (a registry on PostgreSQL) under way: in all, and per pair. */
+  private directoryAsks = 0;
+  private readonly reachAsks = new Map<string, Promise<boolean>>();
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(private readonly options: BeaconServerOptions) {
@@ -313,12 +318,16 @@ export class BeaconServer {
       this.log.debug("registration refused", { node: m.node, source: `${ip}:${port}`, reason: why });
     };
     if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
+    if (this.directoryAsks >= MAX_DIRECTORY_ASKS) return refuse("registry busy");
     const found = directory.nodeKey(m.node);
     if (found instanceof Promise) {
-      found.then(
-        (key) => (key ? this.admit(m, data, ip, port, address, key, this.clock()) : refuse("unknown node")),
-        (e) => this.log.warn("node key lookup failed", { error: String(e) }),
-      );
+      this.directoryAsks++;
+      found
+        .then(
+          (key) => (key ? this.admit(m, data, ip, port, address, key, this.clock()) : refuse("unknown node")),
+          (e) => this.log.warn("node key lookup failed", { error: String(e) }),
+        )
+        .finally(() => this.directoryAsks--);
       return;
     }
     if (!found) return refuse("unknown node");
@@ -384,15 +393,28 @@ export class BeaconServer {
     let allowed = grant !== undefined && grant > now;
     if (!allowed) {
       try {
+        // One question per pair at a time, and a bounded number in all: a flood of relayed frames
+        // for a pair not yet cached must not become a flood of registry queries.
+        const asking = this.reachAsks.get(deniedKey);
+        if (asking) return asking;
+        if (this.directoryAsks >= MAX_DIRECTORY_ASKS) return false;
         const answer = this.options.directory?.mayReach(from.node, to) ?? false;
         if (answer instanceof Promise) {
-          return answer.then(
-            (ok) => this.rememberReach(from, to, deniedKey, ok, this.clock()),
-            (e) => {
-              this.log.warn("visibility check failed", { error: String(e) });
-              return false;
-            },
-          );
+          this.directoryAsks++;
+          const settled = answer
+            .then(
+              (ok) => this.rememberReach(from, to, deniedKey, ok, this.clock()),
+              (e) => {
+                this.log.warn("visibility check failed", { error: String(e) });
+                return false;
+              },
+            )
+            .finally(() => {
+              this.directoryAsks--;
+              this.reachAsks.delete(deniedKey);
+            });
+          this.reachAsks.set(deniedKey, settled);
+          return settled;
         }
         allowed = answer;
       } catch (e) {
