@@ -23,8 +23,8 @@
  *   bun run bench:registry -- --nodes 2000 --lookups 10000 --only sqlite/1
  *   bun run bench:registry -- --bulk 1000000 --nodes 1000 --only sqlite/1,postgres/1
  *
- * `--bulk M` first loads M public nodes straight into each store (a tag each of
- * 1 000, `bulk-<i>` hostnames; not through the registry), so lookups and tag
+ * `--bulk M` first loads M public nodes straight into each store (one of 1 000 tags
+ * `tag<k>` each, `bulk-<i>` hostnames; not through the registry), so lookups and tag
  * searches run against a store of M + N nodes; lookups then target bulk nodes.
  *
  * Bounded: every phase stops at its count or after 60 s, whichever comes first.
@@ -73,11 +73,11 @@ async function bulkLoad(store: string): Promise<void> {
     try {
       await sql.unsafe(
         `INSERT INTO nodes (id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active, origin_net)
-         SELECT g, 'bulk' || g, 'bulk-' || g, true, '["b' || (g % 1000) || '"]', '["0.0.0.0:4000"]', '198.51.100.7', 0, $1, true, NULL
+         SELECT g, 'bulk' || g, 'bulk-' || g, true, '["tag' || (g % 1000) || '"]', '["0.0.0.0:4000"]', '198.51.100.7', 0, $1, true, NULL
          FROM generate_series(4, $2::bigint + 3) g`,
         [Date.now(), BULK],
       );
-      await sql.unsafe(`INSERT INTO node_tags (tag, node_id) SELECT 'b' || (g % 1000), g FROM generate_series(4, $1::bigint + 3) g`, [BULK]);
+      await sql.unsafe(`INSERT INTO node_tags (tag, node_id) SELECT 'tag' || (g % 1000), g FROM generate_series(4, $1::bigint + 3) g`, [BULK]);
       await sql.unsafe("ANALYZE");
     } finally {
       await sql.close();
@@ -93,8 +93,8 @@ async function bulkLoad(store: string): Promise<void> {
     const tag = db.query("INSERT INTO node_tags (tag, node_id) VALUES (?, ?)");
     db.transaction(() => {
       for (let g = 4; g < BULK + 4; g++) {
-        node.run(g, `bulk${g}`, `bulk-${g}`, `["b${g % 1000}"]`, now);
-        tag.run(`b${g % 1000}`, g);
+        node.run(g, `bulk${g}`, `bulk-${g}`, `["tag${g % 1000}"]`, now);
+        tag.run(`tag${g % 1000}`, g);
       }
     })();
     db.exec("ANALYZE");
@@ -300,7 +300,7 @@ async function runSetup(setup: string, stores: string[], identities: Identity[],
       setup,
       await phase("search (tag)", SEARCHES, conns, (i, c) => {
         const who = pick();
-        return c.conn.call(identities[who]!, c.key, { type: "search", node_id: ids[who], query: BULK > 0 ? `b${i % 1000}` : `t${i % 100}` });
+        return c.conn.call(identities[who]!, c.key, { type: "search", node_id: ids[who], query: BULK > 0 ? `tag${i % 1000}` : `t${i % 100}` });
       }),
     );
     // Trust: node 2k asks node 2k+1, which approves; a pair is two signed requests in order.
