@@ -174,6 +174,8 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   };
 
   const registryAddress = formatHostPort(options.registry);
+  /** What `info` and the start result show: every registry given, as given. */
+  const registryList = [options.registry, ...(options.registryAlternates ?? [])].map(formatHostPort).join(",");
   const known = readKnownRegistries(paths.knownRegistries);
   let registry: RegistryClient;
   try {
@@ -253,7 +255,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     public: registered.public,
     tags: registered.tags,
     registry,
-    registryAddress,
+    registryAddress: registryList,
     trust,
     log,
     endpoint,
@@ -345,7 +347,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     address: formatAddress(address.value),
     hostname: registered.hostname ?? "",
     endpoint,
-    registry: registryAddress,
+    registry: registryList,
     socket: socketPath,
     public: registered.public,
   });

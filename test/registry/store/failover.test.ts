@@ -68,6 +68,8 @@ const pilot = (d: (typeof daemons)[number], args: string[]) => runPilot([...args
 
 test.skipIf(!withPostgres)("kill -9 one of two registries: every daemon works through the other within seconds; a revocation made meanwhile takes effect", async () => {
   const [a, b] = daemons as [(typeof daemons)[number], (typeof daemons)[number]];
+  // A daemon shows every registry it was given.
+  expect((await pilot(a, ["info"])).json?.data?.registry).toBe(`127.0.0.1:${r1.port},127.0.0.1:${r2.port}`);
   // a and b trust each other before the failure.
   expect((await pilot(b, ["handshake", String(a.nodeId), "before the failure"])).code).toBe(0);
   for (let i = 0; i < 100 && (await pilot(a, ["pending"])).json?.data?.pending?.length !== 1; i++) await Bun.sleep(50);
