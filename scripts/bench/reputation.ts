@@ -42,9 +42,9 @@ function request(identity: Identity, fields: Record<string, unknown>): Record<st
   return r;
 }
 
-function node(fields: Record<string, unknown> = {}): { id: number; identity: Identity } {
+async function node(fields: Record<string, unknown> = {}): Promise<{ id: number; identity: Identity }> {
   const identity = generateIdentity();
-  const body = service.handle(request(identity, { type: "register", public_key: toBase64(identity.publicKey), ...fields }), ctx).body as any;
+  const body = (await service.handle(request(identity, { type: "register", public_key: toBase64(identity.publicKey), ...fields }), ctx)).body as any;
   return { id: body.node_id, identity };
 }
 
@@ -53,8 +53,8 @@ const line = (label: string, value: string, baseline: string) => console.log(`${
 
 // ---- submit_receipt vs heartbeat -------------------------------------------------------------
 {
-  const worker = node();
-  const submitter = node();
+  const worker = await node();
+  const submitter = await node();
   const N = 2000;
   // At most 16 receipts per pair per week are kept: the clock moves a week every 16 (as it is set again below).
   const start = now;
@@ -69,20 +69,20 @@ const line = (label: string, value: string, baseline: string) => console.log(`${
   let t = performance.now();
   for (let i = 0; i < N; i++) {
     now = at(i);
-    if ((service.handle(receipts[i]!, ctx).body as any).recorded) stored++;
+    if (((await service.handle(receipts[i]!, ctx)).body as any).recorded) stored++;
   }
   const submit = (performance.now() - t) / N;
   const beats = Array.from({ length: N }, () => request(worker.identity, { type: "heartbeat", node_id: worker.id }));
   t = performance.now();
-  for (const b of beats) service.handle(b, ctx);
+  for (const b of beats) await service.handle(b, ctx);
   const beat = (performance.now() - t) / N;
   line(`submit_receipt (${stored}/${N} stored)`, `${ms(submit)} (${Math.round(1000 / submit)}/s)`, `heartbeat ${ms(beat)} (${Math.round(1000 / beat)}/s)`);
 }
 
 // ---- a busy worker's score, cold and warm ---------------------------------------------------------
 {
-  const worker = node({ public: true, tags: ["busy"] });
-  const viewer = node();
+  const worker = await node({ public: true, tags: ["busy"] });
+  const viewer = await node();
   const SUBMITTERS = 1000;
   const WEEKS = 52;
   const registeredAt = now - 400 * 86_400_000;
@@ -102,33 +102,34 @@ const line = (label: string, value: string, baseline: string) => console.log(`${
       at,
     );
   }
-  const lookup = () => service.handle(request(viewer.identity, { type: "lookup", node_id: viewer.id, target: worker.id }), ctx).body as any;
+  const lookup = async () => (await service.handle(request(viewer.identity, { type: "lookup", node_id: viewer.id, target: worker.id }), ctx)).body as any;
   let t = performance.now();
-  const cold = lookup();
+  const cold = await lookup();
   const coldMs = performance.now() - t;
   const N = 2000;
   t = performance.now();
-  for (let i = 0; i < N; i++) lookup();
+  for (let i = 0; i < N; i++) await lookup();
   const warm = (performance.now() - t) / N;
   line(`lookup, cold score (score ${cold.polo_score}, 1000 submitters)`, ms(coldMs), `lookup, warm ${ms(warm)}`);
   now += 3_601_000; // everything expired: cold again, with SQLite's pages warm
   t = performance.now();
-  lookup();
+  await lookup();
   line("lookup, cold score again (an hour later)", ms(performance.now() - t), `lookup, warm ${ms(warm)}`);
   now += 61_000; // the score expires (its submitters' bases stay cached for an hour)
   t = performance.now();
-  lookup();
+  await lookup();
   line("lookup, score expired, bases cached", ms(performance.now() - t), `lookup, warm ${ms(warm)}`);
 
-  const scored = Array.from({ length: 50 }, () => node({ public: true, tags: ["many"] }));
+  const scored = [];
+  for (let i = 0; i < 50; i++) scored.push(await node({ public: true, tags: ["many"] }));
   for (const n of scored) addReceiptTx(n.id);
   function addReceiptTx(w: number): void {
     store.transaction(() => addReceipt(worker.id, w, now));
   }
-  const search = () => service.handle(request(viewer.identity, { type: "search", node_id: viewer.id, query: "many" }), ctx).body as any;
-  search(); // warm the cache
+  const search = async () => (await service.handle(request(viewer.identity, { type: "search", node_id: viewer.id, query: "many" }), ctx)).body as any;
+  await search(); // warm the cache
   t = performance.now();
-  for (let i = 0; i < 500; i++) if (search().results.length !== 50) throw new Error("search");
+  for (let i = 0; i < 500; i++) if ((await search()).results.length !== 50) throw new Error("search");
   const warmSearch = (performance.now() - t) / 500;
   line("search, 50 scored results, warm", ms(warmSearch), `lookup, warm ${ms(warm)}`);
 }

@@ -49,12 +49,15 @@ import { TokenBuckets, type BucketConfig } from "../registry/limits.ts";
 import { verifyEd25519, type Signer } from "../registry/signer.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 
-/** What the beacon needs from the registry: node keys and who may reach whom. */
+/**
+ * What the beacon needs from the registry: node keys and who may reach whom.
+ * A registry on SQLite answers at once; one on PostgreSQL answers with promises.
+ */
 export interface BeaconDirectory {
   /** The Ed25519 key of an active node; undefined for an unknown or deregistered id. */
-  nodeKey(node: number): Uint8Array | undefined;
+  nodeKey(node: number): Uint8Array | undefined | Promise<Uint8Array | undefined>;
   /** The registry's visibility rule: may `from` address `to` (punch, relay)? */
-  mayReach(from: number, to: number): boolean;
+  mayReach(from: number, to: number): boolean | Promise<boolean>;
 }
 
 export interface BeaconLimits {
@@ -139,6 +142,8 @@ export interface StreamLink {
   close(): void;
   /** The node registered on this connection, once one is. */
   node: number | null;
+  /** Set when the connection has closed (a registration answered later is then dropped). */
+  closed?: boolean;
 }
 
 interface Registration {
@@ -167,6 +172,8 @@ interface NodeState {
 
 /** How long a registry visibility answer is trusted. */
 const REACH_CACHE_MS = 5_000;
+/** Questions to an asynchronous directory under way at once; beyond, registrations and punches wait for a retry. */
+const MAX_DIRECTORY_ASKS = 1024;
 const NEGATIVE_REACH_MS = 1_000;
 
 export class BeaconServer {
@@ -196,6 +203,9 @@ export class BeaconServer {
   private readonly nodes = new Map<number, NodeState>();
   private readonly bySource = new Map<string, NodeState>();
   private readonly denied = new Map<string, number>();
+  /** Questions to an asynchronous directory (a registry on PostgreSQL) under way: in all, and per pair. */
+  private directoryAsks = 0;
+  private readonly reachAsks = new Map<string, Promise<boolean>>();
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(private readonly options: BeaconServerOptions) {
@@ -332,8 +342,28 @@ export class BeaconServer {
       this.log.debug("registration refused", { node: m.node, source: `${ip}:${port}`, reason: why });
     };
     if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
-    const key = directory.nodeKey(m.node);
-    if (!key) return refuse("unknown node");
+    if (this.directoryAsks >= MAX_DIRECTORY_ASKS) return refuse("registry busy");
+    const found = directory.nodeKey(m.node);
+    if (found instanceof Promise) {
+      this.directoryAsks++;
+      found
+        .then(
+          (key) => (key ? this.admit(m, data, ip, port, address, key, this.clock()) : refuse("unknown node")),
+          (e) => this.log.warn("node key lookup failed", { error: String(e) }),
+        )
+        .finally(() => this.directoryAsks--);
+      return;
+    }
+    if (!found) return refuse("unknown node");
+    this.admit(m, data, ip, port, address, found, now);
+  }
+
+  /** A registration with a valid token from a known node: checked against its key, then recorded. */
+  private admit(m: Register, data: Uint8Array, ip: string, port: number, address: string, key: Uint8Array, now: number): void {
+    const refuse = (why: string) => {
+      this.stats.badRegistrations++;
+      this.log.debug("registration refused", { node: m.node, source: `${ip}:${port}`, reason: why });
+    };
     if (!verifyEd25519(key, registerSignedBytes(this.options.signer.publicKey, signedBodyOf(data)), m.signature)) return refuse("bad signature");
     let state = this.nodes.get(m.node);
     if (state && m.timestamp <= state.lastTimestamp) return refuse("replayed or reordered");
@@ -425,8 +455,31 @@ export class BeaconServer {
     // through the connection itself; the timestamp window bounds how long a signature is good.
     if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
     if (link.node !== null && link.node !== m.node) return refuse("another node already registered on this connection");
-    const key = directory.nodeKey(m.node);
-    if (!key) return refuse("unknown node");
+    if (this.directoryAsks >= MAX_DIRECTORY_ASKS) return refuse("registry busy");
+    const found = directory.nodeKey(m.node);
+    if (found instanceof Promise) {
+      // An asynchronous directory (PostgreSQL): bounded like the UDP registrations' questions.
+      this.directoryAsks++;
+      found
+        .then(
+          (key) => (key ? this.admitStream(link, m, data, key, this.clock()) : refuse("unknown node")),
+          (e) => this.log.warn("node key lookup failed", { error: String(e) }),
+        )
+        .finally(() => this.directoryAsks--);
+      return;
+    }
+    if (!found) return refuse("unknown node");
+    this.admitStream(link, m, data, found, now);
+  }
+
+  /** A stream registration from a known node: checked against its key, then recorded. */
+  private admitStream(link: StreamLink, m: Register, data: Uint8Array, key: Uint8Array, now: number): void {
+    const refuse = (why: string) => {
+      this.stats.badRegistrations++;
+      this.log.debug("stream registration refused", { node: m.node, source_ip: link.ip, reason: why });
+    };
+    if (link.closed) return;
+    if (link.node !== null && link.node !== m.node) return refuse("another node already registered on this connection");
     if (!verifyEd25519(key, registerSignedBytes(this.options.signer.publicKey, signedBodyOf(data)), m.signature)) return refuse("bad signature");
     const state = this.nodes.get(m.node) ?? this.newState(m.node, now);
     if (!state) return refuse("beacon full");
@@ -454,7 +507,8 @@ export class BeaconServer {
     if (this.send(encodeNotRegistered(), port, address)) this.stats.hints++;
   }
 
-  private mayReach(from: NodeState, to: number, now: number): boolean {
+  /** A promise when the directory answers asynchronously (the answer is cached for the next ask). */
+  private mayReach(from: NodeState, to: number, now: number): boolean | Promise<boolean> {
     const until = from.reach.get(to);
     if (until !== undefined && until > now) return true;
     const deniedKey = `${from.node}>${to}`;
@@ -464,12 +518,39 @@ export class BeaconServer {
     let allowed = grant !== undefined && grant > now;
     if (!allowed) {
       try {
-        allowed = this.options.directory?.mayReach(from.node, to) ?? false;
+        // One question per pair at a time, and a bounded number in all: a flood of relayed frames
+        // for a pair not yet cached must not become a flood of registry queries.
+        const asking = this.reachAsks.get(deniedKey);
+        if (asking) return asking;
+        if (this.directoryAsks >= MAX_DIRECTORY_ASKS) return false;
+        const answer = this.options.directory?.mayReach(from.node, to) ?? false;
+        if (answer instanceof Promise) {
+          this.directoryAsks++;
+          const settled = answer
+            .then(
+              (ok) => this.rememberReach(from, to, deniedKey, ok, this.clock()),
+              (e) => {
+                this.log.warn("visibility check failed", { error: String(e) });
+                return false;
+              },
+            )
+            .finally(() => {
+              this.directoryAsks--;
+              this.reachAsks.delete(deniedKey);
+            });
+          this.reachAsks.set(deniedKey, settled);
+          return settled;
+        }
+        allowed = answer;
       } catch (e) {
         this.log.warn("visibility check failed", { error: String(e) });
         allowed = false;
       }
     }
+    return this.rememberReach(from, to, deniedKey, allowed, now);
+  }
+
+  private rememberReach(from: NodeState, to: number, deniedKey: string, allowed: boolean, now: number): boolean {
     if (allowed) {
       if (from.reach.size > 4096) from.reach.clear();
       from.reach.set(to, now + REACH_CACHE_MS);
@@ -496,7 +577,17 @@ export class BeaconServer {
     };
     if (!to || !to.reg || to.reg.expires <= now || to === from) return refuse("target not registered");
     if (!this.punchBuckets.take(String(m.node), now)) return refuse("rate limited");
-    if (!this.mayReach(from, m.target, now)) return refuse("target not visible to the requester");
+    const may = this.mayReach(from, m.target, now);
+    if (may instanceof Promise) {
+      may.then((ok) => (ok ? this.punch(m, from, to, this.clock()) : refuse("target not visible to the requester")));
+      return;
+    }
+    if (!may) return refuse("target not visible to the requester");
+    this.punch(m, from, to, now);
+  }
+
+  private punch(m: PunchRequest, from: NodeState, to: NodeState, now: number): void {
+    if (!to.reg || !from.reg) return;
     // Each side learns where the other's datagrams come from, signed, and punches toward it.
     for (const [self, other] of [
       [to, from],
@@ -553,7 +644,9 @@ export class BeaconServer {
     const to = this.nodes.get(dest);
     const reg = to?.reg;
     const udpLive = reg !== null && reg !== undefined && reg.expires > now;
-    if (!to || (!udpLive && !to.stream) || to === from || !this.mayReach(from, dest, now)) {
+    // An asynchronous directory's first answer comes too late for this frame (it is dropped; the
+    // answer is cached for the next one, and the tunnel's handshake is resent).
+    if (!to || (!udpLive && !to.stream) || to === from || this.mayReach(from, dest, now) !== true) {
       this.stats.relayRefused++;
       return;
     }

@@ -217,7 +217,10 @@ export class WsRelayServer {
     const { ip, link, timer, registry } = ws.data;
     if (timer) clearTimeout(timer);
     registry?.closed();
-    if (link) this.options.beacon.streamClosed(link);
+    if (link) {
+      link.closed = true;
+      this.options.beacon.streamClosed(link);
+    }
     ws.data.link = null;
     this.open--;
     const n = (this.perIp.get(ip) ?? 1) - 1;

@@ -41,6 +41,8 @@ export interface DaemonOptions {
   readonly home?: string;
   readonly socketPath?: string;
   readonly registry: HostPort;
+  /** More registries of the same deployment (one database, one key): the client fails over to them. */
+  readonly registryAlternates?: readonly HostPort[];
   /** Beacon for endpoint discovery; null disables it. */
   readonly beacon: HostPort | null;
   /** The rendezvous's relay over WebSocket (ws:// or wss://), used when UDP does not work here. */
@@ -100,6 +102,13 @@ export function parseHostPort(text: string, what: string): HostPort {
   if (!m || port > 65535) throw new DaemonStartError("invalid_argument", `${what} "${text}" is not HOST:PORT`, `for example 127.0.0.1:9000`);
   const host = m[1] ?? m[2] ?? "";
   return { host: host === "" || host === "localhost" ? (host === "localhost" ? "127.0.0.1" : "0.0.0.0") : host, port };
+}
+
+/** "HOST:PORT" or several of one deployment, "A:9000,B:9000" (at most 8): the daemon fails over between them. */
+export function parseRegistryList(text: string, what: string): HostPort[] {
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.length > 8) throw new DaemonStartError("invalid_argument", `${what} names ${parts.length} registries; at most 8`, "for example 10.0.0.1:9000,10.0.0.2:9000");
+  return parts.map((p) => parseHostPort(p, what));
 }
 
 function formatHostPort(h: HostPort): string {
@@ -176,12 +185,15 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   };
 
   const registryAddress = formatHostPort(options.registry);
+  /** What `info` and the start result show: every registry given, as given. */
+  const registryList = [options.registry, ...(options.registryAlternates ?? [])].map(formatHostPort).join(",");
   const known = readKnownRegistries(paths.knownRegistries);
   let registry: RegistryClient;
   try {
     registry = await RegistryClient.connect({
       host: options.registry.host,
       port: options.registry.port,
+      alternates: options.registryAlternates,
       signer: identity.identity,
       registryKey: known[registryAddress],
       connectTimeoutMs: 5000,
@@ -269,7 +281,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     public: registered.public,
     tags: registered.tags,
     registry,
-    registryAddress,
+    registryAddress: registryList,
     trust,
     log,
     endpoint,
@@ -391,7 +403,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     address: formatAddress(address.value),
     hostname: registered.hostname ?? "",
     endpoint,
-    registry: registryAddress,
+    registry: registryList,
     socket: socketPath,
     public: registered.public,
   });

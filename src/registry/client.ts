@@ -22,6 +22,18 @@
  *   times with doubling delays. A subscribed client also reconnects in the
  *   background, re-subscribes, and calls `onReconnect` so its owner can
  *   resync with `trustState()`.
+ * - Several registries of one deployment (`alternates`, all on one database
+ *   and one key, docs/DEPLOYMENT.md): each node starts at one picked from its
+ *   key (so nodes spread over them) and moves to the next when a connection
+ *   cannot be made or is lost. A request in flight when its connection was
+ *   lost is then sent again through the next registry (failover only, never
+ *   to the same registry): reads and requests whose repetition changes
+ *   nothing (heartbeat, set_*, trust_request, submit_receipt) are signed
+ *   anew; trust_approve, trust_reject, trust_revoke and deregister are sent
+ *   again as the very same signed request, so the shared nonce store applies
+ *   them at most once: `replayed_request` then means the first one reached
+ *   the database, and the call fails with `connection_lost` (resync with
+ *   trustState()).
  * Results are the registry's JSON fields, snake_case, as on the wire.
  */
 import { randomBytes } from "node:crypto";
@@ -206,6 +218,8 @@ export type RegistryEvent =
 export interface RegistryClientOptions {
   readonly host: string;
   readonly port: number;
+  /** Other registries of the same deployment (one database, one key), tried when one fails. */
+  readonly alternates?: readonly { host: string; port: number }[];
   /** Source IP for the TCP connection (default: chosen by the system). */
   readonly localAddress?: string;
   /**
@@ -251,6 +265,12 @@ class Link {
 
 const DEFAULT_RECONNECT = { attempts: 4, baseDelayMs: 250, maxDelayMs: 5_000 };
 
+/**
+ * After failing over, these are sent again as the same signed request (same nonce): the registries
+ * share their nonce store, so each is applied at most once. The others are signed anew.
+ */
+const RESENT_AS_IS: ReadonlySet<RequestType> = new Set(["trust_approve", "trust_reject", "trust_revoke", "deregister"]);
+
 export class RegistryClient {
   onEvent?: (event: RegistryEvent) => void;
   onReconnect?: () => void;
@@ -265,9 +285,15 @@ export class RegistryClient {
   private readonly clock: () => number;
   private readonly reconnect: { attempts: number; baseDelayMs: number; maxDelayMs: number };
   private lastHelloTime = 0;
+  /** Every registry this client may use, and the one it uses now. */
+  private readonly registries: readonly { host: string; port: number }[];
+  private current = 0;
 
   private constructor(private readonly options: RegistryClientOptions) {
     this.clock = options.clock ?? Date.now;
+    this.registries = [{ host: options.host, port: options.port }, ...(options.alternates ?? [])];
+    // Nodes spread over the registries by their key; one registry: always it.
+    this.current = options.signer.publicKey.reduce((h, b) => (h * 31 + b) >>> 0, 7) % this.registries.length;
     this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
     this._nodeId = options.nodeId;
     this.onEvent = options.onEvent;
@@ -297,6 +323,12 @@ export class RegistryClient {
 
   get connected(): boolean {
     return this.link !== undefined && !this.link.closed;
+  }
+
+  /** The registry in use (or to be tried next), HOST:PORT. */
+  get registryAddress(): string {
+    const r = this.registries[this.current]!;
+    return r.host.includes(":") ? `[${r.host}]:${r.port}` : `${r.host}:${r.port}`;
   }
 
   /** The registry's clock in its last hello (unix ms), for diagnosing skew. */
@@ -490,23 +522,49 @@ export class RegistryClient {
 
   private async call(type: RequestType, fields: Record<string, unknown>, needsNode = true): Promise<Record<string, unknown>> {
     const link = await this.ensureLink();
-    return this.callOn(link, type, fields, needsNode);
-  }
-
-  private callOn(link: Link, type: RequestType, fields: Record<string, unknown>, needsNode = true): Promise<Record<string, unknown>> {
-    return this.issue(link, type, fields, needsNode).result;
-  }
-
-  /** Signs and sends one request; `nonce` is what its response (and, for subscribe, its events) is bound to. */
-  private issue(link: Link, type: RequestType, fields: Record<string, unknown>, needsNode: boolean): { nonce: Uint8Array; result: Promise<Record<string, unknown>> } {
-    const nonce = new Uint8Array(randomBytes(NONCE_SIZE));
-    if (needsNode && this._nodeId === undefined) {
-      return { nonce, result: Promise.reject(new RegistryError("not_registered", `${type} needs a node id: call register() first`)) };
+    const sent = this.issue(link, type, fields, needsNode);
+    try {
+      return await sent.result;
+    } catch (e) {
+      if (!(e instanceof RegistryError) || e.code !== "connection_lost" || this.registries.length < 2 || this.fatal) throw e;
+      // Failover: the connection is gone and `lost` has moved on to the next registry.
+      const next = await this.ensureLink();
+      if (!RESENT_AS_IS.has(type)) return this.issue(next, type, fields, needsNode).result;
+      try {
+        return await this.issue(next, type, fields, needsNode, sent.request).result;
+      } catch (again) {
+        if (again instanceof RegistryError && again.code === "replayed_request") {
+          throw new RegistryError("connection_lost", `the connection to the registry was lost; the ${type} reached the database before (it is not applied twice): check the outcome with trust_state`);
+        }
+        throw again;
+      }
     }
-    const id = this.nextId++;
-    const request: Record<string, unknown> = { type, id, ...fields, ts: this.clock(), nonce: toBase64(nonce) };
-    if (needsNode) request.node_id = this._nodeId;
-    request.sig = toBase64(this.options.signer.sign(requestSigningBytes(request, this.pinned!)));
+  }
+
+  /**
+   * Signs and sends one request (or sends `again`, a request signed before, as it is); `nonce` is
+   * what its response (and, for subscribe, its events) is bound to.
+   */
+  private issue(
+    link: Link,
+    type: RequestType,
+    fields: Record<string, unknown>,
+    needsNode: boolean,
+    again?: { request: Record<string, unknown>; nonce: Uint8Array },
+  ): { nonce: Uint8Array; request: { request: Record<string, unknown>; nonce: Uint8Array }; result: Promise<Record<string, unknown>> } {
+    const nonce = again?.nonce ?? new Uint8Array(randomBytes(NONCE_SIZE));
+    if (needsNode && this._nodeId === undefined) {
+      return { nonce, request: { request: {}, nonce }, result: Promise.reject(new RegistryError("not_registered", `${type} needs a node id: call register() first`)) };
+    }
+    let request: Record<string, unknown>;
+    if (again) {
+      request = again.request;
+    } else {
+      request = { type, id: this.nextId++, ...fields, ts: this.clock(), nonce: toBase64(nonce) };
+      if (needsNode) request.node_id = this._nodeId;
+      request.sig = toBase64(this.options.signer.sign(requestSigningBytes(request, this.pinned!)));
+    }
+    const id = request.id as number;
     const frame = encodeFrame(request);
     const timeoutMs = this.options.requestTimeoutMs ?? 10_000;
     const result = new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -521,7 +579,7 @@ export class RegistryClient {
       link.pending.set(id, { nonce, resolve, reject, timer });
       link.socket.write(frame);
     });
-    return { nonce, result };
+    return { nonce, request: { request, nonce }, result };
   }
 
   private async subscribeOn(link: Link): Promise<void> {
@@ -543,27 +601,32 @@ export class RegistryClient {
     return this.connecting;
   }
 
+  /** Each attempt tries every registry once, from the current one on; the first that answers becomes current. */
   private async connectWithRetries(attempts: number): Promise<Link> {
     let lastError: RegistryError | undefined;
     for (let attempt = 0; attempt < Math.max(1, attempts); attempt++) {
       if (attempt > 0) await sleep(Math.min(this.reconnect.maxDelayMs, this.reconnect.baseDelayMs * 2 ** (attempt - 1)));
-      if (this.fatal) throw this.fatal;
-      try {
-        const link = await this.open();
-        this.link = link;
-        return link;
-      } catch (e) {
-        lastError = e instanceof RegistryError ? e : new RegistryError("connection_failed", String(e));
-        if (lastError.code === "registry_identity_changed" || lastError.code === "closed") throw lastError;
+      for (let tried = 0; tried < this.registries.length; tried++) {
+        if (this.fatal) throw this.fatal;
+        try {
+          const link = await this.open(this.registries[this.current]!);
+          this.link = link;
+          return link;
+        } catch (e) {
+          lastError = e instanceof RegistryError ? e : new RegistryError("connection_failed", String(e));
+          if (lastError.code === "registry_identity_changed" || lastError.code === "closed") throw lastError;
+          this.current = (this.current + 1) % this.registries.length;
+        }
       }
     }
     const code = lastError?.code === "rate_limited" ? "rate_limited" : "connection_failed";
-    throw new RegistryError(code, `cannot reach the registry at ${this.options.host}:${this.options.port}: ${lastError?.message ?? "unknown error"}`);
+    const where = this.registries.map((r) => `${r.host}:${r.port}`).join(", ");
+    throw new RegistryError(code, `cannot reach the registry at ${where}: ${lastError?.message ?? "unknown error"}`);
   }
 
   /** One TCP connection, up to and including a verified hello. */
-  private open(): Promise<Link> {
-    const { host, port } = this.options;
+  private open(registry: { host: string; port: number }): Promise<Link> {
+    const { host, port } = registry;
     const timeoutMs = this.options.connectTimeoutMs ?? 5_000;
     return new Promise<Link>((resolve, reject) => {
       const socket = this.options.connect ? this.options.connect() : tcpConnect({ host, port, noDelay: true, ...(this.options.localAddress ? { localAddress: this.options.localAddress } : {}) });
@@ -626,7 +689,7 @@ export class RegistryClient {
     if (this.pinned && toBase64(this.pinned) !== toBase64(key)) {
       return new RegistryError(
         "registry_identity_changed",
-        `the registry at ${this.options.host}:${this.options.port} presented key ${toBase64(key)}, not the pinned ${toBase64(this.pinned)}`,
+        `the registry at ${this.registryAddress} presented key ${toBase64(key)}, not the pinned ${toBase64(this.pinned)}`,
       );
     }
     this.pinned = key;
@@ -698,9 +761,14 @@ export class RegistryClient {
   }
 
   private lost(link: Link): void {
+    const current = this.link === link;
+    // Move on first: requests failed here fail over to the next registry (call()).
+    if (current) {
+      this.link = undefined;
+      if (this.registries.length > 1) this.current = (this.current + 1) % this.registries.length;
+    }
     this.breakLink(link, new RegistryError("connection_lost", "the connection to the registry was lost"));
-    if (this.link !== link) return;
-    this.link = undefined;
+    if (!current) return;
     if (this.wantSubscription && !this.fatal) this.scheduleBackground(0);
   }
 

@@ -8,17 +8,29 @@ import { BeaconServer, type BeaconLimits } from "../beacon/server.ts";
 import { WsRelayServer } from "../beacon/ws-relay.ts";
 import { loadOrCreateIdentity } from "../crypto/identity.ts";
 import { createLogger, type Logger } from "../util/log.ts";
+import { pilotPaths } from "../util/paths.ts";
 import { RegistryServer, type ServerLimits } from "./server.ts";
-import { RegistryStore } from "./store.ts";
+import { startHealthServer, type HealthServer } from "./health.ts";
+import { isPostgresUrl } from "./postgres-storage.ts";
+import { SqliteStorage } from "./sqlite-storage.ts";
+import type { RegistryStorage } from "./storage.ts";
 import { toBase64 } from "./wire.ts";
 import type { MetricsListener } from "../util/metrics-listener.ts";
 
 export interface RendezvousOptions {
   readonly registry: { host: string; port: number };
   readonly beacon: { host: string; port: number };
-  /** SQLite file; the identity file lives beside it. */
+  /**
+   * A SQLite file (the identity file lives beside it by default), or a
+   * postgres://USER:PASS@HOST:PORT/DB URL: several registries may share one
+   * database (docs/DEPLOYMENT.md); they must share one identity too.
+   */
   readonly storePath: string;
+  /** The rendezvous identity; default: identity.json beside a SQLite store, or in $PILOT_HOME/rendezvous. */
+  readonly identityPath?: string;
   readonly limits?: Partial<ServerLimits>;
+  /** Serve GET /healthz here (health.ts); absent: no health endpoint. */
+  readonly health?: { host: string; port: number };
   /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
   readonly beaconLimits?: Partial<BeaconLimits>;
   /** The beacon's relay over WebSocket on one TCP port (ws-relay.ts); TLS with the operator's PEM certificate and key. */
@@ -36,10 +48,13 @@ export interface Rendezvous {
   readonly publicKey: string;
   /** Aggregate counts for the operator page (src/registry/dashboard/): never a node, a name, a tag or a trust pair. */
   stats(): Promise<RendezvousStats>;
+  /** The store's path, or its URL without the password. */
   readonly storePath: string;
   readonly identityPath: string;
   /** http://HOST:PORT/metrics when metrics are served (the port actually bound), else null. */
   readonly metricsUrl: string | null;
+  /** Where /healthz is served, when asked for. */
+  readonly health?: { host: string; port: number };
   close(): Promise<void>;
 }
 
@@ -47,18 +62,28 @@ export function identityPathFor(storePath: string): string {
   return join(dirname(storePath), "identity.json");
 }
 
+/** Opens the store `location` names: a postgres:// URL, else a SQLite file. */
+export async function openStorage(location: string): Promise<RegistryStorage> {
+  if (isPostgresUrl(location)) {
+    const { PostgresStorage } = await import("./postgres-storage.ts");
+    return PostgresStorage.open(location);
+  }
+  return SqliteStorage.open(location);
+}
+
 export async function startRendezvous(options: RendezvousOptions): Promise<Rendezvous> {
   const log = options.log ?? createLogger("rendezvous", { sink: () => {} });
-  const identityPath = identityPathFor(options.storePath);
+  const identityPath = options.identityPath ?? (isPostgresUrl(options.storePath) ? join(pilotPaths().rendezvousDir, "identity.json") : identityPathFor(options.storePath));
   const { identity, created } = loadOrCreateIdentity(identityPath);
   if (created) log.info("created rendezvous identity", { path: identityPath });
-  const store = RegistryStore.open(options.storePath);
+  const store = await openStorage(options.storePath);
   let registry: RegistryServer | undefined;
   let beacon: BeaconServer | undefined;
   let metrics: MetricsListener | undefined;
   // prom-client is loaded only when metrics are asked for.
   const observer = options.metrics ? new (await import("./metrics.ts")).RendezvousMetrics() : undefined;
   let wsRelay: WsRelayServer | undefined;
+  let health: HealthServer | undefined;
   try {
     registry = await RegistryServer.start({ ...options.registry, store, signer: identity, limits: options.limits, log: log.child("registry"), observer });
     beacon = await BeaconServer.start({
@@ -73,15 +98,16 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       metrics = observer.serve(options.metrics, log.child("metrics"));
     }
     if (options.wsRelay) wsRelay = WsRelayServer.start({ ...options.wsRelay, beacon, registry, log: log.child("ws-relay") });
+    if (options.health) health = await startHealthServer({ ...options.health, store });
   } catch (e) {
     metrics?.close();
     beacon?.close();
     await registry?.close();
-    store.close();
+    await store.close();
     throw e;
   }
-  const counts = store.counts();
-  log.info("store opened", { path: options.storePath, schema_version: store.schemaVersion(), nodes: counts.nodes, trust_pairs: counts.trust, pending_requests: counts.requests });
+  const counts = await store.counts();
+  log.info("store opened", { kind: store.kind, path: store.location, schema_version: await store.schemaVersion(), nodes: counts.nodes, trust_pairs: counts.trust, pending_requests: counts.requests });
   let closing: Promise<void> | undefined;
   const startedAt = Date.now();
   return {
@@ -99,16 +125,18 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
     },
     wsRelay: wsRelay ? { ...wsRelay.address, url: wsRelay.url } : null,
     publicKey: toBase64(identity.publicKey),
-    storePath: options.storePath,
+    storePath: store.location,
     identityPath,
     metricsUrl: metrics?.url ?? null,
+    health: health?.address,
     close() {
       closing ??= (async () => {
         metrics?.close();
         wsRelay?.close();
+        await health?.close();
         beacon!.close();
         await registry!.close();
-        store.close();
+        await store.close();
       })();
       return closing;
     },

@@ -17,7 +17,7 @@
  * and standing is full from a base of 50). scripts/bench/reputation.ts
  * measures a busy worker.
  */
-import type { RegistryStore } from "./store.ts";
+import type { RegistryStorage } from "./storage.ts";
 import { ageFactor, isEstablished, REPUTATION, scoreWorker, standingFrom, weekOf, type Rater, type ScoreBreakdown } from "./reputation.ts";
 
 export const SCORE_TTL_MS = 60_000;
@@ -72,21 +72,46 @@ export class ReputationBook {
   private readonly scores = new TtlCache<Reputation>(SCORE_TTL_MS);
   private readonly bases = new TtlCache<number>(BASE_TTL_MS);
 
-  constructor(private readonly store: RegistryStore) {}
+  constructor(private readonly store: RegistryStorage) {}
 
   /** The node's polo score (0-100, one decimal). */
-  score(node: number, now: number): number {
-    return this.reputation(node, now).score;
+  async score(node: number, now: number): Promise<number> {
+    return (await this.reputation(node, now)).score;
+  }
+
+  /**
+   * The scores of several nodes (a search's results): the ones with no receipts in the horizon,
+   * found with one query, score 0 without reading their vote groups.
+   */
+  async scoresOf(nodes: readonly number[], now: number): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    const missing: number[] = [];
+    for (const n of nodes) {
+      const hit = this.scores.get(n, now);
+      if (hit) out.set(n, hit.score);
+      else missing.push(n);
+    }
+    if (missing.length > 1) {
+      const rated = new Set(await this.store.workersWithReceipts(missing, this.firstWeek(now)));
+      for (const n of missing) {
+        if (rated.has(n)) continue;
+        const value = { ...scoreWorker([], () => undefined, now), computedAt: now };
+        this.scores.set(n, value, now);
+        out.set(n, value.score);
+      }
+    }
+    for (const n of missing) if (!out.has(n)) out.set(n, await this.score(n, now));
+    return out;
   }
 
   /** The node's score and its breakdown. */
-  reputation(node: number, now: number): Reputation {
+  async reputation(node: number, now: number): Promise<Reputation> {
     const hit = this.scores.get(node, now);
     if (hit) return hit;
-    const rows = this.store.voteGroups(node, this.firstWeek(now), MAX_GROUPS);
+    const rows = await this.store.voteGroups(node, this.firstWeek(now), MAX_GROUPS);
     const raters = new Map<number, Rater>();
     for (const r of rows) {
-      if (!raters.has(r.submitter)) raters.set(r.submitter, { registeredAt: r.registeredAt, network: r.originNet, standing: standingFrom(this.base(r.submitter, now)) });
+      if (!raters.has(r.submitter)) raters.set(r.submitter, { registeredAt: r.registeredAt, network: r.originNet, standing: standingFrom(await this.base(r.submitter, now)) });
     }
     const value = { ...scoreWorker(rows, (s) => raters.get(s), now), computedAt: now };
     this.scores.set(node, value, now);
@@ -94,17 +119,17 @@ export class ReputationBook {
   }
 
   /** What a node's own verdicts weigh now, as a submitter. */
-  asRater(node: { id: number; registeredAt: number }, now: number): { ageFactor: number; established: boolean; standing: number; weight: number } {
+  async asRater(node: { id: number; registeredAt: number }, now: number): Promise<{ ageFactor: number; established: boolean; standing: number; weight: number }> {
     const age = ageFactor(node.registeredAt, now);
-    const standing = standingFrom(this.base(node.id, now));
+    const standing = standingFrom(await this.base(node.id, now));
     return { ageFactor: age, established: isEstablished(node.registeredAt, now), standing, weight: age * standing };
   }
 
   /** A new receipt for `worker` was stored: drop every cached value it changes. */
-  recorded(worker: number): void {
+  async recorded(worker: number): Promise<void> {
     this.bases.delete(worker);
     this.scores.delete(worker);
-    const rated = this.store.workersRatedBy(worker, CASCADE_MAX + 1);
+    const rated = await this.store.workersRatedBy(worker, CASCADE_MAX + 1);
     if (rated.length > CASCADE_MAX) this.scores.clear();
     else for (const w of rated) this.scores.delete(w);
   }
@@ -116,10 +141,10 @@ export class ReputationBook {
   }
 
   /** The node's score as a worker with every submitter's standing taken as 1 (what standing is made of). */
-  private base(node: number, now: number): number {
+  private async base(node: number, now: number): Promise<number> {
     const hit = this.bases.get(node, now);
     if (hit !== undefined) return hit;
-    const rows = this.store.voteGroups(node, this.firstWeek(now), MAX_BASE_GROUPS);
+    const rows = await this.store.voteGroups(node, this.firstWeek(now), MAX_BASE_GROUPS);
     const raters = new Map<number, Rater>();
     for (const r of rows) raters.set(r.submitter, { registeredAt: r.registeredAt, network: r.originNet, standing: 1 });
     const value = scoreWorker(rows, (s) => raters.get(s), now).raw;

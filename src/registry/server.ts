@@ -23,8 +23,9 @@ import { createServer, type Server, type Socket } from "node:net";
 import { unmapIpv4 } from "../protocol/beacon-message.ts";
 import { addressPrefix, CountIndex, TokenBuckets, type BucketConfig } from "./limits.ts";
 import { createLogger, type Logger } from "../util/log.ts";
-import { budgetOf, DEFAULT_SERVICE_LIMITS, RegistryService, type Outcome, type ServiceLimits } from "./service.ts";
+import { budgetOf, DEFAULT_SERVICE_LIMITS, RegistryService, type Outcome, type PushEvent, type RegistryDirectory, type ServiceLimits } from "./service.ts";
 import type { Signer } from "./signer.ts";
+import type { RegistryStorage } from "./storage.ts";
 import type { RegistryStore } from "./store.ts";
 import type { RegistryObserver } from "./metrics.ts";
 import { encodeFrame, eventSigningBytes, FrameReader, fromBase64, NONCE_SIZE, PROTOCOL_VERSION, responseSigningBytes, toBase64 } from "./wire.ts";
@@ -74,7 +75,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
 export interface RegistryServerOptions {
   readonly host: string;
   readonly port: number;
-  readonly store: RegistryStore;
+  readonly store: RegistryStorage | RegistryStore;
   readonly signer: Signer;
   readonly clock?: () => number;
   readonly limits?: Partial<ServerLimits>;
@@ -97,7 +98,16 @@ interface Connection {
   nodeId?: number;
   authTimer?: ReturnType<typeof setTimeout>;
   subscription?: { nodeId: number; nonce: Uint8Array; seq: number };
+  /** Its requests being handled, in order, and how many. */
+  queue: Promise<void>;
+  pending: number;
 }
+
+/**
+ * Requests one connection may have waiting for the store at once. The frame budgets bound them
+ * first (a token comes back only once a request has been answered); this is a last bound.
+ */
+const MAX_PENDING_PER_CONNECTION = 1024;
 
 /** How often the reaper runs, at most and at least. */
 const REAP_INTERVAL_MAX_MS = 3_600_000;
@@ -123,6 +133,7 @@ export class RegistryServer {
   private closed = false;
   /** Requests answered since start (`requestCount`). */
   private requestsAnswered = 0;
+  private listening: { unlisten(): Promise<void> } | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -152,19 +163,54 @@ export class RegistryServer {
       });
     });
     server.on("error", (e) => registry.log.error("registry server error", { error: String(e) }));
+    try {
+      await registry.listenToPeers();
+    } catch (e) {
+      await registry.close();
+      throw e;
+    }
     registry.startReaper();
     return registry;
+  }
+
+  /**
+   * Registries sharing a store (PostgreSQL) hear each other's events: a trust
+   * request made at one reaches its target's daemon at another.
+   */
+  private async listenToPeers(): Promise<void> {
+    const store = this.service.storage;
+    if (!store.listen) return;
+    this.listening = await store.listen(
+      (payload) => this.peerEvent(payload),
+      () => this.log.debug("listening for other registries' events"),
+    );
+  }
+
+  /** An event another registry on the store sent (read as carefully as any input). */
+  private peerEvent(payload: string): void {
+    let m: unknown;
+    try {
+      m = JSON.parse(payload);
+    } catch {
+      return;
+    }
+    if (typeof m !== "object" || m === null) return;
+    const { origin, to, event } = m as Record<string, unknown>;
+    if (origin === this.service.instance || typeof origin !== "string") return;
+    if (typeof to !== "number" || !Number.isInteger(to) || to < 0 || to > 0xffff_ffff) return;
+    if (typeof event !== "object" || event === null || Array.isArray(event) || typeof (event as Record<string, unknown>).event !== "string") return;
+    this.push(to, event as Record<string, unknown>);
   }
 
   /** Reaps nodes not seen for the reaping time: once now, then periodically. */
   private startReaper(): void {
     const reap = () => {
-      try {
-        const n = this.service.reap(this.clock());
-        if (n > 0) this.log.info("nodes reaped", { count: n, not_seen_for_ms: this.limits.reapAfterMs });
-      } catch (e) {
-        this.log.error("reaping failed", { error: String(e) });
-      }
+      this.service.reap(this.clock()).then(
+        (n) => {
+          if (n > 0) this.log.info("nodes reaped", { count: n, not_seen_for_ms: this.limits.reapAfterMs });
+        },
+        (e) => this.log.error("reaping failed", { error: String(e) }),
+      );
     };
     reap();
     const every = Math.min(REAP_INTERVAL_MAX_MS, Math.max(REAP_INTERVAL_MIN_MS, Math.floor(this.limits.reapAfterMs / 4)));
@@ -185,11 +231,8 @@ export class RegistryServer {
   }
 
   /** What the beacon asks of the registry: node keys and the visibility rule. */
-  get directory(): { nodeKey(node: number): Uint8Array | undefined; mayReach(from: number, to: number): boolean } {
-    return {
-      nodeKey: (node) => this.service.activeNodeKey(node),
-      mayReach: (from, to) => this.service.mayReach(from, to),
-    };
+  get directory(): RegistryDirectory {
+    return this.service.directory;
   }
 
   get connectionCount(): number {
@@ -205,6 +248,7 @@ export class RegistryServer {
     if (this.closed) return;
     this.closed = true;
     if (this.reaper) clearInterval(this.reaper);
+    await this.listening?.unlisten().catch(() => {});
     const done = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.connections) c.socket.destroy();
     await done;
@@ -241,7 +285,7 @@ export class RegistryServer {
       this.evict(oldest, "too many connections waiting to authenticate");
     }
     const now = this.clock();
-    const conn: Connection = { id: this.nextConnectionId++, socket, ip, prefix, reader: new FrameReader(), malformed: 0, lastActive: now };
+    const conn: Connection = { id: this.nextConnectionId++, socket, ip, prefix, reader: new FrameReader(), malformed: 0, lastActive: now, queue: Promise.resolve(), pending: 0 };
     this.connections.add(conn);
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     let fromPrefix = this.perPrefix.get(prefix);
@@ -382,13 +426,35 @@ export class RegistryServer {
         this.options.observer?.refused("frames");
         continue;
       }
+      if (conn.pending >= MAX_PENDING_PER_CONNECTION) {
+        const id = typeof frame.value.id === "number" && Number.isSafeInteger(frame.value.id) && frame.value.id >= 0 ? frame.value.id : null;
+        const nonce = (id !== null && fromBase64(frame.value.nonce, NONCE_SIZE)) || new Uint8Array(0);
+        this.respond(conn, { id: nonce.length > 0 ? id : null, nonce, events: [], body: { ok: false, error: { code: "rate_limited", message: "too many requests in flight on this connection; wait for answers" } } });
+        continue;
+      }
+      // The store answers asynchronously: one connection's requests are handled one after the other, in order.
+      conn.pending++;
+      const message = frame.value;
+      conn.queue = conn.queue.then(() => this.handle(conn, message, budget)).finally(() => conn.pending--);
+    }
+  }
+
+  /** Handles one request of `conn` and sends its answer and events. */
+  private async handle(conn: Connection, message: Record<string, unknown>, budget: string): Promise<void> {
+    if (conn.socket.destroyed) return;
+    {
       let outcome: Outcome;
       const started = performance.now();
       try {
-        outcome = this.service.handle(frame.value, { sourceIp: conn.ip });
+        outcome = await this.service.handle(message, { sourceIp: conn.ip });
       } catch (e) {
         this.log.error("request failed", { error: String(e) });
         outcome = { ...RegistryService.malformed("internal error"), body: { ok: false, error: { code: "internal", message: "internal error" } } };
+      }
+      if (conn.socket.destroyed) {
+        // The change is made whether or not its sender is still there to hear the answer.
+        this.publish(outcome.events);
+        return;
       }
       if (outcome.accepted && outcome.accepted.nodeId !== null) {
         // A node's valid request within its own budget: it does not count against the connection.
@@ -407,9 +473,18 @@ export class RegistryServer {
       }
       this.respond(conn, outcome);
       // Handled and answered (signed, queued on the socket): what a request costs the registry.
-      this.options.observer?.request(frame.value.type, outcome.body, (performance.now() - started) / 1000);
-      for (const e of outcome.events) this.push(e.to, e.event);
+      this.options.observer?.request(message.type, outcome.body, (performance.now() - started) / 1000);
+      this.publish(outcome.events);
     }
+  }
+
+  /**
+   * Pushes a request's events to the subscribed connections of their nodes
+   * here. (The service sent them to the other registries sharing the store
+   * in the transaction that made them.)
+   */
+  private publish(events: readonly PushEvent[]): void {
+    for (const e of events) this.push(e.to, e.event);
   }
 
   private respond(conn: Connection, outcome: Outcome): void {

@@ -43,7 +43,9 @@ import {
   type Check,
 } from "./rules.ts";
 import { verifyEd25519 } from "./signer.ts";
-import type { NodeRow, RegistryStore, TrustRequestRow } from "./store.ts";
+import type { NodeRow, RegistryStorage, TrustRequestRow } from "./storage.ts";
+import { RegistryStore } from "./store.ts";
+import { SqliteStorage } from "./sqlite-storage.ts";
 import { receiptFreshness, receiptFromWire, receiptSignaturesValid, RECEIPTS_PER_PAIR_PER_WEEK, sameReceipt } from "./receipts.ts";
 import { ReputationBook } from "./reputation-book.ts";
 import { REPUTATION, weekOf } from "./reputation.ts";
@@ -239,7 +241,8 @@ const RECEIPT_PRUNE_MS = 3_600_000;
 export const SCORES_MAX = 100;
 
 export interface ServiceOptions {
-  readonly store: RegistryStore;
+  /** Where the state lives; an open SQLite RegistryStore is wrapped (tests and tools). */
+  readonly store: RegistryStorage | RegistryStore;
   /** The registry's public key: every request signature covers it. */
   readonly registryKey: Uint8Array;
   readonly clock?: () => number;
@@ -248,12 +251,17 @@ export interface ServiceOptions {
   readonly random?: (size: number) => Uint8Array;
 }
 
+/** Node keys and the visibility rule, for the beacon (sync on SQLite, async on a networked store). */
+export interface RegistryDirectory {
+  nodeKey(node: number): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  mayReach(from: number, to: number): boolean | Promise<boolean>;
+}
+
 /** How long a node that resolved another stays visible to it. */
 export const CONTACT_GRANT_MS = 10 * 60_000;
-const CONTACT_GRANTS_MAX = 100_000;
 
 export class RegistryService {
-  private readonly store: RegistryStore;
+  private readonly store: RegistryStorage;
   private readonly registryKey: Uint8Array;
   private readonly clock: () => number;
   private readonly replay = new ReplayCache(REQUEST_WINDOW_MS);
@@ -266,9 +274,9 @@ export class RegistryService {
   private readonly pow: PowGate;
   private readonly book: ReputationBook;
   private lastNoncePrune = 0;
+  /** This process among the registries sharing a store (its own broadcast events are not pushed twice). */
+  readonly instance = randomBytes(8).toString("hex");
   private lastReceiptPrune = 0;
-  /** "target:viewer" -> expiry: the viewer may see the target, which recently resolved it. */
-  private readonly contactGrants = new Map<string, number>();
   /**
    * Nodes whose last subscribed connection closed (the daemon stopped, or died: the kernel
    * closes its socket), and when, oldest first: offline until heard from again.
@@ -276,7 +284,7 @@ export class RegistryService {
   private readonly departed = new Map<number, number>();
 
   constructor(options: ServiceOptions) {
-    this.store = options.store;
+    this.store = options.store instanceof RegistryStore ? SqliteStorage.wrap(options.store) : options.store;
     this.registryKey = options.registryKey;
     this.clock = options.clock ?? Date.now;
     const limits = (this.limits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits });
@@ -293,6 +301,11 @@ export class RegistryService {
     this.pow = new PowGate(limits.pow, options.random ?? ((n) => new Uint8Array(randomBytes(n))), this.clock());
   }
 
+  /** Where the registry's state lives. */
+  get storage(): RegistryStorage {
+    return this.store;
+  }
+
   /** The proof of work a new key must show now. */
   powChallenge(now = this.clock()): { challenge: string; difficulty: number } {
     return { challenge: toBase64(this.pow.challenge(now)), difficulty: this.pow.difficulty(now) };
@@ -302,8 +315,8 @@ export class RegistryService {
    * Nodes not seen for `reapAfterMs` lose their hostname and tags (the name
    * is free again, they leave search). The server calls it periodically.
    */
-  reap(now = this.clock()): number {
-    return this.store.transaction(() => this.store.reap(now - this.limits.reapAfterMs));
+  reap(now = this.clock()): Promise<number> {
+    return this.store.transaction((tx) => tx.reap(now - this.limits.reapAfterMs));
   }
 
   /** A node not seen for the reaping time: its name and tags no longer count. */
@@ -335,37 +348,46 @@ export class RegistryService {
     return { id: null, nonce: new Uint8Array(0), body: { ok: false, error: { code: "invalid_argument", message } }, events: [] };
   }
 
-  handle(message: Record<string, unknown>, ctx: RequestContext): Outcome {
+  async handle(message: Record<string, unknown>, ctx: RequestContext): Promise<Outcome> {
     const id = typeof message.id === "number" && Number.isSafeInteger(message.id) && message.id >= 0 ? message.id : null;
     const nonce = fromBase64(message.nonce, NONCE_SIZE) ?? new Uint8Array(0);
     const events: PushEvent[] = [];
     let accepted: { nodeId: number | null } | undefined;
     try {
       const now = this.clock();
-      this.pruneNonces(now);
-      const { type, signer } = this.authenticate(message, nonce, id, now);
+      await this.pruneNonces(now);
+      const { type, signer } = await this.authenticate(message, nonce, id, now);
       accepted = { nodeId: signer.nodeId };
       let result: Record<string, unknown>;
       if (STATE_CHANGING.has(type)) {
         // The nonce is stored in the same transaction as the change: both survive a crash, or neither.
         // It is kept even when the request fails (its inner transaction rolls back on its own).
-        const r = this.store.transaction(() => {
-          if (!this.store.claimNonce(toBase64(nonce), (message.ts as number) + REQUEST_WINDOW_MS)) {
-            fail("replayed_request", "this request was already received (nonce seen)");
-          }
-          try {
-            return { value: this.dispatch(type, message, signer, ctx, now, events) };
-          } catch (e) {
-            if (e instanceof RequestError) return { error: e };
-            throw e;
-          }
-        });
+        const r = await this.store.transaction(
+          async (tx) => {
+            if (!(await tx.claimNonce(toBase64(nonce), (message.ts as number) + REQUEST_WINDOW_MS))) {
+              fail("replayed_request", "this request was already received (nonce seen)");
+            }
+            try {
+              const value = await this.dispatch(tx, type, message, signer, ctx, now, events);
+              // Registries sharing the store hear of the events with the change itself: sent in
+              // this transaction, they are delivered when it commits, and never if it does not.
+              if (tx.notify) for (const e of events) await tx.notify(JSON.stringify({ origin: this.instance, to: e.to, event: e.event }));
+              return { value };
+            } catch (e) {
+              if (e instanceof RequestError) return { error: e };
+              throw e;
+            }
+          },
+          // A heartbeat decides nothing from what it reads: it need not wait for other heartbeats.
+          { shared: type === "heartbeat" },
+        );
         if (r.error) throw r.error;
         result = r.value!;
       } else {
-        result = this.dispatch(type, message, signer, ctx, now, events);
+        result = await this.dispatch(this.store, type, message, signer, ctx, now, events);
       }
-      const { subscribe, note, ...fields } = result;
+      const { subscribe, note, rescore, ...fields } = result;
+      if (typeof rescore === "number") await this.book.recorded(rescore);
       if (type === "register") accepted = { nodeId: fields.node_id as number };
       return {
         id,
@@ -382,26 +404,26 @@ export class RegistryService {
     }
   }
 
-  private pruneNonces(now: number): void {
+  private async pruneNonces(now: number): Promise<void> {
     if (now - this.lastNoncePrune < NONCE_PRUNE_MS) return;
     this.lastNoncePrune = now;
-    this.store.transaction(() => this.store.pruneNonces(now));
+    await this.store.transaction((tx) => tx.pruneNonces(now));
     if (now - this.lastReceiptPrune >= RECEIPT_PRUNE_MS) {
       this.lastReceiptPrune = now;
       // Receipts recorded before the first week that still counts no longer move any score.
       const cutoff = (weekOf(now) - REPUTATION.horizonWeeks + 1) * REPUTATION.weekMs;
-      if (this.store.transaction(() => this.store.pruneReceipts(cutoff)) > 0) this.book.clear();
+      if ((await this.store.transaction((tx) => tx.pruneReceipts(cutoff))) > 0) this.book.clear();
     }
   }
 
   // -- authentication ------------------------------------------------------
 
-  private authenticate(
+  private async authenticate(
     m: Record<string, unknown>,
     nonce: Uint8Array,
     id: number | null,
     now: number,
-  ): { type: RequestType; signer: { nodeId: number | null; publicKey: string } } {
+  ): Promise<{ type: RequestType; signer: { nodeId: number | null; publicKey: string } }> {
     const type = m.type;
     if (typeof type !== "string" || !(REQUEST_TYPES as readonly string[]).includes(type)) {
       fail("invalid_argument", `unknown request type ${JSON.stringify(typeof type === "string" ? type.slice(0, 32) : type)}`);
@@ -436,7 +458,7 @@ export class RegistryService {
     } else {
       const nid = m.node_id;
       if (typeof nid !== "number" || !Number.isInteger(nid) || nid < 0 || nid > 0xffff_ffff) fail("invalid_argument", "node_id must be a u32");
-      const node = this.store.nodeById(nid as number);
+      const node = await this.store.nodeById(nid as number);
       if (node && node.active) {
         nodeId = node.id;
         publicKeyText = node.publicKey;
@@ -470,16 +492,17 @@ export class RegistryService {
 
   // -- requests --------------------------------------------------------------
 
-  private dispatch(
+  private async dispatch(
+    db: RegistryStorage,
     type: RequestType,
     m: Record<string, unknown>,
     signer: { nodeId: number | null; publicKey: string },
     ctx: RequestContext,
     now: number,
     events: PushEvent[],
-  ): Record<string, unknown> {
+  ): Promise<Record<string, unknown>> {
     if (type === "register") {
-      const registered = this.register(m, signer.publicKey, ctx, now);
+      const registered = await this.register(db, m, signer.publicKey, ctx, now);
       this.departed.delete(registered.node_id as number);
       return registered;
     }
@@ -488,90 +511,91 @@ export class RegistryService {
     switch (type) {
       case "heartbeat": {
         const endpoints = m.endpoints === undefined ? undefined : need(checkEndpoints(m.endpoints));
-        this.store.transaction(() => this.store.touch(self, now, ctx.sourceIp, endpoints));
+        await db.transaction((tx) => tx.touch(self, now, ctx.sourceIp, endpoints));
         return { time: now, observed_ip: ctx.sourceIp };
       }
       case "lookup":
-        return this.nodeView(this.visible(self, need(checkNodeId(m.target, "target"))), now);
+        return this.nodeView(await this.visible(db, self, need(checkNodeId(m.target, "target"))), now);
       case "find": {
         const name = typeof m.hostname === "string" ? m.hostname : fail("invalid_argument", "hostname must be a string");
-        const node = this.store.nodeByHostname(name);
-        if (!node || !this.canSee(self, node) || (node.id !== self && this.stale(node, now))) fail("not_found", NOT_VISIBLE);
+        const node = await db.nodeByHostname(name);
+        if (!node || !(await this.canSee(db, self, node)) || (node.id !== self && this.stale(node, now))) fail("not_found", NOT_VISIBLE);
         return this.nodeView(node!, now);
       }
       case "resolve": {
-        const node = this.visible(self, need(checkNodeId(m.target, "target")));
+        const node = await this.visible(db, self, need(checkNodeId(m.target, "target")));
         if (m.contact !== undefined && typeof m.contact !== "boolean") fail("invalid_argument", "contact must be true or false");
-        if (m.contact === true) this.grantContact(self, node.id, now);
+        if (m.contact === true && self !== node.id) await db.grantContact(self, node.id, now + CONTACT_GRANT_MS);
         return { node_id: node.id, address: addressText(node.id), public_key: node.publicKey, ...this.endpointView(node), online: this.isOnline(node, now), last_seen: node.lastSeen };
       }
       case "search": {
         const q = need(checkSearchQuery(m.query));
-        const rows = this.store.search(self, q, SEARCH_RESULTS_MAX, now - this.limits.reapAfterMs);
+        const rows = await db.search(self, q, SEARCH_RESULTS_MAX, now - this.limits.reapAfterMs);
+        const scores = await this.book.scoresOf(rows.map((n) => n.id), now);
         return {
-          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: this.isOnline(n, now), polo_score: this.book.score(n.id, now) })),
+          results: rows.map((n) => ({ node_id: n.id, address: addressText(n.id), hostname: n.hostname, tags: n.tags, public: n.public, online: this.isOnline(n, now), polo_score: scores.get(n.id)! })),
         };
       }
       case "set_hostname": {
         const hostname = m.hostname === "" ? null : need(checkHostname(m.hostname));
-        this.store.transaction(() => this.claimHostname(self, hostname, now));
+        await db.transaction((tx) => this.claimHostname(tx, self, hostname, now));
         return { node_id: self, hostname };
       }
       case "set_tags": {
         const tags = need(checkTags(m.tags));
-        this.store.transaction(() => this.store.setTags(self, tags));
+        await db.transaction((tx) => tx.setTags(self, tags));
         return { node_id: self, tags };
       }
       case "set_visibility": {
         if (typeof m.public !== "boolean") fail("invalid_argument", "public must be true or false");
-        this.store.transaction(() => this.store.setPublic(self, m.public as boolean));
+        await db.transaction((tx) => tx.setPublic(self, m.public as boolean));
         return { node_id: self, public: m.public };
       }
       case "trust_request":
-        return this.trustRequest(self, need(checkNodeId(m.to, "to")), need(checkReason(m.reason)), now, events);
+        return this.trustRequest(db, self, need(checkNodeId(m.to, "to")), need(checkReason(m.reason)), now, events);
       case "trust_approve":
-        return this.trustApprove(self, need(checkNodeId(m.peer, "peer")), now, events);
+        return this.trustApprove(db, self, need(checkNodeId(m.peer, "peer")), now, events);
       case "trust_reject": {
         const reason = m.reason === undefined ? undefined : need(checkReason(m.reason));
-        return this.trustReject(self, need(checkNodeId(m.peer, "peer")), reason, events);
+        return this.trustReject(db, self, need(checkNodeId(m.peer, "peer")), reason, events);
       }
       case "trust_revoke": {
         const peer = need(checkNodeId(m.peer, "peer"));
         // Ending trust ends every reason either side had to see the other.
-        this.contactGrants.delete(`${self}:${peer}`);
-        this.contactGrants.delete(`${peer}:${self}`);
-        return this.trustRevoke(self, peer, events);
+        await db.endContact(self, peer);
+        return this.trustRevoke(db, self, peer, events);
       }
       case "trust_state":
-        return this.trustState(self, m.cursor);
+        return this.trustState(db, self, m.cursor);
       case "trust_inbox":
-        return this.trustInbox(self, m.offset, m.limit);
+        return this.trustInbox(db, self, m.offset, m.limit);
       case "subscribe":
         return { subscribed: true, subscribe: self };
       case "deregister":
-        return this.deregister(self, events);
+        return this.deregister(db, self, events);
       case "submit_receipt":
-        return this.submitReceipt(self, m.receipt, now);
+        return this.submitReceipt(db, self, m.receipt, now);
       case "reputation":
-        return this.reputation(this.visible(self, need(checkNodeId(m.target, "target"))), now);
+        return this.reputation(db, await this.visible(db, self, need(checkNodeId(m.target, "target"))), now);
       case "scores":
-        return this.scores(self, m.targets, now);
+        return this.scores(db, self, m.targets, now);
     }
     return fail("invalid_argument", "unknown request type");
   }
 
-  private register(
+  private async register(
+    db: RegistryStorage,
     m: Record<string, unknown>,
     publicKey: string,
     ctx: RequestContext,
     now: number,
-  ): Record<string, unknown> {
+  ): Promise<Record<string, unknown>> {
     const endpoints = m.endpoints === undefined ? undefined : need(checkEndpoints(m.endpoints));
     const hostname = m.hostname === undefined ? undefined : m.hostname === "" ? null : need(checkHostname(m.hostname));
     const tags = m.tags === undefined ? undefined : need(checkTags(m.tags));
     if (m.public !== undefined && typeof m.public !== "boolean") fail("invalid_argument", "public must be true or false");
     if (m.pow !== undefined && typeof m.pow !== "string") fail("invalid_argument", `pow must be ${POW_NONCE_SIZE} bytes in base64`);
-    const existing = this.store.nodeByKey(publicKey);
+    const existing = await db.nodeByKey(publicKey);
     if (!existing) {
       // A new identity: the per-address and per-network rates (checked first, so nobody works in vain),
       // then the proof of work (one hash to check), and only then are the rates charged.
@@ -589,22 +613,24 @@ export class RegistryService {
       this.registrations.take(ipKey, now);
       this.prefixRegistrations.take(prefixKey, now);
     }
-    const node = this.store.transaction(() => {
+    const node = await db.transaction(async (tx) => {
       let id: number;
       let created = false;
-      if (existing) {
-        id = existing.id;
-        if (!existing.active) this.store.reactivateNode(id, now);
+      // Read again inside the transaction: another registry on the same database may have made it meanwhile.
+      const current = existing ?? (await tx.nodeByKey(publicKey));
+      if (current) {
+        id = current.id;
+        if (!current.active) await tx.reactivateNode(id, now);
       } else {
-        id = this.store.createNode(publicKey, now, ctx.sourceIp).id;
-        this.store.dropRequestsTo(id);
+        id = (await tx.createNode(publicKey, now, ctx.sourceIp)).id;
+        await tx.dropRequestsTo(id);
         created = true;
       }
-      this.store.touch(id, now, ctx.sourceIp, endpoints);
-      if (hostname !== undefined) this.claimHostname(id, hostname, now);
-      if (tags !== undefined) this.store.setTags(id, tags);
-      if (m.public !== undefined) this.store.setPublic(id, m.public as boolean);
-      return { row: this.store.nodeById(id)!, created };
+      await tx.touch(id, now, ctx.sourceIp, endpoints);
+      if (hostname !== undefined) await this.claimHostname(tx, id, hostname, now);
+      if (tags !== undefined) await tx.setTags(id, tags);
+      if (m.public !== undefined) await tx.setPublic(id, m.public as boolean);
+      return { row: (await tx.nodeById(id))!, created };
     });
     if (node.created) this.pow.record(now);
     const n = node.row;
@@ -623,66 +649,66 @@ export class RegistryService {
     };
   }
 
-  private claimHostname(id: number, hostname: string | null, now: number): void {
+  private async claimHostname(db: RegistryStorage, id: number, hostname: string | null, now: number): Promise<void> {
     if (hostname !== null) {
-      const owner = this.store.nodeByHostname(hostname);
+      const owner = await db.nodeByHostname(hostname);
       if (owner && owner.id !== id) {
         if (!this.stale(owner, now)) fail("already_exists", `hostname "${hostname}" is taken`);
         // Its owner has not been seen for the reaping time: the name is free (the reaper would free it soon).
-        this.store.setHostname(owner.id, null);
+        await db.setHostname(owner.id, null);
       }
     }
-    this.store.setHostname(id, hostname);
+    await db.setHostname(id, hostname);
   }
 
-  private trustRequest(self: number, to: number, reason: string, now: number, events: PushEvent[]): Record<string, unknown> {
+  private async trustRequest(db: RegistryStorage, self: number, to: number, reason: string, now: number, events: PushEvent[]): Promise<Record<string, unknown>> {
     if (to === self) fail("invalid_argument", "a node cannot ask itself for trust");
-    return this.store.transaction(() => {
-      const target = this.store.nodeById(to);
+    return db.transaction(async (tx) => {
+      const target = await tx.nodeById(to);
       const live = target !== undefined && target.active;
-      if (live && this.store.isTrusted(self, to)) return { to, status: "trusted" };
-      if (live && this.store.trustRequest(to, self)) {
+      if (live && (await tx.isTrusted(self, to))) return { to, status: "trusted" };
+      if (live && (await tx.trustRequest(to, self))) {
         // Both sides asked: that is agreement. The pair is made and both hear of it.
-        this.store.removeTrustRequest(to, self);
-        this.store.removeTrustRequest(self, to);
-        this.store.addTrust(self, to, now);
+        await tx.removeTrustRequest(to, self);
+        await tx.removeTrustRequest(self, to);
+        await tx.addTrust(self, to, now);
         events.push({ to, event: { event: "trust_approved", peer: self, address: addressText(self) } });
         events.push({ to: self, event: { event: "trust_approved", peer: to, address: addressText(to) } });
         return { to, status: "trusted" };
       }
       // From here on the answer is the same whether `to` exists, is private or is absent.
-      if (this.store.trustRequest(self, to)) return { to, status: "pending" };
-      if (this.store.outboundCount(self) >= OUTBOUND_PENDING_MAX) {
+      if (await tx.trustRequest(self, to)) return { to, status: "pending" };
+      if ((await tx.outboundCount(self)) >= OUTBOUND_PENDING_MAX) {
         fail("rate_limited", `you have ${OUTBOUND_PENDING_MAX} pending trust requests; wait for answers or withdraw some (trust_revoke)`);
       }
       if (!this.trustRequests.take(`n:${self}`, now)) fail("rate_limited", "too many new trust requests from this node; retry later");
       // Requests to an id are counted the same whether it exists, is private or is absent, so this refusal tells nothing.
-      if (this.store.inboundCount(to) >= this.limits.inboundPendingMax) {
+      if ((await tx.inboundCount(to)) >= this.limits.inboundPendingMax) {
         fail("rate_limited", `node ${to} has ${this.limits.inboundPendingMax} pending trust requests; retry later`);
       }
-      this.store.addTrustRequest(self, to, reason, now);
+      await tx.addTrustRequest(self, to, reason, now);
       // Every new request is announced to a live target.
       if (live) events.push({ to, event: { event: "trust_request", from: self, address: addressText(self), reason } });
       return { to, status: "pending" };
     });
   }
 
-  private trustApprove(self: number, peer: number, now: number, events: PushEvent[]): Record<string, unknown> {
-    return this.store.transaction(() => {
-      const request = this.store.trustRequest(peer, self);
-      const requester = this.store.nodeById(peer);
+  private async trustApprove(db: RegistryStorage, self: number, peer: number, now: number, events: PushEvent[]): Promise<Record<string, unknown>> {
+    return db.transaction(async (tx) => {
+      const request = await tx.trustRequest(peer, self);
+      const requester = await tx.nodeById(peer);
       if (!request || !requester || !requester.active) fail("not_found", `no pending trust request from node ${peer}`);
-      this.store.removeTrustRequest(peer, self);
-      this.store.removeTrustRequest(self, peer);
-      this.store.addTrust(self, peer, now);
+      await tx.removeTrustRequest(peer, self);
+      await tx.removeTrustRequest(self, peer);
+      await tx.addTrust(self, peer, now);
       events.push({ to: peer, event: { event: "trust_approved", peer: self, address: addressText(self) } });
       return { peer, trusted: true };
     });
   }
 
-  private trustReject(self: number, peer: number, reason: string | undefined, events: PushEvent[]): Record<string, unknown> {
-    return this.store.transaction(() => {
-      if (!this.store.removeTrustRequest(peer, self)) fail("not_found", `no pending trust request from node ${peer}`);
+  private async trustReject(db: RegistryStorage, self: number, peer: number, reason: string | undefined, events: PushEvent[]): Promise<Record<string, unknown>> {
+    return db.transaction(async (tx) => {
+      if (!(await tx.removeTrustRequest(peer, self))) fail("not_found", `no pending trust request from node ${peer}`);
       const event: Record<string, unknown> = { event: "trust_rejected", peer: self, address: addressText(self) };
       if (reason !== undefined) event.reason = reason;
       events.push({ to: peer, event });
@@ -690,10 +716,10 @@ export class RegistryService {
     });
   }
 
-  private trustRevoke(self: number, peer: number, events: PushEvent[]): Record<string, unknown> {
-    return this.store.transaction(() => {
-      const revoked = this.store.removeTrust(self, peer);
-      const withdrawn = this.store.removeTrustRequest(self, peer);
+  private async trustRevoke(db: RegistryStorage, self: number, peer: number, events: PushEvent[]): Promise<Record<string, unknown>> {
+    return db.transaction(async (tx) => {
+      const revoked = await tx.removeTrust(self, peer);
+      const withdrawn = await tx.removeTrustRequest(self, peer);
       if (!revoked && !withdrawn) fail("not_found", `no trust with and no pending request to node ${peer}`);
       if (revoked) events.push({ to: peer, event: { event: "trust_revoked", peer: self, address: addressText(self) } });
       return { peer, revoked, withdrawn };
@@ -706,7 +732,7 @@ export class RegistryService {
    * page stops before TRUST_PAGE_BYTES of items, so any page fits in a frame.
    * `next_cursor` is null on the last page.
    */
-  private trustState(self: number, cursorText: unknown): Record<string, unknown> {
+  private async trustState(db: RegistryStorage, self: number, cursorText: unknown): Promise<Record<string, unknown>> {
     const cursor = parseCursor(cursorText);
     const page = { trusted: [] as unknown[], inbound: [] as unknown[], outbound: [] as unknown[] };
     let bytes = 0;
@@ -721,9 +747,9 @@ export class RegistryService {
     fill: for (const section of sections.slice(sections.indexOf(cursor.section))) {
       const after = section === cursor.section ? cursor.after : undefined;
       if (section === "trusted") {
-        for (const { peer, since } of this.store.trustedPeers(self)) {
+        for (const { peer, since } of await db.trustedPeers(self)) {
           if (after !== undefined && peer <= Number(after)) continue;
-          const n = this.store.nodeById(peer);
+          const n = await db.nodeById(peer);
           if (!n || !n.active) continue;
           const item = { peer, address: addressText(peer), public_key: n.publicKey, hostname: n.hostname, since };
           if (!fits(item)) {
@@ -733,10 +759,10 @@ export class RegistryService {
           page.trusted.push(item);
         }
       } else if (section === "inbound") {
-        for (const r of this.visibleInbox(self)) {
+        for (const r of await this.visibleInbox(db, self)) {
           const key = `${r.createdAt}.${r.from}`;
           if (after !== undefined && compareInboundKey(key, after) <= 0) continue;
-          const n = this.store.nodeById(r.from);
+          const n = await db.nodeById(r.from);
           if (!n || !n.active) continue;
           const item = { from: r.from, address: addressText(r.from), public_key: n.publicKey, hostname: n.hostname, reason: r.reason, created_at: r.createdAt };
           if (!fits(item)) {
@@ -747,7 +773,7 @@ export class RegistryService {
           page.inbound.push(item);
         }
       } else {
-        for (const r of this.store.outboundRequests(self)) {
+        for (const r of await db.outboundRequests(self)) {
           if (after !== undefined && r.to <= Number(after)) continue;
           const item = { to: r.to, address: addressText(r.to), reason: r.reason, created_at: r.createdAt };
           if (!fits(item)) {
@@ -758,7 +784,7 @@ export class RegistryService {
         }
       }
     }
-    return { ...page, inbound_total: this.store.inboundCount(self), next_cursor: next };
+    return { ...page, inbound_total: await db.inboundCount(self), next_cursor: next };
   }
 
   /**
@@ -767,22 +793,22 @@ export class RegistryService {
    * early flood nor a late one hides a request for good; trust_inbox pages
    * through the rest, and every request was announced when it came).
    */
-  private visibleInbox(self: number): TrustRequestRow[] {
+  private async visibleInbox(db: RegistryStorage, self: number): Promise<TrustRequestRow[]> {
     const half = INBOX_VISIBLE_MAX / 2;
-    if (this.store.inboundCount(self) <= INBOX_VISIBLE_MAX) return this.store.inboundRequests(self, INBOX_VISIBLE_MAX);
-    return [...this.store.inboundRequests(self, half), ...this.store.inboundNewest(self, half).reverse()];
+    if ((await db.inboundCount(self)) <= INBOX_VISIBLE_MAX) return db.inboundRequests(self, INBOX_VISIBLE_MAX);
+    return [...(await db.inboundRequests(self, half)), ...(await db.inboundNewest(self, half)).reverse()];
   }
 
   /** Every pending request to `self`, newest first, `limit` (at most INBOX_PAGE_MAX, and 48 KiB) from `offset`. */
-  private trustInbox(self: number, offsetValue: unknown, limitValue: unknown): Record<string, unknown> {
+  private async trustInbox(db: RegistryStorage, self: number, offsetValue: unknown, limitValue: unknown): Promise<Record<string, unknown>> {
     const offset = offsetValue === undefined ? 0 : offsetValue;
     const limit = limitValue === undefined ? INBOX_PAGE_MAX : limitValue;
     if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) fail("invalid_argument", "offset must be a non-negative integer");
     if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 1 || limit > INBOX_PAGE_MAX) fail("invalid_argument", `limit must be 1-${INBOX_PAGE_MAX}`);
     const inbound: unknown[] = [];
     let bytes = 0;
-    for (const r of this.store.inboundNewest(self, limit as number, offset as number)) {
-      const n = this.store.nodeById(r.from);
+    for (const r of await db.inboundNewest(self, limit as number, offset as number)) {
+      const n = await db.nodeById(r.from);
       if (!n) continue; // requests come from registered nodes only
       const item = { from: r.from, address: addressText(r.from), public_key: n.publicKey, hostname: n.active ? n.hostname : null, reason: r.reason, created_at: r.createdAt };
       const size = JSON.stringify(item).length * 4;
@@ -790,7 +816,7 @@ export class RegistryService {
       bytes += size;
       inbound.push(item);
     }
-    const total = this.store.inboundCount(self);
+    const total = await db.inboundCount(self);
     const next = (offset as number) + inbound.length;
     return { inbound, total, offset, next_offset: next < total ? next : null };
   }
@@ -803,7 +829,7 @@ export class RegistryService {
    * (a resubmission after a lost answer, or by the other party); another
    * verdict for the same task is `already_exists`.
    */
-  private submitReceipt(self: number, value: unknown, now: number): Record<string, unknown> {
+  private async submitReceipt(db: RegistryStorage, self: number, value: unknown, now: number): Promise<Record<string, unknown>> {
     const r = need(receiptFromWire(value));
     if (self !== r.submitter && self !== r.worker) fail("unauthorized", "only the submitter or the worker of a task may submit its receipt");
     if (!this.receipts.take(`n:${self}`, now)) fail("rate_limited", "too many receipts from this node; retry later");
@@ -811,34 +837,34 @@ export class RegistryService {
     if (stale) fail("invalid_argument", stale);
     // Both keys as registered; an unknown or deregistered party verifies against a key nobody holds,
     // so the answer is the same as for a forged signature.
-    const keyOf = (id: number) => {
-      const n = this.store.nodeById(id);
+    const keyOf = async (id: number) => {
+      const n = await db.nodeById(id);
       return n && n.active ? new Uint8Array(Buffer.from(n.publicKey, "base64")) : UNUSABLE_KEY;
     };
-    if (!receiptSignaturesValid(r, keyOf(r.worker), keyOf(r.submitter))) {
+    if (!receiptSignaturesValid(r, await keyOf(r.worker), await keyOf(r.submitter))) {
       fail("unauthorized", "the receipt is not signed by both parties' registered keys (the worker signs its result, the submitter its verdict)");
     }
-    const stored = this.store.transaction(() => {
-      const existing = this.store.receipt(r.taskId, r.submitter, r.worker);
+    const stored = await db.transaction(async (tx) => {
+      const existing = await tx.receipt(r.taskId, r.submitter, r.worker);
       if (existing) {
         if (!sameReceipt(existing, r)) fail("already_exists", `task ${r.taskId} already has a receipt between these nodes, with another verdict`);
         return false;
       }
-      if (this.store.pairReceiptsInWeek(r.submitter, r.worker, weekOf(now)) >= RECEIPTS_PER_PAIR_PER_WEEK) {
+      if ((await tx.pairReceiptsInWeek(r.submitter, r.worker, weekOf(now))) >= RECEIPTS_PER_PAIR_PER_WEEK) {
         fail("rate_limited", `${RECEIPTS_PER_PAIR_PER_WEEK} receipts between these nodes this week already (they count as one vote); retry next week`);
       }
-      this.store.addReceipt(r, now);
+      await tx.addReceipt(r, now);
       return true;
     });
-    if (stored) this.book.recorded(r.worker);
-    return { task_id: r.taskId, submitter: r.submitter, worker: r.worker, outcome: r.outcome, recorded: stored };
+    // The cached scores it changes are dropped once the request's transaction is over (`rescore`).
+    return { task_id: r.taskId, submitter: r.submitter, worker: r.worker, outcome: r.outcome, recorded: stored, rescore: stored ? r.worker : undefined };
   }
 
   /** A visible node's score and how it was reached. */
-  private reputation(n: NodeRow, now: number): Record<string, unknown> {
-    const rep = this.book.reputation(n.id, now);
-    const rater = this.book.asRater({ id: n.id, registeredAt: n.registeredAt }, now);
-    const counts = this.store.receiptCounts(n.id);
+  private async reputation(db: RegistryStorage, n: NodeRow, now: number): Promise<Record<string, unknown>> {
+    const rep = await this.book.reputation(n.id, now);
+    const rater = await this.book.asRater({ id: n.id, registeredAt: n.registeredAt }, now);
+    const counts = await db.receiptCounts(n.id);
     // Signed answers carry integers only: fractions go as thousandths (the client turns them back).
     const milli = (x: number) => Math.round(x * 1000);
     return {
@@ -871,21 +897,21 @@ export class RegistryService {
   }
 
   /** Scores of the named nodes the caller can see (the others are left out, as search does). */
-  private scores(self: number, targets: unknown, now: number): Record<string, unknown> {
+  private async scores(db: RegistryStorage, self: number, targets: unknown, now: number): Promise<Record<string, unknown>> {
     if (!Array.isArray(targets) || targets.length === 0 || targets.length > SCORES_MAX) fail("invalid_argument", `targets must be 1-${SCORES_MAX} node ids`);
     const ids = [...new Set((targets as unknown[]).map((t) => need(checkNodeId(t, "targets"))))];
     const scores: { node_id: number; polo_score: number }[] = [];
     for (const id of ids) {
-      const n = this.store.nodeById(id);
-      if (n && this.canSee(self, n) && n.active) scores.push({ node_id: id, polo_score: this.book.score(id, now) });
+      const n = await db.nodeById(id);
+      if (n && n.active && (await this.canSee(db, self, n))) scores.push({ node_id: id, polo_score: await this.book.score(id, now) });
     }
     return { scores };
   }
 
-  private deregister(self: number, events: PushEvent[]): Record<string, unknown> {
-    const peers = this.store.transaction(() => {
-      const peers = this.store.forgetTrust(self);
-      this.store.deactivateNode(self);
+  private async deregister(db: RegistryStorage, self: number, events: PushEvent[]): Promise<Record<string, unknown>> {
+    const peers = await db.transaction(async (tx) => {
+      const peers = await tx.forgetTrust(self);
+      await tx.deactivateNode(self);
       return peers;
     });
     for (const peer of peers) events.push({ to: peer, event: { event: "trust_revoked", peer: self, address: addressText(self) } });
@@ -894,53 +920,69 @@ export class RegistryService {
 
   // -- for the beacon --------------------------------------------------------------
 
+  /**
+   * What the beacon asks of the registry: node keys and the visibility rule.
+   * Synchronous on SQLite (the beacon's answers stay immediate); a store over
+   * the network answers with promises.
+   */
+  get directory(): RegistryDirectory {
+    const storage = this.store instanceof SqliteStorage ? this.store : undefined;
+    const sync = storage?.db;
+    if (!storage || !sync) return { nodeKey: (id) => this.activeNodeKey(id), mayReach: (from, to) => this.mayReach(from, to) };
+    return {
+      nodeKey: (id) => {
+        const node = sync.nodeById(id);
+        return node && node.active ? fromBase64(node.publicKey, 32) : undefined;
+      },
+      mayReach: (from, to) => {
+        const source = sync.nodeById(from);
+        const target = sync.nodeById(to);
+        if (source === undefined || !source.active || target === undefined) return false;
+        if (target.id === from) return true;
+        if (!target.active) return false;
+        return (
+          target.public ||
+          sync.isTrusted(from, target.id) ||
+          sync.trustRequest(target.id, from) !== undefined ||
+          storage.contactGrantedNow(target.id, from, this.clock())
+        );
+      },
+    };
+  }
+
   /** The key of an active node (the beacon verifies registrations with it). */
-  activeNodeKey(id: number): Uint8Array | undefined {
-    const node = this.store.nodeById(id);
+  async activeNodeKey(id: number): Promise<Uint8Array | undefined> {
+    const node = await this.store.nodeById(id);
     return node && node.active ? fromBase64(node.publicKey, 32) : undefined;
   }
 
   /** May active node `from` address node `to` (punch and relay through the beacon)? The visibility rule. */
-  mayReach(from: number, to: number): boolean {
-    const source = this.store.nodeById(from);
-    const target = this.store.nodeById(to);
-    return source !== undefined && source.active && target !== undefined && this.canSee(from, target);
+  async mayReach(from: number, to: number): Promise<boolean> {
+    const source = await this.store.nodeById(from);
+    const target = await this.store.nodeById(to);
+    return source !== undefined && source.active && target !== undefined && (await this.canSee(this.store, from, target));
   }
 
   // -- visibility and views ----------------------------------------------------
 
-  private canSee(viewer: number, target: NodeRow): boolean {
+  private async canSee(db: RegistryStorage, viewer: number, target: NodeRow): Promise<boolean> {
     if (target.id === viewer) return true;
     if (!target.active) return false;
     return (
       target.public ||
-      this.store.isTrusted(viewer, target.id) ||
-      this.store.trustRequest(target.id, viewer) !== undefined ||
-      (this.contactGrants.get(`${target.id}:${viewer}`) ?? 0) > this.clock()
+      (await db.isTrusted(viewer, target.id)) ||
+      (await db.trustRequest(target.id, viewer)) !== undefined ||
+      (await db.contactGranted(target.id, viewer, this.clock()))
     );
   }
 
-  /** `initiator` resolved `target`: let `target` see `initiator` for a while. */
-  private grantContact(initiator: number, target: number, now: number): void {
-    if (initiator === target) return;
-    const key = `${initiator}:${target}`;
-    this.contactGrants.delete(key); // re-insert: the Map stays in expiry order
-    this.contactGrants.set(key, now + CONTACT_GRANT_MS);
-    if (this.contactGrants.size > CONTACT_GRANTS_MAX) {
-      for (const [k, expires] of this.contactGrants) {
-        if (this.contactGrants.size <= CONTACT_GRANTS_MAX && expires > now) break;
-        this.contactGrants.delete(k);
-      }
-    }
-  }
-
-  private visible(viewer: number, target: number): NodeRow {
-    const node = this.store.nodeById(target);
-    if (!node || !this.canSee(viewer, node)) fail("not_found", NOT_VISIBLE);
+  private async visible(db: RegistryStorage, viewer: number, target: number): Promise<NodeRow> {
+    const node = await db.nodeById(target);
+    if (!node || !(await this.canSee(db, viewer, node))) fail("not_found", NOT_VISIBLE);
     return node!;
   }
 
-  private nodeView(n: NodeRow, now: number): Record<string, unknown> {
+  private async nodeView(n: NodeRow, now: number): Promise<Record<string, unknown>> {
     return {
       node_id: n.id,
       address: addressText(n.id),
@@ -950,7 +992,7 @@ export class RegistryService {
       public: n.public,
       online: this.isOnline(n, now),
       last_seen: n.lastSeen,
-      polo_score: this.book.score(n.id, now),
+      polo_score: await this.book.score(n.id, now),
     };
   }
 

@@ -17,6 +17,7 @@ import { dirname } from "node:path";
 import { FIRST_ASSIGNABLE_NODE } from "../protocol/address.ts";
 import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
 import { originNetworkOf, weekOf, type VoteGroup } from "./reputation.ts";
+import type { NodeRow, TrustRequestRow } from "./storage.ts";
 
 export const SCHEMA_VERSION = 3;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
@@ -102,27 +103,7 @@ const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-export interface NodeRow {
-  readonly id: number;
-  readonly publicKey: string;
-  readonly hostname: string | null;
-  readonly public: boolean;
-  readonly tags: string[];
-  readonly endpoints: string[];
-  readonly observedIp: string | null;
-  readonly registeredAt: number;
-  readonly lastSeen: number;
-  readonly active: boolean;
-  /** The network its key registered from (reputation.ts originNetworkOf); null: a network of its own. */
-  readonly originNet: string | null;
-}
-
-export interface TrustRequestRow {
-  readonly from: number;
-  readonly to: number;
-  readonly reason: string;
-  readonly createdAt: number;
-}
+export type { NodeRow, TrustRequestRow } from "./storage.ts";
 
 interface RawNode {
   id: number;
@@ -201,6 +182,11 @@ export class RegistryStore {
 
   schemaVersion(): number {
     return (this.db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+  }
+
+  /** Runs SQL as written (sqlite-storage.ts uses it for BEGIN / SAVEPOINT / COMMIT around async work). */
+  exec(sql: string): void {
+    this.db.exec(sql);
   }
 
   /** Runs `fn` in one write transaction (BEGIN IMMEDIATE); any throw rolls everything back. */
@@ -477,6 +463,13 @@ export class RegistryStore {
   /** Workers `submitter` has receipts for (their scores depend on its standing); at most `limit`. */
   workersRatedBy(submitter: number, limit: number): number[] {
     return (this.db.query("SELECT DISTINCT worker FROM receipts WHERE submitter = ? LIMIT ?").all(submitter, limit) as { worker: number }[]).map((r) => r.worker);
+  }
+
+  /** Which of `workers` have receipts from `firstWeek` on. */
+  workersWithReceipts(workers: number[], firstWeek: number): number[] {
+    if (workers.length === 0) return [];
+    const marks = workers.map(() => "?").join(", ");
+    return (this.db.query(`SELECT DISTINCT worker FROM receipts WHERE week >= ? AND worker IN (${marks})`).all(firstWeek, ...workers) as { worker: number }[]).map((r) => r.worker);
   }
 
   /** Receipts a node signed as submitter and as worker (all stored, whatever their age). */

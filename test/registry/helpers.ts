@@ -3,6 +3,12 @@
  * tests, and nodes (identity + client) talking to them. Every process started
  * here is killed by pid in `stopAll` (call it from afterAll) and at exit, even
  * when a test fails.
+ *
+ * PILOT_TEST_STORE=postgres runs every rendezvous started here on PostgreSQL
+ * instead of SQLite: a private cluster (store/postgres-cluster.ts) started on
+ * first use and stopped in `stopAll`, one database per rendezvous directory
+ * (a restarted rendezvous finds its state again). Tests that seed a SQLite file
+ * themselves (test/reputation's seedNodes) stay on SQLite's terms.
  */
 import type { Subprocess } from "bun";
 import { randomBytes } from "node:crypto";
@@ -15,6 +21,20 @@ import { RegistryClient, type RegistryClientOptions, type RegistryEvent } from "
 import { encodeFrame, FrameReader, requestSigningBytes, toBase64 } from "../../src/registry/wire.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
+let postgres: Promise<import("./store/postgres-cluster.ts").PostgresCluster> | undefined;
+const databases = new Map<string, string>();
+
+/** The store of the rendezvous in `dir`: its SQLite file, or under PILOT_TEST_STORE=postgres its database. */
+async function testStore(dir: string): Promise<string> {
+  if (process.env.PILOT_TEST_STORE !== "postgres") return join(dir, "registry.db");
+  let url = databases.get(dir);
+  if (!url) {
+    postgres ??= import("./store/postgres-cluster.ts").then((m) => m.startPostgres());
+    url = await (await postgres).createDatabase();
+    databases.set(dir, url);
+  }
+  return url;
+}
 const running = new Set<Subprocess>();
 const dirs = new Set<string>();
 
@@ -31,6 +51,8 @@ export interface RendezvousProcess {
   readonly publicKey: string;
   readonly dir: string;
   readonly storePath: string;
+  /** The /healthz URL, when started with --health-addr. */
+  readonly health?: string;
   /** SIGTERM, then wait; resolves with the exit code and stderr. */
   stop(signal?: "SIGTERM" | "SIGINT"): Promise<{ code: number | null; stderr: string }>;
 }
@@ -51,9 +73,11 @@ export const RELAXED = [
   "--max-connections-per-prefix", "100000",
 ];
 
-export async function startRendezvous(options: { dir?: string; args?: string[]; registryPort?: number } = {}): Promise<RendezvousProcess> {
+export async function startRendezvous(options: { dir?: string; args?: string[]; registryPort?: number; store?: string } = {}): Promise<RendezvousProcess> {
   const dir = options.dir ?? tempDir();
-  const storePath = join(dir, "registry.db");
+  const storePath = options.store ?? (await testStore(dir));
+  // The key beside the state, as with SQLite, so a restart in the same directory keeps it.
+  const identity = storePath.startsWith("postgres:") && !(options.args ?? []).includes("--identity") ? ["--identity", join(dir, "identity.json")] : [];
   const proc = Bun.spawn(
     [
       "bun",
@@ -69,6 +93,7 @@ export async function startRendezvous(options: { dir?: string; args?: string[]; 
       "--log-format",
       "json",
       ...(options.args ?? RELAXED),
+      ...identity,
     ],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, PILOT_HOME: dir } },
   );
@@ -97,6 +122,7 @@ export async function startRendezvous(options: { dir?: string; args?: string[]; 
     port,
     beaconPort,
     publicKey: envelope.data.public_key,
+    health: envelope.data.health,
     dir,
     storePath,
     async stop(signal = "SIGTERM") {
@@ -187,6 +213,12 @@ export async function stopAll(): Promise<void> {
   running.clear();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   dirs.clear();
+  if (postgres) {
+    const cluster = await postgres;
+    postgres = undefined;
+    databases.clear();
+    await cluster.stop();
+  }
 }
 
 // ---------------------------------------------------------------------------

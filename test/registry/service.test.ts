@@ -13,26 +13,26 @@ import { signedRequest } from "./helpers.ts";
 const dir = mkdtempSync(join(tmpdir(), "pilot-service-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-test("a node is online for 90 s after its last heartbeat; requests follow the registry's clock", () => {
+test("a node is online for 90 s after its last heartbeat; requests follow the registry's clock", async () => {
   const store = RegistryStore.open(join(dir, "s.db"));
   const registry = generateIdentity();
   let now = 1_800_000_000_000;
   const service = new RegistryService({ store, registryKey: registry.publicKey, clock: () => now, limits: { pow: { ...DEFAULT_POW, baseBits: 0 } } });
   const ctx = { sourceIp: "127.0.0.1" };
   const node = generateIdentity();
-  const call = (fields: Record<string, unknown>) => service.handle(signedRequest(node, registry.publicKey, fields, now), ctx).body as any;
-  const reg = call({ type: "register", public_key: toBase64(node.publicKey) });
+  const call = async (fields: Record<string, unknown>) => (await service.handle(signedRequest(node, registry.publicKey, fields, now), ctx)).body as any;
+  const reg = (await call({ type: "register", public_key: toBase64(node.publicKey) }));
   expect(reg.ok).toBe(true);
   const id = reg.node_id;
-  expect(call({ type: "lookup", node_id: id, target: id }).online).toBe(true);
+  expect((await call({ type: "lookup", node_id: id, target: id })).online).toBe(true);
   now += 90_000;
-  expect(call({ type: "lookup", node_id: id, target: id }).online).toBe(true);
+  expect((await call({ type: "lookup", node_id: id, target: id })).online).toBe(true);
   now += 1;
-  expect(call({ type: "lookup", node_id: id, target: id })).toMatchObject({ online: false, last_seen: now - 90_001 });
-  expect(call({ type: "heartbeat", node_id: id }).ok).toBe(true);
-  expect(call({ type: "lookup", node_id: id, target: id }).online).toBe(true);
+  expect((await call({ type: "lookup", node_id: id, target: id }))).toMatchObject({ online: false, last_seen: now - 90_001 });
+  expect((await call({ type: "heartbeat", node_id: id })).ok).toBe(true);
+  expect((await call({ type: "lookup", node_id: id, target: id })).online).toBe(true);
   // A request stamped 61 s ago is stale; the same content freshly stamped is fine.
-  const old = service.handle(signedRequest(node, registry.publicKey, { type: "lookup", node_id: id, target: id }, now - 61_000), ctx).body as any;
+  const old = (await service.handle(signedRequest(node, registry.publicKey, { type: "lookup", node_id: id, target: id }, now - 61_000), ctx)).body as any;
   expect(old.error.code).toBe("stale_request");
   store.close();
 });
@@ -50,7 +50,7 @@ test("requests in flight on one connection are matched by id", async () => {
   }
 });
 
-test("proof of work: bound to the key and to a recent challenge; the difficulty follows the rate of new keys", () => {
+test("proof of work: bound to the key and to a recent challenge; the difficulty follows the rate of new keys", async () => {
   let draws = 0;
   const gate = new PowGate(DEFAULT_POW, (n) => new Uint8Array(n).fill(++draws), 0);
   let now = 1_000;
@@ -79,26 +79,26 @@ test("proof of work: bound to the key and to a recent challenge; the difficulty 
   expect(meetsDifficulty(new Uint8Array([0x00, 0x1f, 0xff]), 12)).toBe(false);
 });
 
-test("a new key without proof of work is asked for it; with it, it registers; a known key never pays", () => {
+test("a new key without proof of work is asked for it; with it, it registers; a known key never pays", async () => {
   const store = RegistryStore.open(join(dir, "pow.db"));
   const registry = generateIdentity();
   const now = 1_800_000_000_000;
   const service = new RegistryService({ store, registryKey: registry.publicKey, clock: () => now });
   const node = generateIdentity();
-  const register = (extra: Record<string, unknown> = {}) =>
-    service.handle(signedRequest(node, registry.publicKey, { type: "register", public_key: toBase64(node.publicKey), ...extra }, now), { sourceIp: "127.0.0.1" }).body as any;
-  const asked = register();
+  const register = async (extra: Record<string, unknown> = {}) =>
+    (await service.handle(signedRequest(node, registry.publicKey, { type: "register", public_key: toBase64(node.publicKey), ...extra }, now), { sourceIp: "127.0.0.1" })).body as any;
+  const asked = (await register());
   expect(asked.error).toMatchObject({ code: "pow_required", pow: { difficulty: 12 } });
   const challenge = new Uint8Array(Buffer.from(asked.error.pow.challenge, "base64"));
   const wrong = solvePowSlice(challenge, generateIdentity().publicKey, 12, 0, 1 << 22)!;
-  expect(register({ pow: toBase64(wrong) }).error?.code).toBe("pow_required");
+  expect((await register({ pow: toBase64(wrong) })).error?.code).toBe("pow_required");
   const work = solvePowSlice(challenge, node.publicKey, 12, 0, 1 << 22)!;
-  expect(register({ pow: toBase64(work) })).toMatchObject({ ok: true, created: true });
-  expect(register()).toMatchObject({ ok: true, created: false });
+  expect((await register({ pow: toBase64(work) }))).toMatchObject({ ok: true, created: true });
+  expect((await register())).toMatchObject({ ok: true, created: false });
   store.close();
 });
 
-test("reaping: after 30 days unseen a node loses its name and tags and leaves search; one seen in time keeps them", () => {
+test("reaping: after 30 days unseen a node loses its name and tags and leaves search; one seen in time keeps them", async () => {
   const store = RegistryStore.open(join(dir, "reap.db"));
   const registry = generateIdentity();
   let now = 1_800_000_000_000;
@@ -106,16 +106,16 @@ test("reaping: after 30 days unseen a node loses its name and tags and leaves se
   const ctx = { sourceIp: "127.0.0.1" };
   const a = generateIdentity();
   const b = generateIdentity();
-  const call = (who: typeof a, fields: Record<string, unknown>) => service.handle(signedRequest(who, registry.publicKey, fields, now), ctx).body as any;
-  const idA = call(a, { type: "register", public_key: toBase64(a.publicKey), hostname: "data-analyst", tags: ["nlp"], public: true }).node_id;
-  const idB = call(b, { type: "register", public_key: toBase64(b.publicKey), hostname: "keeper", tags: ["nlp"], public: true }).node_id;
+  const call = async (who: typeof a, fields: Record<string, unknown>) => (await service.handle(signedRequest(who, registry.publicKey, fields, now), ctx)).body as any;
+  const idA = (await call(a, { type: "register", public_key: toBase64(a.publicKey), hostname: "data-analyst", tags: ["nlp"], public: true })).node_id;
+  const idB = (await call(b, { type: "register", public_key: toBase64(b.publicKey), hostname: "keeper", tags: ["nlp"], public: true })).node_id;
   now += 29 * 86_400_000;
-  expect(call(b, { type: "heartbeat", node_id: idB }).ok).toBe(true);
+  expect((await call(b, { type: "heartbeat", node_id: idB })).ok).toBe(true);
   now += 86_400_000 + 1;
-  expect(call(b, { type: "search", node_id: idB, query: "nlp" }).results.map((h: any) => h.node_id)).toEqual([idB]);
-  expect(call(b, { type: "find", node_id: idB, hostname: "data-analyst" }).error.code).toBe("not_found");
-  expect(service.reap(now)).toBe(1);
-  expect(call(b, { type: "lookup", node_id: idB, target: idA })).toMatchObject({ hostname: null, tags: [] });
-  expect(call(b, { type: "lookup", node_id: idB, target: idB })).toMatchObject({ hostname: "keeper", tags: ["nlp"] });
+  expect((await call(b, { type: "search", node_id: idB, query: "nlp" })).results.map((h: any) => h.node_id)).toEqual([idB]);
+  expect((await call(b, { type: "find", node_id: idB, hostname: "data-analyst" })).error.code).toBe("not_found");
+  expect(await service.reap(now)).toBe(1);
+  expect((await call(b, { type: "lookup", node_id: idB, target: idA }))).toMatchObject({ hostname: null, tags: [] });
+  expect((await call(b, { type: "lookup", node_id: idB, target: idB }))).toMatchObject({ hostname: "keeper", tags: ["nlp"] });
   store.close();
 });

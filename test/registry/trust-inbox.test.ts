@@ -67,7 +67,7 @@ test("a requester gets 30 new requests a minute (repeating one is free)", async 
   expect(await codeOf(asker.client.trustRequest(0x7000_0000, "hello again"))).toBe("ok");
 });
 
-test("pending requests to one id are bounded, and the refusal is the same whether the id exists or not", () => {
+test("pending requests to one id are bounded, and the refusal is the same whether the id exists or not", async () => {
   const dir = mkdtempSync(join(tmpdir(), "pilot-inbox-test-"));
   try {
     const store = RegistryStore.open(join(dir, "s.db"));
@@ -75,17 +75,20 @@ test("pending requests to one id are bounded, and the refusal is the same whethe
     const now = 1_800_000_000_000;
     const service = new RegistryService({ store, registryKey: registry.publicKey, clock: () => now, limits: { pow: { ...DEFAULT_POW, baseBits: 0 }, inboundPendingMax: 5 } });
     const ctx = { sourceIp: "127.0.0.1" };
-    const node = () => {
+    const node = async () => {
       const identity = generateIdentity();
-      const id = (service.handle(signedRequest(identity, registry.publicKey, { type: "register", public_key: toBase64(identity.publicKey) }, now), ctx).body as any).node_id as number;
+      const id = ((await service.handle(signedRequest(identity, registry.publicKey, { type: "register", public_key: toBase64(identity.publicKey) }, now), ctx)).body as any).node_id as number;
       return { identity, id };
     };
-    const target = node();
-    const ask = (from: { identity: ReturnType<typeof generateIdentity>; id: number }, to: number) =>
-      (service.handle(signedRequest(from.identity, registry.publicKey, { type: "trust_request", node_id: from.id, to, reason: "" }, now), ctx).body as any).error?.code ?? "ok";
-    const askers = Array.from({ length: 6 }, node);
-    const existing = askers.map((a) => ask(a, target.id));
-    const absent = askers.map((a) => ask(a, 0x7fff_0000));
+    const target = await node();
+    const ask = async (from: { identity: ReturnType<typeof generateIdentity>; id: number }, to: number) =>
+      ((await service.handle(signedRequest(from.identity, registry.publicKey, { type: "trust_request", node_id: from.id, to, reason: "" }, now), ctx)).body as any).error?.code ?? "ok";
+    const askers = [];
+    for (let i = 0; i < 6; i++) askers.push(await node());
+    const existing = [];
+    for (const a of askers) existing.push(await ask(a, target.id));
+    const absent = [];
+    for (const a of askers) absent.push(await ask(a, 0x7fff_0000));
     expect(existing).toEqual(["ok", "ok", "ok", "ok", "ok", "rate_limited"]);
     expect(absent).toEqual(existing);
     store.close();

@@ -23,7 +23,10 @@ function hostPort(value: string, key: string, allowPortZero: boolean): string {
 async function checkValue(key: ConfigKey, value: string): Promise<string> {
   switch (key) {
     case "registry":
-      return hostPort(value, key, false);
+      // One registry, or several of one deployment: "A:9000,B:9000" (docs/DEPLOYMENT.md).
+      if (value.split(",").length > 8) throw new CliError("invalid_argument", "registry names more than 8 registries", "for example: pilot config --set registry=10.0.0.1:9000,10.0.0.2:9000");
+      for (const one of value.split(",")) hostPort(one.trim(), key, false);
+      return value;
     case "beacon":
       return value === "off" ? value : hostPort(value, key, false);
     case "listen":

@@ -51,9 +51,10 @@ interface StartSettings {
 
 /** HOST:PORT as `daemon start` takes it; the same check the daemon makes, here so a detached start fails at once. */
 async function hostPortOption(text: string, flag: string): Promise<string> {
-  const { parseHostPort, DaemonStartError } = await import("../../daemon/run.ts");
+  const { parseHostPort, parseRegistryList, DaemonStartError } = await import("../../daemon/run.ts");
   try {
-    parseHostPort(text, flag);
+    if (flag === "--registry") parseRegistryList(text, flag);
+    else parseHostPort(text, flag);
   } catch (e) {
     if (e instanceof DaemonStartError) throw badValue(e.message, `for example: ${flag} ${flag === "--listen" ? "0.0.0.0:4000" : "127.0.0.1:9000"}`);
     throw e;
@@ -266,11 +267,13 @@ function startFailure(log: string, exitCode: number, logFile: string): CliError 
 }
 
 async function runForeground(s: StartSettings, out: { json: boolean; result: (d: unknown, t?: any) => void }): Promise<void> {
-  const { startDaemon, parseHostPort, DaemonStartError } = await import("../../daemon/run.ts");
+  const { startDaemon, parseHostPort, parseRegistryList, DaemonStartError } = await import("../../daemon/run.ts");
   let daemon;
   try {
+    const [registry, ...registryAlternates] = parseRegistryList(s.registry, "--registry");
     daemon = await startDaemon({
-      registry: parseHostPort(s.registry, "--registry"),
+      registry: registry!,
+      registryAlternates,
       beacon: s.beacon === "off" ? null : parseHostPort(s.beacon, "--beacon"),
       relayWs: s.relayWs ?? null,
       listen: parseHostPort(s.listen, "--listen"),
@@ -309,7 +312,7 @@ export const daemonStart: CommandSpec = {
   name: "start",
   description: "Start the Pilot daemon (registers this node and opens its encrypted tunnel)",
   options: [
-    { flags: "--registry <host:port>", description: "registry to register with (env PILOT_REGISTRY, config 'registry'; default 127.0.0.1:9000)" },
+    { flags: "--registry <host:port>", description: "registry to register with, or several of one deployment A:9000,B:9000 to fail over between (env PILOT_REGISTRY, config 'registry'; default 127.0.0.1:9000)" },
     { flags: "--beacon <host:port>", description: "beacon for endpoint discovery, or 'off' (default: registry host, port 9001)" },
     { flags: "--relay-ws <url>", description: "the rendezvous's relay over WebSocket (wss://HOST[:PORT]), used on its own when UDP does not work here (env PILOT_RELAY_WS, config 'relay_ws'; HTTPS_PROXY is honoured)" },
     { flags: "--listen <host:port>", description: "UDP address of the tunnel socket (default 0.0.0.0:0: any free port)" },

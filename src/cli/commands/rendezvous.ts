@@ -25,6 +25,23 @@ export function parseListenAddress(text: string, flag: string): { host: string; 
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
+/** --store, else $PILOT_STORE, else the default SQLite file. A postgres URL must parse. */
+export function storeOption(value: unknown): string {
+  const text = typeof value === "string" && value !== "" ? value : process.env.PILOT_STORE || defaultStorePath();
+  if (/^postgres(ql)?:/i.test(text)) {
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !url.hostname || url.pathname.length < 2) {
+      throw badValue("--store is not a usable PostgreSQL URL", "use postgres://USER:PASS@HOST:PORT/DB (or put it in PILOT_STORE, which keeps the password off the command line)");
+    }
+  }
+  return text;
+}
+
 function formatHostPort(a: { host: string; port: number }): string {
   return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
@@ -39,7 +56,9 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--tls-cert <file>", description: "PEM certificate chain for --ws-addr (serves wss://); without it, plain ws:// (behind a TLS-terminating load balancer)" },
     { flags: "--tls-key <file>", description: "PEM private key for --tls-cert" },
     { flags: "--relay-rate <size>", description: "relay bandwidth per sending node, per second (UDP and WebSocket together; also its burst)", default: "4MiB" },
-    { flags: "--store <path>", description: "SQLite store (default $PILOT_HOME/rendezvous/registry.db); the identity sits beside it" },
+    { flags: "--store <path|url>", description: "SQLite file (default $PILOT_HOME/rendezvous/registry.db), or postgres://USER:PASS@HOST:PORT/DB shared by several registries; also $PILOT_STORE" },
+    { flags: "--health-addr <addr>", description: "serve GET /healthz (200 while the registry and its store answer, else 503) on this HOST:PORT; off by default" },
+    { flags: "--identity <path>", description: "the rendezvous key file (default: beside a SQLite store, else $PILOT_HOME/rendezvous/identity.json); registries sharing a database share it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },
     { flags: "--request-rate <n>", description: "signed requests per node per second, for its own calls and for its lookups apart", default: 10 },
     { flags: "--max-connections-per-ip <n>", description: "open registry connections allowed from one IP", default: 64 },
@@ -55,15 +74,20 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--log-level <level>", description: "debug, info, warn or error", default: "info" },
     { flags: "--metrics <ip:port>", description: "serve Prometheus metrics (aggregate counts only) at http://IP:PORT/metrics, e.g. 127.0.0.1:9101 (default: none)" },
   ],
-  examples: ["pilot rendezvous", "pilot rendezvous --registry-addr 127.0.0.1:0 --beacon-addr 127.0.0.1:0 --store /tmp/r.db --json"],
+  examples: [
+    "pilot rendezvous",
+    "pilot rendezvous --registry-addr 127.0.0.1:0 --beacon-addr 127.0.0.1:0 --store /tmp/r.db --json",
+    "PILOT_STORE=postgres://pilot:secret@db:5432/pilot pilot rendezvous --identity /etc/pilot/rendezvous-identity.json",
+  ],
   returns: {
     registry: "HOST:PORT the registry listens on (TCP)",
     beacon: "HOST:PORT the beacon listens on (UDP)",
     ws_relay: "ws(s)://HOST:PORT of the relay over WebSocket (TCP), or null without --ws-addr; daemons take it as --relay-ws",
     public_key: "the rendezvous's Ed25519 public key (base64); clients pin it",
     dashboard: "with --dashboard: the operator page's URL",
-    store: "path of the SQLite store",
     metrics: "http://IP:PORT/metrics when --metrics is given, else null",
+    store: "path of the SQLite store, or the PostgreSQL URL without its password",
+    health: "URL of GET /healthz (only with --health-addr)",
   },
   errors: ["invalid_argument", "already_exists", "internal"],
   async run({ out }, _args, options) {
@@ -117,7 +141,10 @@ export const rendezvousCommand: CommandSpec = {
     } catch (e) {
       throw badValue((e as Error).message, "for example: --relay-rate 4MiB");
     }
-    const storePath = typeof options.store === "string" && options.store !== "" ? options.store : defaultStorePath();
+    const storePath = storeOption(options.store);
+    const identityPath = optionText(options.identity, "--identity") || undefined;
+    const healthText = optionText(options.healthAddr, "--health-addr");
+    const health = healthText ? parseListenAddress(healthText, "--health-addr") : undefined;
     // Loaded here, not at the top: other commands should not pay for sqlite and sockets at start-up.
     const { createLogger } = await import("../../util/log.ts");
     const { startRendezvous } = await import("../../registry/rendezvous.ts");
@@ -130,6 +157,8 @@ export const rendezvousCommand: CommandSpec = {
         beacon: beaconAddr,
         ...(wsAddr ? { wsRelay: { ...wsAddr, ...(tls ? { tls } : {}) } } : {}),
         storePath,
+        identityPath,
+        health,
         log,
         metrics,
         beaconLimits: { relayBytesPerSecond: relayRate, relayBurstBytes: relayRate },
@@ -176,6 +205,7 @@ export const rendezvousCommand: CommandSpec = {
       public_key: rendezvous.publicKey,
       store: rendezvous.storePath,
       metrics: rendezvous.metricsUrl,
+      ...(rendezvous.health ? { health: `http://${formatHostPort(rendezvous.health)}/healthz` } : {}),
     };
     // Handlers first, then "ready": whoever reacts to the ready line may signal at once.
     const stopSignal = new Promise<string>((resolve) => {
@@ -183,7 +213,7 @@ export const rendezvousCommand: CommandSpec = {
       process.once("SIGINT", () => resolve("SIGINT"));
     });
     log.info("listening", data);
-    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, ...(d.ws_relay ? [`  ws relay    tcp ${d.ws_relay}`] : []), `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.metrics ? [`  metrics     ${d.metrics}`] : []), ...(d.dashboard ? [`  dashboard   ${d.dashboard}`] : [])].join("\n"));
+    out.result(data, (d) => [`rendezvous running (Ctrl-C to stop)`, `  registry    tcp ${d.registry}`, `  beacon      udp ${d.beacon}`, ...(d.ws_relay ? [`  ws relay    tcp ${d.ws_relay}`] : []), `  public key  ${d.public_key}`, `  store       ${d.store}`, ...(d.health ? [`  health      ${d.health}`] : []), ...(d.metrics ? [`  metrics     ${d.metrics}`] : []), ...(d.dashboard ? [`  dashboard   ${d.dashboard}`] : [])].join("\n"));
     const signal = await stopSignal;
     log.info("stopping", { signal });
     dashboard?.close();
