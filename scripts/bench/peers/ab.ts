@@ -88,6 +88,8 @@ async function measure(c: Cluster, out: Record<string, number[]>) {
     push(`${STREAMS} streams peak RSS MiB`, peak);
   }
   push("RSS after, MiB", Math.max(rss(a.pid), rss(b.pid)));
+  await Bun.sleep(3000);
+  push("RSS after 3 s idle, MiB", Math.max(rss(a.pid), rss(b.pid)));
 }
 
 async function pair(env: Record<string, string>): Promise<Cluster> {
