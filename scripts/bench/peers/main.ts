@@ -129,7 +129,11 @@ async function stopAll(): Promise<void> {
   }
   pids.clear();
 }
+let workDir: string | null = null;
+// ctrl-c and kill: exit through the exit handlers (these, the lab's, the cluster's), which stop everything.
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => process.exit(130));
 process.on("exit", () => {
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
   for (const p of started) if (p.exitCode === null) p.kill("SIGKILL");
   for (const pid of pids) {
     try {
@@ -305,6 +309,7 @@ async function main() {
   }
 
   const dir = mkdtempSync("/tmp/pbench-");
+  workDir = dir;
   let lab: Lab | null = null;
   let lo: Cluster | null = null;
   try {
