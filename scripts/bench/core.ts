@@ -1,7 +1,7 @@
 /**
  * The pure core's figures, each beside a baseline measured in the same run:
  *
- *   AES-256-GCM seal+open of a 1200-byte frame: node:crypto (the data path) vs @noble/ciphers
+ *   AES-256-GCM seal+open of a 1200-byte frame: the data path (DataSession: reusable libcrypto contexts, else node:crypto) vs @noble/ciphers
  *   tunnel handshakes per second (Noise IK, both sides)          vs raw X25519 agreements per second
  *   stream engine in memory, lossless and 2 % loss (MB/s)        vs copying the same bytes in 1240-byte pieces
  *

@@ -18,8 +18,10 @@
  * counter and the two nodes. The replay window is updated only after the tag
  * verifies.
  *
- * Per frame the only allocations are node:crypto's cipher object and output
- * buffers; keys are KeyObjects built once, nonce and AAD buffers are reused.
+ * The AEAD: one reusable libcrypto context per direction where the system has
+ * one (`gcm-native.ts`; per frame the only allocation is the opened plaintext),
+ * else node:crypto with a Cipher/Decipher object per frame (KeyObjects built
+ * once). Nonce and AAD buffers are reused either way.
  */
 import { createCipheriv, createDecipheriv, type KeyObject } from "node:crypto";
 import { writeAddress, type Address } from "../protocol/address.ts";
@@ -33,6 +35,7 @@ import {
   writeDataHeader,
 } from "../protocol/tunnel-frame.ts";
 import { AEAD_ALGORITHM, AEAD_NONCE_SIZE, aeadKey } from "./aead.ts";
+import { loadNativeGcm, type GcmContext } from "./gcm-native.ts";
 import { ReplayWindow } from "./replay-window.ts";
 
 /**
@@ -61,6 +64,8 @@ export interface DataSessionKeys {
   readonly remoteAddress: Address;
   /** Overrides for tests; default REJECT_AFTER_MESSAGES. */
   readonly rejectAfterMessages?: number;
+  /** Use the native AEAD when available (default); false forces node:crypto (tests). */
+  readonly nativeAead?: boolean;
 }
 
 const TWO_32 = 0x1_0000_0000;
@@ -82,8 +87,10 @@ export class DataSession {
   /** Counter of the last frame passed to `open` (after the header parsed). */
   lastCounter = -1;
 
-  private readonly sendKey: KeyObject;
-  private readonly receiveKey: KeyObject;
+  private readonly sendKey: KeyObject | null;
+  private readonly receiveKey: KeyObject | null;
+  private readonly sealer: GcmContext | null;
+  private readonly opener: GcmContext | null;
   private readonly rejectAfter: number;
   private readonly sendNonce = Buffer.alloc(AEAD_NONCE_SIZE);
   private readonly receiveNonce = Buffer.alloc(AEAD_NONCE_SIZE);
@@ -97,8 +104,11 @@ export class DataSession {
     this.remoteIndex = keys.remoteIndex >>> 0;
     this.localAddress = keys.localAddress;
     this.remoteAddress = keys.remoteAddress;
-    this.sendKey = aeadKey(keys.sendKey);
-    this.receiveKey = aeadKey(keys.receiveKey);
+    const native = keys.nativeAead === false ? null : loadNativeGcm();
+    this.sealer = native ? native.context(keys.sendKey, "seal") : null;
+    this.opener = native ? native.context(keys.receiveKey, "open") : null;
+    this.sendKey = native ? null : aeadKey(keys.sendKey);
+    this.receiveKey = native ? null : aeadKey(keys.receiveKey);
     this.rejectAfter = keys.rejectAfterMessages ?? REJECT_AFTER_MESSAGES;
     writeDataHeader(this.sendAad, 0, this.remoteIndex, 0);
     const send = new DataView(this.sendAad.buffer, this.sendAad.byteOffset, AAD_SIZE);
@@ -135,7 +145,11 @@ export class DataSession {
     nonce[10] = aad[14] = (low >>> 8) & 0xff;
     nonce[11] = aad[15] = low & 0xff;
     for (let i = 0; i < DATA_HEADER_SIZE; i++) out[offset + i] = aad[i]!;
-    const cipher = createCipheriv(AEAD_ALGORITHM, this.sendKey, nonce);
+    if (this.sealer) {
+      this.sealer.seal(nonce, aad, plaintext, out, offset + DATA_HEADER_SIZE);
+      return length;
+    }
+    const cipher = createCipheriv(AEAD_ALGORITHM, this.sendKey!, nonce);
     cipher.setAAD(aad);
     const body = cipher.update(plaintext);
     cipher.final();
@@ -185,15 +199,25 @@ export class DataSession {
     const nonce = this.receiveNonce;
     for (let i = 0; i < DATA_HEADER_SIZE; i++) aad[i] = frame[i]!;
     for (let i = 4; i < AEAD_NONCE_SIZE; i++) nonce[i] = frame[i + 4]!;
-    const decipher = createDecipheriv(AEAD_ALGORITHM, this.receiveKey, nonce);
-    decipher.setAAD(aad);
-    decipher.setAuthTag(frame.subarray(length - TAG_SIZE));
-    const plaintext = decipher.update(frame.subarray(DATA_HEADER_SIZE, length - TAG_SIZE));
-    try {
-      decipher.final();
-    } catch {
-      this.lastError = "auth_failed";
-      return null;
+    let plaintext: Uint8Array;
+    if (this.opener) {
+      const opened = this.opener.open(nonce, aad, frame.subarray(DATA_HEADER_SIZE, length - TAG_SIZE), frame.subarray(length - TAG_SIZE));
+      if (!opened) {
+        this.lastError = "auth_failed";
+        return null;
+      }
+      plaintext = opened;
+    } else {
+      const decipher = createDecipheriv(AEAD_ALGORITHM, this.receiveKey!, nonce);
+      decipher.setAAD(aad);
+      decipher.setAuthTag(frame.subarray(length - TAG_SIZE));
+      plaintext = decipher.update(frame.subarray(DATA_HEADER_SIZE, length - TAG_SIZE));
+      try {
+        decipher.final();
+      } catch {
+        this.lastError = "auth_failed";
+        return null;
+      }
     }
     this.lastAdvanced = this.replay.commit(counter);
     this.receivedCount++;

@@ -32,6 +32,7 @@ import { UdpSocket } from "./udp-socket.ts";
 import type { PathTimers } from "./paths.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { bufferLimitsFor } from "./buffer-budget.ts";
+import { holdMemoryTrim } from "./memory-trim.ts";
 import type { ServiceSettings } from "./services/service.ts";
 import { secretFileIsOpen, WebhookSender, webhookSecret } from "./webhooks.ts";
 import { openLocalDashboard, type LocalDashboard } from "./dashboard/server.ts";
@@ -127,7 +128,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   try {
     const daemon = await startDaemonWith(options, logFile);
-    void daemon.stopped.then(() => logFile?.close());
+    const releaseTrim = holdMemoryTrim();
+    void daemon.stopped.then(() => {
+      releaseTrim();
+      logFile?.close();
+    });
     return daemon;
   } catch (e) {
     logFile?.close();
