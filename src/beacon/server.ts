@@ -342,20 +342,29 @@ export class BeaconServer {
       this.log.debug("registration refused", { node: m.node, source: `${ip}:${port}`, reason: why });
     };
     if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
+    this.withNodeKey(m.node, now, refuse, (key, at) => this.admit(m, data, ip, port, address, key, at));
+  }
+
+  /**
+   * The key of `node` from the directory, given to `then` now or, from an
+   * asynchronous directory (PostgreSQL), when it answers: such questions are
+   * bounded (MAX_DIRECTORY_ASKS under way); unknown nodes are refused.
+   */
+  private withNodeKey(node: number, now: number, refuse: (why: string) => void, then: (key: Uint8Array, now: number) => void): void {
     if (this.directoryAsks >= MAX_DIRECTORY_ASKS) return refuse("registry busy");
-    const found = directory.nodeKey(m.node);
+    const found = this.options.directory!.nodeKey(node);
     if (found instanceof Promise) {
       this.directoryAsks++;
       found
         .then(
-          (key) => (key ? this.admit(m, data, ip, port, address, key, this.clock()) : refuse("unknown node")),
+          (key) => (key ? then(key, this.clock()) : refuse("unknown node")),
           (e) => this.log.warn("node key lookup failed", { error: String(e) }),
         )
         .finally(() => this.directoryAsks--);
       return;
     }
     if (!found) return refuse("unknown node");
-    this.admit(m, data, ip, port, address, found, now);
+    then(found, now);
   }
 
   /** A registration with a valid token from a known node: checked against its key, then recorded. */
@@ -455,21 +464,7 @@ export class BeaconServer {
     // through the connection itself; the timestamp window bounds how long a signature is good.
     if (Math.abs(m.timestamp - now) > this.limits.timestampWindowMs) return refuse("stale timestamp");
     if (link.node !== null && link.node !== m.node) return refuse("another node already registered on this connection");
-    if (this.directoryAsks >= MAX_DIRECTORY_ASKS) return refuse("registry busy");
-    const found = directory.nodeKey(m.node);
-    if (found instanceof Promise) {
-      // An asynchronous directory (PostgreSQL): bounded like the UDP registrations' questions.
-      this.directoryAsks++;
-      found
-        .then(
-          (key) => (key ? this.admitStream(link, m, data, key, this.clock()) : refuse("unknown node")),
-          (e) => this.log.warn("node key lookup failed", { error: String(e) }),
-        )
-        .finally(() => this.directoryAsks--);
-      return;
-    }
-    if (!found) return refuse("unknown node");
-    this.admitStream(link, m, data, found, now);
+    this.withNodeKey(m.node, now, refuse, (key, at) => this.admitStream(link, m, data, key, at));
   }
 
   /** A stream registration from a known node: checked against its key, then recorded. */

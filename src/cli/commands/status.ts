@@ -11,6 +11,7 @@ import type { CommandSpec } from "../command.ts";
 import type { Driver } from "../../driver/index.ts";
 import { withDaemon } from "../daemon-client.ts";
 import { ago, bytes, duration, isoTime, ms, table } from "../format.ts";
+import { lookupPresence, PRESENCE_LOOKUPS_MAX } from "../../shared/presence.ts";
 
 /**
  * Online state is asked of the registry one node at a time, and the registry
@@ -18,9 +19,7 @@ import { ago, bytes, duration, isoTime, ms, table } from "../format.ts";
  * heartbeats share: status asks for at most this many peers (those with a
  * tunnel first) and shows the rest as unknown.
  */
-export const PRESENCE_LOOKUPS_MAX = 20;
-const PRESENCE_CONCURRENCY = 4;
-const PRESENCE_TIMEOUT_MS = 3000;
+export { PRESENCE_LOOKUPS_MAX };
 
 /** How this node reaches the internet, as far as the beacon's view of it tells. */
 export type InternetPath = "public" | "cone" | "nat" | "unknown";
@@ -60,29 +59,10 @@ interface Presence {
   last_seen: string | null;
 }
 
-/** The registry's online state of `addresses`, a few at a time; null where it did not answer in time. */
+/** The registry's online state of `addresses`; null where it did not answer in time. */
 async function presenceOf(d: Driver, addresses: string[]): Promise<Map<string, Presence>> {
-  const result = new Map<string, Presence>();
-  let next = 0;
-  const worker = async () => {
-    while (next < addresses.length) {
-      const address = addresses[next++]!;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
-        const r = (await Promise.race([
-          d.call("lookup", { target: address }),
-          new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), PRESENCE_TIMEOUT_MS))),
-        ])) as Record<string, unknown>;
-        result.set(address, { online: typeof r.online === "boolean" ? r.online : null, last_seen: isoTime(r.last_seen) });
-      } catch {
-        result.set(address, { online: null, last_seen: null });
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PRESENCE_CONCURRENCY, addresses.length) }, worker));
-  return result;
+  const found = await lookupPresence((method, params) => d.call(method, params), addresses);
+  return new Map([...found].map(([address, p]) => [address, { online: p.online, last_seen: isoTime(p.lastSeen) }]));
 }
 
 export const statusCommand: CommandSpec = {

@@ -13,6 +13,7 @@
  * when it has no tunnel peers, and one small request per 10 s when it has.
  */
 import type { EventFeed, LocalEvent } from "../../shared/events.ts";
+import { lookupPresence, PRESENCE_LOOKUPS_MAX } from "../../shared/presence.ts";
 
 /** The daemon calls the dashboard makes: `LocalNode.call` and the event feed. */
 export interface DashboardSource {
@@ -43,12 +44,10 @@ const PEERS_SHOWN = 200;
 /**
  * Trusted peers without a tunnel session: their online state is the
  * registry's (one `lookup` each, as `pilot status` does), for at most this
- * many, every PRESENCE_MS while watched, PRESENCE_CONCURRENCY at a time.
+ * many, every PRESENCE_MS while watched, a few at a time (shared/presence.ts).
  */
-const PRESENCE_PEERS = 20;
+const PRESENCE_PEERS = PRESENCE_LOOKUPS_MAX;
 const PRESENCE_MS = 30_000;
-const PRESENCE_CONCURRENCY = 4;
-const PRESENCE_TIMEOUT_MS = 3000;
 /** Gateway mappings on the page; `gateway.total` counts all. */
 const MAPPINGS_SHOWN = 100;
 /** Events on the page. */
@@ -271,29 +270,13 @@ export class DashboardState {
   private async refreshPresence(): Promise<void> {
     const up = new Set(this.peers.filter((p) => p.established === true).map((p) => p.address));
     const asked = (this.trusted ?? []).map((t) => String(t.address)).filter((a) => !up.has(a)).slice(0, PRESENCE_PEERS);
-    const found = new Map<string, { online: boolean | null; last_seen: number | null }>();
-    let next = 0;
-    const worker = async () => {
-      while (next < asked.length) {
-        const address = asked[next++]!;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        try {
-          const r = (await Promise.race([this.source.call("lookup", { target: address }), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), PRESENCE_TIMEOUT_MS)))])) as Row;
-          found.set(address, { online: typeof r?.online === "boolean" ? r.online : null, last_seen: typeof r?.last_seen === "number" ? r.last_seen : null });
-        } catch {
-          found.set(address, { online: null, last_seen: null });
-        } finally {
-          clearTimeout(timer);
-        }
-      }
-    };
     this.presenceAsking = true;
     try {
-      await Promise.all(Array.from({ length: Math.min(PRESENCE_CONCURRENCY, asked.length) }, worker));
+      const found = await lookupPresence((method, params) => this.source.call(method, params), asked);
+      this.presence = new Map([...found].map(([address, p]) => [address, { online: p.online, last_seen: typeof p.lastSeen === "number" ? p.lastSeen : null }]));
     } finally {
       this.presenceAsking = false;
     }
-    this.presence = found;
   }
 
   /** A daemon call's result, or null (its error kept for the page, unless `quiet`: a switched-off service). */

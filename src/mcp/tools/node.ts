@@ -1,6 +1,7 @@
 /** This node and its peers: show_self, list_peers. */
 import { z } from "zod";
 import type { Driver } from "../../driver/index.ts";
+import { lookupPresence, PRESENCE_LOOKUPS_MAX } from "../../shared/presence.ts";
 import { defineTool, iso, nullableString, num, str } from "../tool.ts";
 
 export const showSelf = defineTool({
@@ -43,29 +44,12 @@ export const showSelf = defineTool({
   },
 });
 
-/** Online state is asked of the registry per node (rate-limited there): at most this many, a few at a time. */
-const PRESENCE_MAX = 20;
-const PRESENCE_TIMEOUT_MS = 3000;
+/** Online state is asked of the registry per node (rate-limited there): at most PRESENCE_MAX, a few at a time. */
+const PRESENCE_MAX = PRESENCE_LOOKUPS_MAX;
 
 async function presence(d: Driver, addresses: string[]): Promise<Map<string, { online: boolean | null; last_seen: string | null }>> {
-  const out = new Map<string, { online: boolean | null; last_seen: string | null }>();
-  let next = 0;
-  const worker = async () => {
-    while (next < addresses.length) {
-      const address = addresses[next++]!;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
-        const r = (await Promise.race([d.call("lookup", { target: address }), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), PRESENCE_TIMEOUT_MS)))])) as Record<string, unknown>;
-        out.set(address, { online: typeof r.online === "boolean" ? r.online : null, last_seen: iso(r.last_seen) });
-      } catch {
-        out.set(address, { online: null, last_seen: null });
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(4, addresses.length) }, worker));
-  return out;
+  const found = await lookupPresence((method, params) => d.call(method, params), addresses);
+  return new Map([...found].map(([address, p]) => [address, { online: p.online, last_seen: iso(p.lastSeen) }]));
 }
 
 const peer = z.object({
