@@ -94,7 +94,7 @@ describe("bun run demo", () => {
     expectCleanedUp(run);
     // "Quick": a few seconds, including Bun starting three processes and stopping them.
     expect(elapsed).toBeLessThan(15_000);
-  });
+  }, 60_000); // the demo starts a dozen processes: on a loaded machine more than the default 5 s
 
   // What a newcomer runs: `bun run demo` as an ordinary user, no sudo (a 127.x subnet, the gateway on
   // port 8080). Run as root, this test makes a throwaway user and removes it afterwards.
@@ -136,7 +136,7 @@ describe("bun run demo", () => {
       Bun.spawnSync(["userdel", user]);
     }
     expect(Bun.spawnSync(["id", user]).exitCode).not.toBe(0);
-  });
+  }, 90_000); // the demo, as another user, with its own copy of bun
 
   test("a step that fails: exit 1 with the reason and the logs, and everything started so far is stopped", async () => {
     // A `pilot` whose daemons fail to start (the rendezvous is the real one).
@@ -161,7 +161,7 @@ exec "${process.execPath}" "${join(ROOT, "src/cli/main.ts")}" "$@"
     expect(run.stdout).toMatch(/→ rendezvous \(pid \d+\): stopped/);
     expect(run.stdout).toMatch(/demo failed at step 2 \(Start two daemons[^)]*\): daemon [ab] failed to start: simulated start-up failure\n$/);
     expectCleanedUp(run);
-  });
+  }, 30_000);
 
   test("Ctrl-C (SIGINT) while daemons start: it stops them and the rendezvous, removes its directory, exits 130", async () => {
     const run = spawnIn([process.execPath, join(ROOT, "scripts/demo.ts")], DEMO_ENV);
@@ -173,5 +173,5 @@ exec "${process.execPath}" "${join(ROOT, "src/cli/main.ts")}" "$@"
     expect(run.stdout).toContain("demo interrupted (SIGINT); everything it started was stopped");
     expect(run.stdout).not.toContain("demo complete");
     expectCleanedUp(run);
-  });
+  }, 30_000);
 });
