@@ -339,9 +339,10 @@ export class PathManager {
     }
     state.directRtt = smooth(state.directRtt, rtt);
     if (state.mode === "direct" && state.confirmed && (state.endpoint === source || state.unansweredSince === null)) {
-      // The path in use works (a late answer from another candidate does not move a healthy path).
+      // The path in use works (a late answer from another candidate does not move a healthy path),
+      // except that the peer's own address (no NAT: its global IPv6, say) beats a punched path.
       if (state.endpoint === source) state.unansweredSince = null;
-      return;
+      if (!(state.kind === "punched" && state.hosts.has(source))) return;
     }
     this.confirm(state, source, now, "probe");
   }

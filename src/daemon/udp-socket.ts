@@ -12,6 +12,13 @@
  * UDP_SEGMENT is set only around that one send, so no other datagram is ever
  * split. Everything else (and everything where GSO is unavailable) goes out
  * with `sendMany` (sendmmsg).
+ *
+ * Dual stack: bound to `::`, one socket carries IPv4 and IPv6 (when the
+ * kernel leaves IPV6_V6ONLY off; `dualStack` says whether it did). IPv4
+ * senders then arrive as IPv4-mapped addresses (::ffff:a.b.c.d); they are
+ * handed on as plain dotted IPv4, so rate limits, cookies and endpoints see
+ * exactly what they see on an IPv4 socket. `send` accepts a bracketed IPv6
+ * host ("[2001:db8::1]", as endpoints spell it).
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 
@@ -37,6 +44,8 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
 
 type Libc = {
   setsockopt(fd: number, level: number, name: number, value: unknown, len: number): number;
@@ -65,6 +74,20 @@ function setSegmentSize(fd: number, size: number): boolean {
   return c.setsockopt(fd, SOL_UDP, UDP_SEGMENT, ptr(new Int32Array([size])), 4) === 0;
 }
 
+/** Does this socket (bound to `::`) also carry IPv4? (IPV6_V6ONLY read back as 0.) */
+function isDualStack(fd: number): boolean {
+  const c = loadLibc();
+  if (!c || fd < 0) return false;
+  const out = new Int32Array([1]);
+  const len = new Uint32Array([4]);
+  return c.getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, ptr(out), ptr(len)) === 0 && out[0] === 0;
+}
+
+/** "::ffff:a.b.c.d" as "a.b.c.d"; anything else unchanged. */
+export function unmapAddress(address: string): string {
+  return address.charCodeAt(0) === 58 /* ":" */ && address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
 /** Sets a socket buffer size, trying the privileged FORCE variant first; returns the size now in effect, or 0 if unknown. */
 function setBuffer(fd: number, forceName: number, name: number, bytes: number): number {
   const c = loadLibc();
@@ -87,6 +110,8 @@ export class UdpSocket {
   gsoDatagrams = 0;
   gsoSends = 0;
   private gso: boolean;
+  /** Bound to `::` with IPV6_V6ONLY off: IPv4 and IPv6 on this one socket. */
+  dualStack = false;
 
   private constructor(
     private readonly socket: Bun.udp.Socket<"uint8array">,
@@ -108,7 +133,7 @@ export class UdpSocket {
         data(_s, data, port, address) {
           if (!self) return;
           self.receivedDatagrams++;
-          options.onDatagram(data, address, port);
+          options.onDatagram(data, self.dualStack ? unmapAddress(address) : address, port);
         },
         error(_s, _err) {
           if (self) self.sendErrors++;
@@ -121,7 +146,9 @@ export class UdpSocket {
     const snd = setBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, want);
     // GSO is probed once: setting and clearing UDP_SEGMENT must both work.
     const gso = options.gso !== false && fd >= 0 && setSegmentSize(fd, 1300) && setSegmentSize(fd, 0);
-    self = new UdpSocket(socket, fd, rcv, snd, gso);
+    const created = new UdpSocket(socket, fd, rcv, snd, gso);
+    created.dualStack = options.hostname === "::" && isDualStack(fd);
+    self = created;
     return self;
   }
 
@@ -139,6 +166,7 @@ export class UdpSocket {
    */
   send(data: Uint8Array, address: string, port: number): void {
     if (this.closed) return;
+    if (address.charCodeAt(0) === 91 /* "[" */) address = address.slice(1, -1);
     this.queue.push(data, port, address);
     if (!this.flushScheduled) {
       this.flushScheduled = true;

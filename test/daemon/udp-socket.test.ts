@@ -44,3 +44,25 @@ test("a mixed batch arrives as exactly the datagrams queued, in order per endpoi
     for (const s of sinks) s.close();
   }
 });
+
+test("dual stack: a socket on :: carries IPv4 (senders unmapped to dotted IPv4) and IPv6 (bracketed hosts accepted)", async () => {
+  const seen: string[] = [];
+  const dual = await UdpSocket.open({ hostname: "::", port: 0, onDatagram: (d, host, port) => seen.push(`${host}|${port}|${d[0]}`) });
+  const v4 = await UdpSocket.open({ hostname: "127.0.0.1", port: 0, onDatagram: (d, host) => seen.push(`v4 got ${host}|${d[0]}`) });
+  let v6: UdpSocket | undefined;
+  try {
+    expect(dual.dualStack).toBe(true);
+    v4.send(new Uint8Array([1]), "127.0.0.1", dual.port);
+    dual.send(new Uint8Array([2]), "127.0.0.1", v4.port);
+    v6 = await UdpSocket.open({ hostname: "::1", port: 0, onDatagram: (d, host) => seen.push(`v6 got ${host}|${d[0]}`) });
+    expect(v6.dualStack).toBe(false);
+    v6.send(new Uint8Array([3]), "[::1]", dual.port);
+    dual.send(new Uint8Array([4]), "[::1]", v6.port);
+    for (let i = 0; i < 200 && seen.length < 4; i++) await Bun.sleep(10);
+    expect(seen.sort()).toEqual([`127.0.0.1|${v4.port}|1`, `::1|${v6.port}|3`, `v4 got 127.0.0.1|2`, `v6 got ::1|4`].sort());
+  } finally {
+    dual.close();
+    v4.close();
+    v6?.close();
+  }
+});
