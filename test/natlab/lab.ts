@@ -40,6 +40,15 @@ export const ADDRESSES = {
   nat2: "203.0.113.12",
 } as const;
 
+/** IPv6 (ULA) addresses for `enableIpv6`: routed through the routers, never translated. */
+export const ADDRESSES_V6 = {
+  inet: "fd00:203::1",
+  nat1: "fd00:203::11",
+  nat2: "fd00:203::12",
+  h1: "fd00:1::10",
+  h2: "fd00:2::10",
+} as const;
+
 const HOSTS: Host[] = ["inet", "rdv", "nat1", "nat2", "h1", "h2", "pub"];
 const ROUTER_LAN: Record<Router, { host: "h1" | "h2"; lan: string; net: string }> = {
   nat1: { host: "h1", lan: "192.168.1.1", net: "192.168.1.0/24" },
@@ -198,6 +207,31 @@ export class NatLab {
       this.sysctl(router, "net.ipv4.ip_forward", 1);
       this.ip("inet", ["route", "add", net, "via", ADDRESSES[router]]);
     }
+  }
+
+  /**
+   * Gives h1 and h2 IPv6 (ULA, fd00::/8) next to their private IPv4: the WAN
+   * segment, both LANs and routes through nat1/nat2 and inet, with forwarding
+   * and no NAT and no filter for IPv6 (the routers' nft tables are `ip`
+   * family: IPv4 only). The rendezvous and pub stay IPv4-only.
+   */
+  enableIpv6(): void {
+    if (!existsSync("/proc/sys/net/ipv6")) throw new Error("this kernel has no IPv6 (/proc/sys/net/ipv6 is missing)");
+    for (const h of ["inet", "nat1", "nat2", "h1", "h2"] as const) this.sysctl(h, "net.ipv6.conf.all.disable_ipv6", 0);
+    const addr = (host: Host, cidr: string, dev: string) => this.ip(host, ["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    addr("inet", `${ADDRESSES_V6.inet}/64`, "br0");
+    for (const router of ["nat1", "nat2"] as const) {
+      const { host } = ROUTER_LAN[router];
+      const n = router === "nat1" ? 1 : 2;
+      addr(router, `${ADDRESSES_V6[router]}/64`, "wan");
+      addr(router, `fd00:${n}::1/64`, "lan");
+      addr(host, `${ADDRESSES_V6[host]}/64`, "eth0");
+      this.ip(router, ["-6", "route", "add", "default", "via", ADDRESSES_V6.inet]);
+      this.ip(host, ["-6", "route", "add", "default", "via", `fd00:${n}::1`]);
+      this.ip("inet", ["-6", "route", "add", `fd00:${n}::/64`, "via", ADDRESSES_V6[router]]);
+      this.sysctl(router, "net.ipv6.conf.all.forwarding", 1);
+    }
+    this.sysctl("inet", "net.ipv6.conf.all.forwarding", 1);
   }
 
   /** Sets a router's NAT type and flushes its conntrack table (all mappings are new). */
