@@ -95,3 +95,24 @@ describe("IPv6", () => {
     expect(back.endpoint).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 });
+
+describe("a dual-stack beacon ([::]:P)", () => {
+  test("an IPv4 daemon registers with it over IPv4 and is seen as plain IPv4", async () => {
+    const d = await startCluster({ beaconAddr: "[::]:0" });
+    try {
+      const port = Number(d.beacon.split(":").pop());
+      await d.startDaemon({ name: "v4", public: true, extraArgs: ["--beacon", `127.0.0.1:${port}`] });
+      let node: any;
+      for (let i = 0; i < 100; i++) {
+        node = (await d.pilot("v4", ["status"])).json.data.node;
+        if (node.beacon_registered) break;
+        await Bun.sleep(100);
+      }
+      expect(node.beacon_registered).toBe(true);
+      expect(node.observed_endpoint).toBe(node.endpoint);
+      expect(node.observed_endpoint).toMatch(/^127\.0\.0\.1:\d+$/);
+    } finally {
+      await d.stop();
+    }
+  });
+});
