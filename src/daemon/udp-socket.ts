@@ -252,10 +252,19 @@ export class UdpSocket {
 
   private sendBatch(batch: (Uint8Array | number | string)[]): void {
     try {
-      const sent = this.socket.sendMany(batch as any);
-      const total = batch.length / 3;
-      this.sentDatagrams += typeof sent === "number" ? sent : total;
-      if (typeof sent === "number" && sent < total) this.sendErrors += total - sent;
+      // sendmmsg stops at the first datagram the kernel refuses (an address of the other
+      // family on a single-stack socket, say): count that one and send the rest.
+      let part = batch;
+      for (;;) {
+        const sent = this.socket.sendMany(part as any);
+        const total = part.length / 3;
+        const n = typeof sent === "number" ? sent : total;
+        this.sentDatagrams += n;
+        if (n >= total) break;
+        this.sendErrors++;
+        part = part.slice((n + 1) * 3);
+        if (part.length === 0) break;
+      }
     } catch {
       // A bad address in the batch: send one by one so the others still go.
       for (let i = 0; i < batch.length; i += 3) {

@@ -66,3 +66,24 @@ test("dual stack: a socket on :: carries IPv4 (senders unmapped to dotted IPv4) 
     v6?.close();
   }
 });
+
+test("a datagram the kernel refuses (the other address family) costs only itself, not the rest of its batch", async () => {
+  const got: number[] = [];
+  const rx = await UdpSocket.open({ hostname: "127.0.0.1", port: 0, onDatagram: (d) => got.push(d[0]!) });
+  const tx = await UdpSocket.open({ hostname: "0.0.0.0", port: 0, gso: false, onDatagram: () => {} });
+  try {
+    tx.send(new Uint8Array([1]), "127.0.0.1", rx.port);
+    tx.send(new Uint8Array([2]), "[::1]", 9); // an IPv6 candidate on an IPv4 socket: EAFNOSUPPORT
+    tx.send(new Uint8Array([3]), "127.0.0.1", rx.port);
+    tx.send(new Uint8Array([4]), "::1", 9);
+    tx.send(new Uint8Array([5]), "127.0.0.1", rx.port);
+    tx.flush();
+    for (let i = 0; i < 100 && got.length < 3; i++) await Bun.sleep(10);
+    expect(got).toEqual([1, 3, 5]);
+    expect(tx.sendErrors).toBe(2);
+    expect(tx.sentDatagrams).toBe(3);
+  } finally {
+    rx.close();
+    tx.close();
+  }
+});
