@@ -116,3 +116,24 @@ describe("a dual-stack beacon ([::]:P)", () => {
     }
   });
 });
+
+describe("the relay over WebSocket on IPv6 ([::1])", () => {
+  test("a daemon whose beacon does not answer over UDP relays over a WebSocket to [::1]", async () => {
+    const d = await startCluster({ beaconAddr: "[::1]:0", rendezvousArgs: ["--ws-addr", "[::1]:0"] });
+    try {
+      const url = d.rendezvousReady.ws_relay as string;
+      expect(url).toMatch(/^ws:\/\/\[::1\]:\d+/);
+      // A beacon address nobody answers at: UDP "does not work", so the daemon falls back.
+      await d.startDaemon({ name: "w", public: true, extraArgs: ["--listen", "[::1]:0", "--beacon", "[::1]:9", "--relay-ws", url] });
+      let node: any;
+      for (let i = 0; i < 150; i++) {
+        node = (await d.pilot("w", ["status"])).json.data.node;
+        if (node.relay_tcp?.connected) break;
+        await Bun.sleep(100);
+      }
+      expect(node.relay_tcp).toMatchObject({ connected: true });
+    } finally {
+      await d.stop();
+    }
+  });
+});
