@@ -234,6 +234,28 @@ export class NatLab {
     this.sysctl("inet", "net.ipv6.conf.all.forwarding", 1);
   }
 
+  /**
+   * A home router's stateful IPv6 filter (no NAT): IPv6 from the WAN reaches
+   * the LAN host only as a reply to something it sent (conntrack). `false`
+   * removes it. Flushes the router's conntrack table either way.
+   */
+  setIpv6Firewall(router: Router, on: boolean): void {
+    this.exec(router, ["nft", "delete", "table", "ip6", "pilotfw6"]);
+    if (on) {
+      const rules = `table ip6 pilotfw6 {\n  chain forward { type filter hook forward priority 0; policy accept;\n    ct state established,related accept\n    iifname "wan" counter drop\n  }\n}\n`;
+      const r = this.exec(router, ["nft", "-f", "-"], rules);
+      if (r.code !== 0) throw new Error(`nft ip6 firewall on ${router}: ${r.stderr.trim()}`);
+    }
+    this.flushConntrack(router);
+  }
+
+  /** IPv6 packets the stateful filter dropped so far on a router. */
+  ipv6FirewallDrops(router: Router): number {
+    const r = this.exec(router, ["nft", "list", "table", "ip6", "pilotfw6"]);
+    const m = /counter packets (\d+)/.exec(r.stdout);
+    return m ? Number(m[1]) : 0;
+  }
+
   /** Sets a router's NAT type and flushes its conntrack table (all mappings are new). */
   setNat(router: Router, type: NatType): void {
     this.nat[router] = type;
