@@ -232,6 +232,23 @@ export class NatLab {
       this.sysctl(router, "net.ipv6.conf.all.forwarding", 1);
     }
     this.sysctl("inet", "net.ipv6.conf.all.forwarding", 1);
+    this.waitIpv6Ready();
+  }
+
+  /**
+   * Neighbour discovery uses link-local addresses, which are "tentative" for
+   * about 2 s after a link comes up (duplicate address detection); until
+   * then the first IPv6 packets wait. Waits (up to 15 s) until none is left.
+   */
+  private waitIpv6Ready(): void {
+    const hosts = ["inet", "nat1", "nat2", "h1", "h2"] as const;
+    const deadline = performance.now() + 15_000;
+    for (;;) {
+      const pending = hosts.filter((h) => this.exec(h, ["ip", "-6", "addr", "show", "tentative"]).stdout.trim() !== "");
+      if (pending.length === 0) return;
+      if (performance.now() > deadline) throw new Error(`IPv6 addresses still tentative after 15 s on ${pending.join(", ")}`);
+      Bun.sleepSync(50);
+    }
   }
 
   /**
