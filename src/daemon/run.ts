@@ -179,8 +179,15 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   };
   if (options.listen.port === 0 && state.tunnel_port) udp = await openAt(listenHost, state.tunnel_port);
   if (!udp && listenHost === "::") {
-    udp = await openAt("::", options.listen.port);
-    if (!udp) {
+    // A port that is taken is taken for IPv4 too: no fallback then, the error says so below.
+    let taken = false;
+    const socket = await UdpSocket.open({ hostname: "::", port: options.listen.port, onDatagram }).catch((e) => {
+      taken = (e as { code?: string }).code === "EADDRINUSE";
+      return undefined;
+    });
+    if (socket?.dualStack) udp = socket;
+    else socket?.close();
+    if (!udp && !taken) {
       log.info("no dual-stack IPv6 socket here; listening on IPv4 only", { listen: formatHostPort(options.listen) });
       listenHost = "0.0.0.0";
       if (options.listen.port === 0 && state.tunnel_port) udp = await openAt(listenHost, state.tunnel_port);
