@@ -44,6 +44,8 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
+/** Datagrams refused mid-batch that are skipped (and the rest sent) before the rest is dropped. */
+const MAX_REFUSED_PER_BATCH = 8;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 
@@ -251,28 +253,37 @@ export class UdpSocket {
   }
 
   private sendBatch(batch: (Uint8Array | number | string)[]): void {
-    try {
-      // sendmmsg stops at the first datagram the kernel refuses (an address of the other
-      // family on a single-stack socket, say): count that one and send the rest.
-      let part = batch;
-      for (;;) {
-        const sent = this.socket.sendMany(part as any);
-        const total = part.length / 3;
-        const n = typeof sent === "number" ? sent : total;
-        this.sentDatagrams += n;
-        if (n >= total) break;
-        this.sendErrors++;
-        part = part.slice((n + 1) * 3);
-        if (part.length === 0) break;
+    // sendmmsg stops at the first datagram the kernel refuses (an address of the other family
+    // on a single-stack socket, say): count that one and send the rest. A few times per batch:
+    // a full socket buffer refuses everything, and that must not cost a syscall per datagram.
+    let part = batch;
+    for (let refused = 0; part.length > 0; refused++) {
+      let sent: unknown;
+      try {
+        sent = this.socket.sendMany(part as any);
+      } catch {
+        // The first datagram was refused: send one by one so the others still go.
+        return this.sendOneByOne(part);
       }
-    } catch {
-      // A bad address in the batch: send one by one so the others still go.
-      for (let i = 0; i < batch.length; i += 3) {
-        try {
-          if (this.socket.send(batch[i] as Uint8Array, batch[i + 1] as number, batch[i + 2] as string)) this.sentDatagrams++;
-        } catch {
-          this.sendErrors++;
-        }
+      const total = part.length / 3;
+      const n = typeof sent === "number" ? sent : total;
+      this.sentDatagrams += n;
+      if (n >= total) return;
+      if (refused >= MAX_REFUSED_PER_BATCH) {
+        this.sendErrors += total - n;
+        return;
+      }
+      this.sendErrors++;
+      part = part.slice((n + 1) * 3);
+    }
+  }
+
+  private sendOneByOne(batch: (Uint8Array | number | string)[]): void {
+    for (let i = 0; i < batch.length; i += 3) {
+      try {
+        if (this.socket.send(batch[i] as Uint8Array, batch[i + 1] as number, batch[i + 2] as string)) this.sentDatagrams++;
+      } catch {
+        this.sendErrors++;
       }
     }
   }
