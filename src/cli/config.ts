@@ -14,7 +14,7 @@ export const CONFIG_KEYS = {
   registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
   beacon: "beacon address HOST:PORT, or 'off' (default: the registry's host, port 9001)",
   relay_ws: "the rendezvous's relay over WebSocket, wss://HOST[:PORT], used on its own when UDP does not work (default: none)",
-  listen: "the daemon's UDP tunnel address HOST:PORT (default 0.0.0.0:0, any free port)",
+  listen: "the daemon's UDP tunnel address HOST:PORT (default [::]:0, any free port on IPv4 and IPv6)",
   hostname: "hostname to claim when the daemon starts",
   public: "true to make this node visible to everyone (default false: private)",
   tags: "comma-separated tags to set when the daemon starts",

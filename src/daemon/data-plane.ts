@@ -1022,6 +1022,7 @@ function pingKey(peer: Address, id: number, seq: number): string {
   return `${peer}/${id}/${seq}`;
 }
 
+/** "ip:port", or "[ipv6]:port" (the socket hands IPv4-mapped senders on as plain IPv4). */
 export function endpointOf(host: string, port: number): string {
-  return `${host}:${port}`;
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -313,6 +313,13 @@ export class PathManager {
         state.awaitingSession = false;
         return;
       case "endpoint_changed":
+        if (this.keepsOwnAddress(state, event.endpoint)) {
+          // We send to the peer's own address (no NAT: its IPv6, say) and that path is healthy; a
+          // newer frame through its NAT (a punched IPv4 path it still uses) does not move us there,
+          // or two dual-stack peers would flip between the two paths with every frame.
+          this.options.peer(node)?.setEndpoint(state.endpoint!, now);
+          return;
+        }
         // The peer roamed between direct addresses (NAT rebinding): an authenticated, newest frame.
         this.confirm(state, event.endpoint, now, "roaming");
         return;
@@ -324,6 +331,19 @@ export class PathManager {
       default:
         return;
     }
+  }
+
+  /** Is the path in use a healthy one to the peer's own address, and `endpoint` one of its NAT's? */
+  private keepsOwnAddress(state: PathState, endpoint: string): boolean {
+    return (
+      state.mode === "direct" &&
+      state.confirmed &&
+      state.unansweredSince === null &&
+      state.endpoint !== null &&
+      state.endpoint !== endpoint &&
+      state.hosts.has(state.endpoint) &&
+      !state.hosts.has(endpoint)
+    );
   }
 
   /** A pong for one of our path probes arrived from `source` (an address, or a relay endpoint). */
@@ -339,9 +359,10 @@ export class PathManager {
     }
     state.directRtt = smooth(state.directRtt, rtt);
     if (state.mode === "direct" && state.confirmed && (state.endpoint === source || state.unansweredSince === null)) {
-      // The path in use works (a late answer from another candidate does not move a healthy path).
+      // The path in use works (a late answer from another candidate does not move a healthy path),
+      // except that the peer's own address (no NAT: its global IPv6, say) beats a punched path.
       if (state.endpoint === source) state.unansweredSince = null;
-      return;
+      if (!(state.kind === "punched" && state.hosts.has(source))) return;
     }
     this.confirm(state, source, now, "probe");
   }

@@ -29,6 +29,7 @@ import { NodeError } from "./local-node.ts";
 import { DaemonNode } from "./node.ts";
 import { TrustStore, TrustStoreError } from "./trust-store.ts";
 import { UdpSocket } from "./udp-socket.ts";
+import { registeredEndpoints as hostEndpoints } from "./host-endpoints.ts";
 import type { PathTimers } from "./paths.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { bufferLimitsFor } from "./buffer-budget.ts";
@@ -170,19 +171,44 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   const state = readState(paths.state);
   const onDatagram = (d: Uint8Array, h: string, p: number) => node?.plane.receiveDatagram(d, h, p);
   let udp: UdpSocket | undefined;
-  if (options.listen.port === 0 && state.tunnel_port) {
-    udp = await UdpSocket.open({ hostname: options.listen.host, port: state.tunnel_port, onDatagram }).catch(() => undefined);
+  // "::" is dual stack: one socket for IPv4 and IPv6. Where the kernel has no IPv6, or keeps
+  // a `::` socket IPv6-only (net.ipv6.bindv6only=1), the daemon listens on 0.0.0.0 instead.
+  let listenHost = options.listen.host;
+  const openAt = async (host: string, port: number): Promise<UdpSocket | undefined> => {
+    const socket = await UdpSocket.open({ hostname: host, port, onDatagram }).catch(() => undefined);
+    if (socket && host === "::" && !socket.dualStack) {
+      socket.close();
+      return undefined;
+    }
+    return socket;
+  };
+  if (options.listen.port === 0 && state.tunnel_port) udp = await openAt(listenHost, state.tunnel_port);
+  if (!udp && listenHost === "::") {
+    // A port that is taken is taken for IPv4 too: no fallback then, the error says so below.
+    let taken = false;
+    const socket = await UdpSocket.open({ hostname: "::", port: options.listen.port, onDatagram }).catch((e) => {
+      taken = (e as { code?: string }).code === "EADDRINUSE";
+      return undefined;
+    });
+    if (socket?.dualStack) udp = socket;
+    else socket?.close();
+    if (!udp && !taken) {
+      log.info("no dual-stack IPv6 socket here; listening on IPv4 only", { listen: formatHostPort(options.listen) });
+      listenHost = "0.0.0.0";
+      if (options.listen.port === 0 && state.tunnel_port) udp = await openAt(listenHost, state.tunnel_port);
+    }
   }
   try {
-    udp ??= await UdpSocket.open({ hostname: options.listen.host, port: options.listen.port, onDatagram });
+    udp ??= await UdpSocket.open({ hostname: listenHost, port: options.listen.port, onDatagram });
   } catch (e) {
     throw new DaemonStartError("listen_failed", `cannot bind the tunnel's UDP socket to ${formatHostPort(options.listen)}: ${(e as Error).message}`, "pick another --listen address or port");
   }
   if (state.tunnel_port !== udp.port) writeFileAtomic(paths.state, JSON.stringify({ ...state, tunnel_port: udp.port }, null, 2) + "\n");
-  const endpoint = formatHostPort({ host: options.listen.host, port: udp.port });
+  const endpoint = formatHostPort({ host: listenHost, port: udp.port });
   // What we register: the listen address, and when it is a wildcard, the host's own addresses
   // too (candidates for peers on the same network; and how peers tell that we are not NATed).
-  const endpoints = registeredEndpoints(options.listen.host, udp.port);
+  const dualStack = udp.dualStack;
+  const endpoints = registeredEndpoints(listenHost, udp.port, dualStack);
   const cleanups: (() => void | Promise<void>)[] = [() => udp.close()];
   const fail = async (error: DaemonStartError): Promise<never> => {
     for (const c of cleanups.reverse()) await c();
@@ -326,7 +352,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   const heartbeatMs = options.heartbeatMs ?? 30_000;
   const heartbeat = setInterval(async () => {
     try {
-      await registry.heartbeat(registeredEndpoints(options.listen.host, udp.port));
+      await registry.heartbeat(registeredEndpoints(listenHost, udp.port, dualStack));
     } catch (e) {
       log.warn("registry heartbeat failed", { error: (e as Error).message });
     }
@@ -463,15 +489,10 @@ export function registryConnectError(err: RegistryError, registry: HostPort): Da
   return new DaemonStartError("registry_unreachable", `cannot reach the registry at ${address} (${why}); start one with: ${start}`, "or use a running one: pilot daemon start --registry HOST:PORT (also PILOT_REGISTRY, or pilot config --set registry=HOST:PORT)");
 }
 
-/** The endpoints a daemon registers: its listen address, plus the host's IPv4 addresses when that is a wildcard. */
-function registeredEndpoints(host: string, port: number): string[] {
-  const own = formatHostPort({ host, port });
-  if (host !== "0.0.0.0") return [own];
-  const hosts: string[] = [];
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal && hosts.length < 6) hosts.push(`${a.address}:${port}`);
-  }
-  return [own, ...new Set(hosts)];
+/** The endpoints a daemon registers (src/daemon/host-endpoints.ts), from the host's interfaces now. */
+function registeredEndpoints(host: string, port: number, dualStack: boolean): string[] {
+  const interfaces = Object.values(networkInterfaces()).flatMap((list) => list ?? []);
+  return hostEndpoints(host, port, dualStack, interfaces, process.env.PILOT_IPV6_ULA === "1");
 }
 
 let localAddresses: { at: number; ips: Set<string> } | null = null;

@@ -12,6 +12,13 @@
  * UDP_SEGMENT is set only around that one send, so no other datagram is ever
  * split. Everything else (and everything where GSO is unavailable) goes out
  * with `sendMany` (sendmmsg).
+ *
+ * Dual stack: bound to `::`, one socket carries IPv4 and IPv6 (when the
+ * kernel leaves IPV6_V6ONLY off; `dualStack` says whether it did). IPv4
+ * senders then arrive as IPv4-mapped addresses (::ffff:a.b.c.d); they are
+ * handed on as plain dotted IPv4, so rate limits, cookies and endpoints see
+ * exactly what they see on an IPv4 socket. `send` accepts a bracketed IPv6
+ * host ("[2001:db8::1]", as endpoints spell it).
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 
@@ -37,6 +44,10 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
+/** Datagrams refused mid-batch that are skipped (and the rest sent) before the rest is dropped. */
+const MAX_REFUSED_PER_BATCH = 8;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
 
 type Libc = {
   setsockopt(fd: number, level: number, name: number, value: unknown, len: number): number;
@@ -65,6 +76,20 @@ function setSegmentSize(fd: number, size: number): boolean {
   return c.setsockopt(fd, SOL_UDP, UDP_SEGMENT, ptr(new Int32Array([size])), 4) === 0;
 }
 
+/** Does this socket (bound to `::`) also carry IPv4? (IPV6_V6ONLY read back as 0.) */
+function isDualStack(fd: number): boolean {
+  const c = loadLibc();
+  if (!c || fd < 0) return false;
+  const out = new Int32Array([1]);
+  const len = new Uint32Array([4]);
+  return c.getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, ptr(out), ptr(len)) === 0 && out[0] === 0;
+}
+
+/** "::ffff:a.b.c.d" as "a.b.c.d"; anything else unchanged. */
+export function unmapAddress(address: string): string {
+  return address.charCodeAt(0) === 58 /* ":" */ && address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
 /** Sets a socket buffer size, trying the privileged FORCE variant first; returns the size now in effect, or 0 if unknown. */
 function setBuffer(fd: number, forceName: number, name: number, bytes: number): number {
   const c = loadLibc();
@@ -87,6 +112,8 @@ export class UdpSocket {
   gsoDatagrams = 0;
   gsoSends = 0;
   private gso: boolean;
+  /** Bound to `::` with IPV6_V6ONLY off: IPv4 and IPv6 on this one socket. */
+  dualStack = false;
 
   private constructor(
     private readonly socket: Bun.udp.Socket<"uint8array">,
@@ -108,7 +135,7 @@ export class UdpSocket {
         data(_s, data, port, address) {
           if (!self) return;
           self.receivedDatagrams++;
-          options.onDatagram(data, address, port);
+          options.onDatagram(data, self.dualStack ? unmapAddress(address) : address, port);
         },
         error(_s, _err) {
           if (self) self.sendErrors++;
@@ -121,7 +148,9 @@ export class UdpSocket {
     const snd = setBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, want);
     // GSO is probed once: setting and clearing UDP_SEGMENT must both work.
     const gso = options.gso !== false && fd >= 0 && setSegmentSize(fd, 1300) && setSegmentSize(fd, 0);
-    self = new UdpSocket(socket, fd, rcv, snd, gso);
+    const created = new UdpSocket(socket, fd, rcv, snd, gso);
+    created.dualStack = options.hostname === "::" && isDualStack(fd);
+    self = created;
     return self;
   }
 
@@ -139,6 +168,7 @@ export class UdpSocket {
    */
   send(data: Uint8Array, address: string, port: number): void {
     if (this.closed) return;
+    if (address.charCodeAt(0) === 91 /* "[" */) address = address.slice(1, -1);
     this.queue.push(data, port, address);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -223,19 +253,37 @@ export class UdpSocket {
   }
 
   private sendBatch(batch: (Uint8Array | number | string)[]): void {
-    try {
-      const sent = this.socket.sendMany(batch as any);
-      const total = batch.length / 3;
-      this.sentDatagrams += typeof sent === "number" ? sent : total;
-      if (typeof sent === "number" && sent < total) this.sendErrors += total - sent;
-    } catch {
-      // A bad address in the batch: send one by one so the others still go.
-      for (let i = 0; i < batch.length; i += 3) {
-        try {
-          if (this.socket.send(batch[i] as Uint8Array, batch[i + 1] as number, batch[i + 2] as string)) this.sentDatagrams++;
-        } catch {
-          this.sendErrors++;
-        }
+    // sendmmsg stops at the first datagram the kernel refuses (an address of the other family
+    // on a single-stack socket, say): count that one and send the rest. A few times per batch:
+    // a full socket buffer refuses everything, and that must not cost a syscall per datagram.
+    let part = batch;
+    for (let refused = 0; part.length > 0; refused++) {
+      let sent: unknown;
+      try {
+        sent = this.socket.sendMany(part as any);
+      } catch {
+        // The first datagram was refused: send one by one so the others still go.
+        return this.sendOneByOne(part);
+      }
+      const total = part.length / 3;
+      const n = typeof sent === "number" ? sent : total;
+      this.sentDatagrams += n;
+      if (n >= total) return;
+      if (refused >= MAX_REFUSED_PER_BATCH) {
+        this.sendErrors += total - n;
+        return;
+      }
+      this.sendErrors++;
+      part = part.slice((n + 1) * 3);
+    }
+  }
+
+  private sendOneByOne(batch: (Uint8Array | number | string)[]): void {
+    for (let i = 0; i < batch.length; i += 3) {
+      try {
+        if (this.socket.send(batch[i] as Uint8Array, batch[i + 1] as number, batch[i + 2] as string)) this.sentDatagrams++;
+      } catch {
+        this.sendErrors++;
       }
     }
   }

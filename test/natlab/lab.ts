@@ -40,6 +40,15 @@ export const ADDRESSES = {
   nat2: "203.0.113.12",
 } as const;
 
+/** IPv6 (ULA) addresses for `enableIpv6`: routed through the routers, never translated. */
+export const ADDRESSES_V6 = {
+  inet: "fd00:203::1",
+  nat1: "fd00:203::11",
+  nat2: "fd00:203::12",
+  h1: "fd00:1::10",
+  h2: "fd00:2::10",
+} as const;
+
 const HOSTS: Host[] = ["inet", "rdv", "nat1", "nat2", "h1", "h2", "pub"];
 const ROUTER_LAN: Record<Router, { host: "h1" | "h2"; lan: string; net: string }> = {
   nat1: { host: "h1", lan: "192.168.1.1", net: "192.168.1.0/24" },
@@ -198,6 +207,70 @@ export class NatLab {
       this.sysctl(router, "net.ipv4.ip_forward", 1);
       this.ip("inet", ["route", "add", net, "via", ADDRESSES[router]]);
     }
+  }
+
+  /**
+   * Gives h1 and h2 IPv6 (ULA, fd00::/8) next to their private IPv4: the WAN
+   * segment, both LANs and routes through nat1/nat2 and inet, with forwarding
+   * and no NAT and no filter for IPv6 (the routers' nft tables are `ip`
+   * family: IPv4 only). The rendezvous and pub stay IPv4-only.
+   */
+  enableIpv6(): void {
+    if (!existsSync("/proc/sys/net/ipv6")) throw new Error("this kernel has no IPv6 (/proc/sys/net/ipv6 is missing)");
+    for (const h of ["inet", "nat1", "nat2", "h1", "h2"] as const) this.sysctl(h, "net.ipv6.conf.all.disable_ipv6", 0);
+    const addr = (host: Host, cidr: string, dev: string) => this.ip(host, ["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    addr("inet", `${ADDRESSES_V6.inet}/64`, "br0");
+    for (const router of ["nat1", "nat2"] as const) {
+      const { host } = ROUTER_LAN[router];
+      const n = router === "nat1" ? 1 : 2;
+      addr(router, `${ADDRESSES_V6[router]}/64`, "wan");
+      addr(router, `fd00:${n}::1/64`, "lan");
+      addr(host, `${ADDRESSES_V6[host]}/64`, "eth0");
+      this.ip(router, ["-6", "route", "add", "default", "via", ADDRESSES_V6.inet]);
+      this.ip(host, ["-6", "route", "add", "default", "via", `fd00:${n}::1`]);
+      this.ip("inet", ["-6", "route", "add", `fd00:${n}::/64`, "via", ADDRESSES_V6[router]]);
+      this.sysctl(router, "net.ipv6.conf.all.forwarding", 1);
+    }
+    this.sysctl("inet", "net.ipv6.conf.all.forwarding", 1);
+    this.waitIpv6Ready();
+  }
+
+  /**
+   * Neighbour discovery uses link-local addresses, which are "tentative" for
+   * about 2 s after a link comes up (duplicate address detection); until
+   * then the first IPv6 packets wait. Waits (up to 15 s) until none is left.
+   */
+  private waitIpv6Ready(): void {
+    const hosts = ["inet", "nat1", "nat2", "h1", "h2"] as const;
+    const deadline = performance.now() + 15_000;
+    for (;;) {
+      const pending = hosts.filter((h) => this.exec(h, ["ip", "-6", "addr", "show", "tentative"]).stdout.trim() !== "");
+      if (pending.length === 0) return;
+      if (performance.now() > deadline) throw new Error(`IPv6 addresses still tentative after 15 s on ${pending.join(", ")}`);
+      Bun.sleepSync(50);
+    }
+  }
+
+  /**
+   * A home router's stateful IPv6 filter (no NAT): IPv6 from the WAN reaches
+   * the LAN host only as a reply to something it sent (conntrack). `false`
+   * removes it. Flushes the router's conntrack table either way.
+   */
+  setIpv6Firewall(router: Router, on: boolean): void {
+    this.exec(router, ["nft", "delete", "table", "ip6", "pilotfw6"]);
+    if (on) {
+      const rules = `table ip6 pilotfw6 {\n  chain forward { type filter hook forward priority 0; policy accept;\n    ct state established,related accept\n    iifname "wan" counter drop\n  }\n}\n`;
+      const r = this.exec(router, ["nft", "-f", "-"], rules);
+      if (r.code !== 0) throw new Error(`nft ip6 firewall on ${router}: ${r.stderr.trim()}`);
+    }
+    this.flushConntrack(router);
+  }
+
+  /** IPv6 packets the stateful filter dropped so far on a router. */
+  ipv6FirewallDrops(router: Router): number {
+    const r = this.exec(router, ["nft", "list", "table", "ip6", "pilotfw6"]);
+    const m = /counter packets (\d+)/.exec(r.stdout);
+    return m ? Number(m[1]) : 0;
   }
 
   /** Sets a router's NAT type and flushes its conntrack table (all mappings are new). */

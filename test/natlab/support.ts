@@ -130,7 +130,7 @@ export class LabPilot {
     mkdirSync(home, { recursive: true });
     const p = this.spawn(
       host,
-      ["daemon", "start", "--foreground", "--json", "--registry", REGISTRY, "--beacon", BEACON, "--listen", "0.0.0.0:0", "--public", "--log-level", process.env.LAB_LOG_LEVEL ?? "info", ...extraArgs],
+      ["daemon", "start", "--foreground", "--json", "--registry", REGISTRY, "--beacon", BEACON, "--listen", process.env.LAB_LISTEN ?? "0.0.0.0:0", "--public", "--log-level", process.env.LAB_LOG_LEVEL ?? "info", ...extraArgs],
       { PILOT_HOME: home, ...this.env, ...env },
     );
     const data = await waitForJsonLine(p, `the daemon on ${host}`);

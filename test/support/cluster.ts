@@ -173,10 +173,10 @@ async function launchRendezvous(home: string, registryAddr = "127.0.0.1:0", beac
   return { child, registry: ready.data.registry, beacon: ready.data.beacon, ready: ready.data };
 }
 
-export async function startCluster(options: { daemons?: DaemonSpec[]; rendezvousArgs?: string[] } = {}): Promise<Cluster> {
+export async function startCluster(options: { daemons?: DaemonSpec[]; rendezvousArgs?: string[]; beaconAddr?: string } = {}): Promise<Cluster> {
   const dir = mkdtempSync("/tmp/pilot-test-");
   const rvHome = join(dir, "rendezvous");
-  let rv = await launchRendezvous(rvHome, undefined, undefined, options.rendezvousArgs);
+  let rv = await launchRendezvous(rvHome, undefined, options.beaconAddr, options.rendezvousArgs);
   const daemons = new Map<string, TestDaemon>();
 
   const cluster: Cluster = {

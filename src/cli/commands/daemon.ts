@@ -90,7 +90,7 @@ export async function settingsFrom(o: Record<string, any>): Promise<StartSetting
       throw badValue(`--relay-ws: ${(e as Error).message}`, "for example: --relay-ws wss://rendezvous.example.com (or ws://HOST:PORT behind a TLS-terminating load balancer)");
     }
   }
-  const listen = await hostPortOption(String(textOption(o, "listen") ?? config.listen ?? "0.0.0.0:0"), "--listen");
+  const listen = await hostPortOption(String(textOption(o, "listen") ?? config.listen ?? "[::]:0"), "--listen");
   const hostnameText = textOption(o, "hostname") ?? config.hostname;
   let hostname: string | undefined;
   if (hostnameText !== undefined && hostnameText !== "") {
@@ -315,7 +315,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--registry <host:port>", description: "registry to register with, or several of one deployment A:9000,B:9000 to fail over between (env PILOT_REGISTRY, config 'registry'; default 127.0.0.1:9000)" },
     { flags: "--beacon <host:port>", description: "beacon for endpoint discovery, or 'off' (default: registry host, port 9001)" },
     { flags: "--relay-ws <url>", description: "the rendezvous's relay over WebSocket (wss://HOST[:PORT]), used on its own when UDP does not work here (env PILOT_RELAY_WS, config 'relay_ws'; HTTPS_PROXY is honoured)" },
-    { flags: "--listen <host:port>", description: "UDP address of the tunnel socket (default 0.0.0.0:0: any free port)" },
+    { flags: "--listen <host:port>", description: "UDP address of the tunnel socket (default [::]:0: any free port, IPv4 and IPv6)" },
     { flags: "--hostname <name>", description: "claim this hostname (fails if another node has it)" },
     { flags: "--public", description: "make this node visible to everyone (default: private, visible only to trusted nodes)" },
     { flags: "--tags <list>", description: "comma-separated tags, e.g. nlp,analysis" },
