@@ -110,6 +110,8 @@ export class BeaconClient {
   /** When the first register still unanswered by the current beacon was sent (null: it answered). */
   private awaitingSince: number | null = null;
   private answerTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the client last moved to another beacon, until that one acknowledged it. */
+  private movedAt: number | null = null;
   /** Times the client moved to another beacon. */
   failovers = 0;
   private readonly clock: () => number;
@@ -258,10 +260,10 @@ export class BeaconClient {
     this.challengeTimes = [];
     this.retryDelay = this.retryMs;
     this.log.info("beacon not answering; registering with the next one", { from, to: this.endpoint });
-    if (this.registeredUntil !== 0) {
-      this.registeredUntil = 0;
-      this.events.lost();
-    }
+    this.movedAt = this.clock();
+    // Relayed paths stay as they are: their frames go to the new beacon from now on (dropped there
+    // until it acknowledges us, one round trip), and the beacons tell each other where we are now.
+    // If the new one does not answer either, the registration lapses as usual (`lost`).
     this.register();
   }
   private lastTimestamp: number | undefined;
@@ -363,6 +365,8 @@ export class BeaconClient {
     if (changed) this.log.info("public endpoint changed", { from: this.observedValue, to: observed });
     else if (this.observedValue === null) this.log.info("public endpoint discovered", { endpoint: observed });
     else if (!wasAvailable) this.log.info("beacon registration restored", { endpoint: observed });
+    if (this.movedAt !== null) this.log.info("registered with the next beacon", { beacon: this.endpoint, endpoint: observed, after_ms: Math.round(now - this.movedAt) });
+    this.movedAt = null;
     this.observedValue = observed;
     // Keep the mapping alive well inside the registration's lifetime too.
     this.schedule(Math.min(this.keepaliveMs, Math.max(1000, m.ttlMs / 3)));

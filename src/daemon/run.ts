@@ -253,7 +253,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
         identity: identity.identity,
         beaconKey: registry.registryKey,
         beacon: options.beacon,
-        ...(options.beaconAlternates?.length ? { alternates: options.beaconAlternates } : {}),
+        ...(options.beaconAlternates?.length ? { alternates: options.beaconAlternates, ...(envMs("PILOT_BEACON_FAILOVER_MS") ? { failoverAfterMs: envMs("PILOT_BEACON_FAILOVER_MS")! } : {}) } : {}),
         send: (d, h, p) => udp.send(d, h, p),
         log: log.child("beacon"),
         ...(natKeepalive ? { keepaliveMs: natKeepalive } : {}),
