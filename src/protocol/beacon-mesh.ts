@@ -1,7 +1,7 @@
 /**
  * Beacon-to-beacon messages (pure codec): the beacons of one deployment tell
  * each other where a node is registered, and hand each other datagrams for
- * the nodes registered with them (docs/NAT.md §"Several beacons").
+ * the nodes registered with them (docs/DEPLOYMENT.md, "The beacons").
  *
  *   mesh_announce (0x2B), 64 bytes:
  *     [type][0 0 0][node u32][registered_at u64][sent_at u64][ttl_ms u32][port u16][ip 16 (IPv4-mapped)][0 0][tag 16]

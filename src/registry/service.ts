@@ -379,7 +379,9 @@ export class RegistryService {
             }
           },
           // A heartbeat decides nothing from what it reads: it need not wait for other heartbeats.
-          { shared: type === "heartbeat" },
+          // A registration decides only on its key's node and its hostname's owner, which it locks
+          // by name (register below): registrations need not wait for each other either.
+          { shared: type === "heartbeat" || type === "register" },
         );
         if (r.error) throw r.error;
         result = r.value!;
@@ -614,6 +616,8 @@ export class RegistryService {
       this.prefixRegistrations.take(prefixKey, now);
     }
     const node = await db.transaction(async (tx) => {
+      // Registrations run alongside each other (PostgreSQL): one at a time per key and per name.
+      await tx.lockKeys?.([`key:${publicKey}`, ...(hostname ? [`hostname:${hostname}`] : [])]);
       let id: number;
       let created = false;
       // Read again inside the transaction: another registry on the same database may have made it meanwhile.

@@ -59,6 +59,12 @@ export interface RegistryStorage {
    * serialises every write anyway).
    */
   transaction<T>(fn: (tx: RegistryStorage) => Promise<T>, options?: { shared?: boolean }): Promise<T>;
+  /**
+   * In a transaction: wait for, and hold until it ends, a lock on each name (a public key, a
+   * hostname). PostgreSQL runs registrations under the shared write lock with these; SQLite needs
+   * none (its writes are serialised whole).
+   */
+  lockKeys?(keys: string[]): Promise<void>;
   close(): Promise<void>;
   schemaVersion(): Promise<number>;
   counts(): Promise<StoreCounts>;
