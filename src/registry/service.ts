@@ -630,6 +630,12 @@ export class RegistryService {
         await tx.dropRequestsTo(id);
         created = true;
       }
+      if (tx.applyRegistration) {
+        // The name is checked (and a stale owner's freed) first; then the node's row in one step.
+        if (hostname) await this.checkHostnameFree(tx, id, hostname, now);
+        const fields = { endpoints, hostname, tags, ...(m.public !== undefined ? { public: m.public as boolean } : {}) };
+        return { row: await tx.applyRegistration(id, now, ctx.sourceIp, fields), created };
+      }
       await tx.touch(id, now, ctx.sourceIp, endpoints);
       if (hostname !== undefined) await this.claimHostname(tx, id, hostname, now);
       if (tags !== undefined) await tx.setTags(id, tags);
@@ -654,15 +660,18 @@ export class RegistryService {
   }
 
   private async claimHostname(db: RegistryStorage, id: number, hostname: string | null, now: number): Promise<void> {
-    if (hostname !== null) {
-      const owner = await db.nodeByHostname(hostname);
-      if (owner && owner.id !== id) {
-        if (!this.stale(owner, now)) fail("already_exists", `hostname "${hostname}" is taken`);
-        // Its owner has not been seen for the reaping time: the name is free (the reaper would free it soon).
-        await db.setHostname(owner.id, null);
-      }
-    }
+    if (hostname !== null) await this.checkHostnameFree(db, id, hostname, now);
     await db.setHostname(id, hostname);
+  }
+
+  /** `already_exists` unless the name is free for `id`; a stale owner's claim on it is dropped. */
+  private async checkHostnameFree(db: RegistryStorage, id: number, hostname: string, now: number): Promise<void> {
+    const owner = await db.nodeByHostname(hostname);
+    if (owner && owner.id !== id) {
+      if (!this.stale(owner, now)) fail("already_exists", `hostname "${hostname}" is taken`);
+      // Its owner has not been seen for the reaping time: the name is free (the reaper would free it soon).
+      await db.setHostname(owner.id, null);
+    }
   }
 
   private async trustRequest(db: RegistryStorage, self: number, to: number, reason: string, now: number, events: PushEvent[]): Promise<Record<string, unknown>> {
