@@ -765,7 +765,8 @@ export class BeaconServer {
     }
     if (inner[0] === BeaconType.RelayDeliver) {
       const frame = inner.length - RELAY_HEADER_SIZE;
-      if (frame < RELAY_FRAME_MIN || frame > RELAY_FRAME_MAX || readNode(inner, 4) === to.node) return void this.stats.dropped++;
+      const type = inner[RELAY_HEADER_SIZE];
+      if (frame < RELAY_FRAME_MIN || frame > RELAY_FRAME_MAX || (type !== 0x01 && type !== 0x02 && type !== 0x04) || readNode(inner, 4) === to.node) return void this.stats.dropped++;
       // The destination may answer its sender through the relay, as for a local relay.
       this.grantReply(to, readNode(inner, 4), now);
       if (to.stream ? to.stream.send(inner) : this.send(inner, reg!.port, reg!.sendAddress)) {
