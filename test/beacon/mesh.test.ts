@@ -107,7 +107,7 @@ describe("several beacons", () => {
   test("a node whose beacon dies moves to another within 2 s; its relayed stream keeps flowing", async () => {
     w = await world({ beacons: 3 });
     // a starts at beacon 0 and may fail over to 2; b is at beacon 1.
-    const a = await addNode(w, 10, { blockDirect: true, beacons: startingAt(10, 0, [0, 2]), keepaliveMs: 300, failoverAfterMs: 800 });
+    const a = await addNode(w, 10, { blockDirect: true, beacons: startingAt(10, 0, [0, 2]), keepaliveMs: 300, failoverAfterMs: 600 });
     const b = await addNode(w, 11, { public: true, blockDirect: true, beacons: [1], keepaliveMs: 300 });
     expect(a.beacon.endpoint).toBe(`127.0.0.1:${w.beacon.address.port}`);
     await until("b's registration announced to beacon 0", () => w!.beacon.mesh!.locate(b.id, Date.now()) !== undefined);
@@ -130,4 +130,47 @@ describe("several beacons", () => {
     const all = await got;
     expect(Buffer.compare(all, Buffer.concat([first, second]))).toBe(0);
   }, 30_000);
+});
+
+describe("mesh codec", () => {
+  test("announces round-trip IPv4, IPv6 and stream (no address) registrations", async () => {
+    const { decodeMeshAnnounce } = await import("../../src/protocol/beacon-mesh.ts");
+    for (const [ip, port] of [["203.0.113.7", 4000], ["2001:db8::1", 9001], ["", 0]] as const) {
+      const bytes = encodeMeshAnnounce({ node: 0xfffffffe, registeredAt: 1_796_000_000_123, sentAt: 1_796_000_000_456, ttlMs: 60_000, ip, port });
+      const back = decodeMeshAnnounce(bytes);
+      expect(back.ok).toBe(true);
+      if (back.ok) expect(back.value).toEqual({ node: 0xfffffffe, registeredAt: 1_796_000_000_123, sentAt: 1_796_000_000_456, ttlMs: 60_000, ip, port });
+    }
+  });
+
+  test("decoding never throws on arbitrary bytes", async () => {
+    const { decodeMeshAnnounce, decodeMeshDeliver } = await import("../../src/protocol/beacon-mesh.ts");
+    for (let i = 0; i < 5000; i++) {
+      const d = new Uint8Array(Math.floor(Math.random() * 120));
+      crypto.getRandomValues(d);
+      if (d.length > 0) d[0] = i % 2 ? 0x2b : 0x2c;
+      expect(() => {
+        decodeMeshAnnounce(d);
+        decodeMeshDeliver(d);
+      }).not.toThrow();
+    }
+  });
+
+  test("a delivery is accepted once authentic and within the peer's byte budget", () => {
+    const key = meshKeyOf(generateIdentity());
+    const sender = new BeaconMesh(key, [{ host: "127.0.0.1", port: 1 }], { bytesPerSecond: 1000, burstBytes: 1000, maxNodes: 10 });
+    const receiver = new BeaconMesh(key, [{ host: "127.0.0.1", port: 2 }], { bytesPerSecond: 1000, burstBytes: 1000, maxNodes: 10 });
+    const peer = receiver.peerAt("127.0.0.1", 2)!;
+    const now = Date.now();
+    const wrapped = sender.wrap(7, new Uint8Array(600).fill(9), now);
+    expect(receiver.unwrap(peer, wrapped, now)?.dest).toBe(7);
+    expect(receiver.unwrap(peer, wrapped, now)).toBeNull(); // over the 1000-byte burst
+    expect(receiver.stats.rateLimited).toBe(1);
+    const tampered = sender.wrap(7, new Uint8Array(100).fill(9), now);
+    tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 1;
+    expect(receiver.unwrap(peer, tampered, now + 10_000)).toBeNull();
+    const stale = sender.wrap(7, new Uint8Array(100).fill(9), now - 60_000);
+    expect(receiver.unwrap(peer, stale, now + 10_000)).toBeNull();
+    expect(receiver.stats.rejected).toBe(2);
+  });
 });
