@@ -9,6 +9,9 @@
  *                   node -> register (signed by the node's key, with the token) -> signed register_ack
  *   punch_request   registered node -> a signed punch to each side, naming the other's registered address
  *   relay           registered node -> relay_deliver to the registered destination
+ *   mesh_*          peer beacon of the deployment (mesh.ts) -> where its nodes are registered; punches
+ *                   and relayed frames for ours. Punching and relaying toward a node registered at a
+ *                   peer go through that peer, under the same checks as toward one of ours.
  *
  * Security (docs/NAT.md): a registration binds a node id to one source
  * address and needs the node's signature over a token that only a receiver
