@@ -63,6 +63,15 @@ export interface BeaconClientOptions {
   readonly beaconKey: Uint8Array;
   /** IP literal and port of the beacon. */
   readonly beacon: { host: string; port: number };
+  /**
+   * Other beacons of the same deployment (same key). The client starts at the one its node id
+   * picks among all of them, and moves to the next when a registration goes unanswered for
+   * `failoverAfterMs`; the beacons tell each other where a node is registered, so peers at the
+   * other beacons keep reaching it.
+   */
+  readonly alternates?: readonly { host: string; port: number }[];
+  /** With alternates: a beacon silent this long after a register is given up for the next one. Default 1 s. */
+  readonly failoverAfterMs?: number;
   readonly send: (datagram: Uint8Array, host: string, port: number) => void;
   readonly log?: Logger;
   /** Wall clock, unix ms (registrations and punches carry timestamps). */
@@ -94,8 +103,17 @@ const MAX_PENDING_PUNCHES = 256;
 export class BeaconClient {
   events: BeaconEvents = { registered() {}, lost() {}, punch() {}, relayed() {} };
   readonly stats: BeaconClientStats = { registersSent: 0, challenges: 0, acks: 0, punchRequests: 0, punches: 0, relayedOut: 0, relayedIn: 0, rejected: 0 };
-  readonly host: string;
-  readonly port: number;
+  /** Every beacon this client may use (the first one alone without alternates), and the one in use. */
+  private readonly beacons: { host: string; port: number }[];
+  private current = 0;
+  private readonly failoverAfterMs: number;
+  /** When the first register still unanswered by the current beacon was sent (null: it answered). */
+  private awaitingSince: number | null = null;
+  private answerTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the client last moved to another beacon, until that one acknowledged it. */
+  private movedAt: number | null = null;
+  /** Times the client moved to another beacon. */
+  failovers = 0;
   private readonly clock: () => number;
   private readonly random: (n: number) => Uint8Array;
   private readonly log: Logger;
@@ -114,14 +132,26 @@ export class BeaconClient {
   private stopped = true;
 
   constructor(private readonly options: BeaconClientOptions) {
-    this.host = unmapIpv4(options.beacon.host === "0.0.0.0" ? "127.0.0.1" : options.beacon.host === "::" ? "::1" : options.beacon.host);
-    this.port = options.beacon.port;
+    const literal = (h: string) => unmapIpv4(h === "0.0.0.0" ? "127.0.0.1" : h === "::" ? "::1" : h);
+    this.beacons = [options.beacon, ...(options.alternates ?? [])].map((b) => ({ host: literal(b.host), port: b.port }));
+    this.current = this.beacons.length > 1 ? options.nodeId % this.beacons.length : 0;
+    this.failoverAfterMs = options.failoverAfterMs ?? 1_000;
     this.clock = options.clock ?? Date.now;
     this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
     this.log = options.log ?? createLogger("beacon", { sink: () => {} });
     this.keepaliveMs = options.keepaliveMs ?? 15_000;
     this.retryMs = options.retryMs ?? 1_000;
     this.retryDelay = this.retryMs;
+  }
+
+  /** IP literal of the beacon in use. */
+  get host(): string {
+    return this.beacons[this.current]!.host;
+  }
+
+  /** UDP port of the beacon in use. */
+  get port(): number {
+    return this.beacons[this.current]!.port;
   }
 
   /** "ip:port" of the beacon, as relay endpoints are shown. */
@@ -149,6 +179,8 @@ export class BeaconClient {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.answerTimer) clearTimeout(this.answerTimer);
+    this.answerTimer = null;
   }
 
   /** Resolves once registered (true), or false after `timeoutMs`. */
@@ -200,6 +232,39 @@ export class BeaconClient {
     this.stats.registersSent++;
     this.sendToBeacon(datagram);
     this.schedule(this.available ? this.keepaliveMs : this.retryDelay);
+    if (this.beacons.length > 1) this.watchAnswer();
+  }
+
+  /** With several beacons: give the current one `failoverAfterMs` to answer this register. */
+  private watchAnswer(): void {
+    this.awaitingSince ??= this.clock();
+    if (this.answerTimer) return;
+    const wait = Math.max(10, this.failoverAfterMs - (this.clock() - this.awaitingSince));
+    this.answerTimer = setTimeout(() => {
+      this.answerTimer = null;
+      if (this.stopped || this.awaitingSince === null) return;
+      if (this.clock() - this.awaitingSince >= this.failoverAfterMs) return this.failover();
+      this.watchAnswer();
+    }, wait);
+    this.answerTimer.unref?.();
+  }
+
+  /** The current beacon does not answer: register with the next one at once. */
+  private failover(): void {
+    const from = this.endpoint;
+    this.current = (this.current + 1) % this.beacons.length;
+    this.failovers++;
+    this.token = new Uint8Array(BEACON_TOKEN_SIZE);
+    this.pending = null;
+    this.awaitingSince = null;
+    this.challengeTimes = [];
+    this.retryDelay = this.retryMs;
+    this.log.info("beacon not answering; registering with the next one", { from, to: this.endpoint });
+    this.movedAt = this.clock();
+    // Relayed paths stay as they are: their frames go to the new beacon from now on (dropped there
+    // until it acknowledges us, one round trip), and the beacons tell each other where we are now.
+    // If the new one does not answer either, the registration lapses as usual (`lost`).
+    this.register();
   }
   private lastTimestamp: number | undefined;
 
@@ -261,6 +326,7 @@ export class BeaconClient {
         this.challengeTimes = this.challengeTimes.filter((t) => now - t < 10_000);
         if (this.challengeTimes.length >= 4) return this.reject(); // a loop: wait for the retry timer
         this.challengeTimes.push(now);
+        this.awaitingSince = null;
         this.stats.challenges++;
         this.token = m.token.slice();
         this.register();
@@ -288,6 +354,7 @@ export class BeaconClient {
     if (this.pending === null || !sameBytes(m.nonce, this.pending.nonce) || m.node !== this.options.nodeId) return this.reject();
     if (!verifyEd25519(this.options.beaconKey, registerAckSignedBytes(signedBodyOf(datagram)), m.signature)) return this.reject();
     this.pending = null;
+    this.awaitingSince = null;
     this.stats.acks++;
     const now = this.clock();
     const wasAvailable = this.available;
@@ -298,6 +365,8 @@ export class BeaconClient {
     if (changed) this.log.info("public endpoint changed", { from: this.observedValue, to: observed });
     else if (this.observedValue === null) this.log.info("public endpoint discovered", { endpoint: observed });
     else if (!wasAvailable) this.log.info("beacon registration restored", { endpoint: observed });
+    if (this.movedAt !== null) this.log.info("registered with the next beacon", { beacon: this.endpoint, endpoint: observed, after_ms: Math.round(now - this.movedAt) });
+    this.movedAt = null;
     this.observedValue = observed;
     // Keep the mapping alive well inside the registration's lifetime too.
     this.schedule(Math.min(this.keepaliveMs, Math.max(1000, m.ttlMs / 3)));

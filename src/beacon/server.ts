@@ -9,6 +9,9 @@
  *                   node -> register (signed by the node's key, with the token) -> signed register_ack
  *   punch_request   registered node -> a signed punch to each side, naming the other's registered address
  *   relay           registered node -> relay_deliver to the registered destination
+ *   mesh_*          peer beacon of the deployment (mesh.ts) -> where its nodes are registered; punches
+ *                   and relayed frames for ours. Punching and relaying toward a node registered at a
+ *                   peer go through that peer, under the same checks as toward one of ours.
  *
  * Security (docs/NAT.md): a registration binds a node id to one source
  * address and needs the node's signature over a token that only a receiver
@@ -45,9 +48,11 @@ import {
   type PunchRequest,
   type Register,
 } from "../protocol/beacon-message.ts";
+import { MeshType } from "../protocol/beacon-mesh.ts";
 import { TokenBuckets, type BucketConfig } from "../registry/limits.ts";
 import { verifyEd25519, type Signer } from "../registry/signer.ts";
 import { createLogger, type Logger } from "../util/log.ts";
+import { BeaconMesh, meshKeyOf, type RemoteRegistration } from "./mesh.ts";
 
 /**
  * What the beacon needs from the registry: node keys and who may reach whom.
@@ -79,6 +84,9 @@ export interface BeaconLimits {
   readonly tokenEpochMs: number;
   /** A node that relayed to another may be answered through the relay for this long. */
   readonly replyGrantMs: number;
+  /** Bytes each peer beacon may hand us per second (mesh_deliver), and its largest burst. */
+  readonly meshBytesPerSecond: number;
+  readonly meshBurstBytes: number;
 }
 
 export const DEFAULT_BEACON_LIMITS: BeaconLimits = {
@@ -92,6 +100,8 @@ export const DEFAULT_BEACON_LIMITS: BeaconLimits = {
   timestampWindowMs: 60_000,
   tokenEpochMs: 30_000,
   replyGrantMs: 10 * 60_000,
+  meshBytesPerSecond: 64 * 1024 * 1024,
+  meshBurstBytes: 16 * 1024 * 1024,
 };
 
 export interface BeaconServerOptions {
@@ -106,6 +116,12 @@ export interface BeaconServerOptions {
   readonly log?: Logger;
   /** Wall clock, unix ms. */
   readonly clock?: () => number;
+  /**
+   * The other beacons of this deployment (IP literal and port of their UDP sockets): they
+   * share the rendezvous key, learn where each other's nodes are registered and punch and
+   * relay across (mesh.ts). Empty: this beacon serves its own nodes only.
+   */
+  readonly peers?: readonly { host: string; port: number }[];
 }
 
 export interface BeaconStats {
@@ -207,6 +223,8 @@ export class BeaconServer {
   private directoryAsks = 0;
   private readonly reachAsks = new Map<string, Promise<boolean>>();
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** The other beacons of the deployment, when configured. */
+  readonly mesh: BeaconMesh | null;
 
   private constructor(private readonly options: BeaconServerOptions) {
     this.limits = { ...DEFAULT_BEACON_LIMITS, ...(options.perIp ? { perIp: options.perIp } : {}), ...options.limits };
@@ -215,6 +233,13 @@ export class BeaconServer {
     this.punchBuckets = new TokenBuckets(this.limits.punchesPerNode);
     this.clock = options.clock ?? Date.now;
     this.log = options.log ?? createLogger("beacon", { sink: () => {} });
+    this.mesh = options.peers
+      ? new BeaconMesh(meshKeyOf(options.signer), options.peers.map((p) => ({ host: unmapIpv4(p.host), port: p.port })), {
+          bytesPerSecond: this.limits.meshBytesPerSecond,
+          burstBytes: this.limits.meshBurstBytes,
+          maxNodes: this.limits.maxNodes,
+        })
+      : null;
   }
 
   static async start(options: BeaconServerOptions): Promise<BeaconServer> {
@@ -260,6 +285,7 @@ export class BeaconServer {
   private receive(data: Buffer, port: number, address: string): void {
     // The relay is the hot path: parsed in place, no allocation but the source key.
     if (data[0] === BeaconType.Relay) return this.relay(data, port, address);
+    if (data[0] === MeshType.Announce || data[0] === MeshType.Deliver) return this.meshReceive(data, port, address);
     const message = decodeBeaconMessage(data);
     if (!message.ok) {
       this.stats.dropped++;
@@ -280,6 +306,13 @@ export class BeaconServer {
   }
 
   private send(datagram: Uint8Array, port: number, address: string): boolean {
+    try {
+      this.socket.send(datagram, port, address);
+      return true;
+    } catch {
+      // A pending ICMP error from an earlier datagram (a node or peer beacon that went away) fails
+      // this send, whoever it is for: the error is consumed now, so try once more.
+    }
     try {
       this.socket.send(datagram, port, address);
       return true;
@@ -388,6 +421,7 @@ export class BeaconServer {
     this.bySource.set(source, state);
     this.stats.registrations++;
     if (!previous || previous.source !== source) this.log.debug("node registered", { node: m.node, endpoint: source, moved: previous !== null });
+    this.meshAnnounce(m.node, m.timestamp, ip, port, now);
     const body = encodeRegisterAckBody({ ip, port, node: m.node, ttlMs: this.limits.registrationTtlMs, nonce: m.nonce });
     this.send(appendSignature(body, this.options.signer.sign(registerAckSignedBytes(body))), port, address);
   }
@@ -486,6 +520,8 @@ export class BeaconServer {
     if (previous !== link) this.log.debug("node registered on a stream", { node: m.node, source_ip: link.ip });
     state.stream = link;
     link.node = m.node;
+    state.lastTimestamp = Math.max(state.lastTimestamp, m.timestamp);
+    this.meshAnnounce(m.node, m.timestamp, "", 0, now);
     this.stats.registrations++;
     const body = encodeRegisterAckBody({ ip: link.ip, port: 0, node: m.node, ttlMs: this.limits.registrationTtlMs, nonce: m.nonce });
     link.send(appendSignature(body, this.options.signer.sign(registerAckSignedBytes(body))));
@@ -570,6 +606,18 @@ export class BeaconServer {
       this.stats.punchesRefused++;
       this.log.debug("punch refused", { node: m.node, target: m.target, reason: why });
     };
+    const remote = !to || !to.reg || to.reg.expires <= now ? this.mesh?.locate(m.target, now) : undefined;
+    if (remote) {
+      if (remote.port === 0) return refuse("target on a stream connection");
+      if (!this.punchBuckets.take(String(m.node), now)) return refuse("rate limited");
+      const may = this.mayReach(from, m.target, now);
+      if (may instanceof Promise) {
+        may.then((ok) => (ok ? this.punchAcross(m, from, remote, this.clock()) : refuse("target not visible to the requester")));
+        return;
+      }
+      if (!may) return refuse("target not visible to the requester");
+      return this.punchAcross(m, from, remote, now);
+    }
     if (!to || !to.reg || to.reg.expires <= now || to === from) return refuse("target not registered");
     if (!this.punchBuckets.take(String(m.node), now)) return refuse("rate limited");
     const may = this.mayReach(from, m.target, now);
@@ -639,6 +687,7 @@ export class BeaconServer {
     const to = this.nodes.get(dest);
     const reg = to?.reg;
     const udpLive = reg !== null && reg !== undefined && reg.expires > now;
+    if (this.mesh && (!to || (!udpLive && !to.stream))) return this.forwardAcross(from, dest, data, frame, now);
     // An asynchronous directory's first answer comes too late for this frame (it is dropped; the
     // answer is cached for the next one, and the tunnel's handshake is resent).
     if (!to || (!udpLive && !to.stream) || to === from || this.mayReach(from, dest, now) !== true) {
@@ -647,13 +696,7 @@ export class BeaconServer {
     }
     // Per-sender byte budget.
     const { relayBytesPerSecond: rate, relayBurstBytes: burst } = this.limits;
-    from.relayTokens = Math.min(burst, from.relayTokens + (Math.max(0, now - from.relayAt) / 1000) * rate);
-    from.relayAt = now;
-    if (from.relayTokens < frame) {
-      this.stats.relayRateLimited++;
-      return;
-    }
-    from.relayTokens -= frame;
+    if (!this.takeRelayBudget(from, frame, now)) return;
     // The destination may answer through the relay.
     this.grantReply(to, from.node, now);
     // Rewrite the header in place: relay_deliver naming the sender the beacon knows, not one it was told.
@@ -667,6 +710,103 @@ export class BeaconServer {
       this.stats.relayedFrames++;
       this.stats.relayedBytes += frame;
     }
+  }
+
+  /** Per-sender relay byte budget: false (and counted) when the frame exceeds it. */
+  private takeRelayBudget(from: NodeState, frame: number, now: number): boolean {
+    const { relayBytesPerSecond: rate, relayBurstBytes: burst } = this.limits;
+    from.relayTokens = Math.min(burst, from.relayTokens + (Math.max(0, now - from.relayAt) / 1000) * rate);
+    from.relayAt = now;
+    if (from.relayTokens < frame) {
+      this.stats.relayRateLimited++;
+      return false;
+    }
+    from.relayTokens -= frame;
+    return true;
+  }
+
+  // ---- other beacons of the deployment (mesh.ts) -------------------------------------
+
+  /** Tells the peer beacons that `node` is registered here now. */
+  private meshAnnounce(node: number, registeredAt: number, ip: string, port: number, now: number): void {
+    if (!this.mesh) return;
+    const announce = this.mesh.announce({ node, registeredAt, ip, port, ttlMs: this.limits.registrationTtlMs }, now);
+    if (announce) for (const peer of this.mesh.peers) this.send(announce, peer.port, peer.host);
+  }
+
+  /** A datagram from a peer beacon: an announce, or a datagram for one of our nodes. */
+  private meshReceive(data: Buffer, port: number, address: string): void {
+    const now = this.clock();
+    const peer = this.mesh?.peerAt(unmapIpv4(address), port);
+    if (!this.mesh || !peer) {
+      this.stats.dropped++;
+      return;
+    }
+    if (data[0] === MeshType.Announce) {
+      const reg = this.mesh.receiveAnnounce(peer, data, now);
+      // The node registered there after it did here: it moved, and what we hold is stale.
+      const local = reg ? this.nodes.get(reg.node) : undefined;
+      if (reg && local?.reg && local.lastTimestamp < reg.registeredAt) {
+        this.bySource.delete(local.reg.source);
+        local.reg = null;
+      }
+      return;
+    }
+    const delivery = this.mesh.unwrap(peer, data, now);
+    if (!delivery) return;
+    const to = this.nodes.get(delivery.dest);
+    const reg = to?.reg && to.reg.expires > now ? to.reg : null;
+    const inner = delivery.inner;
+    if (!to || (!reg && !to.stream)) {
+      this.stats.relayRefused++;
+      return;
+    }
+    if (inner[0] === BeaconType.RelayDeliver) {
+      const frame = inner.length - RELAY_HEADER_SIZE;
+      const type = inner[RELAY_HEADER_SIZE];
+      if (frame < RELAY_FRAME_MIN || frame > RELAY_FRAME_MAX || (type !== 0x01 && type !== 0x02 && type !== 0x04) || readNode(inner, 4) === to.node) return void this.stats.dropped++;
+      // The destination may answer its sender through the relay, as for a local relay.
+      this.grantReply(to, readNode(inner, 4), now);
+      if (to.stream ? to.stream.send(inner) : this.send(inner, reg!.port, reg!.sendAddress)) {
+        this.stats.relayedFrames++;
+        this.stats.relayedBytes += frame;
+      }
+      return;
+    }
+    const punch = decodeBeaconMessage(inner);
+    if (!punch.ok || punch.value.type !== "punch" || punch.value.to !== to.node || !reg) return void this.stats.dropped++;
+    this.grantReply(to, punch.value.peer, now);
+    this.send(inner, reg.port, reg.sendAddress);
+  }
+
+  /** A relay for a node registered at another beacon: checked here like a local relay, then handed to that beacon. */
+  private forwardAcross(from: NodeState, dest: number, data: Uint8Array, frame: number, now: number): void {
+    const remote = this.mesh!.locate(dest, now);
+    if (!remote || this.mayReach(from, dest, now) !== true) {
+      this.stats.relayRefused++;
+      return;
+    }
+    if (!this.takeRelayBudget(from, frame, now)) return;
+    data[0] = BeaconType.RelayDeliver;
+    data[4] = from.node >>> 24;
+    data[5] = (from.node >>> 16) & 0xff;
+    data[6] = (from.node >>> 8) & 0xff;
+    data[7] = from.node & 0xff;
+    if (this.send(this.mesh!.wrap(dest, data, now), remote.peer.port, remote.peer.host)) {
+      this.stats.relayedFrames++;
+      this.stats.relayedBytes += frame;
+    }
+  }
+
+  /** Punching between our node and one registered at another beacon: ours directly, theirs through its beacon. */
+  private punchAcross(m: PunchRequest, from: NodeState, remote: RemoteRegistration, now: number): void {
+    if (!from.reg) return;
+    const toFrom = encodePunchBody({ ip: remote.ip, port: remote.port, to: from.node, peer: remote.node, timestamp: now, nonce: m.nonce });
+    this.send(appendSignature(toFrom, this.options.signer.sign(punchSignedBytes(toFrom))), from.reg.port, from.reg.sendAddress);
+    const toRemote = encodePunchBody({ ip: from.reg.ip, port: from.reg.port, to: remote.node, peer: from.node, timestamp: now, nonce: m.nonce });
+    const signed = appendSignature(toRemote, this.options.signer.sign(punchSignedBytes(toRemote)));
+    this.send(this.mesh!.wrap(remote.node, signed, now), remote.peer.port, remote.peer.host);
+    this.stats.punches++;
   }
 
   /** Nodes registered now (each keeps one registration). */
@@ -686,5 +826,10 @@ export class BeaconServer {
       if (!s.reg && !s.stream && now - s.lastTimestamp > this.limits.timestampWindowMs * 2) this.nodes.delete(node);
     }
     for (const [k, until] of this.denied) if (until <= now) this.denied.delete(k);
+    this.mesh?.sweep(now);
   }
+}
+
+function readNode(d: Uint8Array, at: number): number {
+  return ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
 }

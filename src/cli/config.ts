@@ -12,7 +12,7 @@ import { PUBSUB_CONFIG_KEYS } from "../daemon/services/pubsub/limits.ts";
 
 export const CONFIG_KEYS = {
   registry: "registry address HOST:PORT (default 127.0.0.1:9000)",
-  beacon: "beacon address HOST:PORT, or 'off' (default: the registry's host, port 9001)",
+  beacon: "beacon address HOST:PORT, several of one deployment (A:9001,B:9001: the daemon fails over between them), or 'off' (default: the registry's host, port 9001)",
   relay_ws: "the rendezvous's relay over WebSocket, wss://HOST[:PORT], used on its own when UDP does not work (default: none)",
   listen: "the daemon's UDP tunnel address HOST:PORT (default [::]:0, any free port on IPv4 and IPv6)",
   hostname: "hostname to claim when the daemon starts",

@@ -47,6 +47,8 @@ export interface DaemonOptions {
   readonly registryAlternates?: readonly HostPort[];
   /** Beacon for endpoint discovery; null disables it. */
   readonly beacon: HostPort | null;
+  /** Other beacons of the same deployment: the beacon client fails over to them (src/beacon/client.ts). */
+  readonly beaconAlternates?: readonly HostPort[];
   /** The rendezvous's relay over WebSocket (ws:// or wss://), used when UDP does not work here. */
   readonly relayWs?: string | null;
   readonly listen: HostPort;
@@ -282,6 +284,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
         identity: identity.identity,
         beaconKey: registry.registryKey,
         beacon: options.beacon,
+        ...(options.beaconAlternates?.length ? { alternates: options.beaconAlternates, ...(envMs("PILOT_BEACON_FAILOVER_MS") ? { failoverAfterMs: envMs("PILOT_BEACON_FAILOVER_MS")! } : {}) } : {}),
         send: (d, h, p) => udp.send(d, h, p),
         log: log.child("beacon"),
         ...(natKeepalive ? { keepaliveMs: natKeepalive } : {}),

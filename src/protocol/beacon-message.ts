@@ -32,8 +32,8 @@
  *
  * A request is never smaller than the answer it draws (discover, register and
  * punch_request are padded), so a spoofed source cannot make the beacon an
- * amplifier. Signing and verifying live outside this pure module. Type 0x2B-
- * 0x2F are unassigned.
+ * amplifier. Signing and verifying live outside this pure module. Types 0x2B
+ * and 0x2C go between beacons only (beacon-mesh.ts); 0x2D-0x2F are unassigned.
  */
 import { fail, ok, type Result } from "./result.ts";
 

@@ -23,9 +23,9 @@ import { SQL } from "bun";
 import { FIRST_ASSIGNABLE_NODE } from "../protocol/address.ts";
 import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
 import { originNetworkOf, weekOf } from "./reputation.ts";
-import type { NodeRow, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
+import type { NodeRow, RegistrationFields, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
 
-export const PG_SCHEMA_VERSION = 3;
+export const PG_SCHEMA_VERSION = 4;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
 /** Advisory lock keys ("pilot" and "pilotm" in ASCII): writes, and migrations. */
 const WRITE_LOCK = 0x70696c6f74;
@@ -122,6 +122,12 @@ const MIGRATIONS: readonly Migration[] = [
       await tx.unsafe("ROLLBACK TO SAVEPOINT trgm");
     }
   },
+  // 4: node ids from a sequence, so that registrations need not wait for each other to pick one
+  //    (an id a failed registration drew is skipped, never reused), starting after the ids in use.
+  `
+  CREATE SEQUENCE pilot_node_ids AS BIGINT MINVALUE ${FIRST_ASSIGNABLE_NODE} MAXVALUE ${LAST_ASSIGNABLE_NODE} NO CYCLE;
+  SELECT setval('pilot_node_ids', m) FROM (SELECT MAX(id) AS m FROM nodes) s WHERE m >= ${FIRST_ASSIGNABLE_NODE};
+  `,
 ];
 
 interface RawNode {
@@ -272,13 +278,38 @@ export class PostgresStorage implements RegistryStorage {
   }
 
   async createNode(publicKey: string, now: number, observedIp: string | null): Promise<NodeRow> {
-    // Under the write lock: MAX(id) + 1 is this transaction's alone.
-    const [m] = await this.q("SELECT MAX(id) AS max FROM nodes");
-    const id = Math.max(FIRST_ASSIGNABLE_NODE, Number(m.max ?? 0) + 1);
-    if (id > LAST_ASSIGNABLE_NODE) throw new Error("the node id space is exhausted");
+    // The id from the sequence (schema 4): distinct and increasing without a lock; past
+    // LAST_ASSIGNABLE_NODE nextval fails ("reached maximum value"), and so does the registration.
     const rows = await this.q(
-      `INSERT INTO nodes (id, public_key, observed_ip, registered_at, last_seen, origin_net) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${NODE_COLUMNS}`,
-      [id, publicKey, observedIp, now, now, originNetworkOf(observedIp)],
+      `INSERT INTO nodes (id, public_key, observed_ip, registered_at, last_seen, origin_net) VALUES (nextval('pilot_node_ids'), $1, $2, $3, $4, $5) RETURNING ${NODE_COLUMNS}`,
+      [publicKey, observedIp, now, now, originNetworkOf(observedIp)],
+    );
+    return toNode(rows[0])!;
+  }
+
+  /**
+   * Transaction-scoped locks on names (a public key, a hostname), in one fixed order so two
+   * transactions never wait for each other in a cycle. Registrations run under the shared write
+   * lock and take these for what they decide on: the node of a key, the owner of a name.
+   */
+  async lockKeys(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const values = keys.map((_, i) => `($${i + 1}::text)`).join(", ");
+    await this.q(`SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM (VALUES ${values}) v(k) ORDER BY h) s`, keys);
+  }
+
+  async applyRegistration(id: number, now: number, observedIp: string | null, f: RegistrationFields): Promise<NodeRow> {
+    // One round trip for what would be five: the tags' rows (only when tags are given; the deleted
+    // and inserted rows never overlap), then the node's columns, returning the row.
+    const tags = f.tags === undefined ? null : JSON.stringify(f.tags);
+    const rows = await this.q(
+      `WITH d AS (DELETE FROM node_tags WHERE node_id = $1 AND $7::text IS NOT NULL AND NOT (tag = ANY (SELECT jsonb_array_elements_text(($7::text)::jsonb)))),
+            i AS (INSERT INTO node_tags (tag, node_id) SELECT t, $1 FROM jsonb_array_elements_text(COALESCE($7::text, '[]')::jsonb) t ON CONFLICT DO NOTHING)
+       UPDATE nodes SET last_seen = $2, observed_ip = $3::text, endpoints = COALESCE($4::text, endpoints),
+                        hostname = CASE WHEN $5::boolean THEN $6::text ELSE hostname END,
+                        tags = COALESCE($7::text, tags), public = COALESCE($8::boolean, public)
+       WHERE id = $1 RETURNING ${NODE_COLUMNS}`,
+      [id, now, observedIp, f.endpoints === undefined ? null : JSON.stringify(f.endpoints), f.hostname !== undefined, f.hostname ?? null, tags, f.public ?? null],
     );
     return toNode(rows[0])!;
   }
@@ -301,9 +332,14 @@ export class PostgresStorage implements RegistryStorage {
   }
 
   async setTags(id: number, tags: string[]): Promise<void> {
-    await this.q("UPDATE nodes SET tags = $1 WHERE id = $2", [JSON.stringify(tags), id]);
-    await this.q("DELETE FROM node_tags WHERE node_id = $1", [id]);
-    for (const t of tags) await this.q("INSERT INTO node_tags (tag, node_id) VALUES ($1, $2)", [t, id]);
+    // One round trip: the column, the tags no longer held, and the new ones (the deleted and the
+    // inserted rows never overlap, so the one statement's snapshot does not matter).
+    await this.q(
+      `WITH u AS (UPDATE nodes SET tags = $1 WHERE id = $2),
+            d AS (DELETE FROM node_tags WHERE node_id = $2 AND NOT (tag = ANY (SELECT jsonb_array_elements_text($1::jsonb))))
+       INSERT INTO node_tags (tag, node_id) SELECT t, $2 FROM jsonb_array_elements_text($1::jsonb) t ON CONFLICT DO NOTHING`,
+      [JSON.stringify(tags), id],
+    );
   }
 
   async deactivateNode(id: number): Promise<void> {

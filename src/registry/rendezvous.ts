@@ -33,6 +33,8 @@ export interface RendezvousOptions {
   readonly health?: { host: string; port: number };
   /** Relay and punching limits of the beacon (relay bandwidth per node, registration lifetime, ...). */
   readonly beaconLimits?: Partial<BeaconLimits>;
+  /** The other beacons of this deployment (same identity): punching and relay across them (src/beacon/mesh.ts). */
+  readonly beaconPeers?: readonly { host: string; port: number }[];
   /** The beacon's relay over WebSocket on one TCP port (ws-relay.ts); TLS with the operator's PEM certificate and key. */
   readonly wsRelay?: { host: string; port: number; tls?: { cert: string; key: string } };
   readonly log?: Logger;
@@ -92,6 +94,7 @@ export async function startRendezvous(options: RendezvousOptions): Promise<Rende
       directory: registry.directory,
       limits: options.beaconLimits,
       log: log.child("beacon"),
+      ...(options.beaconPeers ? { peers: options.beaconPeers } : {}),
     });
     if (observer && options.metrics) {
       observer.attach({ registry, store, beacon });

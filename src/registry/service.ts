@@ -379,7 +379,9 @@ export class RegistryService {
             }
           },
           // A heartbeat decides nothing from what it reads: it need not wait for other heartbeats.
-          { shared: type === "heartbeat" },
+          // A registration decides only on its key's node and its hostname's owner, which it locks
+          // by name (register below): registrations need not wait for each other either.
+          { shared: type === "heartbeat" || type === "register" },
         );
         if (r.error) throw r.error;
         result = r.value!;
@@ -614,6 +616,8 @@ export class RegistryService {
       this.prefixRegistrations.take(prefixKey, now);
     }
     const node = await db.transaction(async (tx) => {
+      // Registrations run alongside each other (PostgreSQL): one at a time per key and per name.
+      await tx.lockKeys?.([`key:${publicKey}`, ...(hostname ? [`hostname:${hostname}`] : [])]);
       let id: number;
       let created = false;
       // Read again inside the transaction: another registry on the same database may have made it meanwhile.
@@ -625,6 +629,12 @@ export class RegistryService {
         id = (await tx.createNode(publicKey, now, ctx.sourceIp)).id;
         await tx.dropRequestsTo(id);
         created = true;
+      }
+      if (tx.applyRegistration) {
+        // The name is checked (and a stale owner's freed) first; then the node's row in one step.
+        if (hostname) await this.checkHostnameFree(tx, id, hostname, now);
+        const fields = { endpoints, hostname, tags, ...(m.public !== undefined ? { public: m.public as boolean } : {}) };
+        return { row: await tx.applyRegistration(id, now, ctx.sourceIp, fields), created };
       }
       await tx.touch(id, now, ctx.sourceIp, endpoints);
       if (hostname !== undefined) await this.claimHostname(tx, id, hostname, now);
@@ -650,15 +660,18 @@ export class RegistryService {
   }
 
   private async claimHostname(db: RegistryStorage, id: number, hostname: string | null, now: number): Promise<void> {
-    if (hostname !== null) {
-      const owner = await db.nodeByHostname(hostname);
-      if (owner && owner.id !== id) {
-        if (!this.stale(owner, now)) fail("already_exists", `hostname "${hostname}" is taken`);
-        // Its owner has not been seen for the reaping time: the name is free (the reaper would free it soon).
-        await db.setHostname(owner.id, null);
-      }
-    }
+    if (hostname !== null) await this.checkHostnameFree(db, id, hostname, now);
     await db.setHostname(id, hostname);
+  }
+
+  /** `already_exists` unless the name is free for `id`; a stale owner's claim on it is dropped. */
+  private async checkHostnameFree(db: RegistryStorage, id: number, hostname: string, now: number): Promise<void> {
+    const owner = await db.nodeByHostname(hostname);
+    if (owner && owner.id !== id) {
+      if (!this.stale(owner, now)) fail("already_exists", `hostname "${hostname}" is taken`);
+      // Its owner has not been seen for the reaping time: the name is free (the reaper would free it soon).
+      await db.setHostname(owner.id, null);
+    }
   }
 
   private async trustRequest(db: RegistryStorage, self: number, to: number, reason: string, now: number, events: PushEvent[]): Promise<Record<string, unknown>> {

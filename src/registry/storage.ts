@@ -15,6 +15,14 @@
 import type { TaskReceipt } from "../protocol/receipt.ts";
 import type { VoteGroup } from "./reputation.ts";
 
+/** What a registration may set on its node (undefined: unchanged; hostname null: none). */
+export interface RegistrationFields {
+  readonly endpoints?: string[];
+  readonly hostname?: string | null;
+  readonly tags?: string[];
+  readonly public?: boolean;
+}
+
 export interface NodeRow {
   readonly id: number;
   readonly publicKey: string;
@@ -59,6 +67,18 @@ export interface RegistryStorage {
    * serialises every write anyway).
    */
   transaction<T>(fn: (tx: RegistryStorage) => Promise<T>, options?: { shared?: boolean }): Promise<T>;
+  /**
+   * In a transaction: wait for, and hold until it ends, a lock on each name (a public key, a
+   * hostname). PostgreSQL runs registrations under the shared write lock with these; SQLite needs
+   * none (its writes are serialised whole).
+   */
+  lockKeys?(keys: string[]): Promise<void>;
+  /**
+   * A registration's update of its own node in one step (PostgreSQL: one statement): seen now
+   * from `observedIp`, and each field given set; returns the row. The same as touch, setHostname,
+   * setTags, setPublic and nodeById in turn, which is what the service does without it.
+   */
+  applyRegistration?(id: number, now: number, observedIp: string | null, fields: RegistrationFields): Promise<NodeRow>;
   close(): Promise<void>;
   schemaVersion(): Promise<number>;
   counts(): Promise<StoreCounts>;

@@ -20,6 +20,8 @@ export const FAST_PATHS: Partial<PathTimers> = { probeInterval: 50, probeWindow:
 export interface World {
   readonly rendezvous: Identity;
   readonly beacon: BeaconServer;
+  /** Every beacon of the world ([0] is `beacon`); with several, they are each other's mesh peers. */
+  readonly beacons: BeaconServer[];
   readonly keys: Map<number, Uint8Array>;
   /** Who may reach whom through the beacon (default: everyone). */
   reach: (from: number, to: number) => boolean;
@@ -49,7 +51,7 @@ export interface TestNode {
   onReceive?: (datagram: Uint8Array, host: string, port: number) => Uint8Array | null;
 }
 
-export async function world(options: { limits?: Partial<BeaconLimits> } = {}): Promise<World> {
+export async function world(options: { limits?: Partial<BeaconLimits>; beacons?: number } = {}): Promise<World> {
   const rendezvous = generateIdentity();
   const keys = new Map<number, Uint8Array>();
   const w: Partial<World> & { reach: World["reach"] } = { reach: () => true };
@@ -59,12 +61,28 @@ export async function world(options: { limits?: Partial<BeaconLimits> } = {}): P
     signer: rendezvous,
     directory: { nodeKey: (n) => keys.get(n), mayReach: (a, b) => keys.has(a) && keys.has(b) && w.reach(a, b) },
     limits: options.limits,
+    ...((options.beacons ?? 1) > 1 ? { peers: [] } : {}),
   });
+  const beacons = [beacon];
+  for (let i = 1; i < (options.beacons ?? 1); i++) {
+    beacons.push(
+      await BeaconServer.start({
+        host: "127.0.0.1",
+        port: 0,
+        signer: rendezvous,
+        directory: { nodeKey: (n) => keys.get(n), mayReach: (a, b) => keys.has(a) && keys.has(b) && w.reach(a, b) },
+        limits: options.limits,
+        peers: [],
+      }),
+    );
+  }
+  for (const b of beacons) for (const other of beacons) if (other !== b) b.mesh!.addPeer("127.0.0.1", other.address.port);
   const blackHole = await UdpSocket.open({ hostname: "127.0.0.1", port: 0, onDatagram: () => {} });
   const nodes: TestNode[] = [];
   Object.assign(w, {
     rendezvous,
     beacon,
+    beacons,
     keys,
     directory: new Map(),
     nodes,
@@ -76,10 +94,12 @@ export async function world(options: { limits?: Partial<BeaconLimits> } = {}): P
         await n.plane.shutdown(50);
         n.udp.close();
       }
-      try {
-        beacon.close();
-      } catch {
-        // a test closed it already
+      for (const b of beacons) {
+        try {
+          b.close();
+        } catch {
+          // a test closed it already
+        }
       }
       blackHole.close();
     },
@@ -100,6 +120,10 @@ export interface NodeOptions {
   /** The WebSocket relay's URL: the node falls back to it when the UDP beacon is silent (fast timers). */
   relayWs?: string;
   blockBeacon?: boolean;
+  /** Indexes into `w.beacons`: the node registers with the first and fails over to the others (default [0]). */
+  beacons?: number[];
+  /** With several beacons: give one this long to answer before moving on. */
+  failoverAfterMs?: number;
 }
 
 export async function addNode(w: World, n: number, options: NodeOptions = {}): Promise<TestNode> {
@@ -130,7 +154,9 @@ export async function addNode(w: World, n: number, options: NodeOptions = {}): P
     nodeId: id,
     identity,
     beaconKey: w.rendezvous.publicKey,
-    beacon: { host: "127.0.0.1", port: w.beacon.address.port },
+    beacon: { host: "127.0.0.1", port: w.beacons[options.beacons?.[0] ?? 0]!.address.port },
+    ...(options.beacons && options.beacons.length > 1 ? { alternates: options.beacons.slice(1).map((i) => ({ host: "127.0.0.1", port: w.beacons[i]!.address.port })) } : {}),
+    ...(options.failoverAfterMs ? { failoverAfterMs: options.failoverAfterMs } : {}),
     send,
     keepaliveMs: options.keepaliveMs ?? 2000,
   });

@@ -28,7 +28,11 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
       for (const one of value.split(",")) hostPort(one.trim(), key, false);
       return value;
     case "beacon":
-      return value === "off" ? value : hostPort(value, key, false);
+      // "off", one beacon, or several of one deployment: "A:9001,B:9001" (the daemon fails over between them).
+      if (value === "off") return value;
+      if (value.split(",").length > 8) throw new CliError("invalid_argument", "beacon names more than 8 beacons", "for example: pilot config --set beacon=10.0.0.1:9001,10.0.0.2:9001");
+      for (const one of value.split(",")) hostPort(one.trim(), key, false);
+      return value;
     case "listen":
       return hostPort(value, key, true);
     case "public":

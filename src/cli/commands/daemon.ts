@@ -53,7 +53,7 @@ interface StartSettings {
 async function hostPortOption(text: string, flag: string): Promise<string> {
   const { parseHostPort, parseRegistryList, DaemonStartError } = await import("../../daemon/run.ts");
   try {
-    if (flag === "--registry") parseRegistryList(text, flag);
+    if (flag === "--registry" || flag === "--beacon") parseRegistryList(text, flag);
     else parseHostPort(text, flag);
   } catch (e) {
     if (e instanceof DaemonStartError) throw badValue(e.message, `for example: ${flag} ${flag === "--listen" ? "0.0.0.0:4000" : "127.0.0.1:9000"}`);
@@ -274,7 +274,7 @@ async function runForeground(s: StartSettings, out: { json: boolean; result: (d:
     daemon = await startDaemon({
       registry: registry!,
       registryAlternates,
-      beacon: s.beacon === "off" ? null : parseHostPort(s.beacon, "--beacon"),
+      ...beaconOptions(s.beacon, parseRegistryList),
       relayWs: s.relayWs ?? null,
       listen: parseHostPort(s.listen, "--listen"),
       hostname: s.hostname,
@@ -313,7 +313,7 @@ export const daemonStart: CommandSpec = {
   description: "Start the Pilot daemon (registers this node and opens its encrypted tunnel)",
   options: [
     { flags: "--registry <host:port>", description: "registry to register with, or several of one deployment A:9000,B:9000 to fail over between (env PILOT_REGISTRY, config 'registry'; default 127.0.0.1:9000)" },
-    { flags: "--beacon <host:port>", description: "beacon for endpoint discovery, or 'off' (default: registry host, port 9001)" },
+    { flags: "--beacon <host:port>", description: "beacon for endpoint discovery and relay, or several of one deployment (a:9001,b:9001: fails over between them), or 'off' (default: registry host, port 9001)" },
     { flags: "--relay-ws <url>", description: "the rendezvous's relay over WebSocket (wss://HOST[:PORT]), used on its own when UDP does not work here (env PILOT_RELAY_WS, config 'relay_ws'; HTTPS_PROXY is honoured)" },
     { flags: "--listen <host:port>", description: "UDP address of the tunnel socket (default [::]:0: any free port, IPv4 and IPv6)" },
     { flags: "--hostname <name>", description: "claim this hostname (fails if another node has it)" },
@@ -470,3 +470,10 @@ export const daemonStatus: CommandSpec = {
     }
   },
 };
+
+/** --beacon: "off", or one or more HOST:PORT (the first, then the ones the daemon fails over to). */
+function beaconOptions(text: string, parseList: (text: string, what: string) => { host: string; port: number }[]) {
+  if (text === "off") return { beacon: null };
+  const [beacon, ...beaconAlternates] = parseList(text, "--beacon");
+  return { beacon: beacon!, beaconAlternates };
+}

@@ -52,6 +52,7 @@ export const rendezvousCommand: CommandSpec = {
   options: [
     { flags: "--registry-addr <addr>", description: "TCP address of the registry", default: "0.0.0.0:9000" },
     { flags: "--beacon-addr <addr>", description: "UDP address of the beacon", default: "0.0.0.0:9001" },
+    { flags: "--beacon-peers <list>", description: "the other beacons of this deployment (HOST:PORT,...; same identity): nodes registered at any of them can punch and relay to each other" },
     { flags: "--ws-addr <addr>", description: "TCP address of the relay over WebSocket, for nodes whose network drops UDP (443 in production; off by default)" },
     { flags: "--tls-cert <file>", description: "PEM certificate chain for --ws-addr (serves wss://); without it, plain ws:// (behind a TLS-terminating load balancer)" },
     { flags: "--tls-key <file>", description: "PEM private key for --tls-cert" },
@@ -141,6 +142,7 @@ export const rendezvousCommand: CommandSpec = {
     } catch (e) {
       throw badValue((e as Error).message, "for example: --relay-rate 4MiB");
     }
+    const beaconPeers = await beaconPeersOption(optionText(options.beaconPeers, "--beacon-peers"));
     const storePath = storeOption(options.store);
     const identityPath = optionText(options.identity, "--identity") || undefined;
     const healthText = optionText(options.healthAddr, "--health-addr");
@@ -162,6 +164,7 @@ export const rendezvousCommand: CommandSpec = {
         log,
         metrics,
         beaconLimits: { relayBytesPerSecond: relayRate, relayBurstBytes: relayRate },
+        ...(beaconPeers.length ? { beaconPeers } : {}),
         limits: {
           ...DEFAULT_SERVER_LIMITS,
           registrationsPerIp: { rate: registrationRate / 60, burst: Math.max(1, Math.ceil(registrationRate)) },
@@ -221,3 +224,24 @@ export const rendezvousCommand: CommandSpec = {
     log.info("stopped");
   },
 };
+
+/** --beacon-peers: HOST:PORT,... (IP literals, or names resolved once at start), at most 64. */
+async function beaconPeersOption(text: string | undefined): Promise<{ host: string; port: number }[]> {
+  if (text === undefined || text.trim() === "") return [];
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.length > 64) throw badValue(`--beacon-peers names ${parts.length} beacons; at most 64`, "for example: --beacon-peers 10.0.0.2:9001,10.0.0.3:9001");
+  const { lookup } = await import("node:dns/promises");
+  const peers: { host: string; port: number }[] = [];
+  for (const part of parts) {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(part);
+    const port = m ? Number(m[3]) : 0;
+    if (!m || port < 1 || port > 65535) throw badValue(`--beacon-peers: "${part}" is not HOST:PORT`, "for example: --beacon-peers 10.0.0.2:9001,[2001:db8::2]:9001");
+    const host = m[1] ?? m[2]!;
+    try {
+      peers.push({ host: (await lookup(host)).address, port });
+    } catch (e) {
+      throw badValue(`--beacon-peers: cannot resolve ${host}: ${(e as Error).message}`, "give an IP address or a name this machine resolves");
+    }
+  }
+  return peers;
+}
