@@ -15,53 +15,29 @@
  * Time to first byte and throughput through the WebSocket relay are printed.
  * Same prerequisites and skip rules as natlab.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { labUnavailable, NatLab, type Host } from "./lab.ts";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { ADDRESSES } from "./lab.ts";
-import { LabPilot, RELAY_WS, transfer, type LabDaemon } from "./support.ts";
+import { ADDRESSES, type Host, type NatLab } from "./lab.ts";
+import { natlabSuite, RELAY_WS, transfer, useLab, type LabDaemon, type LabPilot } from "./support.ts";
 import { runPilot } from "../support/cluster.ts";
 
-const skip = process.env.PILOT_SKIP_NATLAB === "1";
-const notRoot = typeof process.getuid === "function" && process.getuid() !== 0;
-const unavailable = skip || notRoot ? null : labUnavailable();
-
-if (skip || notRoot) {
-  const why = skip ? "PILOT_SKIP_NATLAB=1" : "not root: network namespaces and NATs need root";
-  console.warn(`\n*** NAT lab (firewall) SKIPPED (${why}): relay-tcp is NOT being tested ***\n`);
-  test.skip(`NAT lab firewall cases (skipped: ${why})`, () => {});
-} else if (unavailable) {
-  test("NAT lab prerequisites (firewall cases)", () => {
-    throw new Error(`the NAT lab cannot run: ${unavailable}. Run as root with ip and nft, or set PILOT_SKIP_NATLAB=1 to skip it explicitly.`);
-  });
-} else {
-  firewallLab();
-}
+natlabSuite("firewall", "relay-tcp (the relay over WebSocket) and HTTPS_PROXY", firewallLab);
 
 function firewallLab(): void {
   let lab: NatLab;
   let pilot: LabPilot;
   const measures: string[] = [];
 
-  beforeAll(async () => {
-    lab = NatLab.create({ nat1: "cone", nat2: "cone" });
-    try {
-      // The relay's per-node budget (4 MiB/s by default, the same over UDP and WebSocket) is raised
-      // here so that the warm transfer measures what the WebSocket relay itself carries.
-      pilot = await LabPilot.start(lab, {}, ["--relay-rate", "256MiB"]);
-    } catch (e) {
-      lab.destroy();
-      throw e;
-    }
+  const fixture = useLab({
+    nats: { nat1: "cone", nat2: "cone" },
+    // The relay's per-node budget (4 MiB/s by default, the same over UDP and WebSocket) is raised
+    // here so that the warm transfer measures what the WebSocket relay itself carries.
+    rendezvousArgs: ["--relay-rate", "256MiB"],
+    report: () => (measures.length > 0 ? `\nNAT lab, relay over WebSocket:\n${measures.join("\n")}\n` : undefined),
   });
-
-  afterAll(async () => {
-    try {
-      await pilot?.stop();
-    } finally {
-      lab?.destroy();
-    }
-    if (measures.length > 0) console.log(`\nNAT lab, relay over WebSocket:\n${measures.join("\n")}\n`);
+  beforeAll(() => {
+    lab = fixture.lab;
+    pilot = fixture.pilot;
   });
 
   const RELAY_ARGS = ["--relay-ws", RELAY_WS];

@@ -14,50 +14,26 @@
  *
  * Same prerequisites and skip rules as natlab.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ADDRESSES_V6, labUnavailable, NatLab } from "./lab.ts";
-import { LabPilot, transfer, type LabDaemon } from "./support.ts";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { ADDRESSES_V6, type NatLab } from "./lab.ts";
+import { natlabSuite, transfer, useLab, type LabDaemon, type LabPilot } from "./support.ts";
 import { runPilot } from "../support/cluster.ts";
 
-const skip = process.env.PILOT_SKIP_NATLAB === "1";
-const notRoot = typeof process.getuid === "function" && process.getuid() !== 0;
-const unavailable = skip || notRoot ? null : labUnavailable();
-
-if (skip || notRoot) {
-  const why = skip ? "PILOT_SKIP_NATLAB=1" : "not root: network namespaces and NATs need root";
-  console.warn(`\n*** NAT lab (IPv6) SKIPPED (${why}): direct IPv6 paths are NOT being tested ***\n`);
-  test.skip(`NAT lab IPv6 case (skipped: ${why})`, () => {});
-} else if (unavailable) {
-  test("NAT lab prerequisites (IPv6 case)", () => {
-    throw new Error(`the NAT lab cannot run: ${unavailable}. Run as root with ip and nft, or set PILOT_SKIP_NATLAB=1 to skip it explicitly.`);
-  });
-} else {
-  ipv6Lab();
-}
+natlabSuite("IPv6", "direct IPv6 paths", ipv6Lab);
 
 function ipv6Lab(): void {
   let lab: NatLab;
   let pilot: LabPilot;
   const measures: string[] = [];
 
-  beforeAll(async () => {
-    lab = NatLab.create({ nat1: "cone", nat2: "cone" });
-    try {
-      lab.enableIpv6();
-      pilot = await LabPilot.start(lab);
-    } catch (e) {
-      lab.destroy();
-      throw e;
-    }
+  const fixture = useLab({
+    nats: { nat1: "cone", nat2: "cone" },
+    prepare: (l) => l.enableIpv6(),
+    report: () => (measures.length > 0 ? `\nNAT lab, direct over IPv6 (both behind IPv4 cone NATs):\n${measures.join("\n")}\n` : undefined),
   });
-
-  afterAll(async () => {
-    try {
-      await pilot?.stop();
-    } finally {
-      lab?.destroy();
-    }
-    if (measures.length > 0) console.log(`\nNAT lab, direct over IPv6 (both behind IPv4 cone NATs):\n${measures.join("\n")}\n`);
+  beforeAll(() => {
+    lab = fixture.lab;
+    pilot = fixture.pilot;
   });
 
   const DUAL = { env: { PILOT_IPV6_ULA: "1" }, args: ["--listen", "[::]:0"] };

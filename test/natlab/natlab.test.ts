@@ -19,27 +19,12 @@
  * root without the tools it fails and says why, so that a root CI never skips
  * it silently; PILOT_SKIP_NATLAB=1 skips it explicitly.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { labUnavailable, NatLab, type Host, type NatType } from "./lab.ts";
-import { LabPilot, transfer, type LabDaemon } from "./support.ts";
+import { beforeAll, describe, expect, test } from "bun:test";
+import type { Host, NatLab, NatType } from "./lab.ts";
+import { natlabSuite, transfer, useLab, type LabDaemon, type LabPilot } from "./support.ts";
 import { runPilot } from "../support/cluster.ts";
 
-const skip = process.env.PILOT_SKIP_NATLAB === "1";
-const notRoot = typeof process.getuid === "function" && process.getuid() !== 0;
-const unavailable = skip || notRoot ? null : labUnavailable();
-
-if (skip || notRoot) {
-  const why = skip ? "PILOT_SKIP_NATLAB=1" : "not root: network namespaces and NATs need root (run the suite with sudo, or as CI does, to include it)";
-  console.warn(`\n*** NAT lab SKIPPED (${why}): direct, punched and relay paths are NOT being tested ***\n`);
-  test.skip(`NAT lab (skipped: ${why})`, () => {});
-} else if (unavailable) {
-  console.error(`\n*** NAT lab cannot run here: ${unavailable} ***\n*** It needs root, iproute2 (ip) and nftables (nft). Set PILOT_SKIP_NATLAB=1 to skip it explicitly. ***\n`);
-  test("NAT lab prerequisites", () => {
-    throw new Error(`the NAT lab cannot run: ${unavailable}. Run as root with ip and nft, or set PILOT_SKIP_NATLAB=1 to skip it explicitly.`);
-  });
-} else {
-  natlab();
-}
+natlabSuite("NAT matrix", "direct, punched and relay paths", natlab);
 
 interface Measure {
   tier: string;
@@ -53,26 +38,16 @@ function natlab(): void {
   let pilot: LabPilot;
   const measures: Measure[] = [];
 
-  beforeAll(async () => {
-    lab = NatLab.create();
-    try {
-      pilot = await LabPilot.start(lab);
-    } catch (e) {
-      lab.destroy();
-      throw e;
-    }
-  });
-
-  afterAll(async () => {
-    try {
-      await pilot?.stop();
-    } finally {
-      lab?.destroy();
-    }
-    if (measures.length > 0) {
+  const fixture = useLab({
+    report: () => {
+      if (measures.length === 0) return undefined;
       const rows = measures.map((m) => `  ${m.tier.padEnd(8)} ${m.case.padEnd(26)} ttfb ${m.ttfbMs.toFixed(1).padStart(7)} ms   ${m.mbytesPerSec === null ? "      -" : m.mbytesPerSec.toFixed(2).padStart(7)} MB/s`);
-      console.log(`\nNAT lab: time to first byte (cold: registry lookup, handshake, path choice, stream open) and throughput (warm, 8 MiB)\n${rows.join("\n")}\n`);
-    }
+      return `\nNAT lab: time to first byte (cold: registry lookup, handshake, path choice, stream open) and throughput (warm, 8 MiB)\n${rows.join("\n")}\n`;
+    },
+  });
+  beforeAll(() => {
+    lab = fixture.lab;
+    pilot = fixture.pilot;
   });
 
   /** Daemons on two hosts for the duration of `body`, stopped afterwards whatever happens. */

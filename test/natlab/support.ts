@@ -13,11 +13,12 @@
  * LAB_LOG_LEVEL=debug makes the daemons log every session and path event
  * (their output is in the failure messages of waitPath).
  */
+import { afterAll, beforeAll, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect, type Driver, type PilotSocket } from "../../src/driver/index.ts";
-import { ADDRESSES, type Host, type NatLab } from "./lab.ts";
+import { ADDRESSES, labUnavailable, NatLab, type Host, type NatType } from "./lab.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const MAIN = join(ROOT, "src/cli/main.ts");
@@ -353,4 +354,76 @@ export async function transfer(
   } finally {
     if (!options.keepOpen) await server.close();
   }
+}
+
+/**
+ * Declares the tests of one NAT lab file: `suite` runs when the lab can run
+ * here. Run by a normal user (or with PILOT_SKIP_NATLAB=1) the file is
+ * skipped loudly, saying what goes untested (namespaces need root, as `sudo`
+ * would for anyone); run as root without ip or nft it fails and says why, so
+ * that a root CI never skips it silently.
+ */
+export function natlabSuite(name: string, untested: string, suite: () => void): void {
+  const skip = process.env.PILOT_SKIP_NATLAB === "1";
+  const notRoot = typeof process.getuid === "function" && process.getuid() !== 0;
+  if (skip || notRoot) {
+    const why = skip ? "PILOT_SKIP_NATLAB=1" : "not root: network namespaces and NATs need root (run the suite with sudo, or as CI does, to include it)";
+    console.warn(`\n*** NAT lab (${name}) SKIPPED (${why}): ${untested} are NOT being tested ***\n`);
+    test.skip(`NAT lab: ${name} (skipped: ${why})`, () => {});
+    return;
+  }
+  const unavailable = labUnavailable();
+  if (unavailable) {
+    console.error(`\n*** NAT lab (${name}) cannot run here: ${unavailable} ***\n*** It needs root, iproute2 (ip) and nftables (nft). Set PILOT_SKIP_NATLAB=1 to skip it explicitly. ***\n`);
+    test(`NAT lab prerequisites (${name})`, () => {
+      throw new Error(`the NAT lab cannot run: ${unavailable}. Run as root with ip and nft, or set PILOT_SKIP_NATLAB=1 to skip it explicitly.`);
+    });
+    return;
+  }
+  suite();
+}
+
+/** The lab of one test file, with its rendezvous: made before the file's tests, removed after them. */
+export interface LabFixture {
+  readonly lab: NatLab;
+  readonly pilot: LabPilot;
+}
+
+/**
+ * Builds the lab (NATs of the given types, then `prepare`) and starts its
+ * rendezvous before the file's tests; afterwards stops everything, removes
+ * the lab and prints `report()` (the file's measures) if it says anything.
+ */
+export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; prepare?: (lab: NatLab) => void; rendezvousArgs?: string[]; report?: () => string | undefined } = {}): LabFixture {
+  let lab: NatLab | undefined;
+  let pilot: LabPilot | undefined;
+  beforeAll(async () => {
+    lab = NatLab.create(options.nats ?? {});
+    try {
+      options.prepare?.(lab);
+      pilot = await LabPilot.start(lab, {}, options.rendezvousArgs ?? []);
+    } catch (e) {
+      lab.destroy();
+      throw e;
+    }
+  });
+  afterAll(async () => {
+    try {
+      await pilot?.stop();
+    } finally {
+      lab?.destroy();
+    }
+    const report = options.report?.();
+    if (report) console.log(report);
+  });
+  return {
+    get lab() {
+      if (!lab) throw new Error("the lab is made in beforeAll");
+      return lab;
+    },
+    get pilot() {
+      if (!pilot) throw new Error("the lab's rendezvous starts in beforeAll");
+      return pilot;
+    },
+  };
 }
