@@ -20,6 +20,14 @@
  * and which it accepts only as coming from the node the beacon names). A
  * punch is reported as `requested` only when it answers a punch_request we
  * sent for that peer; the shell decides whether to act on an unrequested one.
+ *
+ * With several beacons the client also pings the one in use (every 0.75 s, a
+ * 12-byte datagram answered by a 12-byte pong): once that beacon has answered
+ * a ping, three pings in a row unanswered for `failoverAfterMs` move the
+ * client to the next beacon, so a dead beacon is left within about two
+ * seconds rather than at the next register (15 s). A beacon that never
+ * answers pings (an older version) is watched through its registers only.
+ * With one beacon nothing is pinged.
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -27,7 +35,9 @@ import {
   BEACON_TOKEN_SIZE,
   BeaconType,
   decodeBeaconMessage,
+  encodePing,
   encodePunchRequest,
+  PING_NONCE_SIZE,
   encodeRegisterBody,
   punchSignedBytes,
   RELAY_FRAME_MAX,
@@ -70,8 +80,10 @@ export interface BeaconClientOptions {
    * other beacons keep reaching it.
    */
   readonly alternates?: readonly { host: string; port: number }[];
-  /** With alternates: a beacon silent this long after a register is given up for the next one. Default 1 s. */
+  /** With alternates: a beacon silent this long after a register (or a ping) is given up for the next one. Default 1 s. */
   readonly failoverAfterMs?: number;
+  /** With alternates: ping the beacon in use this often. Default 750 ms. */
+  readonly pingMs?: number;
   readonly send: (datagram: Uint8Array, host: string, port: number) => void;
   readonly log?: Logger;
   /** Wall clock, unix ms (registrations and punches carry timestamps). */
@@ -114,6 +126,14 @@ export class BeaconClient {
   private movedAt: number | null = null;
   /** Times the client moved to another beacon. */
   failovers = 0;
+  private readonly pingMs: number;
+  private pingTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Nonces of the pings not answered yet (the last few), when the first of them went out, and how many. */
+  private pingNonces: Uint8Array[] = [];
+  private unansweredSince: number | null = null;
+  private unansweredPings = 0;
+  /** The beacon in use has answered a ping: silence from it now means it is gone. */
+  private pingAnswered = false;
   private readonly clock: () => number;
   private readonly random: (n: number) => Uint8Array;
   private readonly log: Logger;
@@ -136,6 +156,7 @@ export class BeaconClient {
     this.beacons = [options.beacon, ...(options.alternates ?? [])].map((b) => ({ host: literal(b.host), port: b.port }));
     this.current = this.beacons.length > 1 ? options.nodeId % this.beacons.length : 0;
     this.failoverAfterMs = options.failoverAfterMs ?? 1_000;
+    this.pingMs = options.pingMs ?? 750;
     this.clock = options.clock ?? Date.now;
     this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
     this.log = options.log ?? createLogger("beacon", { sink: () => {} });
@@ -181,6 +202,7 @@ export class BeaconClient {
     this.timer = null;
     if (this.answerTimer) clearTimeout(this.answerTimer);
     this.answerTimer = null;
+    this.stopPinging();
   }
 
   /** Resolves once registered (true), or false after `timeoutMs`. */
@@ -250,7 +272,7 @@ export class BeaconClient {
   }
 
   /** The current beacon does not answer: register with the next one at once. */
-  private failover(): void {
+  private failover(reason = "a register unanswered"): void {
     const from = this.endpoint;
     this.current = (this.current + 1) % this.beacons.length;
     this.failovers++;
@@ -259,14 +281,63 @@ export class BeaconClient {
     this.awaitingSince = null;
     this.challengeTimes = [];
     this.retryDelay = this.retryMs;
-    this.log.info("beacon not answering; registering with the next one", { from, to: this.endpoint });
+    this.log.info("beacon not answering; registering with the next one", { from, to: this.endpoint, reason });
     this.movedAt = this.clock();
+    this.stopPinging();
+    this.pingAnswered = false;
     // Relayed paths stay as they are: their frames go to the new beacon from now on (dropped there
     // until it acknowledges us, one round trip), and the beacons tell each other where we are now.
     // If the new one does not answer either, the registration lapses as usual (`lost`).
     this.register();
   }
   private lastTimestamp: number | undefined;
+
+  // ---- pings (several beacons only) --------------------------------------------------
+
+  private stopPinging(): void {
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    this.pingTimer = null;
+    this.pingNonces = [];
+    this.unansweredSince = null;
+    this.unansweredPings = 0;
+  }
+
+  private schedulePing(delay: number): void {
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    this.pingTimer = setTimeout(() => this.onPingTimer(), delay);
+    this.pingTimer.unref?.();
+  }
+
+  /** Sends a ping, or, when the last ones went unanswered, moves on (or stops pinging a beacon that never answers them). */
+  private onPingTimer(): void {
+    this.pingTimer = null;
+    if (this.stopped || !this.available) return this.stopPinging();
+    const now = this.clock();
+    if (this.unansweredPings >= 3) {
+      if (!this.pingAnswered) return this.stopPinging(); // it does not answer pings: its registers tell
+      if (now - this.unansweredSince! >= this.failoverAfterMs) {
+        this.stopPinging();
+        return this.failover(`${this.unansweredPings} pings unanswered`);
+      }
+    }
+    const nonce = this.random(PING_NONCE_SIZE);
+    this.pingNonces = [...this.pingNonces.slice(-3), nonce];
+    this.unansweredSince ??= now;
+    this.unansweredPings++;
+    this.sendToBeacon(encodePing("ping", nonce));
+    // Unanswered by then: ping again, three in all within failoverAfterMs.
+    this.schedulePing(Math.max(10, Math.floor(this.failoverAfterMs / 3)));
+  }
+
+  private onPong(nonce: Uint8Array): "ok" | "dropped" {
+    if (!this.pingNonces.some((n) => sameBytes(n, nonce))) return this.reject();
+    this.pingNonces = [];
+    this.unansweredSince = null;
+    this.unansweredPings = 0;
+    this.pingAnswered = true;
+    if (!this.stopped && this.available) this.schedulePing(this.pingMs);
+    return "ok";
+  }
 
   private sendToBeacon(datagram: Uint8Array): void {
     try {
@@ -336,6 +407,8 @@ export class BeaconClient {
         return this.onAck(m, datagram);
       case "punch":
         return this.onPunch(m, datagram);
+      case "pong":
+        return this.onPong(m.nonce);
       case "not_registered":
         // Unauthenticated, so it only makes us re-register sooner (at most once a second).
         this.refresh(true);
@@ -370,6 +443,14 @@ export class BeaconClient {
     this.observedValue = observed;
     // Keep the mapping alive well inside the registration's lifetime too.
     this.schedule(Math.min(this.keepaliveMs, Math.max(1000, m.ttlMs / 3)));
+    // Several beacons: ping this one from now on. An ack shows it alive too; a beacon not yet
+    // known to answer pings is asked at once, so that a death soon after registering is noticed.
+    if (this.beacons.length > 1) {
+      this.pingNonces = [];
+      this.unansweredSince = null;
+      this.unansweredPings = 0;
+      if (!this.pingTimer) this.schedulePing(this.pingAnswered ? this.pingMs : 0);
+    }
     this.events.registered(observed, changed || !wasAvailable);
     return "ok";
   }

@@ -9,6 +9,8 @@
  *                   node -> register (signed by the node's key, with the token) -> signed register_ack
  *   punch_request   registered node -> a signed punch to each side, naming the other's registered address
  *   relay           registered node -> relay_deliver to the registered destination
+ *   ping            registered node -> pong (same size, same nonce): "this beacon is alive", so a
+ *                   daemon given several beacons notices a dead one within about two seconds
  *   mesh_*          peer beacon of the deployment (mesh.ts) -> where its nodes are registered; punches
  *                   and relayed frames for ours. Punching and relaying toward a node registered at a
  *                   peer go through that peer, under the same checks as toward one of ours.
@@ -35,6 +37,7 @@ import {
   encodeDiscoverReply,
   encodeDiscoverReplyBody,
   encodeNotRegistered,
+  encodePing,
   encodePunchBody,
   encodeRegisterAckBody,
   punchSignedBytes,
@@ -77,6 +80,8 @@ export interface BeaconLimits {
   readonly perIp: BucketConfig;
   /** `not_registered` hints per source IP. */
   readonly hintsPerIp: BucketConfig;
+  /** Pings answered per registered node (a daemon with several beacons sends about one a second). */
+  readonly pingsPerNode: BucketConfig;
   readonly maxNodes: number;
   /** A register's timestamp must be within this of the beacon's clock. */
   readonly timestampWindowMs: number;
@@ -96,6 +101,7 @@ export const DEFAULT_BEACON_LIMITS: BeaconLimits = {
   punchesPerNode: { rate: 10, burst: 40 },
   perIp: { rate: 20, burst: 40 },
   hintsPerIp: { rate: 2, burst: 4 },
+  pingsPerNode: { rate: 4, burst: 8 },
   maxNodes: 200_000,
   timestampWindowMs: 60_000,
   tokenEpochMs: 30_000,
@@ -138,6 +144,7 @@ export interface BeaconStats {
   relayRateLimited: number;
   relayRefused: number;
   hints: number;
+  pongs: number;
 }
 
 /**
@@ -207,10 +214,12 @@ export class BeaconServer {
     relayRateLimited: 0,
     relayRefused: 0,
     hints: 0,
+    pongs: 0,
   };
   private socket!: Bun.udp.Socket<"buffer">;
   private readonly buckets: TokenBuckets;
   private readonly hintBuckets: TokenBuckets;
+  private readonly pingBuckets: TokenBuckets;
   private readonly punchBuckets: TokenBuckets;
   private readonly limits: BeaconLimits;
   private readonly clock: () => number;
@@ -230,6 +239,7 @@ export class BeaconServer {
     this.limits = { ...DEFAULT_BEACON_LIMITS, ...(options.perIp ? { perIp: options.perIp } : {}), ...options.limits };
     this.buckets = new TokenBuckets(this.limits.perIp);
     this.hintBuckets = new TokenBuckets(this.limits.hintsPerIp);
+    this.pingBuckets = new TokenBuckets(this.limits.pingsPerNode, this.limits.maxNodes);
     this.punchBuckets = new TokenBuckets(this.limits.punchesPerNode);
     this.clock = options.clock ?? Date.now;
     this.log = options.log ?? createLogger("beacon", { sink: () => {} });
@@ -300,6 +310,8 @@ export class BeaconServer {
         return this.register(m, data, ip, port, address);
       case "punch_request":
         return this.punchRequest(m, ip, port, address);
+      case "ping":
+        return this.ping(m.nonce, ip, port, address);
       default:
         this.stats.dropped++;
     }
@@ -531,6 +543,23 @@ export class BeaconServer {
   private sender(source: string, now: number): NodeState | undefined {
     const s = this.bySource.get(source);
     return s && s.reg && s.reg.expires > now ? s : undefined;
+  }
+
+  /**
+   * A registered node asks whether we are alive: the pong is exactly as large as the ping and goes
+   * only to the address the node proved it receives at, within a per-node rate; anyone else gets at
+   * most a (smaller, rate-limited) `not_registered` hint, which makes a node that lost its
+   * registration here register again.
+   */
+  private ping(nonce: Uint8Array, ip: string, port: number, address: string): void {
+    const now = this.clock();
+    const from = this.sender(`${ip}:${port}`, now);
+    if (!from) return this.hint(ip, port, address, now);
+    if (!this.pingBuckets.take(String(from.node), now)) {
+      this.stats.rateLimited++;
+      return;
+    }
+    if (this.send(encodePing("pong", nonce), port, address)) this.stats.pongs++;
   }
 
   private hint(ip: string, port: number, address: string, now: number): void {

@@ -16,6 +16,8 @@
  *   relay_deliver   0x28  [type][0][0 0][source u32][tunnel frame]                                   = 8 + frame
  *   punch_probe     0x29  [type][0][0 0][from u32][to u32][nonce 8]                                  = 20
  *   not_registered  0x2A  [type][0][0 0]                                                             = 4
+ *   ping            0x2D  [type][0][0 0][nonce 8]                                                    = 12
+ *   pong            0x2E  [type][0][0 0][nonce 8]                                                    = 12
  *
  * Who sends what, and why each is safe (docs/NAT.md has the whole story):
  * - register (node -> beacon) binds a node id to the UDP source address it
@@ -29,11 +31,15 @@
  *   authenticated tunnel frame that the beacon cannot read or alter unnoticed.
  * - punch_probe goes node to node only to open NAT mappings; it carries no
  *   authority and receivers ignore its content.
+ * - ping (node -> beacon) asks "are you there?": a daemon given several
+ *   beacons sends one a second so that it notices a dead beacon within about
+ *   two seconds. The beacon answers a pong echoing the nonce, exactly as
+ *   large, only to a registered source address and within a per-node rate.
  *
  * A request is never smaller than the answer it draws (discover, register and
  * punch_request are padded), so a spoofed source cannot make the beacon an
  * amplifier. Signing and verifying live outside this pure module. Types 0x2B
- * and 0x2C go between beacons only (beacon-mesh.ts); 0x2D-0x2F are unassigned.
+ * and 0x2C go between beacons only (beacon-mesh.ts); 0x2F is unassigned.
  */
 import { fail, ok, type Result } from "./result.ts";
 
@@ -52,6 +58,8 @@ export const BeaconType = {
   RelayDeliver: 0x28,
   PunchProbe: 0x29,
   NotRegistered: 0x2a,
+  Ping: 0x2d,
+  Pong: 0x2e,
 } as const;
 
 export const BEACON_NONCE_SIZE = 16;
@@ -69,6 +77,8 @@ export const PUNCH_V6_SIZE = PUNCH_V4_SIZE + 12;
 export const PUNCH_REQUEST_SIZE = PUNCH_V6_SIZE;
 export const PUNCH_PROBE_SIZE = 20;
 export const NOT_REGISTERED_SIZE = 4;
+export const PING_SIZE = 12;
+export const PING_NONCE_SIZE = 8;
 /** Bytes a relay envelope adds to a tunnel frame (within limits.ts's RELAY_ENVELOPE_RESERVE). */
 export const RELAY_HEADER_SIZE = 8;
 /** A relayed frame is a tunnel frame: 32 bytes (an empty data frame) up to 1360. */
@@ -172,6 +182,11 @@ export interface NotRegistered {
   readonly type: "not_registered";
 }
 
+export interface Ping {
+  readonly type: "ping" | "pong";
+  readonly nonce: Uint8Array;
+}
+
 export type BeaconMessage =
   | Discover
   | DiscoverReply
@@ -183,7 +198,8 @@ export type BeaconMessage =
   | Relay
   | RelayDeliver
   | PunchProbe
-  | NotRegistered;
+  | NotRegistered
+  | Ping;
 
 /** True when a datagram on the shared socket belongs to the beacon (first byte 0x20-0x2F). */
 export function isBeaconDatagram(datagram: Uint8Array): boolean {
@@ -414,6 +430,15 @@ export function encodeNotRegistered(): Uint8Array {
   return out;
 }
 
+/** A ping (node -> beacon) or its pong (beacon -> node): the same 12 bytes but the type. */
+export function encodePing(type: "ping" | "pong", nonce: Uint8Array): Uint8Array {
+  checkSize(nonce, PING_NONCE_SIZE, "ping nonce");
+  const out = new Uint8Array(PING_SIZE);
+  out[0] = type === "ping" ? BeaconType.Ping : BeaconType.Pong;
+  out.set(nonce, 4);
+  return out;
+}
+
 // ---- relay --------------------------------------------------------------------
 
 function checkRelayFrame(frame: Uint8Array): void {
@@ -474,6 +499,9 @@ export function encodeBeaconMessage(m: BeaconMessage): Uint8Array {
       return encodePunchProbe(m);
     case "not_registered":
       return encodeNotRegistered();
+    case "ping":
+    case "pong":
+      return encodePing(m.type, m.nonce);
   }
 }
 
@@ -509,6 +537,12 @@ export function decodeBeaconMessage(datagram: Uint8Array): Result<BeaconMessage>
       return datagram.length === NOT_REGISTERED_SIZE && zeros(datagram, 1, 4)
         ? ok({ type: "not_registered" })
         : fail(datagram.length === NOT_REGISTERED_SIZE ? "bad_padding" : "bad_length", `not_registered must be ${NOT_REGISTERED_SIZE} bytes with zero reserved bytes`);
+    case BeaconType.Ping:
+    case BeaconType.Pong: {
+      const name = type === BeaconType.Ping ? "ping" : "pong";
+      const h = fixedHeader(datagram, PING_SIZE, name);
+      return h.ok ? ok({ type: name, nonce: datagram.slice(4, PING_SIZE) }) : h;
+    }
     default:
       return fail("unknown_type", `beacon message type 0x${type.toString(16)} is not known`);
   }

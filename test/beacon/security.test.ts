@@ -11,6 +11,7 @@ import {
   CHALLENGE_SIZE,
   decodeBeaconMessage,
   encodePunchBody,
+  encodePing,
   encodePunchRequest,
   encodeRegisterBody,
   encodeRelay,
@@ -96,6 +97,34 @@ describe("beacon registrations", () => {
     } finally {
       socket.close();
     }
+  });
+
+  test("pings: a pong goes only to a registered address, is never larger than the ping, and is rate-limited per node", async () => {
+    w = await world();
+    const a = await addNode(w, 25, { public: true });
+    const ping = encodePing("ping", new Uint8Array(8).fill(7));
+    expect(ping.length).toBe(12);
+    expect(encodePing("pong", new Uint8Array(8)).length).toBe(ping.length);
+    // From an address that registered nothing: at most the 4-byte hint to register, no pong.
+    const { socket, got } = await attackerSocket();
+    try {
+      const pongs = w.beacon.stats.pongs;
+      for (let i = 0; i < 20; i++) socket.send(ping, w.beacon.address.port, "127.0.0.1");
+      await until("a hint", () => got.length > 0);
+      await Bun.sleep(100); // let stray answers arrive (none are expected)
+      expect(got.every((g) => g.data.length === 4 && g.data[0] === BeaconType.NotRegistered)).toBe(true);
+      expect(got.length).toBeLessThanOrEqual(4); // the hints' burst
+      expect(w.beacon.stats.pongs).toBe(pongs);
+    } finally {
+      socket.close();
+    }
+    // From the node's registered address (a flood of 50): answered within the per-node burst only.
+    const pongs = w.beacon.stats.pongs;
+    const limited = w.beacon.stats.rateLimited;
+    for (let i = 0; i < 50; i++) a.udp.send(ping, "127.0.0.1", w.beacon.address.port);
+    await until("the flood handled", () => w!.beacon.stats.pongs + w!.beacon.stats.rateLimited - pongs - limited >= 50, 10_000);
+    expect(w.beacon.stats.pongs - pongs).toBeGreaterThan(0);
+    expect(w.beacon.stats.pongs - pongs).toBeLessThanOrEqual(12); // burst 8, 4/s
   });
 });
 
