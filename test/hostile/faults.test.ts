@@ -20,6 +20,8 @@ let cluster: Cluster | undefined;
 afterAll(async () => {
   await cluster?.stop().catch(() => {});
   for (const m of mounts) spawnSync("umount", ["-l", m]);
+  // stop() cannot remove the cluster's directory while the tmpfs is mounted inside it.
+  if (cluster) rmSync(cluster.dir, { recursive: true, force: true });
 });
 
 describe.skipIf(!isRoot)("a full disk", () => {
