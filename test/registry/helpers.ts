@@ -202,6 +202,33 @@ export async function codeOf(promise: Promise<unknown>): Promise<string> {
   }
 }
 
+/**
+ * Stops processes this test started detached (daemons by the pid they
+ * printed): SIGTERM to all, up to 5 s each to exit, then SIGKILL.
+ */
+export async function stopPids(pids: readonly number[]): Promise<void> {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const signal = (pid: number, sig: NodeJS.Signals) => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // gone
+    }
+  };
+  for (const pid of pids) signal(pid, "SIGTERM");
+  for (const pid of pids) {
+    for (let i = 0; i < 100 && alive(pid); i++) await Bun.sleep(50);
+    signal(pid, "SIGKILL");
+  }
+}
+
 export async function stopAll(): Promise<void> {
   for (const c of clients) c.close();
   clients.clear();

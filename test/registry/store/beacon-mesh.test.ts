@@ -16,7 +16,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type Driver } from "../../../src/driver/index.ts";
 import { runCommand, runPilot } from "../../support/cluster.ts";
-import { RELAXED, startRendezvous, stopAll, tempDir, type RendezvousProcess } from "../helpers.ts";
+import { RELAXED, startRendezvous, stopAll, stopPids, tempDir, type RendezvousProcess } from "../helpers.ts";
 import { postgresAvailable, startPostgres, type PostgresCluster } from "./postgres-cluster.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -64,28 +64,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const d of drivers) d.close();
   if (enabled) await runCommand(["nft", "delete", "table", "inet", table]);
-  for (const d of daemons) {
-    try {
-      process.kill(d.pid, "SIGTERM");
-    } catch {
-      // gone
-    }
-  }
-  for (const d of daemons) {
-    for (let i = 0; i < 100; i++) {
-      try {
-        process.kill(d.pid, 0);
-      } catch {
-        break;
-      }
-      await Bun.sleep(50);
-    }
-    try {
-      process.kill(d.pid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
+  await stopPids(daemons.map((d) => d.pid));
   await stopAll();
   await cluster?.stop();
 });

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { runPilot } from "../../support/cluster.ts";
-import { RELAXED, startRendezvous, stopAll, tempDir, type RendezvousProcess } from "../helpers.ts";
+import { RELAXED, startRendezvous, stopAll, stopPids, tempDir, type RendezvousProcess } from "../helpers.ts";
 import { postgresAvailable, startPostgres, type PostgresCluster } from "./postgres-cluster.ts";
 
 const withPostgres = postgresAvailable();
@@ -38,28 +38,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const d of daemons) {
-    try {
-      process.kill(d.pid, "SIGTERM");
-    } catch {
-      // gone
-    }
-  }
-  for (const d of daemons) {
-    for (let i = 0; i < 100; i++) {
-      try {
-        process.kill(d.pid, 0);
-      } catch {
-        break;
-      }
-      await Bun.sleep(50);
-    }
-    try {
-      process.kill(d.pid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
+  await stopPids(daemons.map((d) => d.pid));
   await stopAll();
   await cluster?.stop();
 });
