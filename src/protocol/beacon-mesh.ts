@@ -14,6 +14,7 @@
  * Daemons never receive these types: beacons send them only to each other.
  */
 import { fail, ok, type Result } from "./result.ts";
+import { readU32, readU64, writeU32, writeU64 } from "./beacon-message.ts";
 
 export const MeshType = { Announce: 0x2b, Deliver: 0x2c } as const;
 export const MESH_TAG_SIZE = 16;
@@ -37,23 +38,6 @@ export interface MeshAnnounce {
 export interface MeshDeliverHeader {
   readonly dest: number;
   readonly sentAt: number;
-}
-
-function writeU32(out: Uint8Array, at: number, n: number): void {
-  out[at] = n >>> 24;
-  out[at + 1] = (n >>> 16) & 0xff;
-  out[at + 2] = (n >>> 8) & 0xff;
-  out[at + 3] = n & 0xff;
-}
-function readU32(d: Uint8Array, at: number): number {
-  return ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
-}
-function writeU64(out: Uint8Array, at: number, n: number): void {
-  writeU32(out, at, Math.floor(n / 0x1_0000_0000));
-  writeU32(out, at + 4, n >>> 0);
-}
-function readU64(d: Uint8Array, at: number): number {
-  return readU32(d, at) * 0x1_0000_0000 + readU32(d, at + 4);
 }
 
 /** 16 bytes: IPv6 as is, IPv4 as ::ffff:a.b.c.d; "" (no address) as zeros. */

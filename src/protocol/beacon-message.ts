@@ -232,23 +232,24 @@ function ipBytes(ip: string): Uint8Array {
   return r.value;
 }
 
-function writeU32(out: Uint8Array, at: number, n: number): void {
+/** Big-endian, as every beacon message field. */
+export function writeU32(out: Uint8Array, at: number, n: number): void {
   out[at] = n >>> 24;
   out[at + 1] = (n >>> 16) & 0xff;
   out[at + 2] = (n >>> 8) & 0xff;
   out[at + 3] = n & 0xff;
 }
 
-function readU32(d: Uint8Array, at: number): number {
+export function readU32(d: Uint8Array, at: number): number {
   return ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
 }
 
-function writeU64(out: Uint8Array, at: number, n: number): void {
+export function writeU64(out: Uint8Array, at: number, n: number): void {
   writeU32(out, at, Math.floor(n / 0x1_0000_0000));
   writeU32(out, at + 4, n >>> 0);
 }
 
-function readU64(d: Uint8Array, at: number): number {
+export function readU64(d: Uint8Array, at: number): number {
   return readU32(d, at) * 0x1_0000_0000 + readU32(d, at + 4);
 }
 
