@@ -25,8 +25,11 @@
  * 12-byte datagram answered by a 12-byte pong): once that beacon has answered
  * a ping, three pings in a row unanswered for `failoverAfterMs` move the
  * client to the next beacon, so a dead beacon is left within about two
- * seconds rather than at the next register (15 s). A beacon that never
- * answers pings (an older version) is watched through its registers only.
+ * seconds rather than at the next register (15 s). Three pings unanswered by
+ * a beacon that has not answered one yet (it died right after its ack, or it
+ * is an older version without pings) are followed by a register at once: no
+ * answer within `failoverAfterMs` moves the client on; an answer means an
+ * older beacon, watched through its registers only from then on.
  * With one beacon nothing is pinged.
  */
 import { randomBytes } from "node:crypto";
@@ -134,6 +137,8 @@ export class BeaconClient {
   private unansweredPings = 0;
   /** The beacon in use has answered a ping: silence from it now means it is gone. */
   private pingAnswered = false;
+  /** The beacon in use answered a register but never a ping (an older version): watched through its registers only. */
+  private pingsUnsupported = false;
   private readonly clock: () => number;
   private readonly random: (n: number) => Uint8Array;
   private readonly log: Logger;
@@ -285,6 +290,7 @@ export class BeaconClient {
     this.movedAt = this.clock();
     this.stopPinging();
     this.pingAnswered = false;
+    this.pingsUnsupported = false;
     // Relayed paths stay as they are: their frames go to the new beacon from now on (dropped there
     // until it acknowledges us, one round trip), and the beacons tell each other where we are now.
     // If the new one does not answer either, the registration lapses as usual (`lost`).
@@ -314,7 +320,14 @@ export class BeaconClient {
     if (this.stopped || !this.available) return this.stopPinging();
     const now = this.clock();
     if (this.unansweredPings >= 3) {
-      if (!this.pingAnswered) return this.stopPinging(); // it does not answer pings: its registers tell
+      if (!this.pingAnswered) {
+        // Never answered a ping: either it died since its ack, or it is an older beacon that does not
+        // answer pings. A register now tells which (unanswered within failoverAfterMs: the next
+        // beacon), instead of waiting for the next keepalive register (15 s).
+        this.stopPinging();
+        this.pingsUnsupported = true;
+        return this.register();
+      }
       if (now - this.unansweredSince! >= this.failoverAfterMs) {
         this.stopPinging();
         return this.failover(`${this.unansweredPings} pings unanswered`);
@@ -449,7 +462,7 @@ export class BeaconClient {
       this.pingNonces = [];
       this.unansweredSince = null;
       this.unansweredPings = 0;
-      if (!this.pingTimer) this.schedulePing(this.pingAnswered ? this.pingMs : 0);
+      if (!this.pingTimer && !this.pingsUnsupported) this.schedulePing(this.pingAnswered ? this.pingMs : 0);
     }
     this.events.registered(observed, changed || !wasAvailable);
     return "ok";

@@ -48,7 +48,14 @@ function buildParser(name: string, specs: readonly CommandSpec[], ctx: () => Com
     }
     return [
       { body: `${name} ${spec.name}: ${spec.description}` },
-      ...sections.slice(1).map((s) => (s.title === "Examples" ? { ...s, body: s.body.split("\n").map((l) => `  ${l}`).join("\n") } : s)),
+      ...sections.slice(1).map((s) =>
+        s.title === "Examples"
+          ? { ...s, body: s.body.split("\n").map((l) => `  ${l}`).join("\n") }
+          : s.title === "Options"
+            ? // cac shows "(default: true)" on every --no-X flag, which reads as if X were off by default.
+              { ...s, body: s.body.split("\n").map((l) => (/^\s+--no-/.test(l) ? l.replace(/\s*\(default: true\)/, "") : l)).join("\n") }
+            : s,
+      ),
     ];
   });
   addCommands(cli, specs, ctx, pending);

@@ -267,7 +267,13 @@ export class DataPlane implements StreamHost {
     });
     if (rendezvous) {
       rendezvous.events = {
-        registered: (_observed, changed) => this.afterPathEvent(() => this.paths.onLinkChange(this.clock(), changed)),
+        registered: (_observed, changed) =>
+          this.afterPathEvent(() => {
+            const now = this.clock();
+            this.paths.onLinkChange(now, changed);
+            // Registered again after an outage (or from a new address): relayed frames flow again.
+            if (changed) this.pathRestored(this.ports.allConnections(), now);
+          }),
         lost: () => this.afterPathEvent(() => this.paths.onLinkChange(this.clock(), false)),
         punch: (peer, endpoint, requested) => {
           const node = addressOf(0, peer);
@@ -326,7 +332,10 @@ export class DataPlane implements StreamHost {
     for (const { address, event } of this.router.takeEvents()) {
       if (event.type === "established") this.log.debug("tunnel session established", { peer: formatAddress(address), role: event.role, via: event.endpoint });
       else if (event.type === "handshake_failed") this.log.info("tunnel handshake gave up", { peer: formatAddress(address), dropped: event.droppedPackets });
-      else if (event.type === "endpoint_changed") this.log.info("peer endpoint changed", { peer: formatAddress(address), endpoint: event.endpoint });
+      else if (event.type === "endpoint_changed") {
+        this.log.info("peer endpoint changed", { peer: formatAddress(address), endpoint: event.endpoint });
+        this.pathRestored(this.ports.connectionsWith(address), now);
+      }
       this.paths.onEvent(address, event, now);
       this.options.onPeerEvent?.(address, event);
     }
@@ -549,7 +558,11 @@ export class DataPlane implements StreamHost {
       return;
     }
     if (p.flags & Flag.ACK && p.dstPort === PATH_PROBE_PORT) {
-      if (this.currentSource !== null) this.paths.onPong(from, p.seq, this.currentSource, now);
+      if (this.currentSource !== null) {
+        this.paths.onPong(from, p.seq, this.currentSource, now);
+        // A path to the peer answered: streams waiting out a backed-off timer need not wait.
+        this.pathRestored(this.ports.connectionsWith(from), now);
+      }
       return;
     }
     if (p.flags & Flag.ACK) {
@@ -559,6 +572,19 @@ export class DataPlane implements StreamHost {
         this.pings.delete(key);
         pending.resolve(now - pending.sentAt);
       }
+    }
+  }
+
+  /**
+   * The way to these streams' peers works again (a path probe answered, our relay registration
+   * back, the peer roamed): retransmissions waiting out a backed-off timer go now, so streams
+   * resume within a round trip of an outage's end (StreamConnection.pathRestored).
+   */
+  private pathRestored(streams: Iterable<DaemonStream>, now: number): void {
+    for (const s of streams) {
+      if (!s.engine.pathRestored(now)) continue;
+      s.engine.handleTimeout(now);
+      this.markDirty(s);
     }
   }
 

@@ -203,7 +203,10 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   try {
     udp ??= await UdpSocket.open({ hostname: listenHost, port: options.listen.port, onDatagram });
   } catch (e) {
-    throw new DaemonStartError("listen_failed", `cannot bind the tunnel's UDP socket to ${formatHostPort(options.listen)}: ${(e as Error).message}`, "pick another --listen address or port");
+    // Taken: another program has it (as for --metrics). Anything else (not one of this machine's addresses, a
+    // privileged port): the --listen value cannot be used here.
+    const code = (e as { code?: string }).code === "EADDRINUSE" ? "already_exists" : "invalid_argument";
+    throw new DaemonStartError(code, `cannot bind the tunnel's UDP socket to ${formatHostPort(options.listen)}: ${(e as Error).message}`, "pick another --listen address or port");
   }
   if (state.tunnel_port !== udp.port) writeFileAtomic(paths.state, JSON.stringify({ ...state, tunnel_port: udp.port }, null, 2) + "\n");
   const endpoint = formatHostPort({ host: listenHost, port: udp.port });

@@ -152,6 +152,8 @@ const WRITABLE_LOW_WATER = 64 * 1024;
 const OOW_REPLY_INTERVAL = 100;
 /** Floor for the tail-loss probe timeout, so timer jitter does not trigger needless probes. */
 const MIN_PROBE_TIMEOUT = 10;
+/** pathRestored() brings a backed-off retransmission forward at most this often. */
+const MIN_RESTORE_INTERVAL = 250;
 
 function newCounters() {
   return {
@@ -214,6 +216,9 @@ export class StreamConnection {
   private probeTimer = false;
   private tlpPending = false;
   private tlpOutstanding = false;
+  /** The next retransmission timeout was brought forward by pathRestored(): no backoff for it. */
+  private restorePending = false;
+  private lastRestoreAt = Number.NEGATIVE_INFINITY;
   private rtoDeadline = Number.POSITIVE_INFINITY;
   /** When the cumulative ACK last moved (or data became outstanding): the user-timeout clock. */
   private progressTime: number;
@@ -1144,6 +1149,24 @@ export class StreamConnection {
 
   // ------------------------------------------------------------------ timers
 
+  /**
+   * The way to the peer works again (a path probe answered, the relay registration back, the peer
+   * roamed): a retransmission waiting out a backed-off timer goes now instead of at its deadline, so
+   * a stream resumes within a round trip of the outage's end rather than up to a minute later (the
+   * timer doubles while the path is down). Neither the backoff nor the count of timeouts grows for
+   * it, and the user timeout still runs from the last progress. At most once per
+   * MIN_RESTORE_INTERVAL. True when the timer was brought forward (call handleTimeout(now)).
+   */
+  pathRestored(now: number): boolean {
+    if (this.st === "closed" || this.st === "time-wait") return false;
+    if (this.rtt.backoff === 0 || this.rtoDeadline === Number.POSITIVE_INFINITY || this.rtoDeadline <= now) return false;
+    if (now - this.lastRestoreAt < MIN_RESTORE_INTERVAL) return false;
+    this.lastRestoreAt = now;
+    this.restorePending = true;
+    this.rtoDeadline = now;
+    return true;
+  }
+
   handleTimeout(now: number): void {
     if (this.st === "closed") return;
     if (this.st === "time-wait") {
@@ -1170,6 +1193,7 @@ export class StreamConnection {
     const limit = opening ? this.openedAt + this.config.connectTimeout : this.progressTime + this.config.userTimeout;
     let t = now + this.rtt.rto;
     this.probeTimer = false;
+    this.restorePending = false;
     if (!opening && this.rtt.hasSample && !this.tlpOutstanding && this.board.mode === Recovery.None) {
       let pto = 2 * this.rtt.srtt;
       if (this.sndNxt - this.sndUna < 2 * this.config.mss) pto += this.config.delayedAckTimeout;
@@ -1184,10 +1208,16 @@ export class StreamConnection {
 
   private onRetransmitTimeout(now: number): void {
     this.rtoDeadline = Number.POSITIVE_INFINITY;
+    const restored = this.restorePending;
+    this.restorePending = false;
     const cfg = this.config;
     if (this.st === "syn-sent" || this.st === "syn-received") {
       if (now >= this.openedAt + cfg.connectTimeout) {
         this.finish({ code: "timeout", message: `connection attempt timed out after ${cfg.connectTimeout} ms` });
+        return;
+      }
+      if (restored) {
+        this.synPending = true;
         return;
       }
       this.counters.timeouts++;
@@ -1199,6 +1229,15 @@ export class StreamConnection {
     if (now >= this.progressTime + cfg.userTimeout || this.rtt.backoff >= cfg.maxRetransmits) {
       const silent = Math.round(now - this.progressTime);
       this.finish({ code: "timeout", message: `peer stopped acknowledging data (nothing acknowledged for ${silent} ms)` });
+      return;
+    }
+    if (restored) {
+      // The path is back: send what is outstanding again now, at the backoff reached so far.
+      this.board.enterTimeout(this.sndUna, this.sndNxt, this.rtt.backoff >= 3);
+      this.dupAcks = 0;
+      this.mustRetransmit = true;
+      this.pipe = this.board.pipe(this.sndUna, this.sndNxt, now);
+      this.armRto(now);
       return;
     }
     if (this.probeTimer) {

@@ -124,6 +124,8 @@ export interface NodeOptions {
   beacons?: number[];
   /** With several beacons: give one this long to answer before moving on. */
   failoverAfterMs?: number;
+  /** Installed as `onReceive` before the node registers. */
+  onReceive?: TestNode["onReceive"];
 }
 
 export async function addNode(w: World, n: number, options: NodeOptions = {}): Promise<TestNode> {
@@ -193,7 +195,7 @@ export async function addNode(w: World, n: number, options: NodeOptions = {}): P
     rendezvous: options.noBeacon ? null : (links ?? beacon),
     pathTimers: { ...FAST_PATHS, ...options.timers },
   });
-  self = { id, address, identity, plane, udp, beacon, links, blockDirect: options.blockDirect ?? false, blockBeacon: options.blockBeacon ?? false };
+  self = { id, address, identity, plane, udp, beacon, links, blockDirect: options.blockDirect ?? false, blockBeacon: options.blockBeacon ?? false, onReceive: options.onReceive };
   w.keys.set(id, identity.publicKey);
   const real = `127.0.0.1:${udp.port}`;
   const candidates = options.candidates ?? [real];

@@ -10,6 +10,7 @@ import { generateIdentity } from "../../src/crypto/identity.ts";
 import { BeaconServer } from "../../src/beacon/server.ts";
 import { BeaconMesh, meshKeyOf } from "../../src/beacon/mesh.ts";
 import { encodeMeshAnnounce, MESH_ANNOUNCE_TAG_AT } from "../../src/protocol/beacon-mesh.ts";
+import { BeaconType } from "../../src/protocol/beacon-message.ts";
 import type { StreamHandle } from "../../src/daemon/local-node.ts";
 import { UdpSocket } from "../../src/daemon/udp-socket.ts";
 import { addNode, pattern, readAll, until, world, writeAll, type World } from "./harness.ts";
@@ -129,6 +130,38 @@ describe("several beacons", () => {
     await writeAll(sa, second, true);
     const all = await got;
     expect(Buffer.compare(all, Buffer.concat([first, second]))).toBe(0);
+  }, 30_000);
+});
+
+describe("beacon failover right after registering", () => {
+  const isPongFrom = (port: number) => (d: Uint8Array, _h: string, p: number) => (p === port && d[0] === BeaconType.Pong ? null : d);
+
+  test("a beacon that dies before answering its first ping is left within ~2 s, not at the next register (15 s)", async () => {
+    w = await world({ beacons: 3 });
+    const first = w.beacons[0]!.address.port;
+    // Default keepalive (a register every 15 s): only the pings can notice the death in time.
+    // It dies before its first pong reaches us.
+    const a = await addNode(w, 20, { beacons: startingAt(20, 0, [0, 2]), failoverAfterMs: 600, keepaliveMs: 15_000, onReceive: isPongFrom(first) });
+    await until("a registered at beacon 0", () => a.beacon.available && a.beacon.endpoint === `127.0.0.1:${first}`);
+    w.beacon.close();
+    const killedAt = performance.now();
+    await until("a registered with another beacon", () => a.beacon.available && a.beacon.endpoint === `127.0.0.1:${w!.beacons[2]!.address.port}`, 8000);
+    const failoverMs = performance.now() - killedAt;
+    console.log(`beacon dead before its first pong: registered with the next one ${Math.round(failoverMs)} ms later`);
+    expect(failoverMs).toBeLessThan(4000);
+  }, 30_000);
+
+  test("a live beacon that never answers pings (an older version) is kept, and asked by register only", async () => {
+    w = await world({ beacons: 2 });
+    const first = w.beacons[0]!.address.port;
+    const a = await addNode(w, 21, { beacons: startingAt(21, 0, [0, 1]), failoverAfterMs: 600, keepaliveMs: 15_000, onReceive: isPongFrom(first) });
+    await until("a registered at beacon 0", () => a.beacon.available && a.beacon.endpoint === `127.0.0.1:${first}`);
+    const registers = a.beacon.stats.registersSent;
+    await Bun.sleep(3000);
+    expect(a.beacon.failovers).toBe(0);
+    expect(a.beacon.endpoint).toBe(`127.0.0.1:${first}`);
+    // One register after the unanswered pings, then none until the keepalive (15 s).
+    expect(a.beacon.stats.registersSent - registers).toBeLessThanOrEqual(1);
   }, 30_000);
 });
 

@@ -152,3 +152,31 @@ describe("paths", () => {
     expect(w.beacon.stats.relayRateLimited).toBeGreaterThan(0);
   });
 });
+
+describe("after an outage", () => {
+  test("a relayed stream resumes as soon as the beacon answers again, not when its backed-off timer fires", async () => {
+    w = await world();
+    const a = await addNode(w, 40, { blockDirect: true, keepaliveMs: 2000 });
+    const b = await addNode(w, 41, { public: true, blockDirect: true, keepaliveMs: 2000 });
+    const accepted = new Promise<StreamHandle>((r) => b.plane.listen(80, r));
+    const sa = await a.plane.dial(b.address, 80);
+    const sb = await accepted;
+    const got = readAll(sb);
+    const first = pattern(64 * 1024, 5);
+    await writeAll(sa, first, false);
+    await until("the first part arrived through the relay", () => b.plane.paths.describe(a.address)?.path === "relay");
+    // 16 s without the beacon: the retransmission timer backs off to several seconds between tries.
+    a.blockBeacon = true;
+    const second = pattern(256 * 1024, 6);
+    const written = writeAll(sa, second, true);
+    await Bun.sleep(16_000);
+    a.blockBeacon = false;
+    const back = performance.now();
+    const all = await got;
+    const resumedMs = performance.now() - back;
+    console.log(`relayed stream finished ${Math.round(resumedMs)} ms after a 16 s beacon outage ended`);
+    await written;
+    expect(Buffer.compare(all, Buffer.concat([first, second]))).toBe(0);
+    expect(resumedMs).toBeLessThan(5000); // re-registration (retry <= 2 s here) and a round trip
+  }, 60_000);
+});

@@ -144,3 +144,27 @@ describe("daemon start refused by the registry's per-address limits", () => {
     expect(second.json.hint).toContain("pilot rendezvous --max-connections-per-ip N");
   });
 });
+
+describe("daemon start when its --listen address cannot be used", () => {
+  test("a UDP port another program holds: already_exists (exit 1), naming the address, with a hint", async () => {
+    const holder = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const home = join(dir, "listen-taken");
+      const r = await runPilot(["daemon", "start", "--foreground", "--json", "--listen", `127.0.0.1:${holder.port}`, "--registry", `127.0.0.1:${await closedPort()}`, "--beacon", "off"], { env: { PILOT_HOME: home } });
+      expect(r.code).toBe(1);
+      expect(r.json?.code).toBe("already_exists");
+      expect(r.json?.message).toContain(`cannot bind the tunnel's UDP socket to 127.0.0.1:${holder.port}`);
+      expect(r.json?.hint).toBe("pick another --listen address or port");
+    } finally {
+      holder.close();
+    }
+  });
+
+  test("an address that is not this machine's: invalid_argument (exit 2)", async () => {
+    const home = join(dir, "listen-foreign");
+    // 192.0.2.1 (TEST-NET-1) is on no interface here; binding it fails before any packet is sent.
+    const r = await runPilot(["daemon", "start", "--foreground", "--json", "--listen", "192.0.2.1:4000", "--registry", `127.0.0.1:${await closedPort()}`, "--beacon", "off"], { env: { PILOT_HOME: home } });
+    expect(r.json?.code).toBe("invalid_argument");
+    expect(r.code).toBe(2);
+  });
+});

@@ -169,6 +169,9 @@ describe("help", () => {
       expect(r.stdout.startsWith(`pilot ${name}: `)).toBe(true);
       expect(r.stdout).toContain("Usage:");
       if (!name.startsWith("daemon") && name !== "context" && name !== "version") expect({ name, examples: r.stdout.includes("Examples:\n  pilot ") }).toEqual({ name, examples: true });
+      // A --no-X flag switches X off; "(default: true)" beside it would read as if X were off by default.
+      const negated = r.stdout.split("\n").filter((l) => /^\s+--no-/.test(l));
+      expect({ name, negated: negated.filter((l) => l.includes("(default:")) }).toEqual({ name, negated: [] });
     });
   }, 30_000); // dozens of CLI processes at once: on a loaded 2-core machine this takes more than the default 5 s
 

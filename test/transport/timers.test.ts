@@ -201,3 +201,40 @@ describe("flow control", () => {
     expect(answer[0]!.ack).toBe(1001);
   });
 });
+
+describe("a path that comes back (pathRestored)", () => {
+  test("the backed-off retransmission goes at once, without more backoff, and the transfer completes", () => {
+    const data = testData(400_000, 7);
+    const pair = new StreamPair({ seed: 44, config: { userTimeout: 300_000, maxRetransmits: 30 } });
+    pair.a.apps.push(new Source(data, { shutdown: true }));
+    const sink = new Sink();
+    pair.b.apps.push(sink);
+    pair.run(() => pair.ca.stats().bytesAcked > 100_000, 10_000);
+    // The path goes down long enough for the timer to back off eight times (seconds between tries).
+    pair.b.deaf = pair.b.mute = true;
+    expect(pair.run(() => pair.ca.stats().timeouts >= 8, 120_000)).toBe(true);
+    pair.run(undefined, 200);
+    pair.b.deaf = pair.b.mute = false;
+    const timeouts = pair.ca.stats().timeouts;
+    const acked = pair.ca.stats().bytesAcked;
+    expect(pair.ca.nextTimeout() - pair.now).toBeGreaterThan(5_000); // without the hint: seconds of silence
+    expect(pair.ca.pathRestored(pair.now)).toBe(true);
+    expect(pair.ca.pathRestored(pair.now)).toBe(false); // at most once per 250 ms
+    const restoredAt = pair.now;
+    expect(pair.run(() => pair.ca.stats().bytesAcked > acked, 2_000)).toBe(true);
+    expect(pair.now - restoredAt).toBeLessThan(500); // a round trip, not the old deadline
+    expect(pair.ca.stats().timeouts).toBe(timeouts); // not counted as a timeout, no further backoff
+    expect(pair.run(() => sink.eof, 60_000)).toBe(true);
+    expect(sink.digest()).toBe(sha256(data));
+  });
+
+  test("nothing to bring forward: no backoff, or nothing outstanding", () => {
+    const pair = new StreamPair({ seed: 45 });
+    pair.b.apps.push(new Sink());
+    expect(pair.run(() => pair.b.has("connected"), 1000)).toBe(true);
+    expect(pair.ca.pathRestored(pair.now)).toBe(false); // idle, healthy
+    pair.a.apps.push(new Source(testData(50_000, 8)));
+    pair.run(() => pair.ca.stats().bytesAcked > 10_000, 5_000);
+    expect(pair.ca.pathRestored(pair.now)).toBe(false); // data moving, no backoff
+  });
+});

@@ -138,6 +138,7 @@ async function httpServer(home: string, host: string) {
   await new Promise<void>((r) => tcp.listen(0, host, r));
   const pilot = await connect({ home });
   await pilot.serveHttp(8080, handler);
+  process.on("SIGTERM", () => process.exit(0)); // a clean exit, so that --cpu-prof writes its profile
   print({ ready: true, port: (tcp.address() as net.AddressInfo).port });
   await new Promise(() => {});
 }
