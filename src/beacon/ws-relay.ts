@@ -80,8 +80,6 @@ export const DEFAULT_WS_RELAY_LIMITS: WsRelayLimits = {
 const QUEUE_RESYNC_MS = 50;
 /** Connections re-read per frame while looking for one over its fair share to close. */
 const MAX_HOG_LOOKS = 16;
-/** The close code of a connection closed to keep the relay within its queue budget. */
-export const CLOSE_QUEUE_BUDGET = 4002;
 
 export interface WsRelayServerOptions {
   readonly host: string;
