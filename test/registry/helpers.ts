@@ -6,8 +6,10 @@
  *
  * PILOT_TEST_STORE=postgres runs every rendezvous started here on PostgreSQL
  * instead of SQLite: a private cluster (store/postgres-cluster.ts) started on
- * first use and stopped in `stopAll`, one database per rendezvous directory
- * (a restarted rendezvous finds its state again). Tests that seed a SQLite file
+ * first use and kept for the whole test process (one `bun test` runs many
+ * files, each calling `stopAll`: starting a cluster per file cost seconds of
+ * each file's first hook), stopped when the process exits; one database per
+ * rendezvous directory (a restarted rendezvous finds its state again). Tests that seed a SQLite file
  * themselves (test/reputation's seedNodes) stay on SQLite's terms.
  */
 import type { Subprocess } from "bun";
@@ -29,7 +31,11 @@ async function testStore(dir: string): Promise<string> {
   if (process.env.PILOT_TEST_STORE !== "postgres") return join(dir, "registry.db");
   let url = databases.get(dir);
   if (!url) {
-    postgres ??= import("./store/postgres-cluster.ts").then((m) => m.startPostgres());
+    if (!postgres) {
+      postgres = import("./store/postgres-cluster.ts").then((m) => m.startPostgres());
+      // stop() runs synchronously (pg_ctl stop, then the directory removed), as an exit handler must.
+      postgres.then((cluster) => process.once("exit", () => void cluster.stop())).catch(() => {});
+    }
     url = await (await postgres).createDatabase();
     databases.set(dir, url);
   }
@@ -240,12 +246,8 @@ export async function stopAll(): Promise<void> {
   running.clear();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   dirs.clear();
-  if (postgres) {
-    const cluster = await postgres;
-    postgres = undefined;
-    databases.clear();
-    await cluster.stop();
-  }
+  // The PostgreSQL cluster stays for the next file (its databases were these directories'); it stops at exit.
+  databases.clear();
 }
 
 // ---------------------------------------------------------------------------
