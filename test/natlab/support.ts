@@ -109,7 +109,10 @@ export class LabPilot {
       mkdirSync(home, { recursive: true });
       const store: string[] = [];
       if (process.env.PILOT_TEST_STORE === "postgres") {
-        pilot.postgres = await startPostgres();
+        const cluster = await startPostgres();
+        pilot.postgres = cluster;
+        // Also if the test process ends without stop() (stop() is synchronous and idempotent).
+        process.once("exit", () => void cluster.stop());
         store.push("--store", pilot.postgres.socketUrl(await pilot.postgres.createDatabase()));
       }
       const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`, ...store, ...rendezvousArgs], { PILOT_HOME: home });
