@@ -109,10 +109,7 @@ export class LabPilot {
       mkdirSync(home, { recursive: true });
       const store: string[] = [];
       if (process.env.PILOT_TEST_STORE === "postgres") {
-        const cluster = await startPostgres();
-        pilot.postgres = cluster;
-        // Also if the test process ends without stop() (stop() is synchronous and idempotent).
-        process.once("exit", () => void cluster.stop());
+        pilot.postgres = await startPostgres();
         store.push("--store", pilot.postgres.socketUrl(await pilot.postgres.createDatabase()));
       }
       const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`, ...store, ...rendezvousArgs], { PILOT_HOME: home });
@@ -416,6 +413,7 @@ export interface LabFixture {
 export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; prepare?: (lab: NatLab) => void; rendezvousArgs?: string[]; report?: () => string | undefined } = {}): LabFixture {
   let lab: NatLab | undefined;
   let pilot: LabPilot | undefined;
+  // Explicit hook timeouts: the preloaded 30 s default reaches only the first file of a `bun test` run.
   beforeAll(async () => {
     lab = NatLab.create(options.nats ?? {});
     try {
@@ -425,7 +423,7 @@ export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; pre
       lab.destroy();
       throw e;
     }
-  });
+  }, 60_000);
   afterAll(async () => {
     try {
       await pilot?.stop();
@@ -434,7 +432,7 @@ export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; pre
     }
     const report = options.report?.();
     if (report) console.log(report);
-  });
+  }, 60_000);
   return {
     get lab() {
       if (!lab) throw new Error("the lab is made in beforeAll");

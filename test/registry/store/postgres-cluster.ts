@@ -4,8 +4,9 @@
  * `socketDir` (a subdirectory anyone may traverse, so a process in another
  * network namespace, where 127.0.0.1 is not this host's, reaches it through
  * the shared filesystem: `socketUrl`), a random password; `stop()` stops it
- * (immediate mode) and removes the directory. Nothing depends on a server
- * being there already.
+ * (immediate mode) and removes the directory, and a detached watchdog does the
+ * same once the process that started it is gone without calling stop().
+ * Nothing depends on a server being there already.
  *
  * PostgreSQL refuses to run as root: as root the binaries run as the
  * `postgres` user (Debian's package creates it) through runuser, and the
@@ -137,6 +138,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
     await stop();
     throw e;
   }
+  reapWhenGone(dir, data, bin);
   const admin = `postgres://pilot:${password}@127.0.0.1:${port}/postgres`;
   return {
     port,
@@ -159,6 +161,19 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
     },
     stop,
   };
+}
+
+/**
+ * A watchdog, detached from this process (its own session, a child of init, so
+ * that no test runner's clean-up of dangling processes ends it): once this
+ * process is gone, however it ended, it stops the cluster and removes its
+ * directory; once the directory is gone (stop() ran) it ends itself. `bun test`
+ * runs no exit handlers, so this is what stops a cluster a run still held.
+ */
+function reapWhenGone(dir: string, data: string, bin: string): void {
+  const pgCtl = `${isRoot ? "runuser -u postgres -- " : ""}'${join(bin, "pg_ctl")}' -D '${data}' -m immediate -w stop`;
+  const watch = `while kill -0 ${process.pid} 2>/dev/null && [ -d '${data}' ]; do sleep 1; done; if [ -d '${data}' ]; then ${pgCtl}; rm -rf '${dir}'; fi`;
+  spawnSync("sh", ["-c", `setsid sh -c "${watch}" </dev/null >/dev/null 2>&1 &`], { stdio: "ignore" });
 }
 
 function uidOf(user: string): number {
