@@ -78,6 +78,8 @@ export const DEFAULT_WS_RELAY_LIMITS: WsRelayLimits = {
 
 /** How stale the queued total may be before it is re-read from every connection, when the budget is full. */
 const QUEUE_RESYNC_MS = 50;
+/** The most a server's WebSocket frame header adds to a message (unmasked, 64-bit length). */
+const WS_FRAME_HEADER = 10;
 /** Connections re-read per frame while looking for one over its fair share to close. */
 const MAX_HOG_LOOKS = 16;
 
@@ -235,7 +237,7 @@ export class WsRelayServer {
       this.stats.dropped++;
       return false;
     }
-    if (!this.makeRoom(ws, message.length)) {
+    if (!this.makeRoom(ws, message.length + WS_FRAME_HEADER)) {
       this.stats.budgetDropped++;
       return false;
     }
