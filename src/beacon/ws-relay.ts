@@ -25,6 +25,17 @@
  * datagram close the connection; text messages close it; frames for a node
  * whose connection has more than `maxBufferedBytes` queued are dropped (as a
  * full UDP socket would), never buffered without limit.
+ *
+ * And a budget for the bytes queued on all relay connections together
+ * (`maxQueuedBytes`), shared fairly: while the total has room anyone may
+ * queue (up to its own cap); once it is full, a frame for a connection over
+ * its fair share (the budget over the relay connections open) is dropped and
+ * counted, and a frame for one within its share makes room by closing the
+ * connection with the most queued (a client that does not read), so nodes
+ * that read keep their frames flowing. The total is kept from each
+ * connection's queue as seen at its last send or drain, and re-read from all
+ * of them (at most every `QUEUE_RESYNC_MS`) before anything is dropped or
+ * closed for the budget, so stale figures only ever overestimate it.
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -52,6 +63,8 @@ export interface WsRelayLimits {
   readonly maxBufferedBytes: number;
   /** A connection silent for this long is closed (daemons re-register every 15 s). Seconds. */
   readonly idleTimeoutSec: number;
+  /** Bytes queued on all relay connections together; past it, connections over their fair share lose frames or are closed. */
+  readonly maxQueuedBytes: number;
 }
 
 export const DEFAULT_WS_RELAY_LIMITS: WsRelayLimits = {
@@ -60,7 +73,15 @@ export const DEFAULT_WS_RELAY_LIMITS: WsRelayLimits = {
   authTimeoutMs: 10_000,
   maxBufferedBytes: 4 * 1024 * 1024,
   idleTimeoutSec: 120,
+  maxQueuedBytes: 64 * 1024 * 1024,
 };
+
+/** How stale the queued total may be before it is re-read from every connection, when the budget is full. */
+const QUEUE_RESYNC_MS = 50;
+/** The most a server's WebSocket frame header adds to a message (unmasked, 64-bit length). */
+const WS_FRAME_HEADER = 10;
+/** Connections re-read per frame while looking for one over its fair share to close. */
+const MAX_HOG_LOOKS = 16;
 
 export interface WsRelayServerOptions {
   readonly host: string;
@@ -80,6 +101,10 @@ export interface WsRelayStats {
   authTimeouts: number;
   badMessages: number;
   dropped: number;
+  /** Frames dropped because the relay's queue budget was full and their connection over its fair share. */
+  budgetDropped: number;
+  /** Connections closed to make room in the queue budget for a connection within its share. */
+  budgetClosed: number;
 }
 
 interface ConnData {
@@ -88,15 +113,24 @@ interface ConnData {
   registry?: RegistryStreamSocket;
   link: StreamLink | null;
   timer: ReturnType<typeof setTimeout> | null;
+  /** A relay connection's queued bytes as last seen (its part of WsRelayServer's queued total). */
+  queued: number;
 }
 
 export class WsRelayServer {
-  readonly stats: WsRelayStats = { connections: 0, refused: 0, authTimeouts: 0, badMessages: 0, dropped: 0 };
+  readonly stats: WsRelayStats = { connections: 0, refused: 0, authTimeouts: 0, badMessages: 0, dropped: 0, budgetDropped: 0, budgetClosed: 0 };
   private server!: Server<ConnData>;
   private readonly limits: WsRelayLimits;
   private readonly log: Logger;
   private readonly perIp = new Map<string, number>();
   private open = 0;
+  /** The relay connections (not the registry's), for the queue budget. */
+  private readonly relayConns = new Set<ServerWebSocket<ConnData>>();
+  /** Sum of their `queued`. */
+  private queuedTotal = 0;
+  private resyncedAt = -Infinity;
+  /** `resyncedAt` when a scan last found no connection over its fair share. */
+  private noHogAt = NaN;
 
   private constructor(private readonly options: WsRelayServerOptions) {
     this.limits = { ...DEFAULT_WS_RELAY_LIMITS, ...options.limits };
@@ -119,6 +153,7 @@ export class WsRelayServer {
         sendPings: true,
         open: (ws) => relay.opened(ws),
         message: (ws, message) => relay.message(ws, message),
+        drain: (ws) => void relay.noteQueued(ws),
         close: (ws) => relay.closed(ws),
       },
     });
@@ -140,6 +175,13 @@ export class WsRelayServer {
     return this.open;
   }
 
+  /** Bytes queued now on all relay connections, read from each (not the kept total). */
+  get queuedBytes(): number {
+    let sum = 0;
+    for (const ws of this.relayConns) sum += ws.getBufferedAmount();
+    return sum;
+  }
+
   close(): void {
     this.server.stop(true);
   }
@@ -153,7 +195,7 @@ export class WsRelayServer {
       this.stats.refused++;
       return new Response("too many connections\n", { status: 429 });
     }
-    if (server.upgrade(req, { data: { ip, link: null, timer: null, ...(registry ? { registry: undefined } : {}) } })) return undefined;
+    if (server.upgrade(req, { data: { ip, link: null, timer: null, queued: 0, ...(registry ? { registry: undefined } : {}) } })) return undefined;
     return new Response("a WebSocket upgrade is required\n", { status: 426 });
   }
 
@@ -169,18 +211,12 @@ export class WsRelayServer {
       this.options.registry!.acceptStream(socket as unknown as Socket);
       return;
     }
-    const maxBuffered = this.limits.maxBufferedBytes;
+    this.relayConns.add(ws);
     const link: StreamLink = {
       ip,
       token: new Uint8Array(randomBytes(BEACON_TOKEN_SIZE)),
       node: null,
-      send: (message) => {
-        if (ws.getBufferedAmount() > maxBuffered) {
-          this.stats.dropped++;
-          return false;
-        }
-        return ws.send(message) !== 0;
-      },
+      send: (message) => this.send(ws, message),
       close: () => ws.close(4000, "registered on another connection"),
     };
     ws.data.link = link;
@@ -191,6 +227,85 @@ export class WsRelayServer {
       }
     }, this.limits.authTimeoutMs);
     ws.data.timer.unref?.();
+  }
+
+  /** Queues one beacon message on a relay connection, within its own cap and the relay's budget. */
+  private send(ws: ServerWebSocket<ConnData>, message: Uint8Array): boolean {
+    if (ws.data.link?.closed) return false;
+    const queued = this.noteQueued(ws);
+    if (queued > this.limits.maxBufferedBytes) {
+      this.stats.dropped++;
+      return false;
+    }
+    if (!this.makeRoom(ws, message.length + WS_FRAME_HEADER)) {
+      this.stats.budgetDropped++;
+      return false;
+    }
+    const sent = ws.send(message) !== 0;
+    this.noteQueued(ws);
+    return sent;
+  }
+
+  /**
+   * Whether `size` more bytes for `ws` fit the queue budget: at once if the
+   * total has room; else not if `ws` would be over its fair share; else after
+   * closing the connections with the most queued (over their share) until
+   * they fit.
+   */
+  private makeRoom(ws: ServerWebSocket<ConnData>, size: number): boolean {
+    const budget = this.limits.maxQueuedBytes;
+    if (this.queuedTotal + size <= budget) return true;
+    const now = performance.now();
+    if (now - this.resyncedAt >= QUEUE_RESYNC_MS) {
+      this.resyncedAt = now;
+      for (const c of this.relayConns) this.noteQueued(c);
+      if (this.queuedTotal + size <= budget) return true;
+    }
+    const fairShare = Math.floor(budget / Math.max(1, this.relayConns.size));
+    if (ws.data.queued + size > fairShare) return false;
+    // Nobody was over its share at the last look, and nothing was re-read since: no scan per frame.
+    if (this.noHogAt === this.resyncedAt) return false;
+    for (let looks = 0; this.queuedTotal + size > budget; looks++) {
+      let hog: ServerWebSocket<ConnData> | undefined;
+      for (const c of this.relayConns) if (c !== ws && (!hog || c.data.queued > hog.data.queued)) hog = c;
+      if (!hog || hog.data.queued <= fairShare || looks >= MAX_HOG_LOOKS) {
+        this.noHogAt = this.resyncedAt;
+        return false;
+      }
+      // A kept figure may be stale (high): re-read it before closing anything for it.
+      if (this.noteQueued(hog) <= fairShare) continue;
+      this.stats.budgetClosed++;
+      this.log.warn("closed a relay connection that does not read: the relay's queue budget is full", {
+        ip: hog.data.ip,
+        node: hog.data.link?.node ?? null,
+        queued: hog.data.queued,
+        fair_share: fairShare,
+        budget,
+      });
+      this.forget(hog);
+      // Its queue is the point: close() would wait behind it, terminate() frees it. After this
+      // frame's delivery, not inside it (the beacon is in the middle of forwarding).
+      const victim = hog;
+      queueMicrotask(() => victim.terminate());
+    }
+    return true;
+  }
+
+  /** Re-reads a relay connection's queue into the total; returns it. */
+  private noteQueued(ws: ServerWebSocket<ConnData>): number {
+    if (!this.relayConns.has(ws)) return 0;
+    const queued = ws.getBufferedAmount();
+    this.queuedTotal += queued - ws.data.queued;
+    ws.data.queued = queued;
+    return queued;
+  }
+
+  /** Takes a relay connection out of the queue budget (closed, or being closed). */
+  private forget(ws: ServerWebSocket<ConnData>): void {
+    if (!this.relayConns.delete(ws)) return;
+    this.queuedTotal -= ws.data.queued;
+    ws.data.queued = 0;
+    if (ws.data.link) ws.data.link.closed = true;
   }
 
   private message(ws: ServerWebSocket<ConnData>, message: string | Buffer): void {
@@ -216,6 +331,7 @@ export class WsRelayServer {
   private closed(ws: ServerWebSocket<ConnData>): void {
     const { ip, link, timer, registry } = ws.data;
     if (timer) clearTimeout(timer);
+    this.forget(ws);
     registry?.closed();
     if (link) {
       link.closed = true;

@@ -3,14 +3,16 @@
  * side of it (src/daemon/ws-relay-path.ts), over real sockets on 127.0.0.1:
  * a node on the WebSocket and a node on UDP relay to each other through one
  * beacon; registration needs the node's signature over this connection's own
- * token; nothing is relayed for an unregistered connection; the bounds hold;
+ * token; nothing is relayed for an unregistered connection; the bounds hold,
+ * the relay-wide queue budget too (clients that sign in and never read);
  * and HTTPS_PROXY (HTTP CONNECT with basic auth) is honoured.
  */
 import { afterEach, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { connect as tcpConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { BeaconClient } from "../../src/beacon/client.ts";
-import { BeaconServer } from "../../src/beacon/server.ts";
+import { BeaconServer, type BeaconLimits } from "../../src/beacon/server.ts";
 import { WS_RELAY_PATH, WsRelayServer, type WsRelayLimits } from "../../src/beacon/ws-relay.ts";
 import { generateIdentity, identityFromSeed, type Identity } from "../../src/crypto/identity.ts";
 import { appendSignature, BeaconType, encodeRegisterBody, encodeRelay, registerSignedBytes } from "../../src/protocol/beacon-message.ts";
@@ -25,11 +27,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+async function until(what: string, check: () => boolean, timeoutMs = 5000, everyMs = 10): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!check()) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
+    await Bun.sleep(everyMs);
   }
 }
 
@@ -41,10 +43,10 @@ interface Rig {
   url: string;
 }
 
-async function rig(limits: Partial<WsRelayLimits> = {}, tls?: { cert: string; key: string }): Promise<Rig> {
+async function rig(limits: Partial<WsRelayLimits> = {}, tls?: { cert: string; key: string }, beaconLimits: Partial<BeaconLimits> = {}): Promise<Rig> {
   const rendezvous = generateIdentity();
   const keys = new Map<number, Uint8Array>();
-  const beacon = await BeaconServer.start({ host: "127.0.0.1", port: 0, signer: rendezvous, directory: { nodeKey: (n) => keys.get(n), mayReach: (a, b) => keys.has(a) && keys.has(b) } });
+  const beacon = await BeaconServer.start({ host: "127.0.0.1", port: 0, signer: rendezvous, limits: beaconLimits, directory: { nodeKey: (n) => keys.get(n), mayReach: (a, b) => keys.has(a) && keys.has(b) } });
   const relay = WsRelayServer.start({ host: "127.0.0.1", port: 0, beacon, limits, ...(tls ? { tls } : {}) });
   cleanups.push(() => {
     relay.close();
@@ -231,3 +233,119 @@ test("wss: the relay serves TLS with the operator's certificate; a client that d
   const untrusting = wsLink(r, c);
   expect(await untrusting.link.waitRegistered(800)).toBe(false);
 });
+
+/**
+ * A client on a plain TCP socket that speaks just enough WebSocket (RFC 6455)
+ * to sign in as node `n`, then stops reading: whatever the relay sends it
+ * stays queued in the relay. `relay` still sends (masked) frames.
+ */
+async function silentClient(r: Rig, n: { id: number; identity: Identity }): Promise<{ socket: Socket; relay(to: number, frame: Uint8Array): void }> {
+  const { port } = r.relay.address;
+  const socket = tcpConnect({ host: "127.0.0.1", port });
+  socket.on("error", () => {});
+  cleanups.push(() => void socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  let buffered = Buffer.alloc(0);
+  const messages: Uint8Array[] = [];
+  let upgraded = false;
+  socket.on("data", (d: Buffer) => {
+    buffered = Buffer.concat([buffered, d]);
+    if (!upgraded) {
+      const end = buffered.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      if (!buffered.subarray(0, end).toString().startsWith("HTTP/1.1 101")) throw new Error(`no upgrade: ${buffered.subarray(0, end)}`);
+      upgraded = true;
+      buffered = buffered.subarray(end + 4);
+    }
+    for (;;) {
+      if (buffered.length < 2) return;
+      let len = buffered[1]! & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (buffered.length < 4) return;
+        len = buffered.readUInt16BE(2);
+        at = 4;
+      }
+      if (buffered.length < at + len) return;
+      if ((buffered[0]! & 0x0f) === 2) messages.push(new Uint8Array(buffered.subarray(at, at + len)));
+      buffered = buffered.subarray(at + len);
+    }
+  });
+  const send = (payload: Uint8Array) => {
+    // A client's frames are masked; an all-zero mask leaves the payload as it is.
+    const head = payload.length < 126 ? Buffer.from([0x82, 0x80 | payload.length]) : Buffer.from([0x82, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+    socket.write(Buffer.concat([head, Buffer.alloc(4), payload]));
+  };
+  socket.write(`GET ${WS_RELAY_PATH} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  await until("the upgrade", () => upgraded);
+  send(register(r, n, new Uint8Array(16)));
+  await until("the challenge", () => messages.length === 1);
+  send(register(r, n, messages[0]!.slice(-16)));
+  await until("the ack", () => messages.length === 2);
+  expect(messages[1]![0]).toBe(BeaconType.RegisterAck);
+  socket.pause();
+  return { socket, relay: (to, f) => send(encodeRelay(to, f)) };
+}
+
+test("the queue budget: 50 signed-in clients that never read cannot pin more than the relay-wide budget, and a pair that reads keeps relaying", async () => {
+  const budget = 1 << 20;
+  // 52 clients sign in from one IP (each a challenge and a register): the per-IP signing-in rate out of the way.
+  const r = await rig({ maxQueuedBytes: budget }, undefined, { perIp: { rate: 1000, burst: 1000 }, relayBytesPerSecond: 64 << 20, relayBurstBytes: 64 << 20 });
+  const hogs = [];
+  for (let i = 0; i < 50; i++) hogs.push({ node: node(r, 10 + i), client: await silentClient(r, node(r, 10 + i)) });
+  const a = node(r, 1);
+  const b = node(r, 2);
+  const wa = wsLink(r, a);
+  const wb = wsLink(r, b);
+  expect(await wa.link.waitRegistered(5000)).toBe(true);
+  expect(await wb.link.waitRegistered(5000)).toBe(true);
+  let maxQueued = 0;
+  const sampler = setInterval(() => (maxQueued = Math.max(maxQueued, r.relay.queuedBytes)), 2);
+  cleanups.push(() => clearInterval(sampler));
+  // Every silent client sends to one of ten of them, which never read, 2 MiB more each than the
+  // kernel takes before the relay queues anything (a send buffer autotuned up to tcp_wmem's
+  // maximum: 4 MiB here): about 60 MB in all, and without the budget some 20 MB queued.
+  const wmemMax = Number(readFileSync("/proc/sys/net/ipv4/tcp_wmem", "utf8").trim().split(/\s+/)[2] ?? 4 << 20);
+  const rounds = Math.ceil(((wmemMax + (2 << 20)) * 10) / hogs.length / 1000 / 100);
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < hogs.length; i++) {
+      const to = hogs[i % 10]!.node.id === hogs[i]!.node.id ? hogs[(i % 10) + 1]!.node.id : hogs[i % 10]!.node.id;
+      for (let k = 0; k < 100; k++) hogs[i]!.client.relay(to, frame(k & 0xff, 1000));
+    }
+    // Meanwhile the pair that reads relays both ways.
+    for (let k = 0; k < 20; k++) {
+      wa.link.relay(b.id, frame(round, 1000));
+      wb.link.relay(a.id, frame(round, 1000));
+    }
+    await Bun.sleep(20);
+  }
+  await until("the pair's frames, every one, each way", () => wa.got.length === rounds * 20 && wb.got.length === rounds * 20, 20_000);
+  // Until the relay has taken in what the silent clients sent (or closed them): no change for 300 ms.
+  let seen = -1;
+  await until(
+    "the relay to settle",
+    () => {
+      const now = r.beacon.stats.relayedFrames + r.relay.stats.budgetDropped + r.relay.stats.budgetClosed;
+      const settled = now === seen;
+      seen = now;
+      return settled;
+    },
+    20_000,
+    300,
+  );
+  clearInterval(sampler);
+  maxQueued = Math.max(maxQueued, r.relay.queuedBytes);
+  console.log(
+    `queue budget ${budget} B: max queued ${maxQueued} B; relayed ${r.beacon.stats.relayedFrames} frames; ` +
+      `dropped for the budget ${r.relay.stats.budgetDropped}, silent clients closed ${r.relay.stats.budgetClosed} of ${hogs.length}`,
+  );
+  expect(maxQueued).toBeLessThanOrEqual(budget);
+  expect(r.relay.stats.budgetDropped + r.relay.stats.budgetClosed).toBeGreaterThan(0);
+  expect(wb.got.every((g) => g.source === a.id && g.frame.length === 1000)).toBe(true);
+  expect(wa.got.every((g) => g.source === b.id && g.frame.length === 1000)).toBe(true);
+  // Only silent clients were closed for it.
+  expect(wa.link.tcpAvailable && wb.link.tcpAvailable).toBe(true);
+}, 60_000);

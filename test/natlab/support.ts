@@ -12,12 +12,19 @@
  *
  * LAB_LOG_LEVEL=debug makes the daemons log every session and path event
  * (their output is in the failure messages of waitPath).
+ *
+ * PILOT_TEST_STORE=postgres runs the rendezvous on PostgreSQL instead of
+ * SQLite: each LabPilot starts a private cluster (../registry/store/
+ * postgres-cluster.ts) and stops it in `stop()`. The rendezvous reaches it
+ * through its unix socket (the filesystem is shared across namespaces; in
+ * `rdv`, 127.0.0.1 is not this host's).
  */
 import { afterAll, beforeAll, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect, type Driver, type PilotSocket } from "../../src/driver/index.ts";
+import { startPostgres, type PostgresCluster } from "../registry/store/postgres-cluster.ts";
 import { ADDRESSES, labUnavailable, NatLab, type Host, type NatType } from "./lab.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -85,6 +92,7 @@ export class LabPilot {
   private readonly procs: Proc[] = [];
   private readonly daemons = new Map<Host, LabDaemon & { proc: Proc }>();
   private rendezvous: Proc | undefined;
+  private postgres: PostgresCluster | undefined;
 
   private constructor(
     readonly lab: NatLab,
@@ -99,9 +107,15 @@ export class LabPilot {
     try {
       const home = join(pilot.dir, "rdv");
       mkdirSync(home, { recursive: true });
-      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`, ...rendezvousArgs], { PILOT_HOME: home });
+      const store: string[] = [];
+      if (process.env.PILOT_TEST_STORE === "postgres") {
+        pilot.postgres = await startPostgres();
+        store.push("--store", pilot.postgres.socketUrl(await pilot.postgres.createDatabase()));
+      }
+      const p = pilot.spawn("rdv", ["rendezvous", "--json", "--registry-addr", REGISTRY, "--beacon-addr", BEACON, "--ws-addr", `${ADDRESSES.rdv}:443`, ...store, ...rendezvousArgs], { PILOT_HOME: home });
       pilot.rendezvous = p;
-      await waitForJsonLine(p, "the rendezvous");
+      const ready = await waitForJsonLine(p, "the rendezvous");
+      if (pilot.postgres && !String(ready.store).startsWith("postgres")) throw new Error(`the lab's rendezvous is not on PostgreSQL: store ${ready.store}`);
     } catch (e) {
       await pilot.stop();
       throw e;
@@ -203,6 +217,8 @@ export class LabPilot {
     for (const d of this.daemons.values()) d.driver.close();
     this.daemons.clear();
     await Promise.all(this.procs.map(stopProc));
+    await this.postgres?.stop();
+    this.postgres = undefined;
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -397,6 +413,7 @@ export interface LabFixture {
 export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; prepare?: (lab: NatLab) => void; rendezvousArgs?: string[]; report?: () => string | undefined } = {}): LabFixture {
   let lab: NatLab | undefined;
   let pilot: LabPilot | undefined;
+  // Explicit hook timeouts: the preloaded 30 s default reaches only the first file of a `bun test` run.
   beforeAll(async () => {
     lab = NatLab.create(options.nats ?? {});
     try {
@@ -406,7 +423,7 @@ export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; pre
       lab.destroy();
       throw e;
     }
-  });
+  }, 60_000);
   afterAll(async () => {
     try {
       await pilot?.stop();
@@ -415,7 +432,7 @@ export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; pre
     }
     const report = options.report?.();
     if (report) console.log(report);
-  });
+  }, 60_000);
   return {
     get lab() {
       if (!lab) throw new Error("the lab is made in beforeAll");

@@ -34,7 +34,7 @@ describe.skipIf(why !== null)("pilot status behind real NATs", () => {
     } finally {
       lab?.destroy();
     }
-  });
+  }, 60_000);
 
   async function status(host: Host, d: LabDaemon): Promise<any> {
     const proc = Bun.spawn(lab.wrap(host, [process.execPath, MAIN, "status", "--json"]), { env: { ...process.env, PILOT_HOME: d.home }, stdout: "pipe", stderr: "pipe" });

@@ -6,8 +6,11 @@
  *
  * PILOT_TEST_STORE=postgres runs every rendezvous started here on PostgreSQL
  * instead of SQLite: a private cluster (store/postgres-cluster.ts) started on
- * first use and stopped in `stopAll`, one database per rendezvous directory
- * (a restarted rendezvous finds its state again). Tests that seed a SQLite file
+ * import and kept for the whole test process (one `bun test` runs many files,
+ * each calling `stopAll`: a cluster per file cost seconds of each file's first
+ * hook, and hooks after the first file get Bun's 5 s), stopped by its
+ * watchdog once the process is gone; one database per rendezvous directory (a
+ * restarted rendezvous finds its state again). Tests that seed a SQLite file
  * themselves (test/reputation's seedNodes) stay on SQLite's terms.
  */
 import type { Subprocess } from "bun";
@@ -21,7 +24,10 @@ import { RegistryClient, type RegistryClientOptions, type RegistryEvent } from "
 import { encodeFrame, FrameReader, requestSigningBytes, toBase64 } from "../../src/registry/wire.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
-let postgres: Promise<import("./store/postgres-cluster.ts").PostgresCluster> | undefined;
+let postgres: Promise<import("./store/postgres-cluster.ts").PostgresCluster> | undefined =
+  process.env.PILOT_TEST_STORE === "postgres" ? import("./store/postgres-cluster.ts").then((m) => m.startPostgres()) : undefined;
+// A failed start is the first rendezvous's error, not an unhandled rejection at import.
+postgres?.catch(() => {});
 const databases = new Map<string, string>();
 
 /** The store of the rendezvous in `dir`: its SQLite file, or under PILOT_TEST_STORE=postgres its database. */
@@ -240,12 +246,8 @@ export async function stopAll(): Promise<void> {
   running.clear();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   dirs.clear();
-  if (postgres) {
-    const cluster = await postgres;
-    postgres = undefined;
-    databases.clear();
-    await cluster.stop();
-  }
+  // The PostgreSQL cluster stays for the next file (its databases were these directories'); it stops at exit.
+  databases.clear();
 }
 
 // ---------------------------------------------------------------------------

@@ -25,18 +25,31 @@ export function parseListenAddress(text: string, flag: string): { host: string; 
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
-/** --store, else $PILOT_STORE, else the default SQLite file. A postgres URL must parse. */
+const STORE_URL_HINT =
+  "use postgres://USER:PASS@HOST:PORT/DB, or for a unix socket postgres://USER:PASS@localhost:PORT/DB?host=/SOCKET/DIR (or put it in PILOT_STORE, which keeps the password off the command line)";
+
+/**
+ * --store, else $PILOT_STORE, else the default SQLite file. A postgres URL
+ * must parse, with a host, a database and, in `?host=`, only an absolute
+ * socket directory. libpq's unix socket form with no host
+ * (postgres://USER:PASS@/DB?host=/SOCKET/DIR) is not a WHATWG URL, so it
+ * comes back with "localhost" as its host (the socket directory wins).
+ */
 export function storeOption(value: unknown): string {
-  const text = typeof value === "string" && value !== "" ? value : process.env.PILOT_STORE || defaultStorePath();
+  let text = typeof value === "string" && value !== "" ? value : process.env.PILOT_STORE || defaultStorePath();
   if (/^postgres(ql)?:/i.test(text)) {
+    const m = /^(postgres(?:ql)?:\/\/(?:[^@/?#]*@)?)(\/.*)$/i.exec(text);
+    if (m && /[?&]host=/.test(m[2]!)) text = `${m[1]}localhost${m[2]}`;
     let url: URL | undefined;
     try {
       url = new URL(text);
     } catch {
       url = undefined;
     }
-    if (!url || !url.hostname || url.pathname.length < 2) {
-      throw badValue("--store is not a usable PostgreSQL URL", "use postgres://USER:PASS@HOST:PORT/DB (or put it in PILOT_STORE, which keeps the password off the command line)");
+    if (!url || !url.hostname || url.pathname.length < 2) throw badValue("--store is not a usable PostgreSQL URL", STORE_URL_HINT);
+    const socketDir = url.searchParams.get("host");
+    if (socketDir !== null && !socketDir.startsWith("/")) {
+      throw badValue(`--store: host=${JSON.stringify(socketDir)} in a PostgreSQL URL must be the absolute path of the server's unix socket directory`, STORE_URL_HINT);
     }
   }
   return text;
@@ -57,7 +70,7 @@ export const rendezvousCommand: CommandSpec = {
     { flags: "--tls-cert <file>", description: "PEM certificate chain for --ws-addr (serves wss://); without it, plain ws:// (behind a TLS-terminating load balancer)" },
     { flags: "--tls-key <file>", description: "PEM private key for --tls-cert" },
     { flags: "--relay-rate <size>", description: "relay bandwidth per sending node, per second (UDP and WebSocket together; also its burst)", default: "4MiB" },
-    { flags: "--store <path|url>", description: "SQLite file (default $PILOT_HOME/rendezvous/registry.db), or postgres://USER:PASS@HOST:PORT/DB shared by several registries; also $PILOT_STORE" },
+    { flags: "--store <path|url>", description: "SQLite file (default $PILOT_HOME/rendezvous/registry.db), or postgres://USER:PASS@HOST:PORT/DB shared by several registries (a unix socket: postgres://USER:PASS@localhost:PORT/DB?host=/SOCKET/DIR); also $PILOT_STORE" },
     { flags: "--health-addr <addr>", description: "serve GET /healthz (200 while the registry and its store answer, else 503) on this HOST:PORT; off by default" },
     { flags: "--identity <path>", description: "the rendezvous key file (default: beside a SQLite store, else $PILOT_HOME/rendezvous/identity.json); registries sharing a database share it" },
     { flags: "--registration-rate <n>", description: "new keys registered per source IP per minute", default: 10 },

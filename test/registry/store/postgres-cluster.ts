@@ -1,8 +1,12 @@
 /**
  * A private PostgreSQL cluster for tests: `initdb` into a temporary directory,
- * `pg_ctl start` on 127.0.0.1 and a free port (its unix socket in the same
- * directory), a random password; `stop()` stops it (immediate mode) and
- * removes the directory. Nothing depends on a server being there already.
+ * `pg_ctl start` on 127.0.0.1 and a free port, and on a unix socket in
+ * `socketDir` (a subdirectory anyone may traverse, so a process in another
+ * network namespace, where 127.0.0.1 is not this host's, reaches it through
+ * the shared filesystem: `socketUrl`), a random password; `stop()` stops it
+ * (immediate mode) and removes the directory, and a detached watchdog does the
+ * same once the process that started it is gone without calling stop().
+ * Nothing depends on a server being there already.
  *
  * PostgreSQL refuses to run as root: as root the binaries run as the
  * `postgres` user (Debian's package creates it) through runuser, and the
@@ -14,7 +18,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,8 +62,12 @@ async function freePort(): Promise<number> {
 export interface PostgresCluster {
   readonly port: number;
   readonly dir: string;
+  /** The directory of the cluster's unix socket (.s.PGSQL.PORT). */
+  readonly socketDir: string;
   /** postgres://pilot:PASS@127.0.0.1:PORT/DB for a new, empty database. */
   createDatabase(name?: string): Promise<string>;
+  /** The same database over the unix socket: postgres://pilot:PASS@localhost:PORT/DB?host=SOCKETDIR. */
+  socketUrl(tcpUrl: string): string;
   stop(): Promise<void>;
 }
 
@@ -73,6 +81,11 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const data = join(dir, "data");
   const password = randomBytes(12).toString("hex");
   const pwfile = join(dir, "pw");
+  // The socket's directory is searchable by anyone (the socket itself is 0777, PostgreSQL's default);
+  // the data directory (0700) and the password file (0600) beside it stay the cluster owner's.
+  const socketDir = join(dir, "socket");
+  mkdirSync(socketDir, { mode: 0o755 });
+  chmodSync(dir, 0o711);
   writeFileSync(pwfile, password, { mode: 0o600 });
   const run = (cmd: string, args: string[], timeout = 60_000) => {
     const argv = isRoot ? ["runuser", "-u", "postgres", "--", join(bin, cmd), ...args] : [join(bin, cmd), ...args];
@@ -82,6 +95,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   if (isRoot) {
     chownSync(dir, uidOf("postgres"), gidOf("postgres"));
     chownSync(pwfile, uidOf("postgres"), gidOf("postgres"));
+    chownSync(socketDir, uidOf("postgres"), gidOf("postgres"));
   }
   let port = 0;
   let started = false;
@@ -110,7 +124,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
           "-t",
           "30",
           "-o",
-          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200` +
+          `-p ${port} -k ${socketDir} -c listen_addresses=127.0.0.1 -c max_connections=200` +
             (options.durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"),
           "start",
         ]);
@@ -124,10 +138,18 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
     await stop();
     throw e;
   }
+  reapWhenGone(dir, data, bin);
   const admin = `postgres://pilot:${password}@127.0.0.1:${port}/postgres`;
   return {
     port,
     dir,
+    socketDir,
+    socketUrl(tcpUrl) {
+      const u = new URL(tcpUrl);
+      u.hostname = "localhost";
+      u.searchParams.set("host", socketDir);
+      return u.toString();
+    },
     async createDatabase(name = `pilot_${process.pid}_${++databases}`) {
       const sql = new SQL({ url: admin, max: 1 });
       try {
@@ -139,6 +161,19 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
     },
     stop,
   };
+}
+
+/**
+ * A watchdog, detached from this process (its own session, a child of init, so
+ * that no test runner's clean-up of dangling processes ends it): once this
+ * process is gone, however it ended, it stops the cluster and removes its
+ * directory; once the directory is gone (stop() ran) it ends itself. `bun test`
+ * runs no exit handlers, so this is what stops a cluster a run still held.
+ */
+function reapWhenGone(dir: string, data: string, bin: string): void {
+  const pgCtl = `${isRoot ? "runuser -u postgres -- " : ""}'${join(bin, "pg_ctl")}' -D '${data}' -m immediate -w stop`;
+  const watch = `while kill -0 ${process.pid} 2>/dev/null && [ -d '${data}' ]; do sleep 1; done; if [ -d '${data}' ]; then ${pgCtl}; rm -rf '${dir}'; fi`;
+  spawnSync("sh", ["-c", `setsid sh -c "${watch}" </dev/null >/dev/null 2>&1 &`], { stdio: "ignore" });
 }
 
 function uidOf(user: string): number {
