@@ -267,3 +267,17 @@ export async function until(what: string, check: () => boolean, timeoutMs = 5000
     await Bun.sleep(10);
   }
 }
+
+/**
+ * `a` dials port 80 of `b` and writes 64 KiB (pattern 5), which `b` reads into
+ * `got` (until the end); resolves once `b` sees `a` on the relay path.
+ */
+export async function relayedStream(a: TestNode, b: TestNode): Promise<{ sa: StreamHandle; got: Promise<Uint8Array>; first: Uint8Array }> {
+  const accepted = new Promise<StreamHandle>((r) => b.plane.listen(80, r));
+  const sa = await a.plane.dial(b.address, 80);
+  const got = readAll(await accepted);
+  const first = pattern(64 * 1024, 5);
+  await writeAll(sa, first, false);
+  await until("the first part arrived through the relay", () => b.plane.paths.describe(a.address)?.path === "relay");
+  return { sa, got, first };
+}

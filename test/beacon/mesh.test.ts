@@ -13,7 +13,7 @@ import { encodeMeshAnnounce, MESH_ANNOUNCE_TAG_AT } from "../../src/protocol/bea
 import { BeaconType } from "../../src/protocol/beacon-message.ts";
 import type { StreamHandle } from "../../src/daemon/local-node.ts";
 import { UdpSocket } from "../../src/daemon/udp-socket.ts";
-import { addNode, pattern, readAll, until, world, writeAll, type World } from "./harness.ts";
+import { addNode, pattern, readAll, relayedStream, until, world, writeAll, type World } from "./harness.ts";
 
 let w: World | undefined;
 afterEach(async () => {
@@ -112,13 +112,7 @@ describe("several beacons", () => {
     const b = await addNode(w, 11, { public: true, blockDirect: true, beacons: [1], keepaliveMs: 300 });
     expect(a.beacon.endpoint).toBe(`127.0.0.1:${w.beacon.address.port}`);
     await until("b's registration announced to beacon 0", () => w!.beacon.mesh!.locate(b.id, Date.now()) !== undefined);
-    const accepted = new Promise<StreamHandle>((r) => b.plane.listen(80, r));
-    const sa = await a.plane.dial(b.address, 80);
-    const sb = await accepted;
-    const got = readAll(sb);
-    const first = pattern(64 * 1024, 5);
-    await writeAll(sa, first, false);
-    await until("the first part arrived", () => b.plane.paths.describe(a.address)?.path === "relay");
+    const { sa, got, first } = await relayedStream(a, b);
 
     w.beacon.close();
     const killedAt = performance.now();

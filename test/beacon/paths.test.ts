@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { StreamHandle } from "../../src/daemon/local-node.ts";
 import { BeaconType } from "../../src/protocol/beacon-message.ts";
-import { addNode, pattern, readAll, until, world, writeAll, type World } from "./harness.ts";
+import { addNode, pattern, readAll, relayedStream, until, world, writeAll, type World } from "./harness.ts";
 
 let w: World | undefined;
 afterEach(async () => {
@@ -158,13 +158,7 @@ describe("after an outage", () => {
     w = await world();
     const a = await addNode(w, 40, { blockDirect: true, keepaliveMs: 2000 });
     const b = await addNode(w, 41, { public: true, blockDirect: true, keepaliveMs: 2000 });
-    const accepted = new Promise<StreamHandle>((r) => b.plane.listen(80, r));
-    const sa = await a.plane.dial(b.address, 80);
-    const sb = await accepted;
-    const got = readAll(sb);
-    const first = pattern(64 * 1024, 5);
-    await writeAll(sa, first, false);
-    await until("the first part arrived through the relay", () => b.plane.paths.describe(a.address)?.path === "relay");
+    const { sa, got, first } = await relayedStream(a, b);
     // 16 s without the beacon: the retransmission timer backs off to several seconds between tries.
     a.blockBeacon = true;
     const second = pattern(256 * 1024, 6);
