@@ -25,10 +25,15 @@ export class NewReno {
   private acked = 0;
 
   constructor(
-    private readonly mss: number,
+    private mss: number,
     initialWindowSegments: number,
   ) {
     this.cwnd = initialWindowSegments * mss;
+  }
+
+  /** The segment size changed (path MTU): later increments and floors use it; cwnd (bytes) stays. */
+  setMss(mss: number): void {
+    this.mss = mss;
   }
 
   onAck(bytes: number, cwndLimited: boolean): void {
