@@ -252,35 +252,44 @@ export class UdpSocket {
         for (let i = 0; i < batch.length; i += 3) this.refuseDontFragment(batch, i);
         return;
       }
-      // sendmmsg stops at a refused frame: EMSGSIZE (larger than our own interface), or an
-      // earlier ICMP error of another destination reported on this send. The frame is tried
-      // once more; refused twice, it is reported and the rest goes on.
-      let part = batch;
-      let retry = true;
-      while (part.length > 0) {
-        let n = 0;
-        try {
-          const sent = this.socket.sendMany(part as any);
-          n = typeof sent === "number" ? sent : part.length / 3;
-        } catch {
-          n = 0;
-        }
-        this.sentDatagrams += n;
-        this.dfDatagrams += n;
-        if (n * 3 >= part.length) break;
-        part = part.slice(n * 3); // part[0] is the refused frame
-        if (n > 0) retry = true;
-        if (retry) {
-          retry = false;
-          continue;
-        }
-        this.refuseDontFragment(part, 0);
-        part = part.slice(3);
-        retry = true;
-      }
+      // Runs of equal frames (bulk at the path's size) still go with GSO: each segment carries
+      // DF, and a size is only used once a probe of it left through our own link.
+      const refused = this.dfRefused;
+      this.sendQueued(batch, (part) => this.sendRefusable(part));
+      this.dfDatagrams += batch.length / 3 - (this.dfRefused - refused);
     } finally {
       if (v4) setIntOption(this.fd, IPPROTO_IP, IP_MTU_DISCOVER, modes.v4!);
       if (v6) setIntOption(this.fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, modes.v6!);
+    }
+  }
+
+  /**
+   * sendmmsg stops at a refused frame: EMSGSIZE (larger than our own interface), or an
+   * earlier ICMP error of another destination reported on this send. The frame is tried
+   * once more; refused twice, it is reported and the rest goes on.
+   */
+  private sendRefusable(batch: (Uint8Array | number | string)[]): void {
+    let part = batch;
+    let retry = true;
+    while (part.length > 0) {
+      let n = 0;
+      try {
+        const sent = this.socket.sendMany(part as any);
+        n = typeof sent === "number" ? sent : part.length / 3;
+      } catch {
+        n = 0;
+      }
+      this.sentDatagrams += n;
+      if (n * 3 >= part.length) break;
+      part = part.slice(n * 3); // part[0] is the refused frame
+      if (n > 0) retry = true;
+      if (retry) {
+        retry = false;
+        continue;
+      }
+      this.refuseDontFragment(part, 0);
+      part = part.slice(3);
+      retry = true;
     }
   }
 
@@ -290,26 +299,26 @@ export class UdpSocket {
     this.onDontFragmentRefused?.(batch[i] as Uint8Array, batch[i + 2] as string, batch[i + 1] as number);
   }
 
-  private sendQueued(batch: (Uint8Array | number | string)[]): void {
-    if (!this.gso) return this.sendBatch(batch);
+  private sendQueued(batch: (Uint8Array | number | string)[], singles: (part: (Uint8Array | number | string)[]) => void = (part) => this.sendBatch(part)): void {
+    if (!this.gso) return singles(batch);
     // Split the queue into runs for GSO and the rest for sendmmsg, keeping the order.
-    let singles: (Uint8Array | number | string)[] = [];
+    let rest: (Uint8Array | number | string)[] = [];
     let i = 0;
     while (i < batch.length) {
       const run = this.runLength(batch, i);
       if (run >= GSO_MIN_RUN) {
-        if (singles.length > 0) {
-          this.sendBatch(singles);
-          singles = [];
+        if (rest.length > 0) {
+          singles(rest);
+          rest = [];
         }
         this.sendSegmented(batch, i, run);
         i += run * 3;
       } else {
-        singles.push(batch[i]!, batch[i + 1]!, batch[i + 2]!);
+        rest.push(batch[i]!, batch[i + 1]!, batch[i + 2]!);
         i += 3;
       }
     }
-    if (singles.length > 0) this.sendBatch(singles);
+    if (rest.length > 0) singles(rest);
   }
 
   /** How many frames from `start` share one endpoint and one size (the last may be shorter). */
