@@ -73,4 +73,17 @@ describe("segment size changes on an open connection", () => {
     // Before the change large segments were in use.
     expect(Math.max(...pair.a.sent.slice(0, sentAtChange).map((s) => s.payload.length))).toBe(LARGEST_STREAM_MSS);
   });
+
+  test("a larger MSS on a connection whose window is smaller than one new segment does not stall (the window is floored at two segments)", () => {
+    const pair = new StreamPair({ seed: 13, link: { delay: 1 } });
+    const data = testData(256 * 1024, 7);
+    const sink = new Sink();
+    pair.b.apps.push(sink);
+    // Open the connection and let it settle with a window of 10 base segments (12,400 bytes).
+    expect(pair.run(() => pair.ca.state === "established" && pair.b.conn?.state === "established", 5_000)).toBe(true);
+    pair.ca.setMss(LARGEST_STREAM_MSS);
+    pair.a.apps.push(new Source(data));
+    expect(pair.run(() => sink.eof || sink.bytes >= data.length, 5_000)).toBe(true);
+    expect(sink.bytes).toBe(data.length);
+  });
 });
