@@ -30,18 +30,19 @@ import type { Identity } from "../crypto/identity.ts";
 import { formatAddress, type Address } from "../protocol/address.ts";
 import { decodePacket, encodePacket, Flag, packet, Protocol, type Packet } from "../protocol/packet.ts";
 import { EPHEMERAL_MAX, EPHEMERAL_MIN, isValidPort, WellKnownPort } from "../protocol/ports.ts";
-import { MAX_DATAGRAM_PAYLOAD } from "../protocol/limits.ts";
+import { MAX_DATAGRAM_PAYLOAD, streamMssForFrame } from "../protocol/limits.ts";
 import { StreamConnection } from "../transport/connection.ts";
 import type { StreamConfig } from "../transport/config.ts";
 import { ResetReason, resetFor, toPacket, type Segment } from "../transport/segment.ts";
 import { TunnelRouter, type UnknownInitiator } from "../tunnel/router.ts";
 import type { HandshakeLimits } from "../tunnel/handshake-guard.ts";
 import { introductionKey, Introductions, TRUSTED_INTRODUCTION_LIMITS, type IntroductionLimits } from "./introductions.ts";
-import type { PeerEvent } from "../tunnel/peer.ts";
+import type { PeerEvent, PeerPathMtuOptions } from "../tunnel/peer.ts";
+import { pathMtuCandidates } from "./path-mtu-sizes.ts";
 import type { BeaconClient } from "../beacon/client.ts";
 import type { RendezvousLinks } from "./ws-relay-path.ts";
 import { BeaconType } from "../protocol/beacon-message.ts";
-import { TunnelMessage } from "../protocol/tunnel-frame.ts";
+import { BASE_DATA_FRAME, TunnelMessage } from "../protocol/tunnel-frame.ts";
 import { addressOf, nodeOf } from "../protocol/address.ts";
 import { isRelayEndpoint, PathManager, relayEndpoint, type PathTimers } from "./paths.ts";
 import type { Logger } from "../util/log.ts";
@@ -75,7 +76,8 @@ export interface AdmissionPolicy {
 export interface DataPlaneOptions {
   readonly address: Address;
   readonly identity: Identity;
-  readonly send: (frame: Uint8Array, host: string, port: number) => void;
+  /** `dontFragment`: path MTU probes and frames above the base size (IP_PMTUDISC_PROBE for this send). */
+  readonly send: (frame: Uint8Array, host: string, port: number, dontFragment?: boolean) => void;
   /** Called when a batch of frames has been handed to `send` (the socket flushes its batch). */
   readonly flush?: () => void;
   readonly policy: AdmissionPolicy;
@@ -114,6 +116,8 @@ export interface DataPlaneOptions {
   /** Budgets for the registry lookups strangers' handshakes cause (introductions.ts). */
   readonly introductionLimits?: Partial<IntroductionLimits>;
   readonly peerLimits?: Partial<PeerLimits>;
+  /** Path MTU discovery on direct paths (default on; false: every frame at the base size, as PILOT_PMTU=0). */
+  readonly pathMtu?: boolean | Omit<PeerPathMtuOptions<string>, "candidates">;
   /** Every tunnel event of a peer (established, handshake_failed, ...), after the paths saw it: peer presence listens here. */
   readonly onPeerEvent?: (node: Address, event: PeerEvent<string>) => void;
 }
@@ -248,6 +252,10 @@ export class DataPlane implements StreamHost {
       admit: (node) => (this.outbound.has(node) || options.policy.admitsSession(node) ? "accept" : "reject"),
       persistentKeepalive: options.persistentKeepalive,
       isRelay: isRelayEndpoint,
+      pathMtu:
+        options.pathMtu === false
+          ? null
+          : { ...(typeof options.pathMtu === "object" ? options.pathMtu : {}), candidates: pathMtuCandidates },
       handshakeLimits: options.handshakeLimits,
       preferred: (node) => options.policy.trusts?.(node) ?? false,
     });
@@ -335,7 +343,7 @@ export class DataPlane implements StreamHost {
       else if (event.type === "endpoint_changed") {
         this.log.info("peer endpoint changed", { peer: formatAddress(address), endpoint: event.endpoint });
         this.pathRestored(this.ports.connectionsWith(address), now);
-      }
+      } else if (event.type === "path_mtu") this.pathSizeChanged(address, event.size);
       this.paths.onEvent(address, event, now);
       this.options.onPeerEvent?.(address, event);
     }
@@ -716,8 +724,25 @@ export class DataPlane implements StreamHost {
    */
   private streamConfigFor(node: Address): Partial<StreamConfig> {
     const base = this.options.streamConfig ?? {};
-    const rtt = this.paths.describe(node)?.rttMs ?? this.router.peer(node)?.handshakeRtt ?? null;
-    return rtt !== null && rtt > 0 ? { ...base, initialRtt: rtt } : base;
+    const peer = this.router.peer(node);
+    const rtt = this.paths.describe(node)?.rttMs ?? peer?.handshakeRtt ?? null;
+    const withRtt = rtt !== null && rtt > 0 ? { ...base, initialRtt: rtt } : base;
+    return peer && base.mss === undefined ? { ...withRtt, mss: streamMssForFrame(peer.pathFrameSize) } : withRtt;
+  }
+
+  /**
+   * The tunnel path to `node` carries frames of `size` now (path MTU discovery, or a
+   * new path: the base): every stream with it cuts its segments to fit, at once.
+   */
+  private pathSizeChanged(node: Address, size: number): void {
+    this.log.debug("path datagram size changed", { peer: formatAddress(node), size });
+    if (this.options.streamConfig?.mss !== undefined) return;
+    const mss = streamMssForFrame(size);
+    for (const s of this.ports.allConnections()) {
+      if (s.remoteAddress !== node) continue;
+      s.engine.setMss(mss);
+      this.dirty.add(s);
+    }
   }
 
   listen(port: number, onAccept: (stream: StreamHandle) => void): PortBinding {
@@ -863,7 +888,8 @@ export class DataPlane implements StreamHost {
         continue;
       }
       const colon = e.lastIndexOf(":");
-      this.options.send(t.frame, e.slice(0, colon), Number(e.slice(colon + 1)));
+      if (t.dontFragment) this.options.send(t.frame, e.slice(0, colon), Number(e.slice(colon + 1)), true);
+      else this.options.send(t.frame, e.slice(0, colon), Number(e.slice(colon + 1)));
       if (t.frame[0] === TunnelMessage.Initiation) this.paths.copyInitiation(e, t.frame);
     }
     this.paths.endTurn();
@@ -908,6 +934,17 @@ export class DataPlane implements StreamHost {
     }
   }
 
+  /**
+   * The socket refused a don't-fragment frame to host:port (EMSGSIZE: larger than
+   * our own interface): a path MTU probe of that size fails at once.
+   */
+  dontFragmentRefused(size: number, host: string, port: number): void {
+    if (this.closed) return;
+    const endpoint = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    this.router.probeRefused(endpoint, size, this.clock());
+    this.scheduleTurn();
+  }
+
   /** A path probe: an authenticated ping with source port PATH_PROBE_PORT, sealed to one endpoint. */
   private sendProbe(node: Address, endpoint: string, id: number, now: number): boolean {
     const probe = packet({ protocol: Protocol.Control, src: this.address, dst: node, srcPort: PATH_PROBE_PORT, dstPort: WellKnownPort.Ping, seq: id });
@@ -934,11 +971,20 @@ export class DataPlane implements StreamHost {
     this.timerAt = Infinity;
     if (this.closed) return;
     const now = this.clock();
+    let lost = false;
     for (const s of this.deadlines.popDue(now)) {
       s.engine.handleTimeout(now);
       this.dirty.add(s);
-      if (s.noteRetransmissionTimeout()) this.refreshPeer(s.remoteAddress);
+      if (s.noteRetransmissionTimeout()) {
+        this.refreshPeer(s.remoteAddress);
+        // Lost at the path's size: maybe a black hole (path-mtu.ts); back to the base if so.
+        if ((this.router.peer(s.remoteAddress)?.pathFrameSize ?? 0) > BASE_DATA_FRAME) {
+          this.router.notePathLoss(s.remoteAddress, now);
+          lost = true;
+        }
+      }
     }
+    if (lost) this.processRouterOutput(now);
     const routerDue = this.router.nextTimeout();
     if (routerDue !== null && routerDue <= now) {
       this.router.tick(now);

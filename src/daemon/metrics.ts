@@ -139,6 +139,8 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
   interface Snapshot {
     peers: PeerTotals;
     byPath: Record<string, number>;
+    /** Peers by the largest tunnel datagram their path carries now (path MTU discovery): a fixed set of sizes. */
+    bySize: Record<string, number>;
     sessions: number;
     streams: StreamTotals & { open: number };
   }
@@ -149,6 +151,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     addPeer(peers, retiredPeers);
     const current = new Map<Peer<string>, PeerTotals>();
     const byPath: Record<string, number> = { direct: 0, punched: 0, relay: 0 };
+    const bySize: Record<string, number> = {};
     let sessions = 0;
     for (const peer of plane.router.allPeers()) {
       const t = peerTotals(peer.stats);
@@ -156,6 +159,8 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
       addPeer(peers, t);
       const path = plane.paths.describe(peer.remoteAddress)?.path ?? "direct";
       byPath[path] = (byPath[path] ?? 0) + 1;
+      const size = String(peer.pathFrameSize);
+      bySize[size] = (bySize[size] ?? 0) + 1;
       if (peer.isEstablished(now)) sessions++;
     }
     for (const [peer, t] of lastPeers) {
@@ -175,7 +180,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
       streams.timeouts += st.timeouts;
       streams.bytesRetransmitted += st.bytesRetransmitted;
     }
-    const value = { peers, byPath, sessions, streams };
+    const value = { peers, byPath, bySize, sessions, streams };
     snapshot = { at: now, value };
     return value;
   };
@@ -232,6 +237,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
   gauge("pilot_trust_requests_pending", "Trust requests waiting for approve/reject", [], async () => Number((await info()).pending ?? 0));
 
   gauge("pilot_peers", "Tunnel peers by path tier (direct, punched through a NAT, relayed by the beacon)", ["path"], () => Object.entries(read().byPath).map(([path, n]) => [{ path }, n]));
+  gauge("pilot_peers_by_datagram_size", "Tunnel peers by the largest UDP datagram their path carries now (1360: the base; larger only on direct paths that path MTU discovery proved)", ["size"], () => Object.entries(read().bySize).map(([size, n]) => [{ size }, n]));
   gauge("pilot_sessions", "Peers with an established encrypted session", [], () => read().sessions);
   counter("pilot_handshakes_total", "Tunnel handshakes with current and past peers, by result", ["result"], () => {
     const p = read().peers;

@@ -4,6 +4,7 @@
  * names, tags, visibility, trust) and answers every control operation by name
  * (`call`). It owns no sockets itself: `run.ts` creates them and starts it.
  */
+import { BASE_DATA_FRAME } from "../protocol/tunnel-frame.ts";
 import type { Identity } from "../crypto/identity.ts";
 import { formatAddress, networkOf, nodeOf, parseAddress, addressOf, type Address } from "../protocol/address.ts";
 import { WellKnownPort } from "../protocol/ports.ts";
@@ -40,8 +41,10 @@ export interface DaemonNodeOptions {
   readonly log: Logger;
   /** The tunnel endpoint we registered, e.g. "127.0.0.1:4000". */
   readonly endpoint: string;
-  readonly send: (frame: Uint8Array, host: string, port: number) => void;
+  readonly send: (frame: Uint8Array, host: string, port: number, dontFragment?: boolean) => void;
   readonly flush: () => void;
+  /** Path MTU discovery on direct paths (default on; PILOT_PMTU=0 turns it off). */
+  readonly pathMtu?: boolean;
   readonly onBeacon?: (datagram: Uint8Array, host: string, port: number) => void;
   /** The beacon client: endpoint discovery, hole punching and relay (none: direct paths only). */
   readonly rendezvous?: BeaconClient | RendezvousLinks | null;
@@ -115,6 +118,7 @@ export class DaemonNode implements LocalNode {
       log: options.log.child("data"),
       streamConfig: options.streamConfig,
       bufferLimits: options.bufferLimits,
+      pathMtu: options.pathMtu ?? true,
       policy: {
         admitsSession: (node) => this.isPublic || this.isTrustedAddress(node),
         acceptsInbound: (node) => this.isPublic || this.isTrustedAddress(node),
@@ -510,7 +514,14 @@ export class DaemonNode implements LocalNode {
       path: info?.path ?? "direct",
       rtt_ms: info?.rttMs != null ? round(info.rttMs) : null,
       path_changes: info?.changes ?? 0,
+      ...this.pathSizeOf(address),
     };
+  }
+
+  /** The largest UDP datagram the tunnel path carries now (path MTU discovery), and where the search stands. */
+  private pathSizeOf(address: Address) {
+    const peer = this.plane.router.peer(address);
+    return { datagram_size: peer?.pathFrameSize ?? BASE_DATA_FRAME, pmtu: peer?.pathMtuState ?? "disabled" };
   }
 
   private connections() {

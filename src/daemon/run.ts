@@ -29,6 +29,7 @@ import { NodeError } from "./local-node.ts";
 import { DaemonNode } from "./node.ts";
 import { TrustStore, TrustStoreError } from "./trust-store.ts";
 import { UdpSocket } from "./udp-socket.ts";
+import { pathMtuEnabled } from "./path-mtu-sizes.ts";
 import { registeredEndpoints as hostEndpoints } from "./host-endpoints.ts";
 import type { PathTimers } from "./paths.ts";
 import type { StreamConfig } from "../transport/config.ts";
@@ -311,6 +312,7 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     ...(envMs("PILOT_PATH_UPGRADE_MS") ? { upgradeFirst: envMs("PILOT_PATH_UPGRADE_MS")! } : {}),
   };
 
+  udp.onDontFragmentRefused = (frame, host, port) => node?.plane.dontFragmentRefused(frame.length, host, port);
   node = new DaemonNode({
     identity: identity.identity,
     address: address.value,
@@ -322,8 +324,9 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     trust,
     log,
     endpoint,
-    send: (f, h, p) => udp.send(f, h, p),
+    send: (f, h, p, df) => udp.send(f, h, p, df),
     flush: () => udp.flush(),
+    pathMtu: pathMtuEnabled(env),
     rendezvous,
     isLocalEndpoint: (e) => isLocalEndpoint(e, udp.port),
     pathTimers,

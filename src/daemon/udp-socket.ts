@@ -13,6 +13,17 @@
  * split. Everything else (and everything where GSO is unavailable) goes out
  * with `sendMany` (sendmmsg).
  *
+ * Don't-fragment: frames queued with `dontFragment` (path MTU probes, and
+ * every frame above the base size) leave after the others in the same flush,
+ * with IP_MTU_DISCOVER / IPV6_MTU_DISCOVER set to PMTUDISC_PROBE around their
+ * sends only: the DF bit is set, nothing is fragmented locally (a datagram
+ * larger than our own interface is refused with EMSGSIZE), and ICMP "too big"
+ * news does not shrink the kernel's idea of the path (path MTU discovery is
+ * ours, tunnel/path-mtu.ts). Everything else keeps the kernel's default
+ * (fragmenting a base-size frame on a path narrower than the base, as before).
+ * The IPv4 option is the one that applies to IPv4-mapped destinations of the
+ * dual-stack socket; both are set.
+ *
  * Dual stack: bound to `::`, one socket carries IPv4 and IPv6 (when the
  * kernel leaves IPV6_V6ONLY off; `dualStack` says whether it did). IPv4
  * senders then arrive as IPv4-mapped addresses (::ffff:a.b.c.d); they are
@@ -46,8 +57,13 @@ const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
 /** Datagrams refused mid-batch that are skipped (and the rest sent) before the rest is dropped. */
 const MAX_REFUSED_PER_BATCH = 8;
+const IPPROTO_IP = 0;
+const IP_MTU_DISCOVER = 10;
+const IP_PMTUDISC_PROBE = 3;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
+const IPV6_MTU_DISCOVER = 23;
+const IPV6_PMTUDISC_PROBE = 3;
 
 type Libc = {
   setsockopt(fd: number, level: number, name: number, value: unknown, len: number): number;
@@ -74,6 +90,26 @@ function setSegmentSize(fd: number, size: number): boolean {
   const c = loadLibc();
   if (!c) return false;
   return c.setsockopt(fd, SOL_UDP, UDP_SEGMENT, ptr(new Int32Array([size])), 4) === 0;
+}
+
+function getIntOption(fd: number, level: number, name: number): number | null {
+  const c = loadLibc();
+  if (!c || fd < 0) return null;
+  const out = new Int32Array(1);
+  const len = new Uint32Array([4]);
+  return c.getsockopt(fd, level, name, ptr(out), ptr(len)) === 0 ? out[0]! : null;
+}
+
+function setIntOption(fd: number, level: number, name: number, value: number): boolean {
+  const c = loadLibc();
+  if (!c || fd < 0) return false;
+  return c.setsockopt(fd, level, name, ptr(new Int32Array([value])), 4) === 0;
+}
+
+/** The socket's path MTU discovery modes (IPv4, IPv6) as the kernel set them, or null where unknown. */
+interface PmtuModes {
+  readonly v4: number | null;
+  readonly v6: number | null;
 }
 
 /** Does this socket (bound to `::`) also carry IPv4? (IPV6_V6ONLY read back as 0.) */
@@ -103,6 +139,15 @@ function setBuffer(fd: number, forceName: number, name: number, bytes: number): 
 
 export class UdpSocket {
   private queue: (Uint8Array | number | string)[] = [];
+  /** Frames to send with don't-fragment, same layout as `queue`. */
+  private dfQueue: (Uint8Array | number | string)[] = [];
+  /** The socket's own PMTU discovery modes, restored after each don't-fragment batch; null: DF unavailable. */
+  private pmtuModes: PmtuModes | null = null;
+  /** Don't-fragment frames sent, and those the local stack refused (EMSGSIZE and the like). */
+  dfDatagrams = 0;
+  dfRefused = 0;
+  /** Told about each refused don't-fragment frame (its size and destination). */
+  onDontFragmentRefused: ((frame: Uint8Array, address: string, port: number) => void) | null = null;
   private flushScheduled = false;
   private closed = false;
   sentDatagrams = 0;
@@ -150,6 +195,9 @@ export class UdpSocket {
     const gso = options.gso !== false && fd >= 0 && setSegmentSize(fd, 1300) && setSegmentSize(fd, 0);
     const created = new UdpSocket(socket, fd, rcv, snd, gso);
     created.dualStack = options.hostname === "::" && isDualStack(fd);
+    const v4 = getIntOption(fd, IPPROTO_IP, IP_MTU_DISCOVER);
+    const v6 = getIntOption(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER);
+    if (v4 !== null || v6 !== null) created.pmtuModes = { v4, v6 };
     self = created;
     return self;
   }
@@ -166,10 +214,11 @@ export class UdpSocket {
    * Queues one datagram; it leaves at the end of the current event-loop turn.
    * `data` must not be modified until then (callers hand over fresh buffers).
    */
-  send(data: Uint8Array, address: string, port: number): void {
+  send(data: Uint8Array, address: string, port: number, dontFragment = false): void {
     if (this.closed) return;
     if (address.charCodeAt(0) === 91 /* "[" */) address = address.slice(1, -1);
-    this.queue.push(data, port, address);
+    if (dontFragment && this.pmtuModes !== null) this.dfQueue.push(data, port, address);
+    else this.queue.push(data, port, address);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => this.flush());
@@ -179,28 +228,97 @@ export class UdpSocket {
   /** Sends everything queued now, in order. */
   flush(): void {
     this.flushScheduled = false;
-    if (this.closed || this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
-    if (!this.gso) return this.sendBatch(batch);
+    if (this.closed) return;
+    if (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      this.sendQueued(batch);
+    }
+    if (this.dfQueue.length > 0) {
+      const batch = this.dfQueue;
+      this.dfQueue = [];
+      this.sendDontFragment(batch);
+    }
+  }
+
+  /** Don't-fragment frames: PMTUDISC_PROBE for their sends only, then the socket's own mode again. */
+  private sendDontFragment(batch: (Uint8Array | number | string)[]): void {
+    const modes = this.pmtuModes!;
+    const v4 = modes.v4 !== null && setIntOption(this.fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE);
+    const v6 = modes.v6 !== null && setIntOption(this.fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE);
+    try {
+      if (!v4 && !v6) {
+        // DF cannot be set: refuse rather than let a frame above the base be fragmented.
+        for (let i = 0; i < batch.length; i += 3) this.refuseDontFragment(batch, i);
+        return;
+      }
+      // Runs of equal frames (bulk at the path's size) still go with GSO: each segment carries
+      // DF, and a size is only used once a probe of it left through our own link.
+      const refused = this.dfRefused;
+      this.sendQueued(batch, (part) => this.sendRefusable(part));
+      this.dfDatagrams += batch.length / 3 - (this.dfRefused - refused);
+    } finally {
+      if (v4) setIntOption(this.fd, IPPROTO_IP, IP_MTU_DISCOVER, modes.v4!);
+      if (v6) setIntOption(this.fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, modes.v6!);
+    }
+  }
+
+  /**
+   * sendmmsg stops at a refused frame: EMSGSIZE (larger than our own interface), or an
+   * earlier ICMP error of another destination reported on this send. The frame is tried
+   * once more; refused twice, it is reported and the rest goes on.
+   */
+  private sendRefusable(batch: (Uint8Array | number | string)[]): void {
+    let part = batch;
+    let retry = true;
+    while (part.length > 0) {
+      let n = 0;
+      try {
+        const sent = this.socket.sendMany(part as any);
+        n = typeof sent === "number" ? sent : part.length / 3;
+      } catch {
+        n = 0;
+      }
+      this.sentDatagrams += n;
+      if (n * 3 >= part.length) break;
+      part = part.slice(n * 3); // part[0] is the refused frame
+      if (n > 0) retry = true;
+      if (retry) {
+        retry = false;
+        continue;
+      }
+      this.refuseDontFragment(part, 0);
+      part = part.slice(3);
+      retry = true;
+    }
+  }
+
+  private refuseDontFragment(batch: (Uint8Array | number | string)[], i: number): void {
+    this.sendErrors++;
+    this.dfRefused++;
+    this.onDontFragmentRefused?.(batch[i] as Uint8Array, batch[i + 2] as string, batch[i + 1] as number);
+  }
+
+  private sendQueued(batch: (Uint8Array | number | string)[], singles: (part: (Uint8Array | number | string)[]) => void = (part) => this.sendBatch(part)): void {
+    if (!this.gso) return singles(batch);
     // Split the queue into runs for GSO and the rest for sendmmsg, keeping the order.
-    let singles: (Uint8Array | number | string)[] = [];
+    let rest: (Uint8Array | number | string)[] = [];
     let i = 0;
     while (i < batch.length) {
       const run = this.runLength(batch, i);
       if (run >= GSO_MIN_RUN) {
-        if (singles.length > 0) {
-          this.sendBatch(singles);
-          singles = [];
+        if (rest.length > 0) {
+          singles(rest);
+          rest = [];
         }
         this.sendSegmented(batch, i, run);
         i += run * 3;
       } else {
-        singles.push(batch[i]!, batch[i + 1]!, batch[i + 2]!);
+        rest.push(batch[i]!, batch[i + 1]!, batch[i + 2]!);
         i += 3;
       }
     }
-    if (singles.length > 0) this.sendBatch(singles);
+    if (rest.length > 0) singles(rest);
   }
 
   /** How many frames from `start` share one endpoint and one size (the last may be shorter). */

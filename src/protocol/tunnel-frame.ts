@@ -18,7 +18,7 @@
  *        4  mac1 of the initiation it answers (16): routes the reply and is its AEAD's associated data
  *       20  nonce (24)
  *       44  XChaCha20-Poly1305 ciphertext of the 16-byte cookie, then the 16-byte tag
- *   0x04 data, 32 to MAX_DATA_FRAME bytes
+ *   0x04 data, 32 to MAX_DATA_FRAME bytes (BASE_DATA_FRAME unless path MTU discovery proved more)
  *        0  u8 type | u8 0 | u16 0
  *        4  u32 receiver_index     the receiver's session index
  *        8  u64 counter            the AES-GCM nonce counter
@@ -34,7 +34,7 @@
  * Decoders take untrusted bytes, never throw, never read out of bounds, and
  * demand exact lengths. Decoded fields are views into the input, not copies.
  */
-import { DATA_FRAME_OVERHEAD, MAX_UDP_PAYLOAD, RELAY_ENVELOPE_RESERVE } from "./limits.ts";
+import { DATA_FRAME_OVERHEAD, LARGEST_STREAM_MSS, MAX_UDP_PAYLOAD, RELAY_ENVELOPE_RESERVE, STREAM_FRAME_OVERHEAD } from "./limits.ts";
 import { fail, ok, type Result } from "./result.ts";
 
 export const TunnelMessage = {
@@ -61,8 +61,19 @@ export const COOKIE_SEALED_SIZE = COOKIE_SIZE + TAG_SIZE;
 export const COOKIE_REPLY_SIZE = 4 + MAC_SIZE + COOKIE_NONCE_SIZE + COOKIE_SEALED_SIZE;
 export const DATA_HEADER_SIZE = 16;
 export const MIN_DATA_FRAME = DATA_HEADER_SIZE + TAG_SIZE;
-/** The largest data frame: a full UDP payload less the room kept for a relay envelope. */
-export const MAX_DATA_FRAME = MAX_UDP_PAYLOAD - RELAY_ENVELOPE_RESERVE;
+/**
+ * The base data frame: a full base UDP payload less the room kept for a relay
+ * envelope. Every path starts here; relayed paths never go beyond it.
+ */
+export const BASE_DATA_FRAME = MAX_UDP_PAYLOAD - RELAY_ENVELOPE_RESERVE;
+/** The largest Pilot packet a base-size data frame carries. */
+export const BASE_TUNNEL_PLAINTEXT = BASE_DATA_FRAME - DATA_FRAME_OVERHEAD;
+/**
+ * The largest data frame accepted or sent on any path: a segment of
+ * LARGEST_STREAM_MSS. Frames above BASE_DATA_FRAME are sent only on a direct
+ * path whose peer acknowledged a probe of at least that size.
+ */
+export const MAX_DATA_FRAME = LARGEST_STREAM_MSS + STREAM_FRAME_OVERHEAD;
 /** The largest Pilot packet a data frame carries. */
 export const MAX_TUNNEL_PLAINTEXT = MAX_DATA_FRAME - DATA_FRAME_OVERHEAD;
 /** Counters are exact JS integers; the sender's hard limit is far below this. */

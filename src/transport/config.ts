@@ -4,11 +4,15 @@
  *   streamConfig(overrides?): StreamConfig   defaults + overrides, validated (throws RangeError)
  *   DEFAULT_STREAM_CONFIG                    the defaults, documented field by field below
  */
-import { STREAM_MSS } from "../protocol/limits.ts";
+import { LARGEST_STREAM_MSS, STREAM_MSS } from "../protocol/limits.ts";
 import { WINDOW_UNIT } from "../protocol/packet.ts";
 
 export interface StreamConfig {
-  /** Largest payload per segment; at most STREAM_MSS (which keeps frames under the path MTU). */
+  /**
+   * Largest payload per segment. STREAM_MSS (the base) keeps frames within the base
+   * datagram; the data plane raises it (setMss) to what the tunnel path proved, up to
+   * LARGEST_STREAM_MSS.
+   */
   readonly mss: number;
   /**
    * The most the application may have written and not yet had acknowledged. The
@@ -109,7 +113,7 @@ export function streamConfig(overrides: Partial<StreamConfig> = {}): StreamConfi
   const check = (ok: boolean, what: string) => {
     if (!ok) throw new RangeError(`stream config: ${what}`);
   };
-  check(Number.isInteger(c.mss) && c.mss >= 64 && c.mss <= STREAM_MSS, `mss must be an integer in 64..${STREAM_MSS}`);
+  check(Number.isInteger(c.mss) && c.mss >= 64 && c.mss <= LARGEST_STREAM_MSS, `mss must be an integer in 64..${LARGEST_STREAM_MSS}`);
   check(c.sendBufferSize >= c.mss, "sendBufferSize must hold at least one segment");
   check(
     c.receiveBufferSize >= 2 * WINDOW_UNIT && c.receiveBufferSize <= MAX_RECEIVE_BUFFER,

@@ -25,10 +25,21 @@ export class NewReno {
   private acked = 0;
 
   constructor(
-    private readonly mss: number,
+    private mss: number,
     initialWindowSegments: number,
   ) {
     this.cwnd = initialWindowSegments * mss;
+  }
+
+  /**
+   * The segment size changed (path MTU): later increments and floors use it. cwnd (bytes)
+   * stays, but never below two segments of the new size (RFC 9002 §7.2's minimum window):
+   * a window smaller than one segment would let nothing out, and with nothing in flight no
+   * ACK would ever come to open it.
+   */
+  setMss(mss: number): void {
+    this.mss = mss;
+    if (this.cwnd < 2 * mss) this.cwnd = 2 * mss;
   }
 
   onAck(bytes: number, cwndLimited: boolean): void {

@@ -42,6 +42,7 @@
  * protocol (states, timers, constants) is written up in docs/PROTOCOL.md §4.
  */
 import { Flag, WINDOW_UNIT, type SackBlock } from "../protocol/packet.ts";
+import { LARGEST_STREAM_MSS, STREAM_MSS } from "../protocol/limits.ts";
 import { UNLIMITED_BUFFERS, type BufferAllocator } from "./buffer-allocator.ts";
 import { streamConfig, type StreamConfig } from "./config.ts";
 import { NewReno } from "./congestion.ts";
@@ -182,7 +183,15 @@ function newCounters() {
 }
 
 export class StreamConnection {
-  readonly config: StreamConfig;
+  /** The settings; `mss` follows the tunnel path's size (setMss). */
+  config: StreamConfig;
+  /**
+   * The segment size the peer sends with, as seen (the larger of the starting MSS and
+   * the last data segment): the delayed-ACK threshold, since the two directions of a
+   * path may have discovered different sizes.
+   */
+  private ackMss: number;
+  private readonly baseAckMss: number;
   private st: StreamState;
   private err: StreamError | undefined;
   private readonly openedAt: number;
@@ -280,6 +289,7 @@ export class StreamConnection {
   private constructor(config: StreamConfig, iss: number, now: number, state: StreamState, alloc: BufferAllocator) {
     if (!Number.isInteger(iss) || iss < 0 || iss > 0xffff_ffff) throw new RangeError(`ISN ${iss} is not a u32`);
     this.config = config;
+    this.baseAckMss = this.ackMss = Math.min(config.mss, STREAM_MSS);
     this.iss = iss;
     this.st = state;
     this.openedAt = now;
@@ -298,6 +308,18 @@ export class StreamConnection {
     const w = Math.min(config.initialSendBuffer, config.sendBufferSize);
     this.sndCap = alloc.grow(w, Math.min(w, config.minBuffer));
     this.swsFloor = Math.min(config.mss, Math.floor(this.rcvCap / 2));
+  }
+
+  /**
+   * The tunnel path's segment size changed (path MTU discovery): new segments and
+   * retransmissions (byte ranges, re-cut at the new size) use it from now on.
+   */
+  setMss(mss: number): void {
+    if (!Number.isInteger(mss) || mss < 64 || mss > LARGEST_STREAM_MSS || mss === this.config.mss) return;
+    this.config = { ...this.config, mss };
+    this.cc.setMss(mss);
+    this.board.setMss(mss);
+    this.swsFloor = Math.min(mss, Math.floor(this.rcvCap / 2));
   }
 
   /** Active open: the first pollTransmit returns the SYN. `iss` must be unpredictable (crypto-random). */
@@ -1109,7 +1131,8 @@ export class StreamConnection {
 
   private scheduleAck(bytes: number, now: number): void {
     this.unackedBytes += bytes;
-    if (this.unackedBytes >= 2 * this.config.mss || this.config.delayedAckTimeout === 0) {
+    this.ackMss = bytes > this.baseAckMss ? bytes : this.baseAckMss;
+    if (this.unackedBytes >= 2 * this.ackMss || this.config.delayedAckTimeout === 0) {
       this.ackState = ACK_NOW;
     } else if (this.ackState === ACK_NONE) {
       this.ackState = ACK_DELAYED;

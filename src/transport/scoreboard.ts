@@ -70,13 +70,19 @@ export class Scoreboard {
   private rtxRecheck = Number.POSITIVE_INFINITY;
   pickStart = 0;
   pickEnd = 0;
-  private readonly lossBytes: number;
+  private lossBytes: number;
 
   constructor(
-    private readonly mss: number,
+    private mss: number,
     private readonly dupThresh: number,
   ) {
     this.lossBytes = (dupThresh - 1) * mss;
+  }
+
+  /** The segment size changed (path MTU): retransmissions are cut at the new size. */
+  setMss(mss: number): void {
+    this.mss = mss;
+    this.lossBytes = (this.dupThresh - 1) * mss;
   }
 
   get recheckAt(): number {

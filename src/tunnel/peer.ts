@@ -20,8 +20,12 @@
  *   peer.takeTransmits(): { endpoint, frame }[]   datagrams to send
  *   peer.takeDelivered(): Uint8Array[]       authenticated Pilot packets from this peer
  *   peer.takeEvents(): PeerEvent<E>[]        established / handshake_failed / endpoint_changed /
- *                                            direct_heard / keys_expired
+ *                                            direct_heard / keys_expired / path_mtu
  *   peer.stats                               counters, including every drop reason
+ *   peer.pathFrameSize / peer.maxPacketSize  the largest data frame / Pilot packet the current path
+ *                                            carries (path MTU discovery, `path-mtu.ts`)
+ *   peer.notePathLoss(now)                   traffic at the current size was lost (a stream's RTO):
+ *                                            a black hole drops the size to the base
  *   peer.lastActiveAt                        when anything last happened with this peer (idle eviction)
  *
  * `E` is the shell's opaque endpoint (e.g. "ip:port"). Times are milliseconds
@@ -46,7 +50,18 @@
  * - a responder under load may answer with a cookie reply instead of a
  *   response: it is accepted only for our latest initiation, once, and makes
  *   us send that handshake again at once with mac2 (once per handshake; later
- *   retries carry mac2 as long as the cookie is fresh).
+ *   retries carry mac2 as long as the cookie is fresh);
+ * - path MTU: frames above the base size go only to a direct endpoint whose
+ *   peer acknowledged (in a sealed frame) a probe of at least that size, sent
+ *   with don't-fragment (`Transmit.dontFragment`, also set on every frame
+ *   above the base so none is ever fragmented); an ack naming anything but
+ *   the probe in flight is ignored; any change of endpoint drops to the base.
+ *
+ * Path MTU probe and ack (data frame plaintexts, told apart from Pilot packets
+ * by byte 0, whose high nibble is a Pilot packet's version 1):
+ *   probe  u8 0xF0 | u8 0 | u16 0 | u32 id | u32 frame size | zeros up to the frame size
+ *   ack    u8 0xF1 | u8 0 | u16 0 | u32 id | u32 frame size           (12 bytes)
+ * Older daemons drop both (a short or wrong-source packet), so they never ack.
  */
 import { DataSession } from "../crypto/data-session.ts";
 import {
@@ -66,8 +81,10 @@ import { compareTimestamps, type TimestampClock } from "../crypto/timestamp.ts";
 import { writeAddress, type Address } from "../protocol/address.ts";
 import { HEADER_SIZE } from "../protocol/packet.ts";
 import {
+  BASE_DATA_FRAME,
   DATA_HEADER_SIZE,
   decodeTunnelFrame,
+  MAX_DATA_FRAME,
   MAX_TUNNEL_PLAINTEXT,
   MIN_DATA_FRAME,
   TAG_SIZE,
@@ -77,9 +94,15 @@ import {
 } from "../protocol/tunnel-frame.ts";
 import type { IndexTable } from "./index-table.ts";
 import { DEFAULT_TIMERS, deadPeerTimeout, receiveRekeyTime, type TunnelTimers } from "./timers.ts";
+import { PathMtu, type PathMtuState } from "./path-mtu.ts";
 
 export const DEFAULT_QUEUE_LIMIT = 256;
 const EMPTY = new Uint8Array(0);
+export const PMTU_PROBE = 0xf0;
+export const PMTU_ACK = 0xf1;
+/** A packet within this many bytes of the largest the path carries counts as bulk (a full segment). */
+const PMTU_FULL_SLACK = 64;
+const PMTU_MESSAGE_SIZE = 12;
 
 export type DropReason =
   /** Not a tunnel frame at all (a plaintext Pilot packet, junk, a bad length). */
@@ -113,6 +136,10 @@ export type DropReason =
   | "unexpected_cookie"
   /** A cookie reply that does not decrypt. */
   | "bad_cookie"
+  /** Outgoing packets larger than the current path carries (its size dropped since they were made). */
+  | "oversize"
+  /** A path MTU probe or ack that is not well formed (authenticated, so a buggy peer). */
+  | "bad_pmtu"
   /** Outgoing packets: dropped from a full queue, or with the queue when a handshake gave up. */
   | "queue_overflow"
   | "handshake_timeout";
@@ -132,12 +159,20 @@ export interface PeerStats {
   /** Cookies taken from a responder under load. */
   cookiesReceived: number;
   endpointChanges: number;
+  pmtuProbesSent: number;
+  pmtuProbesAnswered: number;
+  pmtuAcksReceived: number;
   readonly drops: Record<DropReason, number>;
 }
 
 export interface Transmit<E> {
   readonly endpoint: E;
   readonly frame: Uint8Array;
+  /**
+   * Send with don't-fragment (IP_PMTUDISC_PROBE): path MTU probes and every
+   * frame above the base size. Base-size frames never set it.
+   */
+  readonly dontFragment?: boolean;
 }
 
 export type PeerEvent<E> =
@@ -151,7 +186,18 @@ export type PeerEvent<E> =
    * once a second per endpoint.
    */
   | { readonly type: "direct_heard"; readonly endpoint: E }
-  | { readonly type: "keys_expired" };
+  | { readonly type: "keys_expired" }
+  /** The largest data frame the path carries changed (path MTU discovery, or a new path: the base). */
+  | { readonly type: "path_mtu"; readonly size: number };
+
+/** Path MTU discovery for a Peer: which frame sizes to search on a direct endpoint. */
+export interface PeerPathMtuOptions<E> {
+  /** Candidate frame sizes for a direct endpoint, ascending, each above BASE_DATA_FRAME and at most MAX_DATA_FRAME. */
+  readonly candidates: (endpoint: E) => readonly number[];
+  readonly probeTimeout?: number;
+  readonly maxProbes?: number;
+  readonly raiseInterval?: number;
+}
 
 export interface PeerOptions<E> {
   readonly localAddress: Address;
@@ -179,6 +225,8 @@ export interface PeerOptions<E> {
    * (the shell decides when a direct path is proven). Default: none.
    */
   readonly isRelay?: (e: E) => boolean;
+  /** Path MTU discovery on direct endpoints; none: every frame stays at the base size. */
+  readonly pathMtu?: PeerPathMtuOptions<E> | null;
 }
 
 interface Keypair {
@@ -213,6 +261,9 @@ function newStats(): PeerStats {
     handshakesFailed: 0,
     cookiesReceived: 0,
     endpointChanges: 0,
+    pmtuProbesSent: 0,
+    pmtuProbesAnswered: 0,
+    pmtuAcksReceived: 0,
     drops: {
       malformed: 0,
       unexpected_beacon: 0,
@@ -232,6 +283,8 @@ function newStats(): PeerStats {
       bad_response: 0,
       unexpected_cookie: 0,
       bad_cookie: 0,
+      oversize: 0,
+      bad_pmtu: 0,
       queue_overflow: 0,
       handshake_timeout: 0,
     },
@@ -255,6 +308,16 @@ export class Peer<E = string> {
   private readonly remoteAddressBytes = new Uint8Array(6);
   private readonly cookies: CookieJar;
   private readonly createdAt: number;
+  private readonly pmtu: PathMtu;
+  private readonly pmtuCandidates: ((endpoint: E) => readonly number[]) | null;
+  /** An authenticated frame arrived since the last path MTU probe left; if not, the next probe waits (`pmtuWaiting`). */
+  private pmtuHeard = true;
+  private pmtuWaiting = false;
+  /**
+   * Something worth a larger size was sent (a packet that fills the base frame: bulk). Until
+   * then nothing is probed: a peer that only pings or chats gains nothing from a search.
+   */
+  private pmtuWanted = false;
 
   private endpointValue: E | null;
   private current: Keypair | null = null;
@@ -303,6 +366,9 @@ export class Peer<E = string> {
     this.endpointValue = options.endpoint ?? null;
     this.cookies = new CookieJar(this.remote.staticPublic);
     this.createdAt = options.now ?? -Infinity;
+    const pm = options.pathMtu ?? null;
+    this.pmtuCandidates = pm ? pm.candidates : null;
+    this.pmtu = new PathMtu({ base: BASE_DATA_FRAME, probeTimeout: pm?.probeTimeout, maxProbes: pm?.maxProbes, raiseInterval: pm?.raiseInterval });
     writeAddress(new DataView(this.remoteAddressBytes.buffer), 0, options.remoteAddress);
   }
 
@@ -324,6 +390,21 @@ export class Peer<E = string> {
 
   get handshakeInProgress(): boolean {
     return this.handshake !== null;
+  }
+
+  /** The largest data frame the current path carries (BASE_DATA_FRAME until a probe proved more). */
+  get pathFrameSize(): number {
+    return this.pmtu.size;
+  }
+
+  /** The largest Pilot packet `send` takes now. */
+  get maxPacketSize(): number {
+    return this.pmtu.size - DATA_HEADER_SIZE - TAG_SIZE;
+  }
+
+  /** Where path MTU discovery stands on the current path. */
+  get pathMtuState(): PathMtuState {
+    return this.pmtu.state;
   }
 
   get queuedPackets(): number {
@@ -373,6 +454,16 @@ export class Peer<E = string> {
       throw new RangeError(`a tunnel packet is ${HEADER_SIZE}-${MAX_TUNNEL_PLAINTEXT} bytes, got ${packet.length}`);
     }
     this.lastDataSentAt = now;
+    if (packet.length > this.maxPacketSize) {
+      this.stats.drops.oversize++;
+      return;
+    }
+    if (!this.pmtuWanted && packet.length + PMTU_FULL_SLACK >= this.maxPacketSize) {
+      this.pmtuWanted = true;
+      this.pmtuWaiting = false;
+      this.pmtu.resume(now);
+      this.pumpPathMtu(now);
+    }
     const keypair = this.sendingKeypair(now);
     if (keypair !== null && this.endpointValue !== null && this.seal(keypair, packet, now)) {
       this.maybeRekeyAfterSend(keypair, now);
@@ -393,7 +484,24 @@ export class Peer<E = string> {
     }
     const keypair = this.sendingKeypair(now);
     if (keypair === null) return false;
+    if (packet.length > BASE_DATA_FRAME - DATA_HEADER_SIZE - TAG_SIZE) {
+      // Sent off the current path: only the base size is known to fit there.
+      this.stats.drops.oversize++;
+      return false;
+    }
     return this.seal(keypair, packet, now, endpoint);
+  }
+
+  /** Traffic at the current size was lost (a stream's retransmission timeout): maybe a black hole. */
+  notePathLoss(now: number): void {
+    if (this.pmtu.onBlackHole(now)) this.events.push({ type: "path_mtu", size: this.pmtu.size });
+    this.pumpPathMtu(now);
+  }
+
+  /** The local stack refused a probe of `size` (EMSGSIZE: larger than our own interface): it fails at once. */
+  probeRefused(size: number, now: number): void {
+    this.pmtu.onProbeRefused(size, now);
+    this.pumpPathMtu(now);
   }
 
   connect(now: number): void {
@@ -414,6 +522,7 @@ export class Peer<E = string> {
     const changed = this.endpointValue === null || !this.sameEndpoint(this.endpointValue, endpoint);
     this.endpointValue = endpoint;
     if (!changed) return;
+    this.pathChanged(now);
     const hs = this.handshake;
     if (hs !== null && hs.state === null) this.sendInitiation(hs, now);
   }
@@ -427,7 +536,8 @@ export class Peer<E = string> {
   private seal(keypair: Keypair, plaintext: Uint8Array, now: number, to?: E): boolean {
     const frame = new Uint8Array(DATA_HEADER_SIZE + plaintext.length + TAG_SIZE);
     if (keypair.session.seal(plaintext, frame) < 0) return false;
-    this.transmits.push({ endpoint: to ?? (this.endpointValue as E), frame });
+    const endpoint = to ?? (this.endpointValue as E);
+    this.transmits.push(frame.length > BASE_DATA_FRAME ? { endpoint, frame, dontFragment: true } : { endpoint, frame });
     this.stats.framesSent++;
     this.stats.bytesSent += frame.length;
     this.lastSentAt = now;
@@ -461,7 +571,12 @@ export class Peer<E = string> {
     if (keypair === null || this.endpointValue === null) return;
     const queued = this.queue;
     this.queue = [];
+    const max = this.maxPacketSize;
     for (let i = 0; i < queued.length; i++) {
+      if (queued[i]!.length > max) {
+        this.stats.drops.oversize++;
+        continue;
+      }
       if (!this.seal(keypair, queued[i]!, now)) {
         this.queue = queued.slice(i);
         break;
@@ -545,6 +660,7 @@ export class Peer<E = string> {
     this.flushQueue(now);
     // The responder may not send on the session until it hears from us on it.
     if (!hadQueued) this.sendKeepalive(now);
+    this.sessionReady(now);
   }
 
   /** The responder is under load and sent a cookie instead of a response: send the handshake again with mac2. */
@@ -691,12 +807,18 @@ export class Peer<E = string> {
     }
     // From here on the frame is authentic: it was sealed by the holder of this session's keys.
     this.lastReceivedAt = now;
+    this.pmtuHeard = true;
+    if (this.pmtuWaiting && this.pmtuWanted) {
+      this.pmtuWaiting = false;
+      this.pmtu.resume(now);
+      this.pumpPathMtu(now);
+    }
     this.stats.framesReceived++;
     this.stats.bytesReceived += datagram.length;
     this.deadPeerAt = null;
     if (!this.isRelay(endpoint)) {
       this.lastDirectAt = now;
-      if (session.lastAdvanced) this.roam(endpoint);
+      if (session.lastAdvanced) this.roam(endpoint, now);
       const current = this.endpointValue;
       if (current === null || !this.sameEndpoint(current, endpoint)) this.heardDirect(endpoint, now);
     }
@@ -706,6 +828,11 @@ export class Peer<E = string> {
     }
     if (plaintext.length === 0) {
       this.stats.keepalivesReceived++;
+      return;
+    }
+    const kind = plaintext[0]!;
+    if (kind === PMTU_PROBE || kind === PMTU_ACK) {
+      this.receivePathMtu(plaintext, datagram.length, endpoint, now);
       return;
     }
     if (plaintext.length < HEADER_SIZE) {
@@ -735,13 +862,103 @@ export class Peer<E = string> {
     this.lastHandshakeAt = now;
     this.events.push({ type: "established", role: "responder", localIndex: next.session.localIndex, endpoint });
     this.flushQueue(now);
+    this.sessionReady(now);
   }
 
-  private roam(endpoint: E): void {
+  private roam(endpoint: E, now: number): void {
     if (this.endpointValue !== null && (this.sameEndpoint(this.endpointValue, endpoint) || this.isRelay(this.endpointValue))) return;
     this.endpointValue = endpoint;
     this.stats.endpointChanges++;
     this.events.push({ type: "endpoint_changed", endpoint });
+    this.pathChanged(now);
+  }
+
+  // ---- path MTU -----------------------------------------------------------
+
+  /** A new endpoint: the base size at once, and a new search if it is direct. */
+  private pathChanged(now: number): void {
+    const before = this.pmtu.size;
+    const e = this.endpointValue;
+    this.pmtu.reset(e !== null && this.pmtuCandidates !== null && !this.isRelay(e) ? this.pmtuCandidates(e) : [], now);
+    if (this.pmtu.size !== before) this.events.push({ type: "path_mtu", size: this.pmtu.size });
+    this.pumpPathMtu(now);
+  }
+
+  /** A session became usable: the first search on this path starts, or a waiting probe goes now. */
+  private sessionReady(now: number): void {
+    if (this.pmtu.state === "disabled" && this.pmtu.size === BASE_DATA_FRAME && this.pmtuCandidates !== null) {
+      const e = this.endpointValue;
+      if (e !== null && !this.isRelay(e) && this.pmtuCandidates(e).length > 0 && this.pmtu.probesSent === 0) this.pathChanged(now);
+    }
+    this.pmtuWaiting = false;
+    this.pmtu.resume(now);
+    this.pumpPathMtu(now);
+  }
+
+  /** Sends the probe the search wants now, if any (sealed, padded to its size, don't-fragment). */
+  private pumpPathMtu(now: number): void {
+    if (this.pmtu.state === "disabled") return;
+    const due = this.pmtu.nextTimeout();
+    if (due === null || due > now) return;
+    this.pmtu.tick(now);
+    const keypair = this.sendingKeypair(now);
+    const e = this.endpointValue;
+    // Probe only a path in use: a session to seal with, and the peer heard from since our last
+    // probe (a peer gone quiet, or gone, is not sent probe after probe). Until then, wait.
+    if (keypair === null || e === null || this.isRelay(e) || !this.pmtuHeard || !this.pmtuWanted) {
+      if (this.pmtu.nextTimeout() !== null && this.pmtu.nextTimeout()! <= now) {
+        this.pmtu.postpone(Infinity);
+        this.pmtuWaiting = true;
+      }
+      return;
+    }
+    const probe = this.pmtu.pollProbe(now);
+    if (probe === null) return;
+    this.pmtuHeard = false;
+    const body = new Uint8Array(probe.size - DATA_HEADER_SIZE - TAG_SIZE);
+    const v = new DataView(body.buffer);
+    body[0] = PMTU_PROBE;
+    v.setUint32(4, probe.id);
+    v.setUint32(8, probe.size);
+    const frame = new Uint8Array(probe.size);
+    if (keypair.session.seal(body, frame) < 0) return;
+    this.transmits.push({ endpoint: e, frame, dontFragment: true });
+    this.stats.framesSent++;
+    this.stats.bytesSent += frame.length;
+    this.stats.pmtuProbesSent++;
+  }
+
+  private receivePathMtu(plaintext: Uint8Array, frameSize: number, endpoint: E, now: number): void {
+    if (plaintext.length < PMTU_MESSAGE_SIZE || (plaintext[1]! | plaintext[2]! | plaintext[3]!) !== 0) {
+      this.stats.drops.bad_pmtu++;
+      return;
+    }
+    const v = new DataView(plaintext.buffer, plaintext.byteOffset, PMTU_MESSAGE_SIZE);
+    const id = v.getUint32(4);
+    const size = v.getUint32(8);
+    if (plaintext[0] === PMTU_PROBE) {
+      // A probe must be exactly the size it names; the answer is small and goes back the way it came.
+      if (size !== frameSize || size > MAX_DATA_FRAME) {
+        this.stats.drops.bad_pmtu++;
+        return;
+      }
+      const keypair = this.sendingKeypair(now);
+      if (keypair === null) return;
+      const ack = new Uint8Array(PMTU_MESSAGE_SIZE);
+      const w = new DataView(ack.buffer);
+      ack[0] = PMTU_ACK;
+      w.setUint32(4, id);
+      w.setUint32(8, size);
+      if (this.seal(keypair, ack, now, endpoint)) this.stats.pmtuProbesAnswered++;
+      return;
+    }
+    if (plaintext.length !== PMTU_MESSAGE_SIZE) {
+      this.stats.drops.bad_pmtu++;
+      return;
+    }
+    this.stats.pmtuAcksReceived++;
+    if (this.pmtu.onAck(id, size, now)) this.events.push({ type: "path_mtu", size: this.pmtu.size });
+    this.pumpPathMtu(now);
   }
 
   private heardDirect(endpoint: E, now: number): void {
@@ -760,6 +977,8 @@ export class Peer<E = string> {
     if (this.deadPeerAt !== null) t = Math.min(t, this.deadPeerAt);
     if (this.zeroKeysAt !== null) t = Math.min(t, this.zeroKeysAt);
     if (this.persistentKeepalive > 0 && this.current !== null) t = Math.min(t, this.lastSentAt + this.persistentKeepalive);
+    const pmtuAt = this.pmtu.nextTimeout();
+    if (pmtuAt !== null) t = Math.min(t, pmtuAt);
     return t === Infinity ? null : t;
   }
 
@@ -782,6 +1001,7 @@ export class Peer<E = string> {
       if (this.sendingKeypair(now) !== null && this.endpointValue !== null) this.sendKeepalive(now);
       else this.lastSentAt = now; // nothing to send on; wait a full interval before trying again
     }
+    this.pumpPathMtu(now);
   }
 
   private giveUp(hs: PendingHandshake): void {

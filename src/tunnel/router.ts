@@ -29,6 +29,7 @@
  *   r.evictIdle(now, { idleAfter, maxPeers, keep }) -> Address[]   removed (see the method)
  *   r.send(address, packet, now) -> boolean (false: no such peer)
  *   r.sendTo(address, packet, endpoint, now) -> boolean   one packet to an explicit endpoint (path probes)
+ *   r.notePathLoss(address, now) / r.probeRefused(endpoint, size, now)   path MTU news (peer.ts)
  *   r.rehandshake(address, now)           a new handshake now (the peer may have lost our session)
  *   r.receive(datagram, endpoint, now, sender?) -> "ok" | "beacon" | "dropped"
  *        sender: the node a relay says the frame came from; the frame is accepted
@@ -46,7 +47,7 @@ import type { Address } from "../protocol/address.ts";
 import { decodeCookieReply, decodeInitiation, INITIATION_MAC_OFFSET, isBeaconType, MAC_SIZE, MIN_DATA_FRAME, TunnelMessage } from "../protocol/tunnel-frame.ts";
 import { HandshakeGuard, type HandshakeLimits } from "./handshake-guard.ts";
 import { IndexTable } from "./index-table.ts";
-import { Peer, type PeerEvent, type Transmit } from "./peer.ts";
+import { Peer, type PeerEvent, type PeerPathMtuOptions, type Transmit } from "./peer.ts";
 import type { TunnelTimers } from "./timers.ts";
 
 export type AdmitDecision = "accept" | "reject";
@@ -93,6 +94,8 @@ export interface TunnelRouterOptions<E> {
   readonly sameEndpoint?: (a: E, b: E) => boolean;
   /** Endpoints that stand for a relay (see PeerOptions.isRelay). */
   readonly isRelay?: (e: E) => boolean;
+  /** Path MTU discovery for every peer (see PeerOptions.pathMtu); none: base size only. */
+  readonly pathMtu?: PeerPathMtuOptions<E> | null;
   /** Bound on initiations waiting for a key lookup. */
   readonly maxUnknownInitiators?: number;
   /** Budgets for handshake work (defaults: DEFAULT_HANDSHAKE_LIMITS). */
@@ -199,6 +202,7 @@ export class TunnelRouter<E = string> {
       persistentKeepalive: this.options.persistentKeepalive,
       sameEndpoint: this.options.sameEndpoint,
       isRelay: this.options.isRelay,
+      pathMtu: this.options.pathMtu,
       now,
     });
     this.peers.set(address, peer);
@@ -282,6 +286,24 @@ export class TunnelRouter<E = string> {
     const sent = peer.sendTo(packet, endpoint, now);
     this.collect(peer);
     return sent;
+  }
+
+  /** Traffic to `address` was lost at its path's size (a stream's RTO): maybe a path MTU black hole. */
+  notePathLoss(address: Address, now: number): void {
+    const peer = this.peers.get(address);
+    if (!peer) return;
+    peer.notePathLoss(now);
+    this.collect(peer);
+  }
+
+  /** The local stack refused a don't-fragment frame of `size` to `endpoint`: a probe of that size fails at once. */
+  probeRefused(endpoint: E, size: number, now: number): void {
+    const same = this.options.sameEndpoint ?? Object.is;
+    for (const peer of this.peers.values()) {
+      if (peer.endpoint === null || !same(peer.endpoint, endpoint)) continue;
+      peer.probeRefused(size, now);
+      this.collect(peer);
+    }
   }
 
   receive(datagram: Uint8Array, endpoint: E, now: number, sender?: Address): "ok" | "beacon" | "dropped" {

@@ -99,6 +99,8 @@ describe("metrics while traffic runs", () => {
     expect(value(a, "pilot_peers")).toBe(1);
     expect(value(a, "pilot_peers", { path: "direct" })! + value(a, "pilot_peers", { path: "relay" })!).toBe(1);
     expect(value(a, "pilot_peers", { path: "punched" })).toBe(0);
+    // The one peer, by its path's datagram size: 1360 (relay, or before the search) or a size proved on loopback.
+    expect(value(a, "pilot_peers_by_datagram_size")).toBe(1);
     expect(value(a, "pilot_sessions")).toBe(1);
     expect(value(a, "pilot_handshakes_total", { result: "completed" })!).toBeGreaterThanOrEqual(1);
     const outGrowth = value(a, "pilot_tunnel_bytes_total", { direction: "out" })! - (value(before.a, "pilot_tunnel_bytes_total", { direction: "out" }) ?? 0);

@@ -79,6 +79,9 @@ function firewallLab(): void {
           const cli = await runPilot(["--json", "peers"], { env: { PILOT_HOME: a.home } });
           const row = cli.json.data.peers.find((p: any) => p.node_id === b.nodeId);
           expect(row).toMatchObject({ path: "relay-tcp", endpoint: RELAY_WS, encrypted: true, authenticated: true });
+          // A relayed path is never probed for a larger size: the base frame, both ways.
+          expect(row).toMatchObject({ datagram_size: 1360, pmtu: "disabled" });
+          expect(await pilot.peer(b, a)).toMatchObject({ datagram_size: 1360, pmtu: "disabled" });
           const text = await runPilot(["peers"], { env: { PILOT_HOME: a.home } });
           expect(text.stdout).toMatch(/relay-tcp/);
           const status = await runPilot(["--json", "status"], { env: { PILOT_HOME: a.home } });

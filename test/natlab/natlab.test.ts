@@ -107,6 +107,11 @@ function natlab(): void {
             expect(peer).toMatchObject({ path, encrypted: true, authenticated: true, established: true });
             if (path === "relay") expect(peer.endpoint).toBe("198.51.100.10:9001");
             else expect(peer.endpoint).toMatch(path === "punched" ? /^203\.0\.113\.12:\d+$/ : /^203\.0\.113\.11:\d+$/);
+            // Path MTU: relayed paths keep the base frame (1360) and are never probed; direct and
+            // punched ones across these 1500-byte links find 1472 (the 9000-based probe is refused
+            // at once by the sender's own 1500 link: EMSGSIZE).
+            if (path === "relay") expect(peer).toMatchObject({ datagram_size: 1360, pmtu: "disabled" });
+            else expect(peer.datagram_size).toBe(1472);
             // What people see: `pilot peers` and `pilot ping` name the path.
             if (name === "cone ↔ cone") {
               const cli = await runPilot(["--json", "peers"], { env: { PILOT_HOME: a.home } });

@@ -1,8 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { addressOf } from "../../src/protocol/address.ts";
-import { DATA_FRAME_OVERHEAD, MAX_UDP_PAYLOAD, RELAY_ENVELOPE_RESERVE } from "../../src/protocol/limits.ts";
+import { DATA_FRAME_OVERHEAD, LARGEST_STREAM_MSS, MAX_UDP_PAYLOAD, RELAY_ENVELOPE_RESERVE, STREAM_MSS, streamMssForFrame } from "../../src/protocol/limits.ts";
 import { encodePacket, HEADER_SIZE, packet, Protocol } from "../../src/protocol/packet.ts";
 import {
+  BASE_DATA_FRAME,
+  BASE_TUNNEL_PLAINTEXT,
   COOKIE_REPLY_SIZE,
   decodeCookieReply,
   decodeDataFrame,
@@ -36,10 +38,16 @@ describe("tunnel frame layout", () => {
     // A cookie reply is never larger than the initiation that draws it: no amplification.
     expect(COOKIE_REPLY_SIZE).toBeLessThan(INITIATION_SIZE);
     expect(MIN_DATA_FRAME).toBe(DATA_FRAME_OVERHEAD);
-    expect(MAX_DATA_FRAME).toBe(MAX_UDP_PAYLOAD - RELAY_ENVELOPE_RESERVE);
-    expect(MAX_TUNNEL_PLAINTEXT + DATA_FRAME_OVERHEAD + RELAY_ENVELOPE_RESERVE).toBeLessThanOrEqual(MAX_UDP_PAYLOAD);
-    // The largest stream segment the transport builds fits in one frame.
-    expect(HEADER_SIZE + 35 + 1240).toBeLessThanOrEqual(MAX_TUNNEL_PLAINTEXT);
+    expect(BASE_DATA_FRAME).toBe(MAX_UDP_PAYLOAD - RELAY_ENVELOPE_RESERVE);
+    expect(BASE_TUNNEL_PLAINTEXT + DATA_FRAME_OVERHEAD + RELAY_ENVELOPE_RESERVE).toBeLessThanOrEqual(MAX_UDP_PAYLOAD);
+    // The largest stream segment the transport builds at the base size fits in one base frame.
+    expect(HEADER_SIZE + 35 + STREAM_MSS).toBeLessThanOrEqual(BASE_TUNNEL_PLAINTEXT);
+    // A discovered path: a segment of streamMssForFrame(size) fits a frame of that size, up to the largest.
+    for (const size of [BASE_DATA_FRAME, 1472, 8972, MAX_DATA_FRAME]) {
+      expect(DATA_FRAME_OVERHEAD + HEADER_SIZE + 35 + streamMssForFrame(size)).toBeLessThanOrEqual(size);
+    }
+    expect(streamMssForFrame(MAX_DATA_FRAME)).toBe(LARGEST_STREAM_MSS);
+    expect(MAX_DATA_FRAME).toBeLessThanOrEqual(65_507); // one UDP datagram, never more
   });
 
   test("initiation round-trips; mac1 covers everything before it, mac2 everything before mac2", () => {

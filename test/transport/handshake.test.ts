@@ -125,7 +125,7 @@ describe("three-way open", () => {
   });
 
   test("config is validated", () => {
-    expect(() => StreamConnection.connect({ mss: 5000 }, 1, 0)).toThrow(RangeError);
+    expect(() => StreamConnection.connect({ mss: 20_000 }, 1, 0)).toThrow(RangeError);
     expect(() => StreamConnection.connect({ receiveBufferSize: 100 }, 1, 0)).toThrow(RangeError);
     expect(() => StreamConnection.connect({}, -1, 0)).toThrow(RangeError);
   });

@@ -9,7 +9,7 @@ import { TimestampClock } from "../../src/crypto/timestamp.ts";
 import { addressOf, type Address } from "../../src/protocol/address.ts";
 import { encodePacket, packet, Protocol } from "../../src/protocol/packet.ts";
 import { IndexTable } from "../../src/tunnel/index-table.ts";
-import { Peer, type Transmit } from "../../src/tunnel/peer.ts";
+import { Peer, type PeerPathMtuOptions, type Transmit } from "../../src/tunnel/peer.ts";
 import type { TunnelTimers } from "../../src/tunnel/timers.ts";
 import { seededBytes, testIdentity } from "../crypto/support.ts";
 
@@ -49,6 +49,8 @@ export function peerOf(
     seed?: number;
     queueLimit?: number;
     persistentKeepalive?: number;
+    pathMtu?: PeerPathMtuOptions<string>;
+    isRelay?: (e: string) => boolean;
   } = {},
 ): Peer<string> {
   return new Peer<string>({
@@ -63,6 +65,8 @@ export function peerOf(
     timers: options.timers,
     queueLimit: options.queueLimit,
     persistentKeepalive: options.persistentKeepalive,
+    pathMtu: options.pathMtu,
+    isRelay: options.isRelay,
   });
 }
 
@@ -123,7 +127,9 @@ export class Link {
   }
 }
 
-export function twoNodes(options: { timers?: Partial<TunnelTimers>; queueLimit?: number } = {}) {
+export function twoNodes(
+  options: { timers?: Partial<TunnelTimers>; queueLimit?: number; pathMtu?: PeerPathMtuOptions<string>; isRelay?: (e: string) => boolean } = {},
+) {
   const aNode = testNode("a", 1, 10);
   const bNode = testNode("b", 2, 20);
   const a = peerOf(aNode, bNode, options);
@@ -133,7 +139,7 @@ export function twoNodes(options: { timers?: Partial<TunnelTimers>; queueLimit?:
 }
 
 /** Two nodes with a confirmed session (A initiated) at time `now`. */
-export function establishedPair(now = 0, options: { timers?: Partial<TunnelTimers> } = {}) {
+export function establishedPair(now = 0, options: Parameters<typeof twoNodes>[0] = {}) {
   const world = twoNodes(options);
   world.a.connect(now);
   world.link.pump(now);

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { bytesToHex } from "../../src/crypto/bytes.ts";
 import { addressOf } from "../../src/protocol/address.ts";
-import { TunnelMessage } from "../../src/protocol/tunnel-frame.ts";
+import { MAX_TUNNEL_PLAINTEXT, TunnelMessage } from "../../src/protocol/tunnel-frame.ts";
 import { DEFAULT_TIMERS } from "../../src/tunnel/timers.ts";
 import { establishedPair, Link, peerOf, pilotPacket, testNode, text, twoNodes } from "./harness.ts";
 
@@ -364,6 +364,10 @@ describe("Peer: roaming and source checks", () => {
   test("send() refuses things that are not Pilot packets (programmer error)", () => {
     const { a } = establishedPair(0);
     expect(() => a.send(new Uint8Array(10), 1)).toThrow(RangeError);
-    expect(() => a.send(new Uint8Array(2000), 1)).toThrow(RangeError);
+    expect(() => a.send(new Uint8Array(MAX_TUNNEL_PLAINTEXT + 1), 1)).toThrow(RangeError);
+    // Larger than the base but within the largest frame: only a path that proved the size carries it.
+    a.send(new Uint8Array(2000), 1);
+    expect(a.takeTransmits()).toHaveLength(0);
+    expect(a.stats.drops.oversize).toBe(1);
   });
 });

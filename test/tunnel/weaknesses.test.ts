@@ -138,7 +138,7 @@ describe("weakness 3: replay window poisoning", () => {
     const { a, b, aNode, bNode, link } = establishedPair(0);
     const index = b.currentSession!.localIndex;
     const greatest = b.currentSession!.replay.greatest;
-    for (const counter of [2 ** 27 - 1, 2 ** 20, 5_000, greatest + 1]) {
+    for (const counter of [2 ** 25 - 1, 2 ** 20, 5_000, greatest + 1]) {
       b.receive(encodeDataFrame(index, counter, randomBytes(rand, 60)), ATTACKER, 1);
     }
     b.receive(encodeDataFrame(index, 2 ** 40, randomBytes(rand, 60)), ATTACKER, 1);
