@@ -164,6 +164,30 @@ describe("store", () => {
     expect(s.nodeById(4)?.hostname).toBeNull();
     s.close();
   });
+  test("a schema 3 store is migrated to 4 in place: existing hostnames enter the trigram index, which follows later changes", () => {
+    const path = join(tempDir(), "v3.db");
+    const s3 = RegistryStore.open(path);
+    for (const [i, name] of ["alpha-box", "beta-box", "gamma"].entries()) {
+      const n = s3.createNode(`k${i}`, 1, null);
+      s3.setHostname(n.id, name);
+      s3.setPublic(n.id, true);
+    }
+    s3.close();
+    // Back to schema 3: no index, no triggers.
+    const db = new Database(path);
+    db.exec(`DROP TRIGGER nodes_hostname_trgm_insert; DROP TRIGGER nodes_hostname_trgm_update; DROP TRIGGER nodes_hostname_trgm_delete;
+      DROP TABLE nodes_hostname_trgm; PRAGMA user_version = 3;`);
+    db.close();
+    const s = RegistryStore.open(path);
+    expect(s.schemaVersion()).toBe(SCHEMA_VERSION);
+    expect(s.search(4, "box", 50).map((n) => n.hostname)).toEqual(["alpha-box", "beta-box"]);
+    s.setHostname(6, "gamma-box");
+    expect(s.search(4, "box", 50).map((n) => n.hostname)).toEqual(["alpha-box", "beta-box", "gamma-box"]);
+    // The search reads the index: a name it does not hold is not found (the scan would find it).
+    s.exec("DELETE FROM nodes_hostname_trgm WHERE rowid = 4");
+    expect(s.search(4, "box", 50).map((n) => n.hostname)).toEqual(["beta-box", "gamma-box"]);
+    s.close();
+  });
   test("a failed transaction leaves nothing behind", () => {
     const s = RegistryStore.open(join(tempDir(), "t.db"));
     expect(() =>

@@ -116,6 +116,42 @@ describe.each(backends)("$name", (backend) => {
     expect((await s.search(four, "nlp", 50, 0)).map((n) => n.id)).toEqual([one]);
   });
 
+  test("search by hostname part follows renames, clears, deregistration and reactivation, in id order up to the limit", async () => {
+    const s = await open(backend);
+    const ids = await s.transaction(async (tx) => {
+      const out: number[] = [];
+      for (let i = 1; i <= 5; i++) {
+        const id = (await tx.createNode(key(i), 1000, null)).id;
+        await tx.setPublic(id, true);
+        out.push(id);
+      }
+      for (const [i, id] of out.entries()) await tx.setHostname(id, `worker-${i}`);
+      return out;
+    });
+    const [a, b, c, d, e] = ids as [number, number, number, number, number];
+    const found = async (q: string, limit = 50) => (await s.search(a, q, limit)).map((n) => n.id);
+    expect(await found("worker")).toEqual(ids);
+    expect(await found("worker", 2)).toEqual([a, b]);
+    expect(await found("ker-3")).toEqual([d]);
+    expect(await found("r-")).toEqual(ids); // shorter than a trigram
+    expect(await found("WORKER")).toEqual([]); // exact, as hostnames are lowercase
+    await s.transaction(async (tx) => {
+      await tx.setHostname(b, "trainer");
+      await tx.setHostname(c, null);
+      await tx.deactivateNode(d);
+    });
+    expect(await found("worker")).toEqual([a, e]);
+    expect(await found("train")).toEqual([b]);
+    await s.transaction(async (tx) => {
+      await tx.reactivateNode(d, 2000);
+      await tx.setPublic(d, true);
+      await tx.setHostname(d, "worker-again");
+      await tx.setTags(c, ["worker"]); // a tag of that name counts too
+    });
+    expect(await found("worker")).toEqual([a, c, d, e]);
+    expect(await found("again")).toEqual([d]);
+  });
+
   test("trust pairs are unordered; requests inbound oldest/newest first, counted; forgetTrust", async () => {
     const s = await open(backend);
     const [a, b, c, d] = (await s.transaction(async (tx) => {
