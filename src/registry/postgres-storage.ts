@@ -145,6 +145,7 @@ interface RawNode {
 }
 
 const NODE_COLUMNS = "id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active, origin_net";
+const NODE_COLUMNS_OF_N = NODE_COLUMNS.split(", ").map((c) => `n.${c}`).join(", ");
 
 function toNode(raw: RawNode | undefined): NodeRow | undefined {
   if (!raw) return undefined;
@@ -357,16 +358,21 @@ export class PostgresStorage implements RegistryStorage {
   }
 
   async search(viewer: number, query: string, limit: number, seenSince = 0): Promise<NodeRow[]> {
-    // The candidates come from two indexes (the tag's rows; hostnames through the trigram index, a
-    // query being letters, digits and hyphens only, so it needs no LIKE escaping), then visibility.
-    const rows = await this.q(
-      `SELECT ${NODE_COLUMNS} FROM nodes n
-       WHERE n.id IN (SELECT id FROM nodes WHERE hostname LIKE $5 UNION SELECT node_id FROM node_tags WHERE tag = $1)
-         AND n.active AND (n.last_seen >= $4 OR n.id = $2)
+    // Two ordered candidate streams, each cut at the limit before they meet: the tag's rows in node id
+    // order (node_tags' key, so a tag of many nodes costs about `limit` probes, not one per node), and
+    // hostnames through the trigram index (a query being letters, digits and hyphens only, so it needs
+    // no LIKE escaping); then the first `limit` of both by id. The rules on each row: active, seen
+    // recently (or the viewer), and visible to the viewer.
+    const rules = `n.active AND (n.last_seen >= $4 OR n.id = $2)
          AND (n.public OR n.id = $2
-              OR EXISTS (SELECT 1 FROM trust WHERE (a = n.id AND b = $2) OR (a = $2 AND b = n.id))
-              OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $2))
-       ORDER BY n.id LIMIT $3`,
+              OR EXISTS (SELECT 1 FROM trust WHERE a = LEAST(n.id, $2) AND b = GREATEST(n.id, $2))
+              OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $2))`;
+    const rows = await this.q(
+      `SELECT * FROM (
+         (SELECT ${NODE_COLUMNS_OF_N} FROM node_tags t JOIN nodes n ON n.id = t.node_id WHERE t.tag = $1 AND ${rules} ORDER BY t.node_id LIMIT $3)
+         UNION
+         (SELECT ${NODE_COLUMNS_OF_N} FROM nodes n WHERE n.hostname LIKE $5 AND ${rules} ORDER BY n.id LIMIT $3)
+       ) s ORDER BY id LIMIT $3`,
       [query, viewer, limit, seenSince, `%${query}%`],
     );
     return rows.map((r) => toNode(r)!);
