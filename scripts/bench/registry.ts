@@ -91,7 +91,7 @@ async function bulkLoad(store: string): Promise<void> {
       await sql.unsafe(`INSERT INTO node_tags (tag, node_id) SELECT 'tag' || (g % 1000), g FROM generate_series(4, $1::bigint + 3) g`, [BULK]);
       // Node ids come from a sequence (schema 4): registrations after the bulk get the next ones.
       await sql.unsafe("SELECT setval('pilot_node_ids', $1::bigint + 3)", [BULK]);
-      await sql.unsafe("ANALYZE");
+      await sql.unsafe("VACUUM ANALYZE");
     } finally {
       await sql.close();
     }

@@ -23,7 +23,7 @@ import { SQL } from "bun";
 import { FIRST_ASSIGNABLE_NODE } from "../protocol/address.ts";
 import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
 import { originNetworkOf, weekOf } from "./reputation.ts";
-import type { NodeRow, RegistrationFields, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
+import type { LookupRows, NodeRow, RegistrationFields, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
 
 export const PG_SCHEMA_VERSION = 4;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
@@ -355,6 +355,22 @@ export class PostgresStorage implements RegistryStorage {
       await this.setHostname(Number(r.id), null);
     }
     return rows.length;
+  }
+
+  async lookupRows(viewer: number, target: number, now: number, ratedSince: number): Promise<LookupRows> {
+    const rows = await this.q(
+      `SELECT ${NODE_COLUMNS_OF_N},
+         n.id = $2 AND (n.id = $1 OR (n.active AND (n.public
+           OR EXISTS (SELECT 1 FROM trust WHERE a = LEAST(n.id, $1) AND b = GREATEST(n.id, $1))
+           OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $1)
+           OR EXISTS (SELECT 1 FROM contact_grants g WHERE g.initiator = n.id AND g.target = $1 AND g.expires > $3)))) AS visible,
+         n.id = $2 AND EXISTS (SELECT 1 FROM receipts WHERE worker = n.id AND week >= $4) AS rated
+       FROM nodes n WHERE n.id IN ($1, $2)`,
+      [viewer, target, now, ratedSince],
+    );
+    const of = (id: number) => rows.find((r) => Number(r.id) === id);
+    const t = of(target);
+    return { viewer: toNode(of(viewer)), target: toNode(t), visible: t?.visible === true, rated: t?.rated === true };
   }
 
   async search(viewer: number, query: string, limit: number, seenSince = 0): Promise<NodeRow[]> {
