@@ -44,6 +44,11 @@ import { startPostgres, type PostgresCluster } from "../../test/registry/store/p
 
 const ROOT = resolve(import.meta.dir, "../..");
 const args = process.argv.slice(2);
+/** --registry-tree DIR: the registries run DIR's pilot (another checkout, for A/B figures); the load stays this one's. */
+const REGISTRY_TREE = (() => {
+  const i = args.indexOf("--registry-tree");
+  return i >= 0 ? resolve(args[i + 1]!) : ROOT;
+})();
 const arg = (name: string, fallback: number) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : fallback;
@@ -136,8 +141,8 @@ async function startRegistry(store: string, identity: string, home: string): Pro
   const limits = ["--max-connections-per-ip", "100000", "--max-connections-per-prefix", "100000", "--log-level", "warn"];
   const child = spawn(
     process.execPath,
-    [...profileFlags(), join(ROOT, "src/cli/main.ts"), "rendezvous", "--json", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--store", store, "--identity", identity, ...relaxed, ...limits],
-    { cwd: ROOT, env: { ...process.env, PILOT_HOME: home }, stdio: ["ignore", "pipe", "pipe"] },
+    [...profileFlags(), join(REGISTRY_TREE, "src/cli/main.ts"), "rendezvous", "--json", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0", "--store", store, "--identity", identity, ...relaxed, ...limits],
+    { cwd: REGISTRY_TREE, env: { ...process.env, PILOT_HOME: home }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += d));
@@ -515,6 +520,7 @@ try {
     `registry bench: ${NODES} nodes${BULK > 0 ? ` (+ ${BULK} bulk-loaded)` : ""}; open loop: lookups at ${LOOKUP_RATE}/s and tag searches at ${SEARCH_RATE}/s for ${OPEN_SECONDS} s each, ` +
       `pre-signed, over ${OPEN_CONNECTIONS || "one per 40/s of"} connections; closed loop (max throughput): ${LOOKUPS} lookups, ${RESOLVES} resolves, ${SEARCHES} searches, ${TRUST_PAIRS} trust pairs, ${CONNECTIONS} connections x ${IN_FLIGHT} in flight`,
   );
+  if (REGISTRY_TREE !== ROOT) console.log(`(registries run the pilot in ${REGISTRY_TREE})`);
   console.log(`(the load generator runs on the same cores as the registries and PostgreSQL: its signing and parsing take CPU from them; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")})`);
   let t = performance.now();
   const identities = Array.from({ length: NODES }, () => generateIdentity());

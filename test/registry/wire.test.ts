@@ -5,7 +5,18 @@ import { ReplayCache, TokenBuckets } from "../../src/registry/limits.ts";
 import { checkEndpoint, checkHostname, checkReason, checkSearchQuery, checkTags } from "../../src/registry/rules.ts";
 import { verifyEd25519 } from "../../src/registry/signer.ts";
 import { RegistryStore, SCHEMA_VERSION } from "../../src/registry/store.ts";
-import { canonicalJson, encodeFrame, FrameReader, fromBase64, MAX_FRAME, requestSigningBytes, responseSigningBytes, toBase64 } from "../../src/registry/wire.ts";
+import {
+  canonicalJson,
+  encodeFrame,
+  FrameReader,
+  fromBase64,
+  MAX_FRAME,
+  requestSigningBytes,
+  responseSigningBytes,
+  responseSigningBytesOf,
+  signedFrame,
+  toBase64,
+} from "../../src/registry/wire.ts";
 import { generateIdentity } from "../../src/crypto/identity.ts";
 import { seededRandom } from "../support/fuzz.ts";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -68,6 +79,24 @@ describe("frames", () => {
     expect(fromBase64(toBase64(b).replace("=", ""), 16)).toBeUndefined();
     expect(fromBase64("!".repeat(24), 16)).toBeUndefined();
     expect(fromBase64(42, 16)).toBeUndefined();
+  });
+});
+
+describe("signed frames", () => {
+  test("a response serialised once reads back as the message with its sig, which verifies as responseSigningBytes", () => {
+    const id = generateIdentity();
+    const nonce = new Uint8Array(16).fill(7);
+    const response = { type: "response", id: 3, ok: true, node_id: 9, tags: ["a", "b"], hostname: "h\u00e9", error: undefined };
+    const canonical = canonicalJson(response);
+    const sig = toBase64(id.sign(responseSigningBytesOf(canonical, nonce)));
+    expect(responseSigningBytesOf(canonical, nonce)).toEqual(responseSigningBytes(response, nonce));
+    const [frame] = new FrameReader().push(signedFrame(canonical, sig));
+    expect(frame).toEqual({ kind: "message", value: { type: "response", id: 3, ok: true, node_id: 9, tags: ["a", "b"], hostname: "h\u00e9", sig } });
+    const value = (frame as { value: Record<string, unknown> }).value;
+    expect(verifyEd25519(id.publicKey, responseSigningBytes(value, nonce), fromBase64(value.sig, 64)!)).toBe(true);
+    expect(new FrameReader().push(signedFrame("{}", sig))).toEqual([{ kind: "message", value: { sig } }]);
+    expect(() => signedFrame(canonicalJson({ big: "x".repeat(MAX_FRAME) }), sig)).toThrow(RangeError);
+    expect(() => signedFrame("[1]", sig)).toThrow(TypeError);
   });
 });
 
