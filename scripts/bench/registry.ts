@@ -16,7 +16,7 @@
  * - open loop ("lookup (open loop)", "search (tag, open)"): requests sent on a
  *   schedule at a fixed offered rate (`--lookup-rate`, default 5 000/s;
  *   `--search-rate`, default 1 000/s; over all registries of the set-up, for
- *   `--open-seconds`, default 5), whatever the answers do; each latency runs from
+ *   `--open-seconds`, default 5; a comma-separated list runs a sweep), whatever the answers do; each latency runs from
  *   the request's scheduled send time (no coordinated omission). Printed: offered
  *   and achieved rate, p50 / p99 / max. This is what the goals are stated in.
  *   The requests are signed before the timed part (fresh nonce and ts each,
@@ -92,8 +92,13 @@ const IN_FLIGHT = arg("in-flight", 8); // per connection
 const PHASE_LIMIT_MS = 60_000;
 const BULK = arg("bulk", 0);
 /** Open-loop phases: offered rates (per second, over all registries of a set-up) and how long each runs. */
-const LOOKUP_RATE = arg("lookup-rate", 5_000);
-const SEARCH_RATE = arg("search-rate", 1_000);
+const rates = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]!.split(",").map(Number) : [fallback];
+};
+/** Comma-separated lists run one open-loop phase per rate, in order (a sweep). */
+const LOOKUP_RATES = rates("lookup-rate", 5_000);
+const SEARCH_RATES = rates("search-rate", 1_000);
 const OPEN_SECONDS = arg("open-seconds", 5);
 /**
  * Connections of the open-loop phases (0: one per 40 requests/s of the rate). A real network's nodes
@@ -480,10 +485,10 @@ async function runSetup(setup: string, stores: string[], identities: Identity[],
     const pick = () => Math.floor(Math.random() * n);
     report(setup, await phase("heartbeat", n, conns, (i, c) => c.conn.call(identities[i]!, c.key, { type: "heartbeat", node_id: ids[i] })));
     const lookupTarget = () => (BULK > 0 ? 4 + Math.floor(Math.random() * BULK) : ids[pick()]);
-    if (LOOKUP_RATE > 0) {
+    for (const rate of LOOKUP_RATES.filter((r) => r > 0)) {
       reportOpen(
         setup,
-        await openLoop("lookup (open loop)", Math.round(LOOKUP_RATE * OPEN_SECONDS), LOOKUP_RATE, registries, () => {
+        await openLoop("lookup (open loop)", Math.round(rate * OPEN_SECONDS), rate, registries, () => {
           const who = pick();
           return { node: identities[who]!, fields: { type: "lookup", node_id: ids[who], target: lookupTarget() } };
         }),
@@ -504,10 +509,10 @@ async function runSetup(setup: string, stores: string[], identities: Identity[],
       }),
     );
     const tagQuery = (i: number) => (BULK > 0 ? `tag${i % 1000}` : `t${i % 100}`);
-    if (SEARCH_RATE > 0) {
+    for (const rate of SEARCH_RATES.filter((r) => r > 0)) {
       reportOpen(
         setup,
-        await openLoop("search (tag, open)", Math.round(SEARCH_RATE * OPEN_SECONDS), SEARCH_RATE, registries, (i) => {
+        await openLoop("search (tag, open)", Math.round(rate * OPEN_SECONDS), rate, registries, (i) => {
           const who = pick();
           return { node: identities[who]!, fields: { type: "search", node_id: ids[who], query: tagQuery(i) } };
         }),
@@ -542,7 +547,7 @@ const dir = mkdtempSync(join(tmpdir(), "pilot-bench-registry-"));
 let cluster: PostgresCluster | undefined;
 try {
   console.log(
-    `registry bench: ${NODES} nodes${BULK > 0 ? ` (+ ${BULK} bulk-loaded)` : ""}; open loop: lookups at ${LOOKUP_RATE}/s and tag searches at ${SEARCH_RATE}/s for ${OPEN_SECONDS} s each, ` +
+    `registry bench: ${NODES} nodes${BULK > 0 ? ` (+ ${BULK} bulk-loaded)` : ""}; open loop: lookups at ${LOOKUP_RATES.join(", ")}/s and tag searches at ${SEARCH_RATES.join(", ")}/s for ${OPEN_SECONDS} s each, ` +
       `pre-signed, over ${OPEN_CONNECTIONS || "one per 40/s of"} connections; closed loop (max throughput): ${LOOKUPS} lookups, ${RESOLVES} resolves, ${SEARCHES} searches, ${TRUST_PAIRS} trust pairs, ${CONNECTIONS} connections x ${IN_FLIGHT} in flight`,
   );
   if (REGISTRY_TREE !== ROOT) console.log(`(registries run the pilot in ${REGISTRY_TREE})`);
