@@ -374,24 +374,31 @@ export class PostgresStorage implements RegistryStorage {
   }
 
   async search(viewer: number, query: string, limit: number, seenSince = 0): Promise<NodeRow[]> {
-    // Two ordered candidate streams, each cut at the limit before they meet: the tag's rows in node id
-    // order (node_tags' key, so a tag of many nodes costs about `limit` probes, not one per node), and
-    // hostnames through the trigram index (a query being letters, digits and hyphens only, so it needs
-    // no LIKE escaping); then the first `limit` of both by id. The rules on each row: active, seen
-    // recently (or the viewer), and visible to the viewer.
-    const rules = `n.active AND (n.last_seen >= $4 OR n.id = $2)
+    // Two candidate streams, each cut at the limit in id order, then the first `limit` of both: the
+    // tag's rows (node_tags' key, so a tag of many nodes costs about `limit` row reads, not one per
+    // node), and hostnames through the trigram index (a query being letters, digits and hyphens
+    // only, so it needs no LIKE escaping). Two statements, sent together: the tag's keeps one cached
+    // plan; the LIKE's is planned for its pattern. The rules on each row: active, seen recently (or
+    // the viewer), and visible to the viewer.
+    const rules = `n.active AND (n.last_seen >= $3 OR n.id = $2)
          AND (n.public OR n.id = $2
               OR EXISTS (SELECT 1 FROM trust WHERE a = LEAST(n.id, $2) AND b = GREATEST(n.id, $2))
               OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $2))`;
-    const rows = await this.q(
-      `SELECT * FROM (
-         (SELECT ${NODE_COLUMNS_OF_N} FROM node_tags t JOIN nodes n ON n.id = t.node_id WHERE t.tag = $1 AND ${rules} ORDER BY t.node_id LIMIT $3)
-         UNION
-         (SELECT ${NODE_COLUMNS_OF_N} FROM nodes n WHERE n.hostname LIKE $5 AND ${rules} ORDER BY n.id LIMIT $3)
-       ) s ORDER BY id LIMIT $3`,
-      [query, viewer, limit, seenSince, `%${query}%`],
-    );
-    return rows.map((r) => toNode(r)!);
+    const [tagged, named] = await Promise.all([
+      this.q(`SELECT ${NODE_COLUMNS_OF_N} FROM node_tags t JOIN nodes n ON n.id = t.node_id WHERE t.tag = $1 AND ${rules} ORDER BY t.node_id LIMIT $4`, [
+        query,
+        viewer,
+        seenSince,
+        limit,
+      ]),
+      this.q(`SELECT ${NODE_COLUMNS_OF_N} FROM nodes n WHERE n.hostname LIKE $1 AND ${rules} ORDER BY n.id LIMIT $4`, [`%${query}%`, viewer, seenSince, limit]),
+    ]);
+    const byId = new Map<number, RawNode>();
+    for (const r of [...tagged, ...named]) byId.set(Number(r.id), r);
+    return [...byId.keys()]
+      .sort((a, b) => a - b)
+      .slice(0, limit)
+      .map((id) => toNode(byId.get(id))!);
   }
 
   // -- replay protection -----------------------------------------------------
