@@ -23,7 +23,7 @@ import { SQL } from "bun";
 import { FIRST_ASSIGNABLE_NODE } from "../protocol/address.ts";
 import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
 import { originNetworkOf, weekOf } from "./reputation.ts";
-import type { NodeRow, RegistrationFields, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
+import type { LookupRows, NodeRow, RegistrationFields, RegistryStorage, StoreCounts, TrustRequestRow, VoteGroupRow } from "./storage.ts";
 
 export const PG_SCHEMA_VERSION = 4;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
@@ -145,6 +145,7 @@ interface RawNode {
 }
 
 const NODE_COLUMNS = "id, public_key, hostname, public, tags, endpoints, observed_ip, registered_at, last_seen, active, origin_net";
+const NODE_COLUMNS_OF_N = NODE_COLUMNS.split(", ").map((c) => `n.${c}`).join(", ");
 
 function toNode(raw: RawNode | undefined): NodeRow | undefined {
   if (!raw) return undefined;
@@ -356,20 +357,48 @@ export class PostgresStorage implements RegistryStorage {
     return rows.length;
   }
 
-  async search(viewer: number, query: string, limit: number, seenSince = 0): Promise<NodeRow[]> {
-    // The candidates come from two indexes (the tag's rows; hostnames through the trigram index, a
-    // query being letters, digits and hyphens only, so it needs no LIKE escaping), then visibility.
+  async lookupRows(viewer: number, target: number, now: number, ratedSince: number): Promise<LookupRows> {
     const rows = await this.q(
-      `SELECT ${NODE_COLUMNS} FROM nodes n
-       WHERE n.id IN (SELECT id FROM nodes WHERE hostname LIKE $5 UNION SELECT node_id FROM node_tags WHERE tag = $1)
-         AND n.active AND (n.last_seen >= $4 OR n.id = $2)
-         AND (n.public OR n.id = $2
-              OR EXISTS (SELECT 1 FROM trust WHERE (a = n.id AND b = $2) OR (a = $2 AND b = n.id))
-              OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $2))
-       ORDER BY n.id LIMIT $3`,
-      [query, viewer, limit, seenSince, `%${query}%`],
+      `SELECT ${NODE_COLUMNS_OF_N},
+         n.id = $2 AND (n.id = $1 OR (n.active AND (n.public
+           OR EXISTS (SELECT 1 FROM trust WHERE a = LEAST(n.id, $1) AND b = GREATEST(n.id, $1))
+           OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $1)
+           OR EXISTS (SELECT 1 FROM contact_grants g WHERE g.initiator = n.id AND g.target = $1 AND g.expires > $3)))) AS visible,
+         n.id = $2 AND EXISTS (SELECT 1 FROM receipts WHERE worker = n.id AND week >= $4) AS rated
+       FROM nodes n WHERE n.id IN ($1, $2)`,
+      [viewer, target, now, ratedSince],
     );
-    return rows.map((r) => toNode(r)!);
+    const of = (id: number) => rows.find((r) => Number(r.id) === id);
+    const t = of(target);
+    return { viewer: toNode(of(viewer)), target: toNode(t), visible: t?.visible === true, rated: t?.rated === true };
+  }
+
+  async search(viewer: number, query: string, limit: number, seenSince = 0): Promise<NodeRow[]> {
+    // Two candidate streams, each cut at the limit in id order, then the first `limit` of both: the
+    // tag's rows (node_tags' key, so a tag of many nodes costs about `limit` row reads, not one per
+    // node), and hostnames through the trigram index (a query being letters, digits and hyphens
+    // only, so it needs no LIKE escaping). Two statements, sent together: the tag's keeps one cached
+    // plan; the LIKE's is planned for its pattern. The rules on each row: active, seen recently (or
+    // the viewer), and visible to the viewer.
+    const rules = `n.active AND (n.last_seen >= $3 OR n.id = $2)
+         AND (n.public OR n.id = $2
+              OR EXISTS (SELECT 1 FROM trust WHERE a = LEAST(n.id, $2) AND b = GREATEST(n.id, $2))
+              OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = $2))`;
+    const [tagged, named] = await Promise.all([
+      this.q(`SELECT ${NODE_COLUMNS_OF_N} FROM node_tags t JOIN nodes n ON n.id = t.node_id WHERE t.tag = $1 AND ${rules} ORDER BY t.node_id LIMIT $4`, [
+        query,
+        viewer,
+        seenSince,
+        limit,
+      ]),
+      this.q(`SELECT ${NODE_COLUMNS_OF_N} FROM nodes n WHERE n.hostname LIKE $1 AND ${rules} ORDER BY n.id LIMIT $4`, [`%${query}%`, viewer, seenSince, limit]),
+    ]);
+    const byId = new Map<number, RawNode>();
+    for (const r of [...tagged, ...named]) byId.set(Number(r.id), r);
+    return [...byId.keys()]
+      .sort((a, b) => a - b)
+      .slice(0, limit)
+      .map((id) => toNode(byId.get(id))!);
   }
 
   // -- replay protection -----------------------------------------------------

@@ -74,9 +74,23 @@ export class ReputationBook {
 
   constructor(private readonly store: RegistryStorage) {}
 
-  /** The node's polo score (0-100, one decimal). */
-  async score(node: number, now: number): Promise<number> {
+  /**
+   * The node's polo score (0-100, one decimal). `rated: false` says the store was just asked
+   * (LookupRows.rated, from week ratedSince(now) on) and holds no receipts for it as a worker: it
+   * scores 0 without reading them.
+   */
+  async score(node: number, now: number, rated?: boolean): Promise<number> {
+    if (rated === false && !this.scores.get(node, now)) {
+      const value = { ...scoreWorker([], () => undefined, now), computedAt: now };
+      this.scores.set(node, value, now);
+      return value.score;
+    }
     return (await this.reputation(node, now)).score;
+  }
+
+  /** The first week whose receipts count at `now`. */
+  ratedSince(now: number): number {
+    return this.firstWeek(now);
   }
 
   /**

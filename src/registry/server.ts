@@ -28,7 +28,19 @@ import type { Signer } from "./signer.ts";
 import type { RegistryStorage } from "./storage.ts";
 import type { RegistryStore } from "./store.ts";
 import type { RegistryObserver } from "./metrics.ts";
-import { encodeFrame, eventSigningBytes, FrameReader, fromBase64, NONCE_SIZE, PROTOCOL_VERSION, responseSigningBytes, toBase64 } from "./wire.ts";
+import {
+  canonicalJson,
+  encodeFrame,
+  eventSigningBytes,
+  FrameReader,
+  fromBase64,
+  NONCE_SIZE,
+  PROTOCOL_VERSION,
+  responseSigningBytes,
+  responseSigningBytesOf,
+  signedFrame,
+  toBase64,
+} from "./wire.ts";
 
 export interface ServerLimits extends ServiceLimits {
   /**
@@ -488,18 +500,26 @@ export class RegistryServer {
   }
 
   private respond(conn: Connection, outcome: Outcome): void {
-    let response: Record<string, unknown> = { type: "response", id: outcome.id, ...outcome.body };
-    let signed: Uint8Array;
+    // Serialised once: the canonical JSON the signature covers is also the frame's body (signedFrame).
+    let canonical: string;
     try {
-      signed = responseSigningBytes(response, outcome.nonce);
+      canonical = canonicalJson({ type: "response", id: outcome.id, ...outcome.body });
     } catch (e) {
       // A result that is not canonical JSON (a bug): answer internal rather than take the process down.
       this.log.error("response not signable", { error: String(e) });
-      response = { type: "response", id: outcome.id, ok: false, error: { code: "internal", message: "internal error" } };
-      signed = responseSigningBytes(response, outcome.nonce);
+      canonical = canonicalJson({ type: "response", id: outcome.id, ok: false, error: { code: "internal", message: "internal error" } });
     }
-    response.sig = toBase64(this.options.signer.sign(signed));
-    this.send(conn, response);
+    const sig = toBase64(this.options.signer.sign(responseSigningBytesOf(canonical, outcome.nonce)));
+    let frame: Uint8Array;
+    try {
+      frame = signedFrame(canonical, sig);
+    } catch (e) {
+      // Larger than a frame (a bug): the same internal answer.
+      this.log.error("response too large", { error: String(e) });
+      const small = canonicalJson({ type: "response", id: outcome.id, ok: false, error: { code: "internal", message: "internal error" } });
+      frame = signedFrame(small, toBase64(this.options.signer.sign(responseSigningBytesOf(small, outcome.nonce))));
+    }
+    this.sendFrame(conn, frame);
   }
 
   private push(nodeId: number, event: Record<string, unknown>): void {
@@ -514,8 +534,12 @@ export class RegistryServer {
   }
 
   private send(conn: Connection, message: Record<string, unknown>): void {
+    this.sendFrame(conn, encodeFrame(message));
+  }
+
+  private sendFrame(conn: Connection, frame: Uint8Array): void {
     if (conn.socket.destroyed || !conn.socket.writable) return;
-    conn.socket.write(encodeFrame(message));
+    conn.socket.write(frame);
     if (conn.socket.writableLength > this.limits.maxQueuedBytes) {
       this.log.warn("closing a connection that does not read", { source_ip: conn.ip });
       conn.socket.destroy();

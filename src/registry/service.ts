@@ -43,7 +43,7 @@ import {
   type Check,
 } from "./rules.ts";
 import { verifyEd25519 } from "./signer.ts";
-import type { NodeRow, RegistryStorage, TrustRequestRow } from "./storage.ts";
+import type { LookupRows, NodeRow, RegistryStorage, TrustRequestRow } from "./storage.ts";
 import { RegistryStore } from "./store.ts";
 import { SqliteStorage } from "./sqlite-storage.ts";
 import { receiptFreshness, receiptFromWire, receiptSignaturesValid, RECEIPTS_PER_PAIR_PER_WEEK, sameReceipt } from "./receipts.ts";
@@ -218,6 +218,13 @@ const STATE_CHANGING: ReadonlySet<RequestType> = new Set([
   "deregister",
   "submit_receipt",
 ]);
+
+/** Who signed a request, once proven; for a lookup or resolve on a networked store, what it read with the signer (LookupRows). */
+interface Signed {
+  readonly nodeId: number | null;
+  readonly publicKey: string;
+  readonly lookup?: LookupRows;
+}
 
 export type Budget = "own" | "lookup" | "inbound";
 
@@ -425,7 +432,7 @@ export class RegistryService {
     nonce: Uint8Array,
     id: number | null,
     now: number,
-  ): Promise<{ type: RequestType; signer: { nodeId: number | null; publicKey: string } }> {
+  ): Promise<{ type: RequestType; signer: Signed }> {
     const type = m.type;
     if (typeof type !== "string" || !(REQUEST_TYPES as readonly string[]).includes(type)) {
       fail("invalid_argument", `unknown request type ${JSON.stringify(typeof type === "string" ? type.slice(0, 32) : type)}`);
@@ -451,6 +458,7 @@ export class RegistryService {
     let publicKeyText: string;
     let publicKey: Uint8Array;
     let nodeId: number | null = null;
+    let lookup: LookupRows | undefined;
     if (t === "register") {
       if ("node_id" in m) fail("invalid_argument", "register carries public_key, not node_id");
       const key = fromBase64(m.public_key, 32);
@@ -460,7 +468,11 @@ export class RegistryService {
     } else {
       const nid = m.node_id;
       if (typeof nid !== "number" || !Number.isInteger(nid) || nid < 0 || nid > 0xffff_ffff) fail("invalid_argument", "node_id must be a u32");
-      const node = await this.store.nodeById(nid as number);
+      // A lookup or resolve on a networked store reads its target with the signer's node, in one
+      // round trip; the target is used only once the signature is proven, below.
+      const target = this.store.lookupRows && (t === "lookup" || t === "resolve") ? checkNodeId(m.target, "target") : undefined;
+      if (target?.ok) lookup = await this.store.lookupRows!(nid as number, target.value, now, this.book.ratedSince(now));
+      const node = lookup ? lookup.viewer : await this.store.nodeById(nid as number);
       if (node && node.active) {
         nodeId = node.id;
         publicKeyText = node.publicKey;
@@ -489,7 +501,7 @@ export class RegistryService {
       const what = budget === "own" ? "requests" : budget === "lookup" ? "lookups" : "lookups of nodes that contacted it";
       fail("rate_limited", `too many ${what} from this node; slow down`);
     }
-    return { type: t, signer: { nodeId, publicKey: publicKeyText } };
+    return { type: t, signer: { nodeId, publicKey: publicKeyText, lookup } };
   }
 
   // -- requests --------------------------------------------------------------
@@ -498,7 +510,7 @@ export class RegistryService {
     db: RegistryStorage,
     type: RequestType,
     m: Record<string, unknown>,
-    signer: { nodeId: number | null; publicKey: string },
+    signer: Signed,
     ctx: RequestContext,
     now: number,
     events: PushEvent[],
@@ -516,8 +528,11 @@ export class RegistryService {
         await db.transaction((tx) => tx.touch(self, now, ctx.sourceIp, endpoints));
         return { time: now, observed_ip: ctx.sourceIp };
       }
-      case "lookup":
+      case "lookup": {
+        const rows = signer.lookup;
+        if (rows) return this.nodeView(rows.visible ? rows.target! : fail("not_found", NOT_VISIBLE), now, rows.rated);
         return this.nodeView(await this.visible(db, self, need(checkNodeId(m.target, "target"))), now);
+      }
       case "find": {
         const name = typeof m.hostname === "string" ? m.hostname : fail("invalid_argument", "hostname must be a string");
         const node = await db.nodeByHostname(name);
@@ -525,7 +540,8 @@ export class RegistryService {
         return this.nodeView(node!, now);
       }
       case "resolve": {
-        const node = await this.visible(db, self, need(checkNodeId(m.target, "target")));
+        const rows = signer.lookup;
+        const node = rows ? (rows.visible ? rows.target! : fail("not_found", NOT_VISIBLE)) : await this.visible(db, self, need(checkNodeId(m.target, "target")));
         if (m.contact !== undefined && typeof m.contact !== "boolean") fail("invalid_argument", "contact must be true or false");
         if (m.contact === true && self !== node.id) await db.grantContact(self, node.id, now + CONTACT_GRANT_MS);
         return { node_id: node.id, address: addressText(node.id), public_key: node.publicKey, ...this.endpointView(node), online: this.isOnline(node, now), last_seen: node.lastSeen };
@@ -995,7 +1011,8 @@ export class RegistryService {
     return node!;
   }
 
-  private async nodeView(n: NodeRow, now: number): Promise<Record<string, unknown>> {
+  /** `rated`: LookupRows.rated, when the lookup read it (ReputationBook.score). */
+  private async nodeView(n: NodeRow, now: number, rated?: boolean): Promise<Record<string, unknown>> {
     return {
       node_id: n.id,
       address: addressText(n.id),
@@ -1005,7 +1022,7 @@ export class RegistryService {
       public: n.public,
       online: this.isOnline(n, now),
       last_seen: n.lastSeen,
-      polo_score: await this.book.score(n.id, now),
+      polo_score: await this.book.score(n.id, now, rated),
     };
   }
 

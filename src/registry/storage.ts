@@ -47,6 +47,20 @@ export interface TrustRequestRow {
 
 export type VoteGroupRow = VoteGroup & { registeredAt: number; originNet: string | null };
 
+/** What a lookup or resolve reads: the signer's node and its target's, and the rules on the target. */
+export interface LookupRows {
+  /** The signer's node (authentication reads its key); undefined if there is none. */
+  readonly viewer: NodeRow | undefined;
+  readonly target: NodeRow | undefined;
+  /**
+   * service.ts canSee(viewer, target): the viewer itself, or active and public, trusted, asking the
+   * viewer for trust, or having resolved the viewer with contact (a grant running at `now`).
+   */
+  readonly visible: boolean;
+  /** Whether the target has receipts as a worker from week `ratedSince` on (if not, it scores 0 without reading them). */
+  readonly rated: boolean;
+}
+
 export interface StoreCounts {
   nodes: number;
   active: number;
@@ -79,6 +93,12 @@ export interface RegistryStorage {
    * setTags, setPublic and nodeById in turn, which is what the service does without it.
    */
   applyRegistration?(id: number, now: number, observedIp: string | null, fields: RegistrationFields): Promise<NodeRow>;
+  /**
+   * A lookup's reads in one step (PostgreSQL: one statement, so one round trip to the database per
+   * lookup): nodeById of both, the visibility rule and workersWithReceipts of the target, read
+   * together. Absent on SQLite, whose calls cost no round trip.
+   */
+  lookupRows?(viewer: number, target: number, now: number, ratedSince: number): Promise<LookupRows>;
   close(): Promise<void>;
   schemaVersion(): Promise<number>;
   counts(): Promise<StoreCounts>;

@@ -19,8 +19,11 @@ import type { ReceiptOutcome, TaskReceipt } from "../protocol/receipt.ts";
 import { originNetworkOf, weekOf, type VoteGroup } from "./reputation.ts";
 import type { NodeRow, TrustRequestRow } from "./storage.ts";
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 const LAST_ASSIGNABLE_NODE = 0xffff_fffe;
+
+/** The trigram index of hostnames (schema 4), where this SQLite has FTS5's trigram tokenizer. */
+const HOSTNAME_INDEX = "nodes_hostname_trgm";
 
 /** A migration is SQL, or SQL and then code (run in the same transaction). */
 type Migration = string | { sql: string; then(db: Database): void };
@@ -101,6 +104,32 @@ const MIGRATIONS: readonly Migration[] = [
       for (const r of rows) set.run(originNetworkOf(r.observed_ip), r.id);
     },
   },
+  // 4: search by part of a hostname through a trigram index (an FTS5 table with the trigram
+  //    tokenizer, kept in step with nodes.hostname by triggers; its rowid is the node id), instead of
+  //    reading every node. Where this SQLite has no FTS5 or no trigram tokenizer, search scans instead.
+  {
+    sql: "SELECT 1",
+    then(db) {
+      try {
+        db.exec(`CREATE VIRTUAL TABLE ${HOSTNAME_INDEX} USING fts5(hostname, tokenize = 'trigram')`);
+      } catch {
+        return;
+      }
+      db.exec(`
+      CREATE TRIGGER nodes_hostname_trgm_insert AFTER INSERT ON nodes WHEN new.hostname IS NOT NULL BEGIN
+        INSERT INTO ${HOSTNAME_INDEX} (rowid, hostname) VALUES (new.id, new.hostname);
+      END;
+      CREATE TRIGGER nodes_hostname_trgm_update AFTER UPDATE OF hostname ON nodes WHEN old.hostname IS NOT new.hostname BEGIN
+        DELETE FROM ${HOSTNAME_INDEX} WHERE rowid = old.id;
+        INSERT INTO ${HOSTNAME_INDEX} (rowid, hostname) SELECT new.id, new.hostname WHERE new.hostname IS NOT NULL;
+      END;
+      CREATE TRIGGER nodes_hostname_trgm_delete AFTER DELETE ON nodes BEGIN
+        DELETE FROM ${HOSTNAME_INDEX} WHERE rowid = old.id;
+      END;
+      INSERT INTO ${HOSTNAME_INDEX} (rowid, hostname) SELECT id, hostname FROM nodes WHERE hostname IS NOT NULL;
+      `);
+    },
+  },
 ];
 
 export type { NodeRow, TrustRequestRow } from "./storage.ts";
@@ -143,7 +172,26 @@ function pair(x: number, y: number): [number, number] {
 }
 
 export class RegistryStore {
-  private constructor(private readonly db: Database) {}
+  /** search's query: candidates from the tag's rows and the hostname index where there is one. */
+  private readonly searchSql: string;
+  private readonly hostnameIndexed: boolean;
+
+  private constructor(private readonly db: Database) {
+    const indexed = db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(HOSTNAME_INDEX) !== null;
+    this.hostnameIndexed = indexed;
+    // Candidates first (the tag's rows through its key; hostnames through the trigram index, whose
+    // LIKE finds a superset, case-insensitive: the exact test follows), then the rules on each.
+    const candidates = indexed
+      ? `n.id IN (SELECT node_id FROM node_tags WHERE tag = ?1 UNION SELECT rowid FROM ${HOSTNAME_INDEX} WHERE hostname LIKE ?5) AND`
+      : "";
+    this.searchSql = `SELECT ${NODE_COLUMNS} FROM nodes n
+         WHERE ${candidates} n.active = 1 AND (n.last_seen >= ?4 OR n.id = ?2)
+           AND (instr(n.hostname, ?1) > 0 OR EXISTS (SELECT 1 FROM node_tags t WHERE t.tag = ?1 AND t.node_id = n.id))
+           AND (n.public = 1 OR n.id = ?2
+                OR EXISTS (SELECT 1 FROM trust WHERE (a = n.id AND b = ?2) OR (a = ?2 AND b = n.id))
+                OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = ?2))
+         ORDER BY n.id LIMIT ?3`;
+  }
 
   static open(path: string): RegistryStore {
     if (path !== ":memory:") {
@@ -291,17 +339,8 @@ export class RegistryStore {
    * are left out (they are about to be reaped).
    */
   search(viewer: number, query: string, limit: number, seenSince = 0): NodeRow[] {
-    const rows = this.db
-      .query(
-        `SELECT ${NODE_COLUMNS} FROM nodes n
-         WHERE n.active = 1 AND (n.last_seen >= ?4 OR n.id = ?2)
-           AND (instr(n.hostname, ?1) > 0 OR EXISTS (SELECT 1 FROM node_tags t WHERE t.tag = ?1 AND t.node_id = n.id))
-           AND (n.public = 1 OR n.id = ?2
-                OR EXISTS (SELECT 1 FROM trust WHERE (a = n.id AND b = ?2) OR (a = ?2 AND b = n.id))
-                OR EXISTS (SELECT 1 FROM trust_requests r WHERE r.from_id = n.id AND r.to_id = ?2))
-         ORDER BY n.id LIMIT ?3`,
-      )
-      .all(query, viewer, limit, seenSince) as RawNode[];
+    const params = this.hostnameIndexed ? [query, viewer, limit, seenSince, `%${query}%`] : [query, viewer, limit, seenSince];
+    const rows = this.db.query(this.searchSql).all(...params) as RawNode[];
     return rows.map((r) => toNode(r)!);
   }
 

@@ -90,6 +90,28 @@ export function responseSigningBytes(response: Record<string, unknown>, requestN
   return concatBytes(encoder.encode(RESPONSE_CONTEXT), requestNonce, encoder.encode(canonicalJson(withoutSig(response))));
 }
 
+/** responseSigningBytes of a response already in canonical JSON (`canonicalJson(response)`, no sig). */
+export function responseSigningBytesOf(canonical: string, requestNonce: Uint8Array): Uint8Array {
+  return concatBytes(encoder.encode(RESPONSE_CONTEXT), requestNonce, encoder.encode(canonical));
+}
+
+/**
+ * The frame of a signed message from its canonical JSON (an object, without sig: what the signature
+ * covers) and its signature in base64, added as the last field: the message is serialised once. The
+ * same frame as encodeFrame({ ...message, sig }) but for the order of its fields, which no reader
+ * depends on. Throws RangeError past MAX_FRAME, as encodeFrame does.
+ */
+export function signedFrame(canonical: string, sig: string): Uint8Array {
+  if (!canonical.startsWith("{") || !canonical.endsWith("}")) throw new TypeError("a signed frame holds a JSON object");
+  const sigField = `"sig":${JSON.stringify(sig)}}`;
+  const body = encoder.encode(canonical.length === 2 ? `{${sigField}` : `${canonical.slice(0, -1)},${sigField}`);
+  if (body.length > MAX_FRAME) throw new RangeError(`frame of ${body.length} bytes exceeds ${MAX_FRAME}`);
+  const out = new Uint8Array(FRAME_HEADER + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, FRAME_HEADER);
+  return out;
+}
+
 export function eventSigningBytes(event: Record<string, unknown>, subscribeNonce: Uint8Array): Uint8Array {
   return concatBytes(encoder.encode(EVENT_CONTEXT), subscribeNonce, encoder.encode(canonicalJson(withoutSig(event))));
 }

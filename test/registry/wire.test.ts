@@ -5,7 +5,18 @@ import { ReplayCache, TokenBuckets } from "../../src/registry/limits.ts";
 import { checkEndpoint, checkHostname, checkReason, checkSearchQuery, checkTags } from "../../src/registry/rules.ts";
 import { verifyEd25519 } from "../../src/registry/signer.ts";
 import { RegistryStore, SCHEMA_VERSION } from "../../src/registry/store.ts";
-import { canonicalJson, encodeFrame, FrameReader, fromBase64, MAX_FRAME, requestSigningBytes, responseSigningBytes, toBase64 } from "../../src/registry/wire.ts";
+import {
+  canonicalJson,
+  encodeFrame,
+  FrameReader,
+  fromBase64,
+  MAX_FRAME,
+  requestSigningBytes,
+  responseSigningBytes,
+  responseSigningBytesOf,
+  signedFrame,
+  toBase64,
+} from "../../src/registry/wire.ts";
 import { generateIdentity } from "../../src/crypto/identity.ts";
 import { seededRandom } from "../support/fuzz.ts";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -68,6 +79,24 @@ describe("frames", () => {
     expect(fromBase64(toBase64(b).replace("=", ""), 16)).toBeUndefined();
     expect(fromBase64("!".repeat(24), 16)).toBeUndefined();
     expect(fromBase64(42, 16)).toBeUndefined();
+  });
+});
+
+describe("signed frames", () => {
+  test("a response serialised once reads back as the message with its sig, which verifies as responseSigningBytes", () => {
+    const id = generateIdentity();
+    const nonce = new Uint8Array(16).fill(7);
+    const response = { type: "response", id: 3, ok: true, node_id: 9, tags: ["a", "b"], hostname: "h\u00e9", error: undefined };
+    const canonical = canonicalJson(response);
+    const sig = toBase64(id.sign(responseSigningBytesOf(canonical, nonce)));
+    expect(responseSigningBytesOf(canonical, nonce)).toEqual(responseSigningBytes(response, nonce));
+    const [frame] = new FrameReader().push(signedFrame(canonical, sig));
+    expect(frame).toEqual({ kind: "message", value: { type: "response", id: 3, ok: true, node_id: 9, tags: ["a", "b"], hostname: "h\u00e9", sig } });
+    const value = (frame as { value: Record<string, unknown> }).value;
+    expect(verifyEd25519(id.publicKey, responseSigningBytes(value, nonce), fromBase64(value.sig, 64)!)).toBe(true);
+    expect(new FrameReader().push(signedFrame("{}", sig))).toEqual([{ kind: "message", value: { sig } }]);
+    expect(() => signedFrame(canonicalJson({ big: "x".repeat(MAX_FRAME) }), sig)).toThrow(RangeError);
+    expect(() => signedFrame("[1]", sig)).toThrow(TypeError);
   });
 });
 
@@ -162,6 +191,30 @@ describe("store", () => {
     expect(s.claimNonce("n1", 200)).toBe(true);
     expect(s.reap(2)).toBe(1);
     expect(s.nodeById(4)?.hostname).toBeNull();
+    s.close();
+  });
+  test("a schema 3 store is migrated to 4 in place: existing hostnames enter the trigram index, which follows later changes", () => {
+    const path = join(tempDir(), "v3.db");
+    const s3 = RegistryStore.open(path);
+    for (const [i, name] of ["alpha-box", "beta-box", "gamma"].entries()) {
+      const n = s3.createNode(`k${i}`, 1, null);
+      s3.setHostname(n.id, name);
+      s3.setPublic(n.id, true);
+    }
+    s3.close();
+    // Back to schema 3: no index, no triggers.
+    const db = new Database(path);
+    db.exec(`DROP TRIGGER nodes_hostname_trgm_insert; DROP TRIGGER nodes_hostname_trgm_update; DROP TRIGGER nodes_hostname_trgm_delete;
+      DROP TABLE nodes_hostname_trgm; PRAGMA user_version = 3;`);
+    db.close();
+    const s = RegistryStore.open(path);
+    expect(s.schemaVersion()).toBe(SCHEMA_VERSION);
+    expect(s.search(4, "box", 50).map((n) => n.hostname)).toEqual(["alpha-box", "beta-box"]);
+    s.setHostname(6, "gamma-box");
+    expect(s.search(4, "box", 50).map((n) => n.hostname)).toEqual(["alpha-box", "beta-box", "gamma-box"]);
+    // The search reads the index: a name it does not hold is not found (the scan would find it).
+    s.exec("DELETE FROM nodes_hostname_trgm WHERE rowid = 4");
+    expect(s.search(4, "box", 50).map((n) => n.hostname)).toEqual(["beta-box", "gamma-box"]);
     s.close();
   });
   test("a failed transaction leaves nothing behind", () => {

@@ -5,6 +5,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
+import { SCHEMA_VERSION } from "../../../src/registry/store.ts";
 import { startRendezvous, stopAll, tempDir } from "../helpers.ts";
 import { postgresAvailable, startPostgres, type PostgresCluster } from "./postgres-cluster.ts";
 
@@ -22,7 +23,7 @@ test("SQLite: /healthz is 200 with the store's kind and nothing about nodes; oth
   const ok = await fetch(r.health!);
   expect(ok.status).toBe(200);
   const body = (await ok.json()) as Record<string, unknown>;
-  expect(body).toMatchObject({ status: "ok", store: "sqlite", schema_version: 3 });
+  expect(body).toMatchObject({ status: "ok", store: "sqlite", schema_version: SCHEMA_VERSION });
   expect(Object.keys(body).sort()).toEqual(["schema_version", "status", "store", "uptime_s"]);
   expect((await fetch(r.health!.replace("/healthz", "/nodes"))).status).toBe(404);
   expect((await fetch(r.health!, { method: "POST" })).status).toBe(404);

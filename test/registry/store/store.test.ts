@@ -116,6 +116,85 @@ describe.each(backends)("$name", (backend) => {
     expect((await s.search(four, "nlp", 50, 0)).map((n) => n.id)).toEqual([one]);
   });
 
+  test("search by hostname part follows renames, clears, deregistration and reactivation, in id order up to the limit", async () => {
+    const s = await open(backend);
+    const ids = await s.transaction(async (tx) => {
+      const out: number[] = [];
+      for (let i = 1; i <= 5; i++) {
+        const id = (await tx.createNode(key(i), 1000, null)).id;
+        await tx.setPublic(id, true);
+        out.push(id);
+      }
+      for (const [i, id] of out.entries()) await tx.setHostname(id, `worker-${i}`);
+      return out;
+    });
+    const [a, b, c, d, e] = ids as [number, number, number, number, number];
+    const found = async (q: string, limit = 50) => (await s.search(a, q, limit)).map((n) => n.id);
+    expect(await found("worker")).toEqual(ids);
+    expect(await found("worker", 2)).toEqual([a, b]);
+    expect(await found("ker-3")).toEqual([d]);
+    expect(await found("r-")).toEqual(ids); // shorter than a trigram
+    expect(await found("WORKER")).toEqual([]); // exact, as hostnames are lowercase
+    await s.transaction(async (tx) => {
+      await tx.setHostname(b, "trainer");
+      await tx.setHostname(c, null);
+      await tx.deactivateNode(d);
+    });
+    expect(await found("worker")).toEqual([a, e]);
+    expect(await found("train")).toEqual([b]);
+    await s.transaction(async (tx) => {
+      await tx.reactivateNode(d, 2000);
+      await tx.setPublic(d, true);
+      await tx.setHostname(d, "worker-again");
+      await tx.setTags(c, ["worker"]); // a tag of that name counts too
+    });
+    expect(await found("worker")).toEqual([a, c, d, e]);
+    expect(await found("again")).toEqual([d]);
+  });
+
+  test("lookupRows, where the store has it, reads what nodeById, the visibility rule and workersWithReceipts read", async () => {
+    const s = await open(backend);
+    if (!s.lookupRows) return; // SQLite: the service makes the separate calls
+    const [viewer, pub, priv, trusted, asking, granted, gone] = (await s.transaction(async (tx) => {
+      const out: number[] = [];
+      for (let i = 1; i <= 7; i++) out.push((await tx.createNode(key(i), 1000, null)).id);
+      return out;
+    })) as [number, number, number, number, number, number, number];
+    await s.transaction(async (tx) => {
+      await tx.setPublic(pub, true);
+      await tx.addTrust(trusted, viewer, 1000);
+      await tx.addTrustRequest(asking, viewer, "hi", 1000);
+      await tx.grantContact(granted, viewer, 5000);
+      await tx.setPublic(gone, true);
+      await tx.deactivateNode(gone);
+    });
+    const look = async (target: number, now = 2000) => {
+      const r = await s.lookupRows!(viewer, target, now, 0);
+      return { viewer: r.viewer?.id, target: r.target?.id, visible: r.visible, rated: r.rated };
+    };
+    expect(await look(pub)).toEqual({ viewer, target: pub, visible: true, rated: false });
+    expect(await look(priv)).toEqual({ viewer, target: priv, visible: false, rated: false });
+    expect(await look(trusted)).toEqual({ viewer, target: trusted, visible: true, rated: false });
+    expect(await look(asking)).toEqual({ viewer, target: asking, visible: true, rated: false });
+    expect(await look(granted)).toEqual({ viewer, target: granted, visible: true, rated: false });
+    expect(await look(granted, 6000)).toEqual({ viewer, target: granted, visible: false, rated: false }); // the grant ran out
+    expect(await look(gone)).toEqual({ viewer, target: gone, visible: false, rated: false });
+    expect(await look(viewer)).toEqual({ viewer, target: viewer, visible: true, rated: false });
+    expect(await look(999)).toEqual({ viewer, target: undefined, visible: false, rated: false });
+    expect((await s.lookupRows(998, pub, 2000, 0)).viewer).toBeUndefined();
+    // Each agrees with the separate calls.
+    for (const t of [pub, priv, trusted, asking, granted]) {
+      const n = (await s.nodeById(t))!;
+      const separate = n.public || (await s.isTrusted(viewer, t)) || (await s.trustRequest(t, viewer)) !== undefined || (await s.contactGranted(t, viewer, 2000));
+      expect((await s.lookupRows(viewer, t, 2000, 0)).visible).toBe(separate);
+    }
+    const receipt = { taskId: "t1", submitter: viewer, worker: pub, resultSha256: "00".repeat(32), deliveredAt: 1, outcome: "accepted" as const, decidedAt: 2, workerSignature: new Uint8Array(64), submitterSignature: new Uint8Array(64) };
+    await s.transaction((tx) => tx.addReceipt(receipt, 3000));
+    const week = (await s.voteGroups(pub, 0, 10))[0]!.week;
+    expect((await s.lookupRows(viewer, pub, 2000, week)).rated).toBe(true);
+    expect((await s.lookupRows(viewer, pub, 2000, week + 1)).rated).toBe(false);
+  });
+
   test("trust pairs are unordered; requests inbound oldest/newest first, counted; forgetTrust", async () => {
     const s = await open(backend);
     const [a, b, c, d] = (await s.transaction(async (tx) => {
