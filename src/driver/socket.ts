@@ -302,8 +302,12 @@ export class PilotSocket extends Duplex implements IpcStreamHandler {
     const cb = this.finalCallback;
     if (!cb) return;
     this.finalCallback = null;
-    this.stream?.shutdown();
-    cb();
+    const stream = this.stream;
+    if (!stream) return cb();
+    stream.shutdown();
+    // 'finish' (end's callback) only once the FIN is in the kernel, as with a TCP socket: an app may
+    // exit right after it without losing its last bytes (they would wait in the IPC writer otherwise).
+    stream.whenFlushed(() => cb());
   }
 
   private touch(): void {

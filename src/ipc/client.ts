@@ -116,6 +116,11 @@ export class IpcStream {
     this.client.writer.appendStreamFrame(FrameType.Fin, this.id);
   }
 
+  /** Calls `done` once everything written on this connection so far (this stream's FIN included) is in the socket. */
+  whenFlushed(done: () => void): void {
+    this.client.writer.whenFlushed(done);
+  }
+
   /** Graceful close of both directions; bytes already written still go out. */
   close(): void {
     if (this.done) return;

@@ -31,6 +31,10 @@ export class FrameWriter {
   private lastDataAt = -1;
   private lastDataStream = -1;
   private dead = false;
+  /** Bytes the socket has taken since the writer was made. */
+  private written = 0;
+  /** Callbacks waiting until the socket has taken `mark` bytes in all, oldest (smallest mark) first. */
+  private flushWaiters: { mark: number; done: () => void }[] = [];
 
   /** Called just before bytes go to the socket: the owner appends coalesced frames (credits). */
   beforeFlush: (() => void) | null = null;
@@ -110,6 +114,22 @@ export class FrameWriter {
     this.scheduleFlush();
   }
 
+  /**
+   * Calls `done` once the socket has taken every byte appended so far (bytes
+   * appended later do not delay it), or at once if the writer is dead: a
+   * stream's end callback fires only when its FIN is in the kernel, so a
+   * process may exit right after it without losing data.
+   */
+  whenFlushed(done: () => void): void {
+    if (this.dead || this.backlog === 0) return done();
+    this.flushWaiters.push({ mark: this.written + this.backlog, done });
+    this.scheduleFlush();
+  }
+
+  private settleWaiters(): void {
+    while (this.flushWaiters.length > 0 && this.flushWaiters[0]!.mark <= this.written) this.flushWaiters.shift()!.done();
+  }
+
   /** Writes now what can be written (normally called from the scheduled microtask). */
   flush(): void {
     if (this.dead) return;
@@ -122,6 +142,7 @@ export class FrameWriter {
     if (this.len > 0) {
       const written = this.sink.write(this.buf, 0, this.len);
       if (written < 0) return this.die();
+      this.written += written;
       if (written < this.len) {
         const rest = this.buf.slice(written, this.len);
         this.queue.push(rest);
@@ -134,6 +155,7 @@ export class FrameWriter {
         this.view = new DataView(this.buf.buffer);
       }
     }
+    this.settleWaiters();
     if (this.backlog <= this.highWater) this.onWritable?.();
   }
 
@@ -145,6 +167,7 @@ export class FrameWriter {
       const written = this.sink.write(head, 0, head.length);
       if (written < 0) return this.die();
       this.queued -= Math.max(0, written);
+      this.written += Math.max(0, written);
       if (written < head.length) {
         this.queue[0] = head.subarray(written);
         return;
@@ -154,7 +177,7 @@ export class FrameWriter {
     this.flush();
   }
 
-  /** Drops everything; later appends are ignored. */
+  /** Drops everything; later appends are ignored. Whoever waits in `whenFlushed` is released (the connection's end is reported elsewhere). */
   discard(): void {
     this.dead = true;
     this.queue = [];
@@ -162,6 +185,9 @@ export class FrameWriter {
     this.len = 0;
     this.beforeFlush = null;
     this.onWritable = null;
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const w of waiters) w.done();
   }
 
   private die(): void {

@@ -282,6 +282,41 @@ describe("FrameWriter", () => {
     expect(sizes).toEqual([65536, 65536, 65536, 200_000 - 3 * 65536]);
   });
 
+  test("whenFlushed: called once the socket took every byte appended before it, not later ones", async () => {
+    const sink = new Sink();
+    sink.budget = 100;
+    const writer = new FrameWriter(sink);
+    const order: string[] = [];
+    writer.appendData(1, new Uint8Array(5000).fill(1));
+    writer.appendStreamFrame(FrameType.Fin, 1);
+    writer.whenFlushed(() => order.push("fin flushed"));
+    await Promise.resolve();
+    expect(order).toEqual([]); // only 100 bytes went out
+    writer.appendData(2, new Uint8Array(50_000).fill(2)); // later bytes: not waited for
+    sink.budget = 5009 + 9 - 100; // exactly up to and including the FIN
+    writer.drain();
+    expect(order).toEqual(["fin flushed"]);
+    expect(writer.backlog).toBeGreaterThan(0);
+    writer.whenFlushed(() => order.push("all flushed"));
+    sink.budget = Infinity;
+    writer.drain();
+    expect(order).toEqual(["fin flushed", "all flushed"]);
+    writer.whenFlushed(() => order.push("nothing pending: at once"));
+    expect(order.at(-1)).toBe("nothing pending: at once");
+  });
+
+  test("whenFlushed: a writer whose socket died releases its waiters", async () => {
+    const sink = { write: () => -1 };
+    const writer = new FrameWriter(sink);
+    let released = 0;
+    writer.appendData(1, new Uint8Array(10));
+    writer.whenFlushed(() => released++);
+    await Promise.resolve();
+    expect(released).toBe(1);
+    writer.whenFlushed(() => released++);
+    expect(released).toBe(2);
+  });
+
   test("keeps the unwritten rest for drain, in order, and reports its backlog", async () => {
     const sink = new Sink();
     sink.budget = 10;
