@@ -4,7 +4,7 @@
  * terminal, or --json: no progress at all.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { pilotCommand, runCommand, startCluster, type Cluster } from "../support/cluster.ts";
 import { formatProgress, progressWanted, startProgress } from "../../src/cli/progress.ts";
@@ -18,8 +18,13 @@ let file = "";
 beforeAll(async () => {
   cluster = await startCluster({ daemons: [{ name: "a", hostname: "progress-a" }, { name: "b", hostname: "progress-b" }] });
   await cluster.trust("a", "b");
+  // Large enough that the transfer outlasts a few progress frames (the rate shows from 250 ms on):
+  // with path MTU discovery two daemons on 127.0.0.1 move 48 MB in a quarter of a second.
   file = join(cluster.dir, "big.bin");
-  writeFileSync(file, new Uint8Array(48_000_000).map((_, i) => i % 253));
+  const block = new Uint8Array(1_000_000).map((_, i) => i % 253);
+  const fd = openSync(file, "w");
+  for (let i = 0; i < 200; i++) writeSync(fd, block);
+  closeSync(fd);
 }, 60_000);
 
 afterAll(async () => {
@@ -47,15 +52,15 @@ describe.skipIf(!hasPty)("on a terminal", () => {
     expect(r.code).toBe(0);
     const shown = frames(r.output);
     expect(shown.length).toBeGreaterThan(0);
-    expect(shown.some((f) => /^sending\s+\d+%\s+[\d.]+ [kMG]?B of 48\.0 MB\s+[\d.]+ [kMG]?B\/s/.test(f))).toBe(true);
+    expect(shown.some((f) => /^sending\s+\d+%\s+[\d.]+ [kMG]?B of 200\.0 MB\s+[\d.]+ [kMG]?B\/s/.test(f))).toBe(true);
     expect(r.output).toContain('as "tty.bin"');
   }, 120_000);
 
   test("bench shows echoed bytes and a rate", async () => {
-    const r = await onTerminal(["bench", "progress-b", "48", "--no-baseline"]);
+    const r = await onTerminal(["bench", "progress-b", "160", "--no-baseline"]);
     expect(r.code).toBe(0);
     const shown = frames(r.output);
-    expect(shown.some((f) => /^echoed\s+\d+%\s+[\d.]+ [kMG]?B of 48\.0 MB\s+[\d.]+ [kMG]?B\/s/.test(f))).toBe(true);
+    expect(shown.some((f) => /^echoed\s+\d+%\s+[\d.]+ [kMG]?B of 160\.0 MB\s+[\d.]+ [kMG]?B\/s/.test(f))).toBe(true);
     expect(r.output).toContain("every byte verified");
   }, 120_000);
 
