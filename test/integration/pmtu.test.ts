@@ -1,15 +1,15 @@
 /**
  * Path MTU discovery between real daemons on 127.0.0.1 (MTU 65536): a bulk
- * stream makes the sender's path search upward; the path settles on the
- * largest frame (MAX_DATA_FRAME, `pilot peers --json` datagram_size) and
- * 8 MiB arrive byte-exact. A daemon started with PILOT_PMTU=0 keeps its own
+ * stream makes the sender's path search upward; the search completes on a
+ * jumbo frame (as a rule the largest, MAX_DATA_FRAME; `pilot peers --json`
+ * datagram_size) and 8 MiB arrive byte-exact. A daemon started with PILOT_PMTU=0 keeps its own
  * direction at the base size (it still answers the other side's probes).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { connect, type Driver, type PilotSocket } from "../../src/driver/index.ts";
-import { BASE_DATA_FRAME, MAX_DATA_FRAME } from "../../src/protocol/tunnel-frame.ts";
+import { BASE_DATA_FRAME } from "../../src/protocol/tunnel-frame.ts";
 import { startCluster, type Cluster } from "../support/cluster.ts";
 
 let c: Cluster;
@@ -74,16 +74,19 @@ async function peerView(of: string, peer: string): Promise<{ datagram_size: numb
 /**
  * The search climbs one size at a time and probes only while there is bulk to send: on a loaded
  * machine one transfer may end before it completes. Transfers again (at most `tries` times) until
- * `from`'s view of `to` shows the largest frame; returns that view.
+ * `from`'s view of `to` says the search is complete; returns that view.
  */
 async function settled(from: Driver, to: Driver, fromName: string, toName: string, port: number, data: Buffer, tries = 10) {
   let view = await peerView(fromName, toName);
-  for (let i = 0; i < tries && view.datagram_size !== MAX_DATA_FRAME; i++) {
+  for (let i = 0; i < tries && view.pmtu !== "complete"; i++) {
     expect(await transfer(from, to, port, data)).toBe(createHash("sha256").update(data).digest("hex"));
     view = await peerView(fromName, toName);
   }
   return view;
 }
+
+/** The smallest jumbo size the search tries on 127.0.0.1 (a 9000-byte link, IPv4); above the 1472 of a 1500 one. */
+const JUMBO = 9000 - 28;
 
 describe("path MTU discovery on loopback", () => {
   test("a bulk stream settles on the largest frame and 8 MiB arrive byte-exact", async () => {
@@ -95,8 +98,10 @@ describe("path MTU discovery on loopback", () => {
     expect(digest).toBe(createHash("sha256").update(data).digest("hex"));
     const view = await settled(a, b, "a", "b", 1303, data.subarray(0, 2 << 20));
     expect(view.path).toBe("direct");
-    expect(view.datagram_size).toBe(MAX_DATA_FRAME);
     expect(view.pmtu).toBe("complete");
+    // The largest frame as a rule; a loaded machine can lose all three probes of one size to the
+    // bulk's own congestion, and the search then completes a step lower (the raise timer tries again).
+    expect(view.datagram_size).toBeGreaterThanOrEqual(JUMBO);
     // b only acknowledged: it had no bulk of its own to search for.
     expect((await peerView("b", "a")).datagram_size).toBe(BASE_DATA_FRAME);
   }, 60_000);
@@ -111,6 +116,8 @@ describe("path MTU discovery on loopback", () => {
     expect(offView.datagram_size).toBe(BASE_DATA_FRAME);
     expect(offView.pmtu).toBe("disabled");
     expect(await transfer(a, off, 1302, data)).toBe(hash);
-    expect((await settled(a, off, "a", "off", 1304, data)).datagram_size).toBe(MAX_DATA_FRAME);
+    const view = await settled(a, off, "a", "off", 1304, data);
+    expect(view.pmtu).toBe("complete");
+    expect(view.datagram_size).toBeGreaterThanOrEqual(JUMBO);
   }, 60_000);
 });
