@@ -72,13 +72,14 @@ async function peerView(of: string, peer: string): Promise<{ datagram_size: numb
 }
 
 /**
- * The search climbs one size at a time and probes only while there is bulk to send: on a loaded
- * machine one transfer may end before it completes. Transfers again (at most `tries` times) until
- * `from`'s view of `to` says the search is complete; returns that view.
+ * The search climbs one size at a time, probes only while there is bulk to send, and waits 1 s for
+ * a lost probe: one short transfer may end before it completes. Transfers again (for at most
+ * `seconds`) until `from`'s view of `to` says the search is complete; returns that view.
  */
-async function settled(from: Driver, to: Driver, fromName: string, toName: string, port: number, data: Buffer, tries = 10) {
+async function settled(from: Driver, to: Driver, fromName: string, toName: string, port: number, data: Buffer, seconds = 20) {
+  const deadline = performance.now() + seconds * 1000;
   let view = await peerView(fromName, toName);
-  for (let i = 0; i < tries && view.pmtu !== "complete"; i++) {
+  while (view.pmtu !== "complete" && performance.now() < deadline) {
     expect(await transfer(from, to, port, data)).toBe(createHash("sha256").update(data).digest("hex"));
     view = await peerView(fromName, toName);
   }
