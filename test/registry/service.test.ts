@@ -90,7 +90,10 @@ test("a new key without proof of work is asked for it; with it, it registers; a 
   const asked = (await register());
   expect(asked.error).toMatchObject({ code: "pow_required", pow: { difficulty: 12 } });
   const challenge = new Uint8Array(Buffer.from(asked.error.pow.challenge, "base64"));
-  const wrong = solvePowSlice(challenge, generateIdentity().publicKey, 12, 0, 1 << 22)!;
+  // Work done for another key. One such nonce in 4096 also happens to meet the difficulty for
+  // this key (the test then failed by chance): take one that does not.
+  let wrong = solvePowSlice(challenge, generateIdentity().publicKey, 12, 0, 1 << 22)!;
+  while (meetsDifficulty(powWork(challenge, node.publicKey, wrong), 12)) wrong = solvePowSlice(challenge, generateIdentity().publicKey, 12, 0, 1 << 22)!;
   expect((await register({ pow: toBase64(wrong) })).error?.code).toBe("pow_required");
   const work = solvePowSlice(challenge, node.publicKey, 12, 0, 1 << 22)!;
   expect((await register({ pow: toBase64(work) }))).toMatchObject({ ok: true, created: true });
