@@ -413,7 +413,7 @@ export interface LabFixture {
 export function useLab(options: { nats?: { nat1?: NatType; nat2?: NatType }; prepare?: (lab: NatLab) => void; rendezvousArgs?: string[]; report?: () => string | undefined } = {}): LabFixture {
   let lab: NatLab | undefined;
   let pilot: LabPilot | undefined;
-  // Explicit hook timeouts: the preloaded 30 s default reaches only the first file of a `bun test` run.
+  // Longer than the 30 s default: a lab with a rendezvous on PostgreSQL takes a while to come up on a loaded machine.
   beforeAll(async () => {
     lab = NatLab.create(options.nats ?? {});
     try {

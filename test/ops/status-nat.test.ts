@@ -5,39 +5,20 @@
  * host works, then "cone"; behind a symmetric NAT it stays "nat". The CLI
  * runs inside the daemon's namespace, as it would on that machine.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join, resolve } from "node:path";
-import { labUnavailable, NatLab, type Host } from "../natlab/lab.ts";
-import { LabPilot, type LabDaemon } from "../natlab/support.ts";
+import { labUnavailable, type Host } from "../natlab/lab.ts";
+import { useLab, type LabDaemon } from "../natlab/support.ts";
 
 const MAIN = join(resolve(import.meta.dir, "../.."), "src/cli/main.ts");
 const why = process.env.PILOT_SKIP_NATLAB ? "PILOT_SKIP_NATLAB is set" : labUnavailable();
 if (why) console.warn(`SKIPPED test/ops/status-nat.test.ts: the NAT lab cannot run here (${why})`);
 
 describe.skipIf(why !== null)("pilot status behind real NATs", () => {
-  let lab: NatLab;
-  let pilot: LabPilot;
-
-  beforeAll(async () => {
-    lab = NatLab.create({ nat1: "cone", nat2: "cone" });
-    try {
-      pilot = await LabPilot.start(lab);
-    } catch (e) {
-      lab.destroy();
-      throw e;
-    }
-  }, 60_000);
-
-  afterAll(async () => {
-    try {
-      await pilot?.stop();
-    } finally {
-      lab?.destroy();
-    }
-  }, 60_000);
+  const fixture = useLab({ nats: { nat1: "cone", nat2: "cone" } });
 
   async function status(host: Host, d: LabDaemon): Promise<any> {
-    const proc = Bun.spawn(lab.wrap(host, [process.execPath, MAIN, "status", "--json"]), { env: { ...process.env, PILOT_HOME: d.home }, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(fixture.lab.wrap(host, [process.execPath, MAIN, "status", "--json"]), { env: { ...process.env, PILOT_HOME: d.home }, stdout: "pipe", stderr: "pipe" });
     const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     if (code !== 0) throw new Error(`pilot status on ${host} failed (${code}): ${err}`);
     return JSON.parse(out).data.node;
@@ -54,9 +35,9 @@ describe.skipIf(why !== null)("pilot status behind real NATs", () => {
   }
 
   test("public host: public; cone NAT: type unknown, then cone once a punch works; symmetric: stays unknown", async () => {
-    const pub = await pilot.daemon("pub");
-    const h1 = await pilot.daemon("h1");
-    const h2 = await pilot.daemon("h2");
+    const pub = await fixture.pilot.daemon("pub");
+    const h1 = await fixture.pilot.daemon("h1");
+    const h2 = await fixture.pilot.daemon("h2");
     try {
       const p = await beaconSeen("pub", pub);
       expect(p.internet).toBe("public");
@@ -68,28 +49,28 @@ describe.skipIf(why !== null)("pilot status behind real NATs", () => {
       expect(n1.internet_detail).toContain("not known until a hole punch succeeds");
 
       await h1.driver.call("ping", { target: h2.address });
-      await pilot.waitPath(h1, h2, "punched");
+      await fixture.pilot.waitPath(h1, h2, "punched");
       n1 = await status("h1", h1);
       expect(n1.internet).toBe("cone");
       expect(n1.internet_detail).toContain("hole punching works");
     } finally {
-      await pilot.stopDaemon("pub");
-      await pilot.stopDaemon("h1");
-      await pilot.stopDaemon("h2");
+      await fixture.pilot.stopDaemon("pub");
+      await fixture.pilot.stopDaemon("h1");
+      await fixture.pilot.stopDaemon("h2");
     }
 
-    lab.setNat("nat1", "symmetric");
-    const s1 = await pilot.daemon("h1");
-    const s2 = await pilot.daemon("h2");
+    fixture.lab.setNat("nat1", "symmetric");
+    const s1 = await fixture.pilot.daemon("h1");
+    const s2 = await fixture.pilot.daemon("h2");
     try {
       await s1.driver.call("ping", { target: s2.address });
       await Bun.sleep(3500); // the probing round gives up: relay
-      expect((await pilot.peer(s1, s2))?.path).toBe("relay");
+      expect((await fixture.pilot.peer(s1, s2))?.path).toBe("relay");
       const n = await beaconSeen("h1", s1);
       expect(n.internet).toBe("nat");
     } finally {
-      await pilot.stopDaemon("h1");
-      await pilot.stopDaemon("h2");
+      await fixture.pilot.stopDaemon("h1");
+      await fixture.pilot.stopDaemon("h2");
     }
   }, 120_000);
 });
