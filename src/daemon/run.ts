@@ -408,27 +408,14 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
     cleanups.push(() => opened.close());
   }
 
-  let ipc: IpcServer;
-  try {
-    const dashboardMethod = () => {
-      if (!dashboard) throw new NodeError("not_found", "this daemon runs without a dashboard", "start it with --dashboard 127.0.0.1:0 (or pilot config --unset dashboard)");
-      return dashboard.describe();
-    };
-    ipc = await startIpcServer({ node, socketPath, logger: log.child("ipc"), webhookStatus: () => webhook?.stats() ?? null, methods: { dashboard: dashboardMethod } });
-  } catch (e) {
-    const err = e as NodeError;
-    if (err.code === "already_exists") {
-      return fail(new DaemonStartError("already_exists", `another daemon is already serving ${socketPath}`, "stop it first with: pilot daemon stop"));
-    }
-    return fail(new DaemonStartError("ipc_failed", `cannot open the IPC socket ${socketPath}: ${err.message}`));
-  }
-  cleanups.push(() => ipc.close());
-
+  // Before the IPC socket: a daemon that answers on it has every listener it was asked for (a detached start
+  // that sees it answer must not report success for a daemon about to fail on a taken --metrics port).
+  let ipc: IpcServer | undefined;
   let metricsUrl: string | null = null;
   if (options.metrics) {
     const { serveDaemonMetrics } = await import("./metrics.ts");
     try {
-      const m = serveDaemonMetrics({ node, ipcClients: () => ipc.clientCount, address: options.metrics, log: log.child("metrics") });
+      const m = serveDaemonMetrics({ node, ipcClients: () => ipc?.clientCount ?? 0, address: options.metrics, log: log.child("metrics") });
       cleanups.push(() => m.close());
       metricsUrl = m.url;
     } catch (e) {
@@ -436,6 +423,27 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
       return fail(new DaemonStartError(code, `cannot serve metrics on ${formatHostPort(options.metrics)}: ${(e as Error).message}`, "pick another --metrics address (one of this machine's) or port"));
     }
   }
+
+  try {
+    const dashboardMethod = () => {
+      if (!dashboard) throw new NodeError("not_found", "this daemon runs without a dashboard", "start it with --dashboard 127.0.0.1:0 (or pilot config --unset dashboard)");
+      return dashboard.describe();
+    };
+    // The address --metrics actually bound (port 0 picks one): what a detached start reports.
+    const metricsMethod = () => {
+      if (!metricsUrl) throw new NodeError("not_found", "this daemon serves no metrics", "start it with --metrics 127.0.0.1:9100 (or pilot config --set metrics=127.0.0.1:9100)");
+      return { url: metricsUrl };
+    };
+    ipc = await startIpcServer({ node, socketPath, logger: log.child("ipc"), webhookStatus: () => webhook?.stats() ?? null, methods: { dashboard: dashboardMethod, metrics: metricsMethod } });
+  } catch (e) {
+    const err = e as NodeError;
+    if (err.code === "already_exists") {
+      return fail(new DaemonStartError("already_exists", `another daemon is already serving ${socketPath}`, "stop it first with: pilot daemon stop"));
+    }
+    return fail(new DaemonStartError("ipc_failed", `cannot open the IPC socket ${socketPath}: ${err.message}`));
+  }
+  const openedIpc = ipc;
+  cleanups.push(() => openedIpc.close());
 
   writeFileAtomic(paths.pidFile, `${process.pid}\n`, 0o644);
   cleanups.push(() => removePidFile(paths.pidFile));

@@ -43,30 +43,27 @@ async function scrape(url: string, headers: Record<string, string> = {}): Promis
   return { status: r.status, type: r.headers.get("content-type"), text: await r.text() };
 }
 
-/** A port free on 127.0.0.1 right now (the daemon's detached start reports the address as given). */
-async function freePort(): Promise<number> {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
-}
-
 let cluster: Cluster;
 let aUrl = "";
 let bUrl = "";
 let rvUrl = "";
 
 beforeAll(async () => {
-  const [pa, pb] = [await freePort(), await freePort()];
-  aUrl = `http://127.0.0.1:${pa}/metrics`;
-  bUrl = `http://127.0.0.1:${pb}/metrics`;
+  // Port 0: the kernel picks a free port and \`daemon start\` reports it (a port found free beforehand could be
+  // taken by another socket before the daemon binds it).
   cluster = await startCluster({
     rendezvousArgs: ["--metrics", "127.0.0.1:0"],
     daemons: [
-      { name: "a", hostname: "metrics-a", extraArgs: ["--metrics", `127.0.0.1:${pa}`] },
-      { name: "b", hostname: "metrics-b", extraArgs: ["--metrics", `127.0.0.1:${pb}`] },
+      { name: "a", hostname: "metrics-a", extraArgs: ["--metrics", "127.0.0.1:0"] },
+      { name: "b", hostname: "metrics-b", extraArgs: ["--metrics", "127.0.0.1:0"] },
     ],
   });
+  for (const name of ["a", "b"]) {
+    const at = cluster.daemon(name).metrics;
+    if (!at || at.endsWith(":0")) throw new Error(`daemon start did not report the metrics port it bound: ${at}`);
+  }
+  aUrl = `http://${cluster.daemon("a").metrics}/metrics`;
+  bUrl = `http://${cluster.daemon("b").metrics}/metrics`;
   rvUrl = cluster.rendezvousReady.metrics;
   await cluster.trust("a", "b");
 }, 60_000);
@@ -245,13 +242,13 @@ describe("the listener", () => {
   });
 
   test("the metrics config key starts the listener on the next daemon start", async () => {
-    const port = await freePort();
     const home = join(cluster.dir, "c");
-    const set = await runPilot(["config", "--set", `metrics=127.0.0.1:${port}`, "--json"], { env: { PILOT_HOME: home } });
+    const set = await runPilot(["config", "--set", "metrics=127.0.0.1:0", "--json"], { env: { PILOT_HOME: home } });
     expect(set.code).toBe(0);
     const c = await cluster.startDaemon({ name: "c" });
     expect(c.address).toBeTruthy();
-    const r = parse((await scrape(`http://127.0.0.1:${port}/metrics`)).text);
+    expect(c.metrics).toMatch(/^127\.0\.0\.1:[1-9]\d*$/);
+    const r = parse((await scrape(`http://${c.metrics}/metrics`)).text);
     expect(value(r, "pilot_registry_connected")).toBe(1);
     await cluster.stopDaemon("c");
   }, 30_000);

@@ -85,6 +85,8 @@ export interface TestDaemon {
   address: string;
   nodeId: number;
   pid: number;
+  /** IP:PORT of its metrics listener as `daemon start` reported it (with --metrics), else null. */
+  metrics: string | null;
 }
 
 export interface Cluster {
@@ -216,7 +218,7 @@ export async function startCluster(options: { daemons?: DaemonSpec[]; rendezvous
       if (r.code !== 0) throw new Error(`daemon ${spec.name} did not start: ${r.stderr || r.stdout}`);
       const data = r.json.data;
       started.add(data.pid);
-      const d: TestDaemon = { name: spec.name, home, socket: join(home, "pilot.sock"), env, address: data.address, nodeId: data.node_id, pid: data.pid };
+      const d: TestDaemon = { name: spec.name, home, socket: join(home, "pilot.sock"), env, address: data.address, nodeId: data.node_id, pid: data.pid, metrics: data.metrics ?? null };
       daemons.set(spec.name, d);
       return d;
     },

@@ -335,7 +335,7 @@ export const daemonStart: CommandSpec = {
     { flags: "--webhook <url>", description: "POST every local event as signed JSON to this http(s) URL (config 'webhook'; secret: config 'webhook_secret' or $PILOT_HOME/webhook_secret)" },
   ],
   examples: ["pilot daemon start --hostname agent-a", "pilot daemon start --registry 203.0.113.5:9000 --public --tags nlp"],
-  returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs", metrics: "the --metrics address (IP:PORT), or null" },
+  returns: { pid: "daemon process id", node_id: "this node's id", address: "this node's Pilot address", hostname: "claimed hostname or null", socket: "IPC socket path", log_file: "where the daemon logs", metrics: "the metrics listener's address (IP:PORT, the port it bound), or null" },
   errors: ["already_exists", "registry_unavailable", "rate_limited", "unauthorized", "timeout", "invalid_argument"],
   async run({ out }, _args, o) {
     if (o.foreground) {
@@ -388,8 +388,10 @@ export const daemonStart: CommandSpec = {
     } finally {
       clearTimeout(slow);
     }
+    // The address the listener bound (with port 0 the kernel picks one), as the daemon reports it.
+    const metrics = s.metrics ? await boundMetricsAddress(s.metrics) : null;
     out.result(
-      { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile, metrics: s.metrics ?? null },
+      { pid: child.pid, node_id: info.node_id, address: info.address, hostname: info.hostname, socket: paths.socket, log_file: paths.logFile, metrics },
       (d: any) => `Daemon running (pid ${d.pid})\n  Address:  ${d.address}${d.hostname ? `\n  Hostname: ${d.hostname}` : ""}\n  Socket:   ${d.socket}\n  Logs:     ${d.log_file}${d.metrics ? `\n  Metrics:  http://${d.metrics}/metrics` : ""}`,
     );
   },
@@ -402,6 +404,16 @@ function logSince(logFile: string, start: number): string {
 }
 
 /** Waits until the detached daemon `pid` answers on its socket; throws what it said if it exits first. */
+/** IP:PORT of the running daemon's metrics listener; what was asked for if the daemon cannot say. */
+async function boundMetricsAddress(asked: string): Promise<string> {
+  try {
+    const { url } = (await withDaemon((d) => d.call("metrics"), { timeoutMs: 2000 })) as { url: string };
+    return new URL(url).host;
+  } catch {
+    return asked;
+  }
+}
+
 async function waitForStart(pid: number, exited: Promise<number>, logFile: string, logStart: number) {
   let exitCode: number | null = null;
   void exited.then((code) => (exitCode = code));
