@@ -74,6 +74,9 @@ const stateIs = (name: string, id: string, state: string) => until(async () => {
 
 describe("two daemons, the whole lifecycle", () => {
   test("submit with an input -> accept -> start -> result -> approve; both sides see every step", async () => {
+    // The worker has no receipts yet: its score is 0 (100 * P / (P + 2N + 5) with P = N = 0).
+    const before = await ok("a", ["reputation", "task-b"]);
+    expect(before).toMatchObject({ polo_score: 0, receipts: { accepted: 0, rejected: 0 } });
     const input = join(c.dir, "report.txt");
     writeFileSync(input, "Q3 revenue grew 12%.\nCosts fell.\n");
     const sub = await ok("a", ["task", "submit", "task-b", "--task", "summarize the report", "--input", input, "--deadline", "1h"]);
@@ -114,8 +117,28 @@ describe("two daemons, the whole lifecycle", () => {
     for (const side of ["a", "b"]) {
       await until(async () => (await show(side, id)).verdict.receipt === "submitted" || null, 20_000, `${side}'s receipt to reach the registry`);
     }
-    const rep = await ok("a", ["reputation", "task-b"]);
-    expect(JSON.stringify(rep)).toContain("accepted");
+    // One fresh receipt does move the score (src/registry/reputation.ts): a, registered seconds ago
+    // with no work of its own, weighs age 0.1 x standing 0.5 = 0.05, so P = 0.05 and
+    // 100 * 0.05 / 5.05 = 0.99, which rounds to 1. These are the numbers the README shows.
+    const rep = await until(async () => {
+      const r = await ok("a", ["reputation", "task-b"]);
+      return r.receipts.accepted >= 1 ? r : null;
+    }, 20_000, "the registry to count the receipt");
+    expect(rep).toMatchObject({
+      node_id: c.daemon("b").nodeId,
+      receipts: { accepted: 1, rejected: 0, counted_votes: 1, as_worker: 1 },
+      counterparties: { total: 1, established: 0, newcomers: 1 },
+      evidence: { negative: 0 },
+    });
+    expect(rep.evidence.positive).toBeCloseTo(0.05, 2);
+    expect(rep.polo_score).toBe(1);
+    expect(rep.polo_score).toBeGreaterThan(before.polo_score);
+    const explained = await c.pilot("a", ["reputation", "task-b"], { json: false });
+    expect(explained.stdout).toContain("  Polo score:    1  (0-100)\n");
+    expect(explained.stdout).toContain("  Receipts:      1 accepted, 0 rejected in the last 52 weeks: 1 vote (a submitter counts once per week)\n");
+    expect(explained.stdout).toContain("  Evidence:      P = 0.05, N = 0;  100 * P / (P + 2 * N + 5) = 1\n");
+    // The worker sees the same score (it may always see itself).
+    expect((await ok("b", ["reputation", "task-b"])).polo_score).toBe(1);
     expect((await ok("a", ["task", "list", "--submitted", "--status", "succeeded"])).tasks.map((t: any) => t.id)).toContain(id);
     expect((await ok("b", ["task", "list", "--received"])).tasks.map((t: any) => t.id)).toContain(id);
   }, 120_000);
