@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster, runPilot, type Cluster } from "../../support/cluster.ts";
-import { connect } from "../../../src/driver/index.ts";
+import { createHash } from "node:crypto";
+import { connect, type LocalEvent, type TaskEvent } from "../../../src/driver/index.ts";
 import { decodeTaskMessage, encodeTaskMessage, EMPTY_SHA256, ReplyCode } from "../../../src/protocol/tasks.ts";
 import { resultStatementBytes } from "../../../src/protocol/receipt.ts";
 import { generateIdentity } from "../../../src/crypto/identity.ts";
@@ -160,6 +161,64 @@ describe("two daemons, the whole lifecycle", () => {
     expect(f.json).toMatchObject({ status: "error", code: "task_failed" });
     expect(f.json.message).toContain("declined: cannot be done");
   }, 120_000);
+});
+
+describe("the event feed, and results as a file or a failure", () => {
+  test("the worker's feed shows task.received and task.status; the submitter's task.status and task.result (SDK)", async () => {
+    const submitter = await connect({ home: c.daemon("a").home });
+    const worker = await connect({ home: c.daemon("b").home });
+    const atA: TaskEvent[] = [];
+    const atB: TaskEvent[] = [];
+    const receivedByOn: TaskEvent<"task.received">[] = [];
+    // on() subscribes first, so its subscription is in place once the feeds' (asked after it on the same connection) are.
+    worker.on("task.received", (e) => receivedByOn.push(e as TaskEvent<"task.received">));
+    const feedA = submitter.events({ types: ["task"] });
+    const feedB = worker.events({ types: ["task.*"] });
+    const pump = async (feed: AsyncIterable<LocalEvent>, into: TaskEvent[]) => {
+      for await (const e of feed) into.push(e as TaskEvent);
+    };
+    const pumps = [pump(feedA, atA), pump(feedB, atB)];
+    try {
+      await Promise.all([feedA.ready, feedB.ready]);
+      const id = (await ok("a", ["task", "submit", "task-b", "--task", "announce every step"])).task.id;
+      await ok("b", ["task", "accept", id]);
+      await ok("b", ["task", "start", id]);
+      await ok("b", ["task", "result", id, "--text", "announced"]);
+      await stateIs("a", id, "succeeded");
+      const mine = (list: TaskEvent[]) => list.filter((e) => e.data.id === id);
+      await until(async () => mine(atA).some((e) => e.type === "task.result") && mine(atA).some((e) => e.type === "task.status" && e.data.state === "succeeded"), 20_000, "the submitter's task.result and succeeded");
+      await until(async () => receivedByOn.some((e) => e.data.id === id) && mine(atB).some((e) => e.type === "task.status" && e.data.state === "succeeded"), 20_000, "the worker's events");
+
+      // The worker: the task arrived (from a, with its description), then every state it went through.
+      const received = mine(atB).find((e): e is TaskEvent<"task.received"> => e.type === "task.received")!;
+      expect(received.data).toMatchObject({ from: c.daemon("a").address, from_node_id: c.daemon("a").nodeId, description: "announce every step", input_size: 0 });
+      expect(receivedByOn.find((e) => e.data.id === id)!.data).toEqual(received.data);
+      const statusesAt = (list: TaskEvent[]) => mine(list).filter((e): e is TaskEvent<"task.status"> => e.type === "task.status");
+      expect(statusesAt(atB).map((e) => [e.data.previous, e.data.state])).toEqual([
+        [null, "queued"],
+        ["queued", "accepted"],
+        ["accepted", "running"],
+        ["running", "succeeded"],
+      ]);
+      expect(statusesAt(atB).every((e) => e.data.role === "received" && e.data.peer === c.daemon("a").address)).toBe(true);
+      expect(mine(atB).some((e) => e.type === "task.result")).toBe(false);
+
+      // The submitter: its own view of each change, and the result.
+      const states = statusesAt(atA).map((e) => e.data.state);
+      expect(states[0]).toBe("queued");
+      expect(states.at(-1)).toBe("succeeded");
+      expect(states).toContain("accepted");
+      expect(statusesAt(atA).every((e) => e.data.role === "submitted" && e.data.peer === c.daemon("b").address)).toBe(true);
+      const result = mine(atA).find((e): e is TaskEvent<"task.result"> => e.type === "task.result")!;
+      expect(result.data).toMatchObject({ from: c.daemon("b").address, outcome: "succeeded", kind: "text", size: 9, state: "succeeded" });
+      expect(result.data.sha256).toBe(createHash("sha256").update("announced").digest("hex"));
+      expect(mine(atA).some((e) => e.type === "task.received")).toBe(false);
+    } finally {
+      await submitter.close();
+      await worker.close();
+      await Promise.allSettled(pumps);
+    }
+  }, 90_000);
 });
 
 describe("three daemons", () => {
