@@ -219,6 +219,33 @@ describe("the event feed, and results as a file or a failure", () => {
       await Promise.allSettled(pumps);
     }
   }, 90_000);
+
+  test("task result ID --file F delivers the file; --failed fails the task with its explanation", async () => {
+    const out = join(c.dir, "summary.csv");
+    const body = "quarter,revenue\nQ3,+12%\n";
+    writeFileSync(out, body);
+    const id = (await ok("a", ["task", "submit", "task-b", "--task", "tabulate"])).task.id;
+    await ok("b", ["task", "accept", id]);
+    await ok("b", ["task", "start", id]);
+    const delivered = await ok("b", ["task", "result", id, "--file", out]);
+    expect(delivered.task).toMatchObject({ state: "succeeded", result: { outcome: "succeeded", kind: "file", name: "summary.csv", size: body.length } });
+    const done = await stateIs("a", id, "succeeded");
+    expect(done.result).toMatchObject({ outcome: "succeeded", kind: "file", name: "summary.csv", size: body.length, sha256: createHash("sha256").update(body).digest("hex") });
+    const copy = join(c.dir, "summary-received.csv");
+    const saved = await ok("a", ["task", "show", id, "--save-result", copy]);
+    expect(saved.saved[0]).toMatchObject({ part: "result", bytes: body.length });
+    expect(await Bun.file(copy).text()).toBe(body);
+
+    const id2 = (await ok("a", ["task", "submit", "task-b", "--task", "parse the PDF"])).task.id;
+    await ok("b", ["task", "accept", id2]);
+    await ok("b", ["task", "start", id2]);
+    const failed = await ok("b", ["task", "result", id2, "--failed", "--text", "the input is not a PDF"]);
+    expect(failed.task).toMatchObject({ state: "failed", result: { outcome: "failed", kind: "text" } });
+    const seen = await stateIs("a", id2, "failed");
+    expect(seen.result).toMatchObject({ outcome: "failed", kind: "text", text: "the input is not a PDF" });
+    const text = await c.pilot("a", ["task", "show", id2], { json: false });
+    expect(text.stdout).toContain("the input is not a PDF");
+  }, 90_000);
 });
 
 describe("three daemons", () => {
