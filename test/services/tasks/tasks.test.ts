@@ -18,7 +18,9 @@ import { createHash } from "node:crypto";
 import { connect, type LocalEvent, type TaskEvent } from "../../../src/driver/index.ts";
 import { decodeTaskMessage, encodeTaskMessage, EMPTY_SHA256, ReplyCode } from "../../../src/protocol/tasks.ts";
 import { resultStatementBytes } from "../../../src/protocol/receipt.ts";
-import { generateIdentity } from "../../../src/crypto/identity.ts";
+import { generateIdentity, loadOrCreateIdentity } from "../../../src/crypto/identity.ts";
+import { RegistryClient } from "../../../src/registry/client.ts";
+import { DAY, seedNodes, signedReceipt } from "../../reputation/helpers.ts";
 
 let c: Cluster;
 
@@ -403,16 +405,55 @@ describe("who may do what", () => {
     await ok("w", ["task", "result", sub.task.id, "--text", "done for a stranger"]);
     const back = await stateIs("d", sub.task.id, "succeeded");
     expect(back.result.text).toBe("done for a stranger");
-    // A minimum score (config, read live) applies to strangers; scores are not readable on this branch, so it refuses.
-    await runPilot(["config", "--set", "tasks_min_score=3"], { env: c.daemon("w").env });
+
+    // A minimum score (config, read live) applies to strangers. d earns a score of 33 first: five
+    // customers registered 60 days ago from five networks accept its work (receipts signed by both,
+    // as test/reputation/cli.test.ts seeds them). This happens before w ever reads d's score: w keeps
+    // a score it read for a minute (node.ts reputationOf), and drops it only for a worker whose receipt
+    // it submitted itself.
+    const customers = Array.from({ length: 5 }, () => generateIdentity());
+    const ids = seedNodes(
+      join(c.dir, "rendezvous", "rendezvous", "registry.db"),
+      customers.map((identity, i) => ({ identity, registeredAt: Date.now() - 60 * DAY, ip: `198.51.${100 + i}.30` })),
+    );
+    const dParty = { id: c.daemon("d").nodeId, identity: loadOrCreateIdentity(join(c.daemon("d").home, "identity.json")).identity };
+    const [host, port] = c.registry.split(":");
+    for (const [i, identity] of customers.entries()) {
+      const client = await RegistryClient.connect({ host: host!, port: Number(port), signer: identity });
+      try {
+        expect((await client.register()).node_id).toBe(ids[i]!);
+        expect((await client.submitReceipt(signedReceipt({ id: ids[i]!, identity }, dParty))).recorded).toBe(true);
+      } finally {
+        client.close();
+      }
+    }
+    expect((await ok("d", ["reputation", "task-d"])).polo_score).toBe(33);
+    // c is a stranger to w too, with a score of at most 1 (b's and a's approvals, both fresh nodes).
+    const cScore = (await ok("c", ["reputation", "task-c"])).polo_score;
+    expect(cScore).toBeLessThan(30);
+
+    await runPilot(["config", "--set", "tasks_min_score=30"], { env: c.daemon("w").env });
+    await Bun.sleep(1200); // the task service looks at its config file at most once a second
+    const above = await ok("d", ["task", "submit", "task-w", "--task", "my score is 33"]);
+    expect(above.task).toMatchObject({ delivered: true, state: "queued" });
+    expect((await ok("w", ["task", "list", "--received", "--status", "queued"])).tasks.map((t: any) => t.id)).toContain(above.task.id);
+    const below = await c.pilot("c", ["task", "submit", "task-w", "--task", "my score is low"]);
+    expect(below.code).toBe(1);
+    expect(below.json).toMatchObject({ status: "error", code: "unauthorized" });
+    expect(below.json.message).toContain(`your score ${cScore} is below the 30 this node requires`);
+    expect((await ok("c", ["task", "list", "--status", "queued"])).tasks.some((t: any) => t.description === "my score is low")).toBe(false);
+
+    // Raised above d's score, the same stranger is refused.
+    await runPilot(["config", "--set", "tasks_min_score=40"], { env: c.daemon("w").env });
     await Bun.sleep(1200);
     const low = await c.pilot("d", ["task", "submit", "task-w", "--task", "again"]);
     expect(low.code).toBe(1);
     expect(low.json.code).toBe("unauthorized");
+    expect(low.json.message).toContain("your score 33 is below the 40 this node requires");
     // Trusted submitters need no score.
     expect((await ok("a", ["task", "submit", "task-w", "--task", "from a friend"])).task.delivered).toBe(true);
     await runPilot(["config", "--unset", "tasks_min_score"], { env: c.daemon("w").env });
-  }, 90_000);
+  }, 120_000);
 
   test("over quota is refused (tasks_max_per_peer, applied without a restart)", async () => {
     const set = await runPilot(["config", "--set", "tasks_max_per_peer=2", "--json"], { env: c.daemon("b").env });
