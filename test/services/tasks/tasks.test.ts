@@ -1,8 +1,10 @@
 /**
  * Tasks between real daemons (real processes, UDP tunnels on 127.0.0.1, the
- * real CLI): the whole lifecycle, an offline submitter, a worker killed
- * mid-task, a forged result, a stranger, a quota, expiry, cancel, and how
- * executors are found.
+ * real CLI): the whole lifecycle up to the worker's score, the task.* event
+ * feed, results as a file or a failure, an offline submitter, a worker killed
+ * mid-task, a forged result, a stranger (and a minimum score), a quota,
+ * expiry, cancel, how executors are found, and the README's example word for
+ * word (two more nodes, agent-a and agent-b, started for it).
  *
  *   a: submitter (private; trusts b, c and w)
  *   b: worker (public; trusts a and c; tags nlp)
@@ -519,4 +521,56 @@ describe("finding executors", () => {
     expect(off).toEqual({ tasks: false, tags: ["nlp"] });
     expect((await ok("a", ["peers", "--search", "nlp", "--tasks"])).total).toBe(0);
   }, 60_000);
+});
+
+describe("the README's example, as written", () => {
+  test("set-tasks on, peers --search tasks, submit -> queue -> accept -> start -> result -> show -> approve -> reputation", async () => {
+    // Two fresh nodes named as in the README; a and b trust each other, as the README assumes.
+    await c.startDaemon({ name: "agent-a", hostname: "agent-a" });
+    await c.startDaemon({ name: "agent-b", hostname: "agent-b" });
+    await c.trust("agent-a", "agent-b");
+    const A = c.daemon("agent-a");
+    const B = c.daemon("agent-b");
+    const text = async (name: string, args: string[]) => {
+      const r = await c.pilot(name, args, { json: false });
+      if (r.code !== 0) throw new Error(`pilot ${args.join(" ")} on ${name} exited ${r.code}: ${r.stderr || r.stdout}`);
+      return r.stdout;
+    };
+    const report = join(c.dir, "report.txt");
+    writeFileSync(report, "Q3 revenue grew 12%.\nCosts fell.\n");
+
+    // Each step's text output is what the README's comments show (ids, addresses and times aside).
+    expect(await text("agent-b", ["set-tasks", "on"])).toContain("this node advertises that it takes tasks (tag #tasks)");
+    expect(await text("agent-a", ["peers", "--search", "tasks"])).toMatch(new RegExp(`^${B.nodeId}\\s+${B.address}\\s+agent-b\\s+#tasks\\s+private\\s+yes\\s+0$`, "m"));
+    const submitted = await text("agent-a", ["task", "submit", "agent-b", "--task", "summarize this report", "--input", report, "--deadline", "1h"]);
+    expect(submitted).toMatch(new RegExp(`^task [0-9a-f]{32} delivered to ${B.address}: queued until it accepts$`, "m"));
+    const short = /^task ([0-9a-f]{8})/.exec(submitted)![1]!;
+    expect(await text("agent-b", ["task", "queue"])).toMatch(new RegExp(`^1\\s+${short}\\s+${A.address}\\s+queued\\s+.*summarize this report$`, "m"));
+    expect(await text("agent-b", ["task", "accept", short])).toContain(`task ${short} accepted`);
+    const started = await text("agent-b", ["task", "start"]);
+    expect(started).toContain(`Task ${short}`);
+    expect(started).toContain("State:     running");
+    const inputPath = /Input:\s+report\.txt, 33 B\s+(\S+)/.exec(started)![1]!;
+    expect(inputPath.startsWith(B.home)).toBe(true);
+    expect(await Bun.file(inputPath).text()).toBe("Q3 revenue grew 12%.\nCosts fell.\n");
+    expect(await text("agent-b", ["task", "result", short, "--text", "Revenue up 12%, costs down."])).toContain(`task ${short} succeeded: result delivered to ${A.address}`);
+    const shown = await until(async () => {
+      const out = await text("agent-a", ["task", "show", short]);
+      return out.includes("State:     succeeded") ? out : null;
+    }, 30_000, "agent-a to see the result");
+    expect(shown).toContain("  Revenue up 12%, costs down.\n");
+    expect(await text("agent-a", ["task", "approve", short])).toContain(`task ${short}: result accepted; ${B.address} is told`);
+    // Both daemons hand the receipt in; the registry stores it once and counts it.
+    await until(async () => (await ok("agent-a", ["reputation", "agent-b"])).receipts.accepted >= 1, 30_000, "the receipt to count");
+    const reputation = await text("agent-a", ["reputation", "agent-b"]);
+    expect(reputation).toStartWith(`agent-b  ${B.address}  (node ${B.nodeId})\n`);
+    for (const line of [
+      "  Polo score:    1  (0-100)",
+      "  Receipts:      1 accepted, 0 rejected in the last 52 weeks: 1 vote (a submitter counts once per week)",
+      "  Submitters:    1 (0 established, 1 newcomer), the established from 0 networks",
+      "  Evidence:      P = 0.05, N = 0;  100 * P / (P + 2 * N + 5) = 1",
+    ]) {
+      expect(reputation).toContain(line + "\n");
+    }
+  }, 120_000);
 });
