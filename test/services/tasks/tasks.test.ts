@@ -217,6 +217,10 @@ describe("the event feed, and results as a file or a failure", () => {
       expect(result.data).toMatchObject({ from: c.daemon("b").address, outcome: "succeeded", kind: "text", size: 9, state: "succeeded" });
       expect(result.data.sha256).toBe(createHash("sha256").update("announced").digest("hex"));
       expect(mine(atA).some((e) => e.type === "task.received")).toBe(false);
+
+      // The CLI reads the same feed: `pilot events --type task.result` on the submitter.
+      const cli = await ok("a", ["events", "--type", "task.result"]);
+      expect(cli.events.find((e: any) => e.data.id === id)).toMatchObject({ type: "task.result", data: result.data });
     } finally {
       await submitter.close();
       await worker.close();
