@@ -25,7 +25,9 @@
  *
  * The daemon announces every change on its event feed: `task.received`,
  * `task.status` (`{id, role, peer, state, previous, provisional, reason}`),
- * `task.result` and `task.verdict`. Errors are NodeErrors: `invalid_state`
+ * `task.result` and `task.verdict`; `TaskEvent<"task.result">` types one
+ * (`pilot.on("task.result", (e) => { const r = e as TaskEvent<"task.result">; … })`).
+ * Errors are NodeErrors: `invalid_state`
  * (the task is not in a state that allows it), `not_found`, `not_trusted`
  * (the worker takes tasks only from nodes it trusts), `limit_exceeded`
  * (its queue is full, or a payload is over 4 MiB), `unauthorized` (your score
@@ -37,12 +39,16 @@ import { randomBytes } from "node:crypto";
 import { unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { FINAL_TASK_STATES, TASK_LIMITS, type TaskInfo, type TaskState } from "../protocol/tasks.ts";
+import { FINAL_TASK_STATES, TASK_LIMITS, type TaskEventData, type TaskEventType, type TaskInfo, type TaskState } from "../protocol/tasks.ts";
+import type { LocalEvent } from "../shared/events.ts";
 import type { Driver } from "./driver.ts";
 import { NodeError } from "./errors.ts";
 
-export type { TaskInfo, TaskState } from "../protocol/tasks.ts";
+export type { TaskInfo, TaskState, TaskEventData, TaskEventType } from "../protocol/tasks.ts";
 export { TASK_STATES, TASK_LIMITS } from "../protocol/tasks.ts";
+
+/** A task event of the local feed, typed by its `type` (TaskEventData lists the payloads). */
+export type TaskEvent<T extends TaskEventType = TaskEventType> = { [K in T]: LocalEvent<K, TaskEventData[K]> }[T];
 
 export interface SubmitTaskOptions {
   /** What to do (at most 8 KiB of text; put material in `input`). */

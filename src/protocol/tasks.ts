@@ -568,3 +568,21 @@ export interface TaskInfo {
   /** The last delivery problem, if any. */
   delivery_error: string | null;
 }
+
+/**
+ * What the task service announces on the daemon's local event feed (SDK
+ * `events()` / `on()`, `pilot events`, webhooks). Addresses are
+ * `N:NNNN.HHHH.LLLL`; times are ms since the epoch on this node's clock.
+ */
+export interface TaskEventData {
+  /** At the worker: a task arrived (it is queued until accepted or declined). */
+  "task.received": { id: string; from: string; from_node_id: number; description: string; input_size: number; accept_by: number; deadline_at: number };
+  /** On both ends, for every change of state (`previous` null: the task is new here). */
+  "task.status": { id: string; role: "submitted" | "received"; peer: string; state: TaskState; previous: TaskState | null; provisional: boolean; reason: string };
+  /** At the submitter: the worker delivered its result (`state` is the task's state after it). */
+  "task.result": { id: string; from: string; outcome: TaskOutcome; kind: ResultKind; size: number; sha256: string; state: TaskState };
+  /** On both ends: the submitter approved (`accepted`) or rejected the result. */
+  "task.verdict": { id: string; role: "submitted" | "received"; peer: string; outcome: TaskVerdict; reason: string };
+}
+
+export type TaskEventType = keyof TaskEventData;

@@ -37,7 +37,7 @@ export interface TestNode {
   /** Whether the context offers reputationOf at all. */
   reputationHook: boolean;
   receipts: TaskReceipt[];
-  /** What submitReceipt does: throw (default: registry unavailable) or accept. */
+  /** What submitReceipt does: throw registry_unavailable (default: the registry is down) or accept. */
   registryTakesReceipts: boolean;
   logs: string[];
   call(method: string, params?: Record<string, unknown>): Promise<any>;
@@ -135,7 +135,7 @@ export function startTaskHarness(): TaskHarness {
               return peer.identity.publicKey;
             },
             submitReceipt: async (r) => {
-              if (!t.registryTakesReceipts) throw new NodeError("registry_unavailable", "the registry does not take task receipts yet");
+              if (!t.registryTakesReceipts) throw new NodeError("registry_unavailable", "the registry did not answer");
               t.receipts.push(r);
             },
             ...(t.reputationHook

@@ -1,8 +1,10 @@
 /**
  * Tasks between real daemons (real processes, UDP tunnels on 127.0.0.1, the
- * real CLI): the whole lifecycle, an offline submitter, a worker killed
- * mid-task, a forged result, a stranger, a quota, expiry, cancel, and how
- * executors are found.
+ * real CLI): the whole lifecycle up to the worker's score, the task.* event
+ * feed, results as a file or a failure, an offline submitter, a worker killed
+ * mid-task, a forged result, a stranger (and a minimum score), a quota,
+ * expiry, cancel, how executors are found, and the README's example word for
+ * word (two more nodes, agent-a and agent-b, started for it).
  *
  *   a: submitter (private; trusts b, c and w)
  *   b: worker (public; trusts a and c; tags nlp)
@@ -14,10 +16,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster, runPilot, type Cluster } from "../../support/cluster.ts";
-import { connect } from "../../../src/driver/index.ts";
+import { createHash } from "node:crypto";
+import { connect, type LocalEvent, type TaskEvent } from "../../../src/driver/index.ts";
 import { decodeTaskMessage, encodeTaskMessage, EMPTY_SHA256, ReplyCode } from "../../../src/protocol/tasks.ts";
 import { resultStatementBytes } from "../../../src/protocol/receipt.ts";
-import { generateIdentity } from "../../../src/crypto/identity.ts";
+import { generateIdentity, loadOrCreateIdentity } from "../../../src/crypto/identity.ts";
+import { RegistryClient } from "../../../src/registry/client.ts";
+import { DAY, seedNodes, signedReceipt } from "../../reputation/helpers.ts";
 
 let c: Cluster;
 
@@ -74,6 +79,9 @@ const stateIs = (name: string, id: string, state: string) => until(async () => {
 
 describe("two daemons, the whole lifecycle", () => {
   test("submit with an input -> accept -> start -> result -> approve; both sides see every step", async () => {
+    // The worker has no receipts yet: its score is 0 (100 * P / (P + 2N + 5) with P = N = 0).
+    const before = await ok("a", ["reputation", "task-b"]);
+    expect(before).toMatchObject({ polo_score: 0, receipts: { accepted: 0, rejected: 0 } });
     const input = join(c.dir, "report.txt");
     writeFileSync(input, "Q3 revenue grew 12%.\nCosts fell.\n");
     const sub = await ok("a", ["task", "submit", "task-b", "--task", "summarize the report", "--input", input, "--deadline", "1h"]);
@@ -114,8 +122,28 @@ describe("two daemons, the whole lifecycle", () => {
     for (const side of ["a", "b"]) {
       await until(async () => (await show(side, id)).verdict.receipt === "submitted" || null, 20_000, `${side}'s receipt to reach the registry`);
     }
-    const rep = await ok("a", ["reputation", "task-b"]);
-    expect(JSON.stringify(rep)).toContain("accepted");
+    // One fresh receipt does move the score (src/registry/reputation.ts): a, registered seconds ago
+    // with no work of its own, weighs age 0.1 x standing 0.5 = 0.05, so P = 0.05 and
+    // 100 * 0.05 / 5.05 = 0.99, which rounds to 1. These are the numbers the README shows.
+    const rep = await until(async () => {
+      const r = await ok("a", ["reputation", "task-b"]);
+      return r.receipts.accepted >= 1 ? r : null;
+    }, 20_000, "the registry to count the receipt");
+    expect(rep).toMatchObject({
+      node_id: c.daemon("b").nodeId,
+      receipts: { accepted: 1, rejected: 0, counted_votes: 1, as_worker: 1 },
+      counterparties: { total: 1, established: 0, newcomers: 1 },
+      evidence: { negative: 0 },
+    });
+    expect(rep.evidence.positive).toBeCloseTo(0.05, 2);
+    expect(rep.polo_score).toBe(1);
+    expect(rep.polo_score).toBeGreaterThan(before.polo_score);
+    const explained = await c.pilot("a", ["reputation", "task-b"], { json: false });
+    expect(explained.stdout).toContain("  Polo score:    1  (0-100)\n");
+    expect(explained.stdout).toContain("  Receipts:      1 accepted, 0 rejected in the last 52 weeks: 1 vote (a submitter counts once per week)\n");
+    expect(explained.stdout).toContain("  Evidence:      P = 0.05, N = 0;  100 * P / (P + 2 * N + 5) = 1\n");
+    // The worker sees the same score (it may always see itself).
+    expect((await ok("b", ["reputation", "task-b"])).polo_score).toBe(1);
     expect((await ok("a", ["task", "list", "--submitted", "--status", "succeeded"])).tasks.map((t: any) => t.id)).toContain(id);
     expect((await ok("b", ["task", "list", "--received"])).tasks.map((t: any) => t.id)).toContain(id);
   }, 120_000);
@@ -137,6 +165,95 @@ describe("two daemons, the whole lifecycle", () => {
     expect(f.json).toMatchObject({ status: "error", code: "task_failed" });
     expect(f.json.message).toContain("declined: cannot be done");
   }, 120_000);
+});
+
+describe("the event feed, and results as a file or a failure", () => {
+  test("the worker's feed shows task.received and task.status; the submitter's task.status and task.result (SDK)", async () => {
+    const submitter = await connect({ home: c.daemon("a").home });
+    const worker = await connect({ home: c.daemon("b").home });
+    const atA: TaskEvent[] = [];
+    const atB: TaskEvent[] = [];
+    const receivedByOn: TaskEvent<"task.received">[] = [];
+    // on() subscribes first, so its subscription is in place once the feeds' (asked after it on the same connection) are.
+    worker.on("task.received", (e) => receivedByOn.push(e as TaskEvent<"task.received">));
+    const feedA = submitter.events({ types: ["task"] });
+    const feedB = worker.events({ types: ["task.*"] });
+    const pump = async (feed: AsyncIterable<LocalEvent>, into: TaskEvent[]) => {
+      for await (const e of feed) into.push(e as TaskEvent);
+    };
+    const pumps = [pump(feedA, atA), pump(feedB, atB)];
+    try {
+      await Promise.all([feedA.ready, feedB.ready]);
+      const id = (await ok("a", ["task", "submit", "task-b", "--task", "announce every step"])).task.id;
+      await ok("b", ["task", "accept", id]);
+      await ok("b", ["task", "start", id]);
+      await ok("b", ["task", "result", id, "--text", "announced"]);
+      await stateIs("a", id, "succeeded");
+      const mine = (list: TaskEvent[]) => list.filter((e) => e.data.id === id);
+      await until(async () => mine(atA).some((e) => e.type === "task.result") && mine(atA).some((e) => e.type === "task.status" && e.data.state === "succeeded"), 20_000, "the submitter's task.result and succeeded");
+      await until(async () => receivedByOn.some((e) => e.data.id === id) && mine(atB).some((e) => e.type === "task.status" && e.data.state === "succeeded"), 20_000, "the worker's events");
+
+      // The worker: the task arrived (from a, with its description), then every state it went through.
+      const received = mine(atB).find((e): e is TaskEvent<"task.received"> => e.type === "task.received")!;
+      expect(received.data).toMatchObject({ from: c.daemon("a").address, from_node_id: c.daemon("a").nodeId, description: "announce every step", input_size: 0 });
+      expect(receivedByOn.find((e) => e.data.id === id)!.data).toEqual(received.data);
+      const statusesAt = (list: TaskEvent[]) => mine(list).filter((e): e is TaskEvent<"task.status"> => e.type === "task.status");
+      expect(statusesAt(atB).map((e) => [e.data.previous, e.data.state])).toEqual([
+        [null, "queued"],
+        ["queued", "accepted"],
+        ["accepted", "running"],
+        ["running", "succeeded"],
+      ]);
+      expect(statusesAt(atB).every((e) => e.data.role === "received" && e.data.peer === c.daemon("a").address)).toBe(true);
+      expect(mine(atB).some((e) => e.type === "task.result")).toBe(false);
+
+      // The submitter: its own view of each change, and the result.
+      const states = statusesAt(atA).map((e) => e.data.state);
+      expect(states[0]).toBe("queued");
+      expect(states.at(-1)).toBe("succeeded");
+      expect(states).toContain("accepted");
+      expect(statusesAt(atA).every((e) => e.data.role === "submitted" && e.data.peer === c.daemon("b").address)).toBe(true);
+      const result = mine(atA).find((e): e is TaskEvent<"task.result"> => e.type === "task.result")!;
+      expect(result.data).toMatchObject({ from: c.daemon("b").address, outcome: "succeeded", kind: "text", size: 9, state: "succeeded" });
+      expect(result.data.sha256).toBe(createHash("sha256").update("announced").digest("hex"));
+      expect(mine(atA).some((e) => e.type === "task.received")).toBe(false);
+
+      // The CLI reads the same feed: `pilot events --type task.result` on the submitter.
+      const cli = await ok("a", ["events", "--type", "task.result"]);
+      expect(cli.events.find((e: any) => e.data.id === id)).toMatchObject({ type: "task.result", data: result.data });
+    } finally {
+      await submitter.close();
+      await worker.close();
+      await Promise.allSettled(pumps);
+    }
+  }, 90_000);
+
+  test("task result ID --file F delivers the file; --failed fails the task with its explanation", async () => {
+    const out = join(c.dir, "summary.csv");
+    const body = "quarter,revenue\nQ3,+12%\n";
+    writeFileSync(out, body);
+    const id = (await ok("a", ["task", "submit", "task-b", "--task", "tabulate"])).task.id;
+    await ok("b", ["task", "accept", id]);
+    await ok("b", ["task", "start", id]);
+    const delivered = await ok("b", ["task", "result", id, "--file", out]);
+    expect(delivered.task).toMatchObject({ state: "succeeded", result: { outcome: "succeeded", kind: "file", name: "summary.csv", size: body.length } });
+    const done = await stateIs("a", id, "succeeded");
+    expect(done.result).toMatchObject({ outcome: "succeeded", kind: "file", name: "summary.csv", size: body.length, sha256: createHash("sha256").update(body).digest("hex") });
+    const copy = join(c.dir, "summary-received.csv");
+    const saved = await ok("a", ["task", "show", id, "--save-result", copy]);
+    expect(saved.saved[0]).toMatchObject({ part: "result", bytes: body.length });
+    expect(await Bun.file(copy).text()).toBe(body);
+
+    const id2 = (await ok("a", ["task", "submit", "task-b", "--task", "parse the PDF"])).task.id;
+    await ok("b", ["task", "accept", id2]);
+    await ok("b", ["task", "start", id2]);
+    const failed = await ok("b", ["task", "result", id2, "--failed", "--text", "the input is not a PDF"]);
+    expect(failed.task).toMatchObject({ state: "failed", result: { outcome: "failed", kind: "text" } });
+    const seen = await stateIs("a", id2, "failed");
+    expect(seen.result).toMatchObject({ outcome: "failed", kind: "text", text: "the input is not a PDF" });
+    const text = await c.pilot("a", ["task", "show", id2], { json: false });
+    expect(text.stdout).toContain("the input is not a PDF");
+  }, 90_000);
 });
 
 describe("three daemons", () => {
@@ -294,16 +411,55 @@ describe("who may do what", () => {
     await ok("w", ["task", "result", sub.task.id, "--text", "done for a stranger"]);
     const back = await stateIs("d", sub.task.id, "succeeded");
     expect(back.result.text).toBe("done for a stranger");
-    // A minimum score (config, read live) applies to strangers; scores are not readable on this branch, so it refuses.
-    await runPilot(["config", "--set", "tasks_min_score=3"], { env: c.daemon("w").env });
+
+    // A minimum score (config, read live) applies to strangers. d earns a score of 33 first: five
+    // customers registered 60 days ago from five networks accept its work (receipts signed by both,
+    // as test/reputation/cli.test.ts seeds them). This happens before w ever reads d's score: w keeps
+    // a score it read for a minute (node.ts reputationOf), and drops it only for a worker whose receipt
+    // it submitted itself.
+    const customers = Array.from({ length: 5 }, () => generateIdentity());
+    const ids = seedNodes(
+      join(c.dir, "rendezvous", "rendezvous", "registry.db"),
+      customers.map((identity, i) => ({ identity, registeredAt: Date.now() - 60 * DAY, ip: `198.51.${100 + i}.30` })),
+    );
+    const dParty = { id: c.daemon("d").nodeId, identity: loadOrCreateIdentity(join(c.daemon("d").home, "identity.json")).identity };
+    const [host, port] = c.registry.split(":");
+    for (const [i, identity] of customers.entries()) {
+      const client = await RegistryClient.connect({ host: host!, port: Number(port), signer: identity });
+      try {
+        expect((await client.register()).node_id).toBe(ids[i]!);
+        expect((await client.submitReceipt(signedReceipt({ id: ids[i]!, identity }, dParty))).recorded).toBe(true);
+      } finally {
+        client.close();
+      }
+    }
+    expect((await ok("d", ["reputation", "task-d"])).polo_score).toBe(33);
+    // c is a stranger to w too, with a score of at most 1 (b's and a's approvals, both fresh nodes).
+    const cScore = (await ok("c", ["reputation", "task-c"])).polo_score;
+    expect(cScore).toBeLessThan(30);
+
+    await runPilot(["config", "--set", "tasks_min_score=30"], { env: c.daemon("w").env });
+    await Bun.sleep(1200); // the task service looks at its config file at most once a second
+    const above = await ok("d", ["task", "submit", "task-w", "--task", "my score is 33"]);
+    expect(above.task).toMatchObject({ delivered: true, state: "queued" });
+    expect((await ok("w", ["task", "list", "--received", "--status", "queued"])).tasks.map((t: any) => t.id)).toContain(above.task.id);
+    const below = await c.pilot("c", ["task", "submit", "task-w", "--task", "my score is low"]);
+    expect(below.code).toBe(1);
+    expect(below.json).toMatchObject({ status: "error", code: "unauthorized" });
+    expect(below.json.message).toContain(`your score ${cScore} is below the 30 this node requires`);
+    expect((await ok("c", ["task", "list", "--status", "queued"])).tasks.some((t: any) => t.description === "my score is low")).toBe(false);
+
+    // Raised above d's score, the same stranger is refused.
+    await runPilot(["config", "--set", "tasks_min_score=40"], { env: c.daemon("w").env });
     await Bun.sleep(1200);
     const low = await c.pilot("d", ["task", "submit", "task-w", "--task", "again"]);
     expect(low.code).toBe(1);
     expect(low.json.code).toBe("unauthorized");
+    expect(low.json.message).toContain("your score 33 is below the 40 this node requires");
     // Trusted submitters need no score.
     expect((await ok("a", ["task", "submit", "task-w", "--task", "from a friend"])).task.delivered).toBe(true);
     await runPilot(["config", "--unset", "tasks_min_score"], { env: c.daemon("w").env });
-  }, 90_000);
+  }, 120_000);
 
   test("over quota is refused (tasks_max_per_peer, applied without a restart)", async () => {
     const set = await runPilot(["config", "--set", "tasks_max_per_peer=2", "--json"], { env: c.daemon("b").env });
@@ -369,4 +525,56 @@ describe("finding executors", () => {
     expect(off).toEqual({ tasks: false, tags: ["nlp"] });
     expect((await ok("a", ["peers", "--search", "nlp", "--tasks"])).total).toBe(0);
   }, 60_000);
+});
+
+describe("the README's example, as written", () => {
+  test("set-tasks on, peers --search tasks, submit -> queue -> accept -> start -> result -> show -> approve -> reputation", async () => {
+    // Two fresh nodes named as in the README; a and b trust each other, as the README assumes.
+    await c.startDaemon({ name: "agent-a", hostname: "agent-a" });
+    await c.startDaemon({ name: "agent-b", hostname: "agent-b" });
+    await c.trust("agent-a", "agent-b");
+    const A = c.daemon("agent-a");
+    const B = c.daemon("agent-b");
+    const text = async (name: string, args: string[]) => {
+      const r = await c.pilot(name, args, { json: false });
+      if (r.code !== 0) throw new Error(`pilot ${args.join(" ")} on ${name} exited ${r.code}: ${r.stderr || r.stdout}`);
+      return r.stdout;
+    };
+    const report = join(c.dir, "report.txt");
+    writeFileSync(report, "Q3 revenue grew 12%.\nCosts fell.\n");
+
+    // Each step's text output is what the README's comments show (ids, addresses and times aside).
+    expect(await text("agent-b", ["set-tasks", "on"])).toContain("this node advertises that it takes tasks (tag #tasks)");
+    expect(await text("agent-a", ["peers", "--search", "tasks"])).toMatch(new RegExp(`^${B.nodeId}\\s+${B.address}\\s+agent-b\\s+#tasks\\s+private\\s+yes\\s+0$`, "m"));
+    const submitted = await text("agent-a", ["task", "submit", "agent-b", "--task", "summarize this report", "--input", report, "--deadline", "1h"]);
+    expect(submitted).toMatch(new RegExp(`^task [0-9a-f]{32} delivered to ${B.address}: queued until it accepts$`, "m"));
+    const short = /^task ([0-9a-f]{8})/.exec(submitted)![1]!;
+    expect(await text("agent-b", ["task", "queue"])).toMatch(new RegExp(`^1\\s+${short}\\s+${A.address}\\s+queued\\s+.*summarize this report$`, "m"));
+    expect(await text("agent-b", ["task", "accept", short])).toContain(`task ${short} accepted`);
+    const started = await text("agent-b", ["task", "start"]);
+    expect(started).toContain(`Task ${short}`);
+    expect(started).toContain("State:     running");
+    const inputPath = /Input:\s+report\.txt, 33 B\s+(\S+)/.exec(started)![1]!;
+    expect(inputPath.startsWith(B.home)).toBe(true);
+    expect(await Bun.file(inputPath).text()).toBe("Q3 revenue grew 12%.\nCosts fell.\n");
+    expect(await text("agent-b", ["task", "result", short, "--text", "Revenue up 12%, costs down."])).toContain(`task ${short} succeeded: result delivered to ${A.address}`);
+    const shown = await until(async () => {
+      const out = await text("agent-a", ["task", "show", short]);
+      return out.includes("State:     succeeded") ? out : null;
+    }, 30_000, "agent-a to see the result");
+    expect(shown).toContain("  Revenue up 12%, costs down.\n");
+    expect(await text("agent-a", ["task", "approve", short])).toContain(`task ${short}: result accepted; ${B.address} is told`);
+    // Both daemons hand the receipt in; the registry stores it once and counts it.
+    await until(async () => (await ok("agent-a", ["reputation", "agent-b"])).receipts.accepted >= 1, 30_000, "the receipt to count");
+    const reputation = await text("agent-a", ["reputation", "agent-b"]);
+    expect(reputation).toStartWith(`agent-b  ${B.address}  (node ${B.nodeId})\n`);
+    for (const line of [
+      "  Polo score:    1  (0-100)",
+      "  Receipts:      1 accepted, 0 rejected in the last 52 weeks: 1 vote (a submitter counts once per week)",
+      "  Submitters:    1 (0 established, 1 newcomer), the established from 0 networks",
+      "  Evidence:      P = 0.05, N = 0;  100 * P / (P + 2 * N + 5) = 1",
+    ]) {
+      expect(reputation).toContain(line + "\n");
+    }
+  }, 120_000);
 });

@@ -43,6 +43,8 @@ import {
   type ResultKind,
   type ResultMessage,
   type SubmitMessage,
+  type TaskEventData,
+  type TaskEventType,
   type TaskInfo,
   type TaskOutcome,
   type TaskState,
@@ -247,6 +249,11 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     }
   }
 
+  /** Publishes a task event on the local feed, its payload checked against the SDK's types (TaskEventData). */
+  private announce<T extends TaskEventType>(type: T, data: TaskEventData[T]): void {
+    this.context.events.publish(type, data);
+  }
+
   private refuse(code: (typeof ReplyCode)[keyof typeof ReplyCode], state: TaskState | null, message: string): { reply: ReplyMessage } {
     if (code !== ReplyCode.Duplicate) this.counters.refused++;
     return { reply: reply(code, state, message) };
@@ -313,7 +320,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
       });
       this.counters.received++;
       this.context.log.info("task received", { id: m.taskId, from: formatAddress(address), input_bytes: m.inputSize });
-      this.context.events.publish("task.received", {
+      this.announce("task.received", {
         id: m.taskId,
         from: formatAddress(address),
         from_node_id: peer,
@@ -322,7 +329,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
         accept_by: now + m.acceptWithinMs,
         deadline_at: now + m.deadlineMs,
       });
-      this.context.events.publish("task.status", { id: m.taskId, role: "received", peer: formatAddress(address), state: "queued", previous: null, provisional: false, reason: "" });
+      this.announce("task.status", { id: m.taskId, role: "received", peer: formatAddress(address), state: "queued", previous: null, provisional: false, reason: "" });
       return reply(ReplyCode.Ok, "queued", "queued");
     };
     if (m.inputSize === 0) {
@@ -539,7 +546,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
         worker_sig: m.signature,
       }, []);
       this.context.log.info("task result received", { id: m.taskId, from: formatAddress(address), outcome: m.outcome, bytes: m.size });
-      this.context.events.publish("task.result", { id: m.taskId, from: formatAddress(address), outcome: m.outcome, kind: m.kind, size: m.size, sha256: m.sha256, state: next.state });
+      this.announce("task.result", { id: m.taskId, from: formatAddress(address), outcome: m.outcome, kind: m.kind, size: m.size, sha256: m.sha256, state: next.state });
       return reply(ReplyCode.Ok, next.state, "");
     };
     if (m.size === 0) {
@@ -619,7 +626,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
     if (!row || row.verdict) return reply(ReplyCode.Duplicate, row?.state ?? null, "already received");
     this.commit(row, { in_seq: m.seq, verdict: m.outcome, verdict_reason: m.reason, decided_at: m.decidedAt, submitter_sig: m.signature, receipt: "pending", receipt_next_at: 0, receipt_attempts: 0 }, []);
     this.context.log.info("task verdict received", { id: row.id, from: formatAddress(address), outcome: m.outcome });
-    this.context.events.publish("task.verdict", { id: row.id, role: "received", peer: formatAddress(address), outcome: m.outcome, reason: m.reason });
+    this.announce("task.verdict", { id: row.id, role: "received", peer: formatAddress(address), outcome: m.outcome, reason: m.reason });
     void this.submitReceipts();
     return reply(ReplyCode.Ok, row.state, "");
   }
@@ -756,7 +763,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
       return { ...row, ...all } as TaskRow;
     });
     if (next.state !== row.state || next.provisional !== row.provisional) {
-      this.context.events.publish("task.status", {
+      this.announce("task.status", {
         id: row.id,
         role: row.role,
         peer: formatAddress(addressOf(0, row.peer)),
@@ -902,7 +909,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
       });
       this.db.enqueue({ peer: worker, task_id: id, kind: "submit", body: new Uint8Array(0), created_at: now });
     });
-    this.context.events.publish("task.status", { id, role: "submitted", peer: formatAddress(address), state: "queued", previous: null, provisional: false, reason: "" });
+    this.announce("task.status", { id, role: "submitted", peer: formatAddress(address), state: "queued", previous: null, provisional: false, reason: "" });
     const outcome = waitMs > 0 ? await this.awaitSubmit(id, worker, waitMs) : null;
     const row = this.db.get(id);
     if (!row) throw new NodeError("internal", "the task vanished");
@@ -1100,7 +1107,7 @@ export class TasksService implements DaemonService, LinkHandler, CourierHost {
       { verdict: outcome, verdict_reason: reason, decided_at: decidedAt, submitter_sig: signature, receipt: "pending", receipt_next_at: 0, receipt_attempts: 0, receipt_error: null },
       [{ kind: "verdict", build: (seq) => encodeTaskMessage({ type: "verdict", taskId: row.id, seq, outcome, decidedAt, signature, reason }) }],
     );
-    this.context.events.publish("task.verdict", { id: row.id, role: "submitted", peer: formatAddress(addressOf(0, row.peer)), outcome, reason });
+    this.announce("task.verdict", { id: row.id, role: "submitted", peer: formatAddress(addressOf(0, row.peer)), outcome, reason });
     void this.submitReceipts();
     return this.view(next);
   }
