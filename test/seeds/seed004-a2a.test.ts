@@ -1,7 +1,9 @@
 /**
  * Seed 004 (A2A agents over Pilot) as written: the tutorial's gateway
- * command, its two curls and its three Python scripts, run unchanged
- * against agents this project ships.
+ * command, its curls (tasks/send, and tasks/get of that task), its three
+ * Python scripts, run unchanged against agents this project ships, and its
+ * last step: `pilotctl untrust <id>` on the agent, after which the caller's
+ * next request through the gateway is a 502 that says why.
  *
  * Everything runs inside a network namespace this test creates
  * (`ip netns add pilot-a2a-seed-<pid>`) and deletes in afterAll, even on
@@ -34,6 +36,8 @@ const NS = lab.ns;
 const SCRIPTS = join(ROOT, "test/seeds");
 const { homes, addresses, nodeIds, pids } = lab;
 const agents = new Map<string, Spawned>();
+/** The result of the seed's tasks/send, for its tasks/get. */
+let sentTask: { id: string } | null = null;
 
 /** Runs argv inside the namespace, to completion. */
 const inNs = lab.run.bind(lab);
@@ -128,6 +132,17 @@ describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace 
       },
     });
     expect(Object.keys(out.result)).toEqual(["id", "status", "artifacts"]);
+    sentTask = out.result;
+  }, 30_000);
+
+  test("curl -X POST http://10.4.0.1/a2a ... tasks/get: the task just sent, again; an unknown method is -32601", async () => {
+    expect(sentTask).not.toBeNull();
+    const get = (body: unknown) => inNs(["curl", "-sS", "--max-time", "10", "-X", "POST", "http://10.4.0.1/a2a", "-H", "Content-Type: application/json", "-d", JSON.stringify(body)]);
+    const r = await get({ jsonrpc: "2.0", id: 2, method: "tasks/get", params: { id: sentTask!.id } });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(JSON.parse(r.stdout)).toEqual({ jsonrpc: "2.0", id: 2, result: sentTask });
+    const unknown = await get({ jsonrpc: "2.0", id: 3, method: "tasks/frobnicate", params: {} });
+    expect(JSON.parse(unknown.stdout)).toMatchObject({ jsonrpc: "2.0", id: 3, error: { code: -32601 } });
   }, 30_000);
 
   test("the seed's Python requests client (discover_agent, send_task) runs to the end", async () => {
@@ -205,4 +220,23 @@ describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace 
     const list = await pilotctl("caller", ["--json", "gateway", "list"]);
     expect(list.json.data.mappings.map((m: any) => m.hostname).sort()).toEqual(["code-reviewer", "data-analyst", "report-writer"]);
   }, 60_000);
+
+  test("pilotctl untrust <id> on the agent: the caller's next request through the gateway is a 502 that names why", async () => {
+    const before = await inNs(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://10.4.0.1/.well-known/agent.json"]);
+    expect(before.stdout).toBe("200");
+    // The seed's `pilotctl untrust 42`, run by the agent's owner with the caller's node id.
+    const u = await pilotctl("analyst", ["untrust", String(nodeIds.get("caller"))]);
+    expect({ code: u.code, stderr: u.stderr }).toEqual({ code: 0, stderr: "" });
+    const started = performance.now();
+    const after = await inNs(["curl", "-sS", "-i", "--max-time", "10", "http://10.4.0.1/.well-known/agent.json"]);
+    expect(performance.now() - started).toBeLessThan(5000); // at once, not a timeout (slack for a loaded machine)
+    expect(after.stdout).toStartWith("HTTP/1.1 502 Bad Gateway");
+    expect(after.stdout).toMatch(/X-Pilot-Error: (not_found|not_trusted)\r\n/);
+    expect(after.stdout).toContain(`data-analyst (${addresses.get("analyst")})`);
+    expect(after.stdout).toMatch(/trust/);
+    expect(after.stdout).toContain('pilot handshake data-analyst "why"');
+    // The other agents still answer: the revocation is the analyst's alone.
+    const other = await inNs(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://10.4.0.3/.well-known/agent.json"]);
+    expect(other.stdout).toBe("200");
+  }, 30_000);
 });
