@@ -2,10 +2,11 @@
  * Small helpers the examples share, kept apart so that each example reads as
  * its Pilot logic and its routes. Nothing here is Pilot-specific except
  * `connectToDaemon` and `serveOrExit` (a one-line error instead of a stack
- * trace when no daemon runs or the port is taken) and `urlHost`.
+ * trace when no daemon runs or the port is taken) and `urlHost`;
+ * `parseResponse` reads the reply to a request written by hand on a stream.
  */
 import type http from "node:http";
-import { connect, NodeError, parseTarget, urlHostOf, type Driver, type PilotHttpServer } from "pilot/driver";
+import { connect, NodeError, parseTarget, urlHostOf, type Driver, type PilotHttpServer, type ServeHttpOptions } from "pilot/driver";
 
 /**
  * Ends the program on an SDK error the way the `pilot` command does: the
@@ -30,12 +31,12 @@ export async function connectToDaemon(): Promise<Driver> {
 }
 
 /**
- * `pilot.serveHttp(port, handler)`, for an example's main: when the port is
- * taken on this agent (another example, a `pilot recv`, an exposed port) or
- * the daemon went away, prints the reason and exits 1.
+ * `pilot.serveHttp(port, handler, options)`, for an example's main: when the
+ * port is taken on this agent (another example, a `pilot recv`, an exposed
+ * port) or the daemon went away, prints the reason and exits 1.
  */
-export async function serveOrExit(pilot: Driver, port: number, handler: http.RequestListener): Promise<PilotHttpServer> {
-  return pilot.serveHttp(port, handler).catch(exitWithError);
+export async function serveOrExit(pilot: Driver, port: number, handler: http.RequestListener, options: ServeHttpOptions = {}): Promise<PilotHttpServer> {
+  return pilot.serveHttp(port, handler, options).catch(exitWithError);
 }
 
 /** Runs `stop` once on SIGINT or SIGTERM, then exits 0. */
@@ -108,4 +109,39 @@ export function urlHost(target: string): string {
   if (!target.includes(":")) return target;
   const parsed = parseTarget(target);
   return parsed.kind === "address" ? urlHostOf(parsed.address) : target;
+}
+
+/** One HTTP response as read off a raw stream. */
+export interface RawReply {
+  status: number;
+  body: string;
+}
+
+/**
+ * Just enough HTTP/1.1 to read one response written to a raw stream (the
+ * clients that write their request by hand): status line, headers, a
+ * length-delimited or chunked body.
+ */
+export function parseResponse(text: string): RawReply {
+  const split = text.indexOf("\r\n\r\n");
+  if (split === -1) throw new Error(`incomplete HTTP response: ${JSON.stringify(text.slice(0, 80))}`);
+  const [statusLine, ...headerLines] = text.slice(0, split).split("\r\n");
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? "")?.[1]);
+  if (!status) throw new Error(`not an HTTP status line: ${JSON.stringify(statusLine)}`);
+  const headers = new Map(headerLines.map((line) => [line.slice(0, line.indexOf(":")).trim().toLowerCase(), line.slice(line.indexOf(":") + 1).trim()]));
+  let body = text.slice(split + 4);
+  if (headers.get("transfer-encoding")?.toLowerCase() === "chunked") {
+    let decoded = "";
+    for (let rest = body; ; ) {
+      const lineEnd = rest.indexOf("\r\n");
+      const size = parseInt(rest.slice(0, lineEnd), 16);
+      if (!(size > 0)) break;
+      decoded += rest.slice(lineEnd + 2, lineEnd + 2 + size);
+      rest = rest.slice(lineEnd + 2 + size + 2);
+    }
+    body = decoded;
+  } else if (headers.has("content-length")) {
+    body = body.slice(0, Number(headers.get("content-length")));
+  }
+  return { status, body };
 }

@@ -14,17 +14,12 @@
  */
 import http from "node:http";
 import type { Driver } from "pilot/driver";
-import { connectToDaemon, urlHost } from "./common.ts";
+import { connectToDaemon, parseResponse, urlHost, type RawReply } from "./common.ts";
 
 const PORT = 80;
 
-interface Reply {
-  status: number;
-  body: string;
-}
-
 /** 1. Dial port 80, write the request by hand, read the response until the server closes. */
-async function rawRequest(pilot: Driver, target: string, host: string): Promise<Reply> {
+async function rawRequest(pilot: Driver, target: string, host: string): Promise<RawReply> {
   const socket = await pilot.dial(target, PORT);
   socket.write(`GET /api/status HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`);
   const chunks: Buffer[] = [];
@@ -32,33 +27,8 @@ async function rawRequest(pilot: Driver, target: string, host: string): Promise<
   return parseResponse(Buffer.concat(chunks).toString("utf8"));
 }
 
-/** Just enough HTTP/1.1 to read one response: status line, headers, a length-delimited or chunked body. */
-function parseResponse(text: string): Reply {
-  const split = text.indexOf("\r\n\r\n");
-  if (split === -1) throw new Error(`incomplete HTTP response: ${JSON.stringify(text.slice(0, 80))}`);
-  const [statusLine, ...headerLines] = text.slice(0, split).split("\r\n");
-  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? "")?.[1]);
-  if (!status) throw new Error(`not an HTTP status line: ${JSON.stringify(statusLine)}`);
-  const headers = new Map(headerLines.map((line) => [line.slice(0, line.indexOf(":")).trim().toLowerCase(), line.slice(line.indexOf(":") + 1).trim()]));
-  let body = text.slice(split + 4);
-  if (headers.get("transfer-encoding")?.toLowerCase() === "chunked") {
-    let decoded = "";
-    for (let rest = body; ; ) {
-      const lineEnd = rest.indexOf("\r\n");
-      const size = parseInt(rest.slice(0, lineEnd), 16);
-      if (!(size > 0)) break;
-      decoded += rest.slice(lineEnd + 2, lineEnd + 2 + size);
-      rest = rest.slice(lineEnd + 2 + size + 2);
-    }
-    body = decoded;
-  } else if (headers.has("content-length")) {
-    body = body.slice(0, Number(headers.get("content-length")));
-  }
-  return { status, body };
-}
-
 /** 2. An ordinary node:http request; the agent resolves the host through Pilot and dials port 80. */
-function agentRequest(agent: http.Agent, host: string): Promise<Reply> {
+function agentRequest(agent: http.Agent, host: string): Promise<RawReply> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host, port: PORT, path: "/api/status", agent }, (res) => {
       let body = "";
@@ -72,7 +42,7 @@ function agentRequest(agent: http.Agent, host: string): Promise<Reply> {
 }
 
 /** 3. fetch over Pilot: POST a JSON body to /api/echo. */
-async function fetchEcho(pilot: Driver, host: string, payload: unknown): Promise<Reply> {
+async function fetchEcho(pilot: Driver, host: string, payload: unknown): Promise<RawReply> {
   const res = await pilot.fetch(`http://${host}/api/echo`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -91,7 +61,7 @@ async function timed<T>(label: string, run: () => Promise<T>): Promise<T & { ms:
   }
 }
 
-function show(n: number, title: string, reply: Reply & { ms: number }): void {
+function show(n: number, title: string, reply: RawReply & { ms: number }): void {
   console.log(`[${n}/3] ${title}`);
   console.log(`      Status: ${reply.status} (${reply.ms.toFixed(1)} ms)`);
   console.log(`      Body:   ${reply.body.trim()}`);

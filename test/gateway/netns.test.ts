@@ -3,8 +3,9 @@
  * real loopback aliases, port 80. All of it happens inside a network
  * namespace this test creates (`ip netns add pilot-gw-<pid>`) and deletes in
  * afterAll, even on failure, so the host's own interfaces are never touched:
- * the rendezvous, five daemons, the seed's HTTP service and REST mesh, the
- * gateway and curl all run under `ip netns exec`.
+ * the rendezvous, five daemons, the seed's HTTP service, its secure service
+ * (examples/secure-server.ts) and REST mesh, the gateway and curl all run
+ * under `ip netns exec`.
  *
  * Skipped, loudly, when not root or when network namespaces are unavailable.
  */
@@ -12,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { connect, type Driver } from "../../src/driver/index.ts";
 import { pilotCommand, ROOT, runCommand } from "../support/cluster.ts";
 import { alive, IS_ROOT } from "./support.ts";
 
@@ -113,7 +113,6 @@ async function trust(a: string, b: string): Promise<void> {
 }
 
 const addresses = new Map<string, string>();
-let analystDriver: Driver | null = null;
 const gatewayPids = new Set<number>();
 const client = "client";
 
@@ -132,22 +131,12 @@ beforeAll(async () => {
   for (const s of ["analyst", "users", "orders", "inventory"]) await trust(s, client);
   await spawnInNs([process.execPath, "examples/http-server.ts"], { PILOT_HOME: homes.get("analyst")! }, /listening on pilot port 80/);
   for (const s of ["users", "orders", "inventory"]) await spawnInNs([process.execPath, `examples/mesh/${s}.ts`], { PILOT_HOME: homes.get(s)! }, new RegExp(`${s} service listening`));
-  // The seed's secure service on the analyst's port 443 (its IPC socket is a file: reachable from here).
-  analystDriver = await connect({ home: homes.get("analyst")! });
-  const agent = analystDriver.address;
-  await analystDriver.serveHttp(
-    443,
-    (_req, res) => {
-      res.writeHead(200, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ message: "This payload is double-encrypted", tunnel: "AES-256-GCM (shared tunnel key)", conn: "AES-256-GCM (per-connection X25519 key)", agent }));
-    },
-    { secure: true },
-  );
+  // The seed's secure service on the analyst's port 443: the shipped example, next to http-server.ts on 80.
+  await spawnInNs([process.execPath, "examples/secure-server.ts"], { PILOT_HOME: homes.get("analyst")! }, /Secure HTTP server on pilot port 443/);
 }, 90_000);
 
 afterAll(async () => {
   if (skipReason && !existsSync(`/run/netns/${NS}`)) return;
-  await analystDriver?.close().catch(() => {});
   for (const pid of [...gatewayPids, ...pids]) {
     try {
       process.kill(pid, "SIGTERM");
@@ -206,7 +195,7 @@ describe.skipIf(skipReason !== null)(`gateway as root in network namespace ${NS}
     expect(body(await curl("http://10.4.0.1/api/status")).json.status).toBe("healthy");
     expect(body(await curl("http://10.4.0.1:443/api/secrets"))).toEqual({
       status: 200,
-      json: { message: "This payload is double-encrypted", tunnel: "AES-256-GCM (shared tunnel key)", conn: "AES-256-GCM (per-connection X25519 key)", agent: addresses.get("analyst") },
+      json: { message: "This payload is double-encrypted", tunnel: "AES-256-GCM (shared tunnel key)", conn: "AES-256-GCM (per-connection X25519 key)" },
     });
 
     // 443 mapped without --secure (as a reader who skipped the flag would): a 502 that says so.

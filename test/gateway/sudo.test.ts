@@ -4,19 +4,27 @@
  *
  * - a temporary unprivileged user (useradd, home in a temp dir; userdel in
  *   afterAll, even on failure) runs a daemon in its default ~/.pilot;
- * - `pilot install --prefix TMP` (the launcher, from source; the machine's
- *   /usr/local is never touched);
+ * - `pilot install --prefix TMP` (the launcher, from source; these cases
+ *   never touch the machine's /usr/local);
  * - root runs TMP/bin/pilotctl with the environment sudo leaves (env -i:
  *   PATH, HOME=/root, SUDO_USER, no PILOT_HOME), inside a network namespace
- *   for the default 10.4.0.0/16 (sudo itself is not installed here, so its
- *   environment is reproduced, not sudo);
+ *   for the default 10.4.0.0/16 (sudo's environment reproduced, so that
+ *   this part runs where sudo is not installed);
  * - the gateway finds the user's daemon and home, says which home it used,
  *   leaves nothing root-owned in it, and the user lists and stops it
  *   without root.
+ *
+ * One case runs the real sudo, when it is installed (CI installs it): `pilot
+ * install` into /usr/local/bin (only if no pilot or pilotctl is there yet;
+ * uninstalled in a finally and again in afterAll), a sudoers drop-in that
+ * lets the temporary user run /usr/local/bin/pilotctl as root (checked with
+ * visudo, removed likewise), then root `sudo -u USER` runs, with a PATH
+ * without /usr/local/bin, `sudo -n pilotctl gateway start ...`: only sudo's
+ * secure_path can find pilotctl. Skipped, loudly, without sudo.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type Driver } from "../../src/driver/index.ts";
 import { statusService } from "../../examples/http-server.ts";
@@ -37,6 +45,35 @@ function unavailable(): string | null {
 
 const skipReason = unavailable();
 if (skipReason) console.warn(`\n*** test/gateway/sudo.test.ts SKIPPED: ${skipReason}. sudo pilotctl gateway start (SUDO_USER's home) is NOT tested. ***\n`);
+
+/** The real sudo's case: installs into /usr/local/bin and adds a sudoers drop-in, both removed afterwards. */
+const SYSTEM_BIN = "/usr/local/bin";
+const SUDOERS = `/etc/sudoers.d/pilot-test-${process.pid}`;
+
+function realSudoUnavailable(): string | null {
+  if (skipReason) return skipReason;
+  for (const tool of ["sudo", "visudo"]) {
+    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `no ${tool} (Debian: apt-get install sudo)`;
+  }
+  if (!existsSync("/etc/sudoers.d")) return "no /etc/sudoers.d";
+  for (const name of ["pilot", "pilotctl"]) if (existsSync(join(SYSTEM_BIN, name))) return `${SYSTEM_BIN}/${name} exists already (not this test's to replace)`;
+  return null;
+}
+
+const realSudoSkip = realSudoUnavailable();
+if (realSudoSkip && !skipReason) {
+  console.warn(`\n*** test/gateway/sudo.test.ts: the real-sudo case SKIPPED: ${realSudoSkip}. sudo's secure_path finding pilotctl after pilot install is NOT tested. ***\n`);
+}
+let installedSystemWide = false;
+
+/** `pilot uninstall` from /usr/local/bin and the sudoers drop-in, if this test put them there. */
+async function removeSystemInstall(): Promise<void> {
+  if (existsSync(SUDOERS)) rmSync(SUDOERS, { force: true });
+  if (installedSystemWide) {
+    await exec([process.execPath, join(ROOT, "src/cli/main.ts"), "uninstall", "--json"]);
+    installedSystemWide = false;
+  }
+}
 
 const dir = skipReason ? "" : mkdtempSync("/tmp/pilot-gw-sudo-");
 const home = dir ? join(dir, "home", USER) : "";
@@ -135,6 +172,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!dir) return;
+  await removeSystemInstall();
   // A gateway this test started, then the user's daemon: by pid.
   const ledger = join(home, ".pilot", "gateway", "state.json");
   try {
@@ -191,6 +229,41 @@ describe.skipIf(skipReason !== null)("sudo pilotctl gateway start, after pilot i
     expect(aliases()).toEqual([]);
     expect(notOwnedBy(join(home, ".pilot"), uid)).toEqual([]);
   }, 30_000);
+
+  test.skipIf(realSudoSkip !== null)("the real sudo: after pilot install into /usr/local/bin, the user's `sudo pilotctl gateway start` finds pilotctl through secure_path", async () => {
+    try {
+      for (const name of ["pilot", "pilotctl"]) if (existsSync(join(SYSTEM_BIN, name))) throw new Error(`${SYSTEM_BIN}/${name} appeared since this file was loaded: not this test's to replace`);
+      const install = await exec([process.execPath, join(ROOT, "src/cli/main.ts"), "install", "--json"]);
+      installedSystemWide = install.code === 0; // from here on, afterAll uninstalls even if this fails halfway
+      expect({ code: install.code, stderr: install.code === 0 ? "" : install.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(install.json.data).toMatchObject({ pilot: `${SYSTEM_BIN}/pilot`, pilotctl: `${SYSTEM_BIN}/pilotctl`, kind: "launcher", replaced: false });
+      writeFileSync(SUDOERS, `${USER} ALL=(root) NOPASSWD: ${SYSTEM_BIN}/pilotctl\n`, { mode: 0o440 });
+      const check = await exec(["visudo", "-c", "-f", SUDOERS]);
+      expect({ code: check.code, stderr: check.stderr }).toEqual({ code: 0, stderr: "" });
+
+      // The user's own PATH has no /usr/local/bin: only sudo's secure_path can find pilotctl.
+      const asUserViaSudo = (argv: string[]) =>
+        exec(["ip", "netns", "exec", NS, "sudo", "-u", USER, "--", "env", "-i", `HOME=${home}`, `USER=${USER}`, `LOGNAME=${USER}`, "PATH=/usr/bin:/bin", ...argv], { cwd: "/" });
+      expect((await asUserViaSudo(["sh", "-c", "command -v pilotctl"])).code).not.toBe(0);
+      const r = await asUserViaSudo(["sudo", "-n", "pilotctl", "gateway", "start", "--ports", "80", "sudo-agent"]);
+      expect({ code: r.code, stderr: r.code === 0 ? "" : r.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(r.stdout.trim()).toBe(`Gateway active: ${agent!.address} -> 10.4.0.1:80`);
+      expect(r.stderr).toContain(`using PILOT_HOME ${home}/.pilot (the home of ${USER}, who ran sudo)`);
+      const list = await asUser(["gateway", "list", "--json"]);
+      pids.add(list.json.data.pid);
+      expect(lstatSync(`/proc/${list.json.data.pid}`).uid).toBe(0); // root's gateway, for the user's daemon
+      const res = await curlInNs("http://10.4.0.1/api/status");
+      expect(res.stdout).toStartWith("HTTP/1.1 200");
+      expect(res.stdout).toContain(`"agent":"${agent!.address}"`);
+
+      const stop = await asUser(["gateway", "stop", "--json"]);
+      expect(stop.json.data).toMatchObject({ removed_aliases: ["10.4.0.1"], forced: false });
+      expect(notOwnedBy(join(home, ".pilot"), uid)).toEqual([]);
+    } finally {
+      await removeSystemInstall();
+    }
+    expect(existsSync(`${SYSTEM_BIN}/pilot`) || existsSync(`${SYSTEM_BIN}/pilotctl`) || existsSync(SUDOERS)).toBe(false);
+  }, 60_000);
 
   test("without a daemon of the user's, the error says where root looked", async () => {
     const other = await asSudo(["gateway", "start", "--ports", "80", "sudo-agent", "--json"]);

@@ -1,7 +1,9 @@
 /**
  * Seed 004 (A2A agents over Pilot) as written: the tutorial's gateway
- * command, its two curls and its three Python scripts, run unchanged
- * against agents this project ships.
+ * command, its curls (tasks/send, and tasks/get of that task), its three
+ * Python scripts, run unchanged against agents this project ships, and its
+ * last step: `pilotctl untrust <id>` on the agent, after which the caller's
+ * next request through the gateway is a 502 that says why.
  *
  * Everything runs inside a network namespace this test creates
  * (`ip netns add pilot-a2a-seed-<pid>`) and deletes in afterAll, even on
@@ -11,7 +13,8 @@
  * gateway on its default 10.4.0.0/16 with real loopback aliases, started
  * once for all three as the seed does; curl; and python3 with requests.
  * `pilotctl` is put on the scripts' PATH: a link to $PILOT_BIN when set,
- * else a two-line wrapper around `bun src/cli/main.ts`.
+ * else a two-line wrapper around `bun src/cli/main.ts` (the lab of
+ * test/seeds/support.ts, shared with seed000-http.test.ts).
  *
  * The scripts are test/seeds/seed004_*.py; each says in its header what, if
  * anything, was added to the seed's text (only send_a2a_task, which the
@@ -21,94 +24,29 @@
  * or when python3 with requests (Debian: python3-requests) or curl is missing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { pilotCommand, ROOT, runCommand } from "../support/cluster.ts";
-import { spawnIn, stopAll, type Spawned } from "../examples/support.ts";
-import { alive, IS_ROOT } from "../gateway/support.ts";
+import { join } from "node:path";
+import { ROOT } from "../support/cluster.ts";
+import type { Spawned } from "../examples/support.ts";
+import { SeedLab } from "./support.ts";
 import { SENTIMENT_REPORT } from "../../examples/a2a-agent/skills.ts";
 
-const NS = `pilot-a2a-seed-${process.pid}`;
+const lab = new SeedLab({ name: "pilot-a2a-seed", file: "test/seeds/seed004-a2a.test.ts", untested: "Seed 004's curls and Python scripts are" });
+const skipReason = lab.skipReason;
+const NS = lab.ns;
 const SCRIPTS = join(ROOT, "test/seeds");
-
-/** A python3 that can `import requests`: the one on PATH, else Debian's. */
-function findPython(): string | null {
-  for (const python of ["python3", "/usr/bin/python3"]) {
-    const r = spawnSync(python, ["-c", "import requests"], { encoding: "utf8" });
-    if (!r.error && r.status === 0) return python;
-  }
-  return null;
-}
-
-const PYTHON = findPython();
-
-function skipReasonNow(): string | null {
-  if (!IS_ROOT) return "not root";
-  if (!PYTHON) return "no python3 with the requests module (apt-get install python3-requests)";
-  if (spawnSync("curl", ["--version"]).error) return "no curl";
-  const probe = spawnSync("ip", ["netns", "add", NS], { encoding: "utf8" });
-  if (probe.error) return `no ip command (${probe.error.message})`;
-  if (probe.status !== 0) return `ip netns add failed: ${probe.stderr.trim()}`;
-  const up = spawnSync("ip", ["-n", NS, "link", "set", "lo", "up"], { encoding: "utf8" });
-  if (up.status !== 0) return `cannot bring lo up in ${NS}: ${up.stderr.trim()}`;
-  return null;
-}
-
-const skipReason = skipReasonNow();
-if (skipReason) {
-  console.warn(`\n*** test/seeds/seed004-a2a.test.ts SKIPPED: ${skipReason}. Seed 004's curls and Python scripts are NOT tested. ***\n`);
-}
-
-const dir = skipReason ? "" : mkdtempSync("/tmp/pilot-a2a-seed-");
-const binDir = skipReason ? "" : join(dir, "bin");
-const homes = new Map<string, string>();
-const addresses = new Map<string, string>();
-const nodeIds = new Map<string, number>();
-let registryAddr = "";
-const pids = new Set<number>(); // daemons, rendezvous, gateway
+const { homes, addresses, nodeIds, pids } = lab;
 const agents = new Map<string, Spawned>();
-
-/** What the child processes see: no proxy (requests and curl honour http_proxy), pilotctl first on PATH. */
-function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/_proxy$/i.test(k)) env[k] = v;
-  return { ...env, NO_PROXY: "*", no_proxy: "*", NO_COLOR: "1", PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}`, ...extra };
-}
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
+/** The result of the seed's tasks/send, for its tasks/get. */
+let sentTask: { id: string } | null = null;
 
 /** Runs argv inside the namespace, to completion. */
-function inNs(argv: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
-  return runCommand(["ip", "netns", "exec", NS, ...argv], { env: baseEnv(env), timeoutMs });
-}
-
+const inNs = lab.run.bind(lab);
 /** `pilotctl ARGS` (the wrapper on PATH) as the user of `name`, inside the namespace. */
-function pilotctl(name: string, args: string[]): Promise<Run> {
-  return inNs([join(binDir, "pilotctl"), ...args], { PILOT_HOME: homes.get(name)! });
-}
+const pilotctl = lab.pilotctl.bind(lab);
 
 /** A python script of test/seeds as the caller's user, inside the namespace. */
-function python(script: string): Promise<Run> {
-  return inNs([PYTHON!, join(SCRIPTS, script)], { PILOT_HOME: homes.get("caller")! }, 60_000);
-}
-
-async function trust(agent: string, caller: string): Promise<void> {
-  const ida = (await pilotctl(agent, ["--json", "info"])).json.data.node_id;
-  const idb = (await pilotctl(caller, ["--json", "info"])).json.data.node_id;
-  expect((await pilotctl(caller, ["--json", "handshake", String(ida), "seed 004 test"])).code).toBe(0);
-  expect((await pilotctl(agent, ["--json", "approve", String(idb)])).code).toBe(0);
-  for (let i = 0; i < 100; i++) {
-    const t = await pilotctl(caller, ["--json", "trust"]);
-    if (t.json?.data?.trusted?.some((x: any) => x.node_id === ida)) return;
-    await Bun.sleep(50);
-  }
-  throw new Error(`${caller} never saw trust with ${agent}`);
+function python(script: string) {
+  return inNs([lab.python!, join(SCRIPTS, script)], { PILOT_HOME: homes.get("caller")! }, 60_000);
 }
 
 const AGENTS = [
@@ -119,65 +57,17 @@ const AGENTS = [
 
 beforeAll(async () => {
   if (skipReason) return;
-  // pilotctl on PATH, named pilotctl (the CLI names itself after argv0).
-  mkdirSync(binDir);
-  const pilotctlPath = join(binDir, "pilotctl");
-  if (process.env.PILOT_BIN) symlinkSync(resolve(ROOT, process.env.PILOT_BIN), pilotctlPath);
-  else {
-    const [bun, main] = pilotCommand();
-    writeFileSync(pilotctlPath, `#!/bin/sh\nexec "${bun}" "${main}" "$@"\n`);
-    chmodSync(pilotctlPath, 0o755);
-  }
-
-  homes.set("rendezvous", join(dir, "rendezvous"));
-  const rv = spawnIn(["ip", "netns", "exec", NS, ...pilotCommand(), "rendezvous", "--json", "--registry-addr", "127.0.0.1:0", "--beacon-addr", "127.0.0.1:0"], baseEnv({ PILOT_HOME: homes.get("rendezvous")! }));
-  pids.add(rv.pid);
-  const ready = JSON.parse((await rv.waitFor(/\{.*"registry".*\}/))[0]).data;
-  registryAddr = ready.registry;
-
-  for (const { name, hostname, tags } of [...AGENTS, { name: "caller", hostname: "orchestrator", tags: "" }]) {
-    homes.set(name, join(dir, name));
-    const args = ["--json", "daemon", "start", "--registry", ready.registry, "--beacon", ready.beacon, "--listen", "127.0.0.1:0", "--hostname", hostname];
-    const r = await pilotctl(name, tags ? [...args, "--tags", tags] : args);
-    if (r.code !== 0) throw new Error(`daemon ${name} did not start: ${r.stderr}`);
-    pids.add(r.json.data.pid);
-    addresses.set(name, r.json.data.address);
-    nodeIds.set(name, r.json.data.node_id);
-  }
+  await lab.start();
+  for (const { name, hostname, tags } of [...AGENTS, { name: "caller", hostname: "orchestrator", tags: "" }]) await lab.startDaemon(name, hostname, tags);
   for (const { name, hostname } of AGENTS) {
-    await trust(name, "caller");
-    const agent = spawnIn(
-      ["ip", "netns", "exec", NS, process.execPath, "examples/a2a-agent/agent.ts", "--skills", `examples/a2a-agent/agents/${hostname}.json`],
-      baseEnv({ PILOT_HOME: homes.get(name)! }),
-    );
+    await lab.trust(name, "caller");
+    const agent = lab.spawn([process.execPath, "examples/a2a-agent/agent.ts", "--skills", `examples/a2a-agent/agents/${hostname}.json`], { PILOT_HOME: homes.get(name)! });
     agents.set(hostname, agent);
     await agent.waitFor(new RegExp(`A2A agent ${hostname} listening on pilot port 80 `));
   }
 }, 120_000);
 
-afterAll(async () => {
-  if (skipReason && !existsSync(`/run/netns/${NS}`)) return;
-  if (homes.has("caller")) await pilotctl("caller", ["--json", "gateway", "stop"]).catch(() => {});
-  await stopAll(); // the agents and the rendezvous, by pid
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      // gone
-    }
-  }
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && [...pids].some(alive)) await Bun.sleep(50);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-  spawnSync("ip", ["netns", "del", NS]);
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+afterAll(() => lab.stop(["caller"]), 30_000);
 
 describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace ${NS}`, () => {
   test("sudo pilotctl gateway start --ports 80 data-analyst code-reviewer report-writer: 10.4.0.1-3, one command", async () => {
@@ -242,6 +132,17 @@ describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace 
       },
     });
     expect(Object.keys(out.result)).toEqual(["id", "status", "artifacts"]);
+    sentTask = out.result;
+  }, 30_000);
+
+  test("curl -X POST http://10.4.0.1/a2a ... tasks/get: the task just sent, again; an unknown method is -32601", async () => {
+    expect(sentTask).not.toBeNull();
+    const get = (body: unknown) => inNs(["curl", "-sS", "--max-time", "10", "-X", "POST", "http://10.4.0.1/a2a", "-H", "Content-Type: application/json", "-d", JSON.stringify(body)]);
+    const r = await get({ jsonrpc: "2.0", id: 2, method: "tasks/get", params: { id: sentTask!.id } });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(JSON.parse(r.stdout)).toEqual({ jsonrpc: "2.0", id: 2, result: sentTask });
+    const unknown = await get({ jsonrpc: "2.0", id: 3, method: "tasks/frobnicate", params: {} });
+    expect(JSON.parse(unknown.stdout)).toMatchObject({ jsonrpc: "2.0", id: 3, error: { code: -32601 } });
   }, 30_000);
 
   test("the seed's Python requests client (discover_agent, send_task) runs to the end", async () => {
@@ -282,7 +183,7 @@ describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace 
     const receipts = await inNs([
       process.execPath,
       join(SCRIPTS, "seed004_receipts.ts"),
-      registryAddr,
+      lab.registry,
       spec("caller", "analyst", "accepted"),
       spec("caller", "reviewer", "accepted"),
       spec("caller", "writer", "rejected"),
@@ -319,4 +220,23 @@ describe.skipIf(skipReason !== null)(`seed 004 as written, in network namespace 
     const list = await pilotctl("caller", ["--json", "gateway", "list"]);
     expect(list.json.data.mappings.map((m: any) => m.hostname).sort()).toEqual(["code-reviewer", "data-analyst", "report-writer"]);
   }, 60_000);
+
+  test("pilotctl untrust <id> on the agent: the caller's next request through the gateway is a 502 that names why", async () => {
+    const before = await inNs(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://10.4.0.1/.well-known/agent.json"]);
+    expect(before.stdout).toBe("200");
+    // The seed's `pilotctl untrust 42`, run by the agent's owner with the caller's node id.
+    const u = await pilotctl("analyst", ["untrust", String(nodeIds.get("caller"))]);
+    expect({ code: u.code, stderr: u.stderr }).toEqual({ code: 0, stderr: "" });
+    const started = performance.now();
+    const after = await inNs(["curl", "-sS", "-i", "--max-time", "10", "http://10.4.0.1/.well-known/agent.json"]);
+    expect(performance.now() - started).toBeLessThan(5000); // at once, not a timeout (slack for a loaded machine)
+    expect(after.stdout).toStartWith("HTTP/1.1 502 Bad Gateway");
+    expect(after.stdout).toMatch(/X-Pilot-Error: (not_found|not_trusted)\r\n/);
+    expect(after.stdout).toContain(`data-analyst (${addresses.get("analyst")})`);
+    expect(after.stdout).toMatch(/trust/);
+    expect(after.stdout).toContain('pilot handshake data-analyst "why"');
+    // The other agents still answer: the revocation is the analyst's alone.
+    const other = await inNs(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://10.4.0.3/.well-known/agent.json"]);
+    expect(other.stdout).toBe("200");
+  }, 30_000);
 });
