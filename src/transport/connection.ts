@@ -485,7 +485,10 @@ export class StreamConnection {
       this.rcvRttStart = now;
     } else if (this.rcvNxt >= this.rcvRttMark) {
       const sample = Math.max(now - this.rcvRttStart, 0.01);
-      this.rcvRtt = this.rcvRtt === 0 || sample < this.rcvRtt ? sample : this.rcvRtt + (sample - this.rcvRtt) / 8;
+      // The least such time, as Linux does for this window-dependent sample: once our window
+      // no longer limits the peer, the time to fill it grows with the window itself, and an
+      // average of it would let the buffer grow with itself, far past the path's needs.
+      this.rcvRtt = this.rcvRtt === 0 ? sample : Math.min(this.rcvRtt, sample);
       this.rcvRttMark = this.advEdge;
       this.rcvRttStart = now;
     }
