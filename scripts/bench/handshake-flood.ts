@@ -8,7 +8,10 @@
  *   bun scripts/bench/handshake-flood.ts [--rate 40000] [--seconds 5]
  *
  * Everything runs on 127.0.0.1: a rendezvous, the victim (public), the
- * trusted peer, and the flood sender in its own process.
+ * trusted peer, and the flood sender in its own process. Each flood phase ends
+ * with the goal (trusted ping loss 0 %, p99 <= 50 ms) and whether it was met;
+ * test/tunnel/handshake-flood.test.ts asserts only a looser bound, as a loaded 2-core CI
+ * cannot promise 50 ms.
  */
 import { join } from "node:path";
 import { loadIdentity } from "../../src/crypto/identity.ts";
@@ -24,6 +27,11 @@ function arg(name: string, fallback: number): number {
 
 const fmt = (p: PingSummary) =>
   `loss ${p.lossPct.toFixed(1)} % (${p.sent - p.received}/${p.sent}), p50 ${p.p50.toFixed(2)} ms, p99 ${p.p99.toFixed(2)} ms, max ${p.max.toFixed(1)} ms`;
+
+/** The goal of issue 9 at 40k initiations/s: the trusted peer's pings lose nothing and p99 <= 50 ms. */
+const GOAL_P99_MS = 50;
+const goal = (p: PingSummary) =>
+  `goal loss 0 % and p99 <= ${GOAL_P99_MS} ms: ${p.received === p.sent && p.p99 <= GOAL_P99_MS ? "met" : "NOT met"} (loss ${p.lossPct.toFixed(1)} %, p99 ${p.p99.toFixed(2)} ms)`;
 
 async function infoOf(home: string): Promise<unknown> {
   const d = await connect({ home });
@@ -64,10 +72,12 @@ async function main() {
     console.log(
       `flood                trusted ping ${fmt(junk.pings)} | victim CPU ${junk.cpu.toFixed(0)} % | sent ${(junk.flood!.sent / junk.flood!.seconds).toFixed(0)}/s, cookie replies ${junk.flood!.cookieReplies}`,
     );
+    console.log(`                     ${goal(junk.pings)}`);
     const careful = await phase(spec(true));
     console.log(
       `flood + cookies/mac2 trusted ping ${fmt(careful.pings)} | victim CPU ${careful.cpu.toFixed(0)} % | sent ${(careful.flood!.sent / careful.flood!.seconds).toFixed(0)}/s, cookie replies ${careful.flood!.cookieReplies}`,
     );
+    console.log(`                     ${goal(careful.pings)}`);
     const after = (await infoOf(victim.home)) as Record<string, unknown>;
     if (after.tunnel) console.log(`victim tunnel counters ${JSON.stringify(after.tunnel)}`);
     console.log(`victim RSS ${rssMiB(victim.pid).toFixed(1)} MiB, peers ${after.peers}`);

@@ -18,6 +18,7 @@
  *   new BufferBudget(limits)
  *   allocatorFor(peer, trusted): BufferAllocator     one per stream
  *   held / heldBy(peer) / snapshot()
+ *   trimRule(): (peer, moved) => boolean             which streams a sweep trims
  */
 import type { Address } from "../protocol/address.ts";
 import type { BufferAllocator } from "../transport/buffer-allocator.ts";
@@ -34,6 +35,9 @@ export interface BufferLimits {
 }
 
 const MiB = 1024 * 1024;
+
+/** Budget use above which busy streams of peers holding more than an even share are trimmed too. */
+export const BUFFER_PRESSURE = 0.75;
 
 export const DEFAULT_BUFFER_LIMITS: BufferLimits = Object.freeze({
   total: 64 * MiB,
@@ -132,6 +136,20 @@ export class BufferBudget {
         }
       },
     };
+  }
+
+  /**
+   * The rule for one sweep of the streams (the daemon's housekeeping, every second):
+   * whether a stream with `peer` that `moved` bytes since the last sweep or not gives
+   * its unused buffer space back. Idle streams always do (they grow again when they
+   * need to); above BUFFER_PRESSURE of the total, so do the busy streams of peers
+   * that hold more than an even share of the total, so the peer over its share is the
+   * one that slows down.
+   */
+  trimRule(): (peer: Address, moved: boolean) => boolean {
+    if (this.pressure <= BUFFER_PRESSURE) return (_peer, moved) => !moved;
+    const evenShare = this.peers.size > 0 ? this.limits.total / this.peers.size : Infinity;
+    return (peer, moved) => !moved || this.heldBy(peer) > evenShare;
   }
 
   snapshot(): BufferBudgetSnapshot {

@@ -1018,16 +1018,13 @@ export class DataPlane implements StreamHost {
    * an even share, so the peer over its share is the one that slows down.
    */
   private sweepBuffers(): void {
-    const budget = this.buffers;
-    const pressed = budget.pressure > BUFFER_PRESSURE;
-    const snapshot = pressed ? budget.snapshot() : null;
-    const evenShare = snapshot && snapshot.peers > 0 ? budget.limits.total / snapshot.peers : Infinity;
+    const trim = this.buffers.trimRule();
     for (const s of this.ports.allConnections()) {
       const progress = s.engine.progress;
       const before = this.progressAtSweep.get(s);
       this.progressAtSweep.set(s, progress);
       if (before === undefined) continue; // new since the last sweep
-      if (progress !== before && !(pressed && budget.heldBy(s.remoteAddress) > evenShare)) continue;
+      if (!trim(s.remoteAddress, progress !== before)) continue;
       const released = s.engine.trimBuffers();
       if (released > 0) {
         this.counters.bufferBytesTrimmed += released;
@@ -1083,9 +1080,6 @@ const HALF_OPEN_TIMEOUT = 5000;
 
 /** How often streams' buffers are looked at: idle ones, and ones over their share under pressure, are trimmed. */
 const HOUSEKEEPING_INTERVAL = 1000;
-
-/** Budget use above which busy streams of peers holding more than an even share are trimmed too. */
-const BUFFER_PRESSURE = 0.75;
 
 /** Packets to ourselves waiting for the end of the turn (about 5 MB of full segments). */
 const LOOPBACK_QUEUE_MAX = 4096;

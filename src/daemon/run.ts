@@ -11,7 +11,7 @@
  * With `logFile`, the daemon owns its log: opened (rotating) before anything
  * else, closed once the daemon has stopped or failed to start.
  */
-import { existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { networkInterfaces } from "node:os";
 import { BeaconClient } from "../beacon/client.ts";
@@ -22,6 +22,7 @@ import { startIpcServer, type IpcServer } from "../ipc/server.ts";
 import { formatAddress, nodeOf, parseAddress } from "../protocol/address.ts";
 import { RegistryClient, RegistryError } from "../registry/client.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
+import { holdPidFile } from "../util/pid-file.ts";
 import { createLogger, type Logger, type LogLevel } from "../util/log.ts";
 import { pilotPaths, type PilotPaths } from "../util/paths.ts";
 import { RotatingLogFile, type RotationPolicy } from "../util/rotating-log.ts";
@@ -445,8 +446,8 @@ async function startDaemonWith(options: DaemonOptions, logFile: RotatingLogFile 
   const openedIpc = ipc;
   cleanups.push(() => openedIpc.close());
 
-  writeFileAtomic(paths.pidFile, `${process.pid}\n`, 0o644);
-  cleanups.push(() => removePidFile(paths.pidFile));
+  // Held open while the daemon lives: how `daemon stop` tells this home's daemon from a reused pid.
+  cleanups.push(holdPidFile(paths.pidFile));
   log.info("daemon ready", {
     address: formatAddress(address.value),
     hostname: registered.hostname ?? "",
@@ -554,10 +555,3 @@ function readKnownRegistries(path: string): Record<string, string> {
   }
 }
 
-function removePidFile(path: string): void {
-  try {
-    if (readFileSync(path, "utf8").trim() === String(process.pid)) unlinkSync(path);
-  } catch {
-    // already gone
-  }
-}

@@ -200,7 +200,7 @@ export function toNodeError(error: StreamError): NodeError {
     case "limited":
       return new NodeError("limit_exceeded", error.message, "the remote agent limits how many connections one peer may open at once: close some, or retry in a moment");
     case "reset":
-      return new NodeError("connection_reset", "the peer reset the connection");
+      return new NodeError("connection_reset", error.message);
     case "timeout":
       return new NodeError("timeout", error.message);
     case "aborted":

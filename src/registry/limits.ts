@@ -115,9 +115,18 @@ export function addressPrefix(ip: string): string {
   const plain = unmapIpv4(ip);
   const bytes = parseIp(plain);
   if (!bytes.ok) return `?${plain}`;
-  const b = bytes.value;
+  let b = bytes.value;
+  // IPv4-mapped in any spelling (::ffff:102:304, 0:0:0:0:0:ffff:1.2.3.4), not only
+  // the dotted ::ffff:1.2.3.4 that unmapIpv4 knows: else all of IPv4 would be one /56.
+  if (b.length === 16 && isV4Mapped(b)) b = b.subarray(12);
   if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.0/24`;
   return `${Buffer.from(b.subarray(0, 7)).toString("hex")}/56`;
+}
+
+/** ::ffff:0:0/96 */
+function isV4Mapped(b: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
+  return b[10] === 0xff && b[11] === 0xff;
 }
 
 /**

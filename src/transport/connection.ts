@@ -50,7 +50,7 @@ import { ReceiveQueue, ReorderBuffer } from "./receive-buffer.ts";
 import { RttEstimator } from "./rtt.ts";
 import { Recovery, Scoreboard } from "./scoreboard.ts";
 import { SendBuffer } from "./send-buffer.ts";
-import { EMPTY_PAYLOAD, NO_SACK, ResetReason, resetReasonOf, type Segment } from "./segment.ts";
+import { EMPTY_PAYLOAD, NO_SACK, ResetReason, resetPayload, resetReasonOf, type Segment } from "./segment.ts";
 import { unwrap, wrap } from "./seq.ts";
 
 export type StreamState =
@@ -485,7 +485,10 @@ export class StreamConnection {
       this.rcvRttStart = now;
     } else if (this.rcvNxt >= this.rcvRttMark) {
       const sample = Math.max(now - this.rcvRttStart, 0.01);
-      this.rcvRtt = this.rcvRtt === 0 || sample < this.rcvRtt ? sample : this.rcvRtt + (sample - this.rcvRtt) / 8;
+      // The least such time, as Linux does for this window-dependent sample: once our window
+      // no longer limits the peer, the time to fill it grows with the window itself, and an
+      // average of it would let the buffer grow with itself, far past the path's needs.
+      this.rcvRtt = this.rcvRtt === 0 ? sample : Math.min(this.rcvRtt, sample);
       this.rcvRttMark = this.advEdge;
       this.rcvRttStart = now;
     }
@@ -603,17 +606,20 @@ export class StreamConnection {
   abort(): void {
     const st = this.st;
     if (st === "closed") return;
-    if (st !== "syn-sent" && st !== "time-wait") {
-      this.pendingRst = {
-        flags: Flag.RST | Flag.ACK,
-        seq: wrap(this.sndNxt, this.iss),
-        ack: wrap(this.rcvNxt, this.irs),
-        window: 0,
-        sack: NO_SACK,
-        payload: EMPTY_PAYLOAD,
-      };
-    }
+    if (st !== "syn-sent" && st !== "time-wait") this.queueReset(EMPTY_PAYLOAD);
     this.finish({ code: "aborted", message: "connection aborted locally" });
+  }
+
+  /** A RST at our next sequence number (so the peer accepts it), saying why in `payload` if at all. */
+  private queueReset(payload: Uint8Array): void {
+    this.pendingRst = {
+      flags: Flag.RST | Flag.ACK,
+      seq: wrap(this.sndNxt, this.iss),
+      ack: wrap(this.rcvNxt, this.irs),
+      window: 0,
+      sack: NO_SACK,
+      payload,
+    };
   }
 
   // ------------------------------------------------------------------ output
@@ -846,7 +852,11 @@ export class StreamConnection {
     if (flags & Flag.RST) {
       if (st === "time-wait") return; // RFC 1337
       if (seqPos === this.rcvNxt) {
-        this.finish({ code: "reset", message: "connection reset by peer" });
+        if (resetReasonOf(seg) === ResetReason.WindowClosed) {
+          this.finish({ code: "reset", message: "the peer ended the connection: this side kept its receive window closed too long (the application was not reading)" });
+        } else {
+          this.finish({ code: "reset", message: "the peer reset the connection" });
+        }
       } else if (seqPos > this.rcvNxt && seqPos < this.rcvNxt + Math.max(this.receiveRoom(), 1)) {
         this.replyToInvalid(now); // challenge ACK
       }
@@ -1332,6 +1342,7 @@ export class StreamConnection {
     const zw = this.config.zeroWindowTimeout;
     if (zw > 0 && this.zeroWindowSince >= 0 && now >= this.zeroWindowSince + zw) {
       const s = Math.round((now - this.zeroWindowSince) / 1000);
+      this.queueReset(resetPayload(ResetReason.WindowClosed)); // the peer learns why
       this.finish({ code: "timeout", message: `the peer kept its receive window closed for ${s} s (it is not reading)` });
       return;
     }

@@ -7,7 +7,7 @@
  *   segmentLength(seg)                    sequence space used: payload + SYN + FIN
  *   toPacket(seg, route)                  add protocol, addresses and ports
  *   resetFor(seg, reason?)                the RST that answers a segment no connection claims
- *   resetReasonOf(seg)                    why a peer refused our SYN (the RST's one-byte payload)
+ *   resetReasonOf(seg)                    why a peer refused our SYN or ended the connection (the RST's one-byte payload)
  *   describeSegment(seg)                  "SYN|ACK seq=.. ack=.. win=.. len=.." for logs and tests
  */
 import type { Address } from "../protocol/address.ts";
@@ -55,19 +55,30 @@ export function toPacket(seg: Segment, route: StreamRoute): Packet {
 }
 
 /**
- * Why a SYN was refused, carried as the one-byte payload of the RST that answers
- * it (no payload: nothing listens on that port). Receivers that do not know a code
- * treat it as a plain refusal.
+ * Why a SYN was refused, or an open connection ended, carried as the one-byte
+ * payload of the RST (no payload: nothing listens on that port, or no reason
+ * given). Receivers that do not know a code treat it as a plain reset.
  */
 export const ResetReason = {
   /** The listener's or the peer's connection limit is reached. */
   Limit: 1,
   /** Too many connection attempts from this peer just now. */
   Rate: 2,
+  /** The receiver of this RST kept its window closed past the sender's zero-window timeout (it was not reading). */
+  WindowClosed: 3,
 } as const;
 export type ResetReason = (typeof ResetReason)[keyof typeof ResetReason];
 
-const REASON_PAYLOADS: Record<number, Uint8Array> = { [ResetReason.Limit]: Uint8Array.of(ResetReason.Limit), [ResetReason.Rate]: Uint8Array.of(ResetReason.Rate) };
+const REASON_PAYLOADS: Record<number, Uint8Array> = {
+  [ResetReason.Limit]: Uint8Array.of(ResetReason.Limit),
+  [ResetReason.Rate]: Uint8Array.of(ResetReason.Rate),
+  [ResetReason.WindowClosed]: Uint8Array.of(ResetReason.WindowClosed),
+};
+
+/** The payload of a RST that says `reason`. */
+export function resetPayload(reason: ResetReason): Uint8Array {
+  return REASON_PAYLOADS[reason]!;
+}
 
 /**
  * RFC 9293 §3.10.7.1: the reply to a segment for which no connection exists
@@ -93,7 +104,7 @@ export function resetFor(seg: Segment, reason?: ResetReason): Segment | undefine
 export function resetReasonOf(seg: Segment): ResetReason | undefined {
   if (!(seg.flags & Flag.RST) || seg.payload.length !== 1) return undefined;
   const r = seg.payload[0];
-  return r === ResetReason.Limit || r === ResetReason.Rate ? r : undefined;
+  return r === ResetReason.Limit || r === ResetReason.Rate || r === ResetReason.WindowClosed ? r : undefined;
 }
 
 export function describeSegment(seg: Segment): string {

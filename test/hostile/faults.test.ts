@@ -58,6 +58,7 @@ describe.skipIf(!isRoot)("a full disk", () => {
     expect(ms).toBeLessThan(5000);
     const echoedAtCut = echoed;
     for (let i = 0; i < 50 && closedWith === null; i++) await Bun.sleep(50);
+    console.log(`the peer's stream cut ${(performance.now() - t0).toFixed(0)} ms after untrust began: ${closedWith}`);
     expect(closedWith).not.toBeNull(); // the peer's stream was cut
     await Bun.sleep(300);
     expect(echoed).toBe(echoedAtCut); // and nothing flows any more
@@ -119,4 +120,52 @@ describe("a stale pid file", () => {
       await c.stop();
     }
   }, 60_000);
+
+  test("whose pid is another home's running daemon (its socket silent here): start ignores it, stop never signals it", async () => {
+    const c = await startCluster();
+    try {
+      const other = await c.startDaemon({ name: "other", hostname: "other-home" });
+      const home = join(c.dir, "elsewhere");
+      mkdirSync(home, { recursive: true, mode: 0o700 });
+      writeFileSync(join(home, "pilot.pid"), `${other.pid}\n`);
+      const env = { PILOT_HOME: home };
+      // A `pilot daemon start --foreground` process, but not this home's: stop must leave it alone.
+      const stop1 = await runPilot(["daemon", "stop", "--json"], { env });
+      expect(stop1.code).toBe(1);
+      expect(stop1.json.code).toBe("not_running");
+      await Bun.sleep(200);
+      expect(alive(other.pid)).toBe(true);
+      expect((await c.pilot("other", ["daemon", "status", "--json"])).json.data.pid).toBe(other.pid);
+      // start: the file does not block this home's own daemon.
+      writeFileSync(join(home, "pilot.pid"), `${other.pid}\n`);
+      const d = await c.startDaemon({ name: "elsewhere", hostname: "elsewhere-home" });
+      expect(d.pid).not.toBe(other.pid);
+      expect(readFileSync(join(home, "pilot.pid"), "utf8").trim()).toBe(String(d.pid));
+      // This home's own daemon, hung (socket silent), is still recognised by the pid file it holds open.
+      process.kill(d.pid, "SIGSTOP");
+      try {
+        const start2 = await runPilot(["daemon", "start", "--json", "--listen", "127.0.0.1:0"], { env });
+        expect(start2.code).toBe(1);
+        expect(start2.json.code).toBe("already_exists");
+        expect(start2.json.message).toContain(`pid ${d.pid}`);
+      } finally {
+        process.kill(d.pid, "SIGCONT");
+      }
+      const stop2 = await runPilot(["daemon", "stop", "--json"], { env });
+      expect(stop2.code).toBe(0);
+      expect(stop2.json.data.pid).toBe(d.pid);
+      expect(alive(other.pid)).toBe(true);
+    } finally {
+      await c.stop();
+    }
+  }, 60_000);
 });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -75,7 +75,7 @@ describe("a peer that never reads", () => {
     for (let i = 0; i < 48; i++) {
       const s = await attacker.dial("victim", 7);
       s.pause(); // never read the echo
-      s.on("error", (e: any) => errors.push(e.pilotCode ?? e.code ?? e.message));
+      s.on("error", (e: any) => errors.push(`${e.pilotCode ?? e.code}: ${e.message}`));
       sockets.push(s);
       flood(s, 8 * MiB);
     }
@@ -98,6 +98,8 @@ describe("a peer that never reads", () => {
     // The attacker's side learns why.
     await until("the attacker's sockets to fail", 10_000, async () => errors.length === 48);
     console.log(`attacker's sockets: ${errors[0]}`);
+    // Told why, not just reset: the victim's RST carries the reason (docs/PROTOCOL.md, refusal reasons).
+    for (const e of errors) expect(e).toBe("connection_reset: the peer ended the connection: this side kept its receive window closed too long (the application was not reading)");
     for (const s of sockets) s.destroy();
   }, 60_000);
 });
@@ -171,4 +173,65 @@ describe("a peer that grows its buffers, then stops reading", () => {
       good.close();
     }
   }, 90_000);
+});
+
+describe("strangers against a public node's echo", () => {
+  const STRANGERS = 10;
+  const STREAMS = 2;
+  let c: Cluster;
+
+  beforeAll(async () => {
+    // 11 nodes from one address: above the registry's default 10 new nodes a minute per address.
+    c = await startCluster({ daemons: [{ name: "victim", hostname: "public-victim", public: true }], rendezvousArgs: ["--registration-rate", "100"] });
+    await Promise.all(Array.from({ length: STRANGERS }, (_, i) => c.startDaemon({ name: `s${i}`, hostname: `stranger-${i}` })));
+  }, 90_000);
+
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  test("each stranger holds at most its 2 MiB share, all of them at most 16 MiB (plus each stream's floor)", async () => {
+    const drivers: Driver[] = [];
+    const sockets: PilotSocket[] = [];
+    try {
+      // Each stranger reads fast first (the victim's buffers would grow to MiBs per stream), then stops reading.
+      await Promise.all(
+        Array.from({ length: STRANGERS }, async (_, i) => {
+          const d = await connect({ home: c.daemon(`s${i}`).home });
+          drivers.push(d);
+          for (let k = 0; k < STREAMS; k++) {
+            const s = await d.dial("public-victim", 7);
+            sockets.push(s);
+            s.on("error", () => {});
+            let got = 0;
+            await new Promise<void>((resolve) => {
+              s.on("data", (b: Buffer) => {
+                got += b.length;
+                if (got >= 4 * MiB) {
+                  s.pause();
+                  resolve();
+                }
+              });
+              flood(s, 64 * MiB);
+            });
+          }
+        }),
+      );
+      await Bun.sleep(2000);
+      const b = await buffers(c, "victim");
+      const floors = (streams: number) => streams * 32 * 1024; // 16 KiB each way per stream
+      console.log(
+        `public victim, ${STRANGERS} strangers x ${STREAMS} echo streams not reading: held ${(b.held / MiB).toFixed(1)} MiB, by strangers ${(b.held_by_strangers / MiB).toFixed(1)} MiB (limit ${b.strangers_total / MiB}), largest peer ${(b.largest_peer?.held / MiB).toFixed(2)} MiB (per stranger ${b.per_stranger / MiB})`,
+      );
+      expect(b.per_stranger).toBe(2 * MiB);
+      expect(b.strangers_total).toBe(16 * MiB);
+      expect(b.largest_peer.held).toBeLessThanOrEqual(b.per_stranger + floors(STREAMS));
+      expect(b.held_by_strangers).toBeLessThanOrEqual(b.strangers_total + floors(STRANGERS * STREAMS));
+      // Only strangers talk to it: everything it holds is theirs.
+      expect(b.held).toBeLessThanOrEqual(b.strangers_total + floors(STRANGERS * STREAMS));
+    } finally {
+      for (const s of sockets) s.destroy();
+      for (const d of drivers) d.close();
+    }
+  }, 120_000);
 });

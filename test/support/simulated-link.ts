@@ -29,6 +29,7 @@
 import { addressOf } from "../../src/protocol/address.ts";
 import { decodePacket, encodePacket, encodedSize } from "../../src/protocol/packet.ts";
 import type { StreamConfig } from "../../src/transport/config.ts";
+import type { BufferAllocator } from "../../src/transport/buffer-allocator.ts";
 import { StreamConnection, type StreamEvent, type StreamStats } from "../../src/transport/connection.ts";
 import { resetFor, toPacket, type Segment, type StreamRoute } from "../../src/transport/segment.ts";
 import { Prng } from "./prng.ts";
@@ -316,7 +317,7 @@ export class StreamPeer implements SimEndpoint<Segment> {
   mute = false;
 
   constructor(
-    private readonly listen: { config: Partial<StreamConfig>; iss: number } | undefined,
+    private readonly listen: { config: Partial<StreamConfig>; iss: number; alloc?: BufferAllocator } | undefined,
     conn?: StreamConnection,
   ) {
     this.conn = conn;
@@ -326,7 +327,7 @@ export class StreamPeer implements SimEndpoint<Segment> {
     if (this.deaf) return;
     if (this.record) this.received.push(seg);
     if (!this.conn) {
-      if (this.listen && seg.flags === 0x1) this.conn = StreamConnection.accept(this.listen.config, seg, this.listen.iss, now);
+      if (this.listen && seg.flags === 0x1) this.conn = StreamConnection.accept(this.listen.config, seg, this.listen.iss, now, this.listen.alloc);
       return;
     }
     if (this.conn.state === "closed") {
@@ -382,6 +383,9 @@ export interface StreamPairOptions {
   configB?: Partial<StreamConfig>;
   issA?: number;
   issB?: number;
+  /** Where each side's buffer space comes from (default: unlimited). */
+  allocA?: BufferAllocator;
+  allocB?: BufferAllocator;
   /** Through encodePacket/decodePacket (default) or by reference. */
   codec?: "packet" | "direct";
   start?: number;
@@ -405,8 +409,8 @@ export class StreamPair {
     });
     const configA = { ...o.config, ...o.configA };
     const configB = { ...o.config, ...o.configB };
-    this.a = new StreamPeer(undefined, StreamConnection.connect(configA, o.issA ?? rng.u32(), start));
-    this.b = new StreamPeer({ config: configB, iss: o.issB ?? rng.u32() });
+    this.a = new StreamPeer(undefined, StreamConnection.connect(configA, o.issA ?? rng.u32(), start, o.allocA));
+    this.b = new StreamPeer({ config: configB, iss: o.issB ?? rng.u32(), alloc: o.allocB });
     this.link.attach(this.a, this.b);
   }
 

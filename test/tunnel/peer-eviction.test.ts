@@ -75,6 +75,13 @@ afterEach(async () => {
   for (const n of open.slice()) await close(n);
 });
 
+/** This process's RSS and JS heap after a full collection. */
+function memory(): { rss: number; heap: number } {
+  Bun.gc(true);
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed };
+}
+
 /** `count` one-shot identities, `batch` at a time: each pings the victim once and goes away. */
 async function oneShotVisitors(victim: TestNode, first: number, count: number, batch: number, each?: () => void): Promise<number> {
   let answered = 0;
@@ -95,10 +102,12 @@ describe("untrusted peers are forgotten", () => {
     victim.trusted.add(friend.address);
     friend.trusted.add(victim.address);
     await friend.plane.ping(victim.address, 1, 3000);
+    const before = memory();
 
     const answered = await oneShotVisitors(victim, 100, 300, 50);
     expect(answered).toBe(300);
     const full = victim.plane.tableSizes();
+    const atPeak = memory(); // the visitors are closed: what is left is (mostly) the victim's 301 peers
     expect(full.peers).toBe(301);
     expect(full.paths).toBeGreaterThanOrEqual(300);
 
@@ -119,6 +128,14 @@ describe("untrusted peers are forgotten", () => {
     expect(cookieRoutes).toBeLessThanOrEqual(1);
     expect(rest).toMatchObject({ sources: 1, unknown: 0, paths: 1, outbound: 0, refreshed: 0, synBuckets: 0, lookups: 0, introductionsRunning: 0 });
     expect(sizes.timestamps).toBeLessThanOrEqual(301); // kept for replay protection, bounded (4096)
+    const after = memory();
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    console.log(
+      `this process (victim, friend, visitors closed; after a full GC): RSS ${mib(before.rss)} -> ${mib(atPeak.rss)} MiB with 301 peers -> ${mib(after.rss)} MiB once evicted; ` +
+        `JS heap ${mib(before.heap)} -> ${mib(atPeak.heap)} -> ${mib(after.heap)} MiB`,
+    );
+    // What 300 forgotten strangers leave behind on the heap: the bounded replay timestamps, little else.
+    expect(after.heap - before.heap).toBeLessThan(8 * 2 ** 20);
     // And a visitor that comes back is simply introduced again.
     const again = await oneShotVisitors(victim, 100, 1, 1);
     expect(again).toBe(1);

@@ -11,6 +11,7 @@ import { DEFAULT_REGISTRY, readConfig } from "../config.ts";
 import { badValue, byteSizeOption, choiceOption, durationOption, logLevelOption, textOption } from "../args.ts";
 import { toCliError, withDaemon } from "../daemon-client.ts";
 import { pilotPaths } from "../../util/paths.ts";
+import { processHoldsFile } from "../../util/pid-file.ts";
 import { parseLogLevel } from "../../util/log.ts";
 import { fileError, usageError } from "../errors.ts";
 import { parseServiceList, SERVICE_NAMES } from "../../daemon/services/service.ts";
@@ -194,9 +195,11 @@ function serviceSettingsFrom(o: Record<string, any>, config: Record<string, stri
 
 /**
  * The pid of this home's daemon, verified: a pid file alone proves nothing (the
- * daemon may have died and its pid been reused by an unrelated process). It is
- * ours if its socket answers (with its real pid), or, while the socket is silent, if
- * the process is a `pilot daemon` (Linux /proc). Anything else is a stale file.
+ * daemon may have died and its pid been reused by an unrelated process, or by
+ * another home's daemon). It is ours if its socket answers (with its real pid),
+ * or, while the socket is silent, if the process is a `pilot daemon` that holds
+ * this home's pid file open (Linux /proc; see util/pid-file.ts). Anything else is
+ * a stale file, never trusted with a signal.
  */
 async function homeDaemonPid(pidFile: string): Promise<{ pid: number; answering: boolean } | null> {
   let pid: number;
@@ -216,10 +219,11 @@ async function homeDaemonPid(pidFile: string): Promise<{ pid: number; answering:
   }
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return argv.includes("daemon") && argv.includes("--foreground") ? { pid, answering: false } : null;
+    if (!argv.includes("daemon") || !argv.includes("--foreground")) return null;
   } catch {
     return null; // gone, or no /proc: a pid that does not answer is not trusted with a signal
   }
+  return processHoldsFile(pid, pidFile) ? { pid, answering: false } : null;
 }
 
 /** Re-runs this executable (compiled) or this script (from source) with `args`. */
