@@ -108,9 +108,10 @@ function fileCut(): void {
           const atCut = partialBytes(pub);
           cut(true);
           const cutAt = Date.now();
-          await Bun.sleep(1000);
+          // What was in flight and waiting for the disk lands in the first seconds; then nothing may.
+          await Bun.sleep(2500);
           const early = partialBytes(pub);
-          await Bun.sleep(5000);
+          await Bun.sleep(3500);
           const late = partialBytes(pub);
           expect(cut(false)).toBeGreaterThan(0);
           const r = await sending;
@@ -134,13 +135,13 @@ function fileCut(): void {
       async () => {
         await withPair(async (h1, pub) => {
           const f = makeFile("cut-redial.bin", 192);
-          // --timeout 5s: the stream stalls for 5 s (nothing drains), the sender redials (a dial waits up to 5 s);
-          // the cut ends 6.5 s after it began, so a SYN retransmission of that dial gets through.
-          const sending = runPilot(["send-file", pub.address, f.path, "--timeout", "5s", "--json"], { env: { PILOT_HOME: h1.home }, timeoutMs: 120_000 });
+          // --timeout 6s: the stream stalls for 6 s (nothing drains), the sender redials (a dial waits up to 6 s);
+          // the cut ends 7.5 s after it began, so a SYN retransmission of that dial gets through.
+          const sending = runPilot(["send-file", pub.address, f.path, "--timeout", "6s", "--json"], { env: { PILOT_HOME: h1.home }, timeoutMs: 120_000 });
           await waitUntil("a quarter of the file at pub", () => partialBytes(pub) >= f.size / 4, 60_000);
           const atCut = partialBytes(pub);
           cut(true);
-          await Bun.sleep(6500);
+          await Bun.sleep(7500);
           expect(cut(false)).toBeGreaterThan(0);
           const r = await sending;
           expect({ code: r.code, err: r.json?.message }).toEqual({ code: 0, err: undefined });
@@ -151,7 +152,7 @@ function fileCut(): void {
           expect(resumedFrom).toBeGreaterThanOrEqual(atCut);
           expect(resumedFrom).toBeLessThan(f.size);
           expect(createHash("sha256").update(readFileSync(join(pub.home, "received", "cut-redial.bin"))).digest("hex")).toBe(f.sha256);
-          notes.push(`  cut 6.5 s (--timeout 5s) at ${(atCut / 2 ** 20).toFixed(0)} MiB: same command redialled; receiver resumed from ${((resumedFrom ?? 0) / 2 ** 20).toFixed(1)} MiB`);
+          notes.push(`  cut 7.5 s (--timeout 6s) at ${(atCut / 2 ** 20).toFixed(0)} MiB: same command redialled; receiver resumed from ${((resumedFrom ?? 0) / 2 ** 20).toFixed(1)} MiB`);
         });
       },
       180_000,
