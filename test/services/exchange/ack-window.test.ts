@@ -1,8 +1,9 @@
 /**
  * kill -9 of the receiving daemon between its commit and the sender's
  * receipt of the ack, with real daemons. There is no hook in the code to stop
- * exactly there, so the test makes the window wide and checks that it hit it:
- * a stream of messages flows from a to b, b is killed -9 mid-flow, and the
+ * exactly there, so the test aims at the window and checks that it hit it:
+ * a stream of messages flows from a to b, b is killed -9 the moment its WAL
+ * changes (a commit being written, its ack not yet sent), and the
  * evidence is read from both SQLite files at that moment: messages that b
  * committed (b's inbox) while a still holds them as queued (a's outbox: no ack
  * came). If a round misses the window (none in both), it runs again. After b
@@ -12,6 +13,7 @@
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { Database } from "bun:sqlite";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type Driver } from "../../../src/driver/index.ts";
 import { startCluster, type Cluster } from "../../support/cluster.ts";
@@ -42,7 +44,7 @@ test("a message b committed but a never got the ack for is retried after b's kil
   const B = c.daemon("b").address;
   const sent = new Set<string>();
   let hit: string[] = [];
-  for (let round = 0; round < 6 && hit.length === 0; round++) {
+  for (let round = 0; round < 8 && hit.length === 0; round++) {
     const a: Driver = await connect({ home: c.daemon("a").home });
     const pending: Promise<unknown>[] = [];
     try {
@@ -58,6 +60,16 @@ test("a message b committed but a never got the ack for is retried after b's kil
       const before = rows<{ n: number }>("b", "SELECT COUNT(*) AS n FROM inbox")[0]!.n;
       await waitFor("messages arriving at b", () => rows<{ n: number }>("b", "SELECT COUNT(*) AS n FROM inbox")[0]!.n >= before + 40 + round * 17, 60_000);
       const b = c.daemon("b");
+      // Kill b the moment its WAL changes (a message being committed), before its ack can reach a:
+      // a busy loop over stat, well under a millisecond per turn.
+      const wal = join(b.home, "messages", "messages.db-wal");
+      const mark = (st = statSync(wal, { bigint: true })) => `${st.size}/${st.mtimeNs}`;
+      const seen = mark();
+      const until = Date.now() + 5_000;
+      while (Date.now() < until && mark() === seen);
+      // Half a millisecond more, so the transaction's last WAL frame is written too (its fsync takes longer).
+      const spin = performance.now() + 0.5;
+      while (performance.now() < spin);
       process.kill(b.pid, "SIGKILL");
       await waitFor("b to die", () => isDead(b.pid));
       // An ack b sent before it died may still be on its way into a's outbox: let it land first.
