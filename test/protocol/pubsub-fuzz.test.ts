@@ -83,30 +83,58 @@ test(`decodeBrokerFrame survives ${CASES} random and mutated inputs; what it acc
   expect(accepted).toBeGreaterThan(CASES / 20);
 });
 
-test(`FrameReader survives ${CASES / 10} random byte streams cut at random points, never holding more than one frame`, () => {
+test(`FrameReader survives ${CASES} random byte streams cut at random points: every frame in order, byte-exact, until an oversized length stops it`, () => {
   const rand = seededRandom(23);
   const max = 300;
-  for (let i = 0; i < CASES / 10; i++) {
+  for (let i = 0; i < CASES; i++) {
     const reader = new FrameReader(max);
-    // Mostly plausible frames (small lengths), sometimes garbage lengths.
+    // Mostly plausible frames (small lengths, 0 included), sometimes a garbage length; the last one may be cut short.
     const parts: Uint8Array[] = [];
-    for (let k = 0; k < 1 + Math.floor(rand() * 6); k++) {
-      const len = rand() < 0.9 ? Math.floor(rand() * 120) : Math.floor(rand() * 0xffffffff);
+    const frames: Uint8Array[] = [];
+    let oversized = false;
+    let truncated = false;
+    const count = 1 + Math.floor(rand() * 6);
+    for (let k = 0; k < count && !oversized; k++) {
+      const garbage = rand() >= 0.9;
+      const len = garbage ? max + 1 + Math.floor(rand() * (0xffffffff - max - 1)) : Math.floor(rand() * 120);
       const head = new Uint8Array(4);
       new DataView(head.buffer).setUint32(0, len);
-      parts.push(head, randomBytes(rand, Math.min(len, 150)));
+      const body = randomBytes(rand, Math.min(len, 150));
+      if (garbage) oversized = true;
+      else if (k === count - 1 && len > 0 && rand() < 0.2) {
+        truncated = true;
+        parts.push(head, body.subarray(0, Math.floor(rand() * len)));
+        break;
+      } else frames.push(body);
+      parts.push(head, body);
     }
     const stream = Buffer.concat(parts);
+    const got: Uint8Array[] = [];
+    let error: string | null = null;
     let at = 0;
     while (at < stream.length) {
       const n = 1 + Math.floor(rand() * 40);
       const r = reader.push(stream.subarray(at, at + n));
       at += n;
       if (!r.ok) {
-        expect(["too_large", "finished"]).toContain(r.error.code);
+        error = r.error.code;
         break;
       }
-      for (const body of r.value) expect(body.length).toBeLessThanOrEqual(max);
+      got.push(...r.value);
+    }
+    try {
+      expect(error).toBe(oversized ? "too_large" : null);
+      if (oversized) {
+        // Frames completed in the chunk that carried the bad header are not returned: a prefix, in order.
+        expect(got.length).toBeLessThanOrEqual(frames.length);
+        expect(reader.push(new Uint8Array(1)).ok).toBe(false);
+      } else {
+        expect(got.length).toBe(frames.length);
+        expect(reader.midFrame).toBe(truncated);
+      }
+      for (let k = 0; k < got.length; k++) expect(Buffer.from(got[k]!).equals(Buffer.from(frames[k]!))).toBe(true);
+    } catch (e) {
+      throw new Error(`FrameReader case ${i}: ${e}`);
     }
   }
 });
