@@ -34,6 +34,8 @@ export const CONFIG_KEYS = {
   messages_quota_total: EXCHANGE_LIMIT_KEYS.messages_quota_total.description,
   files_quota: EXCHANGE_LIMIT_KEYS.files_quota.description,
   files_quota_total: EXCHANGE_LIMIT_KEYS.files_quota_total.description,
+  messages_memory_total: EXCHANGE_LIMIT_KEYS.messages_memory_total.description,
+  files_memory_total: EXCHANGE_LIMIT_KEYS.files_memory_total.description,
   ...PUBSUB_CONFIG_KEYS,
   tasks_max_per_peer: "unfinished tasks one submitter may have on this node (default 16; read live by the task service)",
   tasks_max_total: "unfinished tasks this node holds in all (default 256; untrusted submitters together a quarter)",

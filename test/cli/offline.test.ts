@@ -209,7 +209,7 @@ describe("config", () => {
     expect(r.code).toBe(0);
     expect(r.json.data.config_path).toBe(join(home, "config.json"));
     expect(r.json.data.config).toEqual({});
-    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "relay_ws", "listen", "hostname", "public", "tags", "log_level", "log_max_size", "log_keep", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "metrics", "webhook", "webhook_secret", "dashboard", "message_max_size", "messages_quota", "messages_quota_total", "files_quota", "files_quota_total", "pubsub_max_event", "pubsub_queue", "pubsub_queue_total", "pubsub_rate", "pubsub_rate_total", "pubsub_subscriptions", "tasks_max_per_peer", "tasks_max_total", "tasks_min_score", "mcp_allow_trust_approval"]);
+    expect(Object.keys(r.json.data.keys)).toEqual(["registry", "beacon", "relay_ws", "listen", "hostname", "public", "tags", "log_level", "log_max_size", "log_keep", "buffer_budget", "zero_window_timeout", "disabled_services", "open_services", "metrics", "webhook", "webhook_secret", "dashboard", "message_max_size", "messages_quota", "messages_quota_total", "files_quota", "files_quota_total", "messages_memory_total", "files_memory_total", "pubsub_max_event", "pubsub_queue", "pubsub_queue_total", "pubsub_rate", "pubsub_rate_total", "pubsub_subscriptions", "tasks_max_per_peer", "tasks_max_total", "tasks_min_score", "mcp_allow_trust_approval"]);
 
     r = await pilot(["config", "--set", "registry=127.0.0.1:9100", "--set", "tags=nlp, #summarizer", "--set", "public=true", "--set", "beacon=off"]);
     expect(r.code).toBe(0);

@@ -78,7 +78,9 @@ async function checkValue(key: ConfigKey, value: string): Promise<string> {
     case "messages_quota":
     case "messages_quota_total":
     case "files_quota":
-    case "files_quota_total": {
+    case "files_quota_total":
+    case "messages_memory_total":
+    case "files_memory_total": {
       const { byteSizeOption } = await import("../args.ts");
       const { EXCHANGE_LIMIT_KEYS } = await import("../../daemon/services/exchange/limits.ts");
       byteSizeOption(value, key, EXCHANGE_LIMIT_KEYS[key]);

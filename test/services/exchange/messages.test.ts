@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster, type Cluster } from "../../support/cluster.ts";
 import { connect } from "../../../src/driver/index.ts";
-import { idFromText, idToText } from "../../../src/protocol/exchange.ts";
+import { encodeExchangeFrame, idFromText, idToText } from "../../../src/protocol/exchange.ts";
 import { configure, isDead, rawExchange, waitFor } from "./support.ts";
 
 setDefaultTimeout(90_000);
@@ -289,4 +289,42 @@ describe("messages", () => {
     const after = await inbox("b");
     expect(after.messages.find((m: any) => m.id === id)).toMatchObject({ from: A, preview: "while you were out" });
   });
+
+  test("messages still arriving are bounded in memory for all peers together: past messages_memory_total one is refused busy, and its sender's retry gets through", async () => {
+    configure(c, "mem", { messages_memory_total: "1MiB" });
+    await c.startDaemon({ name: "mem", hostname: "msg-mem" });
+    await c.trust("mem", "a");
+    const MEM = c.daemon("mem").address;
+    // A stream that announces 700 KiB, sends 1 KiB of it and then holds: the receiver reserves the whole message.
+    const holder = await connect({ home: c.daemon("a").home });
+    const held = await holder.dial(MEM, 1001);
+    held.on("error", () => {});
+    const announce = (fill: number) => {
+      const body = encodeExchangeFrame({ kind: "message", id: new Uint8Array(16).fill(fill), type: "binary", replyTo: null, total: 700 * 1024, data: new Uint8Array(1024) });
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      return Buffer.concat([head, body]);
+    };
+    held.write(announce(0x11));
+    await Bun.sleep(300);
+    // A second large one while the first is held: 1.4 MiB would be assembling at once, over the 1 MiB bound.
+    const refused = await rawExchange(c.daemon("a").home, MEM, [{ kind: "message", id: new Uint8Array(16).fill(0x12), type: "binary", replyTo: null, total: 400 * 1024, data: new Uint8Array(1024) }], 1);
+    expect(refused[0]).toMatchObject({ kind: "error", code: "busy" });
+    expect((refused[0] as { message: string }).message).toContain("retry");
+    // A small one still fits beside the held one.
+    const small = await c.pilot("a", ["send-message", "msg-mem", "--data", "small"]);
+    expect(small.json.data).toMatchObject({ stored: true });
+    // A large one sent the normal way is refused busy while the bound is reached, stays queued, and is delivered once the
+    // held stream goes away.
+    const big = join(c.dir, "400k.bin");
+    writeFileSync(big, Buffer.alloc(400 * 1024, 7));
+    const queued = c.pilot("a", ["send-message", "msg-mem", "--data-file", big, "--type", "binary"]);
+    await Bun.sleep(1500);
+    held.destroy();
+    await holder.close();
+    const r = await queued;
+    expect(r.json?.data ?? r.stderr).toMatchObject({ bytes: 400 * 1024 });
+    await waitFor("the large message in mem's inbox", async () => (await inbox("mem")).messages.some((m: any) => m.bytes === 400 * 1024), 30_000);
+    expect((await inbox("mem")).messages.filter((m: any) => m.bytes === 700 * 1024)).toEqual([]);
+  }, 60_000);
 });

@@ -23,6 +23,8 @@ export const EXCHANGE_LIMIT_KEYS = {
   messages_quota_total: { default: 256 * MiB, min: 1 * MiB, max: 1 * TiB, description: "inbox bytes from all peers together (and outbox bytes in all), e.g. 256MiB (default 256MiB)" },
   files_quota: { default: 1 * GiB, min: 1 * MiB, max: 64 * TiB, description: "bytes of received and partial files one peer may hold, e.g. 1GiB (default 1GiB)" },
   files_quota_total: { default: 4 * GiB, min: 1 * MiB, max: 64 * TiB, description: "bytes of received and partial files from all peers together, e.g. 4GiB (default 4GiB)" },
+  messages_memory_total: { default: 32 * MiB, min: 1 * MiB, max: 4 * GiB, description: "memory for messages still arriving, all peers together; past it a message is refused busy and its sender retries, e.g. 32MiB (default 32MiB)" },
+  files_memory_total: { default: 32 * MiB, min: 1 * MiB, max: 4 * GiB, description: "memory for received file data waiting for the disk, all transfers together; past it transfers pause (their senders wait), e.g. 32MiB (default 32MiB)" },
 } as const satisfies Record<string, LimitSpec>;
 
 export type ExchangeLimitKey = keyof typeof EXCHANGE_LIMIT_KEYS;
@@ -33,6 +35,10 @@ export interface ExchangeLimits {
   readonly messagesQuotaTotal: number;
   readonly filesQuota: number;
   readonly filesQuotaTotal: number;
+  /** Memory held by messages being assembled, all peers together (a message is refused `busy` past it). */
+  readonly messagesMemoryTotal: number;
+  /** Memory held by received file data not yet written, all transfers together (transfers pause past it). */
+  readonly filesMemoryTotal: number;
 }
 
 /**
@@ -54,5 +60,7 @@ export function exchangeLimits(config: Readonly<Record<string, string>> = {}): E
     messagesQuotaTotal: pick("messages_quota_total"),
     filesQuota: pick("files_quota"),
     filesQuotaTotal: pick("files_quota_total"),
+    messagesMemoryTotal: pick("messages_memory_total"),
+    filesMemoryTotal: pick("files_memory_total"),
   };
 }

@@ -206,6 +206,11 @@ export class MessagesService implements DaemonService {
     if (cost > peerFree) return refuse(ExchangeError.QuotaExceeded, `your share of this node's inbox is full (${this.limits.messagesQuota} bytes of unread messages); the receiver must read or clear messages first`);
     const totalFree = this.limits.messagesQuotaTotal - (db.inboxCost() - db.evictable()) - this.reservedTotal;
     if (cost > totalFree) return refuse(ExchangeError.QuotaExceeded, "this node's inbox is full; the receiver must read or clear messages first");
+    // Memory, all peers together: what is being assembled is held until stored. Past the bound the message is refused
+    // busy (its data read and dropped) and its sender's outbox retries; one message at a time always fits.
+    if (this.reservedTotal > 0 && this.reservedTotal + cost > this.limits.messagesMemoryTotal) {
+      return refuse(ExchangeError.Busy, `too many messages are arriving at this node at once (${this.limits.messagesMemoryTotal} bytes being received); retry in a moment`);
+    }
     this.reserve(sender, cost);
     return { frame, parts: [frame.data], have: frame.data.length, discard: false };
   }
