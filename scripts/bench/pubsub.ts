@@ -22,7 +22,13 @@
  *
  * Everything runs on this machine, so the broker, 2 + --daemons daemons and
  * their clients share its cores: the delivered rate is what this machine
- * allows, reported beside the target.
+ * allows, reported beside the target. To tell the broker's limit from the
+ * generator's, each phase also reports what was offered to the broker (acked
+ * events x subscribers), what the broker itself wrote to its subscribers'
+ * queues (its `delivered` counter), and each part's CPU per delivered event;
+ * the summary multiplies those by the target rate: the cores the whole chain
+ * (broker, subscriber daemons, subscriber processes, publisher) would need on
+ * this machine.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { connect, type Subscription } from "../../src/driver/index.ts";
@@ -277,6 +283,12 @@ async function main() {
       const gaps = reports.flatMap((r) => r.gaps).reduce((a: number, b: number) => a + b, 0);
       const errors = reports.flatMap((r) => r.errors);
       const delivered = counts.reduce((a, b) => a + b, 0);
+      const span = Math.max(wall, phaseSeconds);
+      // What the broker wrote to its subscribers' queues (its own counter) beside what was offered to it:
+      // every acked event once per subscription that matched it.
+      const brokerDelivered = after.delivered - before.delivered;
+      const offered = p.acked * counts.length;
+      const usPerDelivery = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, delivered > 0 ? Number(((((v as number) * wall) / delivered) * 1e6).toFixed(2)) : 0]));
       results[phase] = {
         published: p.acked,
         publish_rate: Math.round(p.rate),
@@ -294,6 +306,10 @@ async function main() {
         ack_p50_ms: p.ack_p50_ms,
         ack_p99_ms: p.ack_p99_ms,
         cpu_s_per_s: cpu,
+        offered_per_s: Math.round(offered / span),
+        broker_delivered_per_s: Math.round(brokerDelivered / span),
+        broker_delivered_share: offered > 0 ? Number((brokerDelivered / offered).toFixed(4)) : 1,
+        cpu_us_per_delivery: usPerDelivery,
         broker_cut: after.cut - before.cut,
         stalled: st,
       };
@@ -308,6 +324,17 @@ async function main() {
     console.log("");
     console.log(`keep-up      ${k.subscribers} subscribers x ${k.published} events: min ${k.min_received} received, lost ${k.lost_total}, per subscriber ${k.per_subscriber_per_s}/s (target ${rate}/s), all together ${k.delivered_per_s}/s, latency p50 ${k.latency_p50_ms.toFixed(1)} ms p99 ${k.latency_p99_ms.toFixed(1)} ms, CPU s/s ${JSON.stringify(k.cpu_s_per_s)}`);
     console.log(`one stalled  ${s.subscribers} subscribers x ${s.published} events: min ${s.min_received} received, lost ${s.lost_total}, latency p50 ${s.latency_p50_ms.toFixed(1)} ms p99 ${s.latency_p99_ms.toFixed(1)} ms; stalled one cut: ${s.stalled?.cut} (${s.stalled?.reason || "not cut"}, it got ${s.stalled?.got} events)`);
+    // Where the limit is: the CPU each part of the chain spends per delivered event (measured in keep-up),
+    // times the deliveries the figure asks for, against the cores this machine has.
+    const perDelivery = k.cpu_us_per_delivery as Record<string, number>;
+    const need = Object.fromEntries(Object.entries(perDelivery).map(([g, us]) => [g, Number(((us * subsTotal * rate) / 1e6).toFixed(2))]));
+    const needTotal = Object.values(need).reduce((a, b) => a + b, 0);
+    console.log(
+      `broker       offered ${k.offered_per_s}/s deliveries (acked events x subscribers), broker wrote ${k.broker_delivered_per_s}/s to its subscribers' queues (${(k.broker_delivered_share * 100).toFixed(1)} %; the rest were cut); subscribers counted ${k.delivered_per_s}/s`,
+    );
+    console.log(
+      `CPU budget   us per delivered event ${JSON.stringify(perDelivery)}; ${subsTotal} x ${rate}/s would need cores ${JSON.stringify(need)} = ${needTotal.toFixed(2)} of this machine's ${navigator.hardwareConcurrency} (load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")})`,
+    );
     const met = keptUp(k) && keptUp(s) && s.stalled?.cut === true && subsTotal >= 100 && rate >= 5000 && size >= 256;
     console.log(`figure (100 subscribers x 5000 events/s of 256 B, 0 loss; one stalled changes nothing): ${met ? "MET" : "NOT MET"} with these settings`);
   } finally {
