@@ -375,7 +375,7 @@ async function main() {
     const need = Object.fromEntries(Object.entries(perDelivery).map(([g, us]) => [g, Number(((us * subsTotal * rate) / 1e6).toFixed(2))]));
     const needTotal = Object.values(need).reduce((a, b) => a + b, 0);
     console.log(
-      `broker       offered ${k.offered_per_s}/s deliveries (acked events x subscribers), broker wrote ${k.broker_delivered_per_s}/s to its subscribers' queues (${(k.broker_delivered_share * 100).toFixed(1)} %; the rest were cut); subscribers counted ${k.delivered_per_s}/s`,
+      `broker       offered ${k.offered_per_s}/s deliveries (acked events x subscribers), broker wrote ${k.broker_delivered_per_s}/s to its subscribers' queues (${(k.broker_delivered_share * 100).toFixed(1)} %${k.broker_delivered_share < 1 ? ": the rest were for subscribers it had cut" : ""}); subscribers counted ${k.delivered_per_s}/s`,
     );
     console.log(
       `CPU budget   us per delivered event ${JSON.stringify(perDelivery)}; ${subsTotal} x ${rate}/s would need cores ${JSON.stringify(need)} = ${needTotal.toFixed(2)} of this machine's ${navigator.hardwareConcurrency} (load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")})`,
