@@ -295,7 +295,14 @@ export function errorFrame(code: string, message: string, ref: Uint8Array = ZERO
 
 const TYPE_OF: Record<number, MessageType> = { 1: "text", 2: "json", 3: "binary" };
 
-export function decodeExchangeFrame(body: Uint8Array): Result<ExchangeFrame> {
+/**
+ * Decodes one frame body. Byte fields are copies of `body`, except with
+ * `{ view: true }`, where the data of message_more and file_data frames are
+ * views into it (for a caller that owns `body` and never reuses it: the
+ * stream reader hands each frame in a fresh buffer; saves a copy of every
+ * data byte).
+ */
+export function decodeExchangeFrame(body: Uint8Array, options?: { readonly view?: boolean }): Result<ExchangeFrame> {
   if (body.length === 0) return fail("empty", "an empty frame");
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const n = body.length;
@@ -322,7 +329,7 @@ export function decodeExchangeFrame(body: Uint8Array): Result<ExchangeFrame> {
     case ExchangeKind.MessageMore:
     case ExchangeKind.FileData:
       if (n < 2) return fail("truncated", "a data frame without data");
-      return ok({ kind: kind === ExchangeKind.MessageMore ? "message_more" : "file_data", data: body.slice(1) });
+      return ok({ kind: kind === ExchangeKind.MessageMore ? "message_more" : "file_data", data: options?.view ? body.subarray(1) : body.slice(1) });
     case ExchangeKind.MessageAck: {
       if (n !== 2 + ID_SIZE) return fail("bad_length", "a message ack must be 18 bytes");
       const status = body[1 + ID_SIZE]!;

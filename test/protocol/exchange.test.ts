@@ -23,6 +23,19 @@ describe("exchange codec", () => {
     }
   });
 
+  test("data frames decode as copies by default and as views into the body with { view: true }", () => {
+    for (const kind of ["file_data", "message_more"] as const) {
+      const body = encodeExchangeFrame({ kind, data: new Uint8Array([1, 2, 3]) });
+      const copy = decodeExchangeFrame(body);
+      const view = decodeExchangeFrame(body, { view: true });
+      if (!copy.ok || !view.ok || copy.value.kind !== kind || view.value.kind !== kind) throw new Error("did not decode");
+      expect(view.value).toEqual(copy.value);
+      body[1] = 9;
+      expect((copy.value as { data: Uint8Array }).data[0]).toBe(1);
+      expect((view.value as { data: Uint8Array }).data[0]).toBe(9);
+    }
+  });
+
   test("the first byte tells the service", () => {
     expect(serviceOfKind(encodeExchangeFrame(SAMPLE_FRAMES[0]!)[0]!)).toBe("messages");
     expect(serviceOfKind(encodeExchangeFrame(SAMPLE_FRAMES[6]!)[0]!)).toBe("files");

@@ -70,6 +70,12 @@ export class ExchangeConnection {
     return this.framed.send(encodeExchangeFrame(frame));
   }
 
+  /** Queues a frame body the caller encoded itself (file_data read straight into its frame); as `send`. */
+  sendBody(body: Uint8Array): boolean {
+    this.lastActivity = Date.now();
+    return this.framed.send(body);
+  }
+
   /** Resolves once the queue is under the high-water mark again (at once if it is). */
   drained(): Promise<void> {
     if (this.framed.backlog <= 256 * 1024 || this.closedFlag) return Promise.resolve();
@@ -136,7 +142,8 @@ export class ExchangeConnection {
 
   private frame(body: Uint8Array): void {
     this.lastActivity = Date.now();
-    const r = decodeExchangeFrame(body);
+    // FramedStream hands each frame in a fresh buffer nobody else holds: data frames may view it.
+    const r = decodeExchangeFrame(body, { view: true });
     if (!r.ok) {
       this.badFrames++;
       this.onBadFrame?.(`${r.error.code}: ${r.error.message}`);

@@ -26,7 +26,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { formatAddress, type Address } from "../../../protocol/address.ts";
-import { EXCHANGE_CHUNK, ExchangeError, NAME_MAX_BYTES, type ExchangeFrame, type FileOfferFrame } from "../../../protocol/exchange.ts";
+import { EXCHANGE_CHUNK, ExchangeError, ExchangeKind, NAME_MAX_BYTES, type ExchangeFrame, type FileOfferFrame } from "../../../protocol/exchange.ts";
 import type { FileSendResult, FileTransferInfo, FileTransfersResult, ReceivedClearResult, ReceivedListResult } from "../../../protocol/exchange-calls.ts";
 import { WellKnownPort } from "../../../protocol/ports.ts";
 import { NodeError, type NodeErrorCode } from "../../local-node.ts";
@@ -54,6 +54,9 @@ const PARTIAL_IDLE_EVICT_MS = 3_600_000;
 /** Partial files untouched for this long are removed. */
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3_600_000;
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** The sender reads the file in blocks of this size (each sent as EXCHANGE_CHUNK frames), this many blocks ahead of the stream. */
+const READ_BLOCK = 1024 * 1024;
+const READ_AHEAD = 2;
 /** How long the sender waits for file_done after file_end (the receiver fsyncs the file). */
 const DONE_TIMEOUT_MS = 300_000;
 
@@ -678,28 +681,54 @@ class OutgoingTransfer {
     }
   }
 
-  /** Reads from `position` to the end, one chunk ahead, waiting for the stream when its queue is full. */
+  /**
+   * Reads from `position` to the end in blocks of READ_BLOCK bytes, READ_AHEAD
+   * blocks ahead (one thread-pool read per block, not per frame), and sends
+   * them as file_data frames of EXCHANGE_CHUNK bytes, waiting for the stream
+   * when its queue is full. Each block is read straight into its frames'
+   * bodies (one readv into [kind][data] buffers), so data is not copied to
+   * encode it.
+   */
   private async stream(connection: ExchangeConnection, hasher: ReturnType<typeof createHash>): Promise<void> {
-    const read = async (at: number): Promise<Uint8Array> => {
-      const buf = new Uint8Array(Math.min(EXCHANGE_CHUNK, this.size - at));
-      let have = 0;
-      while (have < buf.length) {
-        const { bytesRead } = await this.fh.read(buf, have, buf.length - have, at + have);
-        if (bytesRead === 0) throw permanent(new NodeError("invalid_argument", "the file became shorter while it was being sent"));
-        have += bytesRead;
+    const read = async (at: number): Promise<Uint8Array[]> => {
+      const frames: Uint8Array[] = [];
+      const end = Math.min(this.size, at + READ_BLOCK);
+      for (let p = at; p < end; p += EXCHANGE_CHUNK) {
+        const f = new Uint8Array(1 + Math.min(EXCHANGE_CHUNK, end - p));
+        f[0] = ExchangeKind.FileData;
+        frames.push(f);
       }
-      return buf;
+      let views = frames.map((f) => f.subarray(1));
+      let pos = at;
+      while (views.length > 0) {
+        const { bytesRead } = await this.fh.readv(views, pos);
+        if (bytesRead === 0) throw permanent(new NodeError("invalid_argument", "the file became shorter while it was being sent"));
+        pos += bytesRead;
+        views = sliceFrom(views, bytesRead);
+      }
+      return frames;
     };
-    let next: Promise<Uint8Array> | null = this.position < this.size ? read(this.position) : null;
-    while (next) {
-      const chunk = await next;
-      const after = this.position + chunk.length;
-      next = after < this.size ? read(after) : null;
-      next?.catch(() => {});
-      hasher.update(chunk);
-      if (connection.isClosed) throw new NodeError("connection_reset", `${this.target} closed the transfer`);
-      if (!connection.send({ kind: "file_data", data: chunk })) await this.drained(connection);
-      this.position = after;
+    const ahead: Promise<Uint8Array[]>[] = [];
+    let readAt = this.position;
+    const fill = () => {
+      while (ahead.length < READ_AHEAD && readAt < this.size) {
+        const p = read(readAt);
+        p.catch(() => {});
+        ahead.push(p);
+        readAt = Math.min(this.size, readAt + READ_BLOCK);
+      }
+    };
+    fill();
+    while (ahead.length > 0) {
+      const frames = await ahead.shift()!;
+      fill();
+      for (const body of frames) {
+        const data = body.subarray(1);
+        hasher.update(data);
+        if (connection.isClosed) throw new NodeError("connection_reset", `${this.target} closed the transfer`);
+        if (!connection.sendBody(body)) await this.drained(connection);
+        this.position += data.length;
+      }
     }
   }
 
