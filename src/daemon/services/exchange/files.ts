@@ -36,6 +36,7 @@ import { sanitizeFileName, withSuffix } from "./file-names.ts";
 import { FILE_OVERHEAD, FileStore, type PartialRow } from "./file-store.ts";
 import { exchangeLimits, type ExchangeLimits } from "./limits.ts";
 import { ExchangePort } from "./port.ts";
+import { WriteBehind } from "./write-behind.ts";
 
 type Params = Record<string, unknown>;
 
@@ -47,7 +48,7 @@ type Params = Record<string, unknown>;
  */
 const CHECKPOINT_BYTES = 64 * 1024 * 1024;
 const CHECKPOINT_MS = 5_000;
-/** The stream pauses while more than this waits for the disk, and resumes under half of it. */
+/** A transfer's stream pauses while more than this waits for the disk (see WriteBehind for all of them together). */
 const WRITE_BACKLOG = 4 * 1024 * 1024;
 /** Partial files idle for this long may be evicted to make room for another peer. */
 const PARTIAL_IDLE_EVICT_MS = 3_600_000;
@@ -81,12 +82,15 @@ export class FilesService implements DaemonService {
   receivedDir = "";
   private partialDir = "";
   private readonly incoming = new Map<string, IncomingTransfer>();
+  /** Received data waiting for the disk: WRITE_BACKLOG per transfer, `files_memory_total` for all of them. */
+  readonly writeBehind: WriteBehind<IncomingTransfer>;
   private readonly outgoing = new Map<string, { info: FileTransferInfo; bytes: () => number }>();
   private lastPrune = 0;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(private readonly context: ServiceContext) {
     this.limits = exchangeLimits(context.config);
+    this.writeBehind = new WriteBehind(WRITE_BACKLOG, this.limits.filesMemoryTotal);
   }
 
   start(): void {
@@ -214,6 +218,9 @@ export class FilesService implements DaemonService {
     connection.onceClosed(() => {
       if (this.incoming.get(k) === t) this.incoming.delete(k);
     });
+    void t.settled.then(() => {
+      for (const other of this.writeBehind.drop(t)) other.resumeReading();
+    });
     connection.pause();
     void t.begin(previous);
   }
@@ -309,12 +316,10 @@ class IncomingTransfer {
   private durable = 0;
   private resumedFrom = 0;
   private readonly pending: Uint8Array[] = [];
-  private pendingBytes = 0;
   private writing = false;
   private syncing: Promise<void> | null = null;
   private lastCheckpoint = Date.now();
   private readonly startedAt = Date.now();
-  private paused = false;
   private endSha: Uint8Array | null = null;
   private finishing = false;
   private closing = false;
@@ -440,11 +445,7 @@ class IncomingTransfer {
       this.hasher.update(f.data);
       this.received += f.data.length;
       this.pending.push(f.data);
-      this.pendingBytes += f.data.length;
-      if (this.pendingBytes > WRITE_BACKLOG && !this.paused) {
-        this.paused = true;
-        this.connection.pause();
-      }
+      if (this.service.writeBehind.add(this, f.data.length)) this.connection.pause();
       void this.writeLoop();
     } else if (f.kind === "file_end") {
       if (this.endSha) return this.refuse(ExchangeError.BadFrame, "a second file_end");
@@ -469,11 +470,7 @@ class IncomingTransfer {
           this.written += bytesWritten;
           done += bytesWritten;
         }
-        this.pendingBytes -= bytes;
-        if (this.paused && this.pendingBytes < WRITE_BACKLOG / 2 && !this.closing) {
-          this.paused = false;
-          this.connection.resume();
-        }
+        for (const t of this.service.writeBehind.remove(this, bytes)) t.resumeReading();
         if (!this.syncing && (this.written - this.durable >= CHECKPOINT_BYTES || Date.now() - this.lastCheckpoint >= CHECKPOINT_MS)) void this.checkpoint().catch(() => {});
       }
     } catch (e) {
@@ -593,6 +590,11 @@ class IncomingTransfer {
       // the next resume starts from the last recorded offset
     }
     await this.closeFile();
+  }
+
+  /** The write-behind has room for this transfer again (WriteBehind said so): its stream reads on. */
+  resumeReading(): void {
+    if (!this.closing && !this.failed) this.connection.resume();
   }
 
   abort(): void {
