@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../support/cluster.ts";
+import { alive, ROOT } from "../support/cluster.ts";
 import { Spawned, spawnIn, stopAll } from "./support.ts";
 
 /** The pids the demo printed (rendezvous and daemons): killed at the end if a failed test left any. */
@@ -26,15 +26,6 @@ afterAll(async () => {
   for (const pid of printedPids) if (alive(pid)) process.kill(pid, "SIGKILL");
   for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Checks what every run must leave behind: nothing. */
 function expectCleanedUp(run: Spawned): void {

@@ -3,29 +3,17 @@
  * server as agent-a's user, the client as agent-b's, after agent-b asked for
  * and agent-a granted trust. A third daemon, "stranger", trusts no one.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startCluster, type Cluster } from "../support/cluster.ts";
-import { runExample, stopAll } from "./support.ts";
+import type { Cluster } from "../support/cluster.ts";
+import { runExample, useTwoAgents } from "./support.ts";
 
+const agents = useTwoAgents();
 let c: Cluster;
-
-beforeAll(async () => {
-  c = await startCluster({
-    daemons: [
-      { name: "a", hostname: "agent-a" },
-      { name: "b", hostname: "agent-b" },
-      { name: "stranger", hostname: "stranger" },
-    ],
-  });
-  await c.trust("a", "b");
-});
-
-afterAll(async () => {
-  await stopAll();
-  await c?.stop();
+beforeAll(() => {
+  c = agents.cluster;
 });
 
 describe("http-server + http-client", () => {

@@ -4,28 +4,16 @@
  * agent-b's, after agent-b asked for and agent-a granted trust. A third
  * daemon, "stranger", trusts no one.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startCluster, type Cluster } from "../support/cluster.ts";
-import { runExample, stopAll } from "./support.ts";
+import { beforeAll, describe, expect, test } from "bun:test";
+import type { Cluster } from "../support/cluster.ts";
+import { runExample, useTwoAgents } from "./support.ts";
 
 const SECRETS = JSON.stringify({ message: "This payload is double-encrypted", tunnel: "AES-256-GCM (shared tunnel key)", conn: "AES-256-GCM (per-connection X25519 key)" });
 
+const agents = useTwoAgents();
 let c: Cluster;
-
-beforeAll(async () => {
-  c = await startCluster({
-    daemons: [
-      { name: "a", hostname: "agent-a" },
-      { name: "b", hostname: "agent-b" },
-      { name: "stranger", hostname: "stranger" },
-    ],
-  });
-  await c.trust("a", "b");
-});
-
-afterAll(async () => {
-  await stopAll();
-  await c?.stop();
+beforeAll(() => {
+  c = agents.cluster;
 });
 
 describe("secure-server + secure-client", () => {

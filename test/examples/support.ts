@@ -6,7 +6,8 @@
  */
 import type { Subprocess } from "bun";
 import { join } from "node:path";
-import { ROOT, type TestDaemon } from "../support/cluster.ts";
+import { afterAll, beforeAll } from "bun:test";
+import { ROOT, startCluster, type Cluster, type TestDaemon } from "../support/cluster.ts";
 
 const running = new Set<Spawned>();
 
@@ -99,3 +100,31 @@ export async function stopAll(): Promise<void> {
 process.on("exit", () => {
   for (const p of running) p.proc.kill("SIGKILL");
 });
+
+/**
+ * The two-agent cluster the HTTP examples' tests share, made in beforeAll and stopped (with every example
+ * started) in afterAll: agent-a and agent-b trust each other; `stranger` trusts no one.
+ */
+export function useTwoAgents(): { readonly cluster: Cluster } {
+  let c: Cluster | undefined;
+  beforeAll(async () => {
+    c = await startCluster({
+      daemons: [
+        { name: "a", hostname: "agent-a" },
+        { name: "b", hostname: "agent-b" },
+        { name: "stranger", hostname: "stranger" },
+      ],
+    });
+    await c.trust("a", "b");
+  });
+  afterAll(async () => {
+    await stopAll();
+    await c?.stop();
+  });
+  return {
+    get cluster() {
+      if (!c) throw new Error("the cluster is made in beforeAll");
+      return c;
+    },
+  };
+}

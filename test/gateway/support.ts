@@ -4,9 +4,9 @@
  * requests, and stopping every gateway a test started, by pid, even when
  * the test failed.
  */
-import { readFileSync } from "node:fs";
 import net from "node:net";
-import { runPilot, type RunResult } from "../support/cluster.ts";
+import { alive, runPilot, type RunResult } from "../support/cluster.ts";
+export { alive } from "../support/cluster.ts";
 
 export const IS_ROOT = typeof process.getuid === "function" && process.getuid() === 0;
 
@@ -42,20 +42,6 @@ export async function stopGateways(): Promise<void> {
   gateways.clear();
 }
 
-/** Running (a zombie waiting to be reaped counts as gone). */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat[stat.lastIndexOf(")") + 2] !== "Z";
-  } catch {
-    return false;
-  }
-}
 
 process.on("exit", () => {
   for (const pid of gateways.keys()) {

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "../../src/driver/index.ts";
-import { runPilot, startCluster, type Cluster } from "../support/cluster.ts";
+import { alive, runPilot, startCluster, type Cluster } from "../support/cluster.ts";
 
 const isRoot = process.getuid?.() === 0;
 const mounts: string[] = [];
@@ -160,12 +160,3 @@ describe("a stale pid file", () => {
     }
   }, 60_000);
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type Driver, type LocalEvent } from "../../../src/driver/index.ts";
+import { nextMatching } from "./support.ts";
 import { ROOT, startCluster, type Cluster } from "../../support/cluster.ts";
 import { killAll, startPilot, waitFor } from "../../cli/helpers.ts";
 
@@ -34,18 +35,6 @@ async function sdk(name: string): Promise<Driver> {
   return d;
 }
 
-/** The next event from `it` that passes `match` (others are skipped), within `ms`. */
-async function nextMatching(it: AsyncIterator<LocalEvent>, match: (e: LocalEvent) => boolean, ms = 15_000): Promise<LocalEvent> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error("timed out waiting for an event");
-    const r = await Promise.race([it.next(), Bun.sleep(left).then(() => null)]);
-    if (r === null) throw new Error("timed out waiting for an event");
-    if (r.done) throw new Error("the event stream ended");
-    if (match(r.value)) return r.value;
-  }
-}
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

@@ -12,6 +12,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type Driver, type LocalEvent } from "../../../src/driver/index.ts";
+import { nextMatching } from "./support.ts";
 import { startCluster, type Cluster } from "../../support/cluster.ts";
 import { killAll, startPilot, waitFor } from "../../cli/helpers.ts";
 import { configure } from "../exchange/support.ts";
@@ -55,18 +56,6 @@ async function followers(d: Driver): Promise<number> {
   return s.clients.reduce((n, x) => n + x.subscriptions, 0);
 }
 
-/** The next event from `it` that passes `match`, within `ms`. */
-async function nextMatching(it: AsyncIterator<LocalEvent>, match: (e: LocalEvent) => boolean, ms = 20_000): Promise<LocalEvent> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error("timed out waiting for an event");
-    const r = await Promise.race([it.next(), Bun.sleep(left).then(() => null)]);
-    if (r === null) throw new Error("timed out waiting for an event");
-    if (r.done) throw new Error("the event stream ended");
-    if (match(r.value)) return r.value;
-  }
-}
 
 describe("message.received and file.received", () => {
   test("reach pilot events --follow --json, the SDK's on() and events() with their payload", async () => {
