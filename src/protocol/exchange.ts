@@ -197,6 +197,16 @@ function frame(kind: number, size: number): { out: Uint8Array; view: DataView } 
   return { out, view: new DataView(out.buffer) };
 }
 
+/**
+ * An empty file_data frame body for `size` bytes of data, to be filled in place
+ * (`body.subarray(1)`): what encodeExchangeFrame makes of a file_data frame,
+ * without copying data into it (the sender reads the file straight into it).
+ */
+export function fileDataFrameBody(size: number): Uint8Array {
+  check(size >= 1 && size <= EXCHANGE_CHUNK, `file_data needs 1 to ${EXCHANGE_CHUNK} bytes`);
+  return frame(ExchangeKind.FileData, size).out;
+}
+
 export function encodeExchangeFrame(f: ExchangeFrame): Uint8Array {
   switch (f.kind) {
     case "message": {

@@ -104,7 +104,7 @@ export function resetFor(seg: Segment, reason?: ResetReason): Segment | undefine
 export function resetReasonOf(seg: Segment): ResetReason | undefined {
   if (!(seg.flags & Flag.RST) || seg.payload.length !== 1) return undefined;
   const r = seg.payload[0];
-  return r === ResetReason.Limit || r === ResetReason.Rate || r === ResetReason.WindowClosed ? r : undefined;
+  return r !== undefined && REASON_PAYLOADS[r] ? (r as ResetReason) : undefined;
 }
 
 export function describeSegment(seg: Segment): string {

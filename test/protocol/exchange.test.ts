@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import {
+  fileDataFrameBody,
   decodeExchangeFrame,
+  EXCHANGE_CHUNK,
   encodeExchangeFrame,
   errorFrame,
   ERROR_MESSAGE_MAX_BYTES,
@@ -112,4 +114,13 @@ describe("exchange codec", () => {
     expect(idFromText(text.replace(/-/g, ""))).toEqual(bytes);
     for (const bad of ["", "xyz", text + "0", "abababab-abab-abab-abab-ababababab-ab", "../etc"]) expect(idFromText(bad)).toBeNull();
   });
+});
+
+test("fileDataFrameBody filled in place is the frame encodeExchangeFrame makes of the same data; sizes outside 1..EXCHANGE_CHUNK are refused", () => {
+  const data = Uint8Array.from({ length: 1000 }, (_, i) => i & 0xff);
+  const body = fileDataFrameBody(data.length);
+  body.set(data, 1);
+  expect(body).toEqual(encodeExchangeFrame({ kind: "file_data", data }));
+  expect(() => fileDataFrameBody(0)).toThrow();
+  expect(() => fileDataFrameBody(EXCHANGE_CHUNK + 1)).toThrow();
 });

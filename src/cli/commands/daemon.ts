@@ -407,7 +407,6 @@ function logSince(logFile: string, start: number): string {
   return (text.length >= start ? text.subarray(start) : text).toString("utf8");
 }
 
-/** Waits until the detached daemon `pid` answers on its socket; throws what it said if it exits first. */
 /** IP:PORT of the running daemon's metrics listener; what was asked for if the daemon cannot say. */
 async function boundMetricsAddress(asked: string): Promise<string> {
   try {
@@ -418,6 +417,7 @@ async function boundMetricsAddress(asked: string): Promise<string> {
   }
 }
 
+/** Waits until the detached daemon `pid` answers on its socket; throws what it said if it exits first. */
 async function waitForStart(pid: number, exited: Promise<number>, logFile: string, logStart: number) {
   let exitCode: number | null = null;
   void exited.then((code) => (exitCode = code));

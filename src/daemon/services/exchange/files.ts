@@ -26,7 +26,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { formatAddress, type Address } from "../../../protocol/address.ts";
-import { EXCHANGE_CHUNK, ExchangeError, ExchangeKind, NAME_MAX_BYTES, type ExchangeFrame, type FileOfferFrame } from "../../../protocol/exchange.ts";
+import { EXCHANGE_CHUNK, ExchangeError, fileDataFrameBody, NAME_MAX_BYTES, type ExchangeFrame, type FileOfferFrame } from "../../../protocol/exchange.ts";
 import type { FileSendResult, FileTransferInfo, FileTransfersResult, ReceivedClearResult, ReceivedListResult } from "../../../protocol/exchange-calls.ts";
 import { WellKnownPort } from "../../../protocol/ports.ts";
 import { NodeError, type NodeErrorCode } from "../../local-node.ts";
@@ -696,9 +696,7 @@ class OutgoingTransfer {
       const frames: Uint8Array[] = [];
       const end = Math.min(this.size, at + READ_BLOCK);
       for (let p = at; p < end; p += EXCHANGE_CHUNK) {
-        const f = new Uint8Array(1 + Math.min(EXCHANGE_CHUNK, end - p));
-        f[0] = ExchangeKind.FileData;
-        frames.push(f);
+        frames.push(fileDataFrameBody(Math.min(EXCHANGE_CHUNK, end - p)));
       }
       let views = frames.map((f) => f.subarray(1));
       let pos = at;
